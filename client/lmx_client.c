@@ -1,0 +1,534 @@
+#define _POSIX_C_SOURCE 200809L
+/* liblongmix: libcurl fetches with retries and replica failover; every batch verified. */
+#include "longmix.h"
+
+#include <curl/curl.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <zstd.h>
+
+#include "lmx_util.h"
+#include "lmx_wire.h"
+
+#define MAX_REPLICAS 32
+#define MAX_BODY ((size_t)1 << 34)
+
+struct lmx_batch {
+    lmx_wire_view v;
+    uint8_t *owned; /* NULL when the body lives in a caller buffer */
+    size_t size;
+    char plan_id[2 * LMX_PLAN_ID_BYTES + 1];
+    char **domains; /* NUL-terminated copies of the wire's domain names */
+};
+
+struct lmx_client {
+    char *urls[MAX_REPLICAS];
+    int n_urls, cur;
+    char *plan, *auth_header;
+    lmx_client_options o;
+    uint64_t pos;
+    char plan_id[2 * LMX_PLAN_ID_BYTES + 1]; /* learnt from the first batch */
+    CURL *curl;
+    pthread_mutex_t lock;
+};
+
+static pthread_once_t global_once = PTHREAD_ONCE_INIT;
+static int global_ok;
+static void global_init(void) { global_ok = curl_global_init(CURL_GLOBAL_DEFAULT) == 0 && sodium_init() >= 0; }
+
+const char *lmx_version(void) { return "0.1.0"; }
+
+void lmx_client_options_init(lmx_client_options *o)
+{
+    memset(o, 0, sizeof *o);
+    o->world = 1;
+    o->prefetch = 2;
+    o->timeout_ms = 60000;
+    o->retries = 6;
+}
+
+int lmx_client_open(const lmx_client_options *o, lmx_client **out, lmx_error *err)
+{
+    *out = NULL;
+    pthread_once(&global_once, global_init);
+    if (!global_ok)
+        return lmx__err(err, LMX_EINTERNAL, "libcurl or libsodium failed to initialize");
+    if (!o || !o->urls || !*o->urls)
+        return lmx__err(err, LMX_EINVAL, "client: no server URL given");
+    if (!o->plan || !*o->plan)
+        return lmx__err(err, LMX_EINVAL, "client: no plan given");
+    uint32_t world = o->world ? o->world : 1;
+    if (o->rank >= world)
+        return lmx__err(err, LMX_EINVAL, "client: rank %u must be below world %u", o->rank, world);
+    for (const char *p = o->plan; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || strchr("-_.", *p)))
+            return lmx__err(err, LMX_EINVAL, "client: plan name '%s' has characters outside [A-Za-z0-9._-]", o->plan);
+    lmx_client *c = calloc(1, sizeof *c);
+    if (!c)
+        return lmx__err(err, LMX_ENOMEM, "client: out of memory");
+    c->o = *o;
+    c->o.world = world;
+    if (!c->o.timeout_ms)
+        c->o.timeout_ms = 60000;
+    if (!c->o.retries)
+        c->o.retries = 6;
+    c->pos = o->start_step;
+    c->plan = strdup(o->plan);
+    pthread_mutex_init(&c->lock, NULL);
+    const char *p = o->urls;
+    while (*p) {
+        const char *e = strchr(p, ',');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        while (n && (*p == ' ' || *p == '\t'))
+            p++, n--;
+        while (n && (p[n - 1] == ' ' || p[n - 1] == '/'))
+            n--;
+        if (n) {
+            if (c->n_urls == MAX_REPLICAS || (strncmp(p, "http://", 7) != 0 && strncmp(p, "https://", 8) != 0)) {
+                lmx__err(err, LMX_EINVAL, "client: '%.*s' is not an http:// or https:// URL (or more than %d replicas)",
+                         (int)n, p, MAX_REPLICAS);
+                lmx_client_close(c);
+                return LMX_EINVAL;
+            }
+            c->urls[c->n_urls++] = strndup(p, n);
+        }
+        p += n;
+        while (*p == ',' || *p == ' ' || *p == '/')
+            p++;
+    }
+    if (c->n_urls == 0) {
+        lmx_client_close(c);
+        return lmx__err(err, LMX_EINVAL, "client: no server URL given");
+    }
+    if (o->token && *o->token) {
+        size_t n = strlen(o->token) + 32;
+        c->auth_header = malloc(n);
+        snprintf(c->auth_header, n, "Authorization: Bearer %s", o->token);
+    }
+    c->curl = curl_easy_init();
+    if (!c->curl) {
+        lmx_client_close(c);
+        return lmx__err(err, LMX_ENOMEM, "client: curl_easy_init failed");
+    }
+    *out = c;
+    return LMX_OK;
+}
+
+void lmx_client_close(lmx_client *c)
+{
+    if (!c)
+        return;
+    for (int i = 0; i < c->n_urls; i++)
+        free(c->urls[i]);
+    free(c->plan);
+    if (c->auth_header) {
+        sodium_memzero(c->auth_header, strlen(c->auth_header));
+        free(c->auth_header);
+    }
+    if (c->curl)
+        curl_easy_cleanup(c->curl);
+    pthread_mutex_destroy(&c->lock);
+    free(c);
+}
+
+/* ---- one HTTP exchange ---- */
+
+typedef struct exchange {
+    lmx_buf body;
+    char digest[96];
+    char plan_id[64];
+    int zstd;
+} exchange;
+
+static size_t on_body(char *p, size_t size, size_t n, void *ud)
+{
+    exchange *x = ud;
+    return lmx__buf_append(&x->body, p, size * n) == LMX_OK ? size * n : 0;
+}
+
+static void header_value(const char *line, size_t len, const char *name, char *dst, size_t cap)
+{
+    size_t nl = strlen(name);
+    if (len <= nl + 1 || strncasecmp(line, name, nl) != 0 || line[nl] != ':')
+        return;
+    const char *v = line + nl + 1;
+    size_t vn = len - nl - 1;
+    while (vn && (*v == ' ' || *v == '\t'))
+        v++, vn--;
+    while (vn && (v[vn - 1] == '\r' || v[vn - 1] == '\n' || v[vn - 1] == ' '))
+        vn--;
+    if (vn >= cap)
+        vn = cap - 1;
+    memcpy(dst, v, vn);
+    dst[vn] = '\0';
+}
+
+static size_t on_header(char *p, size_t size, size_t n, void *ud)
+{
+    exchange *x = ud;
+    size_t len = size * n;
+    char enc[32] = "";
+    header_value(p, len, LMX_HDR_DIGEST, x->digest, sizeof x->digest);
+    header_value(p, len, LMX_HDR_PLAN_ID, x->plan_id, sizeof x->plan_id);
+    header_value(p, len, "Content-Encoding", enc, sizeof enc);
+    if (enc[0])
+        x->zstd = strcasecmp(enc, "zstd") == 0;
+    return len;
+}
+
+static int fail_batch(lmx_batch *b, int rc)
+{
+    lmx_batch_free(b);
+    return rc;
+}
+
+/* Decodes and checks a 200 body into a batch. */
+static int make_batch(lmx_client *c, exchange *x, uint64_t step, void *buf, size_t cap, size_t *needed, lmx_batch **out,
+                      const char *url, lmx_error *err)
+{
+    lmx_batch *b = calloc(1, sizeof *b);
+    if (!b)
+        return lmx__err(err, LMX_ENOMEM, "out of memory");
+    const uint8_t *raw = x->body.data;
+    size_t size = x->body.len;
+    if (x->zstd) {
+        unsigned long long n = ZSTD_getFrameContentSize(x->body.data, x->body.len);
+        if (n == ZSTD_CONTENTSIZE_ERROR || n == ZSTD_CONTENTSIZE_UNKNOWN || n > MAX_BODY)
+            return fail_batch(b, lmx__err(err, LMX_EFORMAT, "%s: zstd body without a valid content size", url));
+        size = (size_t)n;
+    }
+    if (needed)
+        *needed = size;
+    uint8_t *dst;
+    if (buf) {
+        if (cap < size)
+            return fail_batch(b, lmx__err(err, LMX_ENOMEM, "batch of %zu bytes does not fit the caller's %zu", size, cap));
+        dst = buf;
+    } else if (!(dst = b->owned = malloc(size ? size : 1))) {
+        return fail_batch(b, lmx__err(err, LMX_ENOMEM, "out of memory for a %zu-byte batch", size));
+    }
+    if (x->zstd) {
+        size_t got = ZSTD_decompress(dst, size, x->body.data, x->body.len);
+        if (ZSTD_isError(got) || got != size)
+            return fail_batch(b, lmx__err(err, LMX_EFORMAT, "%s: corrupt zstd body", url));
+    } else {
+        memcpy(dst, raw, size);
+    }
+    b->size = size;
+    /* digest of the uncompressed body */
+    uint8_t h[32];
+    char hex[65], want[96];
+    crypto_generichash(h, sizeof h, dst, size, NULL, 0);
+    lmx__hex(h, sizeof h, hex);
+    snprintf(want, sizeof want, "%s%s", LMX_DIGEST_PREFIX, hex);
+    if (!x->digest[0])
+        return fail_batch(b, lmx__err(err, LMX_EFORMAT, "%s: response has no %s header", url, LMX_HDR_DIGEST));
+    if (sodium_memcmp(want, x->digest, strlen(want) + 1 <= sizeof x->digest ? strlen(want) + 1 : 1) != 0 ||
+        strlen(x->digest) != strlen(want))
+        return fail_batch(b, lmx__err(err, LMX_ECHECKSUM, "%s: body digest %s does not match the header's %s", url,
+                                      want, x->digest));
+    int rc = lmx__wire_parse(dst, size, &b->v, err);
+    if (rc != LMX_OK) {
+        lmx__err_prefix(err, "%s: ", url);
+        return fail_batch(b, rc);
+    }
+    lmx__hex(b->v.h.plan_id, LMX_PLAN_ID_BYTES, b->plan_id);
+    if (b->v.h.step != step || b->v.h.rank != c->o.rank || b->v.h.world != c->o.world)
+        return fail_batch(b, lmx__err(err, LMX_EFORMAT, "%s: got batch step %llu rank %u/%u, asked for %llu rank %u/%u",
+                                      url, (unsigned long long)b->v.h.step, b->v.h.rank, b->v.h.world,
+                                      (unsigned long long)step, c->o.rank, c->o.world));
+    if (x->plan_id[0] && strcmp(x->plan_id, b->plan_id) != 0)
+        return fail_batch(b, lmx__err(err, LMX_EFORMAT, "%s: plan id header %s differs from the body's %s", url,
+                                      x->plan_id, b->plan_id));
+    if (c->plan_id[0] && strcmp(c->plan_id, b->plan_id) != 0)
+        return fail_batch(b, lmx__err(err, LMX_EHTTP,
+                                      "%s: plan '%s' changed on the server (id %s, this run started with %s): refusing "
+                                      "to mix two plans in one run",
+                                      url, c->plan, b->plan_id, c->plan_id));
+    b->domains = calloc(b->v.h.n_domains + 1, sizeof *b->domains);
+    for (uint32_t i = 0; b->domains && i < b->v.h.n_domains; i++) {
+        uint32_t n;
+        const char *s = lmx__wire_domain(&b->v, i, &n);
+        b->domains[i] = strndup(s, n);
+    }
+    memcpy(c->plan_id, b->plan_id, sizeof c->plan_id);
+    *out = b;
+    return LMX_OK;
+}
+
+static void backoff(unsigned attempt)
+{
+    unsigned ms = 50u << (attempt < 6 ? attempt : 6);
+    if (ms > 2000)
+        ms = 2000;
+    ms = ms / 2 + randombytes_uniform(ms / 2 + 1); /* jitter: replicas are not hit in lockstep */
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static int http_error(long status, exchange *x, const char *url, lmx_error *err)
+{
+    char detail[300] = "";
+    x->body.len = x->body.len > 4096 ? 4096 : x->body.len;
+    json_t *j = json_loadb((const char *)x->body.data, x->body.len, 0, NULL);
+    if (j)
+        snprintf(detail, sizeof detail, "%s: %s", json_string_value(json_object_get(j, "error")) ? json_string_value(json_object_get(j, "error")) : "error",
+                 json_string_value(json_object_get(j, "detail")) ? json_string_value(json_object_get(j, "detail")) : "");
+    json_decref(j);
+    int code = status == 404 ? LMX_ENOTFOUND : status == 416 ? LMX_ERANGE : status == 401 || status == 403 ? LMX_EAUTH : LMX_EHTTP;
+    return lmx__err(err, code, "%s: HTTP %ld %s", url, status, detail[0] ? detail : "(no error body)");
+}
+
+static int fetch_locked(lmx_client *c, uint64_t step, void *buf, size_t cap, size_t *needed, lmx_batch **out,
+                        lmx_error *err)
+{
+    *out = NULL;
+    lmx_error last = {0};
+    for (unsigned attempt = 0; attempt < c->o.retries; attempt++) {
+        if (attempt)
+            backoff(attempt - 1);
+        const char *base = c->urls[c->cur];
+        char url[4096];
+        snprintf(url, sizeof url, "%s/v1/plans/%s/batches/%llu?rank=%u&world=%u", base, c->plan,
+                 (unsigned long long)step, c->o.rank, c->o.world);
+        exchange x = {0};
+        x.body.cap_limit = MAX_BODY;
+        struct curl_slist *hdrs = NULL;
+        if (!c->o.no_zstd)
+            hdrs = curl_slist_append(hdrs, "Accept-Encoding: zstd");
+        if (c->auth_header)
+            hdrs = curl_slist_append(hdrs, c->auth_header);
+        curl_easy_reset(c->curl);
+        curl_easy_setopt(c->curl, CURLOPT_URL, url);
+        curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, hdrs);
+        curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, on_body);
+        curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, &x);
+        curl_easy_setopt(c->curl, CURLOPT_HEADERFUNCTION, on_header);
+        curl_easy_setopt(c->curl, CURLOPT_HEADERDATA, &x);
+        curl_easy_setopt(c->curl, CURLOPT_TIMEOUT_MS, (long)c->o.timeout_ms);
+        curl_easy_setopt(c->curl, CURLOPT_CONNECTTIMEOUT_MS, (long)(c->o.timeout_ms < 10000 ? c->o.timeout_ms : 10000));
+        curl_easy_setopt(c->curl, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(c->curl, CURLOPT_TCP_NODELAY, 1L);
+        CURLcode cc = curl_easy_perform(c->curl);
+        curl_slist_free_all(hdrs);
+        long status = 0;
+        curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &status);
+        int rc;
+        if (cc != CURLE_OK) {
+            rc = lmx__err(&last, cc == CURLE_OPERATION_TIMEDOUT ? LMX_ETIMEOUT : LMX_ENETWORK, "%s: %s", base,
+                          curl_easy_strerror(cc));
+        } else if (status == 200) {
+            rc = make_batch(c, &x, step, buf, cap, needed, out, base, &last);
+            if (rc == LMX_OK || rc == LMX_ENOMEM || rc == LMX_EHTTP) {
+                lmx__buf_free(&x.body);
+                if (rc != LMX_OK && err)
+                    *err = last;
+                return rc;
+            }
+        } else if (status >= 400 && status < 500) {
+            rc = http_error(status, &x, base, err); /* the request itself is wrong: no retry */
+            lmx__buf_free(&x.body);
+            return rc;
+        } else {
+            rc = http_error(status, &x, base, &last);
+        }
+        lmx__buf_free(&x.body);
+        (void)rc;
+        c->cur = (c->cur + 1) % c->n_urls; /* fail over */
+    }
+    if (err) {
+        *err = last;
+        lmx__err_prefix(err, "batch %llu: gave up after %u attempts; last: ", (unsigned long long)step, c->o.retries);
+    }
+    return last.code ? last.code : LMX_ENETWORK;
+}
+
+int lmx_client_fetch(lmx_client *c, uint64_t step, lmx_batch **out, lmx_error *err)
+{
+    pthread_mutex_lock(&c->lock);
+    int rc = fetch_locked(c, step, NULL, 0, NULL, out, err);
+    pthread_mutex_unlock(&c->lock);
+    return rc;
+}
+
+int lmx_client_fetch_into(lmx_client *c, uint64_t step, void *buf, size_t cap, size_t *needed, lmx_batch **out,
+                          lmx_error *err)
+{
+    if (!buf)
+        return lmx__err(err, LMX_EINVAL, "fetch_into: no buffer");
+    pthread_mutex_lock(&c->lock);
+    int rc = fetch_locked(c, step, buf, cap, needed, out, err);
+    pthread_mutex_unlock(&c->lock);
+    return rc;
+}
+
+int lmx_client_next(lmx_client *c, lmx_batch **out, lmx_error *err)
+{
+    pthread_mutex_lock(&c->lock);
+    int rc = fetch_locked(c, c->pos, NULL, 0, NULL, out, err);
+    if (rc == LMX_OK)
+        c->pos++;
+    pthread_mutex_unlock(&c->lock);
+    return rc;
+}
+
+int lmx_client_seek(lmx_client *c, uint64_t step)
+{
+    pthread_mutex_lock(&c->lock);
+    c->pos = step;
+    pthread_mutex_unlock(&c->lock);
+    return LMX_OK;
+}
+
+uint64_t lmx_client_position(const lmx_client *c) { return c->pos; }
+
+void lmx_batch_free(lmx_batch *b)
+{
+    if (!b)
+        return;
+    for (uint32_t i = 0; b->domains && i < b->v.h.n_domains; i++)
+        free(b->domains[i]);
+    free(b->domains);
+    free(b->owned);
+    free(b);
+}
+
+const char *lmx_batch_plan_id(const lmx_batch *b) { return b->plan_id; }
+uint64_t lmx_batch_step(const lmx_batch *b) { return b->v.h.step; }
+uint32_t lmx_batch_rank(const lmx_batch *b) { return b->v.h.rank; }
+uint32_t lmx_batch_world(const lmx_batch *b) { return b->v.h.world; }
+uint32_t lmx_batch_n_seqs(const lmx_batch *b) { return b->v.h.n_seqs; }
+uint32_t lmx_batch_seq_len(const lmx_batch *b) { return b->v.h.seq_len; }
+uint32_t lmx_batch_token_bytes(const lmx_batch *b) { return b->v.h.token_bytes; }
+const void *lmx_batch_tokens(const lmx_batch *b) { return b->v.base + b->v.at.tokens; }
+uint32_t lmx_batch_next_token(const lmx_batch *b, uint32_t seq)
+{
+    return seq < b->v.h.n_seqs ? lmx__wire_next_token(&b->v, seq) : UINT32_MAX;
+}
+
+int lmx_batch_tokens_u32(const lmx_batch *b, uint32_t *dst, size_t n_dst)
+{
+    size_t n = (size_t)b->v.h.n_seqs * b->v.h.seq_len;
+    if (n_dst < n)
+        return LMX_EINVAL;
+    const uint8_t *p = b->v.base + b->v.at.tokens;
+    if (b->v.h.token_bytes == 2)
+        for (size_t i = 0; i < n; i++)
+            dst[i] = lmx__get16(p + 2 * i);
+    else
+        for (size_t i = 0; i < n; i++)
+            dst[i] = lmx__get32(p + 4 * i);
+    return LMX_OK;
+}
+
+uint32_t lmx_batch_n_spans(const lmx_batch *b, uint32_t seq)
+{
+    if (seq >= b->v.h.n_seqs)
+        return 0;
+    uint32_t a, e;
+    lmx__wire_seq_spans(&b->v, seq, &a, &e);
+    return e - a;
+}
+
+int lmx_batch_span(const lmx_batch *b, uint32_t seq, uint32_t i, lmx_span_info *out)
+{
+    if (seq >= b->v.h.n_seqs)
+        return LMX_EINVAL;
+    uint32_t a, e;
+    lmx__wire_seq_spans(&b->v, seq, &a, &e);
+    if (i >= e - a)
+        return LMX_EINVAL;
+    lmx_span s = lmx__wire_span(&b->v, a + i);
+    out->doc = s.doc;
+    out->offset = s.offset;
+    out->start = s.start;
+    out->length = s.length;
+    out->domain = b->domains && b->domains[s.domain] ? b->domains[s.domain] : "";
+    return LMX_OK;
+}
+
+uint32_t lmx_batch_cu_seqlens(const lmx_batch *b, uint32_t seq, int32_t *dst, uint32_t cap)
+{
+    if (seq >= b->v.h.n_seqs)
+        return 0;
+    uint32_t a, e;
+    lmx__wire_seq_cu(&b->v, seq, &a, &e);
+    for (uint32_t i = a; dst && i < e && i - a < cap; i++)
+        dst[i - a] = lmx__wire_cu(&b->v, i);
+    return e - a;
+}
+
+const void *lmx_batch_body(const lmx_batch *b, size_t *size)
+{
+    if (size)
+        *size = b->size;
+    return b->v.base;
+}
+
+size_t lmx_batch_body_size(const lmx_batch *b) { return b->size; }
+
+void lmx_free(void *p) { free(p); }
+
+int lmx_get(const char *urls, const char *token, const char *path, uint32_t timeout_ms, char **body, size_t *len,
+            lmx_error *err)
+{
+    *body = NULL;
+    lmx_client_options o;
+    lmx_client_options_init(&o);
+    o.urls = urls;
+    o.plan = "_";
+    o.token = token;
+    if (timeout_ms)
+        o.timeout_ms = timeout_ms;
+    lmx_client *c;
+    int rc = lmx_client_open(&o, &c, err);
+    if (rc)
+        return rc;
+    lmx_error last = {0};
+    rc = LMX_ENETWORK;
+    for (int i = 0; i < c->n_urls; i++) {
+        char url[4096];
+        snprintf(url, sizeof url, "%s%s", c->urls[i], path);
+        exchange x = {0};
+        x.body.cap_limit = (size_t)1 << 30;
+        struct curl_slist *hdrs = c->auth_header ? curl_slist_append(NULL, c->auth_header) : NULL;
+        curl_easy_setopt(c->curl, CURLOPT_URL, url);
+        curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, hdrs);
+        curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, on_body);
+        curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, &x);
+        curl_easy_setopt(c->curl, CURLOPT_TIMEOUT_MS, (long)c->o.timeout_ms);
+        curl_easy_setopt(c->curl, CURLOPT_NOSIGNAL, 1L);
+        CURLcode cc = curl_easy_perform(c->curl);
+        curl_slist_free_all(hdrs);
+        long status = 0;
+        curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &status);
+        if (cc != CURLE_OK) {
+            rc = lmx__err(&last, cc == CURLE_OPERATION_TIMEDOUT ? LMX_ETIMEOUT : LMX_ENETWORK, "%s: %s", c->urls[i],
+                          curl_easy_strerror(cc));
+        } else if (status >= 200 && status < 300) {
+            lmx__buf_append(&x.body, "", 1);
+            *body = (char *)x.body.data;
+            if (len)
+                *len = x.body.len - 1;
+            lmx_client_close(c);
+            return LMX_OK;
+        } else {
+            rc = http_error(status, &x, c->urls[i], &last);
+            if (status < 500) {
+                lmx__buf_free(&x.body);
+                break;
+            }
+        }
+        lmx__buf_free(&x.body);
+    }
+    if (err)
+        *err = last;
+    lmx_client_close(c);
+    return rc;
+}

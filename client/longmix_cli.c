@@ -1,0 +1,513 @@
+#define _POSIX_C_SOURCE 200809L
+/* longmix: the trainer/admin command line. Uses only the public API (longmix.h) and jansson. */
+#include <getopt.h>
+#include <jansson.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "longmix.h"
+
+static const char usage_main[] =
+    "usage: longmix COMMAND [OPTIONS]\n"
+    "\n"
+    "  fetch   one batch           longmix fetch --url URL --plan NAME --step S [--rank R --world W] [--token T] (--out FILE | --json)\n"
+    "  stats   mixture statistics  longmix stats --url URL [--plan NAME] [--json]\n"
+    "  show    a sequence as text  longmix show --url URL --plan NAME --step S --seq K\n"
+    "  bench   load test           longmix bench --url URL --plan NAME --clients N --seconds T [--world W]\n"
+    "\n"
+    "--url takes a comma separated list of replicas. The token may also come from $LONGMIX_TOKEN.\n";
+
+typedef struct args {
+    const char *url, *plan, *token, *out;
+    uint64_t step, seq;
+    uint32_t rank, world, clients;
+    double seconds;
+    int json, have_step, no_zstd;
+} args;
+
+static int die(const char *cmd, const char *msg)
+{
+    fprintf(stderr, "longmix %s: %s\n", cmd, msg);
+    return 1;
+}
+
+static int parse_uint(const char *cmd, const char *name, const char *v, uint64_t max, uint64_t *out)
+{
+    char *end;
+    if (!v || !*v || *v == '-' || *v == '+')
+        goto bad;
+    unsigned long long x = strtoull(v, &end, 10);
+    if (*end || x > max)
+        goto bad;
+    *out = x;
+    return 0;
+bad:
+    fprintf(stderr, "longmix %s: --%s must be an integer in [0, %llu], got '%s'\n", cmd, name, (unsigned long long)max,
+            v ? v : "");
+    return -1;
+}
+
+/* Common options; returns 0, or the exit code to return (after printing help or an error). */
+static int parse_args(const char *cmd, const char *usage, int argc, char **argv, args *a)
+{
+    static const struct option lo[] = {
+        {"url", 1, 0, 'u'},   {"plan", 1, 0, 'p'},    {"step", 1, 0, 's'},    {"rank", 1, 0, 'r'},
+        {"world", 1, 0, 'w'}, {"token", 1, 0, 't'},   {"out", 1, 0, 'o'},     {"json", 0, 0, 'j'},
+        {"seq", 1, 0, 'k'},   {"clients", 1, 0, 'c'}, {"seconds", 1, 0, 'S'}, {"no-zstd", 0, 0, 'Z'},
+        {"help", 0, 0, 'h'},  {0, 0, 0, 0}};
+    memset(a, 0, sizeof *a);
+    a->world = 1;
+    a->clients = 4;
+    a->seconds = 10;
+    a->token = getenv("LONGMIX_TOKEN");
+    int c;
+    uint64_t u;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+        switch (c) {
+        case 'u': a->url = optarg; break;
+        case 'p': a->plan = optarg; break;
+        case 't': a->token = optarg; break;
+        case 'o': a->out = optarg; break;
+        case 'j': a->json = 1; break;
+        case 'Z': a->no_zstd = 1; break;
+        case 's':
+            if (parse_uint(cmd, "step", optarg, UINT64_MAX >> 2, &a->step))
+                return 2;
+            a->have_step = 1;
+            break;
+        case 'k':
+            if (parse_uint(cmd, "seq", optarg, 1u << 20, &a->seq))
+                return 2;
+            break;
+        case 'r':
+            if (parse_uint(cmd, "rank", optarg, 1u << 30, &u))
+                return 2;
+            a->rank = (uint32_t)u;
+            break;
+        case 'w':
+            if (parse_uint(cmd, "world", optarg, 1u << 30, &u) || u == 0)
+                return u == 0 ? (fprintf(stderr, "longmix %s: --world must be at least 1\n", cmd), 2) : 2;
+            a->world = (uint32_t)u;
+            break;
+        case 'c':
+            if (parse_uint(cmd, "clients", optarg, 4096, &u) || u == 0)
+                return 2;
+            a->clients = (uint32_t)u;
+            break;
+        case 'S': {
+            char *end;
+            a->seconds = strtod(optarg, &end);
+            if (*end || !(a->seconds > 0) || a->seconds > 86400) {
+                fprintf(stderr, "longmix %s: --seconds must be a number in (0, 86400]\n", cmd);
+                return 2;
+            }
+            break;
+        }
+        case 'h': fputs(usage, stdout); return -1;
+        default: fprintf(stderr, "longmix %s: unknown option (see longmix %s --help)\n", cmd, cmd); return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "longmix %s: unexpected argument '%s'\n", cmd, argv[optind]);
+        return 2;
+    }
+    if (!a->url) {
+        fprintf(stderr, "longmix %s: --url is required\n", cmd);
+        return 2;
+    }
+    return 0;
+}
+
+static json_t *batch_json(const lmx_batch *b, const char *plan)
+{
+    json_t *o = json_object(), *seqs = json_array();
+    uint32_t n = lmx_batch_n_seqs(b), L = lmx_batch_seq_len(b), tb = lmx_batch_token_bytes(b);
+    json_object_set_new(o, "plan", json_string(plan));
+    json_object_set_new(o, "plan_id", json_string(lmx_batch_plan_id(b)));
+    json_object_set_new(o, "step", json_integer((json_int_t)lmx_batch_step(b)));
+    json_object_set_new(o, "rank", json_integer(lmx_batch_rank(b)));
+    json_object_set_new(o, "world", json_integer(lmx_batch_world(b)));
+    json_object_set_new(o, "seq_len", json_integer(L));
+    json_object_set_new(o, "token_bytes", json_integer(tb));
+    const uint8_t *t = lmx_batch_tokens(b);
+    int32_t *cu = malloc(sizeof *cu * ((size_t)L + 2));
+    for (uint32_t s = 0; s < n; s++) {
+        json_t *so = json_object(), *toks = json_array(), *spans = json_array();
+        for (uint32_t i = 0; i < L; i++) {
+            size_t k = (size_t)s * L + i;
+            uint32_t v = tb == 2 ? (uint32_t)(t[2 * k] | t[2 * k + 1] << 8)
+                                 : (uint32_t)t[4 * k] | (uint32_t)t[4 * k + 1] << 8 | (uint32_t)t[4 * k + 2] << 16 |
+                                       (uint32_t)t[4 * k + 3] << 24;
+            json_array_append_new(toks, json_integer(v));
+        }
+        json_object_set_new(so, "tokens", toks);
+        json_object_set_new(so, "next_token", json_integer(lmx_batch_next_token(b, s)));
+        for (uint32_t i = 0; i < lmx_batch_n_spans(b, s); i++) {
+            lmx_span_info sp;
+            lmx_batch_span(b, s, i, &sp);
+            json_t *x = json_object();
+            json_object_set_new(x, "domain", json_string(sp.domain));
+            json_object_set_new(x, "doc", json_integer((json_int_t)sp.doc));
+            json_object_set_new(x, "offset", json_integer((json_int_t)sp.offset));
+            json_object_set_new(x, "start", json_integer(sp.start));
+            json_object_set_new(x, "length", json_integer(sp.length));
+            json_array_append_new(spans, x);
+        }
+        json_object_set_new(so, "spans", spans);
+        uint32_t ncu = lmx_batch_cu_seqlens(b, s, cu, L + 2);
+        if (ncu) {
+            json_t *ca = json_array();
+            for (uint32_t i = 0; i < ncu && i < L + 2; i++)
+                json_array_append_new(ca, json_integer(cu[i]));
+            json_object_set_new(so, "cu_seqlens", ca);
+        }
+        json_array_append_new(seqs, so);
+    }
+    free(cu);
+    json_object_set_new(o, "sequences", seqs);
+    return o;
+}
+
+static int open_client(const char *cmd, const args *a, uint64_t start, lmx_client **c)
+{
+    lmx_client_options o;
+    lmx_client_options_init(&o);
+    o.urls = a->url;
+    o.plan = a->plan;
+    o.rank = a->rank;
+    o.world = a->world;
+    o.token = a->token;
+    o.start_step = start;
+    o.no_zstd = a->no_zstd;
+    lmx_error e = {0};
+    if (lmx_client_open(&o, c, &e) != LMX_OK)
+        return die(cmd, e.message);
+    return 0;
+}
+
+static int cmd_fetch(int argc, char **argv)
+{
+    static const char usage[] =
+        "usage: longmix fetch --url URL --plan NAME --step S [--rank R --world W] [--token T] (--out FILE | --json)\n"
+        "\n"
+        "Fetches batch S for rank R of W, verifies it (digest, format, identity) and either writes the\n"
+        "uncompressed wire body (proto/WIRE.md) to FILE or prints it as JSON: plan, plan_id, step, rank,\n"
+        "world, seq_len and per sequence its tokens, next_token, spans and cu_seqlens.\n";
+    args a;
+    int rc = parse_args("fetch", usage, argc, argv, &a);
+    if (rc)
+        return rc < 0 ? 0 : rc;
+    if (!a.plan || !a.have_step)
+        return die("fetch", "--plan and --step are required");
+    if (!a.out && !a.json)
+        return die("fetch", "say where the batch goes: --out FILE or --json");
+    lmx_client *c;
+    if ((rc = open_client("fetch", &a, a.step, &c)))
+        return rc;
+    lmx_batch *b = NULL;
+    lmx_error e = {0};
+    if (lmx_client_fetch(c, a.step, &b, &e) != LMX_OK) {
+        lmx_client_close(c);
+        return die("fetch", e.message);
+    }
+    if (a.out) {
+        size_t n;
+        const void *body = lmx_batch_body(b, &n);
+        char tmp[4200];
+        snprintf(tmp, sizeof tmp, "%s.tmp", a.out);
+        FILE *f = fopen(tmp, "wb");
+        if (!f || fwrite(body, 1, n, f) != n || fclose(f) != 0 || rename(tmp, a.out) != 0) {
+            perror(a.out);
+            rc = 1;
+        }
+    }
+    if (a.json) {
+        json_t *j = batch_json(b, a.plan);
+        json_dumpf(j, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        putchar('\n');
+        json_decref(j);
+    }
+    lmx_batch_free(b);
+    lmx_client_close(c);
+    return rc;
+}
+
+static void bar(double frac, int width)
+{
+    int n = (int)lround(frac * width);
+    for (int i = 0; i < width; i++)
+        fputs(i < n ? "#" : ".", stdout);
+}
+
+static int cmd_stats(int argc, char **argv)
+{
+    static const char usage[] =
+        "usage: longmix stats --url URL [--plan NAME] [--json]\n"
+        "\n"
+        "Per plan: each domain's target and realized token share, long-document share (target vs\n"
+        "realized), epochs used, and the token-weighted length buckets of Fu et al. 2024, Figure 2.\n";
+    args a;
+    int rc = parse_args("stats", usage, argc, argv, &a);
+    if (rc)
+        return rc < 0 ? 0 : rc;
+    char path[256], *body = NULL;
+    snprintf(path, sizeof path, "/v1/stats%s%s", a.plan ? "?plan=" : "", a.plan ? a.plan : "");
+    lmx_error e = {0};
+    if (lmx_get(a.url, a.token, path, 0, &body, NULL, &e) != LMX_OK)
+        return die("stats", e.message);
+    if (a.json) {
+        fputs(body, stdout);
+        lmx_free(body);
+        return 0;
+    }
+    json_t *root = json_loads(body, 0, NULL);
+    lmx_free(body);
+    if (!root)
+        return die("stats", "the server's /v1/stats is not JSON");
+    static const char *const buckets[] = {"0-1K", "1K-2K", "2K-4K", "4K-8K", "8K-16K", "16K-32K", "32K-64K", "64K-128K", "128K+"};
+    const char *pname;
+    json_t *p;
+    json_object_foreach(json_object_get(root, "plans"), pname, p)
+    {
+        printf("plan %s (%s, id %s) over the first %lld tokens\n", pname,
+               json_string_value(json_object_get(p, "strategy")), json_string_value(json_object_get(p, "plan_id")),
+               (long long)json_integer_value(json_object_get(p, "window_tokens")));
+        printf("  %-24s %8s %8s %-22s %8s %8s %7s\n", "domain", "target", "realized", "", "long exp", "long", "epochs");
+        const char *dn;
+        json_t *d;
+        json_object_foreach(json_object_get(p, "domains"), dn, d)
+        {
+            double tgt = json_number_value(json_object_get(d, "target_share"));
+            double got = json_number_value(json_object_get(d, "realized_share"));
+            printf("  %-24s %7.2f%% %7.2f%% ", dn, 100 * tgt, 100 * got);
+            bar(got, 20);
+            printf("   %7.1f%% %7.1f%% %7.2f\n", 100 * json_number_value(json_object_get(d, "expected_long_share")),
+                   100 * json_number_value(json_object_get(d, "realized_long_share")),
+                   json_number_value(json_object_get(d, "epochs")));
+        }
+        printf("  length buckets (share of tokens):\n");
+        json_object_foreach(json_object_get(p, "domains"), dn, d)
+        {
+            json_t *bk = json_object_get(d, "buckets");
+            double tot = 0;
+            for (int i = 0; i < 9; i++)
+                tot += (double)json_integer_value(json_object_get(bk, buckets[i]));
+            printf("  %-24s", dn);
+            for (int i = 0; i < 9; i++)
+                printf(" %s:%4.1f%%", buckets[i], tot > 0 ? 100 * (double)json_integer_value(json_object_get(bk, buckets[i])) / tot : 0.0);
+            putchar('\n');
+        }
+        putchar('\n');
+    }
+    json_decref(root);
+    return 0;
+}
+
+static int cmd_show(int argc, char **argv)
+{
+    static const char usage[] =
+        "usage: longmix show --url URL --plan NAME --step S --seq K [--rank R --world W]\n"
+        "\n"
+        "Prints sequence K of batch S: one block per document piece with its domain, document id and\n"
+        "offset, then the text the server decodes for it (token ids when the server cannot decode).\n";
+    args a;
+    int rc = parse_args("show", usage, argc, argv, &a);
+    if (rc)
+        return rc < 0 ? 0 : rc;
+    if (!a.plan || !a.have_step)
+        return die("show", "--plan and --step are required");
+    lmx_client *c;
+    if ((rc = open_client("show", &a, a.step, &c)))
+        return rc;
+    lmx_batch *b = NULL;
+    lmx_error e = {0};
+    if (lmx_client_fetch(c, a.step, &b, &e) != LMX_OK) {
+        lmx_client_close(c);
+        return die("show", e.message);
+    }
+    if (a.seq >= lmx_batch_n_seqs(b)) {
+        fprintf(stderr, "longmix show: --seq %llu but the batch has %u sequences\n", (unsigned long long)a.seq,
+                lmx_batch_n_seqs(b));
+        lmx_batch_free(b);
+        lmx_client_close(c);
+        return 1;
+    }
+    uint32_t s = (uint32_t)a.seq, L = lmx_batch_seq_len(b);
+    uint32_t *ids = malloc(sizeof *ids * (size_t)lmx_batch_n_seqs(b) * L);
+    lmx_batch_tokens_u32(b, ids, (size_t)lmx_batch_n_seqs(b) * L);
+    for (uint32_t i = 0; i < lmx_batch_n_spans(b, s); i++) {
+        lmx_span_info sp;
+        lmx_batch_span(b, s, i, &sp);
+        printf("=== [%s] doc %llu tokens %llu..%llu at %u ===\n", sp.domain, (unsigned long long)sp.doc,
+               (unsigned long long)sp.offset, (unsigned long long)(sp.offset + sp.length), sp.start);
+        /* Byte-level ids (the `bytes` tokenizer) print as text; others as ids until the server
+         * decodes (format=text). */
+        int bytes = 1;
+        for (uint32_t k = 0; k < sp.length && bytes; k++)
+            bytes = ids[(size_t)s * L + sp.start + k] < 256;
+        for (uint32_t k = 0; k < sp.length; k++) {
+            uint32_t v = ids[(size_t)s * L + sp.start + k];
+            if (bytes)
+                putchar((int)v);
+            else
+                printf("%u ", v);
+        }
+        putchar('\n');
+    }
+    free(ids);
+    lmx_batch_free(b);
+    lmx_client_close(c);
+    return 0;
+}
+
+typedef struct bench_worker {
+    const args *a;
+    uint32_t id;
+    double deadline;
+    uint64_t batches, bytes, errors, seqs;
+    double *lat;
+    size_t n_lat, cap_lat;
+    char last_error[LMX_ERROR_MESSAGE_MAX];
+} bench_worker;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void *bench_loop(void *arg)
+{
+    bench_worker *w = arg;
+    lmx_client_options o;
+    lmx_client_options_init(&o);
+    o.urls = w->a->url;
+    o.plan = w->a->plan;
+    o.world = w->a->world;
+    o.rank = w->id % w->a->world;
+    o.token = w->a->token;
+    o.no_zstd = w->a->no_zstd;
+    o.retries = 1;
+    lmx_client *c;
+    lmx_error e = {0};
+    if (lmx_client_open(&o, &c, &e) != LMX_OK) {
+        w->errors++;
+        snprintf(w->last_error, sizeof w->last_error, "%s", e.message);
+        return NULL;
+    }
+    for (uint64_t step = w->id / w->a->world; now_s() < w->deadline; step += (w->a->clients + w->a->world - 1) / w->a->world) {
+        double t0 = now_s();
+        lmx_batch *b = NULL;
+        if (lmx_client_fetch(c, step, &b, &e) != LMX_OK) {
+            w->errors++;
+            snprintf(w->last_error, sizeof w->last_error, "%s", e.message);
+            if (e.code == LMX_ERANGE)
+                step = 0;
+            continue;
+        }
+        double dt = now_s() - t0;
+        if (w->n_lat == w->cap_lat) {
+            w->cap_lat = w->cap_lat ? w->cap_lat * 2 : 1024;
+            w->lat = realloc(w->lat, w->cap_lat * sizeof *w->lat);
+        }
+        w->lat[w->n_lat++] = dt;
+        w->batches++;
+        w->seqs += lmx_batch_n_seqs(b);
+        w->bytes += lmx_batch_body_size(b);
+        lmx_batch_free(b);
+    }
+    lmx_client_close(c);
+    return NULL;
+}
+
+static int cmp_double(const void *x, const void *y)
+{
+    double a = *(const double *)x, b = *(const double *)y;
+    return a < b ? -1 : a > b;
+}
+
+static int cmd_bench(int argc, char **argv)
+{
+    static const char usage[] =
+        "usage: longmix bench --url URL --plan NAME --clients N --seconds T [--world W] [--no-zstd]\n"
+        "\n"
+        "Runs N concurrent fetch loops (client i is rank i mod W) for T seconds, each on its own\n"
+        "keep-alive connection, and prints batches/s, sequences/s, MB/s of uncompressed batch bodies,\n"
+        "p50/p99 latency and errors.\n";
+    args a;
+    int rc = parse_args("bench", usage, argc, argv, &a);
+    if (rc)
+        return rc < 0 ? 0 : rc;
+    if (!a.plan)
+        return die("bench", "--plan is required");
+    bench_worker *w = calloc(a.clients, sizeof *w);
+    pthread_t *th = calloc(a.clients, sizeof *th);
+    double t0 = now_s();
+    for (uint32_t i = 0; i < a.clients; i++) {
+        w[i].a = &a;
+        w[i].id = i;
+        w[i].deadline = t0 + a.seconds;
+        pthread_create(&th[i], NULL, bench_loop, &w[i]);
+    }
+    uint64_t batches = 0, bytes = 0, errors = 0, seqs = 0;
+    size_t n_lat = 0;
+    for (uint32_t i = 0; i < a.clients; i++) {
+        pthread_join(th[i], NULL);
+        batches += w[i].batches;
+        bytes += w[i].bytes;
+        errors += w[i].errors;
+        seqs += w[i].seqs;
+        n_lat += w[i].n_lat;
+    }
+    double dt = now_s() - t0;
+    double *lat = malloc((n_lat + 1) * sizeof *lat);
+    size_t k = 0;
+    for (uint32_t i = 0; i < a.clients; i++) {
+        memcpy(lat + k, w[i].lat, w[i].n_lat * sizeof *lat);
+        k += w[i].n_lat;
+    }
+    qsort(lat, n_lat, sizeof *lat, cmp_double);
+    double p50 = n_lat ? lat[n_lat / 2] : 0, p99 = n_lat ? lat[(size_t)((double)n_lat * 0.99)] : 0;
+    printf("{\"clients\": %u, \"seconds\": %.2f, \"batches\": %llu, \"batches_per_s\": %.1f, \"seq_per_s\": %.1f, "
+           "\"MB_per_s\": %.1f, \"p50_ms\": %.2f, \"p99_ms\": %.2f, \"errors\": %llu}\n",
+           a.clients, dt, (unsigned long long)batches, (double)batches / dt, (double)seqs / dt, (double)bytes / dt / 1e6,
+           p50 * 1e3, p99 * 1e3, (unsigned long long)errors);
+    for (uint32_t i = 0; i < a.clients; i++)
+        if (w[i].errors) {
+            fprintf(stderr, "longmix bench: client %u: last error: %s\n", i, w[i].last_error);
+            break;
+        }
+    for (uint32_t i = 0; i < a.clients; i++)
+        free(w[i].lat);
+    free(lat);
+    free(w);
+    free(th);
+    return errors ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        fputs(usage_main, argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("longmix %s\n", lmx_version());
+        return 0;
+    }
+    static const struct {
+        const char *name;
+        int (*fn)(int, char **);
+    } cmds[] = {{"fetch", cmd_fetch}, {"stats", cmd_stats}, {"show", cmd_show}, {"bench", cmd_bench}};
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
+        if (strcmp(argv[1], cmds[i].name) == 0)
+            return cmds[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "longmix: unknown command '%s' (see longmix --help)\n", argv[1]);
+    return 2;
+}

@@ -1,0 +1,92 @@
+/* The index (proto/INDEX.md): a reader that maps shards without reading them whole, the
+ * statistics, verification, and the writer (`longmixd index`). */
+#ifndef LMX_INDEX_H
+#define LMX_INDEX_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "lmx_error.h"
+#include "lmx_proto.h"
+
+typedef struct lmx_domain_stats {
+    uint64_t docs, tokens, long_tokens;
+    uint64_t buckets[LMX_N_BUCKETS];
+} lmx_domain_stats;
+
+/* Bucket of a document of n tokens (K = 1024). */
+int lmx__bucket_of(uint64_t n_tokens);
+/* Adds one document of n tokens to s (long = at least long_threshold tokens). */
+void lmx__stats_add(lmx_domain_stats *s, uint64_t n_tokens, uint64_t long_threshold);
+
+/* ---- reader ---- */
+typedef struct lmx_index lmx_index;
+
+typedef struct lmx_doc {
+    uint64_t id;
+    uint64_t n_tokens;
+    uint32_t domain;      /* global domain index (lmx__index_domain_name) */
+    uint32_t token_bytes; /* 2 or 4 */
+    const uint8_t *tokens; /* n_tokens little-endian ids inside the mapping */
+    const char *source;   /* NUL-terminated, owned by the index */
+    uint64_t line;
+} lmx_doc;
+
+/* Opens DIR: parses the manifest, maps every shard and checks each header against the manifest
+ * and the file size (cheap; `verify` checks the BLAKE2b sums). The index is immutable and
+ * thread-safe; the caller owns it (lmx__index_close accepts NULL).
+ * Errors: LMX_EIO, LMX_EFORMAT (naming the file and the field), LMX_EUNSUPPORTED (version). */
+int lmx__index_open(const char *dir, lmx_index **out, lmx_error *err);
+void lmx__index_close(lmx_index *ix);
+
+uint64_t lmx__index_n_docs(const lmx_index *ix);
+uint64_t lmx__index_n_tokens(const lmx_index *ix);
+uint32_t lmx__index_token_bytes(const lmx_index *ix);
+uint32_t lmx__index_n_domains(const lmx_index *ix);
+const char *lmx__index_domain_name(const lmx_index *ix, uint32_t d);
+/* Returns the domain index of name or -1. */
+int lmx__index_domain_find(const lmx_index *ix, const char *name);
+const lmx_domain_stats *lmx__index_domain_stats(const lmx_index *ix, uint32_t d);
+/* Hex BLAKE2b-256 over the tokenizer identity and every shard checksum: changes with content. */
+const char *lmx__index_identity(const lmx_index *ix);
+const char *lmx__index_tokenizer_identity(const lmx_index *ix);
+const char *lmx__index_dir(const lmx_index *ix);
+uint32_t lmx__index_bos(const lmx_index *ix);
+uint32_t lmx__index_eos(const lmx_index *ix);
+uint32_t lmx__index_vocab_size(const lmx_index *ix);
+
+/* Document id -> record in O(log shards). LMX_ENOTFOUND for id >= n_docs. */
+int lmx__index_doc(const lmx_index *ix, uint64_t id, lmx_doc *out, lmx_error *err);
+/* Length and domain only (the plan builder's hot path). id must be < n_docs. */
+void lmx__index_doc_meta(const lmx_index *ix, uint64_t id, uint64_t *n_tokens, uint32_t *domain);
+
+static inline uint32_t lmx__doc_token(const lmx_doc *d, uint64_t i)
+{
+    const uint8_t *p = d->tokens + i * d->token_bytes;
+    return d->token_bytes == 2 ? (uint32_t)(p[0] | p[1] << 8)
+                               : (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+                                     (uint32_t)p[3] << 24;
+}
+
+/* Recomputes every shard's BLAKE2b and compares it with the manifest. Prints one line per bad
+ * file to stderr; returns LMX_ECHECKSUM (message names the first bad file) or LMX_OK. */
+int lmx__index_verify(const char *dir, lmx_error *err);
+
+/* Writes the `stats --json` document (contract) for ix; caller frees with free(). */
+char *lmx__index_stats_json(const lmx_index *ix, uint64_t long_threshold);
+
+/* ---- writer ---- */
+enum { LMX_ON_ERROR_FAIL = 0, LMX_ON_ERROR_SKIP = 1 };
+
+typedef struct lmx_index_options {
+    const char *tokenizer;    /* "bytes" or a tokenizer.json path */
+    const char *out_dir;
+    int threads;              /* >= 1 */
+    const char *domain_field; /* dotted JSON path, default "meta.redpajama_set_name" */
+    int on_error;             /* LMX_ON_ERROR_* */
+    int progress;             /* print progress to stderr */
+} lmx_index_options;
+
+/* Indexes INPUTs (files, folders, DOMAIN=PATH) into opts->out_dir; see proto/INDEX.md. */
+int lmx__index_build(const lmx_index_options *opts, char *const *inputs, int n_inputs, lmx_error *err);
+
+#endif

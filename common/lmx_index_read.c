@@ -1,0 +1,440 @@
+/* Index reader: manifest + mmapped shards; statistics; verification. */
+#include "lmx_index.h"
+
+#include <fcntl.h>
+#include <jansson.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "lmx_util.h"
+
+typedef struct shard {
+    char *path;
+    uint8_t *map;
+    size_t size;
+    uint64_t n_docs, n_tokens, doc_base;
+    uint32_t token_bytes, n_domains;
+    uint64_t n_strings;
+    const uint8_t *tokens, *docs, *str_offsets, *str_blob;
+    uint32_t *domain_map; /* local domain string index -> global domain */
+} shard;
+
+struct lmx_index {
+    char *dir;
+    shard *shards;
+    size_t n_shards;
+    uint64_t n_docs, n_tokens;
+    uint32_t token_bytes, bos, eos, vocab_size;
+    char **domains;
+    uint32_t n_domains;
+    lmx_domain_stats *stats;
+    char identity[65];
+    char *tokenizer_identity;
+};
+
+int lmx__bucket_of(uint64_t n)
+{
+    int b = 0;
+    uint64_t limit = 1024;
+    while (b < LMX_N_BUCKETS - 1 && n >= limit) {
+        b++;
+        limit *= 2;
+    }
+    return b;
+}
+
+void lmx__stats_add(lmx_domain_stats *s, uint64_t n, uint64_t long_threshold)
+{
+    s->docs++;
+    s->tokens += n;
+    if (n >= long_threshold)
+        s->long_tokens += n;
+    s->buckets[lmx__bucket_of(n)] += n;
+}
+
+static const char *shard_string(const shard *s, uint64_t i)
+{
+    return (const char *)s->str_blob + lmx__get64(s->str_offsets + 8 * i);
+}
+
+/* Checks a mapped shard's header and sections against the file size and the manifest entry. */
+static int check_shard(shard *s, uint64_t want_docs, uint64_t want_tokens, lmx_error *err)
+{
+    const uint8_t *h = s->map;
+    if (s->size < LMX_SHARD_HEADER_SIZE || memcmp(h, LMX_SHARD_MAGIC, 8) != 0)
+        return lmx__err(err, LMX_EFORMAT, "%s: not a longmix shard (bad magic or truncated)", s->path);
+    if (lmx__get32(h + LMX_SH_VERSION) != LMX_SHARD_VERSION)
+        return lmx__err(err, LMX_EUNSUPPORTED, "%s: shard version %u (this build reads %d)", s->path,
+                        lmx__get32(h + LMX_SH_VERSION), LMX_SHARD_VERSION);
+    s->token_bytes = lmx__get32(h + LMX_SH_TOKEN_BYTES);
+    s->n_docs = lmx__get64(h + LMX_SH_N_DOCS);
+    s->n_tokens = lmx__get64(h + LMX_SH_N_TOKENS);
+    uint64_t tok_off = lmx__get64(h + LMX_SH_TOKENS_OFFSET), doc_off = lmx__get64(h + LMX_SH_DOCS_OFFSET);
+    uint64_t str_off = lmx__get64(h + LMX_SH_STRINGS_OFFSET), fsize = lmx__get64(h + LMX_SH_FILE_SIZE);
+    s->n_strings = lmx__get64(h + LMX_SH_N_STRINGS);
+    s->n_domains = lmx__get32(h + LMX_SH_N_DOMAINS);
+    if (fsize != s->size)
+        return lmx__err(err, LMX_EFORMAT, "%s: file is %zu bytes, header says %llu (truncated?)", s->path,
+                        s->size, (unsigned long long)fsize);
+    if (s->token_bytes != 2 && s->token_bytes != 4)
+        return lmx__err(err, LMX_EFORMAT, "%s: token_bytes %u", s->path, s->token_bytes);
+    if (s->n_docs != want_docs || s->n_tokens != want_tokens)
+        return lmx__err(err, LMX_EFORMAT, "%s: holds %llu docs / %llu tokens, manifest says %llu / %llu",
+                        s->path, (unsigned long long)s->n_docs, (unsigned long long)s->n_tokens,
+                        (unsigned long long)want_docs, (unsigned long long)want_tokens);
+    if (tok_off != LMX_SHARD_HEADER_SIZE || s->n_tokens > (fsize - tok_off) / s->token_bytes ||
+        doc_off < tok_off + s->n_tokens * s->token_bytes || doc_off % 8 ||
+        s->n_docs > (fsize - doc_off) / LMX_SHARD_DOC_SIZE ||
+        str_off < doc_off + s->n_docs * LMX_SHARD_DOC_SIZE || str_off % 8 || s->n_strings >= (fsize - str_off) / 8 ||
+        s->n_domains > s->n_strings)
+        return lmx__err(err, LMX_EFORMAT, "%s: section offsets inconsistent with the file size", s->path);
+    s->tokens = s->map + tok_off;
+    s->docs = s->map + doc_off;
+    s->str_offsets = s->map + str_off;
+    s->str_blob = s->str_offsets + 8 * (s->n_strings + 1);
+    uint64_t blob_size = fsize - (uint64_t)(s->str_blob - s->map), prev = 0;
+    for (uint64_t i = 0; i <= s->n_strings; i++) {
+        uint64_t o = lmx__get64(s->str_offsets + 8 * i);
+        if (o < prev || o > blob_size || (i > 0 && (o == prev || s->str_blob[o - 1] != '\0')))
+            return lmx__err(err, LMX_EFORMAT, "%s: string table entry %llu invalid", s->path,
+                            (unsigned long long)i);
+        prev = o;
+    }
+    /* Document records: bounds only; a full scan costs one pass over the table, which is small
+     * next to the tokens. */
+    for (uint64_t i = 0; i < s->n_docs; i++) {
+        const uint8_t *r = s->docs + i * LMX_SHARD_DOC_SIZE;
+        uint64_t st = lmx__get64(r + LMX_SD_TOKEN_START), n = lmx__get64(r + LMX_SD_N_TOKENS);
+        if (st > s->n_tokens || n > s->n_tokens - st || lmx__get32(r + LMX_SD_DOMAIN) >= s->n_domains ||
+            lmx__get32(r + LMX_SD_SOURCE) >= s->n_strings)
+            return lmx__err(err, LMX_EFORMAT, "%s: document record %llu out of bounds", s->path,
+                            (unsigned long long)i);
+    }
+    return LMX_OK;
+}
+
+static int map_file(const char *path, uint8_t **map, size_t *size, lmx_error *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return lmx__err_errno(err, "open %s", path);
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        close(fd);
+        return lmx__err_errno(err, "stat %s", path);
+    }
+    *size = (size_t)st.st_size;
+    *map = NULL;
+    if (*size) {
+        void *m = mmap(NULL, *size, PROT_READ, MAP_SHARED, fd, 0);
+        if (m == MAP_FAILED) {
+            close(fd);
+            return lmx__err_errno(err, "mmap %s", path);
+        }
+        *map = m;
+    }
+    close(fd);
+    return LMX_OK;
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+int lmx__index_domain_find(const lmx_index *ix, const char *name)
+{
+    char *const *hit = bsearch(&name, ix->domains, ix->n_domains, sizeof *ix->domains, cmp_str);
+    return hit ? (int)(hit - ix->domains) : -1;
+}
+
+static int json_u64(json_t *obj, const char *key, uint64_t *out, const char *where, lmx_error *err)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!json_is_integer(v) || json_integer_value(v) < 0)
+        return lmx__err(err, LMX_EFORMAT, "%s: field '%s' missing or not a non-negative integer", where, key);
+    *out = (uint64_t)json_integer_value(v);
+    return LMX_OK;
+}
+
+int lmx__index_open(const char *dir, lmx_index **out, lmx_error *err)
+{
+    *out = NULL;
+    char mpath[4096];
+    snprintf(mpath, sizeof mpath, "%s/%s", dir, LMX_INDEX_MANIFEST);
+    json_error_t je;
+    json_t *m = json_load_file(mpath, 0, &je);
+    if (!m) {
+        if (access(mpath, F_OK) != 0)
+            return lmx__err(err, LMX_ENOTFOUND, "%s: no index here (missing %s)", dir, LMX_INDEX_MANIFEST);
+        return lmx__err(err, LMX_EFORMAT, "%s:%d: %s", mpath, je.line, je.text);
+    }
+    lmx_index *ix = calloc(1, sizeof *ix);
+    int rc = LMX_OK;
+    if (!ix) {
+        json_decref(m);
+        return lmx__err(err, LMX_ENOMEM, "index: out of memory");
+    }
+    ix->dir = strdup(dir);
+    json_t *fmt = json_object_get(m, "format"), *tok = json_object_get(m, "tokenizer");
+    uint64_t version = 0, tb = 0, bos = 0, eos = 0, vocab = 0;
+    if (!json_is_string(fmt) || strcmp(json_string_value(fmt), LMX_INDEX_FORMAT) != 0) {
+        rc = lmx__err(err, LMX_EFORMAT, "%s: field 'format' is not \"%s\"", mpath, LMX_INDEX_FORMAT);
+        goto fail;
+    }
+    if ((rc = json_u64(m, "version", &version, mpath, err)))
+        goto fail;
+    if (version != LMX_INDEX_VERSION) {
+        rc = lmx__err(err, LMX_EUNSUPPORTED, "%s: index version %llu (this build reads %d)", mpath,
+                      (unsigned long long)version, LMX_INDEX_VERSION);
+        goto fail;
+    }
+    if ((rc = json_u64(m, "token_bytes", &tb, mpath, err)))
+        goto fail;
+    if (!json_is_object(tok) || !json_is_string(json_object_get(tok, "identity")) ||
+        (rc = json_u64(tok, "bos", &bos, mpath, err)) || (rc = json_u64(tok, "eos", &eos, mpath, err)) ||
+        (rc = json_u64(tok, "vocab_size", &vocab, mpath, err))) {
+        rc = rc ? rc : lmx__err(err, LMX_EFORMAT, "%s: field 'tokenizer' malformed", mpath);
+        goto fail;
+    }
+    ix->token_bytes = (uint32_t)tb;
+    ix->bos = (uint32_t)bos;
+    ix->eos = (uint32_t)eos;
+    ix->vocab_size = (uint32_t)vocab;
+    ix->tokenizer_identity = strdup(json_string_value(json_object_get(tok, "identity")));
+
+    json_t *doms = json_object_get(m, "domains");
+    if (!json_is_object(doms)) {
+        rc = lmx__err(err, LMX_EFORMAT, "%s: field 'domains' missing", mpath);
+        goto fail;
+    }
+    ix->n_domains = (uint32_t)json_object_size(doms);
+    ix->domains = calloc(ix->n_domains + 1, sizeof *ix->domains);
+    ix->stats = calloc(ix->n_domains + 1, sizeof *ix->stats);
+    {
+        const char *name;
+        json_t *v;
+        uint32_t i = 0;
+        json_object_foreach(doms, name, v) ix->domains[i++] = strdup(name);
+        qsort(ix->domains, ix->n_domains, sizeof *ix->domains, cmp_str);
+    }
+
+    json_t *shards = json_object_get(m, "shards");
+    if (!json_is_array(shards)) {
+        rc = lmx__err(err, LMX_EFORMAT, "%s: field 'shards' missing", mpath);
+        goto fail;
+    }
+    ix->n_shards = json_array_size(shards);
+    ix->shards = calloc(ix->n_shards + 1, sizeof *ix->shards);
+    crypto_generichash_state hs;
+    crypto_generichash_init(&hs, NULL, 0, 32);
+    crypto_generichash_update(&hs, (const uint8_t *)ix->tokenizer_identity, strlen(ix->tokenizer_identity) + 1);
+    for (size_t i = 0; i < ix->n_shards; i++) {
+        json_t *e = json_array_get(shards, i);
+        shard *s = &ix->shards[i];
+        char where[160];
+        snprintf(where, sizeof where, "%s: shards[%zu]", mpath, i);
+        json_t *file = json_object_get(e, "file"), *sum = json_object_get(e, "blake2b");
+        uint64_t nd, nt;
+        if (!json_is_string(file) || !json_is_string(sum) || strchr(json_string_value(file), '/') ||
+            json_string_value(file)[0] == '.') {
+            rc = lmx__err(err, LMX_EFORMAT, "%s: 'file' or 'blake2b' missing or invalid", where);
+            goto fail;
+        }
+        if ((rc = json_u64(e, "docs", &nd, where, err)) || (rc = json_u64(e, "tokens", &nt, where, err)))
+            goto fail;
+        crypto_generichash_update(&hs, (const uint8_t *)json_string_value(sum), strlen(json_string_value(sum)) + 1);
+        size_t plen = strlen(dir) + strlen(json_string_value(file)) + 16;
+        s->path = malloc(plen);
+        snprintf(s->path, plen, "%s/shards/%s", dir, json_string_value(file));
+        if ((rc = map_file(s->path, &s->map, &s->size, err)) || (rc = check_shard(s, nd, nt, err)))
+            goto fail;
+        if (s->token_bytes != ix->token_bytes) {
+            rc = lmx__err(err, LMX_EFORMAT, "%s: token_bytes %u, manifest says %u", s->path, s->token_bytes,
+                          ix->token_bytes);
+            goto fail;
+        }
+        s->doc_base = ix->n_docs;
+        ix->n_docs += s->n_docs;
+        ix->n_tokens += s->n_tokens;
+        s->domain_map = calloc(s->n_domains + 1, sizeof *s->domain_map);
+        for (uint32_t d = 0; d < s->n_domains; d++) {
+            int g = lmx__index_domain_find(ix, shard_string(s, d));
+            if (g < 0) {
+                rc = lmx__err(err, LMX_EFORMAT, "%s: domain '%s' not listed in the manifest", s->path,
+                              shard_string(s, d));
+                goto fail;
+            }
+            s->domain_map[d] = (uint32_t)g;
+        }
+        posix_madvise(s->map, s->size, POSIX_MADV_RANDOM);
+    }
+    uint8_t idh[32];
+    crypto_generichash_final(&hs, idh, sizeof idh);
+    lmx__hex(idh, sizeof idh, ix->identity);
+    /* Per-domain statistics come from the manifest (exact, computed when shards were written). */
+    for (uint32_t d = 0; d < ix->n_domains; d++) {
+        json_t *o = json_object_get(doms, ix->domains[d]);
+        lmx_domain_stats *st = &ix->stats[d];
+        char where[320];
+        snprintf(where, sizeof where, "%s: domains.%s", mpath, ix->domains[d]);
+        json_t *bk = json_object_get(o, "buckets");
+        if ((rc = json_u64(o, "docs", &st->docs, where, err)) || (rc = json_u64(o, "tokens", &st->tokens, where, err)) ||
+            (rc = json_u64(o, "long_tokens", &st->long_tokens, where, err)))
+            goto fail;
+        if (!json_is_array(bk) || json_array_size(bk) != LMX_N_BUCKETS) {
+            rc = lmx__err(err, LMX_EFORMAT, "%s: 'buckets' must be an array of %d counts", where, LMX_N_BUCKETS);
+            goto fail;
+        }
+        for (int b = 0; b < LMX_N_BUCKETS; b++)
+            st->buckets[b] = (uint64_t)json_integer_value(json_array_get(bk, (size_t)b));
+    }
+    json_decref(m);
+    *out = ix;
+    return LMX_OK;
+fail:
+    json_decref(m);
+    lmx__index_close(ix);
+    return rc;
+}
+
+void lmx__index_close(lmx_index *ix)
+{
+    if (!ix)
+        return;
+    for (size_t i = 0; i < ix->n_shards; i++) {
+        if (ix->shards[i].map)
+            munmap(ix->shards[i].map, ix->shards[i].size);
+        free(ix->shards[i].path);
+        free(ix->shards[i].domain_map);
+    }
+    for (uint32_t d = 0; d < ix->n_domains; d++)
+        free(ix->domains[d]);
+    free(ix->domains);
+    free(ix->stats);
+    free(ix->shards);
+    free(ix->dir);
+    free(ix->tokenizer_identity);
+    free(ix);
+}
+
+uint64_t lmx__index_n_docs(const lmx_index *ix) { return ix->n_docs; }
+uint64_t lmx__index_n_tokens(const lmx_index *ix) { return ix->n_tokens; }
+uint32_t lmx__index_token_bytes(const lmx_index *ix) { return ix->token_bytes; }
+uint32_t lmx__index_n_domains(const lmx_index *ix) { return ix->n_domains; }
+const char *lmx__index_domain_name(const lmx_index *ix, uint32_t d) { return ix->domains[d]; }
+const lmx_domain_stats *lmx__index_domain_stats(const lmx_index *ix, uint32_t d) { return &ix->stats[d]; }
+const char *lmx__index_identity(const lmx_index *ix) { return ix->identity; }
+const char *lmx__index_tokenizer_identity(const lmx_index *ix) { return ix->tokenizer_identity; }
+const char *lmx__index_dir(const lmx_index *ix) { return ix->dir; }
+uint32_t lmx__index_bos(const lmx_index *ix) { return ix->bos; }
+uint32_t lmx__index_eos(const lmx_index *ix) { return ix->eos; }
+uint32_t lmx__index_vocab_size(const lmx_index *ix) { return ix->vocab_size; }
+
+static const shard *find_shard(const lmx_index *ix, uint64_t id)
+{
+    size_t lo = 0, hi = ix->n_shards;
+    while (hi - lo > 1) {
+        size_t mid = (lo + hi) / 2;
+        if (ix->shards[mid].doc_base <= id)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return &ix->shards[lo];
+}
+
+void lmx__index_doc_meta(const lmx_index *ix, uint64_t id, uint64_t *n_tokens, uint32_t *domain)
+{
+    const shard *s = find_shard(ix, id);
+    const uint8_t *r = s->docs + (id - s->doc_base) * LMX_SHARD_DOC_SIZE;
+    *n_tokens = lmx__get64(r + LMX_SD_N_TOKENS);
+    *domain = s->domain_map[lmx__get32(r + LMX_SD_DOMAIN)];
+}
+
+int lmx__index_doc(const lmx_index *ix, uint64_t id, lmx_doc *out, lmx_error *err)
+{
+    if (id >= ix->n_docs)
+        return lmx__err(err, LMX_ENOTFOUND, "document %llu: the index has %llu documents",
+                        (unsigned long long)id, (unsigned long long)ix->n_docs);
+    const shard *s = find_shard(ix, id);
+    const uint8_t *r = s->docs + (id - s->doc_base) * LMX_SHARD_DOC_SIZE;
+    out->id = id;
+    out->n_tokens = lmx__get64(r + LMX_SD_N_TOKENS);
+    out->domain = s->domain_map[lmx__get32(r + LMX_SD_DOMAIN)];
+    out->token_bytes = s->token_bytes;
+    out->tokens = s->tokens + lmx__get64(r + LMX_SD_TOKEN_START) * s->token_bytes;
+    out->source = shard_string(s, lmx__get32(r + LMX_SD_SOURCE));
+    out->line = lmx__get64(r + LMX_SD_LINE);
+    return LMX_OK;
+}
+
+int lmx__index_verify(const char *dir, lmx_error *err)
+{
+    char mpath[4096];
+    snprintf(mpath, sizeof mpath, "%s/%s", dir, LMX_INDEX_MANIFEST);
+    json_error_t je;
+    json_t *m = json_load_file(mpath, 0, &je);
+    if (!m)
+        return lmx__err(err, LMX_EFORMAT, "%s:%d: %s", mpath, je.line, je.text);
+    json_t *shards = json_object_get(m, "shards");
+    int rc = LMX_OK, bad = 0;
+    char first_bad[4096] = "";
+    for (size_t i = 0; i < json_array_size(shards); i++) {
+        json_t *e = json_array_get(shards, i);
+        const char *file = json_string_value(json_object_get(e, "file"));
+        const char *want = json_string_value(json_object_get(e, "blake2b"));
+        char path[4096];
+        snprintf(path, sizeof path, "%s/shards/%s", dir, file ? file : "?");
+        uint8_t *map;
+        size_t size;
+        lmx_error e2 = {0};
+        if (!file || !want || map_file(path, &map, &size, &e2) != LMX_OK) {
+            fprintf(stderr, "BAD %s: %s\n", path, e2.message[0] ? e2.message : "manifest entry malformed");
+        } else {
+            uint8_t h[32];
+            char hex[65];
+            crypto_generichash(h, sizeof h, map, size, NULL, 0);
+            if (map)
+                munmap(map, size);
+            lmx__hex(h, sizeof h, hex);
+            if (strcmp(hex, want) == 0)
+                continue;
+            fprintf(stderr, "BAD %s: BLAKE2b %s, manifest says %s\n", path, hex, want);
+        }
+        if (!bad++)
+            snprintf(first_bad, sizeof first_bad, "%s", path);
+    }
+    json_decref(m);
+    if (bad)
+        rc = lmx__err(err, LMX_ECHECKSUM, "%d shard(s) failed verification, first: %s", bad, first_bad);
+    return rc;
+}
+
+char *lmx__index_stats_json(const lmx_index *ix, uint64_t long_threshold)
+{
+    static const char *const names[] = LMX_BUCKET_NAMES;
+    (void)long_threshold; /* long_tokens use the threshold recorded at index time (4096) */
+    json_t *root = json_object(), *doms = json_object();
+    json_object_set_new(root, "total_tokens", json_integer((json_int_t)ix->n_tokens));
+    json_object_set_new(root, "total_docs", json_integer((json_int_t)ix->n_docs));
+    json_object_set_new(root, "tokenizer", json_string(ix->tokenizer_identity));
+    json_object_set_new(root, "index_id", json_string(ix->identity));
+    for (uint32_t d = 0; d < ix->n_domains; d++) {
+        const lmx_domain_stats *s = &ix->stats[d];
+        json_t *o = json_object(), *b = json_object();
+        json_object_set_new(o, "docs", json_integer((json_int_t)s->docs));
+        json_object_set_new(o, "tokens", json_integer((json_int_t)s->tokens));
+        json_object_set_new(o, "long_tokens", json_integer((json_int_t)s->long_tokens));
+        for (int k = 0; k < LMX_N_BUCKETS; k++)
+            json_object_set_new(b, names[k], json_integer((json_int_t)s->buckets[k]));
+        json_object_set_new(o, "buckets", b);
+        json_object_set_new(doms, ix->domains[d], o);
+    }
+    json_object_set_new(root, "domains", doms);
+    char *txt = json_dumps(root, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
+    json_decref(root);
+    return txt;
+}

@@ -1,0 +1,68 @@
+/* Mixture plans and packing (proto/PLANS.md): a plan turns an index into an endless, seeded,
+ * randomly addressable stream of tokens cut into seq_len sequences. Global sequence g is a pure
+ * function of (index content, resolved spec, g). */
+#ifndef LMX_PLAN_H
+#define LMX_PLAN_H
+
+#include <jansson.h>
+#include <stdint.h>
+#include "lmx_error.h"
+#include "lmx_index.h"
+#include "lmx_util.h"
+
+enum lmx_strategy { LMX_ORIGINAL = 0, LMX_CUT = 1, LMX_PER_SOURCE = 2, LMX_GLOBAL = 3 };
+
+#define LMX_MAX_WEIGHTS 256
+
+typedef struct lmx_plan_spec {
+    int strategy;
+    uint32_t seq_len;
+    uint32_t global_batch;
+    uint64_t seed;
+    uint64_t long_threshold;
+    double short_keep;
+    int bos, eos;
+    uint64_t cut_len;
+    uint64_t total_tokens; /* 0 = endless */
+    int cu_seqlens;
+    uint32_t n_weights;
+    char *weight_names[LMX_MAX_WEIGHTS]; /* owned */
+    double weights[LMX_MAX_WEIGHTS];
+} lmx_plan_spec;
+
+/* Parses one plan object of the config (contract keys + extensions), applying defaults.
+ * Unknown keys and bad values are LMX_EINVAL errors naming "plans.NAME.KEY". */
+int lmx__plan_spec_parse(const char *name, const json_t *obj, lmx_plan_spec *out, lmx_error *err);
+void lmx__plan_spec_free(lmx_plan_spec *spec);
+/* The resolved spec as JSON (new reference). */
+json_t *lmx__plan_spec_json(const lmx_plan_spec *spec);
+
+typedef struct lmx_plan lmx_plan;
+
+/* Binds spec to ix (which must outlive the plan): checks domain names, computes weights and the
+ * per-domain item tables. Thread-safe afterwards; caller owns the plan (free accepts NULL). */
+int lmx__plan_create(const lmx_index *ix, const char *name, const lmx_plan_spec *spec, lmx_plan **out,
+                     lmx_error *err);
+void lmx__plan_free(lmx_plan *p);
+
+const char *lmx__plan_name(const lmx_plan *p);
+const lmx_plan_spec *lmx__plan_spec(const lmx_plan *p);
+/* Hex of the 16-byte plan id (BLAKE2b of the index identity and the resolved spec). */
+const char *lmx__plan_id_hex(const lmx_plan *p);
+const uint8_t *lmx__plan_id(const lmx_plan *p);
+/* Number of steps when total_tokens is set, else UINT64_MAX. */
+uint64_t lmx__plan_max_steps(const lmx_plan *p);
+
+/* Builds the wire body (proto/WIRE.md) of batch `step` for rank of world into out (reset first).
+ * Errors: LMX_EINVAL (rank >= world, world does not divide global_batch), LMX_ERANGE (step past
+ * total_tokens), LMX_ENOMEM. */
+int lmx__plan_batch(lmx_plan *p, uint64_t step, uint32_t rank, uint32_t world, lmx_buf *out, lmx_error *err);
+/* The body of one global sequence g (a batch of one, step = g, rank 0, world 1). */
+int lmx__plan_sequence(lmx_plan *p, uint64_t g, lmx_buf *out, lmx_error *err);
+
+/* Mixture statistics of the plan: target and realized domain shares, long-token shares, length
+ * buckets and epochs, over the plan's first window_tokens tokens (0 = default window). New
+ * reference; NULL on allocation failure. */
+json_t *lmx__plan_stats(lmx_plan *p, uint64_t window_tokens);
+
+#endif

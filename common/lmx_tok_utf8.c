@@ -1,0 +1,228 @@
+/* UTF-8 validation and lossy repair, NFC, and the ByteLevel byte <-> char map. */
+#include "lmx_tok_internal.h"
+#include "lmx_unicode_tables.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Length of the valid char at s (> 0), or minus the length of the maximal invalid subpart
+ * starting there (Unicode "substitution of maximal subparts", which Rust's from_utf8_lossy
+ * follows). n > 0. */
+static int utf8_step(const uint8_t *s, size_t n)
+{
+    uint8_t c = s[0];
+    if (c < 0x80)
+        return 1;
+    int need;
+    uint8_t lo = 0x80, hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) need = 1;
+    else if (c == 0xE0) { need = 2; lo = 0xA0; }
+    else if (c >= 0xE1 && c <= 0xEC) need = 2;
+    else if (c == 0xED) { need = 2; hi = 0x9F; }
+    else if (c >= 0xEE && c <= 0xEF) need = 2;
+    else if (c == 0xF0) { need = 3; lo = 0x90; }
+    else if (c >= 0xF1 && c <= 0xF3) need = 3;
+    else if (c == 0xF4) { need = 3; hi = 0x8F; }
+    else return -1;
+    for (int k = 1; k <= need; k++) {
+        if ((size_t)k >= n)
+            return -k;
+        uint8_t b = s[k];
+        if (k == 1 ? (b < lo || b > hi) : (b < 0x80 || b > 0xBF))
+            return -k;
+    }
+    return need + 1;
+}
+
+size_t lmx__utf8_valid_prefix(const uint8_t *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        /* ASCII fast path, 8 bytes at a time */
+        while (i + 8 <= n) {
+            uint64_t v;
+            memcpy(&v, s + i, 8);
+            if (v & 0x8080808080808080ull)
+                break;
+            i += 8;
+        }
+        if (i >= n)
+            break;
+        if (s[i] < 0x80) {
+            i++;
+            continue;
+        }
+        int k = utf8_step(s + i, n - i);
+        if (k < 0)
+            return i;
+        i += (size_t)k;
+    }
+    return n;
+}
+
+int lmx__utf8_lossy(const uint8_t *s, size_t n, lmx_buf *out)
+{
+    static const uint8_t fffd[3] = {0xEF, 0xBF, 0xBD};
+    size_t i = 0;
+    while (i < n) {
+        size_t v = lmx__utf8_valid_prefix(s + i, n - i);
+        if (v && lmx__buf_append(out, s + i, v) != LMX_OK)
+            return LMX_ENOMEM;
+        i += v;
+        if (i >= n)
+            break;
+        int k = utf8_step(s + i, n - i);
+        if (lmx__buf_append(out, fffd, 3) != LMX_OK)
+            return LMX_ENOMEM;
+        i += (size_t)(k < 0 ? -k : k);
+    }
+    return LMX_OK;
+}
+
+/* ---- NFC ----------------------------------------------------------------------------------- */
+
+#define SBASE 0xAC00u
+#define LBASE 0x1100u
+#define VBASE 0x1161u
+#define TBASE 0x11A7u
+#define LCOUNT 19u
+#define VCOUNT 21u
+#define TCOUNT 28u
+#define NCOUNT (VCOUNT * TCOUNT)
+#define SCOUNT (LCOUNT * NCOUNT)
+
+static const lmx_uni_decomp *find_decomp(uint32_t cp)
+{
+    uint32_t lo = 0, hi = lmx__uni_decomp_n;
+    while (lo < hi) {
+        uint32_t mid = (lo + hi) / 2;
+        if (lmx__uni_decomp[mid].cp < cp) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < lmx__uni_decomp_n && lmx__uni_decomp[lo].cp == cp ? &lmx__uni_decomp[lo] : NULL;
+}
+
+static uint32_t compose_pair(uint32_t a, uint32_t b)
+{
+    if (a >= LBASE && a < LBASE + LCOUNT && b >= VBASE && b < VBASE + VCOUNT)
+        return SBASE + ((a - LBASE) * VCOUNT + (b - VBASE)) * TCOUNT;
+    if (a >= SBASE && a < SBASE + SCOUNT && (a - SBASE) % TCOUNT == 0 && b > TBASE &&
+        b < TBASE + TCOUNT)
+        return a + (b - TBASE);
+    uint64_t key = (uint64_t)a << 21 | b;
+    uint32_t lo = 0, hi = lmx__uni_comp_n;
+    while (lo < hi) {
+        uint32_t mid = (lo + hi) / 2;
+        if (lmx__uni_comp[mid].key < key) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < lmx__uni_comp_n && lmx__uni_comp[lo].key == key ? lmx__uni_comp[lo].cp : 0;
+}
+
+static int push_u32(uint32_t **v, size_t *n, size_t *cap, uint32_t x)
+{
+    if (*n == *cap) {
+        size_t nc = *cap ? *cap * 2 : 256;
+        uint32_t *nv = realloc(*v, nc * sizeof *nv);
+        if (!nv)
+            return LMX_ENOMEM;
+        *v = nv;
+        *cap = nc;
+    }
+    (*v)[(*n)++] = x;
+    return LMX_OK;
+}
+
+static int decompose(uint32_t cp, uint32_t **v, size_t *n, size_t *cap)
+{
+    if (cp >= SBASE && cp < SBASE + SCOUNT) {
+        uint32_t s = cp - SBASE;
+        int rc = push_u32(v, n, cap, LBASE + s / NCOUNT);
+        if (!rc) rc = push_u32(v, n, cap, VBASE + (s % NCOUNT) / TCOUNT);
+        if (!rc && s % TCOUNT) rc = push_u32(v, n, cap, TBASE + s % TCOUNT);
+        return rc;
+    }
+    const lmx_uni_decomp *d = cp >= 0xC0 ? find_decomp(cp) : NULL;
+    if (!d)
+        return push_u32(v, n, cap, cp);
+    int rc = decompose(d->d1, v, n, cap);
+    if (!rc && d->d2)
+        rc = decompose(d->d2, v, n, cap);
+    return rc;
+}
+
+int lmx__nfc(const uint8_t *s, size_t n, lmx_buf *out, uint32_t **scratch, size_t *scratch_cap)
+{
+    /* Quick check: text without NFC_QC No/Maybe chars and without non-starters is NFC. */
+    int quick = 1;
+    for (size_t i = 0; i < n && quick;) {
+        if (s[i] < 0x80) { i++; continue; }
+        uint32_t cp;
+        i += (size_t)lmx__utf8_dec(s + i, n - i, &cp);
+        if ((lmx__uni_flags(cp) & LMX_UNI_NFCQC) || lmx__uni_ccc(cp))
+            quick = 0;
+    }
+    if (quick)
+        return lmx__buf_append(out, s, n);
+
+    size_t m = 0;
+    for (size_t i = 0; i < n;) {
+        uint32_t cp;
+        i += (size_t)lmx__utf8_dec(s + i, n - i, &cp);
+        if (decompose(cp, scratch, &m, scratch_cap) != LMX_OK)
+            return LMX_ENOMEM;
+    }
+    uint32_t *v = *scratch;
+    /* canonical ordering: stable insertion sort of each run of non-starters */
+    for (size_t i = 1; i < m; i++) {
+        unsigned cc = lmx__uni_ccc(v[i]);
+        if (!cc)
+            continue;
+        size_t j = i;
+        uint32_t x = v[i];
+        while (j > 0 && lmx__uni_ccc(v[j - 1]) > cc) {
+            v[j] = v[j - 1];
+            j--;
+        }
+        v[j] = x;
+    }
+    /* canonical composition */
+    if (m) {
+        size_t starter = 0, w = 1;
+        unsigned last = lmx__uni_ccc(v[0]) ? 256u : 0u;
+        for (size_t i = 1; i < m; i++) {
+            uint32_t ch = v[i];
+            unsigned cc = lmx__uni_ccc(ch);
+            uint32_t comp = (last < cc || last == 0) ? compose_pair(v[starter], ch) : 0;
+            if (comp && (last < cc || last == 0) && !(last == 0 && w - 1 != starter)) {
+                v[starter] = comp;
+                continue;
+            }
+            if (cc == 0)
+                starter = w;
+            last = cc;
+            v[w++] = ch;
+        }
+        m = w;
+    }
+    if (lmx__buf_reserve(out, m * 4) != LMX_OK)
+        return LMX_ENOMEM;
+    for (size_t i = 0; i < m; i++)
+        out->len += (size_t)lmx__utf8_enc(v[i], out->data + out->len);
+    return LMX_OK;
+}
+
+/* ---- ByteLevel ----------------------------------------------------------------------------- */
+
+uint32_t lmx__bytelevel_char(uint8_t b)
+{
+    /* GPT-2's bytes_to_unicode: printable Latin-1 bytes stand for themselves, the other 68
+     * bytes map, in byte order, to U+0100.. */
+    if ((b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE))
+        return b;
+    uint32_t k = 0;
+    for (uint32_t x = 0; x < b; x++)
+        if (!((x >= 0x21 && x <= 0x7E) || (x >= 0xA1 && x <= 0xAC) || (x >= 0xAE)))
+            k++;
+    return 0x100 + k;
+}

@@ -1,0 +1,77 @@
+/* Tokenizers: the built-in `bytes` tokenizer and HuggingFace tokenizer.json (BPE family).
+ *
+ * A tokenizer is immutable once opened and may be shared by any number of threads. Encoding
+ * needs scratch memory, held by an lmx_encoder: one encoder per thread, reused across documents
+ * (no allocation per document in steady state). */
+#ifndef LMX_TOKENIZER_H
+#define LMX_TOKENIZER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "lmx_error.h"
+#include "lmx_util.h"
+
+typedef struct lmx_tokenizer lmx_tokenizer;
+typedef struct lmx_encoder lmx_encoder;
+
+#define LMX_TOKEN_NONE UINT32_MAX
+
+typedef struct lmx_tokenizer_options {
+    /* How added tokens (e.g. "<s>", "<|begin_of_text|>") found inside document text are handled.
+     * 0 (default): as plain text, so a document can never inject control tokens into the stream;
+     * 1: matched and emitted as their ids, the way HF's encode() does. */
+    int match_added_tokens;
+} lmx_tokenizer_options;
+
+/* Opens "bytes" (built-in: id = UTF-8 byte value, BOS 256, EOS 257) or a tokenizer.json path.
+ * opts may be NULL (defaults). On success *out is owned by the caller (lmx__tokenizer_free).
+ * Errors: LMX_EIO (unreadable file), LMX_EFORMAT (malformed JSON, with the JSON path),
+ * LMX_EUNSUPPORTED (a component longmix does not implement, named), LMX_ENOMEM. */
+int lmx__tokenizer_open(const char *spec, const lmx_tokenizer_options *opts, lmx_tokenizer **out,
+                        lmx_error *err);
+void lmx__tokenizer_free(lmx_tokenizer *tok);
+
+/* Like lmx__tokenizer_open for tokenizer.json bytes already in memory (fuzzing, tests, embedded
+ * tokenizers). config/config_len: tokenizer_config.json bytes for BOS/EOS discovery, may be
+ * NULL. The buffers are only read during the call. Same errors as lmx__tokenizer_open. */
+int lmx__tokenizer_open_buffer(const void *data, size_t len, const void *config,
+                               size_t config_len, const lmx_tokenizer_options *opts,
+                               lmx_tokenizer **out, lmx_error *err);
+
+/* "bytes" or "tokenizer.json". */
+const char *lmx__tokenizer_kind(const lmx_tokenizer *tok);
+/* Identity recorded in an index: "bytes" or "blake2b-256:<hex of the tokenizer.json bytes>". */
+const char *lmx__tokenizer_identity(const lmx_tokenizer *tok);
+/* One more than the largest id the tokenizer can produce (bytes: 258). */
+uint32_t lmx__tokenizer_vocab_size(const lmx_tokenizer *tok);
+/* Ids of the BOS / EOS tokens, LMX_TOKEN_NONE when the tokenizer has none. */
+uint32_t lmx__tokenizer_bos(const lmx_tokenizer *tok);
+uint32_t lmx__tokenizer_eos(const lmx_tokenizer *tok);
+/* Id of the token whose string (as written in tokenizer.json; added tokens first) is s[0..n),
+ * LMX_TOKEN_NONE if none. A linear scan: for setup code, not hot paths. */
+uint32_t lmx__tokenizer_token_id(const lmx_tokenizer *tok, const char *s, size_t n);
+
+/* Per-thread encoding state. Owned by the caller; free accepts NULL. An encoder keeps a word
+ * cache (~9 MB) and scratch that grows with the largest document (about 40 bytes per input byte
+ * for a document that is one BPE word, released after documents above 64 MB of scratch). */
+int lmx__encoder_create(const lmx_tokenizer *tok, lmx_encoder **out, lmx_error *err);
+void lmx__encoder_free(lmx_encoder *enc);
+
+/* Appends the ids of text[0..len) to ids (no special tokens added). Text is UTF-8; what happens
+ * to invalid UTF-8 is documented per tokenizer kind in proto/TOKENIZER.md.
+ * Errors: LMX_ENOMEM, LMX_EINVAL. On error ids may hold a partial result. */
+int lmx__encode(lmx_encoder *enc, const char *text, size_t len, lmx_ids *ids, lmx_error *err);
+
+/* Appends the decoded UTF-8 text of ids to out. Unknown ids are an LMX_EINVAL error. */
+int lmx__decode(const lmx_tokenizer *tok, const uint32_t *ids, size_t n, lmx_buf *out,
+                lmx_error *err);
+
+/* UTF-8 helpers (lmx_tok_utf8.c), used by the encoder and by callers that must repair input the
+ * same way (longmixd tokenize). */
+/* Length of the longest valid UTF-8 prefix of s[0..n). */
+size_t lmx__utf8_valid_prefix(const uint8_t *s, size_t n);
+/* Appends s[0..n) to out with each maximal invalid subsequence replaced by U+FFFD, exactly like
+ * Rust's String::from_utf8_lossy (and WHATWG's decoder, which node uses). LMX_OK or LMX_ENOMEM. */
+int lmx__utf8_lossy(const uint8_t *s, size_t n, lmx_buf *out);
+
+#endif

@@ -1,0 +1,85 @@
+/* Batch wire format v1 (proto/WIRE.md): layout, writer and validating reader. */
+#ifndef LMX_WIRE_H
+#define LMX_WIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "lmx_error.h"
+#include "lmx_proto.h"
+#include "lmx_util.h"
+
+typedef struct lmx_span {
+    uint64_t doc;    /* global document id in the index */
+    uint64_t offset; /* offset of the first covered token in the document's ids */
+    uint32_t start;  /* position in the sequence */
+    uint32_t length;
+    uint32_t domain; /* index into the batch's domain table */
+} lmx_span;
+
+typedef struct lmx_wire_header {
+    uint32_t flags;
+    uint8_t plan_id[LMX_PLAN_ID_BYTES];
+    uint64_t step;
+    uint32_t rank, world, seq_len, n_seqs, token_bytes, n_domains, n_spans, n_cu;
+    uint64_t total_size;
+} lmx_wire_header;
+
+/* Section offsets from the start of the body (all 8-aligned). */
+typedef struct lmx_wire_layout {
+    uint64_t tokens, next_tokens, span_index, spans, cu_index, cu, domain_offsets, domain_bytes,
+        end;
+} lmx_wire_layout;
+
+/* Computes the layout for h (with domain_blob = total bytes of the domain names); fails with
+ * LMX_EFORMAT when a count is over the limits of lmx_proto.h or the sizes overflow. */
+int lmx__wire_layout(const lmx_wire_header *h, uint64_t domain_blob, lmx_wire_layout *out,
+                     lmx_error *err);
+
+/* A validated, zero-copy view of a body. Pointers point into the caller's buffer, which must
+ * outlive the view. Integers in the sections are little endian: read them with the accessors. */
+typedef struct lmx_wire_view {
+    lmx_wire_header h;
+    lmx_wire_layout at;
+    const uint8_t *base;
+} lmx_wire_view;
+
+/* Validates everything a consumer relies on: magic, version, sizes (a truncated or padded body
+ * is rejected), span and cu_seqlens bounds, domain table. Errors: LMX_EFORMAT naming the field. */
+int lmx__wire_parse(const uint8_t *buf, size_t len, lmx_wire_view *v, lmx_error *err);
+
+uint32_t lmx__wire_token(const lmx_wire_view *v, uint32_t seq, uint32_t pos);
+uint32_t lmx__wire_next_token(const lmx_wire_view *v, uint32_t seq);
+/* Spans of sequence seq are [first, end). */
+void lmx__wire_seq_spans(const lmx_wire_view *v, uint32_t seq, uint32_t *first, uint32_t *end);
+lmx_span lmx__wire_span(const lmx_wire_view *v, uint32_t i);
+void lmx__wire_seq_cu(const lmx_wire_view *v, uint32_t seq, uint32_t *first, uint32_t *end);
+int32_t lmx__wire_cu(const lmx_wire_view *v, uint32_t i);
+/* Domain name i (not NUL-terminated) and its length. */
+const char *lmx__wire_domain(const lmx_wire_view *v, uint32_t i, uint32_t *len);
+
+/* Writer. Usage: begin (reserves header + tokens + next_tokens), fill tokens/next in place via
+ * lmx__wire_tokens(), add spans and cu entries sequence by sequence, then finish with the domain
+ * table. The body is built once, in one buffer; the caller owns `out` (lmx__buf_free). */
+typedef struct lmx_wire_writer {
+    lmx_wire_header h;
+    lmx_buf *out;
+    lmx_buf spans;  /* 32-byte records, copied after the fixed sections at finish */
+    lmx_buf cu;     /* i32 entries */
+    lmx_buf sidx;   /* u32 span_index */
+    lmx_buf cidx;   /* u32 cu_index */
+} lmx_wire_writer;
+
+int lmx__wire_begin(lmx_wire_writer *w, const lmx_wire_header *h, lmx_buf *out, lmx_error *err);
+/* Start of sequence seq's tokens inside out (token_bytes each, little endian). */
+uint8_t *lmx__wire_tokens(lmx_wire_writer *w, uint32_t seq);
+void lmx__wire_set_next(lmx_wire_writer *w, uint32_t seq, uint32_t next_token);
+/* Spans and cu entries must be added in sequence order; end_seq closes the current sequence. */
+int lmx__wire_add_span(lmx_wire_writer *w, const lmx_span *s);
+int lmx__wire_add_cu(lmx_wire_writer *w, int32_t boundary);
+int lmx__wire_end_seq(lmx_wire_writer *w);
+int lmx__wire_finish(lmx_wire_writer *w, const char *const *domains, uint32_t n_domains,
+                     lmx_error *err);
+/* Frees the writer's scratch (not `out`); accepts a zeroed or finished writer. */
+void lmx__wire_writer_free(lmx_wire_writer *w);
+
+#endif

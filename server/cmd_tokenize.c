@@ -1,0 +1,383 @@
+/* `longmixd tokenize`: JSON Lines with a "text" field on stdin -> one JSON array of token ids per
+ * line on stdout, in input order, no special tokens added (the I/O contract of
+ * ../shared/peers/hf-tokenize.js; see proto/TOKENIZER.md).
+ *
+ * The main thread reads a batch of lines, every thread (main included) takes lines from it
+ * (JSON parse + encode + format into a per-thread buffer), then the main thread writes the
+ * batch in order. Lines that are empty or only whitespace produce no output line (as the peer).
+ * Input that is not valid UTF-8 is decoded lossily first (U+FFFD), as node's readline does. */
+#include "lmx_tokenizer.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int lmx__cmd_tokenize(int argc, char **argv);
+
+#define BATCH_BYTES (32u << 20)
+#define BATCH_LINES 16384u
+#define MAX_THREADS 256
+
+static const char USAGE[] =
+    "usage: longmixd tokenize --tokenizer FILE|bytes [--threads N] [--match-added-tokens]\n"
+    "\n"
+    "Reads JSON Lines with a \"text\" field on stdin and writes one JSON array of token ids per\n"
+    "line on stdout, in input order, without special tokens (same contract as the reference\n"
+    "hf-tokenize.js). Blank lines are skipped.\n"
+    "\n"
+    "  --tokenizer FILE      HuggingFace tokenizer.json (BPE family), or 'bytes'\n"
+    "  --threads N           worker threads (default: online CPUs)\n"
+    "  --match-added-tokens  match added/special tokens (\"<s>\", \"<|begin_of_text|>\") inside\n"
+    "                        the text and emit their ids, exactly like HF encode(); by default\n"
+    "                        they are tokenized as plain text so documents cannot inject\n"
+    "                        control tokens\n"
+    "  --help                this text\n";
+
+typedef struct line_ref {
+    size_t off, len;   /* in the batch arena */
+    uint64_t lineno;   /* 1-based input line number */
+    int out_thread;    /* which worker formatted it */
+    size_t out_off, out_len;
+} line_ref;
+
+typedef struct worker worker;
+typedef struct shared {
+    const lmx_tokenizer *tok;
+    lmx_buf arena;
+    line_ref *lines;
+    size_t nlines, lines_cap;
+    atomic_size_t next;
+    atomic_int failed;
+    uint64_t fail_line;
+    char fail_msg[LMX_ERROR_MESSAGE_MAX + 64];
+    pthread_mutex_t mu;
+    pthread_cond_t cv_start, cv_done;
+    uint64_t generation;
+    int pending, quit;
+    int nthreads;
+    worker *workers;
+} shared;
+
+struct worker {
+    shared *sh;
+    int index;
+    lmx_encoder *enc;
+    lmx_ids ids;
+    lmx_buf out;
+    lmx_buf fix; /* lossy UTF-8 repair of a line */
+    pthread_t th;
+};
+
+static void fail(shared *sh, uint64_t lineno, const char *msg)
+{
+    pthread_mutex_lock(&sh->mu);
+    if (!atomic_load(&sh->failed) || lineno < sh->fail_line) {
+        sh->fail_line = lineno;
+        snprintf(sh->fail_msg, sizeof sh->fail_msg, "%s", msg);
+    }
+    atomic_store(&sh->failed, 1);
+    pthread_mutex_unlock(&sh->mu);
+}
+
+static char *fmt_u32(char *p, uint32_t v)
+{
+    char tmp[10];
+    int n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (n)
+        *p++ = tmp[--n];
+    return p;
+}
+
+static void do_line(worker *w, line_ref *L)
+{
+    shared *sh = w->sh;
+    const char *s = (const char *)sh->arena.data + L->off;
+    size_t n = L->len;
+    char msg[LMX_ERROR_MESSAGE_MAX + 64];
+    if (lmx__utf8_valid_prefix((const uint8_t *)s, n) != n) {
+        w->fix.len = 0;
+        if (lmx__utf8_lossy((const uint8_t *)s, n, &w->fix) != LMX_OK) {
+            fail(sh, L->lineno, "out of memory");
+            return;
+        }
+        s = (const char *)w->fix.data;
+        n = w->fix.len;
+    }
+    json_error_t jerr;
+    json_t *root = json_loadb(s, n, JSON_ALLOW_NUL, &jerr);
+    if (!root) {
+        snprintf(msg, sizeof msg, "invalid JSON at column %d: %s", jerr.column, jerr.text);
+        fail(sh, L->lineno, msg);
+        return;
+    }
+    json_t *text = json_is_object(root) ? json_object_get(root, "text") : NULL;
+    if (!json_is_string(text)) {
+        json_decref(root);
+        fail(sh, L->lineno, "no string field \"text\"");
+        return;
+    }
+    lmx_error err = {0};
+    w->ids.n = 0;
+    int rc = lmx__encode(w->enc, json_string_value(text), json_string_length(text), &w->ids, &err);
+    json_decref(root);
+    if (rc) {
+        fail(sh, L->lineno, err.message);
+        return;
+    }
+    if (lmx__buf_reserve(&w->out, w->ids.n * 11 + 3) != LMX_OK) {
+        fail(sh, L->lineno, "out of memory formatting ids");
+        return;
+    }
+    char *p = (char *)w->out.data + w->out.len, *p0 = p;
+    *p++ = '[';
+    for (size_t i = 0; i < w->ids.n; i++) {
+        if (i)
+            *p++ = ',';
+        p = fmt_u32(p, w->ids.v[i]);
+    }
+    *p++ = ']';
+    *p++ = '\n';
+    L->out_thread = w->index;
+    L->out_off = w->out.len;
+    L->out_len = (size_t)(p - p0);
+    w->out.len += L->out_len;
+}
+
+static void run_batch_part(worker *w)
+{
+    shared *sh = w->sh;
+    for (;;) {
+        size_t i = atomic_fetch_add(&sh->next, 1);
+        if (i >= sh->nlines || atomic_load(&sh->failed))
+            break;
+        do_line(w, &sh->lines[i]);
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    worker *w = arg;
+    shared *sh = w->sh;
+    uint64_t seen = 0;
+    for (;;) {
+        pthread_mutex_lock(&sh->mu);
+        while (!sh->quit && sh->generation == seen)
+            pthread_cond_wait(&sh->cv_start, &sh->mu);
+        if (sh->quit) {
+            pthread_mutex_unlock(&sh->mu);
+            return NULL;
+        }
+        seen = sh->generation;
+        pthread_mutex_unlock(&sh->mu);
+        run_batch_part(w);
+        pthread_mutex_lock(&sh->mu);
+        if (--sh->pending == 0)
+            pthread_cond_signal(&sh->cv_done);
+        pthread_mutex_unlock(&sh->mu);
+    }
+}
+
+/* Runs the current batch on all threads and writes it; returns 0 or 1 (error reported). */
+static int process_batch(shared *sh)
+{
+    for (int t = 0; t < sh->nthreads; t++)
+        sh->workers[t].out.len = 0;
+    atomic_store(&sh->next, 0);
+    pthread_mutex_lock(&sh->mu);
+    sh->pending = sh->nthreads - 1;
+    sh->generation++;
+    pthread_cond_broadcast(&sh->cv_start);
+    pthread_mutex_unlock(&sh->mu);
+    run_batch_part(&sh->workers[0]);
+    pthread_mutex_lock(&sh->mu);
+    while (sh->pending)
+        pthread_cond_wait(&sh->cv_done, &sh->mu);
+    pthread_mutex_unlock(&sh->mu);
+    if (atomic_load(&sh->failed)) {
+        fprintf(stderr, "longmixd tokenize: stdin line %llu: %s\n",
+                (unsigned long long)sh->fail_line, sh->fail_msg);
+        return 1;
+    }
+    for (size_t i = 0; i < sh->nlines; i++) {
+        const line_ref *L = &sh->lines[i];
+        if (fwrite(sh->workers[L->out_thread].out.data + L->out_off, 1, L->out_len, stdout) !=
+            L->out_len) {
+            fprintf(stderr, "longmixd tokenize: writing stdout: %s\n", strerror(errno));
+            return 1;
+        }
+    }
+    sh->nlines = 0;
+    sh->arena.len = 0;
+    return 0;
+}
+
+static int blank(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!(s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\n' || s[i] == '\f' ||
+              s[i] == '\v'))
+            return 0;
+    return 1;
+}
+
+int lmx__cmd_tokenize(int argc, char **argv)
+{
+    const char *tokpath = NULL;
+    long nthreads = sysconf(_SC_NPROCESSORS_ONLN);
+    lmx_tokenizer_options opts = {0};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            fputs(USAGE, stdout);
+            return 0;
+        } else if (strcmp(a, "--tokenizer") == 0 && i + 1 < argc) {
+            tokpath = argv[++i];
+        } else if (strncmp(a, "--tokenizer=", 12) == 0) {
+            tokpath = a + 12;
+        } else if ((strcmp(a, "--threads") == 0 && i + 1 < argc) || strncmp(a, "--threads=", 10) == 0) {
+            const char *v = a[9] == '=' ? a + 10 : argv[++i];
+            uint64_t n;
+            if (lmx__parse_u64(v, MAX_THREADS, &n) != 0 || n == 0) {
+                fprintf(stderr, "longmixd tokenize: --threads: expected 1..%d, got '%s'\n",
+                        MAX_THREADS, v);
+                return 2;
+            }
+            nthreads = (long)n;
+        } else if (strcmp(a, "--match-added-tokens") == 0) {
+            opts.match_added_tokens = 1;
+        } else {
+            fprintf(stderr, "longmixd tokenize: unknown or incomplete argument '%s' (see --help)\n", a);
+            return 2;
+        }
+    }
+    if (!tokpath) {
+        fprintf(stderr, "longmixd tokenize: --tokenizer FILE is required (see --help)\n");
+        return 2;
+    }
+    if (nthreads < 1)
+        nthreads = 1;
+    if (nthreads > MAX_THREADS)
+        nthreads = MAX_THREADS;
+
+    lmx_error err = {0};
+    lmx_tokenizer *tok = NULL;
+    if (lmx__tokenizer_open(tokpath, &opts, &tok, &err) != LMX_OK) {
+        fprintf(stderr, "longmixd tokenize: %s\n", err.message);
+        return 1;
+    }
+    shared sh;
+    memset(&sh, 0, sizeof sh);
+    sh.tok = tok;
+    sh.nthreads = (int)nthreads;
+    pthread_mutex_init(&sh.mu, NULL);
+    pthread_cond_init(&sh.cv_start, NULL);
+    pthread_cond_init(&sh.cv_done, NULL);
+    sh.workers = calloc((size_t)nthreads, sizeof *sh.workers);
+    int rc = 0, started = 0;
+    if (!sh.workers) {
+        fprintf(stderr, "longmixd tokenize: out of memory\n");
+        rc = 1;
+        goto out;
+    }
+    for (int t = 0; t < sh.nthreads; t++) {
+        worker *w = &sh.workers[t];
+        w->sh = &sh;
+        w->index = t;
+        if (lmx__encoder_create(tok, &w->enc, &err) != LMX_OK) {
+            fprintf(stderr, "longmixd tokenize: %s\n", err.message);
+            rc = 1;
+            goto out;
+        }
+    }
+    for (int t = 1; t < sh.nthreads; t++) {
+        if (pthread_create(&sh.workers[t].th, NULL, worker_main, &sh.workers[t]) != 0) {
+            fprintf(stderr, "longmixd tokenize: cannot start thread %d\n", t);
+            rc = 1;
+            goto out;
+        }
+        started = t;
+    }
+
+    static char outbuf[1 << 20];
+    setvbuf(stdout, outbuf, _IOFBF, sizeof outbuf);
+    char *line = NULL;
+    size_t cap = 0;
+    uint64_t lineno = 0;
+    for (;;) {
+        errno = 0;
+        ssize_t n = getline(&line, &cap, stdin);
+        if (n < 0) {
+            if (ferror(stdin)) {
+                fprintf(stderr, "longmixd tokenize: reading stdin: %s\n", strerror(errno));
+                rc = 1;
+            }
+            break;
+        }
+        lineno++;
+        size_t len = (size_t)n;
+        if (len && line[len - 1] == '\n')
+            len--;
+        if (len && line[len - 1] == '\r')
+            len--;
+        if (blank(line, len))
+            continue;
+        if (sh.nlines == sh.lines_cap) {
+            size_t nc = sh.lines_cap ? sh.lines_cap * 2 : 1024;
+            line_ref *nl = realloc(sh.lines, nc * sizeof *nl);
+            if (!nl) {
+                fprintf(stderr, "longmixd tokenize: out of memory\n");
+                rc = 1;
+                break;
+            }
+            sh.lines = nl;
+            sh.lines_cap = nc;
+        }
+        sh.lines[sh.nlines] = (line_ref){sh.arena.len, len, lineno, 0, 0, 0};
+        if (lmx__buf_append(&sh.arena, line, len) != LMX_OK) {
+            fprintf(stderr, "longmixd tokenize: stdin line %llu: out of memory\n",
+                    (unsigned long long)lineno);
+            rc = 1;
+            break;
+        }
+        sh.nlines++;
+        if ((sh.arena.len >= BATCH_BYTES || sh.nlines >= BATCH_LINES) && (rc = process_batch(&sh)))
+            break;
+    }
+    free(line);
+    if (!rc && sh.nlines)
+        rc = process_batch(&sh);
+    if (!rc && fflush(stdout) != 0) {
+        fprintf(stderr, "longmixd tokenize: writing stdout: %s\n", strerror(errno));
+        rc = 1;
+    }
+out:
+    pthread_mutex_lock(&sh.mu);
+    sh.quit = 1;
+    pthread_cond_broadcast(&sh.cv_start);
+    pthread_mutex_unlock(&sh.mu);
+    for (int t = 1; t <= started; t++)
+        pthread_join(sh.workers[t].th, NULL);
+    for (int t = 0; sh.workers && t < sh.nthreads; t++) {
+        lmx__encoder_free(sh.workers[t].enc);
+        lmx__ids_free(&sh.workers[t].ids);
+        lmx__buf_free(&sh.workers[t].out);
+        lmx__buf_free(&sh.workers[t].fix);
+    }
+    free(sh.workers);
+    free(sh.lines);
+    lmx__buf_free(&sh.arena);
+    pthread_mutex_destroy(&sh.mu);
+    pthread_cond_destroy(&sh.cv_start);
+    pthread_cond_destroy(&sh.cv_done);
+    lmx__tokenizer_free(tok);
+    return rc;
+}

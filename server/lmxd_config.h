@@ -1,0 +1,44 @@
+/* longmixd serve configuration (contract keys in ../shared/CONTRACT.md, extensions in
+ * proto/HTTP.md). */
+#ifndef LMXD_CONFIG_H
+#define LMXD_CONFIG_H
+
+#include <jansson.h>
+#include <stdint.h>
+#include "lmx_error.h"
+#include "lmx_plan.h"
+
+#define LMXD_MAX_TOKENS 64
+
+typedef struct lmxd_plan_cfg {
+    char *name;
+    lmx_plan_spec spec;
+} lmxd_plan_cfg;
+
+typedef struct lmxd_config {
+    char *listen;    /* HOST:PORT */
+    char *index_dir;
+    char *state_dir; /* plans added at runtime are persisted here; NULL = not persisted */
+    int threads;
+    int zstd_level;
+    int has_auth;
+    uint8_t read_hashes[LMXD_MAX_TOKENS][32], admin_hashes[LMXD_MAX_TOKENS][32];
+    int n_read, n_admin;
+    unsigned connection_limit, connection_timeout_s;
+    int access_log;
+    lmxd_plan_cfg *plans;
+    size_t n_plans;
+} lmxd_config;
+
+/* Loads and validates FILE; errors name the file and the key ("config.json: plans.p.seq_len: ...").
+ * The caller owns *cfg (lmxd_config_free). */
+int lmxd_config_load(const char *path, lmxd_config *cfg, lmx_error *err);
+/* Parses the plans object (also used for plans added at runtime). */
+int lmxd_config_parse_plans(const json_t *plans, lmxd_plan_cfg **out, size_t *n, lmx_error *err);
+void lmxd_plans_free(lmxd_plan_cfg *plans, size_t n);
+void lmxd_config_free(lmxd_config *cfg);
+
+/* Token hash as written in configs: "blake2b-256:<hex>" of the token's bytes. */
+void lmxd_token_hash(const char *token, uint8_t out[32]);
+
+#endif

@@ -1,0 +1,43 @@
+/* Request routing and validation, separate from libmicrohttpd so it can be fuzzed
+ * (tests/fuzz/fuzz_route.c). Paths and parameters: proto/HTTP.md. */
+#ifndef LMXD_ROUTE_H
+#define LMXD_ROUTE_H
+
+#include <stdint.h>
+
+enum lmxd_route_kind {
+    LMXD_R_HEALTH,
+    LMXD_R_PLANS,       /* GET /v1/plans */
+    LMXD_R_PLAN_ADD,    /* POST /v1/plans */
+    LMXD_R_PLAN_DELETE, /* DELETE /v1/plans/NAME */
+    LMXD_R_BATCH,       /* GET /v1/plans/NAME/batches/STEP?rank=R&world=W */
+    LMXD_R_SEQUENCE,    /* GET /v1/plans/NAME/sequences/G[?format=text] */
+    LMXD_R_STATS,       /* GET /v1/stats[?plan=NAME] */
+    LMXD_R_METRICS,     /* GET /metrics */
+    LMXD_R_DASHBOARD    /* GET / */
+};
+
+#define LMXD_MAX_URL 2048
+#define LMXD_MAX_PLAN_NAME 64
+
+typedef struct lmxd_request {
+    int kind;
+    int admin;                         /* needs the admin role */
+    char plan[LMXD_MAX_PLAN_NAME + 1]; /* "" when the route has none */
+    uint64_t step;                     /* STEP or G */
+    uint32_t rank, world;
+    int text; /* format=text */
+    /* on rejection */
+    int status;
+    char error[48];
+    char detail[200];
+} lmxd_request;
+
+/* Returns a query argument's value or NULL. */
+typedef const char *(*lmxd_arg_fn)(void *ctx, const char *key);
+
+/* Parses and validates method + url (path only, no query string) + arguments. Returns 0 and fills
+ * req, or an HTTP status (400, 404, 405, 414) with req->error/detail set for the JSON error body. */
+int lmxd_route(const char *method, const char *url, lmxd_arg_fn arg, void *ctx, lmxd_request *req);
+
+#endif

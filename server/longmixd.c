@@ -1,0 +1,330 @@
+/* longmixd: the data node. Subcommands: index, verify, stats, doc, tokenize, serve, keygen. */
+#include <getopt.h>
+#include <jansson.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "lmx_index.h"
+#include "lmx_util.h"
+#include "lmxd_config.h"
+#include "lmxd_serve.h"
+
+int lmx__cmd_tokenize(int argc, char **argv); /* server/cmd_tokenize.c */
+
+static const char usage_main[] =
+    "usage: longmixd COMMAND [OPTIONS]\n"
+    "\n"
+    "commands:\n"
+    "  index     tokenize corpora into an index        longmixd index --tokenizer FILE|bytes --out DIR INPUT...\n"
+    "  verify    check every shard's BLAKE2b            longmixd verify DIR\n"
+    "  stats     index statistics                      longmixd stats DIR [--json]\n"
+    "  doc       documents by id                       longmixd doc DIR ID... [--json]\n"
+    "  tokenize  JSON Lines text -> ids                longmixd tokenize --tokenizer FILE [--threads N]\n"
+    "  serve     the HTTP data service                 longmixd serve --config FILE [--listen HOST:PORT] [--index DIR]\n"
+    "  keygen    a new access token and its hash       longmixd keygen [--json]\n"
+    "\n"
+    "`longmixd COMMAND --help` describes each command.\n";
+
+static int fail(const char *cmd, const lmx_error *e)
+{
+    fprintf(stderr, "longmixd %s: %s\n", cmd, e->message[0] ? e->message : lmx_strerror(e->code));
+    return 1;
+}
+
+static int usage_error(const char *cmd, const char *msg)
+{
+    fprintf(stderr, "longmixd %s: %s (see longmixd %s --help)\n", cmd, msg, cmd);
+    return 2;
+}
+
+static int wants_help(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+            return 1;
+    return 0;
+}
+
+static int cmd_index(int argc, char **argv)
+{
+    static const char usage[] =
+        "usage: longmixd index --tokenizer FILE|bytes --out DIR [--threads N]\n"
+        "                      [--domain-field meta.redpajama_set_name] [--on-error fail|skip] INPUT...\n"
+        "\n"
+        "INPUT is a .jsonl or .jsonl.zst file (one JSON document a line, text in \"text\"), a .txt file (one\n"
+        "document; domain = its folder's name), a folder (walked recursively), or DOMAIN=PATH to force the\n"
+        "domain. One shard is written per input file (per folder of .txt files); the manifest is written\n"
+        "last. Re-running over the same inputs indexes only new or changed ones.\n"
+        "\n"
+        "  --tokenizer FILE|bytes  tokenizer.json, or the built-in byte tokenizer\n"
+        "  --out DIR               index folder (created)\n"
+        "  --threads N             parallel input files (default: 2)\n"
+        "  --domain-field PATH     dotted JSON path of the domain (default meta.redpajama_set_name)\n"
+        "  --on-error fail|skip    a bad record (invalid JSON, no text, no domain) fails the run (default)\n"
+        "                          or is skipped, counted and reported\n"
+        "  --progress / --no-progress  progress on stderr (default: when stderr is a terminal)\n";
+    lmx_index_options o = {0};
+    o.threads = 2;
+    o.domain_field = "meta.redpajama_set_name";
+    o.progress = isatty(2);
+    static const struct option lo[] = {{"tokenizer", 1, 0, 't'}, {"out", 1, 0, 'o'},        {"threads", 1, 0, 'j'},
+                                       {"domain-field", 1, 0, 'd'}, {"on-error", 1, 0, 'e'}, {"progress", 0, 0, 'p'},
+                                       {"no-progress", 0, 0, 'P'},  {"help", 0, 0, 'h'},     {0, 0, 0, 0}};
+    int c;
+    uint64_t u;
+    while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+        switch (c) {
+        case 't': o.tokenizer = optarg; break;
+        case 'o': o.out_dir = optarg; break;
+        case 'j':
+            if (lmx__parse_u64(optarg, 256, &u) != 0 || u == 0)
+                return usage_error("index", "--threads must be an integer in [1, 256]");
+            o.threads = (int)u;
+            break;
+        case 'd': o.domain_field = optarg; break;
+        case 'e':
+            if (strcmp(optarg, "fail") == 0)
+                o.on_error = LMX_ON_ERROR_FAIL;
+            else if (strcmp(optarg, "skip") == 0)
+                o.on_error = LMX_ON_ERROR_SKIP;
+            else
+                return usage_error("index", "--on-error must be fail or skip");
+            break;
+        case 'p': o.progress = 1; break;
+        case 'P': o.progress = 0; break;
+        case 'h': fputs(usage, stdout); return 0;
+        default: return usage_error("index", "unknown option");
+        }
+    }
+    if (!o.tokenizer)
+        return usage_error("index", "--tokenizer is required (a tokenizer.json path or 'bytes')");
+    if (!o.out_dir)
+        return usage_error("index", "--out is required");
+    if (optind >= argc)
+        return usage_error("index", "no INPUT given");
+    lmx_error e = {0};
+    if (lmx__index_build(&o, argv + optind, argc - optind, &e) != LMX_OK)
+        return fail("index", &e);
+    return 0;
+}
+
+static int cmd_verify(int argc, char **argv)
+{
+    if (wants_help(argc, argv)) {
+        puts("usage: longmixd verify DIR\n\nRecomputes every shard's BLAKE2b-256 and compares it with the manifest.\n"
+             "Exit 0 when all hold; otherwise one line per bad file on stderr and exit 1.");
+        return 0;
+    }
+    if (argc != 2)
+        return usage_error("verify", "want exactly one DIR");
+    lmx_error e = {0};
+    lmx_index *ix = NULL;
+    if (lmx__index_open(argv[1], &ix, &e) != LMX_OK)
+        return fail("verify", &e);
+    uint64_t n = lmx__index_n_docs(ix);
+    lmx__index_close(ix);
+    if (lmx__index_verify(argv[1], &e) != LMX_OK)
+        return fail("verify", &e);
+    printf("ok: %s, %llu documents, every shard checksum holds\n", argv[1], (unsigned long long)n);
+    return 0;
+}
+
+static int cmd_stats(int argc, char **argv)
+{
+    if (wants_help(argc, argv)) {
+        puts("usage: longmixd stats DIR [--json]\n\nPer-domain documents, tokens, long-document tokens (>= 4096) and\n"
+             "token-weighted length buckets. --json prints the contract's JSON shape.");
+        return 0;
+    }
+    const char *dir = NULL;
+    int json = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0)
+            json = 1;
+        else if (!dir)
+            dir = argv[i];
+        else
+            return usage_error("stats", "want exactly one DIR");
+    }
+    if (!dir)
+        return usage_error("stats", "want DIR");
+    lmx_error e = {0};
+    lmx_index *ix = NULL;
+    if (lmx__index_open(dir, &ix, &e) != LMX_OK)
+        return fail("stats", &e);
+    if (json) {
+        char *txt = lmx__index_stats_json(ix, 4096);
+        puts(txt ? txt : "{}");
+        free(txt);
+    } else {
+        static const char *const names[] = LMX_BUCKET_NAMES;
+        uint64_t total = lmx__index_n_tokens(ix);
+        printf("%-24s %10s %14s %7s %7s", "domain", "docs", "tokens", "share", "long");
+        for (int b = 0; b < LMX_N_BUCKETS; b++)
+            printf(" %8s", names[b]);
+        putchar('\n');
+        for (uint32_t d = 0; d < lmx__index_n_domains(ix); d++) {
+            const lmx_domain_stats *s = lmx__index_domain_stats(ix, d);
+            printf("%-24s %10llu %14llu %6.1f%% %6.1f%%", lmx__index_domain_name(ix, d), (unsigned long long)s->docs,
+                   (unsigned long long)s->tokens, total ? 100.0 * (double)s->tokens / (double)total : 0.0,
+                   s->tokens ? 100.0 * (double)s->long_tokens / (double)s->tokens : 0.0);
+            for (int b = 0; b < LMX_N_BUCKETS; b++)
+                printf(" %7.1f%%", s->tokens ? 100.0 * (double)s->buckets[b] / (double)s->tokens : 0.0);
+            putchar('\n');
+        }
+        printf("%-24s %10llu %14llu\n", "total", (unsigned long long)lmx__index_n_docs(ix), (unsigned long long)total);
+    }
+    lmx__index_close(ix);
+    return 0;
+}
+
+static int cmd_doc(int argc, char **argv)
+{
+    if (wants_help(argc, argv)) {
+        puts("usage: longmixd doc DIR ID... [--json] [--tokens]\n\nOne JSON object a line, in the order asked: id, domain, "
+             "tokens, source, line\n(1-based; 0 for one-document files). --tokens adds the token ids.");
+        return 0;
+    }
+    const char *dir = NULL;
+    int with_tokens = 0;
+    int n_ids = 0;
+    char **ids = calloc((size_t)argc, sizeof *ids);
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0)
+            continue;
+        if (strcmp(argv[i], "--tokens") == 0)
+            with_tokens = 1;
+        else if (!dir)
+            dir = argv[i];
+        else
+            ids[n_ids++] = argv[i];
+    }
+    if (!dir || n_ids == 0) {
+        free(ids);
+        return usage_error("doc", "want DIR and at least one ID");
+    }
+    lmx_error e = {0};
+    lmx_index *ix = NULL;
+    if (lmx__index_open(dir, &ix, &e) != LMX_OK) {
+        free(ids);
+        return fail("doc", &e);
+    }
+    int rc = 0;
+    for (int i = 0; i < n_ids && rc == 0; i++) {
+        uint64_t id;
+        lmx_doc d;
+        if (lmx__parse_u64(ids[i], UINT64_MAX, &id) != 0) {
+            fprintf(stderr, "longmixd doc: '%s' is not a document id\n", ids[i]);
+            rc = 1;
+            break;
+        }
+        if (lmx__index_doc(ix, id, &d, &e) != LMX_OK) {
+            rc = fail("doc", &e);
+            break;
+        }
+        json_t *o = json_object();
+        json_object_set_new(o, "id", json_integer((json_int_t)id));
+        json_object_set_new(o, "domain", json_string(lmx__index_domain_name(ix, d.domain)));
+        json_object_set_new(o, "tokens", json_integer((json_int_t)d.n_tokens));
+        json_object_set_new(o, "source", json_string(d.source));
+        json_object_set_new(o, "line", json_integer((json_int_t)d.line));
+        if (with_tokens) {
+            json_t *a = json_array();
+            for (uint64_t t = 0; t < d.n_tokens; t++)
+                json_array_append_new(a, json_integer(lmx__doc_token(&d, t)));
+            json_object_set_new(o, "ids", a);
+        }
+        char *txt = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        puts(txt);
+        free(txt);
+        json_decref(o);
+    }
+    lmx__index_close(ix);
+    free(ids);
+    return rc;
+}
+
+static int cmd_keygen(int argc, char **argv)
+{
+    if (wants_help(argc, argv)) {
+        puts("usage: longmixd keygen [--json]\n\nPrints a new random access token and the hash to put in the config's\n"
+             "\"auth\" lists. Only the hash is stored server side; give the token to clients.");
+        return 0;
+    }
+    int json = argc > 1 && strcmp(argv[1], "--json") == 0;
+    if (argc > 2 || (argc == 2 && !json))
+        return usage_error("keygen", "unknown argument");
+    if (sodium_init() < 0) {
+        fputs("longmixd keygen: libsodium failed to initialize\n", stderr);
+        return 1;
+    }
+    uint8_t raw[32], h[32];
+    char token[4 + 65], hex[65];
+    randombytes_buf(raw, sizeof raw);
+    memcpy(token, "lmx_", 4);
+    lmx__hex(raw, sizeof raw, token + 4);
+    lmxd_token_hash(token, h);
+    lmx__hex(h, sizeof h, hex);
+    sodium_memzero(raw, sizeof raw);
+    if (json)
+        printf("{\"token\": \"%s\", \"hash\": \"blake2b-256:%s\"}\n", token, hex);
+    else
+        printf("token: %s\nhash:  blake2b-256:%s\n", token, hex);
+    return 0;
+}
+
+static int cmd_serve(int argc, char **argv)
+{
+    static const char usage[] =
+        "usage: longmixd serve --config FILE [--listen HOST:PORT] [--index DIR] [--insecure] [--skip-verify]\n"
+        "\n"
+        "Serves the config's plans over HTTP (proto/HTTP.md). SIGHUP reloads the plans; SIGTERM drains\n"
+        "in-flight requests and exits 0. Without \"auth\" in the config only a loopback address is allowed\n"
+        "unless --insecure is given. Shard checksums are verified at start unless --skip-verify.\n";
+    lmxd_serve_options o = {0};
+    static const struct option lo[] = {{"config", 1, 0, 'c'},   {"listen", 1, 0, 'l'},      {"index", 1, 0, 'i'},
+                                       {"insecure", 0, 0, 'k'}, {"skip-verify", 0, 0, 's'}, {"help", 0, 0, 'h'},
+                                       {0, 0, 0, 0}};
+    int c;
+    while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+        switch (c) {
+        case 'c': o.config_path = optarg; break;
+        case 'l': o.listen = optarg; break;
+        case 'i': o.index_dir = optarg; break;
+        case 'k': o.insecure = 1; break;
+        case 's': o.skip_verify = 1; break;
+        case 'h': fputs(usage, stdout); return 0;
+        default: return usage_error("serve", "unknown option");
+        }
+    }
+    if (!o.config_path)
+        return usage_error("serve", "--config is required");
+    if (optind < argc)
+        return usage_error("serve", "unexpected argument");
+    return lmxd_serve(&o);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        fputs(usage_main, argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        puts("longmixd " LMX_VERSION);
+        return 0;
+    }
+    static const struct {
+        const char *name;
+        int (*fn)(int, char **);
+    } cmds[] = {{"index", cmd_index}, {"verify", cmd_verify},     {"stats", cmd_stats}, {"doc", cmd_doc},
+                {"serve", cmd_serve}, {"tokenize", lmx__cmd_tokenize}, {"keygen", cmd_keygen}};
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
+        if (strcmp(argv[1], cmds[i].name) == 0)
+            return cmds[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "longmixd: unknown command '%s' (see longmixd --help)\n", argv[1]);
+    return 2;
+}
