@@ -465,6 +465,10 @@ int lmx__plan_create(const lmx_index *ix, const char *name, const lmx_plan_spec 
     /* Items per domain, in document order. */
     {
         uint64_t *count = calloc(nd + 1, sizeof *count);
+        if (!count) {
+            rc = lmx__err(err, LMX_ENOMEM, "plan %s: out of memory", name);
+            goto fail;
+        }
         uint64_t n_docs = lmx__index_n_docs(ix);
         for (uint64_t id = 0; id < n_docs; id++) {
             uint64_t len;
@@ -484,8 +488,9 @@ int lmx__plan_create(const lmx_index *ix, const char *name, const lmx_plan_spec 
             p->doms[d].ixdom = d;
             p->doms[d].items = count[d] ? malloc(count[d] * sizeof(item)) : NULL;
             if (count[d] && !p->doms[d].items) {
+                unsigned long long wanted = (unsigned long long)count[d];
                 free(count);
-                rc = lmx__err(err, LMX_ENOMEM, "plan %s: out of memory for %llu items", name, (unsigned long long)count[d]);
+                rc = lmx__err(err, LMX_ENOMEM, "plan %s: out of memory for %llu items", name, wanted);
                 goto fail;
             }
         }

@@ -234,6 +234,23 @@ static int accepts_zstd(struct MHD_Connection *c)
     return ae && strcasestr(ae, "zstd") != NULL;
 }
 
+/* One compression context per MHD worker thread, freed when the thread exits (MHD_stop_daemon). */
+static pthread_key_t cctx_key;
+static pthread_once_t cctx_once = PTHREAD_ONCE_INIT;
+static void free_cctx(void *p) { ZSTD_freeCCtx(p); }
+static void make_cctx_key(void) { (void)pthread_key_create(&cctx_key, free_cctx); }
+
+static ZSTD_CCtx *thread_cctx(void)
+{
+    pthread_once(&cctx_once, make_cctx_key);
+    ZSTD_CCtx *c = pthread_getspecific(cctx_key);
+    if (!c && (c = ZSTD_createCCtx()) != NULL && pthread_setspecific(cctx_key, c) != 0) {
+        ZSTD_freeCCtx(c);
+        c = NULL;
+    }
+    return c;
+}
+
 static enum MHD_Result handle_body(server *s, struct MHD_Connection *c, const lmxd_request *rq)
 {
     plan_ref *r = find_plan(s, rq->plan);
@@ -283,9 +300,7 @@ static enum MHD_Result handle_body(server *s, struct MHD_Connection *c, const lm
     void *out = body.data;
     size_t out_len = body.len;
     if (zstd) {
-        static _Thread_local ZSTD_CCtx *cctx;
-        if (!cctx)
-            cctx = ZSTD_createCCtx();
+        ZSTD_CCtx *cctx = thread_cctx();
         size_t bound = ZSTD_compressBound(body.len);
         void *z = malloc(bound);
         size_t zn = z && cctx ? ZSTD_compressCCtx(cctx, z, bound, body.data, body.len, s->cfg.zstd_level) : 0;
@@ -641,6 +656,14 @@ int lmxd_serve(const lmxd_serve_options *opts)
     logf_("serving %s (%llu documents, %llu tokens, %zu plan(s)) on %s port %u", index_dir,
           (unsigned long long)lmx__index_n_docs(s->ix), (unsigned long long)lmx__index_n_tokens(s->ix), s->n_plans,
           listen, di ? di->port : 0);
+    if (opts->port_file) {
+        char port[16];
+        int n = snprintf(port, sizeof port, "%u\n", di ? (unsigned)di->port : 0u);
+        if (lmx__write_file_atomic(opts->port_file, port, (size_t)n, &err) != LMX_OK) {
+            logf_("--port-file: %s", err.message);
+            goto out;
+        }
+    }
     notify("READY=1");
     for (;;) {
         int sig = 0;

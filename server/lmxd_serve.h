@@ -8,6 +8,7 @@ typedef struct lmxd_serve_options {
     const char *index_dir; /* overrides the config's "index" */
     int insecure;          /* allow a non-loopback address without auth */
     int skip_verify;       /* do not check shard checksums at start */
+    const char *port_file; /* when set, the bound port is written here (atomically) once serving */
 } lmxd_serve_options;
 
 /* Runs until SIGTERM/SIGINT (drains in-flight requests, returns 0); SIGHUP reloads the plans.

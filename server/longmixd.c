@@ -280,14 +280,16 @@ static int cmd_serve(int argc, char **argv)
 {
     static const char usage[] =
         "usage: longmixd serve --config FILE [--listen HOST:PORT] [--index DIR] [--insecure] [--skip-verify]\n"
+        "                      [--port-file FILE]\n"
         "\n"
         "Serves the config's plans over HTTP (proto/HTTP.md). SIGHUP reloads the plans; SIGTERM drains\n"
         "in-flight requests and exits 0. Without \"auth\" in the config only a loopback address is allowed\n"
-        "unless --insecure is given. Shard checksums are verified at start unless --skip-verify.\n";
+        "unless --insecure is given. Shard checksums are verified at start unless --skip-verify.\n"
+        "--port-file FILE receives the bound port once serving (use port 0 for an ephemeral one).\n";
     lmxd_serve_options o = {0};
     static const struct option lo[] = {{"config", 1, 0, 'c'},   {"listen", 1, 0, 'l'},      {"index", 1, 0, 'i'},
                                        {"insecure", 0, 0, 'k'}, {"skip-verify", 0, 0, 's'}, {"help", 0, 0, 'h'},
-                                       {0, 0, 0, 0}};
+                                       {"port-file", 1, 0, 'p'}, {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (c) {
@@ -296,6 +298,7 @@ static int cmd_serve(int argc, char **argv)
         case 'i': o.index_dir = optarg; break;
         case 'k': o.insecure = 1; break;
         case 's': o.skip_verify = 1; break;
+        case 'p': o.port_file = optarg; break;
         case 'h': fputs(usage, stdout); return 0;
         default: return usage_error("serve", "unknown option");
         }
