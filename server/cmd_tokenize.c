@@ -5,7 +5,9 @@
  * The main thread reads a batch of lines, every thread (main included) takes lines from it
  * (JSON parse + encode + format into a per-thread buffer), then the main thread writes the
  * batch in order. Lines that are empty or only whitespace produce no output line (as the peer).
- * Input that is not valid UTF-8 is decoded lossily first (U+FFFD), as node's readline does. */
+ * Input that is not valid UTF-8 is decoded lossily first (U+FFFD), as node's readline does, and a
+ * lone UTF-16 surrogate escape ("\ud800" without its pair), which jansson rejects, becomes U+FFFD
+ * like JavaScript's JSON.parse followed by the UTF-8 conversion into HF tokenizers. */
 #include "lmx_tokenizer.h"
 
 #include <errno.h>
@@ -97,6 +99,60 @@ static char *fmt_u32(char *p, uint32_t v)
     return p;
 }
 
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c = (char)(c | 0x20);
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* Value of the \uXXXX escape at s[i] (s[i] == '\\'), or -1. */
+static long uesc(const char *s, size_t n, size_t i)
+{
+    if (i + 6 > n || s[i] != '\\' || s[i + 1] != 'u')
+        return -1;
+    long v = 0;
+    for (int k = 2; k < 6; k++) {
+        int h = hexval(s[i + (size_t)k]);
+        if (h < 0)
+            return -1;
+        v = v << 4 | h;
+    }
+    return v;
+}
+
+/* Rewrites, in place, each escape of a lone UTF-16 surrogate in JSON text s[0..n) to \uFFFD (the
+ * same length); returns how many were rewritten. Escaped backslashes are skipped as pairs, so
+ * "\\\\ud800" (a backslash then the text "ud800") is left alone. */
+static size_t fix_lone_surrogates(char *s, size_t n)
+{
+    size_t fixed = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] != '\\')
+            continue;
+        long v = uesc(s, n, i);
+        if (v < 0) {
+            i++; /* skip the escaped char (\\, \", \n, ...) */
+            continue;
+        }
+        if (v >= 0xD800 && v <= 0xDBFF) {
+            long lo = uesc(s, n, i + 6);
+            if (lo >= 0xDC00 && lo <= 0xDFFF) {
+                i += 11;
+                continue;
+            }
+        } else if (!(v >= 0xDC00 && v <= 0xDFFF)) {
+            i += 5;
+            continue;
+        }
+        memcpy(s + i, "\\uFFFD", 6);
+        fixed++;
+        i += 5;
+    }
+    return fixed;
+}
+
 static void do_line(worker *w, line_ref *L)
 {
     shared *sh = w->sh;
@@ -114,6 +170,18 @@ static void do_line(worker *w, line_ref *L)
     }
     json_error_t jerr;
     json_t *root = json_loadb(s, n, JSON_ALLOW_NUL, &jerr);
+    if (!root && strstr(jerr.text, "invalid Unicode")) {
+        if (s != (const char *)w->fix.data) {
+            w->fix.len = 0;
+            if (lmx__buf_append(&w->fix, s, n) != LMX_OK) {
+                fail(sh, L->lineno, "out of memory");
+                return;
+            }
+            s = (const char *)w->fix.data;
+        }
+        if (fix_lone_surrogates((char *)w->fix.data, n))
+            root = json_loadb(s, n, JSON_ALLOW_NUL, &jerr);
+    }
     if (!root) {
         snprintf(msg, sizeof msg, "invalid JSON at column %d: %s", jerr.column, jerr.text);
         fail(sh, L->lineno, msg);

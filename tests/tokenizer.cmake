@@ -1,0 +1,18 @@
+# Tokenizer tests (included from tests/CMakeLists.txt).
+#   conformance.tokenizer: `longmixd tokenize` against the reference HF tokenizers (node) on both
+#   ../shared fixtures, over tests/conformance/tokenizer_cases.jsonl and a 5 MB corpus built once
+#   into the build folder. Skips (77) without ../shared, node or the installed reference.
+#   The unit test (tests/unit/test_tokenizer.c) needs none of these; it is registered by the glob
+#   in tests/CMakeLists.txt.
+add_test(NAME conformance.tokenizer
+         COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/conformance/run-tokenizer-conformance.sh)
+set_tests_properties(conformance.tokenizer PROPERTIES
+  ENVIRONMENT "${LMX_TEST_ENV};LMX_TOKTEST_DIR=${CMAKE_CURRENT_BINARY_DIR}/tokenizer-conformance"
+  TIMEOUT 300 SKIP_RETURN_CODE 77)
+
+# tokenizer.unicode_tables_fresh: the committed common/lmx_unicode_tables.[ch] are what
+# common/gen_unicode_tables.py makes (skips without unicode-data or the npm Unicode 16 data).
+add_test(NAME tokenizer.unicode_tables_fresh
+         COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/conformance/check-unicode-tables.sh)
+set_tests_properties(tokenizer.unicode_tables_fresh PROPERTIES
+  ENVIRONMENT "${LMX_TEST_ENV}" TIMEOUT 300 SKIP_RETURN_CODE 77)

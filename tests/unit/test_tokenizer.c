@@ -1,0 +1,338 @@
+/* Tokenizer unit tests that need nothing outside the repository: tiny tokenizer.json fixtures are
+ * generated here (an SP-style BPE with byte_fallback like LLaMA-2, and a byte-level BPE with the
+ * LLaMA-3 Split regex), and the expected ids were worked out by hand from their vocabularies and
+ * merges (and cross-checked once with HF tokenizers). Also: unsupported components fail to load
+ * with an error naming them, and the built-in `bytes` tokenizer.
+ *
+ * `test_tokenizer --dump DIR` writes the two fixtures to DIR (to re-check them with the
+ * reference: node shared/peers/hf-tokenize.js DIR/sp.json < cases.jsonl). */
+#include "lmx_test.h"
+#include "lmx_tokenizer.h"
+
+#include <stdarg.h>
+
+static lmx_buf jb; /* JSON being built */
+
+static void J(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char tmp[4096];
+    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    CHECK(n >= 0 && (size_t)n < sizeof tmp);
+    CHECK(lmx__buf_append(&jb, tmp, (size_t)n) == LMX_OK);
+}
+
+#define SP "\xe2\x96\x81" /* U+2581 LOWER ONE EIGHTH BLOCK, SentencePiece's space */
+
+/* SP-style BPE: Prepend("▁") + Replace(" " -> "▁"), no pre-tokenizer, byte_fallback, fuse_unk.
+ * ids: 0 <unk>, 1 <s>, 2 </s>, 3..258 <0x00>..<0xFF>, then the pieces below. */
+enum { SP_UNDER = 259, SP_H, SP_I, SP_UH, SP_UHI, SP_E, SP_L, SP_O, SP_LL, SP_UHE, SP_UHELL,
+       SP_UHELLO };
+static void make_sp(int extra_model_type_unigram)
+{
+    jb.len = 0;
+    J("{\"version\":\"1.0\",\"truncation\":null,\"padding\":null,\"added_tokens\":[");
+    const char *added[3] = {"<unk>", "<s>", "</s>"};
+    for (int i = 0; i < 3; i++)
+        J("%s{\"id\":%d,\"content\":\"%s\",\"single_word\":false,\"lstrip\":false,\"rstrip\":false,"
+          "\"normalized\":false,\"special\":true}", i ? "," : "", i, added[i]);
+    J("],\"normalizer\":{\"type\":\"Sequence\",\"normalizers\":[{\"type\":\"Prepend\",\"prepend\":"
+      "\"" SP "\"},{\"type\":\"Replace\",\"pattern\":{\"String\":\" \"},\"content\":\"" SP "\"}]},");
+    J("\"pre_tokenizer\":null,\"post_processor\":null,");
+    J("\"decoder\":{\"type\":\"Sequence\",\"decoders\":[{\"type\":\"Replace\",\"pattern\":{\"String\":"
+      "\"" SP "\"},\"content\":\" \"},{\"type\":\"ByteFallback\"},{\"type\":\"Fuse\"},{\"type\":"
+      "\"Strip\",\"content\":\" \",\"start\":1,\"stop\":0}]},");
+    J("\"model\":{\"type\":\"%s\",\"dropout\":null,\"unk_token\":\"<unk>\",\"continuing_subword_prefix\""
+      ":null,\"end_of_word_suffix\":null,\"fuse_unk\":true,\"byte_fallback\":true,\"vocab\":{",
+      extra_model_type_unigram ? "Unigram" : "BPE");
+    J("\"<unk>\":0,\"<s>\":1,\"</s>\":2");
+    for (int b = 0; b < 256; b++)
+        J(",\"<0x%02X>\":%d", b, 3 + b);
+    J(",\"" SP "\":%d,\"h\":%d,\"i\":%d,\"" SP "h\":%d,\"" SP "hi\":%d,\"e\":%d,\"l\":%d,\"o\":%d,"
+      "\"ll\":%d,\"" SP "he\":%d,\"" SP "hell\":%d,\"" SP "hello\":%d},",
+      SP_UNDER, SP_H, SP_I, SP_UH, SP_UHI, SP_E, SP_L, SP_O, SP_LL, SP_UHE, SP_UHELL, SP_UHELLO);
+    J("\"merges\":[\"" SP " h\",\"" SP "h i\",\"l l\",\"" SP "h e\",\"" SP "he ll\",\"" SP
+      "hell o\"]}}");
+}
+
+/* GPT-2 bytes_to_unicode: the char standing for byte b. */
+static unsigned bl_char(unsigned b)
+{
+    if ((b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174)
+        return b;
+    unsigned n = 0;
+    for (unsigned x = 0; x < b; x++)
+        if (!((x >= 33 && x <= 126) || (x >= 161 && x <= 172) || x >= 174))
+            n++;
+    return 256 + n;
+}
+
+static void put_cp(char **p, unsigned cp)
+{
+    if (cp == '"' || cp == '\\') {
+        *(*p)++ = '\\';
+        *(*p)++ = (char)cp;
+    } else if (cp < 0x80) {
+        *(*p)++ = (char)cp;
+    } else { /* < 0x800 here */
+        *(*p)++ = (char)(0xC0 | cp >> 6);
+        *(*p)++ = (char)(0x80 | (cp & 0x3F));
+    }
+}
+
+/* Byte-level BPE: Split(LLaMA-3 regex, Isolated) + ByteLevel(use_regex false), ignore_merges.
+ * ids 0..255: the one-byte tokens (id = byte value), then the pieces below ("Ġ" is the space). */
+enum { BL_HI = 256, BL_GH, BL_GHI, BL_GWORLD, BL_QS, BL_12, BL_123, BL_45, BL_34 };
+#define RE_LLAMA3 \
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\\\r\\\\n\\\\p{L}\\\\p{N}]?\\\\p{L}+|\\\\p{N}{1,3}| ?[^\\\\s\\\\p{L}\\\\p{N}]+" \
+    "[\\\\r\\\\n]*|\\\\s*[\\\\r\\\\n]+|\\\\s+(?!\\\\S)|\\\\s+"
+#define G "\xc4\xa0" /* "Ġ" = byte 0x20 */
+static void make_bl(const char *pre_override)
+{
+    jb.len = 0;
+    J("{\"version\":\"1.0\",\"truncation\":null,\"padding\":null,\"added_tokens\":[{\"id\":%d,"
+      "\"content\":\"<|begin_of_text|>\",\"single_word\":false,\"lstrip\":false,\"rstrip\":false,"
+      "\"normalized\":false,\"special\":true}],\"normalizer\":null,", BL_34 + 1);
+    if (pre_override)
+        J("\"pre_tokenizer\":%s,", pre_override);
+    else
+        J("\"pre_tokenizer\":{\"type\":\"Sequence\",\"pretokenizers\":[{\"type\":\"Split\",\"pattern\":"
+          "{\"Regex\":\"" RE_LLAMA3 "\"},\"behavior\":\"Isolated\",\"invert\":false},{\"type\":"
+          "\"ByteLevel\",\"add_prefix_space\":false,\"trim_offsets\":true,\"use_regex\":false}]},");
+    J("\"post_processor\":null,\"decoder\":{\"type\":\"ByteLevel\",\"add_prefix_space\":true,"
+      "\"trim_offsets\":true,\"use_regex\":true},");
+    J("\"model\":{\"type\":\"BPE\",\"dropout\":null,\"unk_token\":null,\"continuing_subword_prefix\":"
+      "null,\"end_of_word_suffix\":null,\"fuse_unk\":false,\"byte_fallback\":false,"
+      "\"ignore_merges\":true,\"vocab\":{");
+    for (unsigned b = 0; b < 256; b++) {
+        char tmp[16], *p = tmp;
+        put_cp(&p, bl_char(b));
+        *p = 0;
+        J("%s\"%s\":%u", b ? "," : "", tmp, b);
+    }
+    J(",\"hi\":%d,\"" G "h\":%d,\"" G "hi\":%d,\"" G "world\":%d,\"'s\":%d,\"12\":%d,\"123\":%d,"
+      "\"45\":%d,\"34\":%d},", BL_HI, BL_GH, BL_GHI, BL_GWORLD, BL_QS, BL_12, BL_123, BL_45, BL_34);
+    /* "3 4" ranks first: it would win if "12345" were not cut into "123" + "45" by \p{N}{1,3}.
+     * "Ġworld" has no merges: only ignore_merges (whole piece in the vocab) produces it. */
+    J("\"merges\":[\"3 4\",\"h i\",\"" G " h\",\"" G "h i\",\"' s\",\"1 2\",\"12 3\",\"4 5\"]}}");
+}
+
+static lmx_tokenizer *open_json(int match_added, lmx_error *err)
+{
+    lmx_tokenizer_options o = {match_added};
+    lmx_tokenizer *t = NULL;
+    if (lmx__tokenizer_open_buffer(jb.data, jb.len, NULL, 0, &o, &t, err) != LMX_OK)
+        return NULL;
+    return t;
+}
+
+/* Encodes text and compares with want[0..n). */
+static void check_ids(lmx_encoder *enc, const char *text, const uint32_t *want, size_t n,
+                      const char *what)
+{
+    lmx_ids ids = {0};
+    lmx_error err = {0};
+    int rc = lmx__encode(enc, text, strlen(text), &ids, &err);
+    CHECK_EQ_INT(rc, LMX_OK);
+    int same = ids.n == n && (n == 0 || memcmp(ids.v, want, n * sizeof *want) == 0);
+    if (!same) {
+        fprintf(stderr, "%s: \"%s\": got [", what, text);
+        for (size_t i = 0; i < ids.n; i++)
+            fprintf(stderr, "%s%u", i ? "," : "", ids.v[i]);
+        fprintf(stderr, "], want [");
+        for (size_t i = 0; i < n; i++)
+            fprintf(stderr, "%s%u", i ? "," : "", want[i]);
+        fprintf(stderr, "]\n");
+    }
+    CHECK(same);
+    lmx__ids_free(&ids);
+}
+#define IDS(enc, text, ...)                                                                      \
+    do {                                                                                         \
+        static const uint32_t w_[] = {__VA_ARGS__};                                              \
+        check_ids(enc, text, w_, sizeof w_ / sizeof w_[0], #enc);                                \
+    } while (0)
+#define NO_IDS(enc, text) check_ids(enc, text, NULL, 0, #enc)
+
+static void check_decode(const lmx_tokenizer *t, lmx_encoder *enc, const char *text)
+{
+    lmx_ids ids = {0};
+    lmx_buf out = {0};
+    lmx_error err = {0};
+    CHECK_EQ_INT(lmx__encode(enc, text, strlen(text), &ids, &err), LMX_OK);
+    CHECK_EQ_INT(lmx__decode(t, ids.v, ids.n, &out, &err), LMX_OK);
+    CHECK(lmx__buf_append(&out, "", 1) == LMX_OK);
+    CHECK_EQ_STR((const char *)out.data, text);
+    lmx__ids_free(&ids);
+    lmx__buf_free(&out);
+}
+
+static void test_sp(void)
+{
+    make_sp(0);
+    lmx_error err = {0};
+    lmx_tokenizer *t = open_json(0, &err);
+    CHECK_EQ_STR(err.message, "");
+    if (!t)
+        return;
+    lmx_encoder *enc = NULL;
+    CHECK_EQ_INT(lmx__encoder_create(t, &enc, &err), LMX_OK);
+    CHECK_EQ_STR(lmx__tokenizer_kind(t), "tokenizer.json");
+    CHECK_EQ_INT(lmx__tokenizer_vocab_size(t), SP_UHELLO + 1);
+    CHECK_EQ_INT(lmx__tokenizer_token_id(t, "<s>", 3), 1);
+    NO_IDS(enc, "");
+    /* "▁hi": ▁ h -> ▁h, ▁h i -> ▁hi */
+    IDS(enc, "hi", SP_UHI);
+    /* "▁hello": ▁ h, l l, ▁h e, ▁he ll, ▁hell o */
+    IDS(enc, "hello", SP_UHELLO);
+    /* "▁hi▁": the trailing ▁ has no merge */
+    IDS(enc, "hi ", SP_UHI, SP_UNDER);
+    /* "▁▁hi": the first ▁ has no merge with ▁ */
+    IDS(enc, " hi", SP_UNDER, SP_UHI);
+    /* é is not in the vocab: byte fallback to <0xC3> <0xA9> (ids 3 + byte) */
+    IDS(enc, "hi \xc3\xa9", SP_UHI, SP_UNDER, 3 + 0xC3, 3 + 0xA9);
+    /* an astral char: four byte tokens */
+    IDS(enc, "\xf0\x9f\x98\x80", SP_UNDER, 3 + 0xF0, 3 + 0x9F, 3 + 0x98, 3 + 0x80);
+    /* "\n" -> <0x0A>, "\t" -> <0x09> */
+    IDS(enc, "h\ni\t", SP_UH, 3 + 0x0A, SP_I, 3 + 0x09);
+    /* added tokens are plain text by default: "<s>" -> bytes < s > */
+    IDS(enc, "<s>", SP_UNDER, 3 + '<', 3 + 's', 3 + '>');
+    check_decode(t, enc, "hello hi \xc3\xa9 \xf0\x9f\x98\x80");
+    lmx__encoder_free(enc);
+    lmx__tokenizer_free(t);
+
+    /* matched like HF: "<s>" -> 1; the text after it is normalized on its own ("▁hi") */
+    t = open_json(1, &err);
+    CHECK(t != NULL);
+    if (!t)
+        return;
+    CHECK_EQ_INT(lmx__encoder_create(t, &enc, &err), LMX_OK);
+    IDS(enc, "<s>", 1);
+    IDS(enc, "<s>hi</s>", 1, SP_UHI, 2);
+    IDS(enc, "hi<s>", SP_UHI, 1);
+    lmx__encoder_free(enc);
+    lmx__tokenizer_free(t);
+}
+
+static void test_bytelevel(void)
+{
+    make_bl(NULL);
+    lmx_error err = {0};
+    lmx_tokenizer *t = open_json(0, &err);
+    CHECK_EQ_STR(err.message, "");
+    if (!t)
+        return;
+    lmx_encoder *enc = NULL;
+    CHECK_EQ_INT(lmx__encoder_create(t, &enc, &err), LMX_OK);
+    NO_IDS(enc, "");
+    /* pieces "hi" " hi" " world" "!" */
+    IDS(enc, "hi hi world!", BL_HI, BL_GHI, BL_GWORLD, '!');
+    /* contraction piece "'s" (merge "' s"); without it "'" and "s" would stay apart */
+    IDS(enc, "it's", 'i', 't', BL_QS);
+    /* \p{N}{1,3}: "123" "45"; one piece "12345" would take "3 4" first */
+    IDS(enc, "12345", BL_123, BL_45);
+    /* "x  hi": "x", " " (\s+(?!\S) leaves the last space), " hi" */
+    IDS(enc, "x  hi", 'x', ' ', BL_GHI);
+    /* "\r\n\r\n" stays one piece (\s*[\r\n]+), bytes as they are */
+    IDS(enc, "a\r\n\r\nb", 'a', '\r', '\n', '\r', '\n', 'b');
+    /* non-ASCII: raw UTF-8 bytes as one-byte tokens */
+    IDS(enc, "\xc3\xa9", 0xC3, 0xA9);
+    /* the special token is text by default */
+    IDS(enc, "<|begin_of_text|>", '<', '|', 'b', 'e', 'g', 'i', 'n', '_', 'o', 'f', '_', 't', 'e',
+        'x', 't', '|', '>');
+    check_decode(t, enc, "hi hi world! it's 12345\r\n\xc3\xa9");
+    lmx__encoder_free(enc);
+    lmx__tokenizer_free(t);
+
+    t = open_json(1, &err);
+    CHECK(t != NULL);
+    if (!t)
+        return;
+    CHECK_EQ_INT(lmx__encoder_create(t, &enc, &err), LMX_OK);
+    IDS(enc, "<|begin_of_text|>hi", BL_34 + 1, BL_HI);
+    lmx__encoder_free(enc);
+    lmx__tokenizer_free(t);
+}
+
+static void expect_unsupported(const char *what, const char *needle)
+{
+    lmx_error err = {0};
+    lmx_tokenizer *t = open_json(0, &err);
+    CHECK(t == NULL);
+    lmx__tokenizer_free(t);
+    CHECK_EQ_INT(err.code, LMX_EUNSUPPORTED);
+    CHECK_CONTAINS(err.message, needle);
+    if (!strstr(err.message, needle))
+        fprintf(stderr, "  (%s)\n", what);
+}
+
+static void test_unsupported(void)
+{
+    make_sp(1);
+    expect_unsupported("Unigram model", "Unigram");
+    make_bl("{\"type\":\"Whitespace\"}");
+    expect_unsupported("Whitespace pre-tokenizer", "Whitespace");
+    make_bl("{\"type\":\"Split\",\"pattern\":{\"Regex\":\"[a-z]+\"},\"behavior\":\"Isolated\","
+            "\"invert\":false}");
+    expect_unsupported("unknown Split regex", "[a-z]+ is not supported");
+    /* an unsupported normalizer, spliced into the SP fixture */
+    make_sp(0);
+    const char *from = "\"normalizer\":{";
+    char *p = strstr((char *)jb.data, from);
+    CHECK(p != NULL);
+    if (p) {
+        lmx_buf b = {0};
+        size_t head = (size_t)(p - (char *)jb.data) + strlen(from);
+        CHECK(lmx__buf_append(&b, jb.data, head) == LMX_OK);
+        const char *lc = "\"type\":\"Sequence\",\"normalizers\":[{\"type\":\"Lowercase\"}]},\"x\":{";
+        CHECK(lmx__buf_append(&b, lc, strlen(lc)) == LMX_OK);
+        CHECK(lmx__buf_append(&b, jb.data + head, jb.len - head) == LMX_OK);
+        lmx__buf_free(&jb);
+        jb = b;
+        expect_unsupported("Lowercase normalizer", "Lowercase");
+    }
+}
+
+static void test_bytes(void)
+{
+    lmx_error err = {0};
+    lmx_tokenizer *t = NULL;
+    CHECK_EQ_INT(lmx__tokenizer_open("bytes", NULL, &t, &err), LMX_OK);
+    if (!t)
+        return;
+    CHECK_EQ_STR(lmx__tokenizer_kind(t), "bytes");
+    CHECK_EQ_STR(lmx__tokenizer_identity(t), "bytes");
+    CHECK_EQ_INT(lmx__tokenizer_vocab_size(t), 258);
+    CHECK_EQ_INT(lmx__tokenizer_bos(t), 256);
+    CHECK_EQ_INT(lmx__tokenizer_eos(t), 257);
+    lmx_encoder *enc = NULL;
+    CHECK_EQ_INT(lmx__encoder_create(t, &enc, &err), LMX_OK);
+    NO_IDS(enc, "");
+    IDS(enc, "h\xc3\xa9 <s>", 'h', 0xC3, 0xA9, ' ', '<', 's', '>');
+    check_decode(t, enc, "h\xc3\xa9\n\xf0\x9f\x98\x80");
+    lmx__encoder_free(enc);
+    lmx__tokenizer_free(t);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 3 && strcmp(argv[1], "--dump") == 0) {
+        char path[4096];
+        make_sp(0);
+        snprintf(path, sizeof path, "%s/sp.json", argv[2]);
+        lmx_test_write(path, jb.data, jb.len);
+        make_bl(NULL);
+        snprintf(path, sizeof path, "%s/bl.json", argv[2]);
+        lmx_test_write(path, jb.data, jb.len);
+        lmx__buf_free(&jb);
+        return lmx_test_failures != 0;
+    }
+    test_sp();
+    test_bytelevel();
+    test_unsupported();
+    test_bytes();
+    lmx__buf_free(&jb);
+    TEST_MAIN_END();
+}
