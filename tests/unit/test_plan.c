@@ -1,0 +1,591 @@
+/* common/lmx_plan.c: plan specs, determinism, packing (spans vs document tokens, separators,
+ * next_token, cu_seqlens), rank/world slicing, strategies. Uses a small index built with the
+ * `bytes` tokenizer in a temp dir. */
+#include <jansson.h>
+#include <math.h>
+#include <string.h>
+
+#include "lmx_index.h"
+#include "lmx_plan.h"
+#include "lmx_test.h"
+#include "lmx_util.h"
+#include "lmx_wire.h"
+
+#define BOS 256
+#define EOS 257
+
+static char root[256];
+static lmx_index *ix;
+
+static uint32_t rng_state = 12345;
+static uint32_t rnd(void)
+{
+    rng_state = rng_state * 1103515245u + 12345u;
+    return rng_state >> 8;
+}
+
+/* Domains: "web" (40 docs of 1..300 bytes, plus an empty one), "code" (12 docs of 50..700
+ * bytes), "books" (3 .txt files, one of 5000 bytes). */
+static void build_index(void)
+{
+    char in[512], p[600], out[512];
+    snprintf(in, sizeof in, "%s/in/books", root);
+    CHECK_EQ_INT(lmx__mkdirs(in, NULL), LMX_OK);
+    snprintf(in, sizeof in, "%s/in", root);
+    lmx_buf j = {0};
+    for (int i = 0; i < 41; i++) {
+        size_t n = i == 20 ? 0 : 1 + rnd() % 300;
+        lmx__buf_printf(&j, "{\"text\": \"");
+        for (size_t k = 0; k < n; k++)
+            lmx__buf_printf(&j, "%c", (char)('a' + rnd() % 26));
+        lmx__buf_printf(&j, "\", \"meta\": {\"redpajama_set_name\": \"%s\"}}\n", i % 4 == 3 && i < 40 ? "code" : "web");
+    }
+    for (int i = 0; i < 2; i++) {
+        size_t n = 50 + rnd() % 650;
+        lmx__buf_printf(&j, "{\"text\": \"");
+        for (size_t k = 0; k < n; k++)
+            lmx__buf_printf(&j, "%c", (char)('A' + rnd() % 26));
+        lmx__buf_printf(&j, "\", \"meta\": {\"redpajama_set_name\": \"code\"}}\n");
+    }
+    snprintf(p, sizeof p, "%s/a.jsonl", in);
+    lmx_test_write(p, j.data, j.len);
+    lmx__buf_free(&j);
+    for (int i = 0; i < 3; i++) {
+        size_t n = i == 1 ? 5000 : 100 + rnd() % 1000;
+        char *t = malloc(n);
+        for (size_t k = 0; k < n; k++)
+            t[k] = (char)('0' + rnd() % 10);
+        snprintf(p, sizeof p, "%s/books/%d.txt", in, i);
+        lmx_test_write(p, t, n);
+        free(t);
+    }
+    snprintf(out, sizeof out, "%s/ix", root);
+    lmx_index_options o = {0};
+    o.tokenizer = "bytes";
+    o.out_dir = out;
+    o.threads = 1;
+    o.domain_field = "meta.redpajama_set_name";
+    char *inputs[] = {in};
+    lmx_error err = {0};
+    int rc = lmx__index_build(&o, inputs, 1, &err);
+    if (rc) {
+        fprintf(stderr, "index build: %s\n", err.message);
+        exit(1);
+    }
+    if (lmx__index_open(out, &ix, &err) != LMX_OK) {
+        fprintf(stderr, "index open: %s\n", err.message);
+        exit(1);
+    }
+    CHECK_EQ_U64(lmx__index_n_domains(ix), 3);
+    CHECK_EQ_U64(lmx__index_n_docs(ix), 41 + 2 + 3);
+}
+
+static int parse_spec(const char *json, lmx_plan_spec *spec, lmx_error *err)
+{
+    json_error_t je;
+    json_t *o = json_loads(json, 0, &je);
+    if (!o) {
+        fprintf(stderr, "test JSON: %s: %s\n", json, je.text);
+        exit(2);
+    }
+    int rc = lmx__plan_spec_parse("p", o, spec, err);
+    json_decref(o);
+    return rc;
+}
+
+static lmx_plan *make_plan(const char *json)
+{
+    lmx_plan_spec spec;
+    lmx_error err = {0};
+    if (parse_spec(json, &spec, &err) != LMX_OK) {
+        fprintf(stderr, "spec %s: %s\n", json, err.message);
+        lmx_test_failures++;
+        lmx__plan_spec_free(&spec);
+        return NULL;
+    }
+    lmx_plan *p = NULL;
+    if (lmx__plan_create(ix, "p", &spec, &p, &err) != LMX_OK) {
+        fprintf(stderr, "plan %s: %s\n", json, err.message);
+        lmx_test_failures++;
+    }
+    lmx__plan_spec_free(&spec);
+    return p;
+}
+
+static int get_batch(lmx_plan *p, uint64_t step, uint32_t rank, uint32_t world, lmx_buf *out, lmx_wire_view *v)
+{
+    lmx_error err = {0};
+    int rc = lmx__plan_batch(p, step, rank, world, out, &err);
+    if (rc) {
+        fprintf(stderr, "batch %llu %u/%u: %s\n", (unsigned long long)step, rank, world, err.message);
+        return rc;
+    }
+    rc = lmx__wire_parse(out->data, out->len, v, &err);
+    if (rc)
+        fprintf(stderr, "parse of batch %llu: %s\n", (unsigned long long)step, err.message);
+    return rc;
+}
+
+/* Checks one parsed batch against the index and the spec: spans hold the documents' tokens,
+ * uncovered positions are separators, cu_seqlens mark item starts, header fields. */
+static void check_batch_n(const lmx_plan *p, const lmx_wire_view *v, uint64_t step, uint32_t rank, uint32_t world,
+                          uint32_t n_seqs)
+{
+    const lmx_plan_spec *s = lmx__plan_spec(p);
+    const uint32_t L = s->seq_len;
+    CHECK_EQ_U64(v->h.step, step);
+    CHECK_EQ_U64(v->h.rank, rank);
+    CHECK_EQ_U64(v->h.world, world);
+    CHECK_EQ_U64(v->h.seq_len, L);
+    CHECK_EQ_U64(v->h.n_seqs, n_seqs);
+    CHECK_EQ_U64(v->h.token_bytes, lmx__index_token_bytes(ix));
+    CHECK(memcmp(v->h.plan_id, lmx__plan_id(p), LMX_PLAN_ID_BYTES) == 0);
+    CHECK_EQ_U64(v->h.n_domains, lmx__index_n_domains(ix));
+    CHECK_EQ_U64(!!(v->h.flags & LMX_WIRE_FLAG_CU_SEQLENS), !!s->cu_seqlens);
+    for (uint32_t d = 0; d < v->h.n_domains; d++) {
+        uint32_t n;
+        const char *name = lmx__wire_domain(v, d, &n);
+        CHECK(n == strlen(lmx__index_domain_name(ix, d)) && memcmp(name, lmx__index_domain_name(ix, d), n) == 0);
+    }
+    uint8_t *covered = malloc(L);
+    int bad_tokens = 0, bad_sep = 0, bad_span = 0;
+    for (uint32_t q = 0; q < v->h.n_seqs; q++) {
+        memset(covered, 0, L);
+        uint32_t a, e;
+        lmx__wire_seq_spans(v, q, &a, &e);
+        uint32_t prev_end = 0;
+        for (uint32_t i = a; i < e; i++) {
+            lmx_span sp = lmx__wire_span(v, i);
+            lmx_doc doc;
+            if (lmx__index_doc(ix, sp.doc, &doc, NULL) != LMX_OK) {
+                bad_span++;
+                continue;
+            }
+            if (sp.start < prev_end || sp.start + sp.length > L || sp.offset + sp.length > doc.n_tokens ||
+                sp.domain != doc.domain || sp.length == 0)
+                bad_span++;
+            if (s->strategy == LMX_CUT && (sp.offset % s->cut_len) + sp.length > s->cut_len)
+                bad_span++; /* a span never crosses a cut */
+            prev_end = sp.start + sp.length;
+            for (uint32_t t = 0; t < sp.length && sp.start + t < L; t++) {
+                covered[sp.start + t] = 1;
+                if (t + sp.offset < doc.n_tokens &&
+                    lmx__wire_token(v, q, sp.start + t) != lmx__doc_token(&doc, sp.offset + t))
+                    bad_tokens++;
+            }
+        }
+        for (uint32_t t = 0; t < L; t++) {
+            if (covered[t])
+                continue;
+            uint32_t x = lmx__wire_token(v, q, t);
+            if (!((s->bos && x == BOS) || (s->eos && x == EOS)))
+                bad_sep++;
+        }
+        if (s->cu_seqlens) {
+            /* cu_seqlens: 0, every item start (a BOS when bos is on), L */
+            uint32_t ca, ce;
+            lmx__wire_seq_cu(v, q, &ca, &ce);
+            CHECK(ce - ca >= 2);
+            CHECK_EQ_INT(lmx__wire_cu(v, ca), 0);
+            CHECK_EQ_INT(lmx__wire_cu(v, ce - 1), (int32_t)L);
+            if (s->bos && !s->eos) {
+                uint32_t k = ca + 1;
+                int ok = 1;
+                for (uint32_t t = 1; t < L; t++)
+                    if (lmx__wire_token(v, q, t) == BOS) {
+                        ok &= k < ce - 1 && lmx__wire_cu(v, k) == (int32_t)t;
+                        k++;
+                    }
+                ok &= k == ce - 1;
+                if (!ok)
+                    fprintf(stderr, "seq %u: cu_seqlens do not match the BOS positions\n", q);
+                CHECK(ok);
+            }
+        }
+    }
+    free(covered);
+    CHECK_EQ_INT(bad_tokens, 0);
+    CHECK_EQ_INT(bad_sep, 0);
+    CHECK_EQ_INT(bad_span, 0);
+}
+
+static void check_batch(const lmx_plan *p, const lmx_wire_view *v, uint64_t step, uint32_t rank, uint32_t world)
+{
+    check_batch_n(p, v, step, rank, world, lmx__plan_spec(p)->global_batch / world);
+}
+
+/* Sequence q of a parsed batch as comparable bytes: tokens, next token, spans, cu. */
+static void seq_bytes(const lmx_wire_view *v, uint32_t q, lmx_buf *out)
+{
+    out->len = 0;
+    for (uint32_t t = 0; t < v->h.seq_len; t++) {
+        uint32_t x = lmx__wire_token(v, q, t);
+        lmx__buf_append(out, &x, 4);
+    }
+    uint32_t nx = lmx__wire_next_token(v, q);
+    lmx__buf_append(out, &nx, 4);
+    uint32_t a, e;
+    lmx__wire_seq_spans(v, q, &a, &e);
+    for (uint32_t i = a; i < e; i++) {
+        lmx_span sp = lmx__wire_span(v, i);
+        uint64_t f[5] = {sp.doc, sp.offset, sp.start, sp.length, sp.domain};
+        lmx__buf_append(out, f, sizeof f);
+    }
+    lmx__wire_seq_cu(v, q, &a, &e);
+    for (uint32_t i = a; i < e; i++) {
+        int32_t c = lmx__wire_cu(v, i);
+        lmx__buf_append(out, &c, 4);
+    }
+}
+
+static void test_original(void)
+{
+    const char *spec = "{\"strategy\": \"original\", \"seq_len\": 64, \"global_batch\": 4}";
+    lmx_plan *p = make_plan(spec);
+    if (!p)
+        return;
+    const lmx_plan_spec *s = lmx__plan_spec(p);
+    CHECK_EQ_INT(s->strategy, LMX_ORIGINAL);
+    CHECK_EQ_U64(s->seq_len, 64);
+    CHECK_EQ_U64(s->global_batch, 4);
+    CHECK_EQ_U64(s->seed, 0);
+    CHECK_EQ_U64(s->long_threshold, 4096);
+    CHECK(s->bos == 1 && s->eos == 0);
+    CHECK_EQ_STR(lmx__plan_name(p), "p");
+    CHECK_EQ_U64(strlen(lmx__plan_id_hex(p)), 32);
+    CHECK_EQ_U64(lmx__plan_max_steps(p), UINT64_MAX);
+
+    /* Deterministic: same bytes twice, from a fresh plan, and out of order. */
+    lmx_buf b0 = {0}, b1 = {0}, b2 = {0};
+    lmx_wire_view v0, v1, v2;
+    CHECK_EQ_INT(get_batch(p, 0, 0, 1, &b0, &v0), LMX_OK);
+    CHECK_EQ_INT(get_batch(p, 5, 0, 1, &b1, &v1), LMX_OK);
+    CHECK_EQ_INT(get_batch(p, 0, 0, 1, &b1, &v1), LMX_OK);
+    CHECK(b0.len == b1.len && memcmp(b0.data, b1.data, b0.len) == 0);
+    lmx_plan *fresh = make_plan(spec);
+    if (fresh) {
+        CHECK_EQ_STR(lmx__plan_id_hex(fresh), lmx__plan_id_hex(p));
+        CHECK_EQ_INT(get_batch(fresh, 0, 0, 1, &b2, &v2), LMX_OK);
+        CHECK(b0.len == b2.len && memcmp(b0.data, b2.data, b0.len) == 0);
+        lmx__plan_free(fresh);
+    }
+    /* Another seed: another plan id and another stream. */
+    lmx_plan *other = make_plan("{\"strategy\": \"original\", \"seq_len\": 64, \"global_batch\": 4, \"seed\": 7}");
+    if (other) {
+        CHECK(strcmp(lmx__plan_id_hex(other), lmx__plan_id_hex(p)) != 0);
+        CHECK_EQ_INT(get_batch(other, 0, 0, 1, &b2, &v2), LMX_OK);
+        CHECK(b0.len != b2.len || memcmp(b0.data + 96, b2.data + 96, b0.len - 96) != 0);
+        lmx__plan_free(other);
+    }
+
+    /* Content checks over several steps; next_token is the first token of the next sequence,
+     * including across batches. A document cut at the end of a sequence continues at the start
+     * of the next one. */
+    const int STEPS = 6;
+    lmx_buf bb[6] = {{0}};
+    lmx_wire_view vv[6];
+    for (int st = 0; st < STEPS; st++) {
+        CHECK_EQ_INT(get_batch(p, (uint64_t)st, 0, 1, &bb[st], &vv[st]), LMX_OK);
+        check_batch(p, &vv[st], (uint64_t)st, 0, 1);
+    }
+    int next_ok = 1, cont_ok = 1, continued = 0;
+    for (int st = 0; st < STEPS; st++) {
+        for (uint32_t q = 0; q < 4; q++) {
+            const lmx_wire_view *cur = &vv[st], *nv = q < 3 ? &vv[st] : (st + 1 < STEPS ? &vv[st + 1] : NULL);
+            uint32_t nq = q < 3 ? q + 1 : 0;
+            if (!nv)
+                continue;
+            next_ok &= lmx__wire_next_token(cur, q) == lmx__wire_token(nv, nq, 0);
+            uint32_t a, e, na, ne;
+            lmx__wire_seq_spans(cur, q, &a, &e);
+            lmx__wire_seq_spans(nv, nq, &na, &ne);
+            if (e > a) {
+                lmx_span last = lmx__wire_span(cur, e - 1);
+                uint64_t n;
+                uint32_t dm;
+                lmx__index_doc_meta(ix, last.doc, &n, &dm);
+                if (last.start + last.length == 64 && last.offset + last.length < n) {
+                    lmx_span first = na < ne ? lmx__wire_span(nv, na) : (lmx_span){0};
+                    cont_ok &= na < ne && first.doc == last.doc && first.start == 0 &&
+                               first.offset == last.offset + last.length;
+                    continued++;
+                }
+            }
+        }
+    }
+    CHECK(next_ok);
+    CHECK(cont_ok);
+    CHECK(continued > 0); /* the corpus has documents longer than 64 tokens */
+
+    /* Every domain shows up within a few batches (natural shares). */
+    int seen[3] = {0};
+    for (int st = 0; st < STEPS; st++)
+        for (uint32_t i = 0; i < vv[st].h.n_spans; i++)
+            seen[lmx__wire_span(&vv[st], i).domain] = 1;
+    CHECK(seen[0] && seen[1] && seen[2]);
+
+    /* lmx__plan_sequence(g) is sequence g of the stream. */
+    lmx_buf sb = {0}, x = {0}, y = {0};
+    lmx_wire_view sv;
+    lmx_error err = {0};
+    for (uint64_t g = 0; g < 8; g++) {
+        CHECK_EQ_INT(lmx__plan_sequence(p, g, &sb, &err), LMX_OK);
+        CHECK_EQ_INT(lmx__wire_parse(sb.data, sb.len, &sv, &err), LMX_OK);
+        CHECK_EQ_U64(sv.h.n_seqs, 1);
+        CHECK_EQ_U64(sv.h.step, g);
+        seq_bytes(&sv, 0, &x);
+        seq_bytes(&vv[g / 4], (uint32_t)(g % 4), &y);
+        CHECK(x.len == y.len && memcmp(x.data, y.data, x.len) == 0);
+    }
+
+    /* The global order does not depend on world: rank slices concatenated equal world=1. */
+    const uint32_t worlds[] = {1, 2, 4};
+    for (size_t wi = 0; wi < 3; wi++) {
+        uint32_t W = worlds[wi];
+        int same = 1;
+        for (int st = 0; st < 3; st++) {
+            for (uint32_t r = 0; r < W; r++) {
+                lmx_buf rb = {0};
+                lmx_wire_view rv;
+                if (get_batch(p, (uint64_t)st, r, W, &rb, &rv) != LMX_OK) {
+                    same = 0;
+                    continue;
+                }
+                check_batch(p, &rv, (uint64_t)st, r, W);
+                for (uint32_t q = 0; q < 4 / W; q++) {
+                    seq_bytes(&rv, q, &x);
+                    seq_bytes(&vv[st], r * (4 / W) + q, &y);
+                    same &= x.len == y.len && memcmp(x.data, y.data, x.len) == 0;
+                }
+                lmx__buf_free(&rb);
+            }
+        }
+        if (!same)
+            fprintf(stderr, "world=%u slices differ from world=1\n", W);
+        CHECK(same);
+    }
+
+    /* Bad rank/world. */
+    lmx__err_clear(&err);
+    CHECK_EQ_INT(lmx__plan_batch(p, 0, 2, 2, &sb, &err), LMX_EINVAL);
+    CHECK_CONTAINS(err.message, "rank");
+    CHECK_EQ_INT(lmx__plan_batch(p, 0, 5, 4, &sb, &err), LMX_EINVAL);
+    lmx__err_clear(&err);
+    CHECK_EQ_INT(lmx__plan_batch(p, 0, 0, 3, &sb, &err), LMX_EINVAL);
+    CHECK_CONTAINS(err.message, "world");
+    CHECK_EQ_INT(lmx__plan_batch(p, 0, 0, 0, &sb, &err), LMX_EINVAL);
+    CHECK_EQ_INT(lmx__plan_batch(p, 0, 0, 8, &sb, &err), LMX_EINVAL);
+    CHECK_EQ_INT(lmx__plan_batch(p, UINT64_MAX, 0, 1, &sb, &err), LMX_ERANGE);
+
+    for (int st = 0; st < STEPS; st++)
+        lmx__buf_free(&bb[st]);
+    lmx__buf_free(&b0);
+    lmx__buf_free(&b1);
+    lmx__buf_free(&b2);
+    lmx__buf_free(&sb);
+    lmx__buf_free(&x);
+    lmx__buf_free(&y);
+    lmx__plan_free(p);
+    lmx__plan_free(NULL);
+}
+
+/* The sequence that ends a block (blocks are 2^26 tokens) continues into the next block. */
+static void test_block_boundary(void)
+{
+    lmx_plan *p = make_plan("{\"strategy\": \"original\", \"seq_len\": 4096, \"global_batch\": 2}");
+    if (!p)
+        return;
+    uint64_t last = ((uint64_t)1 << 26) / 4096 - 1; /* last sequence of block 0 */
+    lmx_buf a = {0}, b = {0};
+    lmx_wire_view va, vb;
+    lmx_error err = {0};
+    CHECK_EQ_INT(lmx__plan_sequence(p, last, &a, &err), LMX_OK);
+    CHECK_EQ_INT(lmx__wire_parse(a.data, a.len, &va, &err), LMX_OK);
+    CHECK_EQ_INT(lmx__plan_sequence(p, last + 1, &b, &err), LMX_OK);
+    CHECK_EQ_INT(lmx__wire_parse(b.data, b.len, &vb, &err), LMX_OK);
+    if (a.len && b.len) {
+        check_batch_n(p, &va, last, 0, 1, 1);
+        check_batch_n(p, &vb, last + 1, 0, 1, 1);
+        CHECK_EQ_U64(lmx__wire_next_token(&va, 0), lmx__wire_token(&vb, 0, 0));
+        /* the batch holding both sequences agrees with the single sequences */
+        lmx_buf c = {0}, x = {0}, y = {0};
+        lmx_wire_view vc;
+        CHECK_EQ_INT(get_batch(p, (last + 1) / 2, 0, 1, &c, &vc), LMX_OK);
+        if (c.len) {
+            check_batch(p, &vc, (last + 1) / 2, 0, 1);
+            seq_bytes(&vc, 0, &x);
+            seq_bytes(&vb, 0, &y);
+            CHECK(x.len == y.len && memcmp(x.data, y.data, x.len) == 0);
+        }
+        lmx__buf_free(&c);
+        lmx__buf_free(&x);
+        lmx__buf_free(&y);
+    }
+    lmx__buf_free(&a);
+    lmx__buf_free(&b);
+    lmx__plan_free(p);
+}
+
+static void test_strategies(void)
+{
+    static const char *const specs[] = {
+        "{\"strategy\": \"cut\", \"cut_len\": 16, \"seq_len\": 64, \"global_batch\": 4}",
+        "{\"strategy\": \"per_source\", \"seq_len\": 128, \"global_batch\": 2, \"seed\": 3, \"long_threshold\": 200}",
+        "{\"strategy\": \"per_source\", \"seq_len\": 64, \"global_batch\": 4, \"domain_weights\": {\"books\": 5}, "
+        "\"short_keep\": 0.5, \"long_threshold\": 300}",
+        "{\"strategy\": \"global\", \"seq_len\": 64, \"global_batch\": 4, \"long_threshold\": 200, \"short_keep\": 0.2}",
+        "{\"strategy\": \"original\", \"seq_len\": 32, \"global_batch\": 4, \"bos\": false, \"eos\": true}",
+        "{\"strategy\": \"original\", \"seq_len\": 32, \"global_batch\": 4, \"bos\": true, \"eos\": true, "
+        "\"cu_seqlens\": false}",
+        "{\"strategy\": \"original\", \"seq_len\": 32, \"global_batch\": 2, \"total_tokens\": 200}",
+    };
+    for (size_t i = 0; i < sizeof specs / sizeof *specs; i++) {
+        lmx_plan *p = make_plan(specs[i]);
+        if (!p)
+            continue;
+        const lmx_plan_spec *s = lmx__plan_spec(p);
+        for (uint64_t st = 0; st < 3 && st < lmx__plan_max_steps(p); st++) {
+            lmx_buf b = {0};
+            lmx_wire_view v;
+            if (get_batch(p, st, 0, 1, &b, &v) == LMX_OK)
+                check_batch(p, &v, st, 0, 1);
+            else
+                lmx_test_failures++;
+            lmx__buf_free(&b);
+        }
+        if (s->total_tokens) {
+            /* 200 tokens of 2x32-token steps: 3 steps, then ERANGE */
+            CHECK_EQ_U64(lmx__plan_max_steps(p), 3);
+            lmx_buf b = {0};
+            lmx_error err = {0};
+            CHECK_EQ_INT(lmx__plan_batch(p, 3, 0, 1, &b, &err), LMX_ERANGE);
+            CHECK_EQ_INT(lmx__plan_sequence(p, 6, &b, &err), LMX_ERANGE);
+            CHECK_EQ_INT(lmx__plan_sequence(p, 5, &b, &err), LMX_OK);
+            lmx__buf_free(&b);
+        }
+        if (s->n_weights) {
+            /* domain_weights replace the natural share before normalizing */
+            json_t *st = lmx__plan_stats(p, (uint64_t)1 << 26);
+            json_t *doms = json_object_get(st, "domains");
+            double sum = 0, books = json_real_value(json_object_get(json_object_get(doms, "books"), "target_share"));
+            const char *k;
+            json_t *o;
+            json_object_foreach(doms, k, o) sum += json_real_value(json_object_get(o, "target_share"));
+            CHECK(fabs(sum - 1.0) < 1e-9);
+            uint64_t natural = 0;
+            for (uint32_t d = 0; d < lmx__index_n_domains(ix); d++)
+                natural += lmx__index_domain_stats(ix, d)->tokens;
+            int bd = lmx__index_domain_find(ix, "books");
+            double others = 1.0 - (double)lmx__index_domain_stats(ix, (uint32_t)bd)->tokens / (double)natural;
+            CHECK(fabs(books - 5.0 / (5.0 + others)) < 1e-9);
+            double realized = json_real_value(json_object_get(json_object_get(doms, "books"), "realized_share"));
+            CHECK(fabs(realized - books) < 0.01);
+            json_decref(st);
+        }
+        lmx__plan_free(p);
+    }
+}
+
+static void expect_spec_error(const char *json, const char *field)
+{
+    lmx_plan_spec spec;
+    lmx_error err = {0};
+    int rc = parse_spec(json, &spec, &err);
+    if (rc != LMX_EINVAL || !strstr(err.message, field)) {
+        fprintf(stderr, "spec %s: got %d '%s', want LMX_EINVAL naming %s\n", json, rc, err.message, field);
+        lmx_test_failures++;
+    }
+    lmx__plan_spec_free(&spec);
+}
+
+static void test_spec(void)
+{
+    lmx_plan_spec s;
+    lmx_error err = {0};
+    /* defaults of the contract */
+    CHECK_EQ_INT(parse_spec("{\"strategy\": \"per_source\"}", &s, &err), LMX_OK);
+    CHECK_EQ_U64(s.seq_len, 131072);
+    CHECK_EQ_U64(s.global_batch, 32);
+    CHECK_EQ_U64(s.seed, 0);
+    CHECK_EQ_U64(s.long_threshold, 4096);
+    CHECK(fabs(s.short_keep - 0.1) < 1e-12);
+    CHECK(s.bos == 1 && s.eos == 0);
+    lmx__plan_spec_free(&s);
+    CHECK_EQ_INT(parse_spec("{\"strategy\": \"global\", \"short_keep\": 1}", &s, &err), LMX_OK);
+    CHECK(s.short_keep == 1.0);
+    CHECK_EQ_INT(s.strategy, LMX_GLOBAL);
+    lmx__plan_spec_free(&s);
+    CHECK_EQ_INT(parse_spec("{\"strategy\": \"cut\"}", &s, &err), LMX_OK);
+    CHECK_EQ_U64(s.cut_len, 4096);
+    lmx__plan_spec_free(&s);
+    CHECK_EQ_INT(parse_spec("{\"strategy\": \"per_source\", \"domain_weights\": {\"A\": 0.6, \"B\": 2}, \"seed\": 9,"
+                            " \"eos\": true}", &s, &err), LMX_OK);
+    CHECK_EQ_U64(s.n_weights, 2);
+    CHECK_EQ_U64(s.seed, 9);
+    CHECK_EQ_INT(s.eos, 1);
+    for (uint32_t i = 0; i < s.n_weights; i++)
+        CHECK((strcmp(s.weight_names[i], "A") == 0 && s.weights[i] == 0.6) ||
+              (strcmp(s.weight_names[i], "B") == 0 && s.weights[i] == 2.0));
+    /* the resolved spec as JSON carries the same values */
+    json_t *j = lmx__plan_spec_json(&s);
+    CHECK_EQ_STR(json_string_value(json_object_get(j, "strategy")), "per_source");
+    CHECK_EQ_U64(json_integer_value(json_object_get(j, "seq_len")), 131072);
+    CHECK(json_real_value(json_object_get(json_object_get(j, "domain_weights"), "A")) == 0.6);
+    CHECK(json_is_true(json_object_get(j, "eos")));
+    json_decref(j);
+    lmx__plan_spec_free(&s);
+
+    /* errors name the field */
+    expect_spec_error("{\"strategy\": \"mixed\"}", "plans.p.strategy");
+    expect_spec_error("{\"seq_len\": 64}", "plans.p.strategy");
+    expect_spec_error("{\"strategy\": 3}", "plans.p.strategy");
+    expect_spec_error("{\"strategy\": \"original\", \"seq_len\": -64}", "plans.p.seq_len");
+    expect_spec_error("{\"strategy\": \"original\", \"seq_len\": 1}", "plans.p.seq_len");
+    expect_spec_error("{\"strategy\": \"original\", \"seq_len\": 16777217}", "plans.p.seq_len");
+    expect_spec_error("{\"strategy\": \"original\", \"seq_len\": 64.5}", "plans.p.seq_len");
+    expect_spec_error("{\"strategy\": \"original\", \"seq_len\": \"64\"}", "plans.p.seq_len");
+    expect_spec_error("{\"strategy\": \"original\", \"global_batch\": 0}", "plans.p.global_batch");
+    expect_spec_error("{\"strategy\": \"original\", \"global_batch\": 65537}", "plans.p.global_batch");
+    expect_spec_error("{\"strategy\": \"original\", \"seed\": -1}", "plans.p.seed");
+    expect_spec_error("{\"strategy\": \"original\", \"long_threshold\": 0}", "plans.p.long_threshold");
+    expect_spec_error("{\"strategy\": \"per_source\", \"short_keep\": 1.5}", "plans.p.short_keep");
+    expect_spec_error("{\"strategy\": \"per_source\", \"short_keep\": -0.1}", "plans.p.short_keep");
+    expect_spec_error("{\"strategy\": \"global\", \"short_keep\": \"half\"}", "plans.p.short_keep");
+    expect_spec_error("{\"strategy\": \"original\", \"short_keep\": 0.5}", "plans.p.short_keep");
+    expect_spec_error("{\"strategy\": \"original\", \"bos\": 1}", "plans.p.bos");
+    expect_spec_error("{\"strategy\": \"original\", \"eos\": \"no\"}", "plans.p.eos");
+    expect_spec_error("{\"strategy\": \"original\", \"cut_len\": 128}", "plans.p.cut_len");
+    expect_spec_error("{\"strategy\": \"cut\", \"cut_len\": 0}", "plans.p.cut_len");
+    expect_spec_error("{\"strategy\": \"original\", \"total_tokens\": 0}", "plans.p.total_tokens");
+    expect_spec_error("{\"strategy\": \"global\", \"domain_weights\": {\"a\": 1}}", "plans.p.domain_weights");
+    expect_spec_error("{\"strategy\": \"per_source\", \"domain_weights\": {}}", "plans.p.domain_weights");
+    expect_spec_error("{\"strategy\": \"per_source\", \"domain_weights\": [1]}", "plans.p.domain_weights");
+    expect_spec_error("{\"strategy\": \"per_source\", \"domain_weights\": {\"a\": 0}}", "plans.p.domain_weights.a");
+    expect_spec_error("{\"strategy\": \"per_source\", \"domain_weights\": {\"a\": -2}}", "plans.p.domain_weights.a");
+    expect_spec_error("{\"strategy\": \"original\", \"sequence_length\": 64}", "plans.p.sequence_length");
+    expect_spec_error("[1, 2]", "plans.p");
+
+    /* binding to the index: unknown domains and separators the tokenizer lacks */
+    CHECK_EQ_INT(parse_spec("{\"strategy\": \"per_source\", \"domain_weights\": {\"Nope\": 1}, \"seq_len\": 64}", &s,
+                            &err),
+                 LMX_OK);
+    lmx_plan *p = NULL;
+    lmx__err_clear(&err);
+    CHECK_EQ_INT(lmx__plan_create(ix, "p", &s, &p, &err), LMX_EINVAL);
+    CHECK(p == NULL);
+    CHECK_CONTAINS(err.message, "plans.p.domain_weights.Nope");
+    lmx__plan_spec_free(&s);
+}
+
+int main(void)
+{
+    lmx_test_tmpdir("plan", root, sizeof root);
+    build_index();
+    test_spec();
+    test_original();
+    test_strategies();
+    test_block_boundary();
+    lmx__index_close(ix);
+    CHECK_EQ_INT(lmx_test_rmtree(root), 0);
+    TEST_MAIN_END();
+}
