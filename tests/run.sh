@@ -20,7 +20,7 @@ normal) build=build; flags="" ;;
   seconds=${2:-30}
   cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DLMX_FUZZ=ON -DLMX_WERROR=ON >/dev/null
   cmake --build build-fuzz -j"$jobs"
-  exec ./tests/fuzz/run-fuzz.sh build-fuzz "$seconds" ;;
+  FUZZ_JOBS=${FUZZ_JOBS:-$jobs} exec ./tests/fuzz/run-fuzz.sh build-fuzz "$seconds" ;;
 *) echo "usage: tests/run.sh [--sanitize | --fuzz SECONDS]" >&2; exit 2 ;;
 esac
 

@@ -1,0 +1,220 @@
+#!/usr/bin/env bash
+# Regenerates the seed corpora in tests/fuzz/corpus/<target>/ from real artifacts:
+#   fuzz_index      a real index (`longmixd index --tokenizer bytes`) packed as the target reads it
+#   fuzz_wire       real batch bodies fetched from `longmixd serve` over that index (several plans,
+#                   ranks, cu_seqlens on/off), plus the same bodies re-encoded with 4-byte tokens
+#   fuzz_config     the contract's example config and variants; plan objects on their own
+#   fuzz_request    the HTTP API's paths and queries
+#   fuzz_tokenizer  the built-in tokenizers of fuzz_encode and cut-down copies of the shared
+#                   fixtures (../shared/fixtures/tokenizers), with tokenizer_config.json after a NUL
+#   fuzz_encode     texts for each built-in tokenizer
+# Usage: tests/fuzz/make-seeds.sh BUILD_DIR   (a build with longmixd; fuzz_encode if LMX_FUZZ=ON)
+# The seeds are committed; run this only to refresh them. Needs python3 and curl.
+set -euo pipefail
+BUILD=${1:?usage: make-seeds.sh BUILD_DIR}
+BUILD=$(cd "$BUILD" && pwd)
+HERE=$(cd "$(dirname "$0")" && pwd)
+SRC=$(cd "$HERE/../.." && pwd)
+OUT=$HERE/corpus
+LONGMIXD=$BUILD/server/longmixd
+[ -x "$LONGMIXD" ] || { echo "make-seeds.sh: no $LONGMIXD" >&2; exit 1; }
+WORK=$(mktemp -d)
+SERVER_PID=
+cleanup() { [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"; }
+trap cleanup EXIT
+for t in fuzz_index fuzz_wire fuzz_config fuzz_request fuzz_tokenizer fuzz_encode; do
+  rm -rf "${OUT:?}/$t"; mkdir -p "$OUT/$t"
+done
+
+# ---- a small real index ----
+mkdir -p "$WORK/in/books" "$WORK/in/web"
+printf 'Call me Ishmael. Some years ago - never mind how long precisely - having little or no money.' \
+  > "$WORK/in/books/moby.txt"
+printf 'It was the best of times, it was the worst of times.\n' > "$WORK/in/books/two.txt"
+python3 - "$WORK/in/web/a.jsonl" <<'PY'
+import json, sys
+docs = [("hello world", "RedPajamaC4"), ("caf\u00e9 \u65e5\u672c\u8a9e \U0001F600", "RedPajamaWikipedia"),
+        ("", "RedPajamaC4"), ("x" * 300, "RedPajamaGithub"), ("short", "RedPajamaC4")]
+with open(sys.argv[1], "w") as f:
+    for t, d in docs:
+        f.write(json.dumps({"text": t, "meta": {"redpajama_set_name": d}}) + "\n")
+PY
+(cd "$WORK" && "$LONGMIXD" index --tokenizer bytes --out idx in/books in/web >/dev/null 2>&1)
+(cd "$WORK" && "$LONGMIXD" index --tokenizer bytes --out idx1 in/web/a.jsonl >/dev/null 2>&1)
+
+# fuzz_index input: [flags][u16 len][manifest][u16 len][shard 0]...
+python3 - "$WORK" "$OUT/fuzz_index" <<'PY'
+import json, os, struct, sys
+work, out = sys.argv[1], sys.argv[2]
+def pack(idx, flags):
+    m = json.load(open(os.path.join(idx, "manifest.json")))
+    mb = json.dumps(m, separators=(",", ":")).encode()
+    b = bytes([flags]) + struct.pack("<H", len(mb)) + mb
+    for s in m["shards"]:
+        sb = open(os.path.join(idx, "shards", s["file"]), "rb").read()
+        b += struct.pack("<H", len(sb)) + sb
+    return b
+for name, idx in (("two-shards", "idx"), ("one-shard", "idx1")):
+    for flags in (0, 1, 4):
+        open(os.path.join(out, "%s-f%d" % (name, flags)), "wb").write(pack(os.path.join(work, idx), flags))
+PY
+
+# ---- batches from a real server ----
+cat > "$WORK/config.json" <<'JSON'
+{
+  "listen": "127.0.0.1:0",
+  "threads": 2,
+  "plans": {
+    "per-source": {"strategy": "per_source", "seq_len": 64, "global_batch": 4, "seed": 1,
+                   "long_threshold": 100, "short_keep": 0.5, "bos": true, "eos": true},
+    "no-cu": {"strategy": "per_source", "seq_len": 32, "global_batch": 2, "cu_seqlens": false,
+              "domain_weights": {"books": 0.6}},
+    "global": {"strategy": "global", "seq_len": 48, "global_batch": 2, "long_threshold": 50},
+    "original": {"strategy": "original", "seq_len": 40, "global_batch": 2, "bos": false},
+    "cut": {"strategy": "cut", "cut_len": 16, "seq_len": 32, "global_batch": 2}
+  }
+}
+JSON
+"$LONGMIXD" serve --config "$WORK/config.json" --index "$WORK/idx" --listen 127.0.0.1:0 \
+  --port-file "$WORK/port" >"$WORK/serve.log" 2>&1 &
+SERVER_PID=$!
+for _ in $(seq 100); do [ -s "$WORK/port" ] && break; sleep 0.1; done
+PORT=$(cat "$WORK/port")
+URL=http://127.0.0.1:$PORT
+fetch() { curl -sf -o "$OUT/fuzz_wire/$1" "$URL$2"; }
+fetch per-source-0 "/v1/plans/per-source/batches/0"
+fetch per-source-7-r1w2 "/v1/plans/per-source/batches/7?rank=1&world=2"
+fetch no-cu-0 "/v1/plans/no-cu/batches/0"
+fetch global-3 "/v1/plans/global/batches/3"
+fetch original-1-r1w2 "/v1/plans/original/batches/1?rank=1&world=2"
+fetch cut-2 "/v1/plans/cut/batches/2"
+fetch seq-5 "/v1/plans/per-source/sequences/5"
+curl -sf "$URL/v1/plans" >"$WORK/plans.json"
+kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=
+
+# The same bodies with 4-byte tokens (the layout of proto/WIRE.md, re-encoded).
+python3 - "$OUT/fuzz_wire" <<'PY'
+import os, struct, sys
+d = sys.argv[1]
+al = lambda x: (x + 7) & ~7
+def reencode(b):
+    (flags,) = struct.unpack_from("<I", b, 12)
+    seq_len, n_seqs, tb, n_dom, n_spans, n_cu = struct.unpack_from("<6I", b, 48)
+    assert tb == 2
+    cu = flags & 1
+    def layout(tb, blob):
+        t = 96; nt = al(t + n_seqs * seq_len * tb); si = al(nt + 4 * n_seqs); sp = al(si + 4 * (n_seqs + 1))
+        ci = al(sp + 32 * n_spans); c = al(ci + (4 * (n_seqs + 1) if cu else 0)); do = al(c + 4 * n_cu)
+        db = do + 4 * (n_dom + 1); return [t, nt, si, sp, ci, c, do, db, al(db + blob)]
+    a = layout(2, 0)
+    blob = len(b) - a[7]
+    offs = struct.unpack_from("<%dI" % (n_dom + 1), b, a[6]); blob = offs[-1]
+    a = layout(2, blob); z = layout(4, blob)
+    out = bytearray(z[8]); out[:96] = b[:96]
+    struct.pack_into("<I", out, 56, 4); struct.pack_into("<Q", out, 72, z[8])
+    toks = struct.unpack_from("<%dH" % (n_seqs * seq_len), b, a[0])
+    struct.pack_into("<%dI" % len(toks), out, z[0], *toks)
+    for i in range(1, 8):  # sections after the tokens keep their bytes
+        end = a[i + 1] if i < 7 else a[7] + blob
+        out[z[i]:z[i] + end - a[i]] = b[a[i]:end]
+    return bytes(out)
+for f in sorted(os.listdir(d)):
+    b = open(os.path.join(d, f), "rb").read()
+    if f.startswith(("per-source-0", "no-cu-0", "cut-2")):
+        open(os.path.join(d, f + "-tb4"), "wb").write(reencode(b))
+PY
+
+# ---- configs and plan objects ----
+python3 - "$OUT/fuzz_config" "$WORK/config.json" <<'PY'
+import json, sys
+out = sys.argv[1]
+def w(name, obj):
+    open("%s/%s.json" % (out, name), "w").write(json.dumps(obj, indent=1) + "\n")
+h = "blake2b-256:" + "ab" * 32
+contract = {
+  "listen": "127.0.0.1:8470", "index": "/var/lib/longmix/index", "threads": 2,
+  "auth": {"read": [h], "admin": ["blake2b-256:" + "0f" * 32]},
+  "plans": {
+    "per-source": {"strategy": "per_source", "seq_len": 131072, "global_batch": 32, "seed": 1,
+                   "long_threshold": 4096, "short_keep": 0.1, "bos": True, "eos": False},
+    "books": {"strategy": "per_source", "domain_weights": {"RedPajamaBook": 0.6}, "short_keep": 0.1},
+    "global": {"strategy": "global", "short_keep": 0.1},
+    "original": {"strategy": "original"},
+    "cut4k": {"strategy": "cut", "cut_len": 4096}}}
+w("contract", contract)
+w("seed-config", json.load(open(sys.argv[2])))
+w("extensions", {"listen": "0.0.0.0:9000", "index": "idx", "state_dir": "/tmp/state", "zstd_level": -3,
+                 "connection_limit": 10, "connection_timeout": 5, "access_log": True, "auth": {"read": []},
+                 "plans": {"a.b_c-1": {"strategy": "per_source", "total_tokens": 1000000, "cu_seqlens": False,
+                                       "domain_weights": {"x": 1, "y": 2.5e-3, "z": 1e300}}}})
+w("plan-per-source", contract["plans"]["per-source"])
+w("plan-cut", {"strategy": "cut", "cut_len": 1, "seq_len": 2, "global_batch": 65536, "seed": 4611686018427387903})
+w("plan-global", {"strategy": "global", "short_keep": 1, "long_threshold": 4294967295, "eos": True, "bos": False})
+PY
+
+# ---- requests: [method byte][path?query] (0 GET, 1 HEAD, 2 POST, 3 DELETE) ----
+req() { printf "$1%s" "$3" >"$OUT/fuzz_request/$2"; }
+req '\000' dashboard '/'
+req '\000' healthz '/healthz'
+req '\001' metrics-head '/metrics'
+req '\000' stats '/v1/stats?plan=per-source'
+req '\000' plans '/v1/plans'
+req '\002' plan-add '/v1/plans'
+req '\003' plan-delete '/v1/plans/books'
+req '\000' plan-one '/v1/plans/per-source'
+req '\000' batch '/v1/plans/per-source/batches/12?rank=3&world=8'
+req '\000' batch-default '/v1/plans/cut4k/batches/4611686018427387903'
+req '\000' batch-bad '/v1/plans/x/batches/-1?rank=%31&world=0'
+req '\000' sequence-text '/v1/plans/global/sequences/7?format=text'
+req '\000' sequence-bin '//v1//plans/a.b_c-1/sequences/0?format=binary&format=text'
+
+# ---- tokenizers ----
+if [ -x "$BUILD/tests/fuzz_encode" ]; then
+  LMX_FUZZ_DUMP_TOKENIZERS=1 "$BUILD/tests/fuzz_encode" -runs=0 2>/dev/null | grep '^{' >"$WORK/builtin.jsonl" || true
+fi
+python3 - "$OUT/fuzz_tokenizer" "$WORK/builtin.jsonl" "$SRC/../shared/fixtures/tokenizers" <<'PY'
+import json, os, sys
+out, builtin, fixtures = sys.argv[1:4]
+names = ["bytelevel-llama3re", "bytelevel-gpt2", "sp-bytefallback", "sp-metaspace"]
+if os.path.exists(builtin):
+    for name, line in zip(names, open(builtin)):
+        open(os.path.join(out, name), "w").write(line.strip())
+def cut(src, keep):
+    t = json.load(open(os.path.join(src, "tokenizer.json")))
+    m = t["model"]
+    vocab = {k: v for k, v in m["vocab"].items() if v < keep}
+    merges = []
+    for mg in m["merges"]:
+        a, b = mg.split(" ") if isinstance(mg, str) else mg
+        if a in vocab and b in vocab and a + b in vocab:
+            merges.append(mg)
+    m["vocab"], m["merges"] = vocab, merges
+    t["added_tokens"] = t["added_tokens"][:4]
+    cfg = json.load(open(os.path.join(src, "tokenizer_config.json")))
+    cfg = {k: cfg[k] for k in ("bos_token", "eos_token", "add_bos_token", "add_eos_token") if k in cfg}
+    return json.dumps(t, ensure_ascii=False, separators=(",", ":")).encode(), json.dumps(cfg).encode()
+for name, keep in (("llama3-bytelevel", 600), ("llama2-sp-bpe", 400)):
+    src = os.path.join(fixtures, name)
+    if not os.path.isdir(src):
+        continue
+    tj, cfg = cut(src, keep)
+    open(os.path.join(out, name + "-cut"), "wb").write(tj)
+    open(os.path.join(out, name + "-cut-config"), "wb").write(tj + b"\0" + cfg)
+PY
+
+# ---- encode: [selector][text]; selector bits 0-1 tokenizer, bit 2 match added tokens ----
+python3 - "$OUT/fuzz_encode" <<'PY'
+import sys
+out = sys.argv[1]
+texts = {"en": "The quick brown fox's 12345 tokens, and the rest.\n\n  indented\ttab",
+         "uni": "caf\u00e9 \u65e5\u672c\u8a9e \U0001F600 \u2581x \u00a0nbsp",
+         "special": "<s> hi </s><|begin_of_text|>x<|end_of_text|>",
+         "spaces": "   leading and trailing   \r\n\r\n"}
+for k in range(4):
+    for m in (0, 4):
+        for name, t in texts.items():
+            open("%s/t%d%s-%s" % (out, k, "m" if m else "", name), "wb").write(bytes([k | m]) + t.encode())
+open("%s/invalid-utf8" % out, "wb").write(b"\x00ab\xff\xfe\xc3(\xe2\x82 \xf0\x9f\x98")
+PY
+
+for t in "$OUT"/*/; do printf '%-16s %3d seeds\n' "$(basename "$t")" "$(ls "$t" | wc -l)"; done
