@@ -1,11 +1,13 @@
 #define _POSIX_C_SOURCE 200809L
-/* liblongmix: libcurl fetches with retries and replica failover; every batch verified. */
+/* liblongmix: libcurl fetches with retries, backoff and replica failover, a background prefetch
+ * worker per client; every batch verified before it is returned. */
 #include "longmix.h"
 
 #include <curl/curl.h>
 #include <jansson.h>
 #include <pthread.h>
 #include <sodium.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +20,7 @@
 
 #define MAX_REPLICAS 32
 #define MAX_BODY ((size_t)1 << 34)
+#define MAX_PREFETCH 1024
 
 struct lmx_batch {
     lmx_wire_view v;
@@ -27,15 +30,40 @@ struct lmx_batch {
     char **domains; /* NUL-terminated copies of the wire's domain names */
 };
 
+/* One prefetched result: a verified batch or the error that ended the worker's attempts. */
+typedef struct pf_item {
+    uint64_t step;
+    int rc;
+    lmx_batch *b;
+    lmx_error e;
+} pf_item;
+
 struct lmx_client {
     char *urls[MAX_REPLICAS];
-    int n_urls, cur;
+    int n_urls;
+    atomic_int cur; /* the replica tried first; moves on failure (sticky failover) */
     char *plan, *auth_header;
-    lmx_client_options o;
+    lmx_client_options o; /* copies of the caller's numbers; its string pointers are not kept */
+
+    pthread_mutex_t io_lock; /* the synchronous handle `curl` (fetch, fetch_into, next without prefetch) */
+    CURL *curl;
+
+    pthread_mutex_t lock; /* everything below */
     uint64_t pos;
     char plan_id[2 * LMX_PLAN_ID_BYTES + 1]; /* learnt from the first batch */
-    CURL *curl;
-    pthread_mutex_t lock;
+
+    /* prefetch: one worker thread with its own curl handle fills a ring of results for the steps
+     * pos, pos+1, ... in order; `gen` changes on seek so in-flight work for old steps is dropped. */
+    int worker_started;
+    pthread_t worker;
+    CURL *wcurl;
+    pthread_cond_t ready, space;
+    pf_item *q;
+    uint32_t q_head, q_n, q_cap;
+    uint64_t want; /* next step the worker fetches */
+    int paused;    /* the worker stopped after an error; next() restarts it */
+    atomic_uint gen;
+    atomic_int stop;
 };
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
@@ -55,6 +83,8 @@ void lmx_client_options_init(lmx_client_options *o)
 
 int lmx_client_open(const lmx_client_options *o, lmx_client **out, lmx_error *err)
 {
+    if (!out)
+        return lmx__err(err, LMX_EINVAL, "client: no place for the client (out is NULL)");
     *out = NULL;
     pthread_once(&global_once, global_init);
     if (!global_ok)
@@ -66,21 +96,35 @@ int lmx_client_open(const lmx_client_options *o, lmx_client **out, lmx_error *er
     uint32_t world = o->world ? o->world : 1;
     if (o->rank >= world)
         return lmx__err(err, LMX_EINVAL, "client: rank %u must be below world %u", o->rank, world);
+    if (o->prefetch > MAX_PREFETCH)
+        return lmx__err(err, LMX_EINVAL, "client: prefetch %u is above the limit of %d batches", o->prefetch,
+                        MAX_PREFETCH);
     for (const char *p = o->plan; *p; p++)
         if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || strchr("-_.", *p)))
             return lmx__err(err, LMX_EINVAL, "client: plan name '%s' has characters outside [A-Za-z0-9._-]", o->plan);
+    if (o->token)
+        for (const char *p = o->token; *p; p++)
+            if ((unsigned char)*p < 0x21 || (unsigned char)*p > 0x7e)
+                return lmx__err(err, LMX_EINVAL, "client: the token has a space or control character");
     lmx_client *c = calloc(1, sizeof *c);
     if (!c)
         return lmx__err(err, LMX_ENOMEM, "client: out of memory");
     c->o = *o;
+    c->o.urls = c->o.plan = c->o.token = NULL;
     c->o.world = world;
     if (!c->o.timeout_ms)
         c->o.timeout_ms = 60000;
     if (!c->o.retries)
         c->o.retries = 6;
-    c->pos = o->start_step;
-    c->plan = strdup(o->plan);
+    c->pos = c->want = o->start_step;
     pthread_mutex_init(&c->lock, NULL);
+    pthread_mutex_init(&c->io_lock, NULL);
+    pthread_cond_init(&c->ready, NULL);
+    pthread_cond_init(&c->space, NULL);
+    if (!(c->plan = strdup(o->plan))) {
+        lmx_client_close(c);
+        return lmx__err(err, LMX_ENOMEM, "client: out of memory");
+    }
     const char *p = o->urls;
     while (*p) {
         const char *e = strchr(p, ',');
@@ -96,7 +140,10 @@ int lmx_client_open(const lmx_client_options *o, lmx_client **out, lmx_error *er
                 lmx_client_close(c);
                 return LMX_EINVAL;
             }
-            c->urls[c->n_urls++] = strndup(p, n);
+            if (!(c->urls[c->n_urls++] = strndup(p, n))) {
+                lmx_client_close(c);
+                return lmx__err(err, LMX_ENOMEM, "client: out of memory");
+            }
         }
         p += n;
         while (*p == ',' || *p == ' ' || *p == '/')
@@ -108,7 +155,10 @@ int lmx_client_open(const lmx_client_options *o, lmx_client **out, lmx_error *er
     }
     if (o->token && *o->token) {
         size_t n = strlen(o->token) + 32;
-        c->auth_header = malloc(n);
+        if (!(c->auth_header = malloc(n))) {
+            lmx_client_close(c);
+            return lmx__err(err, LMX_ENOMEM, "client: out of memory");
+        }
         snprintf(c->auth_header, n, "Authorization: Bearer %s", o->token);
     }
     c->curl = curl_easy_init();
@@ -120,10 +170,28 @@ int lmx_client_open(const lmx_client_options *o, lmx_client **out, lmx_error *er
     return LMX_OK;
 }
 
+static void drop_queue(lmx_client *c)
+{
+    for (uint32_t i = 0; i < c->q_n; i++)
+        lmx_batch_free(c->q[(c->q_head + i) % c->q_cap].b);
+    c->q_head = c->q_n = 0;
+}
+
 void lmx_client_close(lmx_client *c)
 {
     if (!c)
         return;
+    pthread_mutex_lock(&c->lock);
+    atomic_store(&c->stop, 1);
+    pthread_cond_broadcast(&c->space);
+    pthread_cond_broadcast(&c->ready);
+    int started = c->worker_started;
+    pthread_mutex_unlock(&c->lock);
+    if (started)
+        pthread_join(c->worker, NULL);
+    if (c->q)
+        drop_queue(c);
+    free(c->q);
     for (int i = 0; i < c->n_urls; i++)
         free(c->urls[i]);
     free(c->plan);
@@ -133,6 +201,11 @@ void lmx_client_close(lmx_client *c)
     }
     if (c->curl)
         curl_easy_cleanup(c->curl);
+    if (c->wcurl)
+        curl_easy_cleanup(c->wcurl);
+    pthread_cond_destroy(&c->ready);
+    pthread_cond_destroy(&c->space);
+    pthread_mutex_destroy(&c->io_lock);
     pthread_mutex_destroy(&c->lock);
     free(c);
 }
@@ -174,6 +247,10 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
     exchange *x = ud;
     size_t len = size * n;
     char enc[32] = "";
+    if (len >= 5 && strncmp(p, "HTTP/", 5) == 0) { /* a new response (after 1xx or a redirect) */
+        x->digest[0] = x->plan_id[0] = '\0';
+        x->zstd = 0;
+    }
     header_value(p, len, LMX_HDR_DIGEST, x->digest, sizeof x->digest);
     header_value(p, len, LMX_HDR_PLAN_ID, x->plan_id, sizeof x->plan_id);
     header_value(p, len, "Content-Encoding", enc, sizeof enc);
@@ -188,14 +265,14 @@ static int fail_batch(lmx_batch *b, int rc)
     return rc;
 }
 
-/* Decodes and checks a 200 body into a batch. */
+/* Decodes and checks a 200 body into a batch: digest of the uncompressed body, wire format,
+ * identity (step, rank, world, plan id against the header and against the run's first batch). */
 static int make_batch(lmx_client *c, exchange *x, uint64_t step, void *buf, size_t cap, size_t *needed, lmx_batch **out,
                       const char *url, lmx_error *err)
 {
     lmx_batch *b = calloc(1, sizeof *b);
     if (!b)
         return lmx__err(err, LMX_ENOMEM, "out of memory");
-    const uint8_t *raw = x->body.data;
     size_t size = x->body.len;
     if (x->zstd) {
         unsigned long long n = ZSTD_getFrameContentSize(x->body.data, x->body.len);
@@ -203,6 +280,9 @@ static int make_batch(lmx_client *c, exchange *x, uint64_t step, void *buf, size
             return fail_batch(b, lmx__err(err, LMX_EFORMAT, "%s: zstd body without a valid content size", url));
         size = (size_t)n;
     }
+    if (!x->digest[0])
+        return fail_batch(b, lmx__err(err, LMX_EFORMAT, "%s: response has no %s header (not a longmixd batch)", url,
+                                      LMX_HDR_DIGEST));
     if (needed)
         *needed = size;
     uint8_t *dst;
@@ -217,22 +297,19 @@ static int make_batch(lmx_client *c, exchange *x, uint64_t step, void *buf, size
         size_t got = ZSTD_decompress(dst, size, x->body.data, x->body.len);
         if (ZSTD_isError(got) || got != size)
             return fail_batch(b, lmx__err(err, LMX_EFORMAT, "%s: corrupt zstd body", url));
-    } else {
-        memcpy(dst, raw, size);
+    } else if (size) {
+        memcpy(dst, x->body.data, size);
     }
     b->size = size;
-    /* digest of the uncompressed body */
+    /* digest of the uncompressed body, compared in constant time */
     uint8_t h[32];
     char hex[65], want[96];
     crypto_generichash(h, sizeof h, dst, size, NULL, 0);
     lmx__hex(h, sizeof h, hex);
     snprintf(want, sizeof want, "%s%s", LMX_DIGEST_PREFIX, hex);
-    if (!x->digest[0])
-        return fail_batch(b, lmx__err(err, LMX_EFORMAT, "%s: response has no %s header", url, LMX_HDR_DIGEST));
-    if (sodium_memcmp(want, x->digest, strlen(want) + 1 <= sizeof x->digest ? strlen(want) + 1 : 1) != 0 ||
-        strlen(x->digest) != strlen(want))
-        return fail_batch(b, lmx__err(err, LMX_ECHECKSUM, "%s: body digest %s does not match the header's %s", url,
-                                      want, x->digest));
+    if (strlen(x->digest) != strlen(want) || sodium_memcmp(want, x->digest, strlen(want)) != 0)
+        return fail_batch(b, lmx__err(err, LMX_ECHECKSUM, "%s: digest mismatch: the body hashes to %s, the %s header says %s",
+                                      url, want, LMX_HDR_DIGEST, x->digest));
     int rc = lmx__wire_parse(dst, size, &b->v, err);
     if (rc != LMX_OK) {
         lmx__err_prefix(err, "%s: ", url);
@@ -246,30 +323,68 @@ static int make_batch(lmx_client *c, exchange *x, uint64_t step, void *buf, size
     if (x->plan_id[0] && strcmp(x->plan_id, b->plan_id) != 0)
         return fail_batch(b, lmx__err(err, LMX_EFORMAT, "%s: plan id header %s differs from the body's %s", url,
                                       x->plan_id, b->plan_id));
-    if (c->plan_id[0] && strcmp(c->plan_id, b->plan_id) != 0)
+    if (!(b->domains = calloc(b->v.h.n_domains + 1, sizeof *b->domains)))
+        return fail_batch(b, lmx__err(err, LMX_ENOMEM, "out of memory"));
+    for (uint32_t i = 0; i < b->v.h.n_domains; i++) {
+        uint32_t n;
+        const char *s = lmx__wire_domain(&b->v, i, &n);
+        if (!(b->domains[i] = strndup(s, n)))
+            return fail_batch(b, lmx__err(err, LMX_ENOMEM, "out of memory"));
+    }
+    pthread_mutex_lock(&c->lock);
+    int changed = c->plan_id[0] && strcmp(c->plan_id, b->plan_id) != 0;
+    char first[sizeof c->plan_id];
+    memcpy(first, c->plan_id, sizeof first);
+    if (!changed)
+        memcpy(c->plan_id, b->plan_id, sizeof c->plan_id);
+    pthread_mutex_unlock(&c->lock);
+    if (changed)
         return fail_batch(b, lmx__err(err, LMX_EHTTP,
                                       "%s: plan '%s' changed on the server (id %s, this run started with %s): refusing "
                                       "to mix two plans in one run",
-                                      url, c->plan, b->plan_id, c->plan_id));
-    b->domains = calloc(b->v.h.n_domains + 1, sizeof *b->domains);
-    for (uint32_t i = 0; b->domains && i < b->v.h.n_domains; i++) {
-        uint32_t n;
-        const char *s = lmx__wire_domain(&b->v, i, &n);
-        b->domains[i] = strndup(s, n);
-    }
-    memcpy(c->plan_id, b->plan_id, sizeof c->plan_id);
+                                      url, c->plan, b->plan_id, first));
     *out = b;
     return LMX_OK;
 }
 
-static void backoff(unsigned attempt)
+/* What may cancel a fetch: the client closing, or (for the prefetch worker) a seek. */
+typedef struct cancel {
+    lmx_client *c;
+    int worker;
+    unsigned gen;
+} cancel;
+
+static int cancelled(const cancel *k)
 {
-    unsigned ms = 50u << (attempt < 6 ? attempt : 6);
+    return atomic_load(&k->c->stop) || (k->worker && atomic_load(&k->c->gen) != k->gen);
+}
+
+static int on_progress(void *ud, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
+{
+    (void)dt, (void)dn, (void)ut, (void)un;
+    return cancelled(ud);
+}
+
+static double now_ms(void) { return lmx__now() * 1e3; }
+
+/* Exponential backoff with jitter before retry round `round` (1, 2, ...): 50 ms doubling up to
+ * 2 s, then a uniform draw from [half, full] (libsodium's randombytes) so clients that failed
+ * together do not come back in lockstep. Sleeps in slices so a close or seek cuts it short, and
+ * never past the deadline. */
+static void backoff(unsigned round, const cancel *k, double deadline)
+{
+    unsigned ms = 50u << (round - 1 < 6 ? round - 1 : 6);
     if (ms > 2000)
         ms = 2000;
-    ms = ms / 2 + randombytes_uniform(ms / 2 + 1); /* jitter: replicas are not hit in lockstep */
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
+    ms = ms / 2 + randombytes_uniform(ms / 2 + 1);
+    double until = now_ms() + ms;
+    if (deadline > 0 && until > deadline)
+        until = deadline;
+    for (double t; (t = now_ms()) < until && !cancelled(k);) {
+        double left = until - t < 20 ? until - t : 20;
+        struct timespec ts = {0, (long)(left * 1e6)};
+        nanosleep(&ts, NULL);
+    }
 }
 
 static int http_error(long status, exchange *x, const char *url, lmx_error *err)
@@ -277,23 +392,46 @@ static int http_error(long status, exchange *x, const char *url, lmx_error *err)
     char detail[300] = "";
     x->body.len = x->body.len > 4096 ? 4096 : x->body.len;
     json_t *j = json_loadb((const char *)x->body.data, x->body.len, 0, NULL);
-    if (j)
-        snprintf(detail, sizeof detail, "%s: %s", json_string_value(json_object_get(j, "error")) ? json_string_value(json_object_get(j, "error")) : "error",
-                 json_string_value(json_object_get(j, "detail")) ? json_string_value(json_object_get(j, "detail")) : "");
+    if (json_is_object(j)) {
+        const char *e = json_string_value(json_object_get(j, "error"));
+        const char *d = json_string_value(json_object_get(j, "detail"));
+        snprintf(detail, sizeof detail, "%s: %s", e ? e : "error", d ? d : "");
+    }
     json_decref(j);
-    int code = status == 404 ? LMX_ENOTFOUND : status == 416 ? LMX_ERANGE : status == 401 || status == 403 ? LMX_EAUTH : LMX_EHTTP;
-    return lmx__err(err, code, "%s: HTTP %ld %s", url, status, detail[0] ? detail : "(no error body)");
+    int code = status == 404   ? LMX_ENOTFOUND
+               : status == 416 ? LMX_ERANGE
+               : status == 401 || status == 403 ? LMX_EAUTH
+                                                : LMX_EHTTP;
+    return lmx__err(err, code, "%s: HTTP %ld %s", url, status, detail[0] ? detail : "(no JSON error body)");
 }
 
-static int fetch_locked(lmx_client *c, uint64_t step, void *buf, size_t cap, size_t *needed, lmx_batch **out,
-                        lmx_error *err)
+/* Fetches, verifies and returns batch `step` on `curl`, trying the replicas in turn. */
+static int fetch_one(lmx_client *c, CURL *curl, uint64_t step, void *buf, size_t cap, size_t *needed, lmx_batch **out,
+                     const cancel *k, lmx_error *err)
 {
     *out = NULL;
     lmx_error last = {0};
-    for (unsigned attempt = 0; attempt < c->o.retries; attempt++) {
-        if (attempt)
-            backoff(attempt - 1);
-        const char *base = c->urls[c->cur];
+    double deadline = c->o.deadline_ms ? now_ms() + c->o.deadline_ms : 0;
+    unsigned attempt;
+    for (attempt = 0; attempt < c->o.retries; attempt++) {
+        /* A failure moves to the next replica at once; a whole round of failures backs off. */
+        if (attempt && attempt % (unsigned)c->n_urls == 0)
+            backoff(attempt / (unsigned)c->n_urls, k, deadline);
+        if (cancelled(k))
+            return lmx__err(err, LMX_EINTERNAL, "batch %llu: cancelled (client closed or seeked)", (unsigned long long)step);
+        long timeout = (long)c->o.timeout_ms;
+        if (deadline > 0) {
+            double left = deadline - now_ms();
+            if (left < 1) {
+                if (!last.code)
+                    lmx__err(&last, LMX_ETIMEOUT, "deadline of %u ms reached", c->o.deadline_ms);
+                break;
+            }
+            if (left < timeout)
+                timeout = (long)left;
+        }
+        int ui = atomic_load(&c->cur) % c->n_urls;
+        const char *base = c->urls[ui];
         char url[4096];
         snprintf(url, sizeof url, "%s/v1/plans/%s/batches/%llu?rank=%u&world=%u", base, c->plan,
                  (unsigned long long)step, c->o.rank, c->o.world);
@@ -304,89 +442,214 @@ static int fetch_locked(lmx_client *c, uint64_t step, void *buf, size_t cap, siz
             hdrs = curl_slist_append(hdrs, "Accept-Encoding: zstd");
         if (c->auth_header)
             hdrs = curl_slist_append(hdrs, c->auth_header);
-        curl_easy_reset(c->curl);
-        curl_easy_setopt(c->curl, CURLOPT_URL, url);
-        curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, hdrs);
-        curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, on_body);
-        curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, &x);
-        curl_easy_setopt(c->curl, CURLOPT_HEADERFUNCTION, on_header);
-        curl_easy_setopt(c->curl, CURLOPT_HEADERDATA, &x);
-        curl_easy_setopt(c->curl, CURLOPT_TIMEOUT_MS, (long)c->o.timeout_ms);
-        curl_easy_setopt(c->curl, CURLOPT_CONNECTTIMEOUT_MS, (long)(c->o.timeout_ms < 10000 ? c->o.timeout_ms : 10000));
-        curl_easy_setopt(c->curl, CURLOPT_NOSIGNAL, 1L);
-        curl_easy_setopt(c->curl, CURLOPT_TCP_NODELAY, 1L);
-        CURLcode cc = curl_easy_perform(c->curl);
+        curl_easy_reset(curl); /* keeps the connection cache: keep-alive across requests */
+        curl_easy_setopt(curl, CURLOPT_URL, url);
+        curl_easy_setopt(curl, CURLOPT_HTTPHEADER, hdrs);
+        curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
+        curl_easy_setopt(curl, CURLOPT_WRITEDATA, &x);
+        curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, on_header);
+        curl_easy_setopt(curl, CURLOPT_HEADERDATA, &x);
+        curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, timeout);
+        curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, timeout < 10000 ? timeout : 10000L);
+        curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(curl, CURLOPT_TCP_NODELAY, 1L);
+        curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
+        curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, on_progress);
+        curl_easy_setopt(curl, CURLOPT_XFERINFODATA, (void *)k);
+        CURLcode cc = curl_easy_perform(curl);
         curl_slist_free_all(hdrs);
         long status = 0;
-        curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &status);
+        curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
         int rc;
-        if (cc != CURLE_OK) {
-            rc = lmx__err(&last, cc == CURLE_OPERATION_TIMEDOUT ? LMX_ETIMEOUT : LMX_ENETWORK, "%s: %s", base,
+        if (cc == CURLE_ABORTED_BY_CALLBACK) {
+            lmx__buf_free(&x.body);
+            return lmx__err(err, LMX_EINTERNAL, "batch %llu: cancelled (client closed or seeked)", (unsigned long long)step);
+        } else if (cc == CURLE_WEIRD_SERVER_REPLY || cc == CURLE_UNSUPPORTED_PROTOCOL) {
+            rc = lmx__err(&last, LMX_EFORMAT, "%s: the answer is not HTTP (%s)", url, curl_easy_strerror(cc));
+        } else if (cc != CURLE_OK) {
+            rc = lmx__err(&last, cc == CURLE_OPERATION_TIMEDOUT ? LMX_ETIMEOUT : LMX_ENETWORK, "%s: %s", url,
                           curl_easy_strerror(cc));
         } else if (status == 200) {
-            rc = make_batch(c, &x, step, buf, cap, needed, out, base, &last);
+            rc = make_batch(c, &x, step, buf, cap, needed, out, url, &last);
             if (rc == LMX_OK || rc == LMX_ENOMEM || rc == LMX_EHTTP) {
                 lmx__buf_free(&x.body);
                 if (rc != LMX_OK && err)
                     *err = last;
                 return rc;
             }
-        } else if (status >= 400 && status < 500) {
-            rc = http_error(status, &x, base, err); /* the request itself is wrong: no retry */
+        } else if (status >= 400 && status < 500 && status != 408 && status != 429) {
+            rc = http_error(status, &x, url, err); /* the request itself is wrong: no retry */
             lmx__buf_free(&x.body);
             return rc;
         } else {
-            rc = http_error(status, &x, base, &last);
+            rc = http_error(status, &x, url, &last); /* 5xx, 408, 429, 1xx/3xx: retried */
         }
         lmx__buf_free(&x.body);
         (void)rc;
-        c->cur = (c->cur + 1) % c->n_urls; /* fail over */
+        /* fail over: the next attempt goes to the next replica (unless another thread moved on) */
+        atomic_compare_exchange_strong(&c->cur, &ui, (ui + 1) % c->n_urls);
     }
     if (err) {
         *err = last;
-        lmx__err_prefix(err, "batch %llu: gave up after %u attempts; last: ", (unsigned long long)step, c->o.retries);
+        lmx__err_prefix(err, "batch %llu: gave up after %u attempt%s; last: ", (unsigned long long)step, attempt,
+                        attempt == 1 ? "" : "s");
     }
     return last.code ? last.code : LMX_ENETWORK;
 }
 
 int lmx_client_fetch(lmx_client *c, uint64_t step, lmx_batch **out, lmx_error *err)
 {
-    pthread_mutex_lock(&c->lock);
-    int rc = fetch_locked(c, step, NULL, 0, NULL, out, err);
-    pthread_mutex_unlock(&c->lock);
+    if (!c || !out)
+        return lmx__err(err, LMX_EINVAL, "fetch: NULL client or out");
+    cancel k = {c, 0, 0};
+    pthread_mutex_lock(&c->io_lock);
+    int rc = fetch_one(c, c->curl, step, NULL, 0, NULL, out, &k, err);
+    pthread_mutex_unlock(&c->io_lock);
     return rc;
 }
 
 int lmx_client_fetch_into(lmx_client *c, uint64_t step, void *buf, size_t cap, size_t *needed, lmx_batch **out,
                           lmx_error *err)
 {
+    if (!c || !out)
+        return lmx__err(err, LMX_EINVAL, "fetch_into: NULL client or out");
+    *out = NULL;
     if (!buf)
         return lmx__err(err, LMX_EINVAL, "fetch_into: no buffer");
-    pthread_mutex_lock(&c->lock);
-    int rc = fetch_locked(c, step, buf, cap, needed, out, err);
-    pthread_mutex_unlock(&c->lock);
+    cancel k = {c, 0, 0};
+    pthread_mutex_lock(&c->io_lock);
+    int rc = fetch_one(c, c->curl, step, buf, cap, needed, out, &k, err);
+    pthread_mutex_unlock(&c->io_lock);
     return rc;
+}
+
+/* The prefetch worker: keeps up to q_cap results for pos, pos+1, ... in the ring. */
+static void *prefetch_main(void *arg)
+{
+    lmx_client *c = arg;
+    pthread_mutex_lock(&c->lock);
+    while (!atomic_load(&c->stop)) {
+        if (c->paused || c->q_n >= c->q_cap) {
+            pthread_cond_wait(&c->space, &c->lock);
+            continue;
+        }
+        uint64_t step = c->want;
+        cancel k = {c, 1, atomic_load(&c->gen)};
+        pthread_mutex_unlock(&c->lock);
+        pf_item it = {step, 0, NULL, {0}};
+        it.rc = fetch_one(c, c->wcurl, step, NULL, 0, NULL, &it.b, &k, &it.e);
+        pthread_mutex_lock(&c->lock);
+        if (atomic_load(&c->stop) || atomic_load(&c->gen) != k.gen) { /* closed or seeked meanwhile */
+            lmx_batch_free(it.b);
+            continue;
+        }
+        c->q[(c->q_head + c->q_n) % c->q_cap] = it;
+        c->q_n++;
+        c->want = step + 1;
+        if (it.rc != LMX_OK)
+            c->paused = 1; /* nothing past an error until the caller has seen it */
+        pthread_cond_broadcast(&c->ready);
+    }
+    pthread_mutex_unlock(&c->lock);
+    return NULL;
+}
+
+static int start_worker(lmx_client *c, lmx_error *err)
+{
+    if (!c->q && !(c->q = calloc(c->o.prefetch, sizeof *c->q)))
+        return lmx__err(err, LMX_ENOMEM, "client: out of memory for the prefetch queue");
+    c->q_cap = c->o.prefetch;
+    if (!c->wcurl && !(c->wcurl = curl_easy_init()))
+        return lmx__err(err, LMX_ENOMEM, "client: curl_easy_init failed");
+    if (pthread_create(&c->worker, NULL, prefetch_main, c) != 0)
+        return lmx__err(err, LMX_ENOMEM, "client: could not start the prefetch thread");
+    c->worker_started = 1;
+    return LMX_OK;
 }
 
 int lmx_client_next(lmx_client *c, lmx_batch **out, lmx_error *err)
 {
+    if (!c || !out)
+        return lmx__err(err, LMX_EINVAL, "next: NULL client or out");
+    *out = NULL;
+    if (c->o.prefetch == 0) {
+        cancel k = {c, 0, 0};
+        pthread_mutex_lock(&c->io_lock); /* serializes next() callers: each gets its own step */
+        pthread_mutex_lock(&c->lock);
+        uint64_t step = c->pos;
+        pthread_mutex_unlock(&c->lock);
+        int rc = fetch_one(c, c->curl, step, NULL, 0, NULL, out, &k, err);
+        if (rc == LMX_OK) {
+            pthread_mutex_lock(&c->lock);
+            if (c->pos == step) /* unless a seek came in meanwhile */
+                c->pos++;
+            pthread_mutex_unlock(&c->lock);
+        }
+        pthread_mutex_unlock(&c->io_lock);
+        return rc;
+    }
     pthread_mutex_lock(&c->lock);
-    int rc = fetch_locked(c, c->pos, NULL, 0, NULL, out, err);
-    if (rc == LMX_OK)
+    int rc = LMX_OK;
+    if (!c->worker_started && (rc = start_worker(c, err)) != LMX_OK) {
+        pthread_mutex_unlock(&c->lock);
+        return rc;
+    }
+    while (c->q_n == 0 && !atomic_load(&c->stop)) {
+        if (c->paused) { /* a caller has seen the last error: this call tries that step again */
+            c->paused = 0;
+            pthread_cond_signal(&c->space);
+        }
+        pthread_cond_wait(&c->ready, &c->lock);
+    }
+    if (c->q_n == 0) {
+        pthread_mutex_unlock(&c->lock);
+        return lmx__err(err, LMX_EINVAL, "next: the client is being closed");
+    }
+    pf_item it = c->q[c->q_head];
+    c->q_head = (c->q_head + 1) % c->q_cap;
+    c->q_n--;
+    if (it.step != c->pos) { /* cannot happen: seek empties the queue */
+        lmx_batch_free(it.b);
+        pthread_mutex_unlock(&c->lock);
+        return lmx__err(err, LMX_EINTERNAL, "next: prefetched step %llu but the position is %llu",
+                        (unsigned long long)it.step, (unsigned long long)c->pos);
+    }
+    if (it.rc == LMX_OK) {
         c->pos++;
+        *out = it.b;
+    } else {
+        c->want = c->pos; /* the worker is paused; the next call fetches this step again */
+        if (err)
+            *err = it.e;
+    }
+    pthread_cond_signal(&c->space);
     pthread_mutex_unlock(&c->lock);
-    return rc;
+    return it.rc;
 }
 
 int lmx_client_seek(lmx_client *c, uint64_t step)
 {
+    if (!c)
+        return LMX_EINVAL;
     pthread_mutex_lock(&c->lock);
-    c->pos = step;
+    atomic_fetch_add(&c->gen, 1);
+    if (c->q)
+        drop_queue(c);
+    c->pos = c->want = step;
+    c->paused = 0;
+    pthread_cond_signal(&c->space);
     pthread_mutex_unlock(&c->lock);
     return LMX_OK;
 }
 
-uint64_t lmx_client_position(const lmx_client *c) { return c->pos; }
+uint64_t lmx_client_position(const lmx_client *c)
+{
+    lmx_client *m = (lmx_client *)c; /* the lock is not part of the observable state */
+    pthread_mutex_lock(&m->lock);
+    uint64_t p = m->pos;
+    pthread_mutex_unlock(&m->lock);
+    return p;
+}
 
 void lmx_batch_free(lmx_batch *b)
 {
