@@ -84,9 +84,19 @@ typedef struct lmx_index_options {
     const char *domain_field; /* dotted JSON path, default "meta.redpajama_set_name" */
     int on_error;             /* LMX_ON_ERROR_* */
     int progress;             /* print progress to stderr */
+    uint32_t shard_index;     /* --shard I/N: index only the inputs k (sorted by path) with */
+    uint32_t shard_count;     /* k % N == I (0-based I); shard_count 0 = every input */
 } lmx_index_options;
 
 /* Indexes INPUTs (files, folders, DOMAIN=PATH) into opts->out_dir; see proto/INDEX.md. */
 int lmx__index_build(const lmx_index_options *opts, char *const *inputs, int n_inputs, lmx_error *err);
+
+/* Merges the indexes in srcs (each a `longmixd index` output, e.g. one per --shard slice) into
+ * out_dir without re-tokenizing: shard files are hard-linked (copied, with their BLAKE2b checked,
+ * across file systems) and one manifest is written last. All sources must have the same tokenizer
+ * identity; an input indexed in two sources must have the same shard checksum in both. The
+ * result equals a single run over all the inputs (same documents in the same id order, same
+ * statistics, same index identity). out_dir must not hold an index unless it is one of srcs. */
+int lmx__index_merge(const char *out_dir, char *const *srcs, int n_srcs, lmx_error *err);
 
 #endif

@@ -87,7 +87,9 @@ static int check_shard(shard *s, uint64_t want_docs, uint64_t want_tokens, lmx_e
         return lmx__err(err, LMX_EFORMAT, "%s: holds %llu docs / %llu tokens, manifest says %llu / %llu",
                         s->path, (unsigned long long)s->n_docs, (unsigned long long)s->n_tokens,
                         (unsigned long long)want_docs, (unsigned long long)want_tokens);
-    if (tok_off != LMX_SHARD_HEADER_SIZE || s->n_tokens > (fsize - tok_off) / s->token_bytes ||
+    /* Offsets are checked against fsize first: the differences below would wrap otherwise. */
+    if (tok_off != LMX_SHARD_HEADER_SIZE || doc_off > fsize || str_off > fsize ||
+        s->n_tokens > (fsize - tok_off) / s->token_bytes ||
         doc_off < tok_off + s->n_tokens * s->token_bytes || doc_off % 8 ||
         s->n_docs > (fsize - doc_off) / LMX_SHARD_DOC_SIZE ||
         str_off < doc_off + s->n_docs * LMX_SHARD_DOC_SIZE || str_off % 8 || s->n_strings >= (fsize - str_off) / 8 ||

@@ -7,11 +7,13 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <pthread.h>
+#include <signal.h>
 #include <sodium.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -24,11 +26,12 @@
 #define LONG_THRESHOLD 4096
 #define MAX_LINE ((size_t)1 << 30)
 
-enum job_kind { JOB_JSONL, JOB_JSONL_ZST, JOB_TXT_DIR };
+enum job_kind { JOB_JSONL, JOB_JSONL_ZST, JOB_TXT_DIR, JOB_MEGATRON };
 
 typedef struct job {
     enum job_kind kind;
-    char *path;          /* the input file (or the folder for JOB_TXT_DIR) as reached from INPUT */
+    char *path;          /* the input file (or the folder for JOB_TXT_DIR, PREFIX.bin for JOB_MEGATRON) as
+                            reached from INPUT */
     char *domain;        /* forced domain or NULL */
     char **files;        /* JOB_TXT_DIR: the .txt files */
     size_t n_files;
@@ -89,6 +92,20 @@ static job *push_job(job_list *l)
 
 static int cmp_cstr(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
+/* For "X.bin": whether "X.idx" exists too (a Megatron indexed dataset). */
+static int megatron_sibling_exists(const char *bin)
+{
+    size_t n = strlen(bin);
+    char *idx = strdup(bin);
+    if (!idx)
+        return 0;
+    memcpy(idx + n - 4, ".idx", 4);
+    struct stat st;
+    int ok = stat(idx, &st) == 0 && S_ISREG(st.st_mode);
+    free(idx);
+    return ok;
+}
+
 /* Walks dir recursively (sorted), adding .jsonl/.jsonl.zst files and one job per folder of .txt. */
 static int walk(const char *dir, const char *domain, job_list *jobs, lmx_error *err)
 {
@@ -98,20 +115,33 @@ static int walk(const char *dir, const char *domain, job_list *jobs, lmx_error *
     char **names = NULL;
     size_t n = 0, cap = 0;
     struct dirent *e;
-    while ((e = readdir(d))) {
+    int oom = 0;
+    while (!oom && (e = readdir(d))) {
         if (e->d_name[0] == '.')
             continue;
         if (n == cap) {
             cap = cap ? cap * 2 : 64;
             char **p = realloc(names, cap * sizeof *p);
-            if (!p)
+            if (!p) {
+                oom = 1; /* a partial listing would silently drop files */
                 break;
+            }
             names = p;
         }
-        names[n++] = strdup(e->d_name);
+        if (!(names[n] = strdup(e->d_name)))
+            oom = 1;
+        else
+            n++;
     }
     closedir(d);
-    qsort(names, n, sizeof *names, cmp_cstr);
+    if (oom) {
+        for (size_t i = 0; i < n; i++)
+            free(names[i]);
+        free(names);
+        return lmx__err(err, LMX_ENOMEM, "listing folder %s: out of memory", dir);
+    }
+    if (n) /* names is NULL for an empty folder: qsort(NULL, ...) is undefined */
+        qsort(names, n, sizeof *names, cmp_cstr);
     int rc = LMX_OK;
     job *txt = NULL;
     for (size_t i = 0; i < n; i++) {
@@ -130,11 +160,25 @@ static int walk(const char *dir, const char *domain, job_list *jobs, lmx_error *
             j->kind = ends_with(p, ".zst") ? JOB_JSONL_ZST : JOB_JSONL;
             j->path = p;
             j->domain = domain ? strdup(domain) : NULL;
+        } else if (ends_with(p, ".bin") && megatron_sibling_exists(p)) {
+            if (!domain) {
+                rc = lmx__err(err, LMX_EINVAL,
+                              "input %s: a Megatron .bin/.idx pair needs its domain: give the folder as DOMAIN=%s", p, dir);
+                free(p);
+                break;
+            }
+            job *j = push_job(jobs);
+            j->kind = JOB_MEGATRON;
+            j->path = p;
+            j->domain = strdup(domain);
         } else if (ends_with(p, ".txt")) {
             if (!txt) {
                 txt = push_job(jobs);
                 txt->kind = JOB_TXT_DIR;
                 txt->path = strdup(dir);
+                /* "dir/" names the same folder as "dir": the domain is its last component */
+                for (size_t l = txt->path ? strlen(txt->path) : 0; l > 1 && txt->path[l - 1] == '/'; l--)
+                    txt->path[l - 1] = '\0';
                 txt->domain = domain ? strdup(domain) : NULL;
             }
             char **f = realloc(txt->files, (txt->n_files + 1) * sizeof *f);
@@ -169,7 +213,33 @@ static int add_input(const char *arg, job_list *jobs, lmx_error *err)
         path = eq + 1;
     }
     int rc = LMX_OK;
-    if (stat(path, &st) != 0) {
+    char *mbin = NULL; /* Megatron: PREFIX.bin when PREFIX.bin and PREFIX.idx exist */
+    if (stat(path, &st) != 0 || ends_with(path, ".bin") || ends_with(path, ".idx")) {
+        size_t n = strlen(path);
+        mbin = malloc(n + 5);
+        if (mbin) {
+            if (ends_with(path, ".bin") || ends_with(path, ".idx"))
+                snprintf(mbin, n + 5, "%.*s.bin", (int)(n - 4), path);
+            else
+                snprintf(mbin, n + 5, "%s.bin", path);
+            struct stat sb;
+            if (stat(mbin, &sb) != 0 || !megatron_sibling_exists(mbin)) {
+                free(mbin);
+                mbin = NULL;
+            }
+        }
+    }
+    if (mbin) {
+        if (!domain) {
+            rc = lmx__err(err, LMX_EINVAL, "input %s: a Megatron dataset needs its domain: write DOMAIN=%s", path, path);
+            free(mbin);
+        } else {
+            job *j = push_job(jobs);
+            j->kind = JOB_MEGATRON;
+            j->path = mbin;
+            j->domain = strdup(domain);
+        }
+    } else if (stat(path, &st) != 0) {
         rc = lmx__err_errno(err, "input %s", path);
     } else if (S_ISDIR(st.st_mode)) {
         size_t before = jobs->n;
@@ -190,7 +260,9 @@ static int add_input(const char *arg, job_list *jobs, lmx_error *err)
         j->files[0] = strdup(path);
         j->n_files = 1;
     } else {
-        rc = lmx__err(err, LMX_EINVAL, "input %s: not a .jsonl, .jsonl.zst, .txt file or a folder", path);
+        rc = lmx__err(err, LMX_EINVAL,
+                      "input %s: not a .jsonl, .jsonl.zst, .txt file, a folder or a Megatron PREFIX (PREFIX.bin + PREFIX.idx)",
+                      path);
     }
     free(domain);
     return rc;
@@ -554,11 +626,19 @@ static const char *domain_from(json_t *doc, const char *field)
     return json_is_string(v) ? json_string_value(v) : NULL;
 }
 
+/* The shard's file name: a hash of the input path, size and mtime, so a changed input gets a new
+ * file and the published manifest's shards stay intact until the new manifest replaces it. */
 static void shard_name(const job *j, char out[32])
 {
-    uint8_t h[8];
+    uint8_t h[8], key[16];
     char hex[17];
-    crypto_generichash(h, sizeof h, (const uint8_t *)j->path, strlen(j->path), NULL, 0);
+    crypto_generichash_state hs;
+    crypto_generichash_init(&hs, NULL, 0, sizeof h);
+    crypto_generichash_update(&hs, (const uint8_t *)j->path, strlen(j->path) + 1);
+    lmx__put64(key, j->size);
+    lmx__put64(key + 8, j->mtime_ns);
+    crypto_generichash_update(&hs, key, sizeof key);
+    crypto_generichash_final(&hs, h, sizeof h);
     lmx__hex(h, sizeof h, hex);
     snprintf(out, 32, "%s.lmxs", hex);
 }
@@ -578,13 +658,15 @@ static json_t *stats_json(const lmx_domain_stats *s)
 /* A rejected record: with --on-error=skip it is counted and reported, else it fails the job. */
 static int reject(run *R, job *j, lmx_error *err, const char *fmt, const char *path, uint64_t line)
 {
+    char where[32] = "";
+    if (line)
+        snprintf(where, sizeof where, ":%llu", (unsigned long long)line);
     if (R->opts->on_error == LMX_ON_ERROR_SKIP) {
         if (j->skipped++ < 5)
-            fprintf(stderr, "longmixd index: skipped %s:%llu: %s\n", path, (unsigned long long)line, fmt);
+            fprintf(stderr, "longmixd index: skipped %s%s: %s\n", path, where, fmt);
         return LMX_OK;
     }
-    return lmx__err(err, LMX_EINVAL, "%s:%llu: %s (use --on-error=skip to skip such records)", path,
-                    (unsigned long long)line, fmt);
+    return lmx__err(err, LMX_EINVAL, "%s%s: %s (use --on-error=skip to skip such records)", path, where, fmt);
 }
 
 static int run_jsonl(run *R, job *j, shard_writer *w, lmx_encoder *enc, lmx_ids *ids, char hash_hex[65],
@@ -677,6 +759,17 @@ static int run_txt(run *R, job *j, shard_writer *w, lmx_encoder *enc, lmx_ids *i
         crypto_generichash_update(&hs, (const uint8_t *)j->files[i], strlen(j->files[i]) + 1);
         crypto_generichash_update(&hs, (const uint8_t *)text, len);
         ids->n = 0;
+        size_t valid = lmx__utf8_valid_prefix((const uint8_t *)text, len);
+        if (len == 0 || valid != len) {
+            char why[160];
+            if (len == 0)
+                snprintf(why, sizeof why, "empty file (no text)");
+            else
+                snprintf(why, sizeof why, "not valid UTF-8 (first bad byte at offset %zu)", valid);
+            rc = reject(R, j, err, why, j->files[i], 0);
+            free(text);
+            continue;
+        }
         rc = lmx__encode(enc, text, len, ids, err);
         if (rc)
             lmx__err_prefix(err, "%s: ", j->files[i]);
@@ -693,18 +786,292 @@ static int run_txt(run *R, job *j, shard_writer *w, lmx_encoder *enc, lmx_ids *i
     return rc;
 }
 
+/* ---- Megatron-LM indexed datasets (PREFIX.bin + PREFIX.idx, "MMIDIDX") ----
+ * The .idx and .bin are mmapped and read in place; the shard format keeps every token inside
+ * the shard (one file, one checksum), so tokens are copied once, streaming, into the shard:
+ * straight from the mapping when the dtype already is the shard's token width, else converted
+ * in bounded chunks. */
+
+#define MEGA_HDR_SIZE 34 /* 9 magic + 8 version + 1 dtype + 8 sequence count + 8 document count */
+#define MEGA_CHUNK 65536
+
+static int mega_map(const char *path, const uint8_t **map, size_t *size, lmx_error *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return lmx__err_errno(err, "open %s", path);
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        close(fd);
+        return lmx__err_errno(err, "stat %s", path);
+    }
+    *size = (size_t)st.st_size;
+    *map = NULL;
+    if (*size) {
+        void *m = mmap(NULL, *size, PROT_READ, MAP_SHARED, fd, 0);
+        if (m == MAP_FAILED) {
+            close(fd);
+            return lmx__err_errno(err, "mmap %s", path);
+        }
+        posix_madvise(m, *size, POSIX_MADV_SEQUENTIAL);
+        *map = m;
+    }
+    close(fd);
+    return LMX_OK;
+}
+
+/* Megatron's DType codes (megatron/core/datasets/indexed_dataset.py): item size and signedness;
+ * 0 for codes that are not integer token types. */
+static int mega_dtype(uint8_t code, int *is_signed)
+{
+    *is_signed = code == 2 || code == 3 || code == 4 || code == 5;
+    switch (code) {
+    case 1: return 1; /* uint8 */
+    case 2: return 1; /* int8 */
+    case 3: return 2; /* int16 */
+    case 4: return 4; /* int32 */
+    case 5: return 8; /* int64 */
+    case 8: return 2; /* uint16 */
+    default: return 0; /* 6 float64, 7 float32, unknown */
+    }
+}
+
+static int64_t mega_get(const uint8_t *p, int item, int is_signed)
+{
+    switch (item) {
+    case 1: return is_signed ? (int64_t)(int8_t)p[0] : (int64_t)p[0];
+    case 2: return is_signed ? (int64_t)(int16_t)lmx__get16(p) : (int64_t)lmx__get16(p);
+    case 4: return is_signed ? (int64_t)(int32_t)lmx__get32(p) : (int64_t)lmx__get32(p);
+    default: return (int64_t)lmx__get64(p);
+    }
+}
+
+typedef struct mega {
+    const char *idx_path, *bin_path;
+    const uint8_t *idx, *bin;
+    size_t idx_size, bin_size;
+    int item, is_signed;
+    uint64_t n_seqs, n_docs; /* n_docs = documents (the header's count minus the leading 0) */
+    const uint8_t *lengths, *pointers, *doc_idx;
+} mega;
+
+/* Validates the .idx against itself and the .bin size; every error names the .idx. */
+static int mega_check(mega *m, lmx_error *err)
+{
+    const uint8_t *h = m->idx;
+    const char *p = m->idx_path;
+    if (m->idx_size < MEGA_HDR_SIZE || memcmp(h, "MMIDIDX\0\0", 9) != 0)
+        return lmx__err(err, LMX_EFORMAT, "%s: not a Megatron index (bad MMIDIDX magic or shorter than its header)", p);
+    uint64_t version = lmx__get64(h + 9);
+    if (version != 1)
+        return lmx__err(err, LMX_EUNSUPPORTED, "%s: Megatron index version %llu (this build reads 1)", p,
+                        (unsigned long long)version);
+    uint8_t code = h[17];
+    m->item = mega_dtype(code, &m->is_signed);
+    if (!m->item)
+        return lmx__err(err, LMX_EFORMAT, "%s: dtype code %u is not an integer token type (want 1-5 or 8)", p, code);
+    m->n_seqs = lmx__get64(h + 18);
+    uint64_t doc_count = lmx__get64(h + 26), avail = m->idx_size - MEGA_HDR_SIZE;
+    if (m->n_seqs > avail / 12 || doc_count > (avail - m->n_seqs * 12) / 8)
+        return lmx__err(err, LMX_EFORMAT,
+                        "%s: %llu sequences and %llu document indices need more bytes than the file's %zu", p,
+                        (unsigned long long)m->n_seqs, (unsigned long long)doc_count, m->idx_size);
+    if (doc_count < 1)
+        return lmx__err(err, LMX_EFORMAT, "%s: document count 0 (the document indices start with 0)", p);
+    m->n_docs = doc_count - 1;
+    m->lengths = h + MEGA_HDR_SIZE;
+    m->pointers = m->lengths + 4 * m->n_seqs;
+    m->doc_idx = m->pointers + 8 * m->n_seqs;
+    for (uint64_t i = 0; i < m->n_seqs; i++) {
+        int64_t len = (int32_t)lmx__get32(m->lengths + 4 * i), ptr = (int64_t)lmx__get64(m->pointers + 8 * i);
+        if (len < 0 || ptr < 0 || (uint64_t)ptr > m->bin_size ||
+            (uint64_t)len > (m->bin_size - (uint64_t)ptr) / (uint64_t)m->item)
+            return lmx__err(err, LMX_EFORMAT,
+                            "%s: sequence %llu (pointer %lld, length %lld) lies outside %s (%zu bytes)", p,
+                            (unsigned long long)i, (long long)ptr, (long long)len, m->bin_path, m->bin_size);
+    }
+    int64_t prev = 0;
+    for (uint64_t i = 0; i < doc_count; i++) {
+        int64_t v = (int64_t)lmx__get64(m->doc_idx + 8 * i);
+        if ((i == 0 && v != 0) || v < prev || (uint64_t)v > m->n_seqs)
+            return lmx__err(err, LMX_EFORMAT,
+                            "%s: document index %llu is %lld (want non-decreasing values from 0 to the sequence count %llu)",
+                            p, (unsigned long long)i, (long long)v, (unsigned long long)m->n_seqs);
+        prev = v;
+    }
+    if ((uint64_t)prev != m->n_seqs)
+        return lmx__err(err, LMX_EFORMAT, "%s: the last document index is %lld, not the sequence count %llu", p,
+                        (long long)prev, (unsigned long long)m->n_seqs);
+    return LMX_OK;
+}
+
+/* One Megatron document (sequences [s0, s1)) into the shard; the ids were checked already. */
+static int mega_write_doc(shard_writer *w, const mega *m, uint64_t s0, uint64_t s1, const char *domain,
+                          uint64_t line, lmx_error *err)
+{
+    uint64_t n = 0;
+    for (uint64_t s = s0; s < s1; s++)
+        n += (uint32_t)lmx__get32(m->lengths + 4 * s);
+    uint32_t di, si;
+    if (sw_string(w, domain, 1, &di) || sw_string(w, m->bin_path, 0, &si))
+        return lmx__err(err, LMX_ENOMEM, "out of memory");
+    uint8_t rec[LMX_SHARD_DOC_SIZE] = {0};
+    lmx__put64(rec + LMX_SD_TOKEN_START, w->n_tokens);
+    lmx__put64(rec + LMX_SD_N_TOKENS, n);
+    lmx__put32(rec + LMX_SD_DOMAIN, di);
+    lmx__put32(rec + LMX_SD_SOURCE, si);
+    lmx__put64(rec + LMX_SD_LINE, line);
+    if (lmx__buf_append(&w->docs, rec, sizeof rec))
+        return lmx__err(err, LMX_ENOMEM, "out of memory");
+    const uint16_t one = 1;
+    int little = *(const uint8_t *)&one == 1;
+    int direct = little && (uint32_t)m->item == w->token_bytes && !(m->is_signed && m->item == 2);
+    if (!direct && lmx__buf_reserve(&w->scratch, MEGA_CHUNK * 4))
+        return lmx__err(err, LMX_ENOMEM, "out of memory");
+    for (uint64_t s = s0; s < s1; s++) {
+        uint64_t len = (uint32_t)lmx__get32(m->lengths + 4 * s);
+        const uint8_t *src = m->bin + lmx__get64(m->pointers + 8 * s);
+        if (direct) {
+            size_t nb = (size_t)len * (size_t)m->item;
+            if (nb && fwrite(src, 1, nb, w->f) != nb)
+                return lmx__err_errno(err, "write %s", w->tmp_path);
+            continue;
+        }
+        for (uint64_t k = 0; k < len; k += MEGA_CHUNK) {
+            uint64_t c = len - k < MEGA_CHUNK ? len - k : MEGA_CHUNK;
+            uint8_t *d = w->scratch.data;
+            for (uint64_t t = 0; t < c; t++, d += w->token_bytes) {
+                uint32_t id = (uint32_t)mega_get(src + (k + t) * (uint64_t)m->item, m->item, m->is_signed);
+                if (w->token_bytes == 2)
+                    lmx__put16(d, (uint16_t)id);
+                else
+                    lmx__put32(d, id);
+            }
+            size_t nb = (size_t)c * w->token_bytes;
+            if (fwrite(w->scratch.data, 1, nb, w->f) != nb)
+                return lmx__err_errno(err, "write %s", w->tmp_path);
+        }
+    }
+    w->n_tokens += n;
+    w->n_docs++;
+    lmx__stats_add(&w->dstats[di], n, LONG_THRESHOLD);
+    return LMX_OK;
+}
+
+static int run_megatron(run *R, job *j, shard_writer *w, char hash_hex[65], lmx_error *err)
+{
+    mega m = {0};
+    size_t n = strlen(j->path);
+    char *idx_path = strdup(j->path);
+    if (!idx_path)
+        return lmx__err(err, LMX_ENOMEM, "out of memory");
+    memcpy(idx_path + n - 4, ".idx", 4);
+    m.idx_path = idx_path;
+    m.bin_path = j->path;
+    int rc = mega_map(idx_path, &m.idx, &m.idx_size, err);
+    if (rc == LMX_OK)
+        rc = mega_map(j->path, &m.bin, &m.bin_size, err);
+    if (rc == LMX_OK)
+        rc = mega_check(&m, err);
+    uint32_t vocab = lmx__tokenizer_vocab_size(R->tok);
+    for (uint64_t d = 0; rc == LMX_OK && d < m.n_docs; d++) {
+        uint64_t s0 = lmx__get64(m.doc_idx + 8 * d), s1 = lmx__get64(m.doc_idx + 8 * (d + 1));
+        char why[400] = "";
+        uint64_t bytes = 0;
+        for (uint64_t s = s0; s < s1 && !why[0]; s++) {
+            uint64_t len = (uint32_t)lmx__get32(m.lengths + 4 * s);
+            const uint8_t *src = m.bin + lmx__get64(m.pointers + 8 * s);
+            bytes += len * (uint64_t)m.item;
+            for (uint64_t t = 0; t < len; t++) {
+                int64_t id = mega_get(src + t * (uint64_t)m.item, m.item, m.is_signed);
+                if (id < 0 || (uint64_t)id >= vocab) {
+                    snprintf(why, sizeof why,
+                             "token id %lld at position %llu of sequence %llu is outside the tokenizer's vocabulary (size %u)",
+                             (long long)id, (unsigned long long)t, (unsigned long long)s, vocab);
+                    break;
+                }
+            }
+        }
+        if (why[0])
+            rc = reject(R, j, err, why, j->path, d + 1);
+        else
+            rc = mega_write_doc(w, &m, s0, s1, j->domain, d + 1, err);
+        atomic_fetch_add(&R->bytes_done, bytes);
+        if (!why[0])
+            atomic_fetch_add(&R->tokens_done, bytes / (uint64_t)m.item);
+    }
+    if (rc == LMX_OK) {
+        crypto_generichash_state hs;
+        uint8_t h[32];
+        crypto_generichash_init(&hs, NULL, 0, 32);
+        if (m.idx_size)
+            crypto_generichash_update(&hs, m.idx, m.idx_size);
+        if (m.bin_size)
+            crypto_generichash_update(&hs, m.bin, m.bin_size);
+        crypto_generichash_final(&hs, h, sizeof h);
+        lmx__hex(h, sizeof h, hash_hex);
+    }
+    if (m.idx)
+        munmap((void *)m.idx, m.idx_size);
+    if (m.bin)
+        munmap((void *)m.bin, m.bin_size);
+    free(idx_path);
+    return rc;
+}
+
 static int run_job(run *R, job *j, lmx_encoder *enc, lmx_ids *ids)
 {
     char name[32], sum[65], input_hash[65] = "";
     shard_name(j, name);
     shard_writer w;
     lmx_error *err = &j->err;
+    /* An input that cannot be read is a whole-input rejection: with --on-error=skip it is
+     * counted and gets no shard (it is looked at again on the next run). */
+    {
+        const char *unreadable = NULL;
+        char *idx = NULL;
+        if (j->kind == JOB_TXT_DIR) {
+            for (size_t i = 0; i < j->n_files && !unreadable; i++)
+                if (access(j->files[i], R_OK) != 0)
+                    unreadable = j->files[i];
+        } else if (access(j->path, R_OK) != 0) {
+            unreadable = j->path;
+        } else if (j->kind == JOB_MEGATRON && (idx = strdup(j->path))) {
+            memcpy(idx + strlen(idx) - 4, ".idx", 4);
+            if (access(idx, R_OK) != 0)
+                unreadable = idx;
+        }
+        if (unreadable) {
+            int e = errno;
+            int rc = LMX_OK;
+            if (R->opts->on_error == LMX_ON_ERROR_SKIP) {
+                j->skipped++;
+                fprintf(stderr, "longmixd index: skipped %s: cannot read it: %s\n", unreadable, strerror(e));
+            } else {
+                rc = lmx__err(err, LMX_EIO, "cannot read %s: %s (use --on-error=skip to skip such inputs)", unreadable,
+                              strerror(e));
+            }
+            free(idx);
+            return rc;
+        }
+        free(idx);
+    }
     int rc = sw_open(&w, R->opts->out_dir, name, R->token_bytes, err);
     if (rc == LMX_OK)
-        rc = j->kind == JOB_TXT_DIR ? run_txt(R, j, &w, enc, ids, input_hash, err)
-                                    : run_jsonl(R, j, &w, enc, ids, input_hash, err);
-    if (rc == LMX_OK && w.n_docs == 0 && j->skipped == 0)
-        rc = lmx__err(err, LMX_EINVAL, "%s: no documents (empty input)", j->path);
+        rc = j->kind == JOB_TXT_DIR    ? run_txt(R, j, &w, enc, ids, input_hash, err)
+             : j->kind == JOB_MEGATRON ? run_megatron(R, j, &w, input_hash, err)
+                                       : run_jsonl(R, j, &w, enc, ids, input_hash, err);
+    if (rc == LMX_OK && w.n_docs == 0 && j->skipped == 0) {
+        if (R->opts->on_error == LMX_ON_ERROR_SKIP) {
+            j->skipped++;
+            fprintf(stderr, "longmixd index: skipped %s: no documents (empty input)\n", j->path);
+            sw_abort(&w);
+            sw_free(&w);
+            return LMX_OK;
+        }
+        rc = lmx__err(err, LMX_EINVAL, "%s: no documents (empty input; use --on-error=skip to skip such inputs)",
+                      j->path);
+    }
     uint64_t size = 0;
     if (rc == LMX_OK)
         rc = sw_finish(&w, sum, &size, err);
@@ -716,7 +1083,7 @@ static int run_job(run *R, job *j, lmx_encoder *enc, lmx_ids *ids)
     json_t *e = json_object(), *doms = json_object();
     json_object_set_new(e, "file", json_string(name));
     json_object_set_new(e, "input", json_string(j->path));
-    json_object_set_new(e, "kind", json_string(j->kind == JOB_TXT_DIR ? "txt" : j->kind == JOB_JSONL ? "jsonl" : "jsonl.zst"));
+    json_object_set_new(e, "kind", json_string(j->kind == JOB_TXT_DIR ? "txt" : j->kind == JOB_JSONL ? "jsonl" : j->kind == JOB_MEGATRON ? "megatron" : "jsonl.zst"));
     json_object_set_new(e, "input_size", json_integer((json_int_t)j->size));
     json_object_set_new(e, "input_mtime_ns", json_integer((json_int_t)j->mtime_ns));
     json_object_set_new(e, "input_blake2b", json_string(input_hash));
@@ -775,6 +1142,18 @@ static void stat_inputs(job *jobs, size_t n)
                     j->mtime_ns = t > j->mtime_ns ? t : j->mtime_ns;
                 }
             j->size += j->n_files; /* adding or removing an empty file changes the key too */
+        } else if (j->kind == JOB_MEGATRON) {
+            /* the .bin and the .idx: sizes summed, the later mtime */
+            char *idx = strdup(j->path);
+            if (idx)
+                memcpy(idx + strlen(idx) - 4, ".idx", 4);
+            for (int k = 0; k < 2; k++)
+                if ((!k || idx) && stat(k ? idx : j->path, &st) == 0) {
+                    j->size += (uint64_t)st.st_size;
+                    uint64_t t = (uint64_t)st.st_mtim.tv_sec * 1000000000u + (uint64_t)st.st_mtim.tv_nsec;
+                    j->mtime_ns = t > j->mtime_ns ? t : j->mtime_ns;
+                }
+            free(idx);
         } else if (stat(j->path, &st) == 0) {
             j->size = (uint64_t)st.st_size;
             j->mtime_ns = (uint64_t)st.st_mtim.tv_sec * 1000000000u + (uint64_t)st.st_mtim.tv_nsec;
@@ -791,8 +1170,144 @@ static void progress(run *R, double t0, int final)
             dt > 0 ? mb / dt : 0.0, final ? "\n" : "   ");
 }
 
-int lmx__index_build(const lmx_index_options *opts, char *const *inputs, int n_inputs, lmx_error *err)
+/* One writer per index folder: an exclusive flock on DIR/.lock (kept as an empty file), held
+ * until the run ends. Returns the descriptor (>= 0) or an error code. */
+static int lock_out(const char *out_dir, lmx_error *err)
 {
+    char p[4200];
+    snprintf(p, sizeof p, "%s/.lock", out_dir);
+    int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return lmx__err_errno(err, "create %s", p);
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        close(fd);
+        if (e == EWOULDBLOCK)
+            return lmx__err(err, LMX_EIO, "%s: another longmixd index is writing this folder (%s is locked)", out_dir, p);
+        errno = e;
+        return lmx__err_errno(err, "lock %s", p);
+    }
+    return fd;
+}
+
+/* Temp files of runs that were killed (NAME.tmp.PID whose PID is gone) in DIR and DIR/shards. */
+static void remove_stale_temps(const char *out_dir)
+{
+    for (int sub = 0; sub < 2; sub++) {
+        char dir[4096];
+        snprintf(dir, sizeof dir, "%s%s", out_dir, sub ? "/shards" : "");
+        DIR *d = opendir(dir);
+        if (!d)
+            continue;
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            const char *t = strstr(e->d_name, ".tmp.");
+            char *end = NULL;
+            if (!t)
+                continue;
+            long pid = strtol(t + 5, &end, 10);
+            if (!end || *end || pid <= 0 || (pid != (long)getpid() && (kill((pid_t)pid, 0) == 0 || errno == EPERM)))
+                continue;
+            char p[4400];
+            snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+            unlink(p);
+        }
+        closedir(d);
+    }
+}
+
+/* Whether manifest m lists shard file name. */
+static int listed_in(json_t *m, const char *file)
+{
+    json_t *e;
+    size_t k;
+    json_array_foreach(json_object_get(m, "shards"), k, e)
+    {
+        const char *f = json_string_value(json_object_get(e, "file"));
+        if (f && strcmp(f, file) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* After a manifest is published: shard files it does not list (earlier versions of changed
+ * inputs, leftovers of killed runs) are deleted. A daemon that still maps one keeps its mapping. */
+static void remove_unlisted_shards(const char *out_dir, json_t *manifest)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/shards", out_dir);
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!ends_with(e->d_name, ".lmxs") || listed_in(manifest, e->d_name))
+            continue;
+        char p[4400];
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        unlink(p);
+    }
+    closedir(d);
+}
+
+/* The manifest over shard entries (borrowed; sorted here by input path so document ids do not
+ * depend on run history or on how the inputs were split over machines); takes tokenizer. */
+static json_t *make_manifest(json_t *tokenizer, uint32_t token_bytes, json_t *shards)
+{
+    json_t *manifest = json_object(), *doms = json_object();
+    size_t ns = json_array_size(shards);
+    json_t **sv = calloc(ns + 1, sizeof *sv);
+    for (size_t k = 0; k < ns; k++)
+        sv[k] = json_array_get(shards, k);
+    qsort(sv, ns, sizeof *sv, cmp_entry_input);
+    json_t *sorted = json_array();
+    uint64_t total_docs = 0, total_tokens = 0;
+    for (size_t k = 0; k < ns; k++) {
+        json_array_append(sorted, sv[k]);
+        total_docs += (uint64_t)json_integer_value(json_object_get(sv[k], "docs"));
+        total_tokens += (uint64_t)json_integer_value(json_object_get(sv[k], "tokens"));
+        const char *dn;
+        json_t *ds;
+        json_object_foreach(json_object_get(sv[k], "domains"), dn, ds)
+        {
+            json_t *acc = json_object_get(doms, dn);
+            if (!acc) {
+                acc = json_deep_copy(ds);
+                json_object_set_new(doms, dn, acc);
+                continue;
+            }
+            static const char *const keys[] = {"docs", "tokens", "long_tokens"};
+            for (int q = 0; q < 3; q++)
+                json_object_set_new(acc, keys[q],
+                                    json_integer(json_integer_value(json_object_get(acc, keys[q])) +
+                                                 json_integer_value(json_object_get(ds, keys[q]))));
+            json_t *ab = json_object_get(acc, "buckets"), *db = json_object_get(ds, "buckets");
+            for (size_t q = 0; q < LMX_N_BUCKETS; q++)
+                json_array_set_new(ab, q,
+                                   json_integer(json_integer_value(json_array_get(ab, q)) +
+                                                json_integer_value(json_array_get(db, q))));
+        }
+    }
+    free(sv);
+    json_object_set_new(manifest, "format", json_string(LMX_INDEX_FORMAT));
+    json_object_set_new(manifest, "version", json_integer(LMX_INDEX_VERSION));
+    json_object_set_new(manifest, "tokenizer", tokenizer);
+    json_object_set_new(manifest, "token_bytes", json_integer(token_bytes));
+    json_object_set_new(manifest, "long_threshold", json_integer(LONG_THRESHOLD));
+    json_object_set_new(manifest, "total_docs", json_integer((json_int_t)total_docs));
+    json_object_set_new(manifest, "total_tokens", json_integer((json_int_t)total_tokens));
+    json_object_set_new(manifest, "domains", doms);
+    json_object_set_new(manifest, "shards", sorted);
+    return manifest;
+}
+
+int lmx__index_build(const lmx_index_options *opts_in, char *const *inputs, int n_inputs, lmx_error *err)
+{
+    /* Documented default for domain_field (NULL would be dereferenced by every worker). */
+    lmx_index_options opts_v = *opts_in;
+    if (!opts_v.domain_field || !*opts_v.domain_field)
+        opts_v.domain_field = "meta.redpajama_set_name";
+    const lmx_index_options *opts = &opts_v;
     if (n_inputs < 1)
         return lmx__err(err, LMX_EINVAL, "index: no INPUT given");
     if (sodium_init() < 0)
@@ -811,12 +1326,42 @@ int lmx__index_build(const lmx_index_options *opts, char *const *inputs, int n_i
             if (strcmp(jobs.v[i].path, jobs.v[i - 1].path) == 0)
                 rc = lmx__err(err, LMX_EINVAL, "input %s given twice", jobs.v[i].path);
     }
+    if (rc == LMX_OK && opts->shard_count > 0) {
+        /* --shard I/N: keep the jobs k (in path order) with k % N == I; the rest are other slices'. */
+        if (opts->shard_index >= opts->shard_count)
+            rc = lmx__err(err, LMX_EINVAL, "--shard %u/%u: I must be in [0, N)", opts->shard_index, opts->shard_count);
+        size_t keep = 0;
+        for (size_t i = 0; rc == LMX_OK && i < jobs.n; i++) {
+            if (i % opts->shard_count == opts->shard_index) {
+                jobs.v[keep++] = jobs.v[i];
+                continue;
+            }
+            free(jobs.v[i].path);
+            free(jobs.v[i].domain);
+            for (size_t k = 0; k < jobs.v[i].n_files; k++)
+                free(jobs.v[i].files[k]);
+            free(jobs.v[i].files);
+        }
+        if (rc == LMX_OK)
+            jobs.n = keep;
+    }
     if (rc == LMX_OK)
         rc = lmx__tokenizer_open(opts->tokenizer, NULL, &tok, err);
+    int created_out = 0; /* 1: this run may clean up after a failure; 2: it also created out_dir */
+    int lock_fd = -1;
     if (rc == LMX_OK) {
         char sh[4096];
         snprintf(sh, sizeof sh, "%s/shards", opts->out_dir);
+        created_out = access(opts->out_dir, F_OK) == 0 ? 1 : 2;
         rc = lmx__mkdirs(sh, err);
+        if (rc == LMX_OK) {
+            lock_fd = lock_out(opts->out_dir, err);
+            rc = lock_fd < 0 ? lock_fd : LMX_OK;
+        }
+        if (rc == LMX_OK)
+            remove_stale_temps(opts->out_dir);
+        else
+            created_out = 0;
     }
     if (rc == LMX_OK && access(mpath, F_OK) == 0) {
         json_error_t je;
@@ -860,7 +1405,12 @@ int lmx__index_build(const lmx_index_options *opts, char *const *inputs, int n_i
             nt = 256;
         double t0 = lmx__now();
         for (int t = 0; t < nt; t++)
-            pthread_create(&th[t], NULL, worker, &R);
+            if (pthread_create(&th[t], NULL, worker, &R) != 0) {
+                nt = t; /* fewer threads; with none, this thread does the work */
+                break;
+            }
+        if (nt == 0)
+            worker(&R);
         if (opts->progress) {
             while (atomic_load(&R.files_done) < jobs.n && !atomic_load(&R.failed)) {
                 progress(&R, t0, 0);
@@ -897,47 +1447,11 @@ int lmx__index_build(const lmx_index_options *opts, char *const *inputs, int n_i
                 if (jobs.v[i].reused) {
                     json_array_append(shards, jobs.v[i].reused);
                     reused++;
-                } else {
+                } else if (jobs.v[i].entry) {
                     json_array_append(shards, jobs.v[i].entry);
                 }
                 skipped += jobs.v[i].skipped;
             }
-            /* Sort shards by input path so doc ids do not depend on run history. */
-            size_t ns = json_array_size(shards);
-            json_t **sv = calloc(ns + 1, sizeof *sv);
-            for (size_t k = 0; k < ns; k++)
-                sv[k] = json_array_get(shards, k);
-            qsort(sv, ns, sizeof *sv, cmp_entry_input);
-            json_t *sorted = json_array();
-            uint64_t total_docs = 0, total_tokens = 0;
-            for (size_t k = 0; k < ns; k++) {
-                json_array_append(sorted, sv[k]);
-                total_docs += (uint64_t)json_integer_value(json_object_get(sv[k], "docs"));
-                total_tokens += (uint64_t)json_integer_value(json_object_get(sv[k], "tokens"));
-                const char *dn;
-                json_t *ds;
-                json_object_foreach(json_object_get(sv[k], "domains"), dn, ds)
-                {
-                    json_t *acc = json_object_get(doms, dn);
-                    if (!acc) {
-                        acc = json_deep_copy(ds);
-                        json_object_set_new(doms, dn, acc);
-                        continue;
-                    }
-                    static const char *const keys[] = {"docs", "tokens", "long_tokens"};
-                    for (int q = 0; q < 3; q++)
-                        json_object_set_new(acc, keys[q],
-                                            json_integer(json_integer_value(json_object_get(acc, keys[q])) +
-                                                         json_integer_value(json_object_get(ds, keys[q]))));
-                    json_t *ab = json_object_get(acc, "buckets"), *db = json_object_get(ds, "buckets");
-                    for (size_t q = 0; q < LMX_N_BUCKETS; q++)
-                        json_array_set_new(ab, q,
-                                           json_integer(json_integer_value(json_array_get(ab, q)) +
-                                                        json_integer_value(json_array_get(db, q))));
-                }
-            }
-            free(sv);
-            json_decref(shards);
             json_t *tj = json_object();
             json_object_set_new(tj, "kind", json_string(lmx__tokenizer_kind(tok)));
             json_object_set_new(tj, "identity", json_string(lmx__tokenizer_identity(tok)));
@@ -945,25 +1459,48 @@ int lmx__index_build(const lmx_index_options *opts, char *const *inputs, int n_i
             json_object_set_new(tj, "vocab_size", json_integer(lmx__tokenizer_vocab_size(tok)));
             json_object_set_new(tj, "bos", json_integer(lmx__tokenizer_bos(tok)));
             json_object_set_new(tj, "eos", json_integer(lmx__tokenizer_eos(tok)));
-            json_object_set_new(manifest, "format", json_string(LMX_INDEX_FORMAT));
-            json_object_set_new(manifest, "version", json_integer(LMX_INDEX_VERSION));
-            json_object_set_new(manifest, "tokenizer", tj);
-            json_object_set_new(manifest, "token_bytes", json_integer(R.token_bytes));
-            json_object_set_new(manifest, "long_threshold", json_integer(LONG_THRESHOLD));
-            json_object_set_new(manifest, "total_docs", json_integer((json_int_t)total_docs));
-            json_object_set_new(manifest, "total_tokens", json_integer((json_int_t)total_tokens));
-            json_object_set_new(manifest, "domains", doms);
-            json_object_set_new(manifest, "shards", sorted);
+            json_decref(manifest);
+            json_decref(doms);
+            manifest = make_manifest(tj, R.token_bytes, shards);
+            json_decref(shards);
+            uint64_t total_docs = (uint64_t)json_integer_value(json_object_get(manifest, "total_docs"));
+            uint64_t total_tokens = (uint64_t)json_integer_value(json_object_get(manifest, "total_tokens"));
             char *txt = json_dumps(manifest, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
             rc = txt ? lmx__write_file_atomic(mpath, txt, strlen(txt), err)
                      : lmx__err(err, LMX_ENOMEM, "manifest: out of memory");
             free(txt);
+            if (rc == LMX_OK)
+                remove_unlisted_shards(opts->out_dir, manifest);
             if (rc == LMX_OK)
                 fprintf(stderr, "longmixd index: %zu inputs (%llu unchanged), %llu documents, %llu tokens, %llu records skipped, %.1f s -> %s\n",
                         jobs.n, (unsigned long long)reused, (unsigned long long)total_docs,
                         (unsigned long long)total_tokens, (unsigned long long)skipped, lmx__now() - t0, opts->out_dir);
         }
     }
+    if (rc != LMX_OK && created_out && lock_fd >= 0) {
+        /* A failed run leaves nothing behind: the shards it finished (not listed by the published
+         * manifest) and the folders it created. */
+        for (size_t i = 0; i < jobs.n; i++) {
+            const char *file = json_string_value(json_object_get(jobs.v[i].entry, "file"));
+            if (!file || listed_in(old, file))
+                continue;
+            char sp[4200];
+            snprintf(sp, sizeof sp, "%s/shards/%s", opts->out_dir, file);
+            unlink(sp);
+        }
+        if (!old) {
+            char sh[4200];
+            snprintf(sh, sizeof sh, "%s/shards", opts->out_dir);
+            rmdir(sh);
+            if (created_out == 2) {
+                snprintf(sh, sizeof sh, "%s/.lock", opts->out_dir);
+                unlink(sh);
+                rmdir(opts->out_dir);
+            }
+        }
+    }
+    if (lock_fd >= 0)
+        close(lock_fd);
     for (size_t i = 0; i < jobs.n; i++) {
         free(jobs.v[i].path);
         free(jobs.v[i].domain);
@@ -976,5 +1513,238 @@ int lmx__index_build(const lmx_index_options *opts, char *const *inputs, int n_i
     json_decref(old);
     json_decref(manifest);
     lmx__tokenizer_free(tok);
+    return rc;
+}
+
+/* ---- merge (`longmixd index --merge`) ---- */
+
+/* Places src at dst: a hard link when possible, else a copy whose BLAKE2b must equal want. Both
+ * go through a temp name and a rename, so dst is never half-written. */
+static int place_shard(const char *src, const char *dst, const char *want, lmx_error *err)
+{
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", dst, (long)getpid());
+    unlink(tmp);
+    if (link(src, tmp) != 0) {
+        int in = open(src, O_RDONLY | O_CLOEXEC);
+        if (in < 0)
+            return lmx__err_errno(err, "open %s", src);
+        int out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (out < 0) {
+            close(in);
+            return lmx__err_errno(err, "create %s", tmp);
+        }
+        crypto_generichash_state hs;
+        crypto_generichash_init(&hs, NULL, 0, 32);
+        uint8_t *buf = malloc((size_t)1 << 20);
+        int rc = buf ? LMX_OK : lmx__err(err, LMX_ENOMEM, "out of memory");
+        while (rc == LMX_OK) {
+            ssize_t n = read(in, buf, (size_t)1 << 20);
+            if (n < 0) {
+                rc = lmx__err_errno(err, "read %s", src);
+                break;
+            }
+            if (n == 0)
+                break;
+            crypto_generichash_update(&hs, buf, (unsigned long long)n);
+            for (ssize_t o = 0; o < n && rc == LMX_OK;) {
+                ssize_t w = write(out, buf + o, (size_t)(n - o));
+                if (w <= 0)
+                    rc = lmx__err_errno(err, "write %s", tmp);
+                else
+                    o += w;
+            }
+        }
+        free(buf);
+        close(in);
+        if (rc == LMX_OK && fsync(out) != 0)
+            rc = lmx__err_errno(err, "fsync %s", tmp);
+        if (close(out) != 0 && rc == LMX_OK)
+            rc = lmx__err_errno(err, "close %s", tmp);
+        if (rc == LMX_OK) {
+            uint8_t h[32];
+            char hex[65];
+            crypto_generichash_final(&hs, h, sizeof h);
+            lmx__hex(h, sizeof h, hex);
+            if (strcmp(hex, want) != 0)
+                rc = lmx__err(err, LMX_ECHECKSUM, "%s: BLAKE2b %s, its manifest says %s (run longmixd verify on it)", src,
+                              hex, want);
+        }
+        if (rc != LMX_OK) {
+            unlink(tmp);
+            return rc;
+        }
+    }
+    if (rename(tmp, dst) != 0) {
+        int rc = lmx__err_errno(err, "rename %s", tmp);
+        unlink(tmp);
+        return rc;
+    }
+    unlink(tmp); /* still there when tmp and dst were links to the same file already */
+    return LMX_OK;
+}
+
+static int cmp_entry_ptr(const void *a, const void *b) { return cmp_entry_input(a, b); }
+
+int lmx__index_merge(const char *out_dir, char *const *srcs, int n_srcs, lmx_error *err)
+{
+    if (n_srcs < 1)
+        return lmx__err(err, LMX_EINVAL, "index --merge: no SRC_DIR given");
+    if (sodium_init() < 0)
+        return lmx__err(err, LMX_EINTERNAL, "libsodium failed to initialize");
+    char mpath[4096];
+    snprintf(mpath, sizeof mpath, "%s/%s", out_dir, LMX_INDEX_MANIFEST);
+    int rc = LMX_OK;
+    if (access(mpath, F_OK) == 0) {
+        /* Merging into an existing index only when it is listed as a source (nothing is dropped). */
+        struct stat so, ss;
+        int listed = 0;
+        for (int i = 0; i < n_srcs && !listed; i++)
+            listed = stat(out_dir, &so) == 0 && stat(srcs[i], &ss) == 0 && so.st_dev == ss.st_dev && so.st_ino == ss.st_ino;
+        if (!listed)
+            return lmx__err(err, LMX_EINVAL, "%s already holds an index: list it as a SRC_DIR too, or use another --out",
+                            out_dir);
+    }
+    int lock_fd = -1;
+    json_t **ms = calloc((size_t)n_srcs, sizeof *ms);
+    json_t *all = json_array(), *tokenizer = NULL;
+    uint64_t token_bytes = 0;
+    if (!ms || !all) {
+        free(ms);
+        json_decref(all);
+        return lmx__err(err, LMX_ENOMEM, "out of memory");
+    }
+    for (int i = 0; rc == LMX_OK && i < n_srcs; i++) {
+        char sp[4096];
+        json_error_t je;
+        snprintf(sp, sizeof sp, "%s/%s", srcs[i], LMX_INDEX_MANIFEST);
+        ms[i] = json_load_file(sp, 0, &je);
+        if (!ms[i]) {
+            rc = access(sp, F_OK) != 0 ? lmx__err(err, LMX_ENOTFOUND, "%s: no index here (missing %s)", srcs[i], LMX_INDEX_MANIFEST)
+                                       : lmx__err(err, LMX_EFORMAT, "%s:%d: %s", sp, je.line, je.text);
+            break;
+        }
+        json_t *fmt = json_object_get(ms[i], "format"), *tok = json_object_get(ms[i], "tokenizer");
+        const char *id = json_string_value(json_object_get(tok, "identity"));
+        if (!json_is_string(fmt) || strcmp(json_string_value(fmt), LMX_INDEX_FORMAT) != 0 ||
+            json_integer_value(json_object_get(ms[i], "version")) != LMX_INDEX_VERSION || !id ||
+            !json_is_array(json_object_get(ms[i], "shards"))) {
+            rc = lmx__err(err, LMX_EFORMAT, "%s: not a longmix index manifest of version %d", sp, LMX_INDEX_VERSION);
+            break;
+        }
+        if (json_integer_value(json_object_get(ms[i], "long_threshold")) != LONG_THRESHOLD) {
+            rc = lmx__err(err, LMX_EUNSUPPORTED, "%s: long_threshold %lld (this build writes %d)", sp,
+                          (long long)json_integer_value(json_object_get(ms[i], "long_threshold")), LONG_THRESHOLD);
+            break;
+        }
+        if (!tokenizer) {
+            tokenizer = tok;
+            token_bytes = (uint64_t)json_integer_value(json_object_get(ms[i], "token_bytes"));
+        } else if (strcmp(id, json_string_value(json_object_get(tokenizer, "identity"))) != 0 ||
+                   (uint64_t)json_integer_value(json_object_get(ms[i], "token_bytes")) != token_bytes) {
+            rc = lmx__err(err, LMX_EINVAL,
+                          "%s was built with tokenizer %s, %s with %s: indexes can only be merged when built with the same tokenizer",
+                          srcs[i], id, srcs[0], json_string_value(json_object_get(tokenizer, "identity")));
+            break;
+        }
+        json_t *e;
+        size_t k;
+        json_array_foreach(json_object_get(ms[i], "shards"), k, e)
+        {
+            const char *file = json_string_value(json_object_get(e, "file"));
+            if (!file || !json_is_string(json_object_get(e, "input")) || !json_is_string(json_object_get(e, "blake2b")) ||
+                strchr(file, '/') || file[0] == '.') {
+                rc = lmx__err(err, LMX_EFORMAT, "%s: shards[%zu] malformed", sp, k);
+                break;
+            }
+            json_object_set_new(e, "_src", json_integer(i));
+            json_array_append(all, e);
+        }
+    }
+    /* One entry per input: the same input in two sources must be the same shard. */
+    size_t n = json_array_size(all);
+    json_t **v = calloc(n + 1, sizeof *v);
+    json_t *uniq = json_array();
+    for (size_t k = 0; k < n; k++)
+        v[k] = json_array_get(all, k);
+    if (rc == LMX_OK)
+        qsort(v, n, sizeof *v, cmp_entry_ptr);
+    for (size_t k = 0; rc == LMX_OK && k < n; k++) {
+        if (k > 0 && cmp_entry_input(&v[k - 1], &v[k]) == 0) {
+            if (strcmp(json_string_value(json_object_get(v[k - 1], "blake2b")),
+                       json_string_value(json_object_get(v[k], "blake2b"))) != 0 ||
+                strcmp(json_string_value(json_object_get(v[k - 1], "file")), json_string_value(json_object_get(v[k], "file"))) != 0)
+                rc = lmx__err(err, LMX_EINVAL, "input %s is indexed differently in %s and %s (re-index it in one of them)",
+                              json_string_value(json_object_get(v[k], "input")),
+                              srcs[json_integer_value(json_object_get(v[k - 1], "_src"))],
+                              srcs[json_integer_value(json_object_get(v[k], "_src"))]);
+            continue;
+        }
+        json_array_append(uniq, v[k]);
+    }
+    free(v);
+    if (rc == LMX_OK && !tokenizer)
+        rc = lmx__err(err, LMX_EINVAL, "index --merge: no sources");
+    if (rc == LMX_OK) {
+        char sh[4096];
+        snprintf(sh, sizeof sh, "%s/shards", out_dir);
+        rc = lmx__mkdirs(sh, err);
+        if (rc == LMX_OK) {
+            lock_fd = lock_out(out_dir, err);
+            rc = lock_fd < 0 ? lock_fd : LMX_OK;
+        }
+        if (rc == LMX_OK)
+            remove_stale_temps(out_dir);
+    }
+    json_t *e;
+    size_t k;
+    json_array_foreach(uniq, k, e)
+    {
+        if (rc != LMX_OK)
+            break;
+        const char *file = json_string_value(json_object_get(e, "file"));
+        char src[4200], dst[4200];
+        snprintf(src, sizeof src, "%s/shards/%s", srcs[json_integer_value(json_object_get(e, "_src"))], file);
+        snprintf(dst, sizeof dst, "%s/shards/%s", out_dir, file);
+        struct stat st;
+        if (stat(src, &st) != 0)
+            rc = lmx__err_errno(err, "shard %s", src);
+        else if ((uint64_t)st.st_size != (uint64_t)json_integer_value(json_object_get(e, "size")))
+            rc = lmx__err(err, LMX_EFORMAT, "%s: %lld bytes, its manifest says %lld", src, (long long)st.st_size,
+                          (long long)json_integer_value(json_object_get(e, "size")));
+        else
+            rc = place_shard(src, dst, json_string_value(json_object_get(e, "blake2b")), err);
+    }
+    if (rc == LMX_OK) {
+        char dirp[4200];
+        snprintf(dirp, sizeof dirp, "%s/shards/x", out_dir);
+        rc = lmx__fsync_dir_of(dirp, err);
+    }
+    if (rc == LMX_OK) {
+        json_t *clean = json_array();
+        json_array_foreach(uniq, k, e)
+        {
+            json_t *c = json_deep_copy(e);
+            json_object_del(c, "_src");
+            json_array_append_new(clean, c);
+        }
+        json_t *m = make_manifest(json_deep_copy(tokenizer), (uint32_t)token_bytes, clean);
+        json_decref(clean);
+        char *txt = json_dumps(m, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
+        rc = txt ? lmx__write_file_atomic(mpath, txt, strlen(txt), err) : lmx__err(err, LMX_ENOMEM, "manifest: out of memory");
+        free(txt);
+        if (rc == LMX_OK)
+            fprintf(stderr, "longmixd index --merge: %d sources, %zu inputs, %lld documents, %lld tokens -> %s\n", n_srcs,
+                    json_array_size(uniq), (long long)json_integer_value(json_object_get(m, "total_docs")),
+                    (long long)json_integer_value(json_object_get(m, "total_tokens")), out_dir);
+        json_decref(m);
+    }
+    if (lock_fd >= 0)
+        close(lock_fd);
+    json_decref(uniq);
+    json_decref(all);
+    for (int i = 0; i < n_srcs; i++)
+        json_decref(ms[i]);
+    free(ms);
     return rc;
 }
