@@ -52,8 +52,10 @@ int lmxd_config_parse_plans(const json_t *plans, lmxd_plan_cfg **out, size_t *n,
         for (size_t i = 0; ok && i < len; i++)
             ok = (name[i] >= 'a' && name[i] <= 'z') || (name[i] >= 'A' && name[i] <= 'Z') ||
                  (name[i] >= '0' && name[i] <= '9') || name[i] == '-' || name[i] == '_' || name[i] == '.';
+        if (ok && (strcmp(name, ".") == 0 || strcmp(name, "..") == 0))
+            ok = 0; /* the router answers 404 for these (path segments) */
         if (!ok) {
-            rc = lmx__err(err, LMX_EINVAL, "plans.%.80s: a plan name is 1-64 characters of [A-Za-z0-9._-]", name);
+            rc = lmx__err(err, LMX_EINVAL, "plans.%.80s: a plan name is 1-64 characters of [A-Za-z0-9._-], not . or ..", name);
             break;
         }
         if ((rc = lmx__plan_spec_parse(name, obj, &v[*n].spec, err)) != LMX_OK) {
@@ -84,12 +86,13 @@ void lmxd_plans_free(lmxd_plan_cfg *plans, size_t n)
 int lmxd_config_load(const char *path, lmxd_config *cfg, lmx_error *err)
 {
     static const char *const known[] = {"listen", "index", "threads", "auth", "plans", "state_dir", "zstd_level",
-                                        "connection_limit", "connection_timeout", "access_log", NULL};
+                                        "connection_limit", "connection_timeout", "access_log", "lag_steps", NULL};
     memset(cfg, 0, sizeof *cfg);
     cfg->threads = 2;
     cfg->zstd_level = 1;
     cfg->connection_limit = 1024;
     cfg->connection_timeout_s = 30;
+    cfg->lag_steps = 2;
     json_error_t je;
     json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
     if (!root) {
@@ -138,6 +141,7 @@ int lmxd_config_load(const char *path, lmxd_config *cfg, lmx_error *err)
     }
     INT_KEY("threads", cfg->threads, 1, 256)
     INT_KEY("zstd_level", cfg->zstd_level, -7, 19)
+    INT_KEY("lag_steps", cfg->lag_steps, 0, 1000000)
     int limit = (int)cfg->connection_limit, timeout = (int)cfg->connection_timeout_s;
     INT_KEY("connection_limit", limit, 1, 65536)
     INT_KEY("connection_timeout", timeout, 1, 3600)

@@ -26,6 +26,7 @@ typedef struct lmxd_config {
     int n_read, n_admin;
     unsigned connection_limit, connection_timeout_s;
     int access_log;
+    int lag_steps; /* /metrics: a rank more than this many steps behind its world's highest is lagging */
     lmxd_plan_cfg *plans;
     size_t n_plans;
 } lmxd_config;

@@ -13,7 +13,7 @@ static int reject(lmxd_request *r, int status, const char *error, const char *de
     return status;
 }
 
-static int valid_name(const char *s, size_t n)
+int lmxd_valid_plan_name(const char *s, size_t n)
 {
     if (n == 0 || n > LMXD_MAX_PLAN_NAME)
         return 0;
@@ -23,7 +23,7 @@ static int valid_name(const char *s, size_t n)
               c == '.'))
             return 0;
     }
-    return !(n <= 2 && s[0] == '.'); /* not "." or ".." */
+    return !(s[0] == '.' && (n == 1 || (n == 2 && s[1] == '.'))); /* not "." or ".." */
 }
 
 /* Unsigned parameter: absent -> dflt; junk, sign, overflow or > max -> 400 naming it. */
@@ -80,7 +80,7 @@ int lmxd_route(const char *method, const char *url, lmxd_arg_fn arg, void *ctx, 
         r->kind = LMXD_R_STATS;
         const char *pl = arg ? arg(ctx, "plan") : NULL;
         if (pl) {
-            if (!valid_name(pl, strlen(pl)))
+            if (!lmxd_valid_plan_name(pl, strlen(pl)))
                 return reject(r, 400, "bad_parameter", "parameter 'plan' is not a valid plan name");
             memcpy(r->plan, pl, strlen(pl) + 1);
         }
@@ -92,7 +92,7 @@ int lmxd_route(const char *method, const char *url, lmxd_arg_fn arg, void *ctx, 
         }
         r->kind = LMXD_R_PLANS;
     } else if (n >= 3 && SEG(0, "v1") && SEG(1, "plans")) {
-        if (!valid_name(seg[2], len[2]))
+        if (!lmxd_valid_plan_name(seg[2], len[2]))
             return reject(r, 404, "unknown_plan", "plan names are 1-64 characters of [A-Za-z0-9._-]");
         memcpy(r->plan, seg[2], len[2]);
         r->plan[len[2]] = '\0';

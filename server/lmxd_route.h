@@ -3,6 +3,7 @@
 #ifndef LMXD_ROUTE_H
 #define LMXD_ROUTE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 enum lmxd_route_kind {
@@ -32,6 +33,9 @@ typedef struct lmxd_request {
     char error[48];
     char detail[200];
 } lmxd_request;
+
+/* 1 when s[0..n) is a plan name: 1-64 characters of [A-Za-z0-9._-], not "." or "..". */
+int lmxd_valid_plan_name(const char *s, size_t n);
 
 /* Returns a query argument's value or NULL. */
 typedef const char *(*lmxd_arg_fn)(void *ctx, const char *key);

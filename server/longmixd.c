@@ -51,29 +51,42 @@ static int wants_help(int argc, char **argv)
 static int cmd_index(int argc, char **argv)
 {
     static const char usage[] =
-        "usage: longmixd index --tokenizer FILE|bytes --out DIR [--threads N]\n"
+        "usage: longmixd index --tokenizer FILE|bytes --out DIR [--threads N] [--shard I/N]\n"
         "                      [--domain-field meta.redpajama_set_name] [--on-error fail|skip] INPUT...\n"
+        "       longmixd index --merge --out DIR SRC_DIR...\n"
         "\n"
         "INPUT is a .jsonl or .jsonl.zst file (one JSON document a line, text in \"text\"), a .txt file (one\n"
-        "document; domain = its folder's name), a folder (walked recursively), or DOMAIN=PATH to force the\n"
-        "domain. One shard is written per input file (per folder of .txt files); the manifest is written\n"
-        "last. Re-running over the same inputs indexes only new or changed ones.\n"
+        "document; domain = its folder's name), a folder (walked recursively), DOMAIN=PATH to force the\n"
+        "domain, or DOMAIN=PREFIX for a Megatron-LM indexed dataset (PREFIX.bin + PREFIX.idx; one document\n"
+        "per Megatron document; ids must be below the tokenizer's vocabulary size). One shard is written\n"
+        "per input file (per folder of .txt files, per Megatron pair); the manifest is written last.\n"
+        "Re-running over the same inputs indexes only new or changed ones; a killed run can be re-run.\n"
+        "\n"
+        "Several machines: run `--shard I/N` with the same INPUTs on each (I = 0..N-1, 0-based, e.g.\n"
+        "$SLURM_ARRAY_TASK_ID with --array=0-(N-1)), each into its own --out; the input files, sorted by\n"
+        "path, are dealt round-robin (file k goes to slice k % N). Then `longmixd index --merge --out DIR\n"
+        "SRC_DIR...` combines the slices without re-tokenizing (same tokenizer required); the result\n"
+        "equals one run over all inputs (same documents, ids, statistics and index identity).\n"
         "\n"
         "  --tokenizer FILE|bytes  tokenizer.json, or the built-in byte tokenizer\n"
         "  --out DIR               index folder (created)\n"
         "  --threads N             parallel input files (default: 2)\n"
         "  --domain-field PATH     dotted JSON path of the domain (default meta.redpajama_set_name)\n"
-        "  --on-error fail|skip    a bad record (invalid JSON, no text, no domain) fails the run (default)\n"
-        "                          or is skipped, counted and reported\n"
-        "  --progress / --no-progress  progress on stderr (default: when stderr is a terminal)\n";
+        "  --on-error fail|skip    a bad record (invalid JSON, no text, no domain, non-UTF-8 .txt, token id\n"
+        "                          outside the vocabulary) or input (empty, unreadable) fails the run\n"
+        "                          (default) or is skipped, counted and reported\n"
+        "  --progress / --no-progress  progress on stderr (default: when stderr is a terminal)\n"
+        "  --shard I/N             index only slice I (0-based) of N of the input files\n"
+        "  --merge                 merge the indexes SRC_DIR... into --out (no tokenizer needed)\n";
     lmx_index_options o = {0};
     o.threads = 2;
     o.domain_field = "meta.redpajama_set_name";
     o.progress = isatty(2);
     static const struct option lo[] = {{"tokenizer", 1, 0, 't'}, {"out", 1, 0, 'o'},        {"threads", 1, 0, 'j'},
                                        {"domain-field", 1, 0, 'd'}, {"on-error", 1, 0, 'e'}, {"progress", 0, 0, 'p'},
-                                       {"no-progress", 0, 0, 'P'},  {"help", 0, 0, 'h'},     {0, 0, 0, 0}};
-    int c;
+                                       {"no-progress", 0, 0, 'P'},  {"help", 0, 0, 'h'},     {"shard", 1, 0, 's'},
+                                       {"merge", 0, 0, 'm'},        {0, 0, 0, 0}};
+    int c, merge = 0;
     uint64_t u;
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (c) {
@@ -95,9 +108,37 @@ static int cmd_index(int argc, char **argv)
             break;
         case 'p': o.progress = 1; break;
         case 'P': o.progress = 0; break;
+        case 's': {
+            const char *slash = strchr(optarg, '/');
+            uint64_t i = 0, n = 0;
+            char head[32];
+            if (!slash || (size_t)(slash - optarg) >= sizeof head)
+                return usage_error("index", "--shard wants I/N, e.g. 0/4");
+            memcpy(head, optarg, (size_t)(slash - optarg));
+            head[slash - optarg] = '\0';
+            if (lmx__parse_u64(head, UINT32_MAX, &i) != 0 || lmx__parse_u64(slash + 1, UINT32_MAX, &n) != 0 || n == 0 ||
+                i >= n)
+                return usage_error("index", "--shard I/N wants integers with 0 <= I < N (I is 0-based)");
+            o.shard_index = (uint32_t)i;
+            o.shard_count = (uint32_t)n;
+            break;
+        }
+        case 'm': merge = 1; break;
         case 'h': fputs(usage, stdout); return 0;
         default: return usage_error("index", "unknown option");
         }
+    }
+    if (merge) {
+        if (!o.out_dir)
+            return usage_error("index", "--merge needs --out DIR");
+        if (o.shard_count)
+            return usage_error("index", "--merge and --shard do not go together");
+        if (optind >= argc)
+            return usage_error("index", "--merge needs at least one SRC_DIR");
+        lmx_error e = {0};
+        if (lmx__index_merge(o.out_dir, argv + optind, argc - optind, &e) != LMX_OK)
+            return fail("index", &e);
+        return 0;
     }
     if (!o.tokenizer)
         return usage_error("index", "--tokenizer is required (a tokenizer.json path or 'bytes')");
@@ -282,9 +323,11 @@ static int cmd_serve(int argc, char **argv)
         "usage: longmixd serve --config FILE [--listen HOST:PORT] [--index DIR] [--insecure] [--skip-verify]\n"
         "                      [--port-file FILE]\n"
         "\n"
-        "Serves the config's plans over HTTP (proto/HTTP.md). SIGHUP reloads the plans; SIGTERM drains\n"
-        "in-flight requests and exits 0. Without \"auth\" in the config only a loopback address is allowed\n"
-        "unless --insecure is given. Shard checksums are verified at start unless --skip-verify.\n"
+        "Serves the config's plans over HTTP (proto/HTTP.md). SIGHUP reloads the plans and the token\n"
+        "lists; SIGTERM drains in-flight requests and exits 0. Without \"auth\" in the config only a\n"
+        "loopback address is allowed unless --insecure is given. Shard checksums are verified at start\n"
+        "unless --skip-verify. Plans added with POST /v1/plans (admin token) are kept in the config's\n"
+        "\"state_dir\" and restored at start; config plans win over runtime plans of the same name.\n"
         "--port-file FILE receives the bound port once serving (use port 0 for an ephemeral one).\n";
     lmxd_serve_options o = {0};
     static const struct option lo[] = {{"config", 1, 0, 'c'},   {"listen", 1, 0, 'l'},      {"index", 1, 0, 'i'},
