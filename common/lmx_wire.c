@@ -124,6 +124,13 @@ int lmx__wire_parse(const uint8_t *buf, size_t len, lmx_wire_view *v, lmx_error 
     if (align8(v->at.domain_bytes + prev) != len)
         return lmx__err(err, LMX_EFORMAT, "batch: %llu trailing bytes after the domain table",
                         (unsigned long long)(len - v->at.domain_bytes - prev));
+    /* Names are NUL-free and the padding after them is zero: otherwise a shortened last offset
+     * would silently turn padding into (or cut) a domain name. */
+    if (memchr(buf + v->at.domain_bytes, '\0', prev))
+        return lmx__err(err, LMX_EFORMAT, "batch: domain name contains a NUL byte");
+    for (size_t i = (size_t)v->at.domain_bytes + prev; i < len; i++)
+        if (buf[i] != 0)
+            return lmx__err(err, LMX_EFORMAT, "batch: non-zero padding after the domain table");
     rc = lmx__wire_layout(&v->h, prev, &v->at, err);
     if (rc)
         return rc;
