@@ -337,28 +337,38 @@ static int cmd_show(int argc, char **argv)
         lmx_client_close(c);
         return 1;
     }
-    uint32_t s = (uint32_t)a.seq, L = lmx_batch_seq_len(b);
-    uint32_t *ids = malloc(sizeof *ids * (size_t)lmx_batch_n_seqs(b) * L);
-    lmx_batch_tokens_u32(b, ids, (size_t)lmx_batch_n_seqs(b) * L);
+    /* The server decodes with the index's own tokenizer; ids are the fallback when it cannot. */
+    uint32_t s = (uint32_t)a.seq, n = lmx_batch_n_seqs(b);
+    uint64_t g = a.step * (uint64_t)n * a.world + (uint64_t)a.rank * n + s;
+    char path[1024], *body = NULL;
+    snprintf(path, sizeof path, "/v1/plans/%s/sequences/%llu?format=text", a.plan, (unsigned long long)g);
+    json_t *text = NULL;
+    if (lmx_get(a.url, a.token, path, 0, &body, NULL, &e) == LMX_OK)
+        text = json_loads(body, 0, NULL);
+    lmx_free(body);
+    json_t *tspans = json_object_get(text, "spans");
+    if (!tspans)
+        fprintf(stderr, "longmix show: no text from the server (%s); printing token ids\n",
+                e.message[0] ? e.message : "unexpected answer");
+    uint32_t *ids = NULL;
+    size_t L = lmx_batch_seq_len(b);
+    if (!tspans && (ids = malloc(sizeof *ids * (size_t)n * L)) != NULL)
+        lmx_batch_tokens_u32(b, ids, (size_t)n * L);
     for (uint32_t i = 0; i < lmx_batch_n_spans(b, s); i++) {
         lmx_span_info sp;
         lmx_batch_span(b, s, i, &sp);
         printf("=== [%s] doc %llu tokens %llu..%llu at %u ===\n", sp.domain, (unsigned long long)sp.doc,
                (unsigned long long)sp.offset, (unsigned long long)(sp.offset + sp.length), sp.start);
-        /* Byte-level ids (the `bytes` tokenizer) print as text; others as ids until the server
-         * decodes (format=text). */
-        int bytes = 1;
-        for (uint32_t k = 0; k < sp.length && bytes; k++)
-            bytes = ids[(size_t)s * L + sp.start + k] < 256;
-        for (uint32_t k = 0; k < sp.length; k++) {
-            uint32_t v = ids[(size_t)s * L + sp.start + k];
-            if (bytes)
-                putchar((int)v);
-            else
-                printf("%u ", v);
+        json_t *t = json_object_get(json_array_get(tspans, i), "text");
+        if (t) {
+            fwrite(json_string_value(t), 1, json_string_length(t), stdout);
+        } else if (ids) {
+            for (uint32_t k = 0; k < sp.length; k++)
+                printf("%u ", ids[(size_t)s * L + sp.start + k]);
         }
         putchar('\n');
     }
+    json_decref(text);
     free(ids);
     lmx_batch_free(b);
     lmx_client_close(c);

@@ -1301,6 +1301,42 @@ static json_t *make_manifest(json_t *tokenizer, uint32_t token_bytes, json_t *sh
     return manifest;
 }
 
+/* Copies tokenizer.json (and tokenizer_config.json, which may name BOS/EOS) from tokenizer_json's
+ * folder into the index, so the index is self-describing: the server decodes text with it and
+ * its identity hash stays that of the bytes copied. No-op for the built-in `bytes` tokenizer. */
+static int copy_tokenizer_files(const char *tokenizer_json, const char *out_dir, lmx_error *err)
+{
+    if (strcmp(tokenizer_json, "bytes") == 0)
+        return LMX_OK;
+    static const char *const names[] = {"tokenizer.json", "tokenizer_config.json"};
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", tokenizer_json);
+    char *slash = strrchr(dir, '/');
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        char src[4200], dst[4200];
+        if (i == 0)
+            snprintf(src, sizeof src, "%s", tokenizer_json);
+        else if (slash)
+            snprintf(src, sizeof src, "%.*s/%s", (int)(slash - dir), dir, names[i]);
+        else
+            snprintf(src, sizeof src, "%s", names[i]);
+        snprintf(dst, sizeof dst, "%s/%s", out_dir, names[i]);
+        if (strcmp(src, dst) == 0)
+            continue;
+        if (i > 0 && access(src, R_OK) != 0)
+            continue; /* optional */
+        char *data = NULL;
+        size_t len = 0;
+        int rc = lmx__read_file(src, (size_t)1 << 30, &data, &len, err);
+        if (rc == LMX_OK)
+            rc = lmx__write_file_atomic(dst, data, len, err);
+        free(data);
+        if (rc != LMX_OK)
+            return rc;
+    }
+    return LMX_OK;
+}
+
 int lmx__index_build(const lmx_index_options *opts_in, char *const *inputs, int n_inputs, lmx_error *err)
 {
     /* Documented default for domain_field (NULL would be dereferenced by every worker). */
@@ -1466,8 +1502,10 @@ int lmx__index_build(const lmx_index_options *opts_in, char *const *inputs, int 
             uint64_t total_docs = (uint64_t)json_integer_value(json_object_get(manifest, "total_docs"));
             uint64_t total_tokens = (uint64_t)json_integer_value(json_object_get(manifest, "total_tokens"));
             char *txt = json_dumps(manifest, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
-            rc = txt ? lmx__write_file_atomic(mpath, txt, strlen(txt), err)
-                     : lmx__err(err, LMX_ENOMEM, "manifest: out of memory");
+            rc = copy_tokenizer_files(opts->tokenizer, opts->out_dir, err);
+            if (rc == LMX_OK)
+                rc = txt ? lmx__write_file_atomic(mpath, txt, strlen(txt), err)
+                         : lmx__err(err, LMX_ENOMEM, "manifest: out of memory");
             free(txt);
             if (rc == LMX_OK)
                 remove_unlisted_shards(opts->out_dir, manifest);
@@ -1731,7 +1769,12 @@ int lmx__index_merge(const char *out_dir, char *const *srcs, int n_srcs, lmx_err
         json_t *m = make_manifest(json_deep_copy(tokenizer), (uint32_t)token_bytes, clean);
         json_decref(clean);
         char *txt = json_dumps(m, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
-        rc = txt ? lmx__write_file_atomic(mpath, txt, strlen(txt), err) : lmx__err(err, LMX_ENOMEM, "manifest: out of memory");
+        char tsrc[4200];
+        snprintf(tsrc, sizeof tsrc, "%s/tokenizer.json", srcs[0]);
+        if (access(tsrc, R_OK) == 0)
+            rc = copy_tokenizer_files(tsrc, out_dir, err);
+        if (rc == LMX_OK)
+            rc = txt ? lmx__write_file_atomic(mpath, txt, strlen(txt), err) : lmx__err(err, LMX_ENOMEM, "manifest: out of memory");
         free(txt);
         if (rc == LMX_OK)
             fprintf(stderr, "longmixd index --merge: %d sources, %zu inputs, %lld documents, %lld tokens -> %s\n", n_srcs,

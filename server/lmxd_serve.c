@@ -2,6 +2,8 @@
  * bodies built once into one buffer (compressed into a second one when the client takes zstd). */
 #define _GNU_SOURCE /* strcasestr */
 #include "lmxd_serve.h"
+#include "lmx_tokenizer.h"
+#include "lmx_wire.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -80,6 +82,10 @@ typedef struct server {
     atomic_uint_fast64_t requests, bytes_out, latency[N_LAT_BUCKETS + 1], status[N_STATUS + 1];
     _Atomic double latency_sum;
     double started;
+    pthread_mutex_t detok_lock; /* guards detok, detok_tried */
+    lmx_tokenizer *detok;       /* the index's tokenizer, loaded at the first text request */
+    int detok_tried;
+    char detok_error[LMX_ERROR_MESSAGE_MAX];
 } server;
 
 static void logf_(const char *fmt, ...) LMX_PRINTF(1, 2);
@@ -655,6 +661,94 @@ static ZSTD_CCtx *thread_cctx(void)
     return c;
 }
 
+/* The index's own tokenizer (INDEX/tokenizer.json, copied there by `longmixd index`), loaded
+ * once on demand: decoding is for humans (`longmix show`), so it must not slow the start. */
+static const lmx_tokenizer *get_detok(server *s)
+{
+    pthread_mutex_lock(&s->detok_lock);
+    if (!s->detok_tried) {
+        s->detok_tried = 1;
+        lmx_error err = {0};
+        char path[4200];
+        const char *id = lmx__index_tokenizer_identity(s->ix);
+        if (id && strcmp(id, "bytes") == 0)
+            snprintf(path, sizeof path, "bytes");
+        else
+            snprintf(path, sizeof path, "%s/tokenizer.json", lmx__index_dir(s->ix));
+        if (lmx__tokenizer_open(path, NULL, &s->detok, &err) != LMX_OK)
+            snprintf(s->detok_error, sizeof s->detok_error, "cannot decode: %s", err.message);
+        else if (!id || strcmp(lmx__tokenizer_identity(s->detok), id) != 0) {
+            snprintf(s->detok_error, sizeof s->detok_error, "cannot decode: %s is not the tokenizer the index was built with",
+                     path);
+            lmx__tokenizer_free(s->detok);
+            s->detok = NULL;
+        }
+        if (!s->detok)
+            logf_("%s", s->detok_error);
+    }
+    pthread_mutex_unlock(&s->detok_lock);
+    return s->detok;
+}
+
+/* GET /v1/plans/NAME/sequences/G?format=text: the sequence's spans with their decoded text. */
+static enum MHD_Result handle_text(server *s, struct MHD_Connection *c, const lmxd_request *rq, plan_ref *r)
+{
+    const lmx_tokenizer *tok = get_detok(s);
+    if (!tok) {
+        ref_put(r);
+        return send_error(c, 409, "no_tokenizer", s->detok_error);
+    }
+    lmx_buf body = {0}, text = {0}, clean = {0};
+    lmx_ids ids = {0};
+    lmx_error err = {0};
+    lmx_wire_view v;
+    int rc = lmx__plan_sequence(r->plan, rq->step, &body, &err);
+    if (rc == LMX_OK)
+        rc = lmx__wire_parse(body.data, body.len, &v, &err);
+    json_t *out = NULL;
+    if (rc == LMX_OK) {
+        out = json_pack("{s:s, s:I, s:I}", "plan", lmx__plan_name(r->plan), "sequence", (json_int_t)rq->step,
+                        "seq_len", (json_int_t)v.h.seq_len);
+        json_t *spans = json_array();
+        json_object_set_new(out, "spans", spans);
+        uint32_t first, end, covered = 0;
+        lmx__wire_seq_spans(&v, 0, &first, &end);
+        for (uint32_t i = first; i < end && rc == LMX_OK; i++) {
+            lmx_span sp = lmx__wire_span(&v, i);
+            ids.n = text.len = clean.len = 0;
+            rc = lmx__ids_reserve(&ids, sp.length);
+            for (uint32_t k = 0; rc == LMX_OK && k < sp.length; k++)
+                ids.v[ids.n++] = lmx__wire_token(&v, 0, sp.start + k);
+            if (rc == LMX_OK)
+                rc = lmx__decode(tok, ids.v, ids.n, &text, &err);
+            /* A piece may start or end inside a multi-byte character: repair as U+FFFD for JSON. */
+            if (rc == LMX_OK)
+                rc = lmx__utf8_lossy(text.data, text.len, &clean);
+            if (rc != LMX_OK)
+                break;
+            uint32_t dlen;
+            const char *dname = lmx__wire_domain(&v, sp.domain, &dlen);
+            json_array_append_new(spans, json_pack("{s:s#, s:I, s:I, s:I, s:I, s:s#}", "domain", dname, (int)dlen, "doc",
+                                                   (json_int_t)sp.doc, "offset", (json_int_t)sp.offset, "start",
+                                                   (json_int_t)sp.start, "length", (json_int_t)sp.length, "text",
+                                                   clean.len ? (const char *)clean.data : "", (int)clean.len));
+            covered += sp.length;
+        }
+        json_object_set_new(out, "separators", json_integer((json_int_t)(v.h.seq_len - covered)));
+    }
+    ref_put(r);
+    lmx__buf_free(&body);
+    lmx__buf_free(&text);
+    lmx__buf_free(&clean);
+    lmx__ids_free(&ids);
+    if (rc != LMX_OK) {
+        json_decref(out);
+        unsigned st = status_of(rc);
+        return send_error(c, st, st == 416 ? "step_out_of_range" : st == 400 ? "bad_parameter" : "internal", err.message);
+    }
+    return send_json(c, 200, out);
+}
+
 static enum MHD_Result handle_body(server *s, struct MHD_Connection *c, const lmxd_request *rq)
 {
     plan_ref *r = find_plan(s, rq->plan);
@@ -663,6 +757,8 @@ static enum MHD_Result handle_body(server *s, struct MHD_Connection *c, const lm
         snprintf(d, sizeof d, "no plan named '%s' (GET /v1/plans lists them)", rq->plan);
         return send_error(c, 404, "unknown_plan", d);
     }
+    if (rq->kind == LMXD_R_SEQUENCE && rq->text)
+        return handle_text(s, c, rq, r);
     /* A strong ETag names one representation: the zstd body gets its own. */
     char etag[104];
     int zstd = accepts_zstd(c);
@@ -1288,6 +1384,7 @@ int lmxd_serve(const lmxd_serve_options *opts)
     s->lock_fd = -1;
     s->started = lmx__now();
     pthread_rwlock_init(&s->lock, NULL);
+    pthread_mutex_init(&s->detok_lock, NULL);
     pthread_mutex_init(&s->admin, NULL);
     /* A SIGHUP during start-up (index verification can take minutes) must not kill the daemon:
      * it stays pending and becomes a reload once serving. SIGTERM keeps its default until then. */
@@ -1429,6 +1526,8 @@ out:
     lmx__index_close(s->ix);
     lmxd_config_free(&s->cfg);
     pthread_rwlock_destroy(&s->lock);
+    lmx__tokenizer_free(s->detok);
+    pthread_mutex_destroy(&s->detok_lock);
     pthread_mutex_destroy(&s->admin);
     free(s->state_path);
     if (s->lock_fd >= 0)

@@ -234,8 +234,58 @@ def test_bad_input_errors(wd):
     fails([LONGMIX, "fetch", "--url", "http://127.0.0.1:1", "--plan", "a", "--step", "0", "--json"], "127.0.0.1:1")
 
 
+def test_text_view(wd):
+    """?format=text decodes each span with the index's tokenizer; `longmix show` prints it."""
+    index = make_index(wd)
+    d = Daemon(wd, write_config(wd, PLANS))
+    try:
+        for step, rank, world, seq in [(0, 0, 1, 0), (2, 1, 2, 3), (1, 3, 4, 1)]:
+            bt = fetch_json(d, "orig", step, rank, world)
+            n = len(bt["sequences"])
+            g = step * PLANS["orig"]["global_batch"] + rank * n + seq
+            s, _, body = http(f"{d.url}/v1/plans/orig/sequences/{g}?format=text")
+            check(s == 200, f"format=text gave {s}: {body[:200]!r}")
+            tv = json.loads(body)
+            spans = bt["sequences"][seq]["spans"]
+            check(len(tv["spans"]) == len(spans), "text view and batch disagree on the spans")
+            docs = docs_with_tokens(index, {sp["doc"] for sp in spans})
+            for sp, t in zip(spans, tv["spans"]):
+                check((t["doc"], t["offset"], t["start"], t["length"]) ==
+                      (sp["doc"], sp["offset"], sp["start"], sp["length"]), f"span {t} != {sp}")
+                raw = source_record(docs[sp["doc"]])[sp["offset"]:sp["offset"] + sp["length"]]
+                check(t["text"] == raw.decode("utf-8", errors="replace"), f"decoded text of doc {sp['doc']} differs")
+            p = run([LONGMIX, "show", "--url", d.url, "--plan", "orig", "--step", str(step), "--seq", str(seq),
+                     "--rank", str(rank), "--world", str(world)])
+            out = p.stdout.decode("utf-8", errors="replace")
+            check(tv["spans"][0]["text"][:40] in out, "longmix show does not print the decoded text")
+            check(f"doc {spans[0]['doc']} " in out and spans[0]["domain"] in out, "show misses the span header")
+        s, _, body = http(f"{d.url}/v1/plans/orig/sequences/0?format=xml")
+        check(s == 400, f"format=xml gave {s}")
+    finally:
+        d.stop()
+    # With a real tokenizer.json (copied into the index by `longmixd index`), when ../shared is here.
+    tj = os.path.join(os.environ.get("LMX_SHARED_DIR", "/nonexistent"), "fixtures/tokenizers/llama2-sp-bpe/tokenizer.json")
+    if not os.path.exists(tj):
+        print("  (real-tokenizer part skipped: no ../shared fixtures)")
+        return
+    run([LONGMIXD, "index", "--tokenizer", tj, "--out", wd("index-sp"), wd("corpus", "slim")])
+    check(open(wd("index-sp", "tokenizer.json"), "rb").read() == open(tj, "rb").read(), "tokenizer.json not copied")
+    d = Daemon(wd, write_config(wd, PLANS, "config-sp.json", index=wd("index-sp")))
+    try:
+        tv = json.loads(http(f"{d.url}/v1/plans/orig/sequences/5?format=text")[2])
+        docs = docs_with_tokens(wd("index-sp"), {t["doc"] for t in tv["spans"]})
+        starts = [t for t in tv["spans"] if t["offset"] == 0]
+        check(starts, "no document starts in sequence 5")
+        for t in starts:
+            original = source_record(docs[t["doc"]]).decode()
+            check(original.startswith(t["text"].rstrip("\ufffd")), f"doc {t['doc']}: decoded text is not its start")
+    finally:
+        d.stop()
+
+
 TESTS = {f.__name__[5:]: f for f in [test_same_bytes, test_spans_trace_to_documents, test_world_size_independence,
-                                      test_index_matches_input, test_http_errors, test_bad_input_errors]}
+                                      test_index_matches_input, test_http_errors, test_bad_input_errors,
+                                      test_text_view]}
 
 if __name__ == "__main__":
     sys.exit(main(TESTS))
