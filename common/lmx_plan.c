@@ -554,12 +554,26 @@ int lmx__plan_create(const lmx_index *ix, const char *name, const lmx_plan_spec 
                 goto fail;
             }
         }
+        /* per_source's shares are of document tokens, but quotas count stream tokens (with the
+         * separators): scale each share by its domain's stream/document tokens of one epoch, so
+         * that domains of short documents (more separators per token) still get their share. */
+        double ssum = 0;
+        for (uint32_t d = 0; d < nd; d++) {
+            const pdom *pd = &p->doms[d];
+            p->doms[d].share = raw[d] / sum;
+            double ktok = (double)pd->long_tok + (double)pd->short_tok * ((double)K / 4294967296.0);
+            double kslen = (double)pd->long_slen + (double)pd->short_slen * ((double)K / 4294967296.0);
+            if (spec->strategy == LMX_PER_SOURCE && pd->n && ktok > 0)
+                raw[d] = p->doms[d].share * (kslen / ktok);
+            else
+                raw[d] = p->doms[d].share;
+            ssum += raw[d];
+        }
         /* Fixed point weights summing to exactly 2^40 (remainder to the largest). */
         uint64_t acc = 0;
         uint32_t largest = 0;
         for (uint32_t d = 0; d < nd; d++) {
-            p->doms[d].share = raw[d] / sum;
-            p->doms[d].W = (uint64_t)floor(p->doms[d].share * (double)WEIGHT_ONE);
+            p->doms[d].W = (uint64_t)floor(raw[d] / ssum * (double)WEIGHT_ONE);
             if (p->doms[d].n && p->doms[d].W == 0)
                 p->doms[d].W = 1;
             acc += p->doms[d].W;
