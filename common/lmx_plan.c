@@ -925,7 +925,9 @@ static int write_sequence(lmx_plan *p, uint64_t g, lmx_wire_writer *w, uint32_t 
         uint64_t o = pc->item_off + skip, end = (uint64_t)pc->item_off + pc->len;
         if (end - o > L - filled)
             end = o + (L - filled);
-        if (o == 0 && filled > 0 && p->spec.cu_seqlens)
+        /* Every piece after the first is another document segment, also a piece that continues
+         * an item cut by the previous block (it has no BOS and need not follow its first part). */
+        if (filled > 0 && p->spec.cu_seqlens)
             rc = lmx__wire_add_cu(w, (int32_t)filled);
         /* item stream: [BOS] tokens [EOS] */
         if (p->spec.bos && o == 0 && o < end) {

@@ -283,9 +283,33 @@ def test_text_view(wd):
         d.stop()
 
 
+def test_cu_seqlens_match_spans(wd):
+    """Each cu_seqlens segment holds at most one document piece (plus its separators), also
+    right after a 2^26-token block boundary where documents cut by the block continue."""
+    make_index(wd)
+    plans = {"mix": {"strategy": "per_source", "seq_len": 4096, "global_batch": 8, "seed": 5, "eos": True}}
+    d = Daemon(wd, write_config(wd, plans))
+    try:
+        first_block_end = (1 << 26) // 4096 // 8  # step whose sequences start block 1
+        checked = 0
+        for step in (0, 1, first_block_end - 1, first_block_end, first_block_end + 1):
+            for k, q in enumerate(fetch_json(d, "mix", step)["sequences"]):
+                cu = q["cu_seqlens"]
+                seg_of = [max(i for i in range(len(cu) - 1) if cu[i] <= sp["start"]) for sp in q["spans"]]
+                for sp, i in zip(q["spans"], seg_of):
+                    check(sp["start"] + sp["length"] <= cu[i + 1], f"step {step} seq {k}: span {sp['start']}+"
+                          f"{sp['length']} crosses the segment [{cu[i]}, {cu[i + 1]})")
+                check(len(set(seg_of)) == len(seg_of), f"step {step} seq {k}: two documents in one segment: "
+                      f"cu {cu[:8]} spans {[(s['start'], s['length']) for s in q['spans']][:8]}")
+                checked += 1
+        check(checked == 40, f"checked {checked} sequences")
+    finally:
+        d.stop()
+
+
 TESTS = {f.__name__[5:]: f for f in [test_same_bytes, test_spans_trace_to_documents, test_world_size_independence,
                                       test_index_matches_input, test_http_errors, test_bad_input_errors,
-                                      test_text_view]}
+                                      test_text_view, test_cu_seqlens_match_spans]}
 
 if __name__ == "__main__":
     sys.exit(main(TESTS))

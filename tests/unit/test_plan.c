@@ -182,25 +182,36 @@ static void check_batch_n(const lmx_plan *p, const lmx_wire_view *v, uint64_t st
                 bad_sep++;
         }
         if (s->cu_seqlens) {
-            /* cu_seqlens: 0, every item start (a BOS when bos is on), L */
-            uint32_t ca, ce;
+            /* cu_seqlens: 0, the start of every document piece after the first, L. Each segment
+             * holds at most one span (plus its separators); every BOS starts a segment. A piece
+             * continuing a document cut by the previous block starts one too, without a BOS. */
+            uint32_t ca, ce, sa, se;
             lmx__wire_seq_cu(v, q, &ca, &ce);
+            lmx__wire_seq_spans(v, q, &sa, &se);
             CHECK(ce - ca >= 2);
             CHECK_EQ_INT(lmx__wire_cu(v, ca), 0);
             CHECK_EQ_INT(lmx__wire_cu(v, ce - 1), (int32_t)L);
-            if (s->bos && !s->eos) {
-                uint32_t k = ca + 1;
-                int ok = 1;
-                for (uint32_t t = 1; t < L; t++)
-                    if (lmx__wire_token(v, q, t) == BOS) {
-                        ok &= k < ce - 1 && lmx__wire_cu(v, k) == (int32_t)t;
-                        k++;
-                    }
-                ok &= k == ce - 1;
-                if (!ok)
-                    fprintf(stderr, "seq %u: cu_seqlens do not match the BOS positions\n", q);
-                CHECK(ok);
+            /* Spans in order, each inside one segment, no two in the same segment (a segment
+             * without a span holds only separators: a BOS at the very end of a sequence, or the
+             * EOS of a document that ended in the previous one). */
+            int ok = 1;
+            for (uint32_t i = sa, k = ca, prev_seg = UINT32_MAX; ok && i < se; i++) {
+                lmx_span sp = lmx__wire_span(v, i);
+                while (k + 1 < ce - 1 && lmx__wire_cu(v, k + 1) <= (int32_t)sp.start)
+                    k++;
+                ok &= (int32_t)(sp.start + sp.length) <= lmx__wire_cu(v, k + 1) && k != prev_seg;
+                prev_seg = k;
             }
+            if (s->bos)
+                for (uint32_t t = 1, k = ca + 1; ok && t < L; t++)
+                    if (lmx__wire_token(v, q, t) == BOS && !covered[t]) {
+                        while (k < ce - 1 && lmx__wire_cu(v, k) < (int32_t)t)
+                            k++;
+                        ok &= k < ce - 1 && lmx__wire_cu(v, k) == (int32_t)t;
+                    }
+            if (!ok)
+                fprintf(stderr, "seq %u: cu_seqlens do not match the document pieces\n", q);
+            CHECK(ok);
         }
     }
     free(covered);
