@@ -12,6 +12,13 @@ class Failure(Exception):
     pass
 
 
+class Skip(Exception):
+    """Raised by a test that cannot run here (missing tool or package); the reason is printed."""
+
+
+SKIP = 77  # ctest's SKIP_RETURN_CODE for every integration test
+
+
 def check(cond, what):
     if not cond:
         raise Failure(what)
@@ -112,9 +119,10 @@ def zstd_decompress(b):
 
 
 def main(tests):
-    """Runs the test named by argv[1] (or all); prints and returns a process exit code."""
+    """Runs the tests named by argv[1:] (or all); returns a process exit code: 1 when one failed,
+    SKIP when every test asked for was skipped, else 0."""
     names = sys.argv[1:] or list(tests)
-    failed = 0
+    failed = skipped = 0
     for name in names:
         wd = Workdir()
         t0 = time.monotonic()
@@ -122,7 +130,13 @@ def main(tests):
             tests[name](wd)
             print(f"ok   {name} ({time.monotonic() - t0:.1f} s)")
             wd.cleanup()
+        except Skip as e:
+            skipped += 1
+            print(f"SKIP {name}: {e}")
+            wd.cleanup()
         except Exception as e:  # a crash of the test itself is a failure too
             failed += 1
             print(f"FAIL {name}: {type(e).__name__}: {e} (files kept in {wd.path})")
-    return 1 if failed else 0
+    if failed:
+        return 1
+    return SKIP if skipped == len(names) else 0

@@ -12,21 +12,16 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from lmx_itest import LONGMIX, LONGMIXD, Daemon, Failure, check, http, main, make_index, run, write_config
+from lmx_itest import LONGMIX, LONGMIXD, SKIP, Daemon, Failure, Skip, check, http, main, make_index, run, write_config
 
 SOURCE = os.environ.get("LMX_SOURCE_DIR", os.path.normpath(os.path.join(HERE, "..", "..")))
 BUILD = os.environ.get("LMX_BUILD_DIR", "")
 SANITIZE = os.environ.get("LMX_SANITIZE", "OFF").upper() in ("ON", "1", "TRUE", "YES")
-SKIP = 77
 
 # Small sequences so a plan has many steps.
 PLANS = {"small": {"strategy": "original", "seq_len": 1024, "global_batch": 4, "seed": 5},
          "ps": {"strategy": "per_source", "seq_len": 2048, "global_batch": 4, "seed": 3},
          "short": {"strategy": "original", "seq_len": 1024, "global_batch": 4, "total_tokens": 5 * 4096}}
-
-
-class Skip(Exception):
-    pass
 
 
 def binding():
@@ -663,26 +658,6 @@ TESTS = {f.__name__[5:]: f for f in [
     test_auth_wrong_token, test_garbage_answers, test_bad_options]}
 
 
-def run_main():
-    """lmx_itest.main, plus exit 77 when every test asked for was skipped (ctest: Not Run)."""
-    names = sys.argv[1:] or list(TESTS)
-    skipped = []
-
-    def wrap(name, fn):
-        def go(wd):
-            try:
-                fn(wd)
-            except Skip as e:
-                skipped.append(name)
-                print(f"skip {name}: {e}")
-        return go
-
-    rc = main({n: wrap(n, TESTS[n]) for n in names})
-    if rc == 0 and skipped and len(skipped) == len(names):
-        return SKIP
-    return rc
-
-
 def preload_asan():
     """An ASan-built liblongmix can only be loaded into a process that has the ASan runtime first:
     re-executes this script with LD_PRELOAD=libasan (leak checks off: CPython itself leaks by
@@ -713,4 +688,4 @@ def preload_asan():
 
 if __name__ == "__main__":
     preload_asan()
-    sys.exit(run_main())
+    sys.exit(main(TESTS))

@@ -13,7 +13,7 @@ Realized values are computed from the served spans over the first WINDOW tokens 
 import collections, json, os, signal, struct, subprocess, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lmx_itest import (LONGMIXD, Daemon, Failure, Workdir, blake2b_256, check, http, run,  # noqa: E402
+from lmx_itest import (LONGMIXD, Skip, main, Daemon, Failure, blake2b_256, check, http, run,  # noqa: E402
                        write_config)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -26,10 +26,6 @@ SHARE_TOL, LONG_TOL = 0.005, 0.02
 # other check still fails the test; only these deviations turn the result into "skipped" (77).
 KNOWN_LONG = ("long-token share outside +-2% abs for a domain in a partial epoch (random order "
               "inside an epoch: long and short documents are not stratified)")
-
-
-class Skip(Exception):
-    pass
 
 
 # ---- wire format (proto/WIRE.md) ----
@@ -478,27 +474,6 @@ TESTS = {f.__name__[5:]: f for f in [test_shares_synth, test_shares_shared, test
                                       test_world_sizes, test_total_tokens, test_bad_config]}
 
 
-def main():
-    names = sys.argv[1:] or list(TESTS)
-    failed = skipped = 0
-    for name in names:
-        wd = Workdir()
-        t0 = time.monotonic()
-        try:
-            TESTS[name](wd)
-            print(f"ok   {name} ({time.monotonic() - t0:.1f} s)")
-            wd.cleanup()
-        except Skip as e:
-            skipped += 1
-            print(f"SKIP {name}: {e}")
-            wd.cleanup()
-        except Exception as e:  # a crash of the test itself is a failure too
-            failed += 1
-            print(f"FAIL {name}: {type(e).__name__}: {e} (files kept in {wd.path})")
-    if failed:
-        return 1
-    return 77 if skipped and skipped == len(names) else 0
-
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(TESTS))

@@ -7,16 +7,12 @@ SIGTERM drain, sd_notify, size caps and a short load run.
 import http.client as httpc, json, os, re, shutil, signal, socket, subprocess, sys, tempfile, threading, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lmx_itest import LONGMIXD, Daemon, Failure, Workdir, blake2b_256, check, http, make_index, run, write_config
+from lmx_itest import LONGMIXD, Daemon, Skip, main, Failure, blake2b_256, check, http, make_index, run, write_config
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PLANS = {"orig": {"strategy": "original", "seq_len": 4096, "global_batch": 8, "seed": 7},
          "ps": {"strategy": "per_source", "seq_len": 2048, "global_batch": 4, "seed": 3}}
 NEW_SPEC = {"strategy": "per_source", "seq_len": 1024, "global_batch": 4, "seed": 11, "short_keep": 0.5}
-
-
-class Skip(Exception):
-    pass
 
 
 def jpost(url, obj, headers=None, raw=None):
@@ -695,27 +691,6 @@ TESTS = {f.__name__[5:]: f for f in [test_runtime_plans, test_metrics, test_dash
                                       test_size_caps, test_slow_clients, test_load_short]}
 
 
-def main():
-    names = sys.argv[1:] or list(TESTS)
-    failed = skipped = 0
-    for name in names:
-        wd = Workdir()
-        t0 = time.monotonic()
-        try:
-            TESTS[name](wd)
-            print(f"ok   {name} ({time.monotonic() - t0:.1f} s)")
-            wd.cleanup()
-        except Skip as e:
-            skipped += 1
-            print(f"skip {name}: {e}")
-            wd.cleanup()
-        except Exception as e:  # a crash of the test itself is a failure too
-            failed += 1
-            print(f"FAIL {name}: {type(e).__name__}: {e} (files kept in {wd.path})")
-    if failed:
-        return 1
-    return 77 if skipped == len(names) else 0
-
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(TESTS))
