@@ -18,23 +18,42 @@
 
 /* ---- hashing and maps ---------------------------------------------------------------------- */
 
+static inline uint64_t lmx__tok_load64(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8); /* native order is fine: only equality of hashes within a process matters */
+    return v;
+}
+static inline uint32_t lmx__tok_load32(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
 static inline uint64_t lmx__tok_hash(const uint8_t *p, size_t n)
 {
     /* 64-bit multiplicative hash, 8 bytes at a time; only needs to spread, not resist attack
-     * (tables are sized from the tokenizer file, not from document text). */
+     * (tables are sized from the tokenizer file, not from document text; the word caches are
+     * bounded and simply lose entries on collisions). The tail is read with overlapping loads
+     * instead of a byte loop: most keys are short words, so the tail is most of the work. */
     uint64_t h = 0x9E3779B97F4A7C15ull ^ (n * 0xC2B2AE3D27D4EB4Full);
-    while (n >= 8) {
-        uint64_t v = (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16 |
-                     (uint64_t)p[3] << 24 | (uint64_t)p[4] << 32 | (uint64_t)p[5] << 40 |
-                     (uint64_t)p[6] << 48 | (uint64_t)p[7] << 56;
-        h = (h ^ v) * 0xFF51AFD7ED558CCDull;
+    size_t len = n;
+    while (n > 8) {
+        h = (h ^ lmx__tok_load64(p)) * 0xFF51AFD7ED558CCDull;
         h ^= h >> 32;
         p += 8;
         n -= 8;
     }
-    uint64_t v = 0;
-    for (size_t i = 0; i < n; i++)
-        v |= (uint64_t)p[i] << (8 * i);
+    uint64_t v;
+    if (len >= 8)
+        v = lmx__tok_load64(p + n - 8); /* the last 8 bytes of the key (may overlap) */
+    else if (n >= 4)
+        v = (uint64_t)lmx__tok_load32(p) | (uint64_t)lmx__tok_load32(p + n - 4) << 32;
+    else if (n)
+        v = (uint64_t)p[0] | (uint64_t)p[n / 2] << 8 | (uint64_t)p[n - 1] << 16;
+    else
+        v = 0;
     h = (h ^ v) * 0xC4CEB9FE1A85EC53ull;
     h ^= h >> 29;
     h *= 0x94D049BB133111EBull;
@@ -92,6 +111,14 @@ typedef struct lmx_tok_mergemap {
     uint32_t shift;
     uint32_t n;
 } lmx_tok_mergemap;
+
+/* Hints the CPU to load the slot of pair (a, b): the merge table is megabytes, so its lookups
+ * are cache misses, and issuing several before using them overlaps their latency. */
+static inline void lmx__tok_merge_prefetch(const lmx_tok_mergemap *m, uint32_t a, uint32_t b)
+{
+    uint64_t key = (uint64_t)a << 32 | b;
+    __builtin_prefetch(&m->slots[(key * 0x9E3779B97F4A7C15ull) >> m->shift]);
+}
 
 static inline const lmx_tok_merge *lmx__tok_merge_get(const lmx_tok_mergemap *m, uint32_t a,
                                                       uint32_t b)
@@ -189,6 +216,12 @@ typedef struct lmx_tokjson {
      * Verified against every merge at load time; see lmx_tok_json.c. */
     int seg_enabled;
     uint8_t seg_char[4]; size_t seg_char_len;
+    /* Same idea for ASCII: bit y of cut_ok[x] says the word may be cut between ASCII chars x and
+     * y because no merge can join a symbol ending in x to one starting with y (and neither char
+     * can be unk, dropped, or a byte-fallback symbol that merges). Built from every merge at
+     * load time (lmx_tok_json.c); limited to pairs with a non-alphanumeric side. */
+    int cut_enabled;
+    uint64_t cut_ok[128][2];
 
     /* added tokens: matched only when match_added_tokens */
     lmx_tok_added *added;
@@ -229,6 +262,18 @@ typedef struct lmx_tok_cache_slot {
     uint16_t klen, nids;
 } lmx_tok_cache_slot;
 
+/* Hot word cache slot: one cache line holding a short pre-token and its ids inline, so a hit
+ * costs one hash and one line of memory (the vocab map needs three scattered reads). */
+#define LMX_TOK_HOT_KEY 26
+#define LMX_TOK_HOT_IDS 8
+typedef struct lmx_tok_hot {
+    uint32_t hash32;
+    uint8_t klen, nids; /* nids 0 = empty slot */
+    uint8_t key[LMX_TOK_HOT_KEY];
+    uint32_t ids[LMX_TOK_HOT_IDS];
+} lmx_tok_hot;
+_Static_assert(sizeof(lmx_tok_hot) == 64, "a hot cache entry is one cache line");
+
 typedef struct lmx_tokjson_enc {
     const lmx_tokjson *tj;
     int match_added;
@@ -249,6 +294,7 @@ typedef struct lmx_tokjson_enc {
     uint32_t cache_mask, cache_n;
     uint8_t *cache_arena;
     size_t cache_arena_len, cache_arena_cap;
+    lmx_tok_hot *hot;         /* hot word cache, 2-way set associative (lmx_tok_encode.c) */
 } lmx_tokjson_enc;
 
 int lmx__tokjson_enc_init(lmx_tokjson_enc *e, const lmx_tokjson *tj, int match_added);

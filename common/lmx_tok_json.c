@@ -106,7 +106,8 @@ void lmx__tok_strmap_free(lmx_tok_strmap *m)
 
 static int mergemap_init(lmx_tok_mergemap *m, uint32_t expected)
 {
-    uint32_t size = pow2_at_least((uint64_t)expected * 2 + 16);
+    /* load <= 2/3: a smaller table (8 MB for LLaMA-3) misses the CPU caches less than a sparser one */
+    uint32_t size = pow2_at_least((uint64_t)expected * 3 / 2 + 16);
     m->slots = malloc((size_t)size * sizeof *m->slots);
     if (!m->slots)
         return LMX_ENOMEM;
@@ -173,11 +174,30 @@ static int trie_add(lmx_tok_trie *t, const uint8_t *s, size_t n, int32_t token)
 
 /* ---- JSON helpers -------------------------------------------------------------------------- */
 
+/* model.vocab and model.merges as flat lists of strings in one arena (offsets, so the arena may
+ * grow). Filled either by the fast scanner straight from the file text or from jansson's tree. */
+typedef struct vocablists {
+    lmx_buf arena;
+    uint32_t *v;  /* vocab entry i: key at v[3i] (offset), v[3i+1] (length), id v[3i+2] */
+    size_t nv, vcap;
+    uint32_t *m;  /* merge i: a at m[4i], m[4i+1]; b at m[4i+2], m[4i+3] */
+    size_t nm, mcap;
+    /* jansson path only: index of the first malformed merge (its error is reported when the
+     * merge loop reaches it, keeping the old order of errors) and its message kind */
+    size_t bad_merge;
+    int bad_merge_kind;
+} vocablists;
+
 typedef struct loadctx {
     lmx_tokjson *t;
     lmx_error *err;
     lmx_tok_strmap orig; /* vocab keys as written in tokenizer.json */
+    vocablists *fast;    /* set when the fast scanner parsed vocab and merges */
 } loadctx;
+
+/* Returned (internally) when the fast scanner's result turns out unusable (a duplicate vocab
+ * key): the load restarts on the plain jansson path. */
+#define FAST_FALLBACK (-1000)
 
 static int bad(loadctx *c, int code, const char *fmt, ...) LMX_PRINTF(3, 4);
 static int bad(loadctx *c, int code, const char *fmt, ...)
@@ -567,15 +587,20 @@ static int set_display(loadctx *c, uint32_t id, const char *s, size_t n)
     return LMX_OK;
 }
 
+static int isalnum_ascii(int c)
+{
+    return (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z');
+}
+
 /* ByteLevel: converts a vocab string to the raw bytes it stands for; 0 when a char is outside
  * the 256-char alphabet (such a token can never be produced from text). */
 static int bytelevel_unmap(const int32_t *inv, const char *s, size_t n, uint8_t *out, size_t *on)
 {
     size_t j = 0;
+    if (lmx__utf8_valid_prefix((const uint8_t *)s, n) != n)
+        return 0;
     for (size_t i = 0; i < n;) {
         uint32_t cp;
-        if (lmx__utf8_valid_prefix((const uint8_t *)s + i, n - i) == 0)
-            return 0;
         i += (size_t)lmx__utf8_dec((const uint8_t *)s + i, n - i, &cp);
         if (cp >= 0x144 || inv[cp] < 0)
             return 0;
@@ -584,6 +609,536 @@ static int bytelevel_unmap(const int32_t *inv, const char *s, size_t n, uint8_t 
     *on = j;
     return 1;
 }
+
+/* ---- vocab and merges lists ---------------------------------------------------------------- */
+
+static void lists_free(vocablists *L)
+{
+    lmx__buf_free(&L->arena);
+    free(L->v);
+    free(L->m);
+    memset(L, 0, sizeof *L);
+}
+
+/* Appends string s[0..n) to the arena; its offset in *off. */
+static int arena_str(vocablists *L, const void *s, size_t n, uint32_t *off)
+{
+    if (L->arena.len + n > UINT32_MAX)
+        return LMX_ENOMEM;
+    *off = (uint32_t)L->arena.len;
+    return n ? lmx__buf_append(&L->arena, s, n) : LMX_OK;
+}
+
+static int vocab_add(vocablists *L, uint32_t off, size_t len, uint32_t id)
+{
+    if (L->nv == L->vcap) {
+        size_t nc = L->vcap ? L->vcap * 2 : 1024;
+        uint32_t *nv = realloc(L->v, nc * 3 * sizeof *nv);
+        if (!nv)
+            return LMX_ENOMEM;
+        L->v = nv;
+        L->vcap = nc;
+    }
+    L->v[3 * L->nv] = off;
+    L->v[3 * L->nv + 1] = (uint32_t)len;
+    L->v[3 * L->nv + 2] = id;
+    L->nv++;
+    return LMX_OK;
+}
+
+static int merge_add(vocablists *L, uint32_t aoff, size_t al, uint32_t boff, size_t bl)
+{
+    if (L->nm == L->mcap) {
+        size_t nc = L->mcap ? L->mcap * 2 : 1024;
+        uint32_t *nm = realloc(L->m, nc * 4 * sizeof *nm);
+        if (!nm)
+            return LMX_ENOMEM;
+        L->m = nm;
+        L->mcap = nc;
+    }
+    uint32_t *e = L->m + 4 * L->nm++;
+    e[0] = aoff;
+    e[1] = (uint32_t)al;
+    e[2] = boff;
+    e[3] = (uint32_t)bl;
+    return LMX_OK;
+}
+
+/* jansson path: vocab object -> lists (ids checked, errors name the key). */
+static int vocab_from_json(loadctx *c, json_t *vocab, vocablists *L)
+{
+    const char *key;
+    json_t *val;
+    json_object_foreach(vocab, key, val) {
+        uint32_t id = 0, off;
+        if (!json_is_integer(val) || json_integer_value(val) < 0 ||
+            json_integer_value(val) >= (json_int_t)LMX_TOK_MAX_ID) {
+            char path[512], q[80];
+            quote(q, sizeof q, key, strlen(key));
+            snprintf(path, sizeof path, "model.vocab[\"%s\"]", q);
+            return get_id(c, val, path, &id);
+        }
+        id = (uint32_t)json_integer_value(val);
+        size_t klen = strlen(key); /* jansson object keys cannot hold NUL */
+        if (arena_str(L, key, klen, &off) || vocab_add(L, off, klen, id))
+            return bad(c, LMX_ENOMEM, "model.vocab: out of memory");
+    }
+    return LMX_OK;
+}
+
+/* jansson path: merges array -> lists. A malformed entry stops the list and is reported by the
+ * merge loop when it gets there (after the errors of earlier entries, as before). */
+static int merges_from_json(loadctx *c, json_t *merges, vocablists *L)
+{
+    if (!merges || json_is_null(merges))
+        return LMX_OK;
+    if (!json_is_array(merges)) {
+        L->bad_merge_kind = 3;
+        return LMX_OK;
+    }
+    size_t nm = json_array_size(merges);
+    for (size_t i = 0; i < nm; i++) {
+        json_t *e = json_array_get(merges, i);
+        const char *a, *b;
+        size_t al, bl;
+        if (json_is_string(e)) {
+            const char *s = json_string_value(e);
+            size_t n = json_string_length(e);
+            const char *sp = memchr(s, ' ', n);
+            if (!sp || memchr(sp + 1, ' ', n - (size_t)(sp + 1 - s))) {
+                L->bad_merge = i;
+                L->bad_merge_kind = 1;
+                return LMX_OK;
+            }
+            a = s; al = (size_t)(sp - s); b = sp + 1; bl = n - al - 1;
+        } else if (json_is_array(e) && json_array_size(e) == 2 &&
+                   json_is_string(json_array_get(e, 0)) && json_is_string(json_array_get(e, 1))) {
+            a = json_string_value(json_array_get(e, 0));
+            al = json_string_length(json_array_get(e, 0));
+            b = json_string_value(json_array_get(e, 1));
+            bl = json_string_length(json_array_get(e, 1));
+        } else {
+            L->bad_merge = i;
+            L->bad_merge_kind = 2;
+            return LMX_OK;
+        }
+        uint32_t ao, bo;
+        if (arena_str(L, a, al, &ao) || arena_str(L, b, bl, &bo) || merge_add(L, ao, al, bo, bl))
+            return bad(c, LMX_ENOMEM, "model.merges: out of memory");
+    }
+    return LMX_OK;
+}
+
+/* ---- fast scanner ----------------------------------------------------------------------------
+ *
+ * jansson needs ~0.2 s and ~10 allocations per entry for a 9 MB tokenizer.json, most of it in
+ * model.vocab and model.merges, which the loader only reads once into its own tables. The scanner
+ * parses those two values straight into vocablists and the rest of the file goes to jansson with
+ * them blanked to {} / [] (same length, newlines kept, so jansson's line/column in errors do not
+ * move). It accepts only what jansson accepts and reads the same way; anything else (a syntax
+ * error, escapes in keys on the way to the model, \u0000 in a vocab key, unpaired surrogate
+ * escapes, ids that are not plain integers below LMX_TOK_MAX_ID, merges that are not "A B" or
+ * ["A","B"], duplicate keys, invalid UTF-8) makes it give up, and the plain jansson path then
+ * decides, with its own error messages. */
+
+typedef struct fscan {
+    const char *p, *end;
+    lmx_buf *dst;        /* decoded strings are appended here (the lists' arena) */
+    size_t start, slen;  /* the last decoded string: dst->data + start, slen bytes */
+} fscan;
+
+static void fs_ws(fscan *f)
+{
+    while (f->p < f->end && (*f->p == ' ' || *f->p == '\t' || *f->p == '\n' || *f->p == '\r'))
+        f->p++;
+}
+
+static int fs_hex4(const char *p, const char *end, uint32_t *v)
+{
+    if (end - p < 4)
+        return 0;
+    uint32_t x = 0;
+    for (int k = 0; k < 4; k++) {
+        char ch = p[k];
+        int h = ch >= '0' && ch <= '9' ? ch - '0' : (ch | 0x20) >= 'a' && (ch | 0x20) <= 'f' ? (ch | 0x20) - 'a' + 10 : -1;
+        if (h < 0)
+            return 0;
+        x = x << 4 | (uint32_t)h;
+    }
+    *v = x;
+    return 1;
+}
+
+/* String at f->p (on the opening quote), decoded onto f->dst (when decode; see f->start/slen)
+ * or only validated.
+ * raw_key: the string must have no escapes (keys compared as written). nul_ok: \u0000 allowed. */
+static int fs_string(fscan *f, int decode, int raw_key, int nul_ok)
+{
+    if (f->p >= f->end || *f->p != '"')
+        return 0;
+    const char *p = f->p + 1, *end = f->end;
+    f->start = f->dst->len;
+    for (;;) {
+        const char *q = p;
+        while (q < end && *q != '"' && *q != '\\' && (unsigned char)*q >= 0x20)
+            q++;
+        if (decode && q > p && lmx__buf_append(f->dst, p, (size_t)(q - p)))
+            return 0;
+        if (q >= end || (unsigned char)*q < 0x20)
+            return 0;
+        if (*q == '"') {
+            f->p = q + 1;
+            /* jansson rejects invalid UTF-8 in strings; decoded strings are the ones that end up
+             * in the blanked parts (escapes only ever decode to whole valid chars, so checking
+             * the decoded string is checking the raw one). Skipped strings stay in the text
+             * jansson parses and are checked there. */
+            f->slen = f->dst->len - f->start;
+            return !decode ||
+                   lmx__utf8_valid_prefix(f->dst->data + f->start, f->slen) == f->slen;
+        }
+        if (raw_key || end - q < 2)
+            return 0;
+        char ch = q[1];
+        q += 2;
+        uint8_t o[4];
+        size_t on = 1;
+        switch (ch) {
+        case '"': o[0] = '"'; break;
+        case '\\': o[0] = '\\'; break;
+        case '/': o[0] = '/'; break;
+        case 'b': o[0] = '\b'; break;
+        case 'f': o[0] = '\f'; break;
+        case 'n': o[0] = '\n'; break;
+        case 'r': o[0] = '\r'; break;
+        case 't': o[0] = '\t'; break;
+        case 'u': {
+            uint32_t cp, lo;
+            if (!fs_hex4(q, end, &cp))
+                return 0;
+            q += 4;
+            if ((cp >= 0xDC00 && cp <= 0xDFFF) || (cp == 0 && !nul_ok))
+                return 0;
+            if (cp >= 0xD800 && cp <= 0xDBFF) {
+                if (end - q < 6 || q[0] != '\\' || q[1] != 'u' || !fs_hex4(q + 2, end, &lo) ||
+                    lo < 0xDC00 || lo > 0xDFFF)
+                    return 0;
+                q += 6;
+                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+            }
+            on = (size_t)lmx__utf8_enc(cp, o);
+            break;
+        }
+        default:
+            return 0;
+        }
+        if (decode && lmx__buf_append(f->dst, o, on))
+            return 0;
+        p = q;
+    }
+}
+
+/* Skips any JSON value (strict grammar; numbers only validated for syntax, which is all jansson
+ * needs here since the value is re-parsed by jansson anyway). */
+static int fs_skip(fscan *f, int depth)
+{
+    if (depth > 64 || f->p >= f->end)
+        return 0;
+    char ch = *f->p;
+    if (ch == '"')
+        return fs_string(f, 0, 0, 1);
+    if (ch == '{' || ch == '[') {
+        char close = ch == '{' ? '}' : ']';
+        f->p++;
+        fs_ws(f);
+        if (f->p < f->end && *f->p == close) {
+            f->p++;
+            return 1;
+        }
+        for (;;) {
+            if (ch == '{') {
+                if (!fs_string(f, 0, 0, 0))
+                    return 0;
+                fs_ws(f);
+                if (f->p >= f->end || *f->p != ':')
+                    return 0;
+                f->p++;
+                fs_ws(f);
+            }
+            if (!fs_skip(f, depth + 1))
+                return 0;
+            fs_ws(f);
+            if (f->p >= f->end)
+                return 0;
+            if (*f->p == close) {
+                f->p++;
+                return 1;
+            }
+            if (*f->p != ',')
+                return 0;
+            f->p++;
+            fs_ws(f);
+        }
+    }
+    static const char *const lits[3] = {"true", "false", "null"};
+    for (int k = 0; k < 3; k++) {
+        size_t n = strlen(lits[k]);
+        if ((size_t)(f->end - f->p) >= n && memcmp(f->p, lits[k], n) == 0) {
+            f->p += n;
+            return 1;
+        }
+    }
+    const char *q = f->p;
+    if (q < f->end && *q == '-')
+        q++;
+    if (q >= f->end || *q < '0' || *q > '9')
+        return 0;
+    /* the rest of a number; jansson re-checks it when it parses the blanked document */
+    while (q < f->end && ((*q >= '0' && *q <= '9') || *q == '.' || *q == 'e' || *q == 'E' ||
+                          *q == '+' || *q == '-'))
+        q++;
+    f->p = q;
+    return 1;
+}
+
+static int fs_vocab(fscan *f, vocablists *L)
+{
+    if (f->p >= f->end || *f->p != '{')
+        return 0;
+    f->p++;
+    fs_ws(f);
+    if (f->p < f->end && *f->p == '}') {
+        f->p++;
+        return 1;
+    }
+    for (;;) {
+        if (!fs_string(f, 1, 0, 0))
+            return 0;
+        fs_ws(f);
+        if (f->p >= f->end || *f->p != ':')
+            return 0;
+        f->p++;
+        fs_ws(f);
+        /* id: 0 or [1-9][0-9]*, below LMX_TOK_MAX_ID, followed by a delimiter */
+        const char *q = f->p;
+        uint64_t id = 0;
+        while (q < f->end && *q >= '0' && *q <= '9' && q - f->p < 9)
+            id = id * 10 + (uint64_t)(*q++ - '0');
+        if (q == f->p || (*f->p == '0' && q - f->p > 1) || id >= LMX_TOK_MAX_ID || q >= f->end ||
+            !(*q == ',' || *q == '}' || *q == ' ' || *q == '\t' || *q == '\n' || *q == '\r'))
+            return 0;
+        f->p = q;
+        if (f->start > UINT32_MAX - f->slen || vocab_add(L, (uint32_t)f->start, f->slen, (uint32_t)id))
+            return 0;
+        fs_ws(f);
+        if (f->p >= f->end)
+            return 0;
+        if (*f->p == '}') {
+            f->p++;
+            return 1;
+        }
+        if (*f->p != ',')
+            return 0;
+        f->p++;
+        fs_ws(f);
+    }
+}
+
+static int fs_merges(fscan *f, vocablists *L)
+{
+    if (f->p >= f->end || *f->p != '[')
+        return 0;
+    f->p++;
+    fs_ws(f);
+    if (f->p < f->end && *f->p == ']') {
+        f->p++;
+        return 1;
+    }
+    for (;;) {
+        uint32_t ao, bo;
+        size_t al, bl;
+        if (f->p < f->end && *f->p == '"') {
+            if (!fs_string(f, 1, 0, 1) || f->start + f->slen > UINT32_MAX)
+                return 0;
+            /* "A B" stays in the arena as is: A and B are its two halves */
+            const uint8_t *s = f->dst->data + f->start;
+            size_t n = f->slen;
+            const uint8_t *sp = n ? memchr(s, ' ', n) : NULL;
+            if (!sp || memchr(sp + 1, ' ', n - (size_t)(sp + 1 - s)))
+                return 0;
+            al = (size_t)(sp - s);
+            bl = n - al - 1;
+            ao = (uint32_t)f->start;
+            bo = (uint32_t)(f->start + al + 1);
+        } else if (f->p < f->end && *f->p == '[') {
+            f->p++;
+            fs_ws(f);
+            if (!fs_string(f, 1, 0, 1) || f->start + f->slen > UINT32_MAX)
+                return 0;
+            ao = (uint32_t)f->start;
+            al = f->slen;
+            fs_ws(f);
+            if (f->p >= f->end || *f->p != ',')
+                return 0;
+            f->p++;
+            fs_ws(f);
+            if (!fs_string(f, 1, 0, 1) || f->start + f->slen > UINT32_MAX)
+                return 0;
+            bo = (uint32_t)f->start;
+            bl = f->slen;
+            fs_ws(f);
+            if (f->p >= f->end || *f->p != ']')
+                return 0;
+            f->p++;
+        } else {
+            return 0;
+        }
+        if (merge_add(L, ao, al, bo, bl))
+            return 0;
+        fs_ws(f);
+        if (f->p >= f->end)
+            return 0;
+        if (*f->p == ']') {
+            f->p++;
+            return 1;
+        }
+        if (*f->p != ',')
+            return 0;
+        f->p++;
+        fs_ws(f);
+    }
+}
+
+/* Appends data[s..e) (a container value) to o blanked: the brackets stay, then the region's
+ * newlines, then one space per char after its last newline, so jansson's line and column
+ * numbers (it counts chars, not bytes) for anything after it are unchanged. Returns the new end
+ * of o. */
+static char *blank_range(char *o, const char *data, size_t s, size_t e)
+{
+    *o++ = data[s];
+    size_t i = s + 1, last = s + 1;
+    for (;;) {
+        const char *nl = memchr(data + i, '\n', e - 1 - i);
+        if (!nl)
+            break;
+        *o++ = '\n';
+        i = (size_t)(nl - data) + 1;
+        last = i;
+    }
+    for (size_t k = last; k + 1 < e; k++)
+        if (((unsigned char)data[k] & 0xC0) != 0x80)
+            *o++ = ' ';
+    *o++ = data[e - 1];
+    return o;
+}
+
+/* Walks the top-level object to model.vocab and model.merges, parses them into L and writes the
+ * document with both blanked to copy (len bytes available), its length to *copy_len.
+ * 1 = done; 0 = use the plain jansson path. */
+static int fast_scan(const char *data, size_t len, char *copy, size_t *copy_len, vocablists *L)
+{
+    /* decoded strings are never longer than the file: one reservation, no regrowth */
+    if (lmx__buf_reserve(&L->arena, len) != LMX_OK)
+        return 0;
+    fscan f = {data, data + len, &L->arena, 0, 0};
+    int ok = 0, seen_model = 0, seen_vocab = 0, seen_merges = 0;
+    size_t vs = 0, ve = 0, ms = 0, me = 0;
+    fs_ws(&f);
+    if (f.p >= f.end || *f.p != '{')
+        goto out;
+    f.p++;
+    fs_ws(&f);
+    if (f.p < f.end && *f.p == '}')
+        goto out;
+    for (;;) {
+        const char *k = f.p + 1;
+        if (!fs_string(&f, 0, 1, 0))
+            goto out;
+        int is_model = f.p - k == 6 && memcmp(k, "model", 5) == 0;
+        fs_ws(&f);
+        if (f.p >= f.end || *f.p != ':')
+            goto out;
+        f.p++;
+        fs_ws(&f);
+        if (is_model) {
+            if (seen_model++ || f.p >= f.end || *f.p != '{')
+                goto out;
+            f.p++;
+            fs_ws(&f);
+            if (f.p < f.end && *f.p == '}')
+                goto out;
+            for (;;) {
+                const char *mk = f.p + 1;
+                if (!fs_string(&f, 0, 1, 0))
+                    goto out;
+                size_t kl = (size_t)(f.p - mk - 1);
+                int is_vocab = kl == 5 && memcmp(mk, "vocab", 5) == 0;
+                int is_merges = kl == 6 && memcmp(mk, "merges", 6) == 0;
+                fs_ws(&f);
+                if (f.p >= f.end || *f.p != ':')
+                    goto out;
+                f.p++;
+                fs_ws(&f);
+                if (is_vocab) {
+                    vs = (size_t)(f.p - data);
+                    if (seen_vocab++ || !fs_vocab(&f, L))
+                        goto out;
+                    ve = (size_t)(f.p - data);
+                } else if (is_merges) {
+                    ms = (size_t)(f.p - data);
+                    if (seen_merges++ || !fs_merges(&f, L))
+                        goto out;
+                    me = (size_t)(f.p - data);
+                } else if (!fs_skip(&f, 2)) {
+                    goto out;
+                }
+                fs_ws(&f);
+                if (f.p >= f.end)
+                    goto out;
+                if (*f.p == '}')
+                    break;
+                if (*f.p != ',')
+                    goto out;
+                f.p++;
+                fs_ws(&f);
+            }
+            f.p++;
+        } else if (!fs_skip(&f, 1)) {
+            goto out;
+        }
+        fs_ws(&f);
+        if (f.p >= f.end)
+            goto out;
+        if (*f.p == '}')
+            break;
+        if (*f.p != ',')
+            goto out;
+        f.p++;
+        fs_ws(&f);
+    }
+    f.p++;
+    fs_ws(&f);
+    if (f.p != f.end || !seen_vocab || !seen_merges || L->nv >= LMX_TOK_MAX_ID)
+        goto out;
+    {
+        /* both ranges in file order */
+        size_t r0s = vs < ms ? vs : ms, r0e = vs < ms ? ve : me;
+        size_t r1s = vs < ms ? ms : vs, r1e = vs < ms ? me : ve;
+        char *o = copy;
+        memcpy(o, data, r0s);
+        o = blank_range(o + r0s, data, r0s, r0e);
+        memcpy(o, data + r0e, r1s - r0e);
+        o = blank_range(o + (r1s - r0e), data, r1s, r1e);
+        memcpy(o, data + r1e, len - r1e);
+        *copy_len = (size_t)(o - copy) + (len - r1e);
+    }
+    ok = 1;
+out:
+    if (!ok)
+        lists_free(L);
+    return ok;
+}
+
+static int model_tables(loadctx *c, json_t *m, json_t *added, vocablists *L);
 
 static int load_model(loadctx *c, json_t *m, json_t *added)
 {
@@ -619,32 +1174,52 @@ static int load_model(loadctx *c, json_t *m, json_t *added)
         return bad(c, LMX_EUNSUPPORTED, "model: continuing_subword_prefix, end_of_word_suffix or "
                    "byte_fallback together with a ByteLevel pre-tokenizer is not supported");
 
-    json_t *vocab = json_object_get(m, "vocab");
-    if (!json_is_object(vocab))
-        return bad(c, LMX_EFORMAT, "model.vocab: expected an object");
-    size_t nv = json_object_size(vocab);
-    if (nv >= LMX_TOK_MAX_ID)
-        return bad(c, LMX_EUNSUPPORTED, "model.vocab: more than %u tokens", LMX_TOK_MAX_ID);
+    vocablists own = {0}, *L = c->fast ? c->fast : &own;
+    if (!c->fast) {
+        json_t *vocab = json_object_get(m, "vocab");
+        if (!json_is_object(vocab))
+            return bad(c, LMX_EFORMAT, "model.vocab: expected an object");
+        if (json_object_size(vocab) >= LMX_TOK_MAX_ID)
+            return bad(c, LMX_EUNSUPPORTED, "model.vocab: more than %u tokens", LMX_TOK_MAX_ID);
+        if ((rc = vocab_from_json(c, vocab, &own)) ||
+            (rc = merges_from_json(c, json_object_get(m, "merges"), &own))) {
+            lists_free(&own);
+            return rc;
+        }
+    }
+    rc = model_tables(c, m, added, L);
+    lists_free(&own);
+    return rc;
+}
+
+/* The vocab/merges part of load_model, on the lists. */
+static int model_tables(loadctx *c, json_t *m, json_t *added, vocablists *L)
+{
+    lmx_tokjson *t = c->t;
+    int rc;
+    json_t *v;
+    size_t nv = L->nv;
+    const uint8_t *A = L->arena.data;
+#define VKEY(i) ((const char *)A + L->v[3 * (i)])
+#define VLEN(i) ((size_t)L->v[3 * (i) + 1])
+#define VID(i) (L->v[3 * (i) + 2])
 
     /* id limit over vocab and added tokens */
     uint32_t limit = 0;
-    const char *key;
-    json_t *val;
     char path[512], q[80];
-    json_object_foreach(vocab, key, val) {
-        uint32_t id;
-        quote(q, sizeof q, key, strlen(key));
-        snprintf(path, sizeof path, "model.vocab[\"%s\"]", q);
-        if ((rc = get_id(c, val, path, &id)))
-            return rc;
-        if (id + 1 > limit)
-            limit = id + 1;
-    }
+    for (size_t i = 0; i < nv; i++)
+        if (VID(i) + 1 > limit)
+            limit = VID(i) + 1;
     for (size_t i = 0; json_is_array(added) && i < json_array_size(added); i++) {
-        uint32_t id;
-        snprintf(path, sizeof path, "added_tokens[%zu].id", i);
-        if ((rc = get_id(c, json_object_get(json_array_get(added, i), "id"), path, &id)))
-            return rc;
+        uint32_t id = 0;
+        json_t *iv = json_object_get(json_array_get(added, i), "id");
+        if (!json_is_integer(iv) || json_integer_value(iv) < 0 ||
+            json_integer_value(iv) >= (json_int_t)LMX_TOK_MAX_ID) {
+            snprintf(path, sizeof path, "added_tokens[%zu].id", i);
+            if ((rc = get_id(c, iv, path, &id)))
+                return rc;
+        }
+        id = (uint32_t)json_integer_value(iv);
         if (id + 1 > limit)
             limit = id + 1;
     }
@@ -659,9 +1234,14 @@ static int load_model(loadctx *c, json_t *m, json_t *added)
 
     if (lmx__tok_strmap_init(&c->orig, (uint32_t)nv) != LMX_OK)
         return bad(c, LMX_ENOMEM, "model.vocab: out of memory");
-    json_object_foreach(vocab, key, val) {
-        uint32_t id = (uint32_t)json_integer_value(val);
-        size_t klen = strlen(key); /* jansson object keys cannot hold NUL */
+    for (size_t i = 0; i < nv; i++) {
+        const char *key = VKEY(i);
+        size_t klen = VLEN(i);
+        uint32_t id = VID(i);
+        /* jansson keeps one entry per key; the fast scanner does not, so it gives up on a
+         * duplicate and the jansson path decides */
+        if (c->fast && lmx__tok_strmap_get(&c->orig, (const uint8_t *)key, klen) != LMX_TOKEN_NONE)
+            return FAST_FALLBACK;
         if (lmx__tok_strmap_put(&c->orig, (const uint8_t *)key, klen, id) != LMX_OK)
             return bad(c, LMX_ENOMEM, "model.vocab: out of memory");
         if ((rc = set_display(c, id, key, klen)))
@@ -679,8 +1259,9 @@ static int load_model(loadctx *c, json_t *m, json_t *added)
             return bad(c, LMX_ENOMEM, "model.vocab: out of memory");
         uint8_t *tmp = NULL;
         size_t tmpcap = 0;
-        json_object_foreach(vocab, key, val) {
-            size_t klen = strlen(key), on;
+        for (size_t i = 0; i < nv; i++) {
+            const char *key = VKEY(i);
+            size_t klen = VLEN(i), on;
             if (klen > tmpcap) {
                 free(tmp);
                 tmpcap = klen * 2;
@@ -689,7 +1270,7 @@ static int load_model(loadctx *c, json_t *m, json_t *added)
                     return bad(c, LMX_ENOMEM, "model.vocab: out of memory");
             }
             if (bytelevel_unmap(inv, key, klen, tmp, &on) &&
-                lmx__tok_strmap_put(&t->vocab, tmp, on, (uint32_t)json_integer_value(val)) != LMX_OK) {
+                lmx__tok_strmap_put(&t->vocab, tmp, on, VID(i)) != LMX_OK) {
                 free(tmp);
                 return bad(c, LMX_ENOMEM, "model.vocab: out of memory");
             }
@@ -731,12 +1312,9 @@ static int load_model(loadctx *c, json_t *m, json_t *added)
     }
 
     /* merges */
-    json_t *merges = json_object_get(m, "merges");
-    if (!merges || json_is_null(merges))
-        merges = NULL;
-    else if (!json_is_array(merges))
+    if (L->bad_merge_kind == 3)
         return bad(c, LMX_EFORMAT, "model.merges: expected an array");
-    size_t nm = merges ? json_array_size(merges) : 0;
+    size_t nm = L->nm;
     if (nm >= UINT32_MAX / 4)
         return bad(c, LMX_EUNSUPPORTED, "model.merges: too many merges");
     if (mergemap_init(&t->merges, (uint32_t)nm) != LMX_OK)
@@ -744,32 +1322,36 @@ static int load_model(loadctx *c, json_t *m, json_t *added)
     char *cat = NULL;
     size_t catcap = 0;
     int seg_ok = !t->byte_level && !t->cont_prefix_len && !t->eow_suffix_len;
+    /* ASCII cuts (see lmx_tokjson.cut_ok): bad[x] bit y = some merge may join across x|y */
+    int cut_ok = seg_ok;
+    uint64_t bad_pair[128][2];
+    uint32_t fb_sym[128]; /* byte-fallback symbol of an ASCII char not in the vocab, else NONE */
+    int fb_merged[128] = {0};
+    memset(bad_pair, 0, sizeof bad_pair);
+    for (int x = 0; x < 128; x++)
+        fb_sym[x] = t->ascii_ids[x] == LMX_TOKEN_NONE && t->byte_fallback ? t->byte_ids[x]
+                                                                         : LMX_TOKEN_NONE;
+    /* ids outside [fb_lo, fb_hi] are no fallback symbol: a quick filter for the merge loop */
+    uint32_t fb_lo = UINT32_MAX, fb_hi = 0;
+    for (int x = 0; x < 128; x++)
+        if (fb_sym[x] != LMX_TOKEN_NONE) {
+            fb_lo = fb_sym[x] < fb_lo ? fb_sym[x] : fb_lo;
+            fb_hi = fb_sym[x] > fb_hi ? fb_sym[x] : fb_hi;
+        }
     static const char meta[] = "\xE2\x96\x81"; /* U+2581, SentencePiece's space */
     if (seg_ok && lmx__tok_strmap_get(&t->vocab, (const uint8_t *)meta, 3) == LMX_TOKEN_NONE)
         seg_ok = 0;
-    for (size_t i = 0; i < nm; i++) {
-        json_t *e = json_array_get(merges, i);
-        const char *a, *b;
-        size_t al, bl;
-        if (json_is_string(e)) {
-            const char *s = json_string_value(e);
-            size_t n = json_string_length(e);
-            const char *sp = memchr(s, ' ', n);
-            if (!sp || memchr(sp + 1, ' ', n - (size_t)(sp + 1 - s))) {
-                free(cat);
-                return bad(c, LMX_EFORMAT, "model.merges[%zu]: expected \"A B\" with exactly one space", i);
-            }
-            a = s; al = (size_t)(sp - s); b = sp + 1; bl = n - al - 1;
-        } else if (json_is_array(e) && json_array_size(e) == 2 &&
-                   json_is_string(json_array_get(e, 0)) && json_is_string(json_array_get(e, 1))) {
-            a = json_string_value(json_array_get(e, 0));
-            al = json_string_length(json_array_get(e, 0));
-            b = json_string_value(json_array_get(e, 1));
-            bl = json_string_length(json_array_get(e, 1));
-        } else {
+    for (size_t i = 0; i <= nm; i++) {
+        if (i == L->bad_merge && L->bad_merge_kind) {
             free(cat);
+            if (L->bad_merge_kind == 1)
+                return bad(c, LMX_EFORMAT, "model.merges[%zu]: expected \"A B\" with exactly one space", i);
             return bad(c, LMX_EFORMAT, "model.merges[%zu]: expected \"A B\" or [\"A\", \"B\"]", i);
         }
+        if (i == nm)
+            break;
+        const char *a = (const char *)A + L->m[4 * i], *b = (const char *)A + L->m[4 * i + 2];
+        size_t al = L->m[4 * i + 1], bl = L->m[4 * i + 3];
         uint32_t ia = lmx__tok_strmap_get(ov, (const uint8_t *)a, al);
         uint32_t ib = lmx__tok_strmap_get(ov, (const uint8_t *)b, bl);
         const char *missing = ia == LMX_TOKEN_NONE ? a : ib == LMX_TOKEN_NONE ? b : NULL;
@@ -801,6 +1383,18 @@ static int load_model(loadctx *c, json_t *m, json_t *added)
             return bad(c, LMX_EFORMAT, "model.merges[%zu]: unknown token \"%s\"", i, q);
         }
         mergemap_put(&t->merges, ia, ib, (uint32_t)i, inew);
+        if (cut_ok) {
+            /* token strings concatenate (no affixes here), so a symbol ending at the cut ends
+             * with the char before it: a merge can join across x|y only if its left string
+             * ends with x and its right one starts with y */
+            uint8_t x = al ? (uint8_t)a[al - 1] : 0xFF, y = bl ? (uint8_t)b[0] : 0xFF;
+            if (x < 128 && y < 128)
+                bad_pair[x][y >> 6] |= 1ull << (y & 63);
+            if ((ia >= fb_lo && ia <= fb_hi) || (ib >= fb_lo && ib <= fb_hi))
+                for (int ch = 0; ch < 128; ch++)
+                    if (fb_sym[ch] != LMX_TOKEN_NONE && (fb_sym[ch] == ia || fb_sym[ch] == ib))
+                        fb_merged[ch] = 1;
+        }
         if (seg_ok && bl >= 3 && memcmp(b, meta, 3) == 0 && !(al >= 3 && memcmp(a + al - 3, meta, 3) == 0))
             seg_ok = 0;
     }
@@ -812,9 +1406,48 @@ static int load_model(loadctx *c, json_t *m, json_t *added)
             seg_ok = 0;
     }
     t->seg_enabled = seg_ok;
+    if (cut_ok) {
+        /* unk can only arise when some byte has no fallback token */
+        int unk_possible = t->unk_id != LMX_TOKEN_NONE;
+        if (t->byte_fallback) {
+            int all = 1;
+            for (int b = 0; b < 256; b++)
+                if (t->byte_ids[b] == LMX_TOKEN_NONE)
+                    all = 0;
+            if (all)
+                unk_possible = 0;
+        }
+        memset(t->cut_ok, 0, sizeof t->cut_ok);
+        int any = 0;
+        for (int x = 0; x < 128; x++) {
+            for (int y = 0; y < 128; y++) {
+                int ok = !(bad_pair[x][y >> 6] >> (y & 63) & 1);
+                /* only cuts next to punctuation, space or control chars: words stay whole,
+                 * which keeps the pieces frequent (cache hits) */
+                ok = ok && !(isalnum_ascii(x) && isalnum_ascii(y));
+                for (int k = 0; k < 2 && ok; k++) {
+                    int ch = k ? y : x;
+                    if (t->ascii_ids[ch] != LMX_TOKEN_NONE)
+                        continue; /* its own token: covered by bad_pair */
+                    /* not in the vocab: a byte-fallback symbol is fine only if no merge uses it
+                     * and no unk can be pending (HF emits fallback bytes before a pending unk);
+                     * an unk or dropped char is never cut next to */
+                    ok = fb_sym[ch] != LMX_TOKEN_NONE && !fb_merged[ch] && !unk_possible;
+                }
+                if (ok) {
+                    t->cut_ok[x][y >> 6] |= 1ull << (y & 63);
+                    any = 1;
+                }
+            }
+        }
+        t->cut_enabled = any;
+    }
     memcpy(t->seg_char, meta, 3);
     t->seg_char_len = 3;
     return LMX_OK;
+#undef VKEY
+#undef VLEN
+#undef VID
 }
 
 int lmx__tokjson_normalize(const lmx_tokjson *tj, const uint8_t *s, size_t n, lmx_buf *out,
@@ -849,8 +1482,8 @@ static int load_added(loadctx *c, json_t *added)
         if ((rc = get_id(c, json_object_get(o, "id"), sub, &a->id)))
             break;
         snprintf(sub, sizeof sub, "%s.content", path);
-        char *content;
-        size_t clen;
+        char *content = NULL; /* initialized: GCC -O2 cannot see that bad() returns non-zero */
+        size_t clen = 0;
         if ((rc = dupstr(c, json_object_get(o, "content"), sub, &content, &clen)))
             break;
         int special = 0, lstrip = 0, rstrip = 0, single = 0, normalized = 0;
@@ -922,8 +1555,30 @@ static uint32_t cfg_token(loadctx *c, json_t *cfg, const char *key)
     return json_is_string(v) ? find_token(c, json_string_value(v)) : LMX_TOKEN_NONE;
 }
 
+static int load_doc(const char *data, size_t len, const char *cfgdata, size_t cfg_len,
+                    vocablists *fast, lmx_tokjson **out, lmx_error *err);
+
 int lmx__tokjson_load(const char *data, size_t len, const char *cfgdata, size_t cfg_len,
                       lmx_tokjson **out, lmx_error *err)
+{
+    *out = NULL;
+    vocablists L = {0};
+    char *copy = len ? malloc(len) : NULL;
+    size_t copy_len = 0;
+    if (copy && fast_scan(data, len, copy, &copy_len, &L)) {
+        int rc = load_doc(copy, copy_len, cfgdata, cfg_len, &L, out, err);
+        lists_free(&L);
+        free(copy);
+        if (rc != FAST_FALLBACK)
+            return rc;
+    } else {
+        free(copy);
+    }
+    return load_doc(data, len, cfgdata, cfg_len, NULL, out, err);
+}
+
+static int load_doc(const char *data, size_t len, const char *cfgdata, size_t cfg_len,
+                    vocablists *fast, lmx_tokjson **out, lmx_error *err)
 {
     *out = NULL;
     json_error_t jerr;
@@ -933,6 +1588,7 @@ int lmx__tokjson_load(const char *data, size_t len, const char *cfgdata, size_t 
                         jerr.column, jerr.text);
     loadctx c = {0};
     c.err = err;
+    c.fast = fast;
     c.t = calloc(1, sizeof *c.t);
     int rc;
     if (!c.t) {

@@ -51,8 +51,8 @@ uint32_t lmx__tokenizer_eos(const lmx_tokenizer *tok);
  * LMX_TOKEN_NONE if none. A linear scan: for setup code, not hot paths. */
 uint32_t lmx__tokenizer_token_id(const lmx_tokenizer *tok, const char *s, size_t n);
 
-/* Per-thread encoding state. Owned by the caller; free accepts NULL. An encoder keeps a word
- * cache (~9 MB) and scratch that grows with the largest document (about 40 bytes per input byte
+/* Per-thread encoding state. Owned by the caller; free accepts NULL. An encoder keeps word
+ * caches (~13 MB) and scratch that grows with the largest document (about 40 bytes per input byte
  * for a document that is one BPE word, released after documents above 64 MB of scratch). */
 int lmx__encoder_create(const lmx_tokenizer *tok, lmx_encoder **out, lmx_error *err);
 void lmx__encoder_free(lmx_encoder *enc);

@@ -87,29 +87,47 @@ static void fail(shared *sh, uint64_t lineno, const char *msg)
     pthread_mutex_unlock(&sh->mu);
 }
 
-/* Decimal digits of v at p; returns the end. Two digits per division: output formatting is a
- * visible share of the whole command (a token costs ~4 bytes of input, ~6 of output). */
+/* Output formatting is a visible share of the whole command (a token costs ~4 bytes of input,
+ * ~6 of output), so ids are written from tables of 4-digit groups: dig_pad[g] is g as 4 digits,
+ * dig_left[g] the same without leading zeros, left-aligned, dig_len[g] its length. Built once
+ * before the workers start (fmt_init). */
+static char dig_pad[10000][4], dig_left[10000][4];
+static uint8_t dig_len[10000];
+
+static void fmt_init(void)
+{
+    for (int g = 0; g < 10000; g++) {
+        char t[4] = {(char)('0' + g / 1000), (char)('0' + g / 100 % 10), (char)('0' + g / 10 % 10),
+                     (char)('0' + g % 10)};
+        int skip = g >= 1000 ? 0 : g >= 100 ? 1 : g >= 10 ? 2 : 3;
+        memcpy(dig_pad[g], t, 4);
+        memset(dig_left[g], 0, 4);
+        memcpy(dig_left[g], t + skip, (size_t)(4 - skip));
+        dig_len[g] = (uint8_t)(4 - skip);
+    }
+}
+
+/* Decimal digits of v at p; returns the end. Writes up to 8 bytes past the digits' start even
+ * for short numbers (fixed-size copies; the caller reserves 11 bytes per id). */
 static char *fmt_u32(char *p, uint32_t v)
 {
-    static const char d2[201] = "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
-                                "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
-                                "8081828384858687888990919293949596979899";
-    char tmp[12], *t = tmp + sizeof tmp;
-    while (v >= 100) {
-        uint32_t r = v % 100;
-        v /= 100;
-        t -= 2;
-        memcpy(t, d2 + 2 * r, 2);
+    if (v < 10000) {
+        memcpy(p, dig_left[v], 4);
+        return p + dig_len[v];
     }
-    if (v >= 10) {
-        t -= 2;
-        memcpy(t, d2 + 2 * v, 2);
-    } else {
-        *--t = (char)('0' + v);
+    if (v < 100000000) {
+        uint32_t hi = v / 10000, lo = v % 10000;
+        memcpy(p, dig_left[hi], 4);
+        p += dig_len[hi];
+        memcpy(p, dig_pad[lo], 4);
+        return p + 4;
     }
-    size_t n = (size_t)(tmp + sizeof tmp - t);
-    memcpy(p, t, n);
-    return p + n;
+    uint32_t hi = v / 100000000, mid = v / 10000 % 10000, lo = v % 10000;
+    memcpy(p, dig_left[hi], 4);
+    p += dig_len[hi];
+    memcpy(p, dig_pad[mid], 4);
+    memcpy(p + 4, dig_pad[lo], 4);
+    return p + 8;
 }
 
 static int hexval(char c)
@@ -619,6 +637,7 @@ int lmx__cmd_tokenize(int argc, char **argv)
     if (nthreads > MAX_THREADS)
         nthreads = MAX_THREADS;
 
+    fmt_init();
     lmx_error err = {0};
     lmx_tokenizer *tok = NULL;
     if (lmx__tokenizer_open(tokpath, &opts, &tok, &err) != LMX_OK) {
