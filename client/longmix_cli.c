@@ -65,7 +65,7 @@ static int parse_args(const char *cmd, const char *usage, int argc, char **argv,
     a->seconds = 10;
     a->token = getenv("LONGMIX_TOKEN");
     int c;
-    uint64_t u;
+    uint64_t u = 0;
     optind = 1;
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (c) {
@@ -90,8 +90,12 @@ static int parse_args(const char *cmd, const char *usage, int argc, char **argv,
             a->rank = (uint32_t)u;
             break;
         case 'w':
-            if (parse_uint(cmd, "world", optarg, 1u << 30, &u) || u == 0)
-                return u == 0 ? (fprintf(stderr, "longmix %s: --world must be at least 1\n", cmd), 2) : 2;
+            if (parse_uint(cmd, "world", optarg, 1u << 30, &u))
+                return 2;
+            if (u == 0) {
+                fprintf(stderr, "longmix %s: --world must be at least 1\n", cmd);
+                return 2;
+            }
             a->world = (uint32_t)u;
             break;
         case 'c':

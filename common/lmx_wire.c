@@ -238,6 +238,7 @@ int lmx__wire_begin(lmx_wire_writer *w, const lmx_wire_header *h, lmx_buf *out, 
         return lmx__err(err, LMX_ENOMEM, "batch: cannot allocate %llu bytes", (unsigned long long)at.span_index);
     memset(out->data, 0, at.span_index);
     out->len = at.span_index;
+    w->next_tokens = at.next_tokens;
     if (put_u32(&w->sidx, 0) || put_u32(&w->cidx, 0))
         return lmx__err(err, LMX_ENOMEM, "batch: out of memory");
     return LMX_OK;
@@ -250,9 +251,7 @@ uint8_t *lmx__wire_tokens(lmx_wire_writer *w, uint32_t seq)
 
 void lmx__wire_set_next(lmx_wire_writer *w, uint32_t seq, uint32_t next_token)
 {
-    lmx_wire_layout at;
-    lmx__wire_layout(&w->h, 0, &at, NULL);
-    lmx__put32(w->out->data + at.next_tokens + 4 * (size_t)seq, next_token);
+    lmx__put32(w->out->data + w->next_tokens + 4 * (size_t)seq, next_token);
 }
 
 int lmx__wire_add_span(lmx_wire_writer *w, const lmx_span *s)

@@ -67,6 +67,7 @@ typedef struct lmx_wire_writer {
     lmx_buf cu;     /* i32 entries */
     lmx_buf sidx;   /* u32 span_index */
     lmx_buf cidx;   /* u32 cu_index */
+    uint64_t next_tokens; /* offset of the next-token section (fixed by begin) */
 } lmx_wire_writer;
 
 int lmx__wire_begin(lmx_wire_writer *w, const lmx_wire_header *h, lmx_buf *out, lmx_error *err);
