@@ -16,3 +16,10 @@ add_test(NAME tokenizer.unicode_tables_fresh
          COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/conformance/check-unicode-tables.sh)
 set_tests_properties(tokenizer.unicode_tables_fresh PROPERTIES
   ENVIRONMENT "${LMX_TEST_ENV}" TIMEOUT 300 SKIP_RETURN_CODE 77)
+
+# conformance.index: `longmixd index` with both real tokenizers on a 4 MB ../shared corpus:
+# per-document ids (found by source file and line) and per-domain counts/totals equal HF's.
+add_test(NAME conformance.index COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/conformance/index_conformance.py)
+set_tests_properties(conformance.index PROPERTIES
+  ENVIRONMENT "${LMX_TEST_ENV};LMX_INDEXTEST_DIR=${CMAKE_CURRENT_BINARY_DIR}/index-conformance"
+  TIMEOUT 300 SKIP_RETURN_CODE 77)
