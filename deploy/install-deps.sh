@@ -3,9 +3,9 @@
 # already present are left alone and apt is not touched at all when nothing is missing.
 set -eu
 
-PACKAGES="build-essential cmake pkg-config clang
+PACKAGES="build-essential cmake pkg-config clang libclang-rt-14-dev
 libmicrohttpd-dev libjansson-dev libzstd-dev libsodium-dev libcurl4-openssl-dev libsystemd-dev
-zstd curl python3 python3-numpy nodejs npm"
+zstd curl python3 python3-numpy python3-torch nodejs npm chromium nginx-light faketime strace"
 
 missing=""
 for p in $PACKAGES; do

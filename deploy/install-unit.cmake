@@ -1,0 +1,33 @@
+# Runs at `cmake --install` time (deploy/CMakeLists.txt): writes longmixd.service with the paths
+# of the prefix actually installed to (--prefix P wins over the configure-time prefix), the same
+# way GNUInstallDirs resolves them: prefix /usr -> config in /etc, /opt/X -> /etc/opt/X.
+# In: LMX_SRC (the .in template), LMX_UNITDIR, LMX_REL_BINDIR, LMX_REL_SYSCONFDIR, LMX_REL_DATADIR,
+#     LMX_REL_DOCDIR (relative to the prefix, or absolute).
+set(prefix "${CMAKE_INSTALL_PREFIX}")
+string(REGEX REPLACE "/+$" "" prefix "${prefix}")
+if(prefix STREQUAL "")
+  set(prefix "/")
+endif()
+function(lmx_full out rel)
+  if(IS_ABSOLUTE "${rel}")
+    set(${out} "${rel}" PARENT_SCOPE)
+  else()
+    set(${out} "${prefix}/${rel}" PARENT_SCOPE)
+  endif()
+endfunction()
+lmx_full(LMX_BINDIR "${LMX_REL_BINDIR}")
+lmx_full(LMX_UNIT_INSTALL_DIR "${LMX_UNITDIR}")
+lmx_full(LMX_DATADIR "${LMX_REL_DATADIR}")
+lmx_full(LMX_DOC_DIR "${LMX_REL_DOCDIR}")
+if(LMX_REL_SYSCONFDIR STREQUAL "etc" AND prefix STREQUAL "/usr")
+  set(sysconf "/etc")
+elseif(LMX_REL_SYSCONFDIR STREQUAL "etc" AND prefix MATCHES "^/opt/")
+  set(sysconf "/etc${prefix}")
+else()
+  lmx_full(sysconf "${LMX_REL_SYSCONFDIR}")
+endif()
+set(LMX_CONFIG_PATH "${sysconf}/longmix/longmixd.json")
+set(LMX_EXAMPLE_CONFIG "${LMX_DATADIR}/longmix/longmixd.example.json")
+set(dest "$ENV{DESTDIR}${LMX_UNIT_INSTALL_DIR}/longmixd.service")
+message(STATUS "Installing: ${dest}")
+configure_file("${LMX_SRC}" "${dest}" @ONLY)
