@@ -47,10 +47,19 @@ typedef struct run {
     const lmx_tokenizer *tok;
     job *jobs;
     size_t n_jobs;
-    atomic_size_t next;
     atomic_int failed;
     atomic_uint_fast64_t bytes_done, tokens_done, files_done;
+    atomic_uint_fast64_t in_done; /* input bytes read (compressed for .zst), for the ETA */
+    uint64_t in_total;            /* input bytes of the inputs to (re)index */
     uint32_t token_bytes;
+    /* The shared work: files are claimed in order; batches of lines of any file are tokenized
+     * by any thread (see run_jsonl). All below under mu. */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    size_t next;          /* next job to claim */
+    size_t owners;        /* threads running a job */
+    struct batch *q_head, *q_tail;
+    size_t inflight, max_inflight;
 } run;
 
 /* ---- input enumeration ---- */
@@ -496,20 +505,33 @@ static int sw_string(shard_writer *w, const char *s, int is_domain, uint32_t *id
     return LMX_OK;
 }
 
-static int sw_add_doc(shard_writer *w, const lmx_ids *ids, const char *domain, const char *source, uint64_t line,
-                      lmx_error *err)
+/* One document whose tokens are already packed (n_tokens little-endian ids of token_bytes). */
+static int sw_add_packed(shard_writer *w, const uint8_t *toks, uint64_t n_tokens, const char *domain,
+                         const char *source, uint64_t line, lmx_error *err)
 {
     uint32_t di, si;
     if (sw_string(w, domain, 1, &di) || sw_string(w, source, 0, &si))
         return lmx__err(err, LMX_ENOMEM, "out of memory");
     uint8_t rec[LMX_SHARD_DOC_SIZE] = {0};
     lmx__put64(rec + LMX_SD_TOKEN_START, w->n_tokens);
-    lmx__put64(rec + LMX_SD_N_TOKENS, ids->n);
+    lmx__put64(rec + LMX_SD_N_TOKENS, n_tokens);
     lmx__put32(rec + LMX_SD_DOMAIN, di);
     lmx__put32(rec + LMX_SD_SOURCE, si);
     lmx__put64(rec + LMX_SD_LINE, line);
     if (lmx__buf_append(&w->docs, rec, sizeof rec))
         return lmx__err(err, LMX_ENOMEM, "out of memory");
+    size_t nb = (size_t)n_tokens * w->token_bytes;
+    if (nb && fwrite(toks, 1, nb, w->f) != nb)
+        return lmx__err_errno(err, "write %s", w->tmp_path);
+    w->n_tokens += n_tokens;
+    w->n_docs++;
+    lmx__stats_add(&w->dstats[di], n_tokens, LONG_THRESHOLD);
+    return LMX_OK;
+}
+
+static int sw_add_doc(shard_writer *w, const lmx_ids *ids, const char *domain, const char *source, uint64_t line,
+                      lmx_error *err)
+{
     w->scratch.len = 0;
     if (lmx__buf_reserve(&w->scratch, ids->n * w->token_bytes))
         return lmx__err(err, LMX_ENOMEM, "out of memory");
@@ -520,13 +542,7 @@ static int sw_add_doc(shard_writer *w, const lmx_ids *ids, const char *domain, c
         else
             lmx__put32(p, ids->v[i]);
     }
-    size_t nb = ids->n * w->token_bytes;
-    if (nb && fwrite(w->scratch.data, 1, nb, w->f) != nb)
-        return lmx__err_errno(err, "write %s", w->tmp_path);
-    w->n_tokens += ids->n;
-    w->n_docs++;
-    lmx__stats_add(&w->dstats[di], ids->n, LONG_THRESHOLD);
-    return LMX_OK;
+    return sw_add_packed(w, w->scratch.data, ids->n, domain, source, line, err);
 }
 
 static int write_pad(FILE *f, uint64_t *off)
@@ -669,54 +685,310 @@ static int reject(run *R, job *j, lmx_error *err, const char *fmt, const char *p
     return lmx__err(err, LMX_EINVAL, "%s%s: %s (use --on-error=skip to skip such records)", path, where, fmt);
 }
 
+/* ---- .jsonl(.zst): one reader/writer per file, tokenization spread over every thread ----
+ * The thread that claims a file (its owner) reads it (decompression, line splitting, 1-based
+ * line numbers) into batches of lines and queues them in the run's global queue; any thread
+ * (the owner too, when its window is full) takes queued batches and parses, extracts the domain
+ * and tokenizes them with its own encoder; the owner appends finished batches to the shard
+ * strictly in input order. At most 2 x threads batches are in flight over the whole run, so
+ * memory is bounded, and the shard does not depend on the thread count: records are written,
+ * rejected or failed in input order, so the first error in input order wins. */
+
+#define BATCH_BYTES ((size_t)1 << 20)
+#define BATCH_LINES 1024
+
+enum rec_kind { REC_BLANK, REC_DOC, REC_REJECT, REC_FATAL };
+
+typedef struct rec {
+    size_t off, len;  /* the line in batch->text */
+    uint64_t line;    /* 1-based */
+    int kind;         /* enum rec_kind, set by the tokenizing thread */
+    size_t tok_off;   /* REC_DOC: packed tokens in batch->toks */
+    uint64_t n_tokens;
+    size_t str_off;   /* REC_DOC: domain; REC_REJECT: the reason (in batch->strs) */
+} rec;
+
+typedef struct batch {
+    struct file_ctx *fc;
+    lmx_buf text, toks, strs;
+    rec *recs;
+    size_t n, cap;
+    uint64_t raw_bytes; /* line bytes including '\n' */
+    size_t n_res;       /* records processed (processing stops after a REC_FATAL) */
+    lmx_error err;      /* REC_FATAL */
+    int done;
+    struct batch *qnext; /* global queue */
+    struct batch *fnext; /* the file's batches in input order */
+} batch;
+
+typedef struct file_ctx {
+    run *R;
+    job *j;
+    batch *head, *tail; /* in flight, input order */
+    size_t inflight;
+} file_ctx;
+
+static void batch_free(batch *b)
+{
+    if (!b)
+        return;
+    lmx__buf_free(&b->text);
+    lmx__buf_free(&b->toks);
+    lmx__buf_free(&b->strs);
+    free(b->recs);
+    free(b);
+}
+
+/* Parses, extracts the domain and tokenizes every record of b (any thread; enc is its own). */
+static void batch_process(batch *b, lmx_encoder *enc, lmx_ids *ids)
+{
+    run *R = b->fc->R;
+    job *j = b->fc->j;
+    uint32_t tb = R->token_bytes;
+    b->n_res = 0;
+    for (size_t i = 0; i < b->n; i++) {
+        rec *r = &b->recs[i];
+        const char *line = (const char *)b->text.data + r->off;
+        size_t len = r->len, k = 0;
+        b->n_res = i + 1;
+        while (k < len && (line[k] == ' ' || line[k] == '\t' || line[k] == '\r'))
+            k++;
+        if (k == len) {
+            r->kind = REC_BLANK;
+            continue;
+        }
+        char why[300];
+        json_error_t je;
+        json_t *doc = json_loadb(line, len, JSON_ALLOW_NUL, &je);
+        json_t *text = doc && json_is_object(doc) ? json_object_get(doc, "text") : NULL;
+        const char *domain = !doc || !json_is_object(doc) ? NULL : j->domain ? j->domain : domain_from(doc, R->opts->domain_field);
+        r->kind = REC_REJECT;
+        if (!doc || !json_is_object(doc)) {
+            snprintf(why, sizeof why, "invalid JSON: %s", doc ? "not an object" : je.text);
+        } else if (!json_is_string(text)) {
+            snprintf(why, sizeof why, "field 'text' missing or not a string");
+        } else if (!domain || !*domain) {
+            snprintf(why, sizeof why, "domain field '%s' missing or not a string", R->opts->domain_field);
+        } else {
+            ids->n = 0;
+            r->kind = REC_DOC;
+            int rc = lmx__encode(enc, json_string_value(text), json_string_length(text), ids, &b->err);
+            if (rc == LMX_OK) {
+                r->str_off = b->strs.len;
+                r->tok_off = b->toks.len;
+                r->n_tokens = ids->n;
+                if (lmx__buf_append(&b->strs, domain, strlen(domain) + 1) != LMX_OK ||
+                    lmx__buf_reserve(&b->toks, ids->n * tb) != LMX_OK)
+                    rc = lmx__err(&b->err, LMX_ENOMEM, "out of memory");
+            } else {
+                lmx__err_prefix(&b->err, "%s:%llu: ", j->path, (unsigned long long)r->line);
+            }
+            if (rc == LMX_OK) {
+                uint8_t *p = b->toks.data + b->toks.len;
+                for (size_t t = 0; t < ids->n; t++, p += tb) {
+                    if (tb == 2)
+                        lmx__put16(p, (uint16_t)ids->v[t]);
+                    else
+                        lmx__put32(p, ids->v[t]);
+                }
+                b->toks.len += ids->n * tb;
+                atomic_fetch_add(&R->tokens_done, ids->n);
+            } else {
+                r->kind = REC_FATAL;
+            }
+        }
+        json_decref(doc);
+        if (r->kind == REC_FATAL)
+            break;
+        if (r->kind == REC_REJECT) {
+            r->str_off = b->strs.len;
+            if (lmx__buf_append(&b->strs, why, strlen(why) + 1) != LMX_OK) {
+                r->kind = REC_FATAL;
+                lmx__err(&b->err, LMX_ENOMEM, "out of memory");
+                break;
+            }
+        }
+    }
+}
+
+/* Takes the oldest queued batch (R->mu held) or NULL. */
+static batch *queue_pop(run *R)
+{
+    batch *b = R->q_head;
+    if (b) {
+        R->q_head = b->qnext;
+        if (!R->q_head)
+            R->q_tail = NULL;
+        b->qnext = NULL;
+    }
+    return b;
+}
+
+/* Processes one queued batch (R->mu held on entry and on return); 0 when the queue was empty. */
+static int help_one(run *R, lmx_encoder *enc, lmx_ids *ids)
+{
+    batch *b = queue_pop(R);
+    if (!b)
+        return 0;
+    pthread_mutex_unlock(&R->mu);
+    batch_process(b, enc, ids);
+    pthread_mutex_lock(&R->mu);
+    b->done = 1;
+    pthread_cond_broadcast(&R->cv);
+    return 1;
+}
+
+/* Reads the next batch of lines (owner only). Returns 1 with *out (possibly NULL at EOF), or <0. */
+static int batch_read(file_ctx *fc, line_reader *r, uint64_t *line_no, batch **out, lmx_error *err)
+{
+    *out = NULL;
+    batch *b = calloc(1, sizeof *b);
+    if (!b)
+        return lmx__err(err, LMX_ENOMEM, "out of memory");
+    b->fc = fc;
+    b->text.cap_limit = MAX_LINE + BATCH_BYTES;
+    b->toks.cap_limit = (size_t)1 << 34;
+    int rc = LMX_OK;
+    while (b->n < BATCH_LINES && b->text.len < BATCH_BYTES) {
+        const char *line = NULL;
+        size_t len = 0;
+        int got = lr_next(r, *line_no + 1, &line, &len, err);
+        if (got < 0)
+            rc = got;
+        if (got <= 0)
+            break;
+        if (b->n == b->cap) {
+            size_t cap = b->cap ? b->cap * 2 : 64;
+            rec *v = realloc(b->recs, cap * sizeof *v);
+            if (!v) {
+                rc = lmx__err(err, LMX_ENOMEM, "out of memory");
+                break;
+            }
+            b->recs = v;
+            b->cap = cap;
+        }
+        rec *x = &b->recs[b->n];
+        memset(x, 0, sizeof *x);
+        x->off = b->text.len;
+        x->len = len;
+        x->line = ++*line_no;
+        if (len && lmx__buf_append(&b->text, line, len) != LMX_OK) {
+            rc = lmx__err(err, LMX_ENOMEM, "%s:%llu: out of memory", fc->j->path, (unsigned long long)x->line);
+            break;
+        }
+        b->raw_bytes += len + 1;
+        b->n++;
+    }
+    if (b->n == 0) {
+        batch_free(b);
+        b = NULL;
+    }
+    *out = b;
+    return rc < 0 ? rc : 1;
+}
+
+/* Appends a finished batch to the shard in order (owner only). */
+static int batch_write(file_ctx *fc, batch *b, shard_writer *w, lmx_error *err)
+{
+    run *R = fc->R;
+    job *j = fc->j;
+    int rc = LMX_OK;
+    for (size_t i = 0; rc == LMX_OK && i < b->n_res; i++) {
+        const rec *r = &b->recs[i];
+        switch (r->kind) {
+        case REC_BLANK:
+            break;
+        case REC_REJECT:
+            rc = reject(R, j, err, (const char *)b->strs.data + r->str_off, j->path, r->line);
+            break;
+        case REC_FATAL:
+            *err = b->err;
+            rc = err->code ? err->code : LMX_EINTERNAL;
+            break;
+        default:
+            rc = sw_add_packed(w, b->toks.data + r->tok_off, r->n_tokens, (const char *)b->strs.data + r->str_off,
+                               j->path, r->line, err);
+        }
+    }
+    atomic_fetch_add(&R->bytes_done, b->raw_bytes);
+    return rc;
+}
+
 static int run_jsonl(run *R, job *j, shard_writer *w, lmx_encoder *enc, lmx_ids *ids, char hash_hex[65],
                      lmx_error *err)
 {
     line_reader r;
     int rc = lr_open(&r, j->path, j->kind == JOB_JSONL_ZST, err);
-    uint64_t line_no = 0;
-    while (rc == LMX_OK) {
-        const char *line = NULL;
-        size_t len = 0;
-        int got = lr_next(&r, line_no + 1, &line, &len, err);
-        if (got <= 0) {
-            rc = got;
-            break;
-        }
-        line_no++;
-        size_t k = 0;
-        while (k < len && (line[k] == ' ' || line[k] == '\t' || line[k] == '\r'))
-            k++;
-        if (k == len)
-            continue; /* blank line */
-        json_error_t je;
-        json_t *doc = json_loadb(line, len, JSON_ALLOW_NUL, &je);
-        if (!doc || !json_is_object(doc)) {
-            char why[300];
-            snprintf(why, sizeof why, "invalid JSON: %s", doc ? "not an object" : je.text);
-            json_decref(doc);
-            rc = reject(R, j, err, why, j->path, line_no);
+    if (rc != LMX_OK) {
+        lr_close(&r);
+        return rc;
+    }
+    file_ctx fc = {.R = R, .j = j};
+    uint64_t line_no = 0, raw_seen = 0;
+    int eof = 0;          /* no more batches to read (EOF, read error or a failed record) */
+    int read_rc = LMX_OK; /* an error of the reader: reported after the records before it */
+    lmx_error read_err = {0};
+    pthread_mutex_lock(&R->mu);
+    for (;;) {
+        batch *h = fc.head;
+        if (h && h->done) {
+            fc.head = h->fnext;
+            if (!fc.head)
+                fc.tail = NULL;
+            pthread_mutex_unlock(&R->mu);
+            if (rc == LMX_OK)
+                rc = batch_write(&fc, h, w, err);
+            batch_free(h);
+            pthread_mutex_lock(&R->mu);
+            fc.inflight--;
+            R->inflight--;
+            if (rc != LMX_OK)
+                eof = 1;
+            pthread_cond_broadcast(&R->cv);
             continue;
         }
-        json_t *text = json_object_get(doc, "text");
-        const char *domain = j->domain ? j->domain : domain_from(doc, R->opts->domain_field);
-        if (!json_is_string(text)) {
-            rc = reject(R, j, err, "field 'text' missing or not a string", j->path, line_no);
-        } else if (!domain || !*domain) {
-            char why[300];
-            snprintf(why, sizeof why, "domain field '%s' missing or not a string", R->opts->domain_field);
-            rc = reject(R, j, err, why, j->path, line_no);
-        } else {
-            ids->n = 0;
-            rc = lmx__encode(enc, json_string_value(text), json_string_length(text), ids, err);
-            if (rc)
-                lmx__err_prefix(err, "%s:%llu: ", j->path, (unsigned long long)line_no);
-            else
-                rc = sw_add_doc(w, ids, domain, j->path, line_no, err);
-            atomic_fetch_add(&R->tokens_done, ids->n);
+        if (eof && fc.inflight == 0)
+            break;
+        if (!eof && R->inflight < R->max_inflight) {
+            R->inflight++;
+            fc.inflight++;
+            pthread_mutex_unlock(&R->mu);
+            batch *b = NULL;
+            int got = batch_read(&fc, &r, &line_no, &b, &read_err);
+            if (got < 0) {
+                read_rc = got;
+                eof = 1;
+            } else if (!b) {
+                eof = 1;
+            }
+            atomic_fetch_add(&R->in_done, r.raw_bytes - raw_seen);
+            raw_seen = r.raw_bytes;
+            pthread_mutex_lock(&R->mu);
+            if (b) {
+                if (fc.tail)
+                    fc.tail->fnext = b;
+                else
+                    fc.head = b;
+                fc.tail = b;
+                if (R->q_tail)
+                    R->q_tail->qnext = b;
+                else
+                    R->q_head = b;
+                R->q_tail = b;
+                pthread_cond_broadcast(&R->cv);
+            } else {
+                R->inflight--;
+                fc.inflight--;
+            }
+            continue;
         }
-        json_decref(doc);
-        atomic_fetch_add(&R->bytes_done, len + 1);
+        if (!help_one(R, enc, ids))
+            pthread_cond_wait(&R->cv, &R->mu);
+    }
+    pthread_mutex_unlock(&R->mu);
+    if (rc == LMX_OK && read_rc != LMX_OK) {
+        rc = read_rc;
+        *err = read_err;
     }
     if (rc == LMX_OK) {
         uint8_t h[32];
@@ -1100,6 +1372,8 @@ static int run_job(run *R, job *j, lmx_encoder *enc, lmx_ids *ids)
     return LMX_OK;
 }
 
+/* Every thread: claims the next input (in order) and runs it; when none is left, tokenizes
+ * batches of the inputs still running, until no input is running. */
 static void *worker(void *arg)
 {
     run *R = arg;
@@ -1111,19 +1385,33 @@ static void *worker(void *arg)
         fprintf(stderr, "longmixd index: %s\n", e.message);
         return NULL;
     }
+    pthread_mutex_lock(&R->mu);
     for (;;) {
-        size_t i = atomic_fetch_add(&R->next, 1);
-        if (i >= R->n_jobs || atomic_load(&R->failed))
-            break;
-        job *j = &R->jobs[i];
-        if (j->reused) {
+        if (R->next < R->n_jobs && !atomic_load(&R->failed)) {
+            job *j = &R->jobs[R->next++];
+            if (j->reused) {
+                atomic_fetch_add(&R->files_done, 1);
+                continue;
+            }
+            R->owners++;
+            pthread_mutex_unlock(&R->mu);
+            if (run_job(R, j, enc, &ids) != LMX_OK)
+                atomic_store(&R->failed, 1);
+            if (j->kind != JOB_JSONL && j->kind != JOB_JSONL_ZST) /* .jsonl count as they are read */
+                atomic_fetch_add(&R->in_done, j->size);
             atomic_fetch_add(&R->files_done, 1);
+            pthread_mutex_lock(&R->mu);
+            R->owners--;
+            pthread_cond_broadcast(&R->cv);
             continue;
         }
-        if (run_job(R, j, enc, &ids) != LMX_OK)
-            atomic_store(&R->failed, 1);
-        atomic_fetch_add(&R->files_done, 1);
+        if (help_one(R, enc, &ids))
+            continue;
+        if (R->owners == 0)
+            break;
+        pthread_cond_wait(&R->cv, &R->mu);
     }
+    pthread_mutex_unlock(&R->mu);
     lmx__ids_free(&ids);
     lmx__encoder_free(enc);
     return NULL;
@@ -1165,9 +1453,18 @@ static void progress(run *R, double t0, int final)
 {
     double dt = lmx__now() - t0;
     double mb = (double)atomic_load(&R->bytes_done) / 1e6;
-    fprintf(stderr, "%sindexed %zu/%zu files, %.1f MB, %llu tokens, %.1f MB/s%s", final ? "" : "\r",
+    uint64_t in = atomic_load(&R->in_done);
+    char eta[48] = "";
+    if (!final && in > 0 && dt > 1 && R->in_total > in) {
+        double s = (double)(R->in_total - in) / ((double)in / dt);
+        if (s < 3600)
+            snprintf(eta, sizeof eta, ", ETA %d:%02d", (int)s / 60, (int)s % 60);
+        else
+            snprintf(eta, sizeof eta, ", ETA %dh%02dm", (int)(s / 3600), (int)s % 3600 / 60);
+    }
+    fprintf(stderr, "%sindexed %zu/%zu files, %.1f MB, %llu tokens, %.1f MB/s%s%s", final ? "" : "\r",
             (size_t)atomic_load(&R->files_done), R->n_jobs, mb, (unsigned long long)atomic_load(&R->tokens_done),
-            dt > 0 ? mb / dt : 0.0, final ? "\n" : "   ");
+            dt > 0 ? mb / dt : 0.0, eta, final ? "\n" : "   ");
 }
 
 /* One writer per index folder: an exclusive flock on DIR/.lock (kept as an empty file), held
@@ -1414,6 +1711,8 @@ int lmx__index_build(const lmx_index_options *opts_in, char *const *inputs, int 
     R.tok = tok;
     R.jobs = jobs.v;
     R.n_jobs = jobs.n;
+    pthread_mutex_init(&R.mu, NULL);
+    pthread_cond_init(&R.cv, NULL);
     if (rc == LMX_OK) {
         R.token_bytes = lmx__tokenizer_vocab_size(tok) <= 65536 ? 2 : 4;
         stat_inputs(jobs.v, jobs.n);
@@ -1433,12 +1732,15 @@ int lmx__index_build(const lmx_index_options *opts_in, char *const *inputs, int 
                     jobs.v[i].reused = e;
             }
         }
+        for (size_t i = 0; i < jobs.n; i++)
+            if (!jobs.v[i].reused)
+                R.in_total += jobs.v[i].size;
+        /* Threads serve every input: a single large file is tokenized by all of them. */
         int nt = opts->threads < 1 ? 1 : opts->threads;
-        if ((size_t)nt > jobs.n)
-            nt = (int)jobs.n;
         pthread_t th[256];
         if (nt > 256)
             nt = 256;
+        R.max_inflight = 2 * (size_t)nt;
         double t0 = lmx__now();
         for (int t = 0; t < nt; t++)
             if (pthread_create(&th[t], NULL, worker, &R) != 0) {
@@ -1539,6 +1841,8 @@ int lmx__index_build(const lmx_index_options *opts_in, char *const *inputs, int 
     }
     if (lock_fd >= 0)
         close(lock_fd);
+    pthread_cond_destroy(&R.cv);
+    pthread_mutex_destroy(&R.mu);
     for (size_t i = 0; i < jobs.n; i++) {
         free(jobs.v[i].path);
         free(jobs.v[i].domain);

@@ -397,8 +397,72 @@ def test_bad_input(wd):
     check(not os.path.exists(wd("full", "manifest.json")), "published a manifest without shards")
 
 
+def test_threads_identical(wd):
+    """One large .jsonl.zst (~20 MB of JSON lines, generated) is tokenized by every thread
+    (within-file parallelism): the shard, the manifest and the index identity are byte for byte
+    the same for --threads 1, 2 and 4; with --on-error=fail the first bad record in input order is
+    named whatever the thread count; with skip the same records are skipped and counted."""
+    rng = random.Random(4)
+    words = ["".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(1, 9))) for _ in range(3000)]
+    words += ["Grüße", "naïve", "日本語", "emoji 🙂", "tab\there"]
+    os.makedirs(wd("in"))
+    plain = wd("in", "big.jsonl")
+    bad_lines = {1001: "{not json", 4002: '{"text": "no domain", "meta": {}}', 7003: '["not", "an object"]'}
+    n, size = 0, 0
+    with open(plain, "w") as f:
+        while size < 20_000_000:
+            n += 1
+            if n in bad_lines:
+                line = bad_lines[n]
+            elif n % 997 == 0:
+                line = "   "  # blank: no document, line numbers still count
+            else:
+                k = rng.choice([5, 50, 300, 1000]) if n != 5000 else 400_000  # one line > 1 MiB
+                line = json.dumps({"text": " ".join(rng.choice(words) for _ in range(k)),
+                                   "meta": {"redpajama_set_name": rng.choice(["Web", "Books", "Code"])}})
+            f.write(line + "\n")
+            size += len(line) + 1
+    run(["zstd", "-q", "-3", "--rm", plain, "-o", plain + ".zst"])
+    src = plain + ".zst"
+    for mode in ("fail", "skip"):
+        outs, errs = [], []
+        for t in (1, 2, 4):
+            out = wd(f"{mode}{t}")
+            p = run([LONGMIXD, "index", "--tokenizer", "bytes", "--threads", str(t), "--on-error", mode, "--no-progress",
+                     "--out", out, src], ok=(mode == "skip"))
+            errs.append([l for l in p.stderr.decode(errors="replace").splitlines() if " s -> " not in l])
+            outs.append(out)
+        check(errs[0] == errs[1] == errs[2], f"{mode}: stderr differs with the thread count: {errs}")
+        if mode == "fail":
+            check(len(errs[0]) == 1 and f"{src}:1001" in errs[0][0] and "invalid JSON" in errs[0][0],
+                  f"fail: not the first bad record: {errs[0]}")
+            for out in outs:
+                no_leftovers(out)
+            continue
+        check(any(f"{src}:7003" in l for l in errs[0]), f"skip: not reported: {errs[0]}")
+        files = [sorted(os.path.relpath(q, out) for q in glob.glob(os.path.join(out, "**", "*"), recursive=True)
+                        if os.path.isfile(q)) for out in outs]
+        check(files[0] == files[1] == files[2] and any(q.startswith("shards/") for q in files[0]),
+              f"different files: {files}")
+        for rel in files[0]:
+            data = [open(os.path.join(out, rel), "rb").read() for out in outs]
+            check(data[0] == data[1] == data[2], f"{rel} differs between --threads 1, 2 and 4")
+        m = json.load(open(os.path.join(outs[0], "manifest.json")))
+        check(m["shards"][0]["skipped"] == 3 and m["total_docs"] == n - 3 - n // 997,
+              f"skipped {m['shards'][0]['skipped']}, docs {m['total_docs']} of {n} lines")
+        ids = [json.loads(run([LONGMIXD, "stats", out, "--json"]).stdout).get("identity") for out in outs]
+        check(ids[0] == ids[1] == ids[2], f"index identities differ: {ids}")
+        # doc maps ids back to the right lines across batch boundaries
+        total = m["total_docs"]
+        want = {0: 1, 5000 - 1 - 2 - 5: 5000, total - 1: n}  # 2 bad and 5 blank lines before line 5000
+        got = [json.loads(l) for l in run([LONGMIXD, "doc", outs[2], *map(str, want), "--json"]).stdout.splitlines()]
+        check([g["line"] for g in got] == list(want.values()), f"doc lines {[g['line'] for g in got]} != {want}")
+        run([LONGMIXD, "verify", outs[2]])
+
+
 TESTS = {f.__name__[5:]: f for f in [test_megatron_serve, test_megatron_corrupt_idx, test_shard_merge,
-                                      test_kill9_resume, test_flipped_byte, test_bad_input]}
+                                      test_kill9_resume, test_flipped_byte, test_bad_input,
+                                      test_threads_identical]}
 
 if __name__ == "__main__":
     sys.exit(main(TESTS))
