@@ -1,6 +1,7 @@
 /* Plans: the mixture stream and its packing. The design is in proto/PLANS.md; in short:
- * - each domain has an endless substream: epoch after epoch, a seeded permutation of its items
- *   (documents, or pieces for `cut`), short items kept by stratified coins;
+ * - each domain has an endless substream: epoch after epoch, its items (documents, or pieces for
+ *   `cut`) in a seeded order that merges a permutation of the long ones and one of the short
+ *   ones in proportion to their tokens, short items kept by stratified coins;
  * - the global stream is cut into blocks of B tokens; domain d contributes exactly Q_d(b+1) -
  *   Q_d(b) tokens to block b, Q_d(b) = b*B*w_d rounded by largest remainder, so the start of any
  *   block in every substream is known without replay;
@@ -216,21 +217,29 @@ typedef struct item {
 } item;
 
 typedef struct perm {
-    uint64_t n, mask;
-    unsigned half;
+    uint64_t n;
+    unsigned lbits, rbits; /* widths of the two halves: lbits = ceil(bits/2), rbits = floor(bits/2) */
     uint64_t keys[4];
 } perm;
+
+/* Merge state before step i*CKPT_EVERY of an epoch: long items taken (the short items taken are
+ * i*CKPT_EVERY - li) and stream tokens emitted, long and in all. */
+typedef struct ckpt {
+    uint64_t li, lt, cum;
+} ckpt;
 
 typedef struct epoch_index {
     int valid;
     uint64_t epoch, total, used;
-    uint64_t *ckpt; /* ckpt[i] = stream tokens before position i*CKPT_EVERY of the epoch order */
+    ckpt *ck;
 } epoch_index;
 
 typedef struct pdom {
     uint32_t ixdom; /* domain index in the index */
-    item *items;
-    uint64_t n;
+    item *items;    /* long-class items first (items[0, n_long)), then short-class, each in id order */
+    uint64_t n, n_long;
+    uint64_t cls_long_slen; /* stream tokens of the long-class items (always kept) */
+    uint64_t cls_short_kept; /* expected kept stream tokens of the short class per epoch */
     uint64_t long_slen, short_slen; /* stream tokens (with separators) of long/short items */
     uint64_t long_tok, short_tok;   /* document tokens */
     uint64_t W;                     /* weight, fixed point */
@@ -292,17 +301,19 @@ static int kept(const lmx_plan *p, const pdom *d, const item *it, uint64_t e)
     return x >= ((uint64_t)1 << 32) - d->K;
 }
 
-static void perm_init(perm *pm, const lmx_plan *p, uint32_t dom, uint64_t epoch)
+/* The permutation of one class of domain dom's items in epoch `epoch`: n items, `tag` "lmx-perL"
+ * (long class) or "lmx-perS" (short class). */
+static void perm_init(perm *pm, const lmx_plan *p, uint32_t dom, uint64_t epoch, const char *tag, uint64_t n)
 {
-    pm->n = p->doms[dom].n;
-    unsigned bits = 1;
-    while (bits < 64 && ((uint64_t)1 << bits) < pm->n)
+    pm->n = n;
+    unsigned bits = 2;
+    while (bits < 62 && ((uint64_t)1 << bits) < pm->n)
         bits++;
-    pm->half = (bits + 1) / 2;
-    pm->mask = ((uint64_t)1 << pm->half) - 1;
+    pm->lbits = (bits + 1) / 2;
+    pm->rbits = bits / 2;
     uint8_t msg[64], out[32];
     memset(msg, 0, sizeof msg);
-    memcpy(msg, "lmx-perm", 8);
+    memcpy(msg, tag, 8);
     lmx__put64(msg + 8, p->spec.seed);
     lmx__put64(msg + 16, epoch);
     const char *dn = lmx__index_domain_name(p->ix, p->doms[dom].ixdom);
@@ -315,19 +326,22 @@ static void perm_init(perm *pm, const lmx_plan *p, uint32_t dom, uint64_t epoch)
         pm->keys[i] = lmx__get64(out + 8 * i);
 }
 
-/* Balanced Feistel network on 2*half bits with cycle walking: a bijection on [0, n). */
+/* Feistel network on bits = max(2, ceil(log2 n)) bits with cycle walking: a bijection on [0, n)
+ * (fewer than 2 tries expected). The halves have lbits = ceil(bits/2) and rbits = floor(bits/2)
+ * bits; each round swaps them, so after the 4 rounds they have their original widths again. */
 static uint64_t perm_apply(const perm *pm, uint64_t x)
 {
     if (pm->n <= 1)
         return 0;
+    const unsigned rb = pm->rbits;
+    const uint64_t lmask = ((uint64_t)1 << pm->lbits) - 1, rmask = ((uint64_t)1 << rb) - 1;
     do {
-        uint64_t l = x >> pm->half, r = x & pm->mask;
-        for (int i = 0; i < 4; i++) {
-            uint64_t t = l ^ (mix64(r ^ pm->keys[i]) & pm->mask);
-            l = r;
-            r = t;
-        }
-        x = (l << pm->half) | r;
+        uint64_t l = x >> rb, r = x & rmask, t; /* l: lbits wide, r: rbits wide */
+        t = l ^ (mix64(r ^ pm->keys[0]) & lmask); /* -> (r: rbits, t: lbits) */
+        l = r ^ (mix64(t ^ pm->keys[1]) & rmask); /* -> (t: lbits, l: rbits) */
+        r = t ^ (mix64(l ^ pm->keys[2]) & lmask); /* -> (l: rbits, r: lbits) */
+        t = l ^ (mix64(r ^ pm->keys[3]) & rmask); /* -> (r: lbits, t: rbits) */
+        x = (r << rb) | t;
     } while (x >= pm->n);
     return x;
 }
@@ -341,7 +355,9 @@ static uint64_t cum_tokens(lmx_plan *p, pdom *d, uint64_t E)
         if (d->cum_e[i] == E && d->cum_v[i])
             return d->cum_v[i];
     uint64_t total = d->long_slen * E;
-    if (d->short_slen) {
+    if (d->K == ((uint64_t)1 << 32)) /* every item is kept in every epoch */
+        total += d->short_slen * E;
+    else if (d->short_slen) {
         for (uint64_t i = 0; i < d->n; i++) {
             const item *it = &d->items[i];
             if (!is_long(p, it))
@@ -376,6 +392,107 @@ static uint64_t find_epoch(lmx_plan *p, pdom *d, uint64_t pos)
     return lo;
 }
 
+/* a*b < c*d, exactly (64x64 -> 128-bit products). */
+static int mul_lt(uint64_t a, uint64_t b, uint64_t c, uint64_t d)
+{
+    if (((a | b | c | d) >> 32) == 0)
+        return a * b < c * d;
+    uint64_t h1, l1, h2, l2;
+    mul128(a, b, &h1, &l1);
+    mul128(c, d, &h2, &l2);
+    return h1 < h2 || (h1 == h2 && l1 < l2);
+}
+
+/* The order of one epoch of a domain: the token-proportional merge of two seeded permutations,
+ * one of the long-class items (document length >= long_threshold), one of the short-class
+ * items. The next item is long when long items remain and either no short items remain or
+ * lt*S < st*L (lt/st: stream tokens emitted so far by each class in this epoch; L: stream
+ * tokens of the long class, S: kept stream tokens of the short class in an average epoch,
+ * floor(short class stream tokens * K / 2^32); exact 128-bit products); else it is the next
+ * short item (one that its coin drops in this epoch emits 0 tokens and is passed over). Ties,
+ * e.g. at the start of an epoch, go to the short class, so an epoch does not open with its
+ * heaviest kind of item. The long share of every prefix of the epoch is L/(L+S), the issue's
+ * target, up to about one item, until a class runs out: the epoch's coins may keep a little
+ * more or less than S, and that difference comes as a run at the end of the epoch. */
+#define AHEAD 8 /* items of each class computed (and prefetched) ahead of the merge */
+typedef struct cursor {
+    perm pl, ps;
+    uint64_t E, nl, ns; /* epoch, items per class */
+    uint64_t li, si;    /* items taken per class */
+    uint64_t lt, st;    /* stream tokens emitted per class */
+    uint64_t L, S;
+    uint64_t al[AHEAD], as[AHEAD]; /* al[k % AHEAD] = item index of long position k, k in [li, li+AHEAD) */
+} cursor;
+
+#if defined(__GNUC__) || defined(__clang__)
+#define PREFETCH(x) __builtin_prefetch(x)
+#else
+#define PREFETCH(x) ((void)(x))
+#endif
+
+/* Item index of long (short) position k, prefetched. */
+static uint64_t ahead_long(const pdom *d, const cursor *c, uint64_t k)
+{
+    uint64_t ii = perm_apply(&c->pl, k);
+    PREFETCH(&d->items[ii]);
+    return ii;
+}
+
+static uint64_t ahead_short(const pdom *d, const cursor *c, uint64_t k)
+{
+    uint64_t ii = c->nl + perm_apply(&c->ps, k);
+    PREFETCH(&d->items[ii]);
+    return ii;
+}
+
+/* Puts the merge at li/si items taken and lt/st tokens emitted (the state of a checkpoint). */
+static void cursor_seek(cursor *c, const pdom *d, uint64_t li, uint64_t si, uint64_t lt, uint64_t st)
+{
+    c->li = li;
+    c->si = si;
+    c->lt = lt;
+    c->st = st;
+    for (uint64_t k = li; k < li + AHEAD && k < c->nl; k++)
+        c->al[k % AHEAD] = ahead_long(d, c, k);
+    for (uint64_t k = si; k < si + AHEAD && k < c->ns; k++)
+        c->as[k % AHEAD] = ahead_short(d, c, k);
+}
+
+static void cursor_init(cursor *c, const lmx_plan *p, const pdom *d, uint32_t dom, uint64_t E)
+{
+    c->E = E;
+    c->nl = d->n_long;
+    c->ns = d->n - d->n_long;
+    perm_init(&c->pl, p, dom, E, "lmx-perL", c->nl);
+    perm_init(&c->ps, p, dom, E, "lmx-perS", c->ns);
+    c->L = d->cls_long_slen;
+    c->S = d->cls_short_kept;
+    cursor_seek(c, d, 0, 0, 0, 0);
+}
+
+/* Takes the next item of the epoch (there must be one): its index in d->items; its stream tokens
+ * in this epoch (0 when dropped) in *len. */
+static uint64_t cursor_next(const lmx_plan *p, const pdom *d, cursor *c, uint64_t *len)
+{
+    if (c->li < c->nl && (c->si == c->ns || mul_lt(c->lt, c->S, c->st, c->L))) {
+        uint64_t ii = c->al[c->li % AHEAD];
+        if (c->li + AHEAD < c->nl)
+            c->al[c->li % AHEAD] = ahead_long(d, c, c->li + AHEAD);
+        c->li++;
+        *len = slen(p, &d->items[ii]);
+        c->lt += *len;
+        return ii;
+    }
+    uint64_t ii = c->as[c->si % AHEAD];
+    if (c->si + AHEAD < c->ns)
+        c->as[c->si % AHEAD] = ahead_short(d, c, c->si + AHEAD);
+    c->si++;
+    const item *it = &d->items[ii];
+    *len = kept(p, d, it, c->E) ? slen(p, it) : 0;
+    c->st += *len;
+    return ii;
+}
+
 static epoch_index *get_epoch_index(lmx_plan *p, pdom *d, uint32_t dom, uint64_t E, lmx_error *err)
 {
     epoch_index *victim = &d->ep[0];
@@ -388,25 +505,30 @@ static epoch_index *get_epoch_index(lmx_plan *p, pdom *d, uint32_t dom, uint64_t
             victim = &d->ep[i];
     }
     uint64_t nck = d->n / CKPT_EVERY + 2;
-    uint64_t *ck = victim->ckpt ? victim->ckpt : malloc(nck * sizeof *ck);
+    ckpt *ck = victim->ck ? victim->ck : malloc(nck * sizeof *ck);
     if (!ck) {
         lmx__err(err, LMX_ENOMEM, "plan %s: out of memory for the epoch index", p->name);
         return NULL;
     }
-    perm pm;
-    perm_init(&pm, p, dom, E);
-    uint64_t acc = 0;
+    victim->ck = ck;
+    victim->valid = 0;
+    cursor c;
+    cursor_init(&c, p, d, dom, E);
     for (uint64_t j = 0; j < d->n; j++) {
         if (j % CKPT_EVERY == 0)
-            ck[j / CKPT_EVERY] = acc;
-        const item *it = &d->items[perm_apply(&pm, j)];
-        if (kept(p, d, it, E))
-            acc += slen(p, it);
+            ck[j / CKPT_EVERY] = (ckpt){c.li, c.lt, c.lt + c.st};
+        uint64_t len;
+        cursor_next(p, d, &c, &len);
     }
-    victim->ckpt = ck;
+    if (c.lt != c.L) {
+        lmx__err(err, LMX_EINTERNAL, "plan %s: epoch %llu of %s has %llu long stream tokens, want %llu", p->name,
+                 (unsigned long long)E, lmx__index_domain_name(p->ix, d->ixdom), (unsigned long long)c.lt,
+                 (unsigned long long)c.L);
+        return NULL;
+    }
     victim->valid = 1;
     victim->epoch = E;
-    victim->total = acc;
+    victim->total = c.lt + c.st;
     victim->used = ++p->tick;
     return victim;
 }
@@ -462,9 +584,10 @@ int lmx__plan_create(const lmx_index *ix, const char *name, const lmx_plan_spec 
                           spec->weight_names[i]);
             goto fail;
         }
-    /* Items per domain, in document order. */
+    /* Items per domain, in document order: those of long documents first (the long class, see
+     * cursor), then the others. */
     {
-        uint64_t *count = calloc(nd + 1, sizeof *count);
+        uint64_t *count = calloc(2 * (nd + 1), sizeof *count), *nlong = count ? count + nd + 1 : NULL;
         if (!count) {
             rc = lmx__err(err, LMX_ENOMEM, "plan %s: out of memory", name);
             goto fail;
@@ -482,10 +605,14 @@ int lmx__plan_create(const lmx_index *ix, const char *name, const lmx_plan_spec 
                               (unsigned long long)id, (unsigned long long)len);
                 goto fail;
             }
-            count[dm] += spec->strategy == LMX_CUT ? (len + spec->cut_len - 1) / spec->cut_len : 1;
+            uint64_t k = spec->strategy == LMX_CUT ? (len + spec->cut_len - 1) / spec->cut_len : 1;
+            count[dm] += k;
+            if (len >= spec->long_threshold)
+                nlong[dm] += k;
         }
         for (uint32_t d = 0; d < nd; d++) {
             p->doms[d].ixdom = d;
+            p->doms[d].n_long = nlong[d];
             p->doms[d].items = count[d] ? malloc(count[d] * sizeof(item)) : NULL;
             if (count[d] && !p->doms[d].items) {
                 unsigned long long wanted = (unsigned long long)count[d];
@@ -494,18 +621,23 @@ int lmx__plan_create(const lmx_index *ix, const char *name, const lmx_plan_spec 
                 goto fail;
             }
         }
-        free(count);
+        uint64_t *nl = count; /* reused: long-class items placed so far per domain */
+        memset(nl, 0, (nd + 1) * sizeof *nl);
         for (uint64_t id = 0; id < n_docs; id++) {
             uint64_t len;
             uint32_t dm;
             lmx__index_doc_meta(ix, id, &len, &dm);
             pdom *d = &p->doms[dm];
+            int cls_long = len >= spec->long_threshold;
             uint64_t step = spec->strategy == LMX_CUT ? spec->cut_len : len;
             for (uint64_t off = 0, k = 0; off < len; off += step, k++) {
-                item *it = &d->items[d->n++];
+                item *it = &d->items[cls_long ? nl[dm]++ : d->n_long + (d->n - nl[dm])];
+                d->n++;
                 it->doc = id;
                 it->piece = (uint32_t)k;
                 it->len = (uint32_t)(len - off < step ? len - off : step);
+                if (cls_long)
+                    d->cls_long_slen += slen(p, it);
                 if (is_long(p, it)) {
                     d->long_slen += slen(p, it);
                     d->long_tok += it->len;
@@ -515,6 +647,7 @@ int lmx__plan_create(const lmx_index *ix, const char *name, const lmx_plan_spec 
                 }
             }
         }
+        free(count);
     }
     /* Keep rates and raw weights. */
     {
@@ -528,6 +661,7 @@ int lmx__plan_create(const lmx_index *ix, const char *name, const lmx_plan_spec 
         for (uint32_t d = 0; d < nd; d++) {
             pdom *pd = &p->doms[d];
             pd->K = K;
+            pd->cls_short_kept = mul_add_shr(pd->long_slen + pd->short_slen - pd->cls_long_slen, K, 0, 32, NULL);
             if (pd->n == 0)
                 continue;
             switch (spec->strategy) {
@@ -618,7 +752,7 @@ void lmx__plan_free(lmx_plan *p)
     for (uint32_t d = 0; p->doms && d < lmx__index_n_domains(p->ix); d++) {
         free(p->doms[d].items);
         for (int i = 0; i < EPOCH_CACHE; i++)
-            free(p->doms[d].ep[i].ckpt);
+            free(p->doms[d].ep[i].ck);
     }
     for (int i = 0; i < BLOCK_CACHE; i++)
         if (p->blocks[i]) {
@@ -698,42 +832,37 @@ static int domain_pieces(lmx_plan *p, uint32_t dom, uint64_t from, uint64_t quot
     uint64_t r = from - cum_tokens(p, d, E);
     epoch_index *ei = get_epoch_index(p, d, dom, E, err);
     if (!ei)
-        return LMX_ENOMEM;
-    /* Last checkpoint at or before r, then walk. */
+        return err ? err->code : LMX_EINTERNAL;
+    /* Last checkpoint at or before r, then resume the merge from it. */
     uint64_t lo = 0, hi = d->n / CKPT_EVERY + (d->n % CKPT_EVERY ? 1 : 0);
     while (hi - lo > 1) {
         uint64_t mid = (lo + hi) / 2;
-        if (ei->ckpt[mid] <= r)
+        if (ei->ck[mid].cum <= r)
             lo = mid;
         else
             hi = mid;
     }
-    uint64_t j = lo * CKPT_EVERY, acc = ei->ckpt[lo];
-    perm pm;
-    perm_init(&pm, p, dom, E);
-    uint64_t off = 0;
-    for (;; j++) {
-        if (j == d->n) {
+    cursor c;
+    cursor_init(&c, p, d, dom, E);
+    cursor_seek(&c, d, ei->ck[lo].li, lo * CKPT_EVERY - ei->ck[lo].li, ei->ck[lo].lt, ei->ck[lo].cum - ei->ck[lo].lt);
+    uint64_t off = 0, ii, len;
+    for (;;) {
+        if (c.li + c.si == d->n) {
             lmx__err(err, LMX_EINTERNAL, "plan %s: epoch index of %s disagrees with the epoch sums", p->name,
                      lmx__index_domain_name(p->ix, d->ixdom));
             return LMX_EINTERNAL;
         }
-        uint64_t ii = perm_apply(&pm, j);
-        const item *it = &d->items[ii];
-        if (!kept(p, d, it, E))
-            continue;
-        if (r < acc + slen(p, it)) {
+        uint64_t acc = c.lt + c.st;
+        ii = cursor_next(p, d, &c, &len);
+        if (r < acc + len) {
             off = r - acc;
             break;
         }
-        acc += slen(p, it);
     }
-    /* Emit pieces from (E, j, off) on, crossing into later epochs as needed. */
-    while (quota > 0) {
-        uint64_t ii = perm_apply(&pm, j);
-        const item *it = &d->items[ii];
-        if (kept(p, d, it, E)) {
-            uint64_t take = slen(p, it) - off;
+    /* Emit pieces from (E, item ii, off) on, crossing into later epochs as needed. */
+    for (;;) {
+        if (len > 0) {
+            uint64_t take = len - off;
             if (take > quota)
                 take = quota;
             piece pc = {0, ii, dom, (uint32_t)off, (uint32_t)take};
@@ -742,11 +871,11 @@ static int domain_pieces(lmx_plan *p, uint32_t dom, uint64_t from, uint64_t quot
             quota -= take;
             off = 0;
         }
-        if (++j == d->n) {
-            j = 0;
-            E++;
-            perm_init(&pm, p, dom, E);
-        }
+        if (quota == 0)
+            break;
+        if (c.li + c.si == d->n)
+            cursor_init(&c, p, d, dom, c.E + 1);
+        ii = cursor_next(p, d, &c, &len);
     }
     return LMX_OK;
 }

@@ -20,12 +20,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SEQ_LEN, GB, STEPS = 131072, 32, 6
 WINDOW = SEQ_LEN * GB * STEPS  # 25,165,824 tokens >= 25M
 SHARE_TOL, LONG_TOL = 0.005, 0.02
-# Known failure (issue #5, open): inside a domain the plan visits items in a seeded random
-# permutation, so over a window that holds only part of an epoch of a domain with few (or lumpy)
-# documents, the long-token share is a random variable whose spread exceeds +-2% abs. Every
-# other check still fails the test; only these deviations turn the result into "skipped" (77).
-KNOWN_LONG = ("long-token share outside +-2% abs for a domain in a partial epoch (random order "
-              "inside an epoch: long and short documents are not stratified)")
 
 
 # ---- wire format (proto/WIRE.md) ----
@@ -190,7 +184,7 @@ def sd_epochs(ps, dom):
     return ps["domains"][dom]["epochs"]
 
 
-def check_plan(d, plan, spec, st, lengths, stats_json, report, known):
+def check_plan(d, plan, spec, st, lengths, stats_json, report):
     share, long_share, rate = expected(st, spec)
     m = measure(d, plan, spec, lengths)
     total = sum(m["tok"].values())
@@ -198,6 +192,7 @@ def check_plan(d, plan, spec, st, lengths, stats_json, report, known):
     ps = stats_json["plans"][plan]
     check(ps["window_tokens"] == WINDOW, f"{plan}: /v1/stats window {ps['window_tokens']} != {WINDOW}")
     worst_share = worst_long = 0.0
+    long_bad = []  # reported after the other checks of the plan, so the report line is printed
     lump = max(m["maxdoc"].values()) / total  # one longest document of the window
     for dom in share:
         real = m["tok"][dom] / total
@@ -209,9 +204,9 @@ def check_plan(d, plan, spec, st, lengths, stats_json, report, known):
         rl = m["long"][dom] / m["tok"][dom] if m["tok"][dom] else 0.0
         dl = rl - long_share[dom]
         worst_long = max(worst_long, abs(dl))
-        if abs(dl) > LONG_TOL:  # asserted, but a known failure of the plan design (see KNOWN_LONG)
+        if abs(dl) > LONG_TOL:
             dlump = m["maxdoc"][dom] / m["tok"][dom]
-            known.append(f"{plan}: {dom} long-token share {rl:.5f}, expected {long_share[dom]:.5f} "
+            long_bad.append(f"{plan}: {dom} long-token share {rl:.5f}, expected {long_share[dom]:.5f} "
                          f"(dev {dl:+.5f} > {LONG_TOL}; {sd_epochs(ps, dom):.3f} epochs of the domain in the "
                          f"window, its longest document {dlump:.3f} of its window tokens)")
         # /v1/stats over the same window (total_tokens = WINDOW) must report what we measured.
@@ -251,6 +246,7 @@ def check_plan(d, plan, spec, st, lengths, stats_json, report, known):
                   f"{plan}: document {doc} tokens [{off}, {off + ln}) run across a cut_len={cl} piece boundary")
         check(max(ln for _, _, ln in m["runs"]) <= cl, "cut: a span longer than cut_len")
     report.append(f"{plan:>6} worst |share dev| {worst_share:.5f}  worst |long dev| {worst_long:.5f}")
+    check(not long_bad, "; ".join(long_bad))
 
 
 def shares_plans(weights):
@@ -264,7 +260,7 @@ def shares_plans(weights):
     }
 
 
-def check_long_window(plan, spec, st, ps, longest, known):
+def check_long_window(plan, spec, st, ps, longest):
     """/v1/stats of the plan without total_tokens: realized shares over its default window
     (4 blocks, ~268M tokens, many epochs) against the issue's formulas, with the same tolerances
     (the lumpiness bound uses the longest document of the index)."""
@@ -272,6 +268,7 @@ def check_long_window(plan, spec, st, ps, longest, known):
     win = ps["window_tokens"]
     check(win >= 4 * (1 << 26), f"{plan}: default stats window {win}")
     lump = longest / win
+    long_bad = []
     for dom in share:
         sd = ps["domains"][dom]
         dev = sd["realized_share"] - share[dom]
@@ -281,13 +278,14 @@ def check_long_window(plan, spec, st, ps, longest, known):
         if spec["strategy"] != "cut":  # the server's long share of cut is per piece
             dl = sd["realized_long_share"] - long_share[dom]
             if abs(dl) > LONG_TOL:
-                known.append(f"{plan} over {win} tokens: {dom} long-token share {sd['realized_long_share']:.5f}, "
+                long_bad.append(f"{plan} over {win} tokens: {dom} long-token share {sd['realized_long_share']:.5f}, "
                              f"expected {long_share[dom]:.5f} (dev {dl:+.5f}, {sd['epochs']:.2f} epochs)")
         # The window is whole blocks, and quotas are exact at block boundaries: no lumpiness at
         # its end, so what is left is a systematic bias (e.g. separators counted as share).
         check(abs(dev) <= 0.002,
               f"{plan} over {win} tokens (whole blocks): {dom} share {sd['realized_share']:.5f}, expected "
               f"{share[dom]:.5f}: systematic deviation {dev:+.5f}")
+    check(not long_bad, "; ".join(long_bad))
     worst = max(abs(ps["domains"][dom]["realized_share"] - share[dom]) for dom in share)
     return f"{plan:>6} over {win} tokens: worst |share dev| {worst:.5f} (tol {SHARE_TOL + lump:.5f})"
 
@@ -302,24 +300,22 @@ def run_shares(wd, index, weights):
         s, _, body = http(d.url + "/v1/stats")
         check(s == 200, f"/v1/stats {s}")
         stats_json = json.loads(body)
-        report, failures, known = [], [], []
+        report, failures = [], []
         for plan, spec in plans.items():
             try:
-                check_plan(d, plan, spec, st, lengths, stats_json, report, known)
+                check_plan(d, plan, spec, st, lengths, stats_json, report)
             except Failure as e:
                 failures.append(str(e))
         longest = max(n for n, _ in lengths.values())
         for plan, spec in endless.items():
             try:
-                report.append(check_long_window(plan, spec, st, stats_json["plans"][plan], longest, known))
+                report.append(check_long_window(plan, spec, st, stats_json["plans"][plan], longest))
             except Failure as e:
                 failures.append(str(e))
         print("\n".join(report))
     finally:
         d.stop()
     check(not failures, "; ".join(failures))
-    if known:
-        raise Skip("expected failure: " + KNOWN_LONG + "\n  " + "\n  ".join(known))
 
 
 def test_shares_synth(wd):

@@ -588,6 +588,111 @@ static void test_spec(void)
     lmx__plan_spec_free(&s);
 }
 
+/* Inside an epoch the order is a token-proportional merge of the long and the short items (by
+ * document length): at every item boundary of epoch 0 of every domain, the long stream tokens so
+ * far are within one item of L/(L+S) of all stream tokens so far (short_keep 1: every item is
+ * kept). Also: epoch 0 holds every item of the domain exactly once. */
+static void check_prefix_long_share(const char *json, uint32_t cut_len, uint32_t nsep)
+{
+    lmx_plan *p = make_plan(json);
+    if (!p)
+        return;
+    const uint64_t thr = lmx__plan_spec(p)->long_threshold;
+    const uint32_t nd = lmx__index_n_domains(ix);
+    const uint64_t ndocs = lmx__index_n_docs(ix);
+    /* per domain: L, S (stream tokens per class), the longest item, the item count */
+    uint64_t L[8] = {0}, S[8] = {0}, maxs[8] = {0}, nitems[8] = {0};
+    for (uint64_t id = 0; id < ndocs; id++) {
+        uint64_t n;
+        uint32_t dm;
+        lmx__index_doc_meta(ix, id, &n, &dm);
+        for (uint64_t off = 0; off < n; off += cut_len ? cut_len : n) {
+            uint64_t len = cut_len && n - off > cut_len ? cut_len : n - off;
+            *(n >= thr ? &L[dm] : &S[dm]) += len + nsep;
+            maxs[dm] = len + nsep > maxs[dm] ? len + nsep : maxs[dm];
+            nitems[dm]++;
+        }
+    }
+    /* items of each domain in stream order: (doc, piece start) of their first span */
+    uint64_t *seen_doc[8], *seen_off[8], nseen[8] = {0};
+    for (uint32_t d = 0; d < nd; d++) {
+        seen_doc[d] = calloc(nitems[d] + 1, sizeof(uint64_t));
+        seen_off[d] = calloc(nitems[d] + 1, sizeof(uint64_t));
+    }
+    int done = 0;
+    for (uint64_t st = 0; st < 400 && !done; st++) {
+        lmx_buf b = {0};
+        lmx_wire_view v;
+        if (get_batch(p, st, 0, 1, &b, &v) != LMX_OK) {
+            lmx_test_failures++;
+            break;
+        }
+        for (uint32_t q = 0; q < v.h.n_seqs; q++) {
+            uint32_t a, e;
+            lmx__wire_seq_spans(&v, q, &a, &e);
+            for (uint32_t i = a; i < e; i++) {
+                lmx_span sp = lmx__wire_span(&v, i);
+                uint32_t d = sp.domain;
+                uint64_t pstart = cut_len ? sp.offset / cut_len * cut_len : 0;
+                if (nseen[d] == nitems[d])
+                    continue; /* epoch 0 of d is complete */
+                if (nseen[d] && seen_doc[d][nseen[d] - 1] == sp.doc && seen_off[d][nseen[d] - 1] == pstart)
+                    continue; /* the same item, continued */
+                seen_doc[d][nseen[d]] = sp.doc;
+                seen_off[d][nseen[d]++] = pstart;
+            }
+        }
+        lmx__buf_free(&b);
+        done = 1;
+        for (uint32_t d = 0; d < nd; d++)
+            done &= nseen[d] == nitems[d];
+    }
+    CHECK(done);
+    for (uint32_t d = 0; d < nd; d++) {
+        uint64_t lt = 0, t = 0;
+        int ok = 1, dup = 0;
+        for (uint64_t k = 0; k < nseen[d]; k++) {
+            /* before item k: |lt - T*L/(L+S)| <= one item */
+            uint64_t lhs = lt * (L[d] + S[d]), rhs = L[d] * t, slack = maxs[d] * (L[d] + S[d]);
+            ok &= (lhs > rhs ? lhs - rhs : rhs - lhs) <= slack;
+            uint64_t n;
+            uint32_t dm;
+            lmx__index_doc_meta(ix, seen_doc[d][k], &n, &dm);
+            uint64_t len = cut_len && n - seen_off[d][k] > cut_len ? cut_len : n - seen_off[d][k];
+            t += len + nsep;
+            if (n >= thr)
+                lt += len + nsep;
+            for (uint64_t j = 0; j < k; j++)
+                dup |= seen_doc[d][j] == seen_doc[d][k] && seen_off[d][j] == seen_off[d][k];
+        }
+        if (!ok || dup)
+            fprintf(stderr, "%s: domain %u: long share off by more than one item at a prefix of epoch 0 (%d), or an "
+                            "item twice (%d)\n", json, d, !ok, dup);
+        CHECK(ok);
+        CHECK(!dup);
+        CHECK_EQ_U64(t, L[d] + S[d]);
+        free(seen_doc[d]);
+        free(seen_off[d]);
+    }
+    lmx__plan_free(p);
+}
+
+static void test_prefix_long_share(void)
+{
+    check_prefix_long_share("{\"strategy\": \"original\", \"seq_len\": 64, \"global_batch\": 4, "
+                            "\"long_threshold\": 200}",
+                            0, 1);
+    check_prefix_long_share("{\"strategy\": \"original\", \"seq_len\": 32, \"global_batch\": 4, "
+                            "\"long_threshold\": 150, \"seed\": 5, \"eos\": true}",
+                            0, 2);
+    check_prefix_long_share("{\"strategy\": \"per_source\", \"seq_len\": 64, \"global_batch\": 4, "
+                            "\"long_threshold\": 300, \"short_keep\": 1, \"seed\": 9}",
+                            0, 1);
+    check_prefix_long_share("{\"strategy\": \"cut\", \"cut_len\": 64, \"seq_len\": 64, \"global_batch\": 4, "
+                            "\"long_threshold\": 250, \"seed\": 2}",
+                            64, 1);
+}
+
 int main(void)
 {
     lmx_test_tmpdir("plan", root, sizeof root);
@@ -596,6 +701,7 @@ int main(void)
     test_original();
     test_strategies();
     test_block_boundary();
+    test_prefix_long_share();
     lmx__index_close(ix);
     CHECK_EQ_INT(lmx_test_rmtree(root), 0);
     TEST_MAIN_END();
