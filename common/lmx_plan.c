@@ -17,6 +17,8 @@
 
 #include "lmx_wire.h"
 
+/* Bump when any change makes some sequence's bytes differ for the same index and spec. */
+#define LMX_PLAN_ALGORITHM "longmix-plan-v2"
 #define WEIGHT_ONE ((uint64_t)1 << 40) /* weights are fixed point, summing exactly to 2^40 */
 #define BLOCK_TARGET ((uint64_t)1 << 26)
 #define CKPT_EVERY 64
@@ -724,14 +726,21 @@ int lmx__plan_create(const lmx_index *ix, const char *name, const lmx_plan_spec 
             }
     }
     p->n_doms = nd;
-    /* Plan id: BLAKE2b of the index identity and the canonical resolved spec. */
+    /* Plan id: BLAKE2b of the stream algorithm's version, the index identity and the canonical
+     * resolved spec. The version makes replicas running different releases of the algorithm
+     * disagree on the id (clients then refuse to mix their batches) instead of on the bytes. */
     {
         json_t *sj = lmx__plan_spec_json(&p->spec);
-        char *txt = json_dumps(sj, JSON_COMPACT | JSON_SORT_KEYS);
+        char *txt = sj ? json_dumps(sj, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
         json_decref(sj);
+        if (!txt) {
+            rc = lmx__err(err, LMX_ENOMEM, "plan %s: out of memory", name);
+            goto fail;
+        }
         const char *iid = lmx__index_identity(ix);
         crypto_generichash_state hs;
         crypto_generichash_init(&hs, NULL, 0, LMX_PLAN_ID_BYTES);
+        crypto_generichash_update(&hs, (const uint8_t *)LMX_PLAN_ALGORITHM, sizeof LMX_PLAN_ALGORITHM);
         crypto_generichash_update(&hs, (const uint8_t *)iid, strlen(iid) + 1);
         crypto_generichash_update(&hs, (const uint8_t *)txt, strlen(txt));
         crypto_generichash_final(&hs, p->id, LMX_PLAN_ID_BYTES);
