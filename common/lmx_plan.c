@@ -1224,7 +1224,7 @@ json_t *lmx__plan_stats(lmx_plan *p, uint64_t window)
     uint64_t endQ_total = p->spec.total_tokens;
     uint64_t *Qt = calloc(nd + 1, sizeof *Qt);
     if (endQ_total && Qt)
-        quotas(p, endQ_total / p->B, Qt); /* block-granular prediction is enough for reuse */
+        quotas(p, endQ_total / p->B, Qt); /* whole blocks exactly; the rest of the last below */
     for (uint32_t d = 0; acc && d < nd; d++) {
         const pdom *pd = &p->doms[d];
         json_t *o = json_object(), *bk = json_object();
@@ -1236,8 +1236,10 @@ json_t *lmx__plan_stats(lmx_plan *p, uint64_t window)
         json_object_set_new(o, "realized_long_share", json_real(acc[d][1] ? (double)acc[d][2] / (double)acc[d][1] : 0));
         json_object_set_new(o, "tokens", json_integer((json_int_t)acc[d][1]));
         json_object_set_new(o, "epochs", json_real(rate > 0 ? (double)acc[d][0] / rate : 0));
-        if (endQ_total && Qt)
-            json_object_set_new(o, "epochs_at_total_tokens", json_real(rate > 0 ? (double)Qt[d] / rate : 0));
+        if (endQ_total && Qt) {
+            double q = (double)Qt[d] + (double)(endQ_total % p->B) * ((double)pd->W / (double)WEIGHT_ONE);
+            json_object_set_new(o, "epochs_at_total_tokens", json_real(rate > 0 ? q / rate : 0));
+        }
         for (int q = 0; q < LMX_N_BUCKETS; q++)
             json_object_set_new(bk, names[q], json_integer((json_int_t)acc[d][3 + q]));
         json_object_set_new(o, "buckets", bk);

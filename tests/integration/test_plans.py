@@ -417,6 +417,10 @@ def test_total_tokens(wd):
         check(ps["window_tokens"] == spec["total_tokens"], f"stats window {ps['window_tokens']}")
         for dom, o in ps["domains"].items():
             check("epochs_at_total_tokens" in o, f"stats: {dom} has no epochs_at_total_tokens")
+            # A prediction for every domain that gets tokens (it was 0 for any total under one
+            # 2^26-token block, which is most short runs).
+            check(o["target_share"] <= 0 or o["epochs_at_total_tokens"] > 0,
+                  f"stats: {dom} epochs_at_total_tokens {o['epochs_at_total_tokens']}")
     finally:
         d.stop()
 
