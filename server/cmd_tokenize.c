@@ -8,6 +8,7 @@
  * Input that is not valid UTF-8 is decoded lossily first (U+FFFD), as node's readline does, and a
  * lone UTF-16 surrogate escape ("\ud800" without its pair), which jansson rejects, becomes U+FFFD
  * like JavaScript's JSON.parse followed by the UTF-8 conversion into HF tokenizers. */
+#include "lmx_jsonl.h"
 #include "lmx_tokenizer.h"
 
 #include <errno.h>
@@ -72,7 +73,7 @@ struct worker {
     lmx_ids ids;
     lmx_buf out;
     lmx_buf fix; /* lossy UTF-8 repair of a line */
-    lmx_buf txt; /* decoded "text" (fast path) */
+    lmx_buf txt; /* decoded "text" (fast path, lmx__jsonl_fast) */
     pthread_t th;
 };
 
@@ -184,250 +185,6 @@ static size_t fix_lone_surrogates(char *s, size_t n)
     return fixed;
 }
 
-/* ---- fast path for the common line: {"text": "...", ...} -------------------------------------
- *
- * jansson builds a tree of every line (text copied, meta objects allocated and freed), which cost
- * a third of the whole command. fast_text() validates the line by jansson's own rules for the
- * flags used below (top-level object, strict JSON grammar, nothing after the value, NUL allowed in
- * string values) without building anything, and decodes only the "text" string. It answers 0
- * ("use the general path") for anything it does not reproduce exactly: invalid JSON (so errors keep
- * jansson's message), escapes in object keys, \u escapes of surrogates that do not pair (the
- * general path turns those into U+FFFD), numbers that could overflow jansson's integer/real,
- * nesting deeper than FJ_MAX_DEPTH, a missing, non-string or repeated "text". */
-#define FJ_MAX_DEPTH 32
-
-static inline int fj_hex4(const char *p, const char *end, uint32_t *v)
-{
-    if (end - p < 4)
-        return 0;
-    uint32_t x = 0;
-    for (int k = 0; k < 4; k++) {
-        int h = hexval(p[k]);
-        if (h < 0)
-            return 0;
-        x = x << 4 | (uint32_t)h;
-    }
-    *v = x;
-    return 1;
-}
-
-static inline const char *fj_ws(const char *p, const char *end)
-{
-    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
-        p++;
-    return p;
-}
-
-/* True when some byte of v is '"', '\\' or below 0x20 (SWAR: the classic has-zero-byte test on
- * v ^ '"', v ^ '\\' and v & 0xE0). */
-static inline int fj_special8(uint64_t v)
-{
-    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
-    uint64_t q = v ^ (ones * '"'), b = v ^ (ones * '\\'), c = v & (ones * 0xE0);
-    return (((q - ones) & ~q) | ((b - ones) & ~b) | ((c - ones) & ~c)) & highs ? 1 : 0;
-}
-
-/* String body at p (just after the opening quote). dst: where to decode it (must have room for
- * end - p bytes: decoding never grows), NULL to only validate. key: escapes not handled (-> 0).
- * Returns the position after the closing quote, or NULL for "general path". */
-static const char *fj_string(const char *p, const char *end, char *dst, size_t *dlen, int key)
-{
-    char *o = dst;
-    for (;;) {
-        const char *q = p;
-        while (end - q >= 8) {
-            uint64_t v;
-            memcpy(&v, q, 8);
-            if (fj_special8(v))
-                break;
-            q += 8;
-        }
-        while (q < end && (unsigned char)*q >= 0x20 && *q != '"' && *q != '\\')
-            q++;
-        if (o) {
-            memcpy(o, p, (size_t)(q - p));
-            o += q - p;
-        }
-        if (q >= end || (unsigned char)*q < 0x20)
-            return NULL; /* unterminated, or a raw control char (a jansson error) */
-        if (*q == '"') {
-            if (dlen)
-                *dlen = (size_t)(o - dst);
-            return q + 1;
-        }
-        if (key || end - q < 2)
-            return NULL;
-        char c = q[1], ch;
-        q += 2;
-        switch (c) {
-        case '"': ch = '"'; break;
-        case '\\': ch = '\\'; break;
-        case '/': ch = '/'; break;
-        case 'b': ch = '\b'; break;
-        case 'f': ch = '\f'; break;
-        case 'n': ch = '\n'; break;
-        case 'r': ch = '\r'; break;
-        case 't': ch = '\t'; break;
-        case 'u': {
-            uint32_t cp, lo;
-            if (!fj_hex4(q, end, &cp))
-                return NULL;
-            q += 4;
-            if (cp >= 0xDC00 && cp <= 0xDFFF)
-                return NULL;
-            if (cp >= 0xD800 && cp <= 0xDBFF) {
-                if (end - q < 6 || q[0] != '\\' || q[1] != 'u' || !fj_hex4(q + 2, end, &lo) ||
-                    lo < 0xDC00 || lo > 0xDFFF)
-                    return NULL;
-                q += 6;
-                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-            }
-            if (o) {
-                if (cp < 0x80) {
-                    *o++ = (char)cp;
-                } else if (cp < 0x800) {
-                    *o++ = (char)(0xC0 | cp >> 6);
-                    *o++ = (char)(0x80 | (cp & 0x3F));
-                } else if (cp < 0x10000) {
-                    *o++ = (char)(0xE0 | cp >> 12);
-                    *o++ = (char)(0x80 | ((cp >> 6) & 0x3F));
-                    *o++ = (char)(0x80 | (cp & 0x3F));
-                } else {
-                    *o++ = (char)(0xF0 | cp >> 18);
-                    *o++ = (char)(0x80 | ((cp >> 12) & 0x3F));
-                    *o++ = (char)(0x80 | ((cp >> 6) & 0x3F));
-                    *o++ = (char)(0x80 | (cp & 0x3F));
-                }
-            }
-            p = q;
-            continue;
-        }
-        default:
-            return NULL;
-        }
-        if (o)
-            *o++ = ch;
-        p = q;
-    }
-}
-
-static const char *fj_value(const char *p, const char *end, int depth);
-
-/* Object or array body after '{' / '['. */
-static const char *fj_container(const char *p, const char *end, int depth, int is_obj)
-{
-    if (depth > FJ_MAX_DEPTH)
-        return NULL;
-    char close = is_obj ? '}' : ']';
-    p = fj_ws(p, end);
-    if (p < end && *p == close)
-        return p + 1;
-    for (;;) {
-        if (is_obj) {
-            if (p >= end || *p != '"' || !(p = fj_string(p + 1, end, NULL, NULL, 1)))
-                return NULL;
-            p = fj_ws(p, end);
-            if (p >= end || *p != ':')
-                return NULL;
-            p = fj_ws(p + 1, end);
-        }
-        if (!(p = fj_value(p, end, depth)))
-            return NULL;
-        p = fj_ws(p, end);
-        if (p >= end)
-            return NULL;
-        if (*p == close)
-            return p + 1;
-        if (*p != ',')
-            return NULL;
-        p = fj_ws(p + 1, end);
-    }
-}
-
-static const char *fj_value(const char *p, const char *end, int depth)
-{
-    if (p >= end)
-        return NULL;
-    switch (*p) {
-    case '"': return fj_string(p + 1, end, NULL, NULL, 0);
-    case '{': return fj_container(p + 1, end, depth + 1, 1);
-    case '[': return fj_container(p + 1, end, depth + 1, 0);
-    case 't': return end - p >= 4 && memcmp(p, "true", 4) == 0 ? p + 4 : NULL;
-    case 'f': return end - p >= 5 && memcmp(p, "false", 5) == 0 ? p + 5 : NULL;
-    case 'n': return end - p >= 4 && memcmp(p, "null", 4) == 0 ? p + 4 : NULL;
-    default: {
-        /* -?(0|[1-9][0-9]*)(\.[0-9]+)?, at most 15 chars (fits jansson's integer and real
-         * without overflow); exponents and longer numbers take the general path */
-        const char *q = p;
-        if (*q == '-')
-            q++;
-        if (q >= end || *q < '0' || *q > '9')
-            return NULL;
-        if (*q == '0')
-            q++;
-        else
-            while (q < end && *q >= '0' && *q <= '9')
-                q++;
-        if (q < end && *q == '.') {
-            q++;
-            if (q >= end || *q < '0' || *q > '9')
-                return NULL;
-            while (q < end && *q >= '0' && *q <= '9')
-                q++;
-        }
-        if (q < end && (*q == 'e' || *q == 'E' || (*q >= '0' && *q <= '9')))
-            return NULL;
-        return q - p <= 15 ? q : NULL;
-    }
-    }
-}
-
-/* Decodes the "text" of line s[0..n) into w->txt; 1 = done, 0 = use the general path. */
-static int fast_text(const char *s, size_t n, lmx_buf *txt)
-{
-    const char *p = s, *end = s + n;
-    p = fj_ws(p, end);
-    if (p >= end || *p != '{')
-        return 0;
-    p = fj_ws(p + 1, end);
-    if (p < end && *p == '}')
-        return 0; /* no "text" */
-    if (lmx__buf_reserve(txt, n) != LMX_OK)
-        return 0;
-    txt->len = 0;
-    int found = 0;
-    for (;;) {
-        if (p >= end || *p != '"')
-            return 0;
-        const char *k = p + 1;
-        if (!(p = fj_string(k, end, NULL, NULL, 1)))
-            return 0;
-        int is_text = p - k == 5 && memcmp(k, "text", 4) == 0;
-        p = fj_ws(p, end);
-        if (p >= end || *p != ':')
-            return 0;
-        p = fj_ws(p + 1, end);
-        if (is_text) {
-            if (found || p >= end || *p != '"')
-                return 0;
-            found = 1;
-            if (!(p = fj_string(p + 1, end, (char *)txt->data, &txt->len, 0)))
-                return 0;
-        } else if (!(p = fj_value(p, end, 1))) {
-            return 0;
-        }
-        p = fj_ws(p, end);
-        if (p >= end)
-            return 0;
-        if (*p == '}')
-            break;
-        if (*p != ',')
-            return 0;
-        p = fj_ws(p + 1, end);
-    }
-    return found && fj_ws(p + 1, end) == end;
-}
-
 /* General path: jansson, with lone surrogate escapes rewritten to U+FFFD. Returns the root (the
  * caller decrefs) with *text set, or NULL after reporting the error. */
 static json_t *parse_line(worker *w, line_ref *L, const char *s, size_t n, json_t **textp)
@@ -471,11 +228,12 @@ static void do_line(worker *w, line_ref *L)
     lmx_error err = {0};
     w->ids.n = 0;
     int rc;
-    /* The fast path runs on the raw line: invalid UTF-8 inside the text reaches lmx__encode,
+    /* The fast path (lmx_jsonl.h) takes the common line {"text": "...", ...} without jansson.
+     * It runs on the raw line: invalid UTF-8 inside the text reaches lmx__encode,
      * which repairs it exactly as repairing the line first would (an escape always decodes to
      * whole chars, so it never extends or splits an invalid sequence), and syntax does not
      * depend on non-ASCII bytes. */
-    if (fast_text(s, n, &w->txt)) {
+    if (lmx__jsonl_fast(s, n, 0, NULL, &w->txt, NULL, NULL)) {
         rc = lmx__encode(w->enc, (const char *)w->txt.data, w->txt.len, &w->ids, &err);
         goto encoded;
     }
@@ -488,7 +246,7 @@ static void do_line(worker *w, line_ref *L)
         s = (const char *)w->fix.data;
         n = w->fix.len;
     }
-    if (fast_text(s, n, &w->txt)) {
+    if (lmx__jsonl_fast(s, n, 0, NULL, &w->txt, NULL, NULL)) {
         rc = lmx__encode(w->enc, (const char *)w->txt.data, w->txt.len, &w->ids, &err);
     } else {
         json_t *text = NULL, *root = parse_line(w, L, s, n, &text);
