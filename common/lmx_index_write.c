@@ -280,6 +280,39 @@ static int add_input(const char *arg, job_list *jobs, lmx_error *err)
 
 static const char *str_or(const char *s, const char *dflt) { return s ? s : dflt; }
 
+/* How an input's documents get their domain; part of the reuse key, so re-running with another
+ * --domain-field or DOMAIN= re-indexes instead of keeping shards labelled the old way. */
+static void domain_rule(const lmx_index_options *opts, const job *j, char *out, size_t n)
+{
+    if (j->domain)
+        snprintf(out, n, "forced:%s", j->domain);
+    else if (j->kind == JOB_TXT_DIR)
+        snprintf(out, n, "folder");
+    else
+        snprintf(out, n, "field:%s", opts->domain_field);
+}
+
+/* BLAKE2b-256 (hex) of a whole file, the way run_jsonl hashes its raw input. */
+static int file_blake2b(const char *path, char hex[65])
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return -1;
+    crypto_generichash_state hs;
+    crypto_generichash_init(&hs, NULL, 0, 32);
+    uint8_t buf[1 << 16], h[32];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+        crypto_generichash_update(&hs, buf, n);
+    int bad = ferror(f);
+    fclose(f);
+    if (bad)
+        return -1;
+    crypto_generichash_final(&hs, h, sizeof h);
+    lmx__hex(h, sizeof h, hex);
+    return 0;
+}
+
 static int cmp_entry_input(const void *a, const void *b)
 {
     return strcmp(str_or(json_string_value(json_object_get(*(json_t *const *)a, "input")), ""),
@@ -1367,6 +1400,9 @@ static int run_job(run *R, job *j, lmx_encoder *enc, lmx_ids *ids)
     json_object_set_new(e, "input_size", json_integer((json_int_t)j->size));
     json_object_set_new(e, "input_mtime_ns", json_integer((json_int_t)j->mtime_ns));
     json_object_set_new(e, "input_blake2b", json_string(input_hash));
+    char rule[600];
+    domain_rule(R->opts, j, rule, sizeof rule);
+    json_object_set_new(e, "domain_rule", json_string(rule));
     json_object_set_new(e, "docs", json_integer((json_int_t)w.n_docs));
     json_object_set_new(e, "tokens", json_integer((json_int_t)w.n_tokens));
     json_object_set_new(e, "skipped", json_integer((json_int_t)j->skipped));
@@ -1724,20 +1760,33 @@ int lmx__index_build(const lmx_index_options *opts_in, char *const *inputs, int 
     if (rc == LMX_OK) {
         R.token_bytes = lmx__tokenizer_vocab_size(tok) <= 65536 ? 2 : 4;
         stat_inputs(jobs.v, jobs.n);
-        /* Unchanged inputs (same path, size and mtime, shard still there) are not re-read. */
+        /* Unchanged inputs are not re-read: same path and domain rule, shard still there, and the
+         * same size and mtime, or (a JSON Lines file touched or copied) the same content hash. */
         json_t *os = json_object_get(old, "shards");
         for (size_t i = 0; i < jobs.n; i++) {
-            for (size_t k = 0; k < json_array_size(os); k++) {
+            char rule[600];
+            domain_rule(opts, &jobs.v[i], rule, sizeof rule);
+            for (size_t k = 0; k < json_array_size(os) && !jobs.v[i].reused; k++) {
                 json_t *e = json_array_get(os, k);
-                if (strcmp(str_or(json_string_value(json_object_get(e, "input")), ""), jobs.v[i].path) != 0)
+                if (strcmp(str_or(json_string_value(json_object_get(e, "input")), ""), jobs.v[i].path) != 0 ||
+                    strcmp(str_or(json_string_value(json_object_get(e, "domain_rule")), ""), rule) != 0)
                     continue;
                 char sp[4096];
                 struct stat st;
                 snprintf(sp, sizeof sp, "%s/shards/%s", opts->out_dir, str_or(json_string_value(json_object_get(e, "file")), "?"));
-                if ((uint64_t)json_integer_value(json_object_get(e, "input_size")) == jobs.v[i].size &&
-                    (uint64_t)json_integer_value(json_object_get(e, "input_mtime_ns")) == jobs.v[i].mtime_ns &&
-                    stat(sp, &st) == 0 && (uint64_t)st.st_size == (uint64_t)json_integer_value(json_object_get(e, "size")))
+                if ((uint64_t)json_integer_value(json_object_get(e, "input_size")) != jobs.v[i].size ||
+                    stat(sp, &st) != 0 || (uint64_t)st.st_size != (uint64_t)json_integer_value(json_object_get(e, "size")))
+                    continue;
+                if ((uint64_t)json_integer_value(json_object_get(e, "input_mtime_ns")) == jobs.v[i].mtime_ns) {
                     jobs.v[i].reused = e;
+                } else if (jobs.v[i].kind == JOB_JSONL || jobs.v[i].kind == JOB_JSONL_ZST) {
+                    char hex[65];
+                    if (file_blake2b(jobs.v[i].path, hex) == 0 &&
+                        strcmp(hex, str_or(json_string_value(json_object_get(e, "input_blake2b")), "")) == 0) {
+                        json_object_set_new(e, "input_mtime_ns", json_integer((json_int_t)jobs.v[i].mtime_ns));
+                        jobs.v[i].reused = e;
+                    }
+                }
             }
         }
         for (size_t i = 0; i < jobs.n; i++)

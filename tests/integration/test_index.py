@@ -460,9 +460,50 @@ def test_threads_identical(wd):
         run([LONGMIXD, "verify", outs[2]])
 
 
+def test_reuse_rules(wd):
+    """A re-run reuses a shard only when nothing that shapes it changed: a touched or copied input
+    with the same bytes is reused (content hash), another --domain-field or DOMAIN= re-indexes."""
+    inputs = make_corpus(wd)
+    slim = wd("corpus", "slim")
+    idx = wd("idx")
+
+    def index(*extra, ins=None):
+        p = run([LONGMIXD, "index", "--tokenizer", "bytes", "--out", idx, *extra] + (ins or inputs))
+        return p.stderr.decode()
+
+    def stats():
+        return json.loads(run([LONGMIXD, "stats", idx, "--json"]).stdout)
+
+    index()
+    first = stats()
+    # Same bytes, new mtime (touched, or copied by rsync without -t): reused, not re-tokenized.
+    for f in glob.glob(os.path.join(slim, "*")):
+        os.utime(f, (time.time() + 100, time.time() + 100))
+    out = index()
+    check("(3 unchanged)" in out, f"touched inputs were re-indexed: {out!r}")
+    check(stats() == first, "statistics changed after a touch")
+    out = index()
+    check("(3 unchanged)" in out, f"second re-run after the touch: {out!r}")
+    # Another domain field: every JSON Lines input is re-indexed with the new labels.
+    out = index("--domain-field", "meta.missing", "--on-error", "skip", ins=[slim])
+    check("(0 unchanged)" in out, f"--domain-field change reused shards: {out!r}")
+    # (inputs not named in a run keep their shards: only the .txt folder's Notes remain)
+    check(list(stats()["domains"]) == ["Notes"], f"documents kept although their domain field is gone: "
+          f"{list(stats()['domains'])}")
+    # A forced domain: re-indexed, every document in that domain.
+    out = index(ins=[f"Forced={slim}"])
+    check("(0 unchanged)" in out, f"DOMAIN= change reused shards: {out!r}")
+    check(sorted(stats()["domains"]) == ["Forced", "Notes"], f"domains {list(stats()['domains'])}")
+    # Back to the original rule: re-indexed again, and equal to the first run.
+    index(ins=[slim])
+    index()
+    check(stats() == first, "statistics differ from the first run")
+    run([LONGMIXD, "verify", idx])
+
+
 TESTS = {f.__name__[5:]: f for f in [test_megatron_serve, test_megatron_corrupt_idx, test_shard_merge,
                                       test_kill9_resume, test_flipped_byte, test_bad_input,
-                                      test_threads_identical]}
+                                      test_threads_identical, test_reuse_rules]}
 
 if __name__ == "__main__":
     sys.exit(main(TESTS))

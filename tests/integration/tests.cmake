@@ -16,7 +16,7 @@ set_tests_properties(conformance.contract PROPERTIES ENVIRONMENT "${LMX_TEST_ENV
 
 # Indexer tests (issue #4): tests/integration/test_index.py, one ctest test per Python test function.
 foreach(t megatron_serve megatron_corrupt_idx shard_merge kill9_resume flipped_byte bad_input
-          threads_identical)
+          threads_identical reuse_rules)
   add_test(NAME integration.index.${t}
            COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_index.py ${t})
   set_tests_properties(integration.index.${t} PROPERTIES ENVIRONMENT "${LMX_TEST_ENV}" TIMEOUT 300)
