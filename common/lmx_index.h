@@ -86,6 +86,7 @@ typedef struct lmx_index_options {
     int progress;             /* print progress to stderr */
     uint32_t shard_index;     /* --shard I/N: index only the inputs k (sorted by path) with */
     uint32_t shard_count;     /* k % N == I (0-based I); shard_count 0 = every input */
+    int match_added_tokens;   /* added-token strings in text give their ids (HF's encode) */
 } lmx_index_options;
 
 /* Indexes INPUTs (files, folders, DOMAIN=PATH) into opts->out_dir; see proto/INDEX.md. */

@@ -1722,8 +1722,9 @@ int lmx__index_build(const lmx_index_options *opts_in, char *const *inputs, int 
         if (rc == LMX_OK)
             jobs.n = keep;
     }
+    lmx_tokenizer_options topts = {.match_added_tokens = opts->match_added_tokens};
     if (rc == LMX_OK)
-        rc = lmx__tokenizer_open(opts->tokenizer, NULL, &tok, err);
+        rc = lmx__tokenizer_open(opts->tokenizer, &topts, &tok, err);
     int created_out = 0; /* 1: this run may clean up after a failure; 2: it also created out_dir */
     int lock_fd = -1;
     if (rc == LMX_OK) {

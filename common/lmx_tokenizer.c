@@ -17,7 +17,7 @@ struct lmx_tokenizer {
     int is_bytes;
     lmx_tokenizer_options opts;
     lmx_tokjson *tj;
-    char identity[16 + 2 * 32];
+    char identity[32 + 2 * 32];
 };
 
 struct lmx_encoder {
@@ -44,6 +44,10 @@ static int finish_open(const void *data, size_t len, const char *cfg, size_t cfg
     crypto_generichash(h, sizeof h, data, len, NULL, 0);
     memcpy(t->identity, "blake2b-256:", 12);
     lmx__hex(h, sizeof h, t->identity + 12);
+    /* Matching added tokens changes the ids of some texts, so it is part of what an index was
+     * built with (reuse, merge and plan ids follow from the identity). */
+    if (t->opts.match_added_tokens)
+        strcat(t->identity, LMX_TOKENIZER_MATCH_ADDED_SUFFIX);
     *out = t;
     return LMX_OK;
 }

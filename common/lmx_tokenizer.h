@@ -23,6 +23,9 @@ typedef struct lmx_tokenizer_options {
     int match_added_tokens;
 } lmx_tokenizer_options;
 
+/* Appended to the identity of a tokenizer.json opened with match_added_tokens. */
+#define LMX_TOKENIZER_MATCH_ADDED_SUFFIX "+match-added-tokens"
+
 /* Opens "bytes" (built-in: id = UTF-8 byte value, BOS 256, EOS 257) or a tokenizer.json path.
  * opts may be NULL (defaults). On success *out is owned by the caller (lmx__tokenizer_free).
  * Errors: LMX_EIO (unreadable file), LMX_EFORMAT (malformed JSON, with the JSON path),

@@ -675,7 +675,10 @@ static const lmx_tokenizer *get_detok(server *s)
             snprintf(path, sizeof path, "bytes");
         else
             snprintf(path, sizeof path, "%s/tokenizer.json", lmx__index_dir(s->ix));
-        if (lmx__tokenizer_open(path, NULL, &s->detok, &err) != LMX_OK)
+        size_t il = id ? strlen(id) : 0, sl = strlen(LMX_TOKENIZER_MATCH_ADDED_SUFFIX);
+        lmx_tokenizer_options topts = {
+            .match_added_tokens = il > sl && strcmp(id + il - sl, LMX_TOKENIZER_MATCH_ADDED_SUFFIX) == 0};
+        if (lmx__tokenizer_open(path, &topts, &s->detok, &err) != LMX_OK)
             snprintf(s->detok_error, sizeof s->detok_error, "cannot decode: %s", err.message);
         else if (!id || strcmp(lmx__tokenizer_identity(s->detok), id) != 0) {
             snprintf(s->detok_error, sizeof s->detok_error, "cannot decode: %s is not the tokenizer the index was built with",

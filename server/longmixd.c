@@ -77,7 +77,10 @@ static int cmd_index(int argc, char **argv)
         "                          (default) or is skipped, counted and reported\n"
         "  --progress / --no-progress  progress on stderr (default: when stderr is a terminal)\n"
         "  --shard I/N             index only slice I (0-based) of N of the input files\n"
-        "  --merge                 merge the indexes SRC_DIR... into --out (no tokenizer needed)\n";
+        "  --merge                 merge the indexes SRC_DIR... into --out (no tokenizer needed)\n"
+        "  --match-added-tokens    added/special token strings (\"<s>\", \"<|begin_of_text|>\") inside\n"
+        "                          documents become their ids, exactly like HF encode(); by default they\n"
+        "                          are plain text so a document cannot inject control tokens\n";
     lmx_index_options o = {0};
     o.threads = 2;
     o.domain_field = "meta.redpajama_set_name";
@@ -85,7 +88,8 @@ static int cmd_index(int argc, char **argv)
     static const struct option lo[] = {{"tokenizer", 1, 0, 't'}, {"out", 1, 0, 'o'},        {"threads", 1, 0, 'j'},
                                        {"domain-field", 1, 0, 'd'}, {"on-error", 1, 0, 'e'}, {"progress", 0, 0, 'p'},
                                        {"no-progress", 0, 0, 'P'},  {"help", 0, 0, 'h'},     {"shard", 1, 0, 's'},
-                                       {"merge", 0, 0, 'm'},        {0, 0, 0, 0}};
+                                       {"merge", 0, 0, 'm'},        {"match-added-tokens", 0, 0, 'A'},
+                                       {0, 0, 0, 0}};
     int c, merge = 0;
     uint64_t u;
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -98,6 +102,7 @@ static int cmd_index(int argc, char **argv)
             o.threads = (int)u;
             break;
         case 'd': o.domain_field = optarg; break;
+        case 'A': o.match_added_tokens = 1; break;
         case 'e':
             if (strcmp(optarg, "fail") == 0)
                 o.on_error = LMX_ON_ERROR_FAIL;

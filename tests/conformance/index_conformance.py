@@ -39,6 +39,15 @@ if not os.path.exists(os.path.join(corpus, "manifest.json")):
     subprocess.run([sys.executable, os.path.join(shared, "corpus", "build-corpus.py"), corpus, "--mb", "4"],
                    check=True, capture_output=True)
 
+# Documents that contain added-token strings (real corpora do: Perl docs quote "<s>").
+extra = os.path.join(corpus, "train", "added_tokens.jsonl")
+if not os.path.exists(extra + ".zst"):
+    with open(extra, "w") as f:
+        for t in ["a <s> b </s> c <unk>", "<|begin_of_text|>Hello<|end_of_text|> world",
+                  "x<s>y <|eot_id|>\n<s>", "no special tokens here"]:
+            f.write(json.dumps({"text": t, "meta": {"redpajama_set_name": "RedPajamaStackExchange"}}) + "\n")
+    subprocess.run(["zstd", "-q", "--rm", extra], check=True)
+
 # The input, line by line, as the index will address it.
 lines = {}  # (path, line) -> record
 for path in sorted(glob.glob(os.path.join(corpus, "**", "*.jsonl.zst"), recursive=True)):
@@ -50,16 +59,20 @@ keys = sorted(lines)
 texts = "".join(json.dumps({"text": lines[k]["text"]}) + "\n" for k in keys).encode()
 
 failed = 0
-for fx in ("llama2-sp-bpe", "llama3-bytelevel"):
+for fx, matched in (("llama2-sp-bpe", False), ("llama3-bytelevel", False), ("llama2-sp-bpe", True),
+                    ("llama3-bytelevel", True)):
     tj = os.path.join(shared, "fixtures", "tokenizers", fx, "tokenizer.json")
-    added = [t["content"] for t in json.load(open(tj)).get("added_tokens", [])]
-    out = os.path.join(work, f"index-{fx}")
+    # With --match-added-tokens every document must equal HF; without, added-token strings are text.
+    added = [] if matched else [t["content"] for t in json.load(open(tj)).get("added_tokens", [])]
+    out = os.path.join(work, f"index-{fx}{'-matched' if matched else ''}")
     subprocess.run(["rm", "-rf", out], check=True)
-    subprocess.run([longmixd, "index", "--tokenizer", tj, "--out", out, corpus], check=True, capture_output=True)
+    subprocess.run([longmixd, "index", "--tokenizer", tj, "--out", out, corpus] +
+                   (["--match-added-tokens"] if matched else []), check=True, capture_output=True)
+    fx = fx + (" --match-added-tokens" if matched else "")
     hf = subprocess.run(["node", os.path.join(peers, "hf-tokenize.js"), tj], input=texts, capture_output=True,
                         check=True).stdout.decode().splitlines()
     ours = subprocess.run([longmixd, "tokenize", "--tokenizer", tj], input=texts, capture_output=True,
-                          check=True).stdout.decode().splitlines()
+                          check=True).stdout.decode().splitlines() if added else hf
     want = {}
     n_added = 0
     for k, h, o in zip(keys, hf, ours):
