@@ -120,30 +120,6 @@ static int check_shard(shard *s, uint64_t want_docs, uint64_t want_tokens, lmx_e
     return LMX_OK;
 }
 
-static int map_file(const char *path, uint8_t **map, size_t *size, lmx_error *err)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return lmx__err_errno(err, "open %s", path);
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        close(fd);
-        return lmx__err_errno(err, "stat %s", path);
-    }
-    *size = (size_t)st.st_size;
-    *map = NULL;
-    if (*size) {
-        void *m = mmap(NULL, *size, PROT_READ, MAP_SHARED, fd, 0);
-        if (m == MAP_FAILED) {
-            close(fd);
-            return lmx__err_errno(err, "mmap %s", path);
-        }
-        *map = m;
-    }
-    close(fd);
-    return LMX_OK;
-}
-
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 int lmx__index_domain_find(const lmx_index *ix, const char *name)
@@ -251,7 +227,7 @@ int lmx__index_open(const char *dir, lmx_index **out, lmx_error *err)
         size_t plen = strlen(dir) + strlen(json_string_value(file)) + 16;
         s->path = malloc(plen);
         snprintf(s->path, plen, "%s/shards/%s", dir, json_string_value(file));
-        if ((rc = map_file(s->path, &s->map, &s->size, err)) || (rc = check_shard(s, nd, nt, err)))
+        if ((rc = lmx__map_file(s->path, &s->map, &s->size, err)) || (rc = check_shard(s, nd, nt, err)))
             goto fail;
         if (s->token_bytes != ix->token_bytes) {
             rc = lmx__err(err, LMX_EFORMAT, "%s: token_bytes %u, manifest says %u", s->path, s->token_bytes,
@@ -393,7 +369,7 @@ int lmx__index_verify(const char *dir, lmx_error *err)
         uint8_t *map;
         size_t size;
         lmx_error e2 = {0};
-        if (!file || !want || map_file(path, &map, &size, &e2) != LMX_OK) {
+        if (!file || !want || lmx__map_file(path, &map, &size, &e2) != LMX_OK) {
             fprintf(stderr, "BAD %s: %s\n", path, e2.message[0] ? e2.message : "manifest entry malformed");
         } else {
             uint8_t h[32];

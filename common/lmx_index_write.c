@@ -1108,29 +1108,15 @@ static int run_txt(run *R, job *j, shard_writer *w, lmx_encoder *enc, lmx_ids *i
 #define MEGA_HDR_SIZE 34 /* 9 magic + 8 version + 1 dtype + 8 sequence count + 8 document count */
 #define MEGA_CHUNK 65536
 
+/* Maps a Megatron file for one sequential pass. */
 static int mega_map(const char *path, const uint8_t **map, size_t *size, lmx_error *err)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return lmx__err_errno(err, "open %s", path);
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        close(fd);
-        return lmx__err_errno(err, "stat %s", path);
-    }
-    *size = (size_t)st.st_size;
-    *map = NULL;
-    if (*size) {
-        void *m = mmap(NULL, *size, PROT_READ, MAP_SHARED, fd, 0);
-        if (m == MAP_FAILED) {
-            close(fd);
-            return lmx__err_errno(err, "mmap %s", path);
-        }
+    uint8_t *m;
+    int rc = lmx__map_file(path, &m, size, err);
+    if (rc == LMX_OK && m)
         posix_madvise(m, *size, POSIX_MADV_SEQUENTIAL);
-        *map = m;
-    }
-    close(fd);
-    return LMX_OK;
+    *map = rc == LMX_OK ? m : NULL;
+    return rc;
 }
 
 /* Megatron's DType codes (megatron/core/datasets/indexed_dataset.py): item size and signedness;

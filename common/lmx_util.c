@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -274,4 +275,28 @@ double lmx__now(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+int lmx__map_file(const char *path, uint8_t **map, size_t *size, lmx_error *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return lmx__err_errno(err, "open %s", path);
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        close(fd);
+        return lmx__err_errno(err, "stat %s", path);
+    }
+    *size = (size_t)st.st_size;
+    *map = NULL;
+    if (*size) {
+        void *m = mmap(NULL, *size, PROT_READ, MAP_SHARED, fd, 0);
+        if (m == MAP_FAILED) {
+            close(fd);
+            return lmx__err_errno(err, "mmap %s", path);
+        }
+        *map = m;
+    }
+    close(fd);
+    return LMX_OK;
 }

@@ -38,6 +38,9 @@ int lmx__write_file_atomic(const char *path, const void *data, size_t len, lmx_e
 int lmx__read_file(const char *path, size_t max_len, char **out, size_t *out_len, lmx_error *err);
 /* fsyncs the directory holding path (after a rename). */
 int lmx__fsync_dir_of(const char *path, lmx_error *err);
+/* Maps a whole file read-only (MAP_SHARED); *map is NULL for an empty file. The caller owns the
+ * mapping (munmap(*map, *size) when *map is not NULL). Errors: LMX_EIO naming the path. */
+int lmx__map_file(const char *path, uint8_t **map, size_t *size, lmx_error *err);
 /* mkdir -p */
 int lmx__mkdirs(const char *path, lmx_error *err);
 
