@@ -539,21 +539,33 @@ static int sw_string(shard_writer *w, const char *s, int is_domain, uint32_t *id
     return LMX_OK;
 }
 
-/* One document whose tokens are already packed (n_tokens little-endian ids of token_bytes). */
-static int sw_add_packed(shard_writer *w, const uint8_t *toks, uint64_t n_tokens, const char *domain,
-                         const char *source, uint64_t line, lmx_error *err)
+/* Appends the document record (tokens start at the writer's current token count); *di is the
+ * domain's string index, for the statistics the caller adds once the tokens are written. */
+static int sw_doc_record(shard_writer *w, uint64_t n_tokens, const char *domain, const char *source, uint64_t line,
+                         uint32_t *di, lmx_error *err)
 {
-    uint32_t di, si;
-    if (sw_string(w, domain, 1, &di) || sw_string(w, source, 0, &si))
+    uint32_t si;
+    if (sw_string(w, domain, 1, di) || sw_string(w, source, 0, &si))
         return lmx__err(err, LMX_ENOMEM, "out of memory");
     uint8_t rec[LMX_SHARD_DOC_SIZE] = {0};
     lmx__put64(rec + LMX_SD_TOKEN_START, w->n_tokens);
     lmx__put64(rec + LMX_SD_N_TOKENS, n_tokens);
-    lmx__put32(rec + LMX_SD_DOMAIN, di);
+    lmx__put32(rec + LMX_SD_DOMAIN, *di);
     lmx__put32(rec + LMX_SD_SOURCE, si);
     lmx__put64(rec + LMX_SD_LINE, line);
     if (lmx__buf_append(&w->docs, rec, sizeof rec))
         return lmx__err(err, LMX_ENOMEM, "out of memory");
+    return LMX_OK;
+}
+
+/* One document whose tokens are already packed (n_tokens little-endian ids of token_bytes). */
+static int sw_add_packed(shard_writer *w, const uint8_t *toks, uint64_t n_tokens, const char *domain,
+                         const char *source, uint64_t line, lmx_error *err)
+{
+    uint32_t di;
+    int rc = sw_doc_record(w, n_tokens, domain, source, line, &di, err);
+    if (rc != LMX_OK)
+        return rc;
     size_t nb = (size_t)n_tokens * w->token_bytes;
     if (nb && fwrite(toks, 1, nb, w->f) != nb)
         return lmx__err_errno(err, "write %s", w->tmp_path);
@@ -1211,17 +1223,10 @@ static int mega_write_doc(shard_writer *w, const mega *m, uint64_t s0, uint64_t 
     uint64_t n = 0;
     for (uint64_t s = s0; s < s1; s++)
         n += (uint32_t)lmx__get32(m->lengths + 4 * s);
-    uint32_t di, si;
-    if (sw_string(w, domain, 1, &di) || sw_string(w, m->bin_path, 0, &si))
-        return lmx__err(err, LMX_ENOMEM, "out of memory");
-    uint8_t rec[LMX_SHARD_DOC_SIZE] = {0};
-    lmx__put64(rec + LMX_SD_TOKEN_START, w->n_tokens);
-    lmx__put64(rec + LMX_SD_N_TOKENS, n);
-    lmx__put32(rec + LMX_SD_DOMAIN, di);
-    lmx__put32(rec + LMX_SD_SOURCE, si);
-    lmx__put64(rec + LMX_SD_LINE, line);
-    if (lmx__buf_append(&w->docs, rec, sizeof rec))
-        return lmx__err(err, LMX_ENOMEM, "out of memory");
+    uint32_t di;
+    int rc = sw_doc_record(w, n, domain, m->bin_path, line, &di, err);
+    if (rc != LMX_OK)
+        return rc;
     const uint16_t one = 1;
     int little = *(const uint8_t *)&one == 1;
     int direct = little && (uint32_t)m->item == w->token_bytes && !(m->is_signed && m->item == 2);
