@@ -839,6 +839,51 @@ static int fs_string(fscan *f, int decode, int raw_key, int nul_ok)
 
 /* Skips any JSON value (strict grammar; numbers only validated for syntax, which is all jansson
  * needs here since the value is re-parsed by jansson anyway). */
+/* At '{' of a non-empty object: consumes it and the whitespace after; 0 when not such an object
+ * (an empty object is left to the jansson path). */
+static int fs_object_open(fscan *f)
+{
+    if (f->p >= f->end || *f->p != '{')
+        return 0;
+    f->p++;
+    fs_ws(f);
+    return f->p < f->end && *f->p != '}';
+}
+
+/* A member's key and the ':' after it; *k and *kl: the raw key bytes (keys with escapes are refused by
+ * fs_string's raw_key mode). Leaves f at the value. */
+static int fs_key(fscan *f, const char **k, size_t *kl)
+{
+    *k = f->p + 1;
+    if (!fs_string(f, 0, 1, 0))
+        return 0;
+    *kl = (size_t)(f->p - *k - 1);
+    fs_ws(f);
+    if (f->p >= f->end || *f->p != ':')
+        return 0;
+    f->p++;
+    fs_ws(f);
+    return 1;
+}
+
+/* After a member's value: 1 when another member follows (',' consumed), 0 at the end of the
+ * object ('}' consumed), -1 on anything else. */
+static int fs_member_next(fscan *f)
+{
+    fs_ws(f);
+    if (f->p >= f->end)
+        return -1;
+    if (*f->p == '}') {
+        f->p++;
+        return 0;
+    }
+    if (*f->p != ',')
+        return -1;
+    f->p++;
+    fs_ws(f);
+    return 1;
+}
+
 static int fs_skip(fscan *f, int depth)
 {
     if (depth > 64 || f->p >= f->end)
@@ -1043,47 +1088,27 @@ static int fast_scan(const char *data, size_t len, char *copy, size_t *copy_len,
     int ok = 0, seen_model = 0, seen_vocab = 0, seen_merges = 0;
     size_t vs = 0, ve = 0, ms = 0, me = 0;
     fs_ws(&f);
-    if (f.p >= f.end || *f.p != '{')
-        goto out;
-    f.p++;
-    fs_ws(&f);
-    if (f.p < f.end && *f.p == '}')
+    if (!fs_object_open(&f))
         goto out;
     for (;;) {
-        const char *k = f.p + 1;
-        if (!fs_string(&f, 0, 1, 0))
+        const char *k;
+        size_t kl;
+        if (!fs_key(&f, &k, &kl))
             goto out;
-        int is_model = f.p - k == 6 && memcmp(k, "model", 5) == 0;
-        fs_ws(&f);
-        if (f.p >= f.end || *f.p != ':')
-            goto out;
-        f.p++;
-        fs_ws(&f);
-        if (is_model) {
-            if (seen_model++ || f.p >= f.end || *f.p != '{')
-                goto out;
-            f.p++;
-            fs_ws(&f);
-            if (f.p < f.end && *f.p == '}')
+        if (kl == 5 && memcmp(k, "model", 5) == 0) {
+            if (seen_model++ || !fs_object_open(&f))
                 goto out;
             for (;;) {
-                const char *mk = f.p + 1;
-                if (!fs_string(&f, 0, 1, 0))
+                const char *mk;
+                size_t mkl;
+                if (!fs_key(&f, &mk, &mkl))
                     goto out;
-                size_t kl = (size_t)(f.p - mk - 1);
-                int is_vocab = kl == 5 && memcmp(mk, "vocab", 5) == 0;
-                int is_merges = kl == 6 && memcmp(mk, "merges", 6) == 0;
-                fs_ws(&f);
-                if (f.p >= f.end || *f.p != ':')
-                    goto out;
-                f.p++;
-                fs_ws(&f);
-                if (is_vocab) {
+                if (mkl == 5 && memcmp(mk, "vocab", 5) == 0) {
                     vs = (size_t)(f.p - data);
                     if (seen_vocab++ || !fs_vocab(&f, L))
                         goto out;
                     ve = (size_t)(f.p - data);
-                } else if (is_merges) {
+                } else if (mkl == 6 && memcmp(mk, "merges", 6) == 0) {
                     ms = (size_t)(f.p - data);
                     if (seen_merges++ || !fs_merges(&f, L))
                         goto out;
@@ -1091,31 +1116,21 @@ static int fast_scan(const char *data, size_t len, char *copy, size_t *copy_len,
                 } else if (!fs_skip(&f, 2)) {
                     goto out;
                 }
-                fs_ws(&f);
-                if (f.p >= f.end)
+                int more = fs_member_next(&f);
+                if (more < 0)
                     goto out;
-                if (*f.p == '}')
+                if (!more)
                     break;
-                if (*f.p != ',')
-                    goto out;
-                f.p++;
-                fs_ws(&f);
             }
-            f.p++;
         } else if (!fs_skip(&f, 1)) {
             goto out;
         }
-        fs_ws(&f);
-        if (f.p >= f.end)
+        int more = fs_member_next(&f);
+        if (more < 0)
             goto out;
-        if (*f.p == '}')
+        if (!more)
             break;
-        if (*f.p != ',')
-            goto out;
-        f.p++;
-        fs_ws(&f);
     }
-    f.p++;
     fs_ws(&f);
     if (f.p != f.end || !seen_vocab || !seen_merges || L->nv >= LMX_TOK_MAX_ID)
         goto out;
