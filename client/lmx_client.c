@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/types.h>
+#include <unistd.h>
 #include <time.h>
 #include <zstd.h>
 
@@ -64,7 +66,19 @@ struct lmx_client {
     int paused;    /* the worker stopped after an error; next() restarts it */
     atomic_uint gen;
     atomic_int stop;
+    pid_t owner; /* the process that opened it: after fork() the child has no worker thread */
 };
+
+/* Calls in a forked child would wait on a thread and locks that only exist in the parent. */
+static int forked_child(const lmx_client *c, lmx_error *err)
+{
+    pid_t now = getpid();
+    if (now == c->owner)
+        return 0;
+    lmx__err(err, LMX_EINVAL, "client: opened in process %ld, used in process %ld after fork(); open a new client in the child",
+             (long)c->owner, (long)now);
+    return 1;
+}
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
 static int global_ok;
@@ -117,6 +131,7 @@ int lmx_client_open(const lmx_client_options *o, lmx_client **out, lmx_error *er
     if (!c->o.retries)
         c->o.retries = 6;
     c->pos = c->want = o->start_step;
+    c->owner = getpid();
     pthread_mutex_init(&c->lock, NULL);
     pthread_mutex_init(&c->io_lock, NULL);
     pthread_cond_init(&c->ready, NULL);
@@ -179,8 +194,8 @@ static void drop_queue(lmx_client *c)
 
 void lmx_client_close(lmx_client *c)
 {
-    if (!c)
-        return;
+    if (!c || forked_child(c, NULL))
+        return; /* in a forked child the copy is leaked: joining the parent's thread would hang */
     pthread_mutex_lock(&c->lock);
     atomic_store(&c->stop, 1);
     pthread_cond_broadcast(&c->space);
@@ -501,6 +516,8 @@ int lmx_client_fetch(lmx_client *c, uint64_t step, lmx_batch **out, lmx_error *e
 {
     if (!c || !out)
         return lmx__err(err, LMX_EINVAL, "fetch: NULL client or out");
+    if (forked_child(c, err))
+        return LMX_EINVAL;
     cancel k = {c, 0, 0};
     pthread_mutex_lock(&c->io_lock);
     int rc = fetch_one(c, c->curl, step, NULL, 0, NULL, out, &k, err);
@@ -516,6 +533,8 @@ int lmx_client_fetch_into(lmx_client *c, uint64_t step, void *buf, size_t cap, s
     *out = NULL;
     if (!buf)
         return lmx__err(err, LMX_EINVAL, "fetch_into: no buffer");
+    if (forked_child(c, err))
+        return LMX_EINVAL;
     cancel k = {c, 0, 0};
     pthread_mutex_lock(&c->io_lock);
     int rc = fetch_one(c, c->curl, step, buf, cap, needed, out, &k, err);
@@ -572,6 +591,8 @@ int lmx_client_next(lmx_client *c, lmx_batch **out, lmx_error *err)
     if (!c || !out)
         return lmx__err(err, LMX_EINVAL, "next: NULL client or out");
     *out = NULL;
+    if (forked_child(c, err))
+        return LMX_EINVAL;
     if (c->o.prefetch == 0) {
         cancel k = {c, 0, 0};
         pthread_mutex_lock(&c->io_lock); /* serializes next() callers: each gets its own step */
@@ -629,7 +650,7 @@ int lmx_client_next(lmx_client *c, lmx_batch **out, lmx_error *err)
 
 int lmx_client_seek(lmx_client *c, uint64_t step)
 {
-    if (!c)
+    if (!c || forked_child(c, NULL))
         return LMX_EINVAL;
     pthread_mutex_lock(&c->lock);
     atomic_fetch_add(&c->gen, 1);
@@ -644,6 +665,10 @@ int lmx_client_seek(lmx_client *c, uint64_t step)
 
 uint64_t lmx_client_position(const lmx_client *c)
 {
+    if (!c)
+        return 0;
+    if (forked_child(c, NULL)) /* the child is single-threaded; the parent may have held the lock */
+        return c->pos;
     lmx_client *m = (lmx_client *)c; /* the lock is not part of the observable state */
     pthread_mutex_lock(&m->lock);
     uint64_t p = m->pos;

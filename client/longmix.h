@@ -51,8 +51,10 @@
  * - Timeouts: `timeout_ms` bounds each HTTP request (connect + transfer); `deadline_ms`, when
  *   set, bounds all attempts for one batch together. Without a deadline the worst case for one
  *   batch is about retries * timeout_ms plus the backoff sleeps.
- * - fork(): a client must not be used in a child process forked after it was opened (its
- *   prefetch thread and connections do not survive fork); open a new client in the child. */
+ * - fork(): a client belongs to the process that opened it (its prefetch thread and
+ *   connections do not survive fork). In a forked child, next/fetch/fetch_into on an inherited
+ *   client fail with LMX_EINVAL and lmx_client_close() on it does nothing (the child's copy is
+ *   leaked rather than waiting for a thread that does not exist there); open a new client. */
 #ifndef LONGMIX_H
 #define LONGMIX_H
 

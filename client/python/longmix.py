@@ -36,6 +36,9 @@ class LongmixError(Exception):
         self.message = message
         super().__init__(f"{message} [{self.name}]")
 
+    def __reduce__(self):  # picklable, so it crosses from DataLoader workers intact
+        return (LongmixError, (self.code, self.message))
+
 
 class _Error(ctypes.Structure):
     _fields_ = [("code", ctypes.c_int), ("message", ctypes.c_char * 512)]
@@ -212,7 +215,8 @@ class Batch:
 class Client:
     """A liblongmix client: one plan, one rank of `world`. next() iterates from start_step with
     `prefetch` batches fetched ahead by a background thread; fetch(step) is random access.
-    Thread-safe. Not fork-safe: open clients after fork (DataLoader workers open their own)."""
+    Thread-safe. A client belongs to the process that opened it: in a forked child (a DataLoader
+    worker) it raises LongmixError and close() only drops it; open a new Client there."""
 
     def __init__(self, urls, plan, rank=0, world=1, token=None, start_step=0, prefetch=2, timeout_ms=60000,
                  retries=6, zstd=True, deadline_ms=0):
@@ -294,7 +298,7 @@ class Client:
     def close(self):
         """Stops the prefetch thread and frees the client; batches already returned stay valid."""
         if getattr(self, "_h", None):
-            _L.lmx_client_close(self._h)
+            _L.lmx_client_close(self._h)  # in a forked child: a no-op (the library's rule)
             self._h = None
 
     def __del__(self):

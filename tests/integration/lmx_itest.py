@@ -1,7 +1,7 @@
 """Harness for the integration tests: builds a test index, starts the real longmixd on an
 ephemeral loopback port, talks HTTP to it. Binaries come from $LONGMIXD / $LONGMIX (set by
 ctest)."""
-import hashlib, json, os, shutil, signal, subprocess, sys, tempfile, time, urllib.error, urllib.request
+import faulthandler, hashlib, json, os, shutil, signal, subprocess, sys, tempfile, threading, time, urllib.error, urllib.request
 
 LONGMIXD = os.environ.get("LONGMIXD", "longmixd")
 LONGMIX = os.environ.get("LONGMIX", "longmix")
@@ -67,6 +67,7 @@ def write_config(wd, plans, name="config.json", **extra):
 
 class Daemon:
     """longmixd serve on 127.0.0.1 with an ephemeral port (read from --port-file)."""
+    running = []  # for the watchdog's report
 
     def __init__(self, wd, config, extra=()):
         self.port_file = wd(f"port.{time.monotonic_ns()}")
@@ -82,6 +83,7 @@ class Daemon:
             time.sleep(0.02)
         self.port = int(open(self.port_file).read())
         self.url = f"http://127.0.0.1:{self.port}"
+        Daemon.running.append(self)
 
     def log_text(self):
         self.log.flush()
@@ -89,6 +91,8 @@ class Daemon:
 
     def stop(self):
         """SIGTERM; the daemon must drain and exit 0."""
+        if self in Daemon.running:
+            Daemon.running.remove(self)
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -118,14 +122,66 @@ def zstd_decompress(b):
     return subprocess.run(["zstd", "-dc"], input=b, capture_output=True, check=True).stdout
 
 
+def _descendants(pid):
+    """Process ids below pid, from /proc (children before grandchildren)."""
+    parent = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                stat = open(f"/proc/{d}/stat").read()
+                parent[int(d)] = int(stat[stat.rindex(")") + 2:].split()[1])
+            except (OSError, ValueError):
+                pass
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop(0)
+        kids = sorted(k for k, v in parent.items() if v == p)
+        out += kids
+        todo += kids
+    return out
+
+
+def _watchdog_report(name, seconds):
+    """A test still running near ctest's timeout: print where everything waits, then fail it, so
+    a hang leaves a diagnosis in the CI log instead of a bare 'Timeout'."""
+    out = sys.stdout
+    print(f"WATCHDOG: {name} still running after {seconds} s; stacks follow", file=out, flush=True)
+    faulthandler.dump_traceback(file=out, all_threads=True)
+    for d in list(Daemon.running):
+        print(f"--- longmixd (pid {d.proc.pid}) log tail:\n{d.log_text()[-4000:]}", file=out, flush=True)
+    gdb = shutil.which("gdb")
+    for pid in _descendants(os.getpid()):
+        try:
+            cmd = open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode(errors="replace")[:200]
+            state = [l for l in open(f"/proc/{pid}/status") if l.startswith("State:")]
+            wchan = open(f"/proc/{pid}/wchan").read()
+        except OSError:
+            continue
+        print(f"--- pid {pid}: {cmd} | {state[0].strip() if state else '?'} | wchan {wchan}", file=out, flush=True)
+        if gdb:
+            p = subprocess.run([gdb, "-p", str(pid), "-batch", "-nx", "-ex", "thread apply all bt 25"],
+                               capture_output=True, text=True, timeout=60)
+            print("\n".join(l for l in p.stdout.splitlines() if l.startswith(("#", "Thread"))), file=out, flush=True)
+    for pid in _descendants(os.getpid()):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    os._exit(1)
+
+
 def main(tests):
     """Runs the tests named by argv[1:] (or all); returns a process exit code: 1 when one failed,
     SKIP when every test asked for was skipped, else 0."""
     names = sys.argv[1:] or list(tests)
     failed = skipped = 0
+    watchdog_s = float(os.environ.get("LMX_TEST_WATCHDOG", "270"))  # ctest kills at 300 s
     for name in names:
         wd = Workdir()
         t0 = time.monotonic()
+        dog = threading.Timer(watchdog_s, _watchdog_report, (name, watchdog_s))
+        dog.daemon = True
+        dog.start()
         try:
             tests[name](wd)
             print(f"ok   {name} ({time.monotonic() - t0:.1f} s)")
@@ -137,6 +193,8 @@ def main(tests):
         except Exception as e:  # a crash of the test itself is a failure too
             failed += 1
             print(f"FAIL {name}: {type(e).__name__}: {e} (files kept in {wd.path})")
+        finally:
+            dog.cancel()
     if failed:
         return 1
     return SKIP if skipped == len(names) else 0

@@ -437,6 +437,15 @@ def test_python_matches_cli(wd):
         d.stop()
 
 
+BOUNDED = {"timeout_ms": 20000, "deadline_ms": 90000}  # a stalled request fails the test with a message
+
+
+def _worker_watchdog(_worker_id):
+    """A DataLoader worker that hangs prints its stack before the loader's timeout fires."""
+    import faulthandler
+    faulthandler.dump_traceback_later(100, exit=True)
+
+
 def test_dataloader_two_ranks_two_workers(wd):
     """LongmixDataset on 2 ranks x DataLoader(num_workers=2) covers each global sequence of the
     first N steps exactly once, with the tokens of the world-1 batches; state_dict resumes."""
@@ -453,9 +462,10 @@ def test_dataloader_two_ranks_two_workers(wd):
         seen = collections.Counter()
         for rank in (0, 1):
             os.environ["RANK"], os.environ["WORLD_SIZE"] = str(rank), "2"  # how the dataset learns rank/world
-            ds = longmix.LongmixDataset(d.url, "small", num_steps=n_steps)
+            ds = longmix.LongmixDataset(d.url, "small", num_steps=n_steps, **BOUNDED)
             check((ds.rank, ds.world) == (rank, 2), f"rank/world from the environment: {ds.rank}/{ds.world}")
-            dl = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=2)
+            dl = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=2, timeout=120,
+                                             worker_init_fn=_worker_watchdog)
             steps = []
             for item in dl:
                 check(item["tokens"].dtype == torch.int64 and item["tokens"].shape == (gb // 2, 1024),
@@ -488,6 +498,48 @@ def test_dataloader_two_ranks_two_workers(wd):
             raise Failure("a state for world 1 was accepted by a world-2 dataset")
         except ValueError:
             pass
+    finally:
+        d.stop()
+
+
+def test_fork_inherited_client(wd):
+    """A child forked while the parent's client prefetches: using the inherited client fails at
+    once with an error naming fork, closing it returns at once; the parent's client goes on."""
+    longmix = binding()
+    make_index(wd)
+    d = Daemon(wd, write_config(wd, PLANS))
+    try:
+        c = longmix.Client(d.url, "small", prefetch=4, **BOUNDED)
+        first = c.next()
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # child: report on the pipe, never return into the harness
+            os.close(r)
+            msg = "no error"
+            try:
+                c.fetch(1)
+            except longmix.LongmixError as e:
+                msg = f"{e.name} {e.message}"
+            c.close()
+            fresh = longmix.Client(d.url, "small", prefetch=0, **BOUNDED)
+            msg += f" | fresh client step {fresh.fetch(1).step}"
+            fresh.close()
+            os.write(w, msg.encode())
+            os._exit(0)
+        os.close(w)
+        deadline = time.monotonic() + 60
+        while os.waitpid(pid, os.WNOHANG) == (0, 0):
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                raise Failure("the forked child hung using or closing the inherited client")
+            time.sleep(0.05)
+        msg = os.read(r, 4096).decode()
+        os.close(r)
+        check(msg.startswith("LMX_EINVAL ") and "fork" in msg, f"child's error: {msg}")
+        check(msg.endswith("fresh client step 1"), f"a new client in the child: {msg}")
+        steps = [first.step] + [c.next().step for _ in range(3)]
+        check(steps == [0, 1, 2, 3], f"the parent's client after the fork: steps {steps}")
+        c.close()
     finally:
         d.stop()
 
@@ -654,7 +706,7 @@ def test_bad_options(wd):
 
 TESTS = {f.__name__[5:]: f for f in [
     test_c_example, test_failover, test_corrupt_retry, test_prefetch_same_results, test_python_matches_cli,
-    test_dataloader_two_ranks_two_workers, test_unreachable_and_timeouts, test_http_4xx_not_retried,
+    test_dataloader_two_ranks_two_workers, test_fork_inherited_client, test_unreachable_and_timeouts, test_http_4xx_not_retried,
     test_auth_wrong_token, test_garbage_answers, test_bad_options]}
 
 

@@ -31,7 +31,7 @@ else()
   set(LMX_CLIENT_PYTHON ${Python3_EXECUTABLE})
 endif()
 foreach(t c_example failover corrupt_retry prefetch_same_results python_matches_cli
-          dataloader_two_ranks_two_workers unreachable_and_timeouts http_4xx_not_retried auth_wrong_token
+          dataloader_two_ranks_two_workers fork_inherited_client unreachable_and_timeouts http_4xx_not_retried auth_wrong_token
           garbage_answers bad_options)
   add_test(NAME integration.client.${t}
            COMMAND ${LMX_CLIENT_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_client.py ${t})
@@ -71,7 +71,7 @@ foreach(t systemd_unit example_config nginx_failover)
   add_test(NAME integration.deploy.${t}
            COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_deploy.py ${t})
   set_tests_properties(integration.deploy.${t} PROPERTIES
-                       ENVIRONMENT "${LMX_TEST_ENV};CMAKE_COMMAND=${CMAKE_COMMAND}" TIMEOUT 600
+                       ENVIRONMENT "${LMX_TEST_ENV};CMAKE_COMMAND=${CMAKE_COMMAND};LMX_TEST_WATCHDOG=570" TIMEOUT 600
                        SKIP_RETURN_CODE 77)
 endforeach()
 
