@@ -86,13 +86,15 @@ void lmxd_plans_free(lmxd_plan_cfg *plans, size_t n)
 int lmxd_config_load(const char *path, lmxd_config *cfg, lmx_error *err)
 {
     static const char *const known[] = {"listen", "index", "threads", "auth", "plans", "state_dir", "zstd_level",
-                                        "connection_limit", "connection_timeout", "access_log", "lag_steps", NULL};
+                                        "connection_limit", "connection_timeout", "access_log", "lag_steps", "cache_mb",
+                                        NULL};
     memset(cfg, 0, sizeof *cfg);
     cfg->threads = 2;
     cfg->zstd_level = 1;
     cfg->connection_limit = 1024;
     cfg->connection_timeout_s = 30;
     cfg->lag_steps = 2;
+    cfg->cache_mb = LMXD_CACHE_MB_DEFAULT;
     json_error_t je;
     json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
     if (!root) {
@@ -142,6 +144,7 @@ int lmxd_config_load(const char *path, lmxd_config *cfg, lmx_error *err)
     INT_KEY("threads", cfg->threads, 1, 256)
     INT_KEY("zstd_level", cfg->zstd_level, -7, 19)
     INT_KEY("lag_steps", cfg->lag_steps, 0, 1000000)
+    INT_KEY("cache_mb", cfg->cache_mb, 0, LMXD_CACHE_MB_MAX)
     int limit = (int)cfg->connection_limit, timeout = (int)cfg->connection_timeout_s;
     INT_KEY("connection_limit", limit, 1, 65536)
     INT_KEY("connection_timeout", timeout, 1, 3600)

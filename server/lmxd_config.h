@@ -9,6 +9,8 @@
 #include "lmx_plan.h"
 
 #define LMXD_MAX_TOKENS 64
+#define LMXD_CACHE_MB_DEFAULT 256
+#define LMXD_CACHE_MB_MAX (1 << 20) /* 1 TiB: anything larger is a typo */
 
 typedef struct lmxd_plan_cfg {
     char *name;
@@ -27,6 +29,7 @@ typedef struct lmxd_config {
     unsigned connection_limit, connection_timeout_s;
     int access_log;
     int lag_steps; /* /metrics: a rank more than this many steps behind its world's highest is lagging */
+    int cache_mb;  /* response cache budget in MiB; 0 = no cache */
     lmxd_plan_cfg *plans;
     size_t n_plans;
 } lmxd_config;

@@ -1,5 +1,6 @@
 /* The HTTP service: libmicrohttpd thread pool + epoll, a plan registry swapped on reload, batch
- * bodies built once into one buffer (compressed into a second one when the client takes zstd). */
+ * bodies built once into one buffer (compressed into a second one when the client takes zstd) and
+ * kept in a bounded response cache (lmxd_cache.h) that libmicrohttpd sends from without a copy. */
 #define _GNU_SOURCE /* strcasestr */
 #include "lmxd_serve.h"
 #include "lmx_tokenizer.h"
@@ -30,6 +31,7 @@
 #include "lmx_plan.h"
 #include "lmx_proto.h"
 #include "lmx_util.h"
+#include "lmxd_cache.h"
 #include "lmxd_config.h"
 #include "lmxd_route.h"
 
@@ -77,6 +79,7 @@ typedef struct server {
     plan_ref **plans;
     size_t n_plans;
     struct MHD_Daemon *mhd;
+    lmxd_cache *cache; /* batch/sequence bodies; NULL when cache_mb is 0 */
     atomic_int inflight; /* request line parsed, not completed */
     atomic_int active;   /* headers complete and handled: what SIGTERM waits for */
     atomic_uint_fast64_t requests, bytes_out, latency[N_LAT_BUCKETS + 1], status[N_STATUS + 1];
@@ -752,6 +755,52 @@ static enum MHD_Result handle_text(server *s, struct MHD_Connection *c, const lm
     return send_json(c, 200, out);
 }
 
+/* Builds the response body for key: the wire body, its digest, and its compression when key asks
+ * for zstd. On success *out is a new entry holding the caller's reference. When compression fails
+ * the entry holds the identity body (entry->zstd 0): still a correct answer, only larger. */
+static int build_entry(plan_ref *r, const lmxd_request *rq, const lmxd_cache_key *key, lmxd_cache_entry **out,
+                       lmx_error *err)
+{
+    lmx_buf body = {0};
+    int rc = rq->kind == LMXD_R_BATCH ? lmx__plan_batch(r->plan, rq->step, rq->rank, rq->world, &body, err)
+                                      : lmx__plan_sequence(r->plan, rq->step, &body, err);
+    if (rc != LMX_OK) {
+        lmx__buf_free(&body);
+        return rc;
+    }
+    uint8_t h[32];
+    char digest[80];
+    crypto_generichash(h, sizeof h, body.data, body.len, NULL, 0);
+    memcpy(digest, LMX_DIGEST_PREFIX, strlen(LMX_DIGEST_PREFIX));
+    lmx__hex(h, sizeof h, digest + strlen(LMX_DIGEST_PREFIX));
+    void *data = body.data;
+    size_t len = body.len;
+    int zstd = 0;
+    if (key->zstd) {
+        ZSTD_CCtx *cctx = thread_cctx();
+        size_t bound = ZSTD_compressBound(body.len);
+        void *z = malloc(bound);
+        size_t zn = z && cctx ? ZSTD_compressCCtx(cctx, z, bound, body.data, body.len, key->zstd_level) : 0;
+        if (!z || ZSTD_isError(zn)) {
+            free(z);
+        } else {
+            free(body.data);
+            data = z;
+            len = zn;
+            zstd = 1;
+        }
+    }
+    if (!(*out = lmxd_cache_entry_new(key, data, len, zstd, digest)))
+        return lmx__err(err, LMX_ENOMEM, "out of memory");
+    return LMX_OK;
+}
+
+/* MHD's free callback for a response sent from a cache entry. */
+static void release_entry(void *entry)
+{
+    lmxd_cache_entry_unref(entry);
+}
+
 static enum MHD_Result handle_body(server *s, struct MHD_Connection *c, const lmxd_request *rq)
 {
     plan_ref *r = find_plan(s, rq->plan);
@@ -776,19 +825,31 @@ static enum MHD_Result handle_body(server *s, struct MHD_Connection *c, const lm
         MHD_destroy_response(resp);
         return ret;
     }
-    lmx_buf body = {0};
-    lmx_error err = {0};
-    int rc = rq->kind == LMXD_R_BATCH ? lmx__plan_batch(r->plan, rq->step, rq->rank, rq->world, &body, &err)
-                                      : lmx__plan_sequence(r->plan, rq->step, &body, &err);
-    if (rc != LMX_OK) {
-        ref_put(r);
-        lmx__buf_free(&body);
-        unsigned st = status_of(rc);
-        return send_error(c, st,
-                          st == 416   ? "step_out_of_range"
-                          : st == 400 ? "bad_parameter"
-                                      : "internal",
-                          err.message);
+    lmxd_cache_key key;
+    lmxd_cache_key_init(&key, lmx__plan_id_hex(r->plan), rq->kind, rq->step, rq->rank, rq->world, zstd,
+                        s->cfg.zstd_level);
+    lmxd_cache_entry *e = lmxd_cache_get(s->cache, &key);
+    if (!e) {
+        lmx_error err = {0};
+        int rc = build_entry(r, rq, &key, &e, &err);
+        if (rc != LMX_OK) {
+            ref_put(r);
+            unsigned st = status_of(rc);
+            return send_error(c, st,
+                              st == 416   ? "step_out_of_range"
+                              : st == 400 ? "bad_parameter"
+                                          : "internal",
+                              err.message);
+        }
+        /* Errors are never cached, so a hit has passed the world and step checks. An identity
+         * body from a failed compression answers this request but is not the zstd entry. */
+        if (e->zstd == key.zstd)
+            lmxd_cache_put(s->cache, e);
+    }
+    if (zstd && !e->zstd) {
+        char *suffix = strstr(etag, "-zstd\"");
+        if (suffix)
+            memcpy(suffix, "\"", 2);
     }
     if (rq->kind == LMXD_R_BATCH) {
         uint64_t want = rq->step + 1, cur = atomic_load(&r->max_step);
@@ -797,48 +858,27 @@ static enum MHD_Result handle_body(server *s, struct MHD_Connection *c, const lm
         atomic_fetch_add(&r->batches, 1);
         track_rank(r, rq->world, rq->rank, rq->step);
     }
-    uint8_t h[32];
-    char digest[80];
-    crypto_generichash(h, sizeof h, body.data, body.len, NULL, 0);
-    memcpy(digest, LMX_DIGEST_PREFIX, strlen(LMX_DIGEST_PREFIX));
-    lmx__hex(h, sizeof h, digest + strlen(LMX_DIGEST_PREFIX));
-    void *out = body.data;
-    size_t out_len = body.len;
-    if (zstd) {
-        ZSTD_CCtx *cctx = thread_cctx();
-        size_t bound = ZSTD_compressBound(body.len);
-        void *z = malloc(bound);
-        size_t zn = z && cctx ? ZSTD_compressCCtx(cctx, z, bound, body.data, body.len, s->cfg.zstd_level) : 0;
-        if (!z || ZSTD_isError(zn)) {
-            free(z);
-            zstd = 0;
-            char *suffix = strstr(etag, "-zstd\"");
-            if (suffix)
-                memcpy(suffix, "\"", 2);
-        } else {
-            free(body.data);
-            out = z;
-            out_len = zn;
-        }
-    }
-    atomic_fetch_add(&r->bytes, out_len);
+    atomic_fetch_add(&r->bytes, e->len);
     char plan_id[2 * LMX_PLAN_ID_BYTES + 1];
     snprintf(plan_id, sizeof plan_id, "%s", lmx__plan_id_hex(r->plan));
     ref_put(r);
-    struct MHD_Response *resp = MHD_create_response_from_buffer_with_free_callback(out_len, out, free);
+    /* Zero copy: MHD sends from the entry's buffer and drops our reference when done with it, so
+     * an entry evicted meanwhile stays alive until then. */
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer_with_free_callback_cls(e->len, e->body, release_entry, e);
     if (!resp) {
-        free(out);
+        lmxd_cache_entry_unref(e);
         return MHD_NO;
     }
     MHD_add_response_header(resp, "Content-Type", LMX_MEDIA_BATCH);
-    MHD_add_response_header(resp, LMX_HDR_DIGEST, digest);
+    MHD_add_response_header(resp, LMX_HDR_DIGEST, e->digest);
     MHD_add_response_header(resp, LMX_HDR_PLAN_ID, plan_id);
     MHD_add_response_header(resp, "ETag", etag);
     MHD_add_response_header(resp, "Cache-Control", "public, max-age=31536000, immutable");
     MHD_add_response_header(resp, "Vary", "Accept-Encoding");
-    if (zstd)
+    if (e->zstd)
         MHD_add_response_header(resp, "Content-Encoding", "zstd");
-    atomic_fetch_add(&s->bytes_out, out_len);
+    atomic_fetch_add(&s->bytes_out, e->len);
     enum MHD_Result ret = MHD_queue_response(c, 200, resp);
     MHD_destroy_response(resp);
     return ret;
@@ -994,6 +1034,25 @@ static enum MHD_Result handle_metrics(server *s, struct MHD_Connection *c)
             lmx__buf_append(&b, fam[f].data, fam[f].len);
         lmx__buf_free(&fam[f]);
     }
+    lmxd_cache_stats cs;
+    lmxd_cache_get_stats(s->cache, &cs);
+    lmx__buf_printf(&b, "# HELP longmix_cache_hits_total Batch and sequence bodies served from the response cache.\n"
+                        "# TYPE longmix_cache_hits_total counter\nlongmix_cache_hits_total %llu\n",
+                    (unsigned long long)cs.hits);
+    lmx__buf_printf(&b, "# HELP longmix_cache_misses_total Batch and sequence bodies looked up in the response cache "
+                        "and not found.\n"
+                        "# TYPE longmix_cache_misses_total counter\nlongmix_cache_misses_total %llu\n",
+                    (unsigned long long)cs.misses);
+    lmx__buf_printf(&b, "# HELP longmix_cache_evictions_total Entries evicted from the response cache to fit its "
+                        "budget.\n"
+                        "# TYPE longmix_cache_evictions_total counter\nlongmix_cache_evictions_total %llu\n",
+                    (unsigned long long)cs.evictions);
+    lmx__buf_printf(&b, "# HELP longmix_cache_bytes Bytes held by the response cache (bodies and entry overhead).\n"
+                        "# TYPE longmix_cache_bytes gauge\nlongmix_cache_bytes %zu\n", cs.bytes);
+    lmx__buf_printf(&b, "# HELP longmix_cache_entries Entries in the response cache.\n"
+                        "# TYPE longmix_cache_entries gauge\nlongmix_cache_entries %zu\n", cs.entries);
+    lmx__buf_printf(&b, "# HELP longmix_cache_budget_bytes The response cache's budget (cache_mb; 0: off).\n"
+                        "# TYPE longmix_cache_budget_bytes gauge\nlongmix_cache_budget_bytes %zu\n", cs.budget);
     lmx__buf_printf(&b, "# HELP longmix_uptime_seconds Seconds since start.\n# TYPE longmix_uptime_seconds gauge\n");
     lmx__buf_printf(&b, "longmix_uptime_seconds %.1f\n", lmx__now() - s->started);
     if (!b.data)
@@ -1449,6 +1508,10 @@ int lmxd_serve(const lmxd_serve_options *opts)
         }
         snprintf(s->state_path, sl, "%s/%s", s->cfg.state_dir, STATE_FILE);
     }
+    if (s->cfg.cache_mb > 0 && !(s->cache = lmxd_cache_create((size_t)s->cfg.cache_mb << 20))) {
+        logf_("cache_mb %d: out of memory", s->cfg.cache_mb);
+        goto out;
+    }
     plan_ref **cv, **rv;
     size_t nr, total;
     if (build_plans(s, s->cfg.plans, s->cfg.n_plans, &cv, &err) != LMX_OK) {
@@ -1526,6 +1589,7 @@ out:
     if (s->mhd)
         MHD_stop_daemon(s->mhd);
     swap_plans(s, NULL, 0);
+    lmxd_cache_free(s->cache); /* after MHD stopped: every response has released its entry */
     lmx__index_close(s->ix);
     lmxd_config_free(&s->cfg);
     pthread_rwlock_destroy(&s->lock);

@@ -7,7 +7,8 @@ SIGTERM drain, sd_notify, size caps and a short load run.
 import http.client as httpc, json, os, re, shutil, signal, socket, subprocess, sys, tempfile, threading, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lmx_itest import LONGMIXD, Daemon, Skip, main, Failure, blake2b_256, check, http, make_index, run, write_config
+from lmx_itest import (LONGMIXD, Daemon, Skip, main, Failure, blake2b_256, check, http, make_index, run, write_config,
+                       zstd_decompress)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PLANS = {"orig": {"strategy": "original", "seq_len": 4096, "global_batch": 8, "seed": 7},
@@ -686,9 +687,278 @@ def test_load_short(wd):
     check("errors 0" in out, f"load run: {out}")
 
 
+# ---- response cache ----
+
+# One sequence per request; with the bytes tokenizer (u16 ids) a body is ~0.4 MiB.
+CACHE_PLANS = dict(PLANS, big={"strategy": "per_source", "seq_len": 196608, "global_batch": 4, "seed": 5})
+
+
+def cache_metrics(d, **want):
+    """The longmix_cache_* samples as a dict (hits, misses, bytes, entries, ...), once the ones in
+    want have those values (requests are counted at completion, just after the client has read)."""
+    def get(m):
+        return {k[0][len("longmix_cache_"):].replace("_total", ""): v for k, v in m.items()
+                if k[0].startswith("longmix_cache_")}
+    m, types = settled_metrics(d, lambda m: all(get(m).get(k) == v for k, v in want.items()))
+    c = get(m)
+    for fam, typ in [("hits_total", "counter"), ("misses_total", "counter"), ("bytes", "gauge"), ("entries", "gauge")]:
+        check(types.get("longmix_cache_" + fam) == typ, f"longmix_cache_{fam} has type {types.get('longmix_cache_' + fam)}")
+    for k, v in want.items():
+        check(c.get(k) == v, f"cache metric {k} = {c.get(k)}, want {v} ({c})")
+    return c
+
+
+def test_cache_hits(wd):
+    """A hit returns the miss's bytes, digest and ETag, as does a daemon with cache_mb 0; one miss,
+    then hits; only binary batch/sequence bodies are cached."""
+    make_index(wd)
+    d = Daemon(wd, write_config(wd, CACHE_PLANS))
+    nc = Daemon(wd, write_config(wd, CACHE_PLANS, "nocache.json", cache_mb=0))
+    try:
+        cache_metrics(d, hits=0, misses=0, entries=0, bytes=0)
+        paths = ["/v1/plans/orig/batches/3?rank=1&world=2", "/v1/plans/big/batches/0?rank=2&world=4",
+                 "/v1/plans/ps/sequences/5"]
+        for i, path in enumerate(paths):
+            for enc in ({}, {"Accept-Encoding": "zstd"}):
+                got = [http(d.url + path, enc) for _ in range(3)] + [http(nc.url + path, enc)]
+                for s, h, _ in got:
+                    check(s == 200, f"{path} {enc}: {s}")
+                s0, h0, b0 = got[0]
+                plain = zstd_decompress(b0) if enc else b0
+                check(h0["x-longmix-digest"] == "blake2b-256=" + blake2b_256(plain), f"{path} {enc}: digest")
+                for s, h, b in got[1:]:
+                    check(b == b0, f"{path} {enc}: a later answer has other bytes ({len(b)} vs {len(b0)})")
+                    for k in ("x-longmix-digest", "etag", "x-longmix-plan-id", "content-type", "cache-control",
+                              "content-length"):
+                        check(h.get(k) == h0.get(k), f"{path} {enc}: {k} {h.get(k)!r} != {h0.get(k)!r}")
+                    check(h.get("content-encoding") == h0.get("content-encoding"), f"{path} {enc}: encoding")
+                # Per (path, encoding): one miss, then two hits.
+                n = 2 * i + (2 if enc else 1)
+                cache_metrics(d, misses=n, hits=2 * n, entries=n)
+        c = cache_metrics(d, misses=6, hits=12, entries=6)
+        check(0 < c["bytes"] <= 256 << 20 and c["budget_bytes"] == 256 << 20, f"cache bytes {c}")
+        # Nothing but binary bodies: stats, plans, metrics, text and errors are not cached.
+        for path in ["/v1/stats", "/v1/plans", "/v1/plans/orig", "/metrics", "/",
+                     "/v1/plans/orig/sequences/1?format=text", "/v1/plans/orig/batches/0?rank=0&world=3"]:
+            http(d.url + path)
+        c = cache_metrics(d, entries=6)
+        check(c["misses"] == 7, f"only the failed batch should count a miss: {c}")
+        # An error is not cached: the same bad request misses again.
+        check(http(d.url + "/v1/plans/orig/batches/0?rank=0&world=3")[0] == 400, "world 3 of 8")
+        cache_metrics(d, misses=8, entries=6)
+        # HEAD of a cached batch: same headers, no body, counted as a hit.
+        s, h, b = http(d.url + paths[0], method="HEAD")
+        check(s == 200 and b == b"" and h["etag"] == http(nc.url + paths[0])[1]["etag"], f"HEAD {s} {h}")
+        cache_metrics(d, hits=13, misses=8)
+        # Without a cache the counters stay at zero.
+        cache_metrics(nc, hits=0, misses=0, entries=0, bytes=0, budget_bytes=0)
+    finally:
+        try:
+            d.stop()
+        finally:
+            nc.stop()
+
+
+def test_cache_variants(wd):
+    """Identity and zstd bodies are distinct entries that decode to the same bytes; a plan changed
+    under the same name (SIGHUP) never hits the old plan's entries."""
+    make_index(wd)
+    cfg = write_config(wd, CACHE_PLANS)
+    d = Daemon(wd, cfg)
+    try:
+        url = d.url + "/v1/plans/big/batches/1?rank=0&world=4"
+        s1, h1, plain = http(url)
+        cache_metrics(d, misses=1, hits=0, entries=1)
+        s2, h2, z = http(url, {"Accept-Encoding": "zstd"})
+        c = cache_metrics(d, misses=2, hits=0, entries=2)
+        check(s1 == s2 == 200 and h2.get("content-encoding") == "zstd" and "content-encoding" not in h1,
+              f"encodings {h1.get('content-encoding')} {h2.get('content-encoding')}")
+        check(zstd_decompress(z) == plain and len(z) < len(plain), "the zstd body does not decode to the plain one")
+        check(h1["x-longmix-digest"] == h2["x-longmix-digest"] and h1["etag"] != h2["etag"], "digest/ETag per variant")
+        check(c["bytes"] >= len(plain) + len(z), f"cache bytes {c['bytes']} < {len(plain)} + {len(z)}")
+        # Hits keep the variants apart.
+        for _ in range(2):
+            check(http(url, {"Accept-Encoding": "gzip, zstd"})[2] == z, "zstd hit")
+            check(http(url, {"Accept-Encoding": "gzip"})[2] == plain, "plain hit")
+        cache_metrics(d, misses=2, hits=4, entries=2)
+        # Sequence G vs batch (step G/4, rank G%4, world 4) hold different bytes and must not collide.
+        check(http(d.url + "/v1/plans/big/sequences/4")[2] != plain, "sequence 4 vs batch 1 rank 0")
+        cache_metrics(d, misses=3, hits=4, entries=3)
+        # Change plan "big" under the same name: new plan id, new bytes, a miss.
+        old_id = h1["x-longmix-plan-id"]
+        write_config(wd, dict(CACHE_PLANS, big=dict(CACHE_PLANS["big"], seed=6)), os.path.basename(cfg))
+        d.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: plans_of(d)["big"]["plan_id"] != old_id, "the reload")
+        s, h, b = http(url)
+        check(s == 200 and h["x-longmix-plan-id"] != old_id and b != plain, "a changed plan served the old bytes")
+        check(h["x-longmix-digest"] == "blake2b-256=" + blake2b_256(b), "digest after reload")
+        cache_metrics(d, misses=4, hits=4, entries=4)
+        # The same bytes as a fresh daemon started with the new config.
+        fresh = Daemon(wd, cfg)
+        try:
+            check(http(fresh.url + "/v1/plans/big/batches/1?rank=0&world=4")[2] == b, "fresh daemon, other bytes")
+        finally:
+            fresh.stop()
+        # An unchanged plan keeps its entries across the reload.
+        http(d.url + "/v1/plans/orig/batches/0")
+        cache_metrics(d, misses=5, hits=4)
+        d.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: d.log_text().count("reloaded") >= 2, "the second reload")
+        http(d.url + "/v1/plans/orig/batches/0")
+        cache_metrics(d, misses=5, hits=5)
+    finally:
+        d.stop()
+
+
+def test_cache_eviction(wd):
+    """cache_mb 1 with ~0.4 MiB bodies: the bytes gauge never passes the budget, old entries are
+    evicted (a re-request misses), a body over the budget is served but not cached, and evictions
+    under concurrent clients never corrupt a body being sent."""
+    make_index(wd)
+    plans = dict(CACHE_PLANS, huge={"strategy": "per_source", "seq_len": 131072, "global_batch": 4, "seed": 5})
+    d = Daemon(wd, write_config(wd, plans, cache_mb=1))
+    nc = Daemon(wd, write_config(wd, plans, "nocache.json", cache_mb=0))
+    budget = 1 << 20
+    try:
+        url = lambda step, rank: f"/v1/plans/big/batches/{step}?rank={rank}&world=4"
+        ref = {}
+        for i in range(8):
+            path = url(i // 4, i % 4)
+            s, h, b = http(d.url + path)
+            check(s == 200 and 300_000 < len(b) < 512 * 1024, f"{path}: {s}, {len(b)} bytes (want ~0.4 MiB)")
+            ref[path] = b
+            c = cache_metrics(d, misses=i + 1)
+            check(c["bytes"] <= budget, f"cache bytes {c['bytes']} > budget {budget} after {i + 1} bodies")
+            check(c["entries"] == min(i + 1, 2), f"entries {c['entries']} after {i + 1} bodies of ~0.4 MiB")
+        c = cache_metrics(d, misses=8, hits=0, entries=2)
+        check(c["evictions"] == 6, f"evictions {c}")
+        # The two most recent are hits; the first one was evicted: a miss, then it is cached again.
+        check(http(d.url + url(1, 3))[2] == ref[url(1, 3)], "hit bytes")
+        cache_metrics(d, misses=8, hits=1)
+        check(http(d.url + url(0, 0))[2] == ref[url(0, 0)], "evicted entry bytes")
+        cache_metrics(d, misses=9, hits=1, entries=2)
+        check(http(d.url + url(0, 0))[2] == ref[url(0, 0)], "re-cached entry bytes")
+        cache_metrics(d, misses=9, hits=2, entries=2)
+        # Larger than the whole budget (1 MiB): served, never cached, nothing evicted for it.
+        huge = "/v1/plans/huge/batches/0"
+        for k in range(2):
+            s, h, b = http(d.url + huge)
+            check(s == 200 and len(b) > budget and h["x-longmix-digest"] == "blake2b-256=" + blake2b_256(b),
+                  f"huge body {s} {len(b)}")
+            cache_metrics(d, misses=10 + k, entries=2)
+        check(cache_metrics(d, evictions=7)["bytes"] <= budget, "budget")  # 6 + the re-cached one
+        # Concurrent clients over more bodies than fit: every body equals the uncached daemon's.
+        paths = [url(i // 4, i % 4) for i in range(12)]
+        for p in paths:
+            if p not in ref:
+                ref[p] = http(nc.url + p)[2]
+        errors, peak = [], [0]
+
+        def worker(seed):
+            cc = httpc.HTTPConnection("127.0.0.1", d.port, timeout=60)
+            for j in range(40):
+                p = paths[(seed * 7 + j * 5) % len(paths)]
+                hdr = {"Accept-Encoding": "zstd"} if (seed + j) % 3 == 0 else {}
+                cc.request("GET", p, headers=hdr)
+                r = cc.getresponse()
+                b = r.read()
+                if r.getheader("Content-Encoding") == "zstd":
+                    b = zstd_decompress(b)
+                if r.status != 200 or b != ref[p]:
+                    errors.append((p, r.status, len(b)))
+            cc.close()
+
+        def sampler(stop):
+            while not stop.is_set():
+                m, _ = parse_metrics(http(d.url + "/metrics")[2].decode())
+                peak[0] = max(peak[0], m[("longmix_cache_bytes", ())])
+                time.sleep(0.01)
+
+        stop = threading.Event()
+        smp = threading.Thread(target=sampler, args=(stop,))
+        smp.start()
+        ts = [threading.Thread(target=worker, args=(i,)) for i in range(6)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        stop.set()
+        smp.join()
+        check(not errors, f"bodies differing from the uncached daemon's: {errors[:3]}")
+        c = cache_metrics(d)
+        check(0 < peak[0] <= budget and c["bytes"] <= budget, f"cache bytes peak {peak[0]} / now {c['bytes']} > {budget}")
+        check(c["hits"] + c["misses"] == 2 + 11 + 240 and c["evictions"] > 7, f"counters after the run {c}")
+    finally:
+        try:
+            d.stop()
+        finally:
+            nc.stop()
+    # An entry evicted while its response is still being sent: 12 MiB bodies (more than the 4 MiB
+    # socket send buffer) and a client with a tiny receive window stall the send of a cached body;
+    # two other bodies evict it; then the rest must arrive intact (a freed buffer gives other
+    # bytes, or an ASan abort of the daemon).
+    d = Daemon(wd, write_config(wd, dict(PLANS, stall={"strategy": "per_source", "seq_len": 196608,
+                                                       "global_batch": 32, "seed": 2}), "stall.json", cache_mb=32))
+    try:
+        s, _, body0 = http(d.url + "/v1/plans/stall/batches/0")
+        check(s == 200 and len(body0) > 12 << 20, f"stall body {s} {len(body0)}")
+        slow = socket.socket()
+        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        slow.connect(("127.0.0.1", d.port))
+        slow.sendall(b"GET /v1/plans/stall/batches/0 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        got = [slow.recv(1024)]
+        check(got[0].startswith(b"HTTP/1.1 200"), f"slow client: {got[0][:40]!r}")
+        cache_metrics(d, hits=1, misses=1, entries=1)
+        for step in (1, 2):
+            check(http(d.url + f"/v1/plans/stall/batches/{step}")[0] == 200, f"step {step}")
+        c = cache_metrics(d, misses=3, entries=2)
+        check(c["evictions"] == 1 and c["bytes"] <= 32 << 20, f"step 0 not evicted: {c}")
+        m, _ = parse_metrics(http(d.url + "/metrics")[2].decode())
+        check(m[("longmix_inflight_requests", ())] >= 2, "the slow response is no longer being sent (no stall)")
+        while True:
+            chunk = slow.recv(1 << 20)
+            if not chunk:
+                break
+            got.append(chunk)
+        slow.close()
+        check(b"".join(got).split(b"\r\n\r\n", 1)[1] == body0, "an evicted entry's body changed while being sent")
+        check(http(d.url + "/v1/plans/stall/batches/0")[2] == body0, "step 0 rebuilt")
+        cache_metrics(d, hits=1, misses=4)
+    finally:
+        d.stop()
+
+
+def test_cache_bad_config(wd):
+    """cache_mb must be an integer in [0, 1048576]: anything else refuses the start naming the key."""
+    make_index(wd)
+    for i, bad in enumerate([-1, "64", 1.5, True, None, 2 ** 20 + 1, 2 ** 40, 2 ** 63 - 1]):
+        cfg = write_config(wd, PLANS, f"bad{i}.json", cache_mb=bad)
+        p = run([LONGMIXD, "serve", "--config", cfg, "--port-file", wd(f"pf{i}")], ok=False)
+        msg = p.stderr.decode().strip()
+        check("cache_mb" in msg and "integer" in msg and cfg in msg and len(msg.splitlines()) == 1,
+              f"cache_mb {bad!r}: {msg!r}")
+        check(not os.path.exists(wd(f"pf{i}")), f"cache_mb {bad!r}: started anyway")
+    # Beyond 64 bits the JSON parser itself refuses the file (position given, not the key).
+    cfg = wd("overflow.json")
+    with open(cfg, "w") as f:
+        f.write('{"listen": "127.0.0.1:0", "index": "%s", "plans": {"p": {"strategy": "original"}},\n'
+                ' "cache_mb": 99999999999999999999999}' % wd("index"))
+    p = run([LONGMIXD, "serve", "--config", cfg, "--port-file", wd("pfo")], ok=False)
+    msg = p.stderr.decode().strip()
+    check(cfg in msg and "too big" in msg and ":2:" in msg, f"overflowing cache_mb: {msg!r}")
+    # The bounds themselves are accepted.
+    for mb in (0, 1):
+        d = Daemon(wd, write_config(wd, PLANS, f"ok{mb}.json", cache_mb=mb))
+        try:
+            check(cache_metrics(d)["budget_bytes"] == mb << 20, "budget gauge")
+        finally:
+            d.stop()
+
+
 TESTS = {f.__name__[5:]: f for f in [test_runtime_plans, test_metrics, test_dashboard, test_auth,
                                       test_listen_policy, test_reload_keepalive, test_sigterm_drain, test_sd_notify,
-                                      test_size_caps, test_slow_clients, test_load_short]}
+                                      test_size_caps, test_slow_clients, test_load_short, test_cache_hits,
+                                      test_cache_variants, test_cache_eviction, test_cache_bad_config]}
 
 
 

@@ -45,7 +45,7 @@ endforeach()
 # dashboard in headless Chromium, auth, listen policy, reload, drain, sd_notify, size caps and a
 # 5 s / 32-client run of tests/soak/load.py (the 60 s / 256-client run is manual). 77 = skipped.
 foreach(t runtime_plans metrics dashboard auth listen_policy reload_keepalive sigterm_drain sd_notify size_caps
-          slow_clients load_short)
+          slow_clients load_short cache_hits cache_variants cache_eviction cache_bad_config)
   add_test(NAME integration.server.${t}
            COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_server.py ${t})
   set_tests_properties(integration.server.${t} PROPERTIES ENVIRONMENT "${LMX_TEST_ENV}" TIMEOUT 300
