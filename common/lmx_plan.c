@@ -426,24 +426,18 @@ typedef struct cursor {
     uint64_t al[AHEAD], as[AHEAD]; /* al[k % AHEAD] = item index of long position k, k in [li, li+AHEAD) */
 } cursor;
 
-#if defined(__GNUC__) || defined(__clang__)
-#define PREFETCH(x) __builtin_prefetch(x)
-#else
-#define PREFETCH(x) ((void)(x))
-#endif
-
 /* Item index of long (short) position k, prefetched. */
 static uint64_t ahead_long(const pdom *d, const cursor *c, uint64_t k)
 {
     uint64_t ii = perm_apply(&c->pl, k);
-    PREFETCH(&d->items[ii]);
+    LMX_PREFETCH(&d->items[ii]);
     return ii;
 }
 
 static uint64_t ahead_short(const pdom *d, const cursor *c, uint64_t k)
 {
     uint64_t ii = c->nl + perm_apply(&c->ps, k);
-    PREFETCH(&d->items[ii]);
+    LMX_PREFETCH(&d->items[ii]);
     return ii;
 }
 

@@ -24,17 +24,22 @@
 
 /* ASCII: letters, digits and the six White_Space chars (\t \n \v \f \r space). The rest of the
  * code points come from the generated tables. */
+#define ACLS(c) ((((c) | 0x20) >= 'a' && ((c) | 0x20) <= 'z') ? LMX_UNI_L                       \
+                 : ((c) >= '0' && (c) <= '9')                 ? LMX_UNI_N                       \
+                 : ((c) == ' ' || ((c) >= 0x09 && (c) <= 0x0D)) ? LMX_UNI_WS                    \
+                                                               : 0u)
+#define ACLS4(c) ACLS(c), ACLS((c) + 1), ACLS((c) + 2), ACLS((c) + 3)
+#define ACLS16(c) ACLS4(c), ACLS4((c) + 4), ACLS4((c) + 8), ACLS4((c) + 12)
+/* 256 entries, non-ASCII bytes 0: a byte loop needs no separate < 0x80 test */
+static const uint8_t ascii_cls[256] = {
+    ACLS16(0x00), ACLS16(0x10), ACLS16(0x20), ACLS16(0x30),
+    ACLS16(0x40), ACLS16(0x50), ACLS16(0x60), ACLS16(0x70),
+};
+
 static inline unsigned cls_cp(uint32_t cp)
 {
-    if (cp < 0x80) {
-        if ((cp | 0x20) >= 'a' && (cp | 0x20) <= 'z')
-            return LMX_UNI_L;
-        if (cp >= '0' && cp <= '9')
-            return LMX_UNI_N;
-        if (cp == ' ' || (cp >= 0x09 && cp <= 0x0D))
-            return LMX_UNI_WS;
-        return 0;
-    }
+    if (cp < 0x80)
+        return ascii_cls[cp];
     return lmx__uni_flags(cp) & (LMX_UNI_L | LMX_UNI_N | LMX_UNI_WS);
 }
 
@@ -45,9 +50,11 @@ static inline unsigned cls_at(const uint8_t *p, size_t i, size_t n, int *len, ui
     if (p[i] < 0x80) {
         *len = 1;
         cp = p[i];
-    } else {
-        *len = lmx__utf8_dec(p + i, n - i, &cp);
+        if (cpo)
+            *cpo = cp;
+        return ascii_cls[cp];
     }
+    *len = lmx__utf8_dec(p + i, n - i, &cp);
     if (cpo)
         *cpo = cp;
     return cls_cp(cp);
@@ -57,11 +64,18 @@ static inline unsigned cls_at(const uint8_t *p, size_t i, size_t n, int *len, ui
 static inline size_t run_of(const uint8_t *p, size_t i, size_t n, unsigned want, int neg)
 {
     while (i < n) {
-        int l;
-        unsigned c = cls_at(p, i, n, &l, NULL);
+        unsigned c;
+        size_t l = 1;
+        if (p[i] < 0x80) {
+            c = ascii_cls[p[i]]; /* most text: one table load per char */
+        } else {
+            int dl;
+            c = cls_at(p, i, n, &dl, NULL);
+            l = (size_t)dl;
+        }
         if (neg ? (c & want) != 0 : (c & want) == 0)
             break;
-        i += (size_t)l;
+        i += l;
     }
     return i;
 }
@@ -177,6 +191,22 @@ static size_t re_llama3(const uint8_t *p, size_t i, size_t n, int digits)
     return ws_tail(p, i, n, 1);
 }
 
+/* re_llama3 for the commonest pieces, " word" and "word" in ASCII (the \p{L}+ alternative,
+ * preceded by an optional space), without its call; anything else, or a letter run that goes
+ * on past ASCII, takes the full matcher from the start. */
+static inline size_t re_llama3_fast(const uint8_t *p, size_t i, size_t n, int digits)
+{
+    size_t j = i + (p[i] == ' ' && i + 1 < n);
+    if (ascii_cls[p[j]] & LMX_UNI_L) {
+        j++;
+        while (j < n && (ascii_cls[p[j]] & LMX_UNI_L))
+            j++;
+        if (j == n || p[j] < 0x80)
+            return j;
+    }
+    return re_llama3(p, i, n, digits);
+}
+
 /* 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+ */
 static size_t re_gpt2(const uint8_t *p, size_t i, size_t n)
 {
@@ -230,11 +260,10 @@ int lmx__tokjson_enc_init(lmx_tokjson_enc *e, const lmx_tokjson *tj, int match_a
     e->tj = tj;
     e->match_added = match_added;
     e->cache = calloc(CACHE_SLOTS, sizeof *e->cache);
-    e->cache_arena = malloc(CACHE_ARENA);
-    /* aligned so that a set (two 64-byte entries) is exactly one pair of cache lines */
-    e->hot = aligned_alloc(128, HOT_SLOTS * sizeof *e->hot);
-    if (e->hot)
-        memset(e->hot, 0, HOT_SLOTS * sizeof *e->hot);
+    e->cache_arena = lmx__tok_table_alloc(CACHE_ARENA, 0);
+    /* 2 MB aligned, so a set (two 64-byte entries) is exactly one pair of cache lines */
+    _Static_assert(HOT_SLOTS * sizeof(lmx_tok_hot) >= (2u << 20), "the hot cache must be 2 MB aligned");
+    e->hot = lmx__tok_table_alloc(HOT_SLOTS * sizeof *e->hot, 1);
     if (!e->cache || !e->cache_arena || !e->hot) {
         lmx__tokjson_enc_free(e);
         return LMX_ENOMEM;
@@ -348,8 +377,15 @@ static void merge_all(lmx_tokjson_enc *e, size_t ns)
         if (i + 64 + 1 < ns)
             lmx__tok_merge_prefetch(mm, s[i + 64].id, s[i + 65].id);
         const lmx_tok_merge *m = lmx__tok_merge_get(mm, s[i].id, s[i + 1].id);
-        if (m)
+        if (m) {
             heap_push(h, &hn, (uint64_t)m->rank << 32 | i, m->new_id);
+            /* the pairs this merge would form (if its neighbours stay): their lookups are the
+             * misses of the merge loop, so they are started now */
+            if (i > 0)
+                lmx__tok_merge_prefetch(mm, s[i - 1].id, m->new_id);
+            if (i + 2 < ns)
+                lmx__tok_merge_prefetch(mm, m->new_id, s[i + 2].id);
+        }
     }
     while (hn) {
         lmx_tok_heapent top = heap_pop(h, &hn);
@@ -372,13 +408,24 @@ static void merge_all(lmx_tokjson_enc *e, size_t ns)
         if (s[pos].prev >= 0) {
             int32_t pv = s[pos].prev;
             const lmx_tok_merge *m2 = lmx__tok_merge_get(mm, s[pv].id, s[pos].id);
-            if (m2)
+            if (m2) {
                 heap_push(h, &hn, (uint64_t)m2->rank << 32 | (uint32_t)pv, m2->new_id);
+                if (s[pv].prev >= 0)
+                    lmx__tok_merge_prefetch(mm, s[s[pv].prev].id, m2->new_id);
+                if (s[pos].next >= 0)
+                    lmx__tok_merge_prefetch(mm, m2->new_id, s[s[pos].next].id);
+            }
         }
         if (s[pos].next >= 0) {
-            const lmx_tok_merge *m2 = lmx__tok_merge_get(mm, s[pos].id, s[s[pos].next].id);
-            if (m2)
+            int32_t nx2 = s[pos].next;
+            const lmx_tok_merge *m2 = lmx__tok_merge_get(mm, s[pos].id, s[nx2].id);
+            if (m2) {
                 heap_push(h, &hn, (uint64_t)m2->rank << 32 | pos, m2->new_id);
+                if (s[pos].prev >= 0)
+                    lmx__tok_merge_prefetch(mm, s[s[pos].prev].id, m2->new_id);
+                if (s[nx2].next >= 0)
+                    lmx__tok_merge_prefetch(mm, m2->new_id, s[s[nx2].next].id);
+            }
         }
     }
 }
@@ -581,13 +628,16 @@ static inline int short_eq(const uint8_t *a, const uint8_t *b, size_t n)
     return 1;
 }
 
-/* bpe_short behind the hot cache. */
-static inline int bpe_hot(lmx_tokjson_enc *e, const uint8_t *w, size_t n, lmx_ids *out)
+static inline lmx_tok_hot *hot_set(lmx_tokjson_enc *e, uint64_t h)
 {
-    if (n > LMX_TOK_HOT_KEY)
-        return bpe_short(e, w, n, out);
-    uint64_t h = lmx__tok_hash(w, n);
-    lmx_tok_hot *set = &e->hot[(h & (HOT_SLOTS / 2 - 1)) * 2];
+    return &e->hot[(h & (HOT_SLOTS / 2 - 1)) * 2];
+}
+
+/* bpe_short behind the hot cache; h = lmx__tok_hash(w, n), n <= LMX_TOK_HOT_KEY. */
+static inline int bpe_hot_h(lmx_tokjson_enc *e, const uint8_t *w, size_t n, uint64_t h,
+                            lmx_ids *out)
+{
+    lmx_tok_hot *set = hot_set(e, h);
     uint32_t h32 = (uint32_t)(h >> 32);
     for (int way = 0; way < 2; way++) {
         lmx_tok_hot *sl = &set[way];
@@ -620,6 +670,13 @@ static inline int bpe_hot(lmx_tokjson_enc *e, const uint8_t *w, size_t n, lmx_id
     memcpy(sl->key, w, n);
     memcpy(sl->ids, out->v + before, nids * sizeof *out->v);
     return LMX_OK;
+}
+
+static inline int bpe_hot(lmx_tokjson_enc *e, const uint8_t *w, size_t n, lmx_ids *out)
+{
+    if (n > LMX_TOK_HOT_KEY)
+        return bpe_short(e, w, n, out);
+    return bpe_hot_h(e, w, n, lmx__tok_hash(w, n), out);
 }
 
 /* HF BPE::tokenize for one pre-token. */
@@ -862,6 +919,43 @@ static int apply_behavior(int behavior, piece *pc, size_t np, lmx_tok_span **out
 
 /* Pre-tokenizes text[0..n) (already normalized) and BPE-encodes every piece. `first` tells
  * Metaspace(prepend_scheme=first) that this piece starts the original text. */
+#define PIECES_AHEAD 16
+
+/* The regex piece starting at i: its end in *end; for a piece the hot cache can hold, its hash
+ * in *h and its hot set prefetched. Returns the end. */
+static inline size_t piece_ahead(lmx_tokjson_enc *e, const uint8_t *text, size_t i, size_t n,
+                                 int llama3, int dg, size_t *end, uint64_t *h)
+{
+    size_t j = llama3 ? re_llama3_fast(text, i, n, dg) : re_gpt2(text, i, n);
+    *end = j;
+    if (j - i <= LMX_TOK_HOT_KEY) {
+        *h = lmx__tok_hash(text + i, j - i);
+        const lmx_tok_hot *set = hot_set(e, *h);
+        LMX_PREFETCH(set);
+        LMX_PREFETCH(set + 1);
+    } else {
+        *h = 0; /* not used: longer pieces go through bpe_word */
+    }
+    return j;
+}
+
+/* Half way to its BPE, the hot set of piece w[0..n) (hash h) has arrived: when it does not
+ * hold the piece, what the miss path reads next is prefetched (its vocab slot, and with
+ * ByteLevel the merge slots of its first byte pairs). */
+static inline void piece_peek(const lmx_tokjson_enc *e, const uint8_t *w, size_t n, uint64_t h)
+{
+    const lmx_tokjson *tj = e->tj;
+    const lmx_tok_hot *set = &e->hot[(h & (HOT_SLOTS / 2 - 1)) * 2];
+    uint32_t h32 = (uint32_t)(h >> 32);
+    if ((set[0].hash32 == h32 && set[0].nids) || (set[1].hash32 == h32 && set[1].nids))
+        return;
+    if (tj->ignore_merges)
+        lmx__tok_strmap_prefetch(&tj->vocab, h);
+    if (tj->byte_level)
+        for (size_t i = 0; i + 1 < n && i < 16; i++)
+            lmx__tok_merge_prefetch(&tj->merges, tj->byte_ids[w[i]], tj->byte_ids[w[i + 1]]);
+}
+
 static int pretok_and_bpe(lmx_tokjson_enc *e, const uint8_t *text, size_t n, int first,
                           lmx_ids *out)
 {
@@ -880,12 +974,31 @@ static int pretok_and_bpe(lmx_tokjson_enc *e, const uint8_t *text, size_t n, int
     if (steps == 1 && tj->pre[0].type == LMX_PRE_SPLIT_RE && tj->pre[0].behavior == LMX_SPLIT_ISOLATED &&
         !tj->pre[0].invert) {
         int llama3 = tj->pre[0].re == LMX_RE_LLAMA3, dg = tj->pre[0].re_digits;
-        for (size_t i = 0; i < n;) {
-            size_t j = llama3 ? re_llama3(text, i, n, dg) : re_gpt2(text, i, n);
-            int rc = bpe_word(e, text + i, j - i, out);
+        /* Pieces are found PIECES_AHEAD ahead of their BPE and the hot-cache set of each is
+         * prefetched then (the cache is megabytes: a lookup is a memory access otherwise). */
+        size_t ends[PIECES_AHEAD];
+        uint64_t hs[PIECES_AHEAD];
+        size_t scan = 0, found = 0;
+        for (; found < PIECES_AHEAD && scan < n; found++)
+            scan = piece_ahead(e, text, scan, n, llama3, dg, &ends[found], &hs[found]);
+        for (size_t i = 0, done = 0; done < found; done++) {
+            if (done + PIECES_AHEAD / 2 < found) {
+                size_t pk = (done + PIECES_AHEAD / 2) % PIECES_AHEAD;
+                size_t ps = ends[(pk + PIECES_AHEAD - 1) % PIECES_AHEAD]; /* the piece before ends there */
+                if (ends[pk] - ps <= LMX_TOK_HOT_KEY)
+                    piece_peek(e, text + ps, ends[pk] - ps, hs[pk]);
+            }
+            size_t k = done % PIECES_AHEAD, j = ends[k];
+            uint64_t h = hs[k];
+            int rc = j - i <= LMX_TOK_HOT_KEY ? bpe_hot_h(e, text + i, j - i, h, out)
+                                              : bpe_word(e, text + i, j - i, out);
             if (rc)
                 return rc;
             i = j;
+            if (scan < n) {
+                scan = piece_ahead(e, text, scan, n, llama3, dg, &ends[k], &hs[k]);
+                found++;
+            }
         }
         return LMX_OK;
     }
@@ -1363,8 +1476,6 @@ static int dec_step(const lmx_tok_dec *d, strlist *in, strlist *out)
 int lmx__tokjson_decode(const lmx_tokjson *tj, const uint32_t *ids, size_t n, lmx_buf *out,
                         lmx_error *err)
 {
-    if (tj->dec_error)
-        return lmx__err(err, LMX_EUNSUPPORTED, "decode: %s", tj->dec_error);
     strlist a = {0}, b = {0};
     int rc = LMX_OK;
     for (size_t i = 0; i < n; i++) {

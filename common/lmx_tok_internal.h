@@ -61,19 +61,39 @@ static inline uint64_t lmx__tok_hash(const uint8_t *p, size_t n)
     return h;
 }
 
-/* String -> id map (open addressing, strings in an arena owned by the map). */
+/* Memory for the big randomly accessed tables (vocab and merge maps, word caches): from 2 MB
+ * up, 2 MB aligned and, where the system offers transparent huge pages, backed by them (their
+ * lookups otherwise miss the TLB as well as the caches). Zeroed when zero; freed with free(). */
+void *lmx__tok_table_alloc(size_t bytes, int zero);
+
+/* a[0..n) == b[0..n) for the short keys of the maps, without a call: overlapping loads. */
+static inline int lmx__tok_eq(const uint8_t *a, const uint8_t *b, size_t n)
+{
+    if (n >= 8) {
+        for (size_t i = 0; i + 8 < n; i += 8)
+            if (lmx__tok_load64(a + i) != lmx__tok_load64(b + i))
+                return 0;
+        return lmx__tok_load64(a + n - 8) == lmx__tok_load64(b + n - 8);
+    }
+    if (n >= 4)
+        return lmx__tok_load32(a) == lmx__tok_load32(b) &&
+               lmx__tok_load32(a + n - 4) == lmx__tok_load32(b + n - 4);
+    for (size_t i = 0; i < n; i++)
+        if (a[i] != b[i])
+            return 0;
+    return 1;
+}
+
+/* String -> id map (open addressing, strings in an arena owned by the map). A slot holds the
+ * whole entry, so a lookup touches one slot line and then the key bytes. */
 typedef struct lmx_tok_strmap_slot {
-    uint32_t hash32; /* upper hash bits, 0 = empty slot marker is avoided by |1 */
-    uint32_t entry;  /* index into ents + 1; 0 = empty */
-} lmx_tok_strmap_slot;
-typedef struct lmx_tok_strmap_ent {
+    uint32_t hash32; /* upper hash bits | 1; 0 = empty slot */
     uint32_t off, len, id;
-} lmx_tok_strmap_ent;
+} lmx_tok_strmap_slot;
 typedef struct lmx_tok_strmap {
     lmx_tok_strmap_slot *slots;
     uint32_t mask;
-    lmx_tok_strmap_ent *ents;
-    uint32_t n, cap;
+    uint32_t n;
     lmx_buf arena;
 } lmx_tok_strmap;
 
@@ -82,22 +102,35 @@ int lmx__tok_strmap_init(lmx_tok_strmap *m, uint32_t expected);
 int lmx__tok_strmap_put(lmx_tok_strmap *m, const uint8_t *s, size_t n, uint32_t id);
 void lmx__tok_strmap_free(lmx_tok_strmap *m);
 
-static inline uint32_t lmx__tok_strmap_get(const lmx_tok_strmap *m, const uint8_t *s, size_t n)
+/* Lookup with h = lmx__tok_hash(s, n) already computed (batched loads prefetch the slot). */
+static inline uint32_t lmx__tok_strmap_get_h(const lmx_tok_strmap *m, const uint8_t *s, size_t n,
+                                             uint64_t h)
 {
-    uint64_t h = lmx__tok_hash(s, n);
     uint32_t h32 = (uint32_t)(h >> 32) | 1u;
     uint32_t i = (uint32_t)h & m->mask;
     for (;;) {
         const lmx_tok_strmap_slot *sl = &m->slots[i];
-        if (!sl->entry)
+        if (!sl->hash32)
             return LMX_TOKEN_NONE;
-        if (sl->hash32 == h32) {
-            const lmx_tok_strmap_ent *e = &m->ents[sl->entry - 1];
-            if (e->len == n && memcmp(m->arena.data + e->off, s, n) == 0)
-                return e->id;
-        }
+        if (sl->hash32 == h32 && sl->len == n && lmx__tok_eq(m->arena.data + sl->off, s, n))
+            return sl->id;
         i = (i + 1) & m->mask;
     }
+}
+static inline uint32_t lmx__tok_strmap_get(const lmx_tok_strmap *m, const uint8_t *s, size_t n)
+{
+    return lmx__tok_strmap_get_h(m, s, n, lmx__tok_hash(s, n));
+}
+static inline void lmx__tok_strmap_prefetch(const lmx_tok_strmap *m, uint64_t h)
+{
+    LMX_PREFETCH(&m->slots[(uint32_t)h & m->mask]);
+}
+/* Second stage, once the slot is in cache: prefetches the key bytes of a likely match. */
+static inline void lmx__tok_strmap_prefetch_key(const lmx_tok_strmap *m, uint64_t h)
+{
+    const lmx_tok_strmap_slot *sl = &m->slots[(uint32_t)h & m->mask];
+    if (sl->hash32)
+        LMX_PREFETCH(m->arena.data + sl->off);
 }
 
 /* Merge map: (left id, right id) -> (rank, new id). */
@@ -117,7 +150,7 @@ typedef struct lmx_tok_mergemap {
 static inline void lmx__tok_merge_prefetch(const lmx_tok_mergemap *m, uint32_t a, uint32_t b)
 {
     uint64_t key = (uint64_t)a << 32 | b;
-    __builtin_prefetch(&m->slots[(key * 0x9E3779B97F4A7C15ull) >> m->shift]);
+    LMX_PREFETCH(&m->slots[(key * 0x9E3779B97F4A7C15ull) >> m->shift]);
 }
 
 static inline const lmx_tok_merge *lmx__tok_merge_get(const lmx_tok_mergemap *m, uint32_t a,
@@ -197,7 +230,6 @@ typedef struct lmx_tokjson {
     int n_pre;
     lmx_tok_dec dec[LMX_TOK_MAX_STEPS];
     int n_dec;
-    char *dec_error; /* set when the decoder is unsupported: decode fails with this message */
 
     /* BPE model. With a ByteLevel pre-tokenizer, vocab keys are the raw bytes the token stands
      * for (the ByteLevel char map is inverted at load), so encoding works on raw UTF-8 bytes. */
@@ -238,8 +270,9 @@ typedef struct lmx_tokjson {
     uint32_t bos, eos;
 } lmx_tokjson;
 
-/* Loader: parses tokenizer.json bytes. cfg (tokenizer_config.json bytes) may be NULL. */
-int lmx__tokjson_load(const char *data, size_t len, const char *cfg, size_t cfg_len,
+/* Loader: parses tokenizer.json bytes. cfg (tokenizer_config.json bytes) may be NULL. data is
+ * used as scratch (strings are decoded in place) and is as it was again when this returns. */
+int lmx__tokjson_load(char *data, size_t len, const char *cfg, size_t cfg_len,
                       lmx_tokjson **out, lmx_error *err);
 void lmx__tokjson_free(lmx_tokjson *t);
 

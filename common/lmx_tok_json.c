@@ -1,13 +1,35 @@
 /* tokenizer.json loader: JSON (jansson) -> the plain tables of lmx_tokjson. The only file of the
  * tokenizer that touches JSON. Every error names the JSON path of the offending value. */
+/* MADV_HUGEPAGE (Linux) is outside POSIX: ask libc for its extensions in this file. */
+#define _DEFAULT_SOURCE 1
 #include "lmx_tok_internal.h"
 
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 /* ---- maps ---------------------------------------------------------------------------------- */
+
+void *lmx__tok_table_alloc(size_t bytes, int zero)
+{
+    const size_t huge = (size_t)2 << 20;
+    if (bytes < huge)
+        return zero ? calloc(1, bytes ? bytes : 1) : malloc(bytes ? bytes : 1);
+    if (bytes > SIZE_MAX - huge)
+        return NULL;
+    size_t rounded = (bytes + huge - 1) & ~(huge - 1);
+    void *p = aligned_alloc(huge, rounded);
+    if (!p)
+        return NULL;
+#ifdef MADV_HUGEPAGE
+    (void)madvise(p, rounded, MADV_HUGEPAGE); /* a hint: without it, plain pages */
+#endif
+    if (zero)
+        memset(p, 0, rounded);
+    return p;
+}
 
 static uint32_t pow2_at_least(uint64_t n)
 {
@@ -17,17 +39,14 @@ static uint32_t pow2_at_least(uint64_t n)
     return p;
 }
 
+/* Load at most 3/4 (checked on insert); a table sized for `expected` starts at most 2/3 full. */
 int lmx__tok_strmap_init(lmx_tok_strmap *m, uint32_t expected)
 {
     memset(m, 0, sizeof *m);
-    uint32_t size = pow2_at_least((uint64_t)expected * 2 + 16);
-    m->slots = calloc(size, sizeof *m->slots);
-    m->cap = expected + 16;
-    m->ents = malloc(m->cap * sizeof *m->ents);
-    if (!m->slots || !m->ents) {
-        lmx__tok_strmap_free(m);
+    uint32_t size = pow2_at_least((uint64_t)expected * 3 / 2 + 16);
+    m->slots = lmx__tok_table_alloc((size_t)size * sizeof *m->slots, 1);
+    if (!m->slots)
         return LMX_ENOMEM;
-    }
     m->mask = size - 1;
     return LMX_OK;
 }
@@ -35,17 +54,17 @@ int lmx__tok_strmap_init(lmx_tok_strmap *m, uint32_t expected)
 static int strmap_grow(lmx_tok_strmap *m)
 {
     uint32_t size = (m->mask + 1) * 2;
-    lmx_tok_strmap_slot *ns = calloc(size, sizeof *ns);
+    lmx_tok_strmap_slot *ns = lmx__tok_table_alloc((size_t)size * sizeof *ns, 1);
     if (!ns)
         return LMX_ENOMEM;
     for (uint32_t i = 0; i <= m->mask; i++) {
-        if (!m->slots[i].entry)
+        const lmx_tok_strmap_slot *sl = &m->slots[i];
+        if (!sl->hash32)
             continue;
-        const lmx_tok_strmap_ent *e = &m->ents[m->slots[i].entry - 1];
-        uint32_t j = (uint32_t)lmx__tok_hash(m->arena.data + e->off, e->len) & (size - 1);
-        while (ns[j].entry)
+        uint32_t j = (uint32_t)lmx__tok_hash(m->arena.data + sl->off, sl->len) & (size - 1);
+        while (ns[j].hash32)
             j = (j + 1) & (size - 1);
-        ns[j] = m->slots[i];
+        ns[j] = *sl;
     }
     free(m->slots);
     m->slots = ns;
@@ -53,45 +72,53 @@ static int strmap_grow(lmx_tok_strmap *m)
     return LMX_OK;
 }
 
-int lmx__tok_strmap_put(lmx_tok_strmap *m, const uint8_t *s, size_t n, uint32_t id)
+/* The slot of key s[0..n) (hash h): its own when present (*found = 1), else the empty one where
+ * it goes. */
+static lmx_tok_strmap_slot *strmap_find(lmx_tok_strmap *m, const uint8_t *s, size_t n,
+                                        uint64_t h, int *found)
 {
-    if (n > UINT32_MAX / 2)
-        return LMX_ENOMEM;
-    if ((uint64_t)(m->n + 1) * 2 > m->mask + 1 && strmap_grow(m) != LMX_OK)
-        return LMX_ENOMEM;
-    uint64_t h = lmx__tok_hash(s, n);
     uint32_t h32 = (uint32_t)(h >> 32) | 1u;
     uint32_t i = (uint32_t)h & m->mask;
     for (;;) {
         lmx_tok_strmap_slot *sl = &m->slots[i];
-        if (!sl->entry)
-            break;
-        if (sl->hash32 == h32) {
-            lmx_tok_strmap_ent *e = &m->ents[sl->entry - 1];
-            if (e->len == n && memcmp(m->arena.data + e->off, s, n) == 0) {
-                e->id = id;
-                return LMX_OK;
-            }
+        if (!sl->hash32) {
+            *found = 0;
+            return sl;
+        }
+        if (sl->hash32 == h32 && sl->len == n && lmx__tok_eq(m->arena.data + sl->off, s, n)) {
+            *found = 1;
+            return sl;
         }
         i = (i + 1) & m->mask;
     }
-    if (m->n == m->cap) {
-        uint32_t nc = m->cap * 2;
-        lmx_tok_strmap_ent *ne = realloc(m->ents, (size_t)nc * sizeof *ne);
-        if (!ne)
-            return LMX_ENOMEM;
-        m->ents = ne;
-        m->cap = nc;
+}
+
+/* lmx__tok_strmap_put with h = lmx__tok_hash(s, n) already computed. */
+static int strmap_put_h(lmx_tok_strmap *m, const uint8_t *s, size_t n, uint32_t id, uint64_t h)
+{
+    if (n > UINT32_MAX / 2)
+        return LMX_ENOMEM;
+    if ((uint64_t)(m->n + 1) * 4 > (uint64_t)(m->mask + 1) * 3 && strmap_grow(m) != LMX_OK)
+        return LMX_ENOMEM;
+    int found;
+    lmx_tok_strmap_slot *sl = strmap_find(m, s, n, h, &found);
+    if (found) {
+        sl->id = id;
+        return LMX_OK;
     }
     if (m->arena.len + n > UINT32_MAX)
         return LMX_ENOMEM;
     uint32_t off = (uint32_t)m->arena.len;
     if (n && lmx__buf_append(&m->arena, s, n) != LMX_OK)
         return LMX_ENOMEM;
-    m->ents[m->n] = (lmx_tok_strmap_ent){off, (uint32_t)n, id};
-    m->slots[i].hash32 = h32;
-    m->slots[i].entry = ++m->n;
+    *sl = (lmx_tok_strmap_slot){(uint32_t)(h >> 32) | 1u, off, (uint32_t)n, id};
+    m->n++;
     return LMX_OK;
+}
+
+int lmx__tok_strmap_put(lmx_tok_strmap *m, const uint8_t *s, size_t n, uint32_t id)
+{
+    return strmap_put_h(m, s, n, id, lmx__tok_hash(s, n));
 }
 
 void lmx__tok_strmap_free(lmx_tok_strmap *m)
@@ -99,16 +126,32 @@ void lmx__tok_strmap_free(lmx_tok_strmap *m)
     if (!m)
         return;
     free(m->slots);
-    free(m->ents);
     lmx__buf_free(&m->arena);
     memset(m, 0, sizeof *m);
+}
+
+/* Inserts the key already at m->arena.data + off (no copy), h its hash. The caller sized the
+ * map for every key (no growth). Returns 1 when the key was present (its id is overwritten),
+ * else 0. */
+static int strmap_put_at(lmx_tok_strmap *m, uint32_t off, size_t n, uint32_t id, uint64_t h)
+{
+    const uint8_t *s = m->arena.data + off;
+    int found;
+    lmx_tok_strmap_slot *sl = strmap_find(m, s, n, h, &found);
+    if (found) {
+        sl->id = id;
+        return 1;
+    }
+    *sl = (lmx_tok_strmap_slot){(uint32_t)(h >> 32) | 1u, off, (uint32_t)n, id};
+    m->n++;
+    return 0;
 }
 
 static int mergemap_init(lmx_tok_mergemap *m, uint32_t expected)
 {
     /* load <= 2/3: a smaller table (8 MB for LLaMA-3) misses the CPU caches less than a sparser one */
     uint32_t size = pow2_at_least((uint64_t)expected * 3 / 2 + 16);
-    m->slots = malloc((size_t)size * sizeof *m->slots);
+    m->slots = lmx__tok_table_alloc((size_t)size * sizeof *m->slots, 0);
     if (!m->slots)
         return LMX_ENOMEM;
     for (uint32_t i = 0; i < size; i++)
@@ -186,13 +229,16 @@ typedef struct vocablists {
      * merge loop reaches it, keeping the old order of errors) and its message kind */
     size_t bad_merge;
     int bad_merge_kind;
+    int arena_borrowed; /* fast scanner: the arena is the file text itself */
 } vocablists;
 
 typedef struct loadctx {
     lmx_tokjson *t;
     lmx_error *err;
     lmx_tok_strmap orig; /* vocab keys as written in tokenizer.json */
+    int orig_borrowed;   /* orig's arena is the lists' arena (byte level: no copies) */
     vocablists *fast;    /* set when the fast scanner parsed vocab and merges */
+    vocablists own;      /* the lists from jansson's tree otherwise (kept while orig is used) */
 } loadctx;
 
 /* Returned (internally) when the fast scanner's result turns out unusable (a duplicate vocab
@@ -451,34 +497,34 @@ static int load_pretok(loadctx *c, json_t *o, const char *path)
                "ByteLevel, Metaspace)", path, type);
 }
 
-/* ---- decoder (only needed by decode; an unsupported one fails decode, not load) ------------- */
+/* ---- decoder (only used by decode, but an unsupported one fails the load like any component) */
 
-static int load_decoder(loadctx *c, json_t *o, const char *path, char *unsup, size_t unsup_len)
+static int load_decoder(loadctx *c, json_t *o, const char *path)
 {
     lmx_tokjson *t = c->t;
-    if (!o || json_is_null(o) || unsup[0])
+    if (!o || json_is_null(o))
         return LMX_OK;
     const char *type = json_is_object(o) ? type_of(o) : NULL;
     char sub[300];
     if (type && strcmp(type, "Sequence") == 0) {
         json_t *arr = json_object_get(o, "decoders");
+        if (!json_is_array(arr))
+            return bad(c, LMX_EFORMAT, "%s.decoders: expected an array", path);
         for (size_t i = 0; json_is_array(arr) && i < json_array_size(arr); i++) {
             snprintf(sub, sizeof sub, "%s.decoders[%zu]", path, i);
-            int rc = load_decoder(c, json_array_get(arr, i), sub, unsup, unsup_len);
+            int rc = load_decoder(c, json_array_get(arr, i), sub);
             if (rc)
                 return rc;
         }
         return LMX_OK;
     }
-    if (t->n_dec == LMX_TOK_MAX_STEPS) {
-        snprintf(unsup, unsup_len, "%s: too many decoder steps", path);
-        return LMX_OK;
-    }
+    if (t->n_dec == LMX_TOK_MAX_STEPS)
+        return bad(c, LMX_EUNSUPPORTED, "%s: more than %d decoder steps", path, LMX_TOK_MAX_STEPS);
     lmx_tok_dec *d = &t->dec[t->n_dec];
     memset(d, 0, sizeof *d);
     int is_re = 0, rc = LMX_OK;
     if (!type) {
-        snprintf(unsup, unsup_len, "%s.type: missing", path);
+        return bad(c, LMX_EFORMAT, "%s.type: missing", path);
     } else if (strcmp(type, "ByteLevel") == 0) {
         d->type = LMX_DEC_BYTELEVEL;
     } else if (strcmp(type, "ByteFallback") == 0) {
@@ -500,7 +546,8 @@ static int load_decoder(loadctx *c, json_t *o, const char *path, char *unsup, si
         if (rc == LMX_ENOMEM)
             return bad(c, rc, "%s", tmp.message);
         if (rc || is_re || !d->alen)
-            snprintf(unsup, unsup_len, "%s: only Replace with a non-empty String pattern", path);
+            return bad(c, LMX_EUNSUPPORTED, "%s: decoder Replace is only supported with a "
+                       "non-empty String pattern", path);
         return LMX_OK;
     } else if (strcmp(type, "Strip") == 0) {
         d->type = LMX_DEC_STRIP;
@@ -510,7 +557,8 @@ static int load_decoder(loadctx *c, json_t *o, const char *path, char *unsup, si
         if (!cs || lmx__utf8_len((uint8_t)cs[0]) != strlen(cs) || !json_is_integer(st) ||
             !json_is_integer(sp) || json_integer_value(st) < 0 || json_integer_value(sp) < 0 ||
             json_integer_value(st) > 1000 || json_integer_value(sp) > 1000) {
-            snprintf(unsup, unsup_len, "%s: Strip needs one content char and small start/stop", path);
+            return bad(c, LMX_EUNSUPPORTED, "%s: decoder Strip is only supported with one content "
+                       "char and start/stop in [0, 1000]", path);
         } else {
             d->a = malloc(strlen(cs) + 1);
             if (!d->a)
@@ -525,7 +573,7 @@ static int load_decoder(loadctx *c, json_t *o, const char *path, char *unsup, si
         json_t *r = json_object_get(o, "replacement");
         const char *rs = json_is_string(r) ? json_string_value(r) : NULL;
         if (!rs || !*rs || lmx__utf8_len((uint8_t)rs[0]) != strlen(rs)) {
-            snprintf(unsup, unsup_len, "%s.replacement: expected one character", path);
+            return bad(c, LMX_EFORMAT, "%s.replacement: expected one character", path);
         } else {
             d->a = malloc(strlen(rs) + 1);
             if (!d->a)
@@ -544,7 +592,7 @@ static int load_decoder(loadctx *c, json_t *o, const char *path, char *unsup, si
                 d->prepend_scheme = json_is_false(aps) ? LMX_PREPEND_NEVER : LMX_PREPEND_ALWAYS;
         }
     } else {
-        snprintf(unsup, unsup_len, "%s.type: decoder \"%s\" is not supported", path, type);
+        return bad(c, LMX_EUNSUPPORTED, "%s.type: decoder \"%s\" is not supported", path, type);
     }
     t->n_dec++;
     return rc;
@@ -597,8 +645,7 @@ static int isalnum_ascii(int c)
 static int bytelevel_unmap(const int32_t *inv, const char *s, size_t n, uint8_t *out, size_t *on)
 {
     size_t j = 0;
-    if (lmx__utf8_valid_prefix((const uint8_t *)s, n) != n)
-        return 0;
+    /* s is valid UTF-8: jansson and the fast scanner both check it */
     for (size_t i = 0; i < n;) {
         uint32_t cp;
         i += (size_t)lmx__utf8_dec((const uint8_t *)s + i, n - i, &cp);
@@ -614,7 +661,8 @@ static int bytelevel_unmap(const int32_t *inv, const char *s, size_t n, uint8_t 
 
 static void lists_free(vocablists *L)
 {
-    lmx__buf_free(&L->arena);
+    if (!L->arena_borrowed)
+        lmx__buf_free(&L->arena);
     free(L->v);
     free(L->m);
     memset(L, 0, sizeof *L);
@@ -734,23 +782,50 @@ static int merges_from_json(loadctx *c, json_t *merges, vocablists *L)
  * jansson needs ~0.2 s and ~10 allocations per entry for a 9 MB tokenizer.json, most of it in
  * model.vocab and model.merges, which the loader only reads once into its own tables. The scanner
  * parses those two values straight into vocablists and the rest of the file goes to jansson with
- * them blanked to {} / [] (same length, newlines kept, so jansson's line/column in errors do not
- * move). It accepts only what jansson accepts and reads the same way; anything else (a syntax
- * error, escapes in keys on the way to the model, \u0000 in a vocab key, unpaired surrogate
- * escapes, ids that are not plain integers below LMX_TOK_MAX_ID, merges that are not "A B" or
- * ["A","B"], duplicate keys, invalid UTF-8) makes it give up, and the plain jansson path then
- * decides, with its own error messages. */
+ * them replaced by {} / []. It accepts only what jansson accepts and reads the same way; anything
+ * else (a syntax error, escapes in keys on the way to the model, \u0000 in a vocab key, unpaired
+ * surrogate escapes, ids that are not plain integers below LMX_TOK_MAX_ID, merges that are not
+ * "A B" or ["A","B"], duplicate keys, invalid UTF-8, or jansson failing on the shortened text)
+ * makes it give up, and the plain jansson path then decides, with its own error messages (and
+ * line/column numbers of the real file). */
 
 typedef struct fscan {
-    const char *p, *end;
-    lmx_buf *dst;        /* decoded strings are appended here (the lists' arena) */
-    size_t start, slen;  /* the last decoded string: dst->data + start, slen bytes */
+    const char *p, *end, *base; /* base: start of the file; string offsets are relative to it */
+    uint8_t *dst;        /* the file again, writable: strings are decoded in place (never longer) */
+    size_t start, slen;  /* the last decoded string: dst + start, slen bytes */
+    lmx_buf *undo;       /* raw text of the strings decoded in place: {u32 off, u32 len, bytes} */
 } fscan;
 
-static void fs_ws(fscan *f)
+/* Byte classes: JSON whitespace; bytes that end the plain ASCII run of a string (controls,
+ * '"', '\\', and non-ASCII, which is checked as UTF-8). 2 = FS_STOP, 3 = FS_WS | FS_STOP. */
+enum { FS_WS = 1, FS_STOP = 2 };
+#define FS_S8 FS_STOP, FS_STOP, FS_STOP, FS_STOP, FS_STOP, FS_STOP, FS_STOP, FS_STOP
+#define FS_S64 FS_S8, FS_S8, FS_S8, FS_S8, FS_S8, FS_S8, FS_S8, FS_S8
+static const uint8_t fs_cls[256] = {
+    [0x00] = 2, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 2, 2, 3, 2, 2,
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+    [' '] = FS_WS, ['"'] = FS_STOP, ['\\'] = FS_STOP,
+    [0x80] = FS_S64, FS_S64,
+};
+
+/* Length of the valid UTF-8 char at s (n > 0 bytes available, s[0] >= 0x80), 0 if invalid. */
+static inline size_t fs_utf8_char(const uint8_t *s, size_t n)
 {
-    while (f->p < f->end && (*f->p == ' ' || *f->p == '\t' || *f->p == '\n' || *f->p == '\r'))
-        f->p++;
+    uint8_t c = s[0];
+    if (c >= 0xC2 && c <= 0xDF)
+        return n >= 2 && (s[1] & 0xC0) == 0x80 ? 2 : 0;
+    size_t len = c >= 0xF0 ? 4 : 3;
+    if (c < 0xE0 || c > 0xF4 || n < len)
+        return 0;
+    return lmx__utf8_valid_prefix(s, len) == len ? len : 0;
+}
+
+static inline void fs_ws(fscan *f)
+{
+    const char *p = f->p, *end = f->end;
+    while (p < end && (fs_cls[(unsigned char)*p] & FS_WS))
+        p++;
+    f->p = p;
 }
 
 static int fs_hex4(const char *p, const char *end, uint32_t *v)
@@ -769,35 +844,62 @@ static int fs_hex4(const char *p, const char *end, uint32_t *v)
     return 1;
 }
 
-/* String at f->p (on the opening quote), decoded onto f->dst (when decode; see f->start/slen)
- * or only validated.
+/* String at f->p (on the opening quote), decoded in place in f->dst (when decode; see
+ * f->start/slen) or only checked. Its raw text must be valid UTF-8, as jansson requires (escapes
+ * only decode to whole valid chars, so the decoded string is valid too).
  * raw_key: the string must have no escapes (keys compared as written). nul_ok: \u0000 allowed. */
 static int fs_string(fscan *f, int decode, int raw_key, int nul_ok)
 {
     if (f->p >= f->end || *f->p != '"')
         return 0;
     const char *p = f->p + 1, *end = f->end;
-    f->start = f->dst->len;
+    f->start = (size_t)(p - f->base);
+    uint8_t *w = NULL; /* write position once an escape shifted the text */
     for (;;) {
         const char *q = p;
-        while (q < end && *q != '"' && *q != '\\' && (unsigned char)*q >= 0x20)
-            q++;
-        if (decode && q > p && lmx__buf_append(f->dst, p, (size_t)(q - p)))
-            return 0;
+        for (;;) {
+            while (end - q >= 4) {
+                if (fs_cls[(unsigned char)q[0]] & FS_STOP) break;
+                if (fs_cls[(unsigned char)q[1]] & FS_STOP) { q += 1; break; }
+                if (fs_cls[(unsigned char)q[2]] & FS_STOP) { q += 2; break; }
+                if (fs_cls[(unsigned char)q[3]] & FS_STOP) { q += 3; break; }
+                q += 4;
+            }
+            while (q < end && !(fs_cls[(unsigned char)*q] & FS_STOP))
+                q++;
+            if (q >= end || (unsigned char)*q < 0x80)
+                break;
+            size_t k = fs_utf8_char((const uint8_t *)q, (size_t)(end - q));
+            if (!k)
+                return 0;
+            q += k;
+        }
+        if (w && q > p) {
+            memmove(w, f->dst + (p - f->base), (size_t)(q - p));
+            w += q - p;
+        }
         if (q >= end || (unsigned char)*q < 0x20)
             return 0;
         if (*q == '"') {
             f->p = q + 1;
-            /* jansson rejects invalid UTF-8 in strings; decoded strings are the ones that end up
-             * in the blanked parts (escapes only ever decode to whole valid chars, so checking
-             * the decoded string is checking the raw one). Skipped strings stay in the text
-             * jansson parses and are checked there. */
-            f->slen = f->dst->len - f->start;
-            return !decode ||
-                   lmx__utf8_valid_prefix(f->dst->data + f->start, f->slen) == f->slen;
+            f->slen = w ? (size_t)(w - (f->dst + f->start)) : (size_t)(q - f->base) - f->start;
+            return 1;
         }
         if (raw_key || end - q < 2)
             return 0;
+        if (decode && !w) {
+            /* first escape: keep the raw string, the file is restored after the load */
+            const char *e = q;
+            while (e < end && *e != '"')
+                e += *e == '\\' ? 2 : 1;
+            if (e > end)
+                e = end;
+            uint32_t hdr[2] = {(uint32_t)f->start, (uint32_t)(e - (f->base + f->start))};
+            if (f->start > UINT32_MAX || lmx__buf_append(f->undo, hdr, sizeof hdr) ||
+                lmx__buf_append(f->undo, f->base + f->start, hdr[1]))
+                return 0;
+            w = f->dst + (q - f->base);
+        }
         char ch = q[1];
         q += 2;
         uint8_t o[4];
@@ -831,8 +933,10 @@ static int fs_string(fscan *f, int decode, int raw_key, int nul_ok)
         default:
             return 0;
         }
-        if (decode && lmx__buf_append(f->dst, o, on))
-            return 0;
+        if (decode) {
+            memcpy(w, o, on);
+            w += on;
+        }
         p = q;
     }
 }
@@ -937,7 +1041,7 @@ static int fs_skip(fscan *f, int depth)
         q++;
     if (q >= f->end || *q < '0' || *q > '9')
         return 0;
-    /* the rest of a number; jansson re-checks it when it parses the blanked document */
+    /* the rest of a number; jansson re-checks it when it parses the shortened document */
     while (q < f->end && ((*q >= '0' && *q <= '9') || *q == '.' || *q == 'e' || *q == 'E' ||
                           *q == '+' || *q == '-'))
         q++;
@@ -1005,7 +1109,7 @@ static int fs_merges(fscan *f, vocablists *L)
             if (!fs_string(f, 1, 0, 1) || f->start + f->slen > UINT32_MAX)
                 return 0;
             /* "A B" stays in the arena as is: A and B are its two halves */
-            const uint8_t *s = f->dst->data + f->start;
+            const uint8_t *s = f->dst + f->start;
             size_t n = f->slen;
             const uint8_t *sp = n ? memchr(s, ' ', n) : NULL;
             if (!sp || memchr(sp + 1, ' ', n - (size_t)(sp + 1 - s)))
@@ -1053,38 +1157,16 @@ static int fs_merges(fscan *f, vocablists *L)
     }
 }
 
-/* Appends data[s..e) (a container value) to o blanked: the brackets stay, then the region's
- * newlines, then one space per char after its last newline, so jansson's line and column
- * numbers (it counts chars, not bytes) for anything after it are unchanged. Returns the new end
- * of o. */
-static char *blank_range(char *o, const char *data, size_t s, size_t e)
-{
-    *o++ = data[s];
-    size_t i = s + 1, last = s + 1;
-    for (;;) {
-        const char *nl = memchr(data + i, '\n', e - 1 - i);
-        if (!nl)
-            break;
-        *o++ = '\n';
-        i = (size_t)(nl - data) + 1;
-        last = i;
-    }
-    for (size_t k = last; k + 1 < e; k++)
-        if (((unsigned char)data[k] & 0xC0) != 0x80)
-            *o++ = ' ';
-    *o++ = data[e - 1];
-    return o;
-}
-
 /* Walks the top-level object to model.vocab and model.merges, parses them into L and writes the
- * document with both blanked to copy (len bytes available), its length to *copy_len.
- * 1 = done; 0 = use the plain jansson path. */
-static int fast_scan(const char *data, size_t len, char *copy, size_t *copy_len, vocablists *L)
+ * document with both replaced by {} / [] to copy (len bytes available), its length to
+ * *copy_len. 1 = done; 0 = use the plain jansson path. */
+static int fast_scan(char *data, size_t len, char *copy, size_t *copy_len, vocablists *L,
+                     lmx_buf *undo)
 {
-    /* decoded strings are never longer than the file: one reservation, no regrowth */
-    if (lmx__buf_reserve(&L->arena, len) != LMX_OK)
-        return 0;
-    fscan f = {data, data + len, &L->arena, 0, 0};
+    /* the arena is the file: strings keep their offsets, escapes decode in place */
+    L->arena = (lmx_buf){(uint8_t *)data, len, len, 0};
+    L->arena_borrowed = 1;
+    fscan f = {data, data + len, data, (uint8_t *)data, 0, 0, undo};
     int ok = 0, seen_model = 0, seen_vocab = 0, seen_merges = 0;
     size_t vs = 0, ve = 0, ms = 0, me = 0;
     fs_ws(&f);
@@ -1135,14 +1217,18 @@ static int fast_scan(const char *data, size_t len, char *copy, size_t *copy_len,
     if (f.p != f.end || !seen_vocab || !seen_merges || L->nv >= LMX_TOK_MAX_ID)
         goto out;
     {
-        /* both ranges in file order */
+        /* both ranges in file order, each replaced by its empty container */
         size_t r0s = vs < ms ? vs : ms, r0e = vs < ms ? ve : me;
         size_t r1s = vs < ms ? ms : vs, r1e = vs < ms ? me : ve;
         char *o = copy;
         memcpy(o, data, r0s);
-        o = blank_range(o + r0s, data, r0s, r0e);
+        o += r0s;
+        *o++ = data[r0s];
+        *o++ = data[r0e - 1];
         memcpy(o, data + r0e, r1s - r0e);
-        o = blank_range(o + (r1s - r0e), data, r1s, r1e);
+        o += r1s - r0e;
+        *o++ = data[r1s];
+        *o++ = data[r1e - 1];
         memcpy(o, data + r1e, len - r1e);
         *copy_len = (size_t)(o - copy) + (len - r1e);
     }
@@ -1189,22 +1275,77 @@ static int load_model(loadctx *c, json_t *m, json_t *added)
         return bad(c, LMX_EUNSUPPORTED, "model: continuing_subword_prefix, end_of_word_suffix or "
                    "byte_fallback together with a ByteLevel pre-tokenizer is not supported");
 
-    vocablists own = {0}, *L = c->fast ? c->fast : &own;
+    vocablists *L = c->fast ? c->fast : &c->own;
     if (!c->fast) {
         json_t *vocab = json_object_get(m, "vocab");
         if (!json_is_object(vocab))
             return bad(c, LMX_EFORMAT, "model.vocab: expected an object");
         if (json_object_size(vocab) >= LMX_TOK_MAX_ID)
             return bad(c, LMX_EUNSUPPORTED, "model.vocab: more than %u tokens", LMX_TOK_MAX_ID);
-        if ((rc = vocab_from_json(c, vocab, &own)) ||
-            (rc = merges_from_json(c, json_object_get(m, "merges"), &own))) {
-            lists_free(&own);
+        if ((rc = vocab_from_json(c, vocab, L)) ||
+            (rc = merges_from_json(c, json_object_get(m, "merges"), L)))
             return rc;
-        }
     }
-    rc = model_tables(c, m, added, L);
-    lists_free(&own);
-    return rc;
+    return model_tables(c, m, added, L);
+}
+
+/* Vocab entry i's hashes and (byte level) raw bytes, computed ahead of its inserts. */
+#define VOCAB_AHEAD 16
+#define VOCAB_KEY 128
+typedef struct vocab_ahead {
+    uint64_t ho, hv; /* hashes of the key as written and of its raw bytes */
+    size_t on;
+    int ok;          /* the key maps to raw bytes (r->key, on) */
+    uint8_t key[VOCAB_KEY];
+} vocab_ahead;
+
+static void vocab_look_ahead(const lmx_tokjson *t, const lmx_tok_strmap *orig, const int32_t *inv,
+                             const vocablists *L, size_t i, vocab_ahead *r)
+{
+    const char *key = (const char *)L->arena.data + L->v[3 * i];
+    size_t klen = L->v[3 * i + 1];
+    r->ho = lmx__tok_hash((const uint8_t *)key, klen);
+    lmx__tok_strmap_prefetch(orig, r->ho);
+    r->ok = 0;
+    r->on = 0;
+    r->hv = 0;
+    if (klen <= VOCAB_KEY && bytelevel_unmap(inv, key, klen, r->key, &r->on)) {
+        r->ok = 1;
+        r->hv = lmx__tok_hash(r->key, r->on);
+        lmx__tok_strmap_prefetch(&t->vocab, r->hv);
+    }
+}
+
+/* Merge i's hashes and, when short, the concatenation of its two tokens (the continuing-subword
+ * prefix of the right one dropped, as HF does), computed ahead of its lookups. */
+#define MERGE_AHEAD 16
+#define MERGE_CAT 96
+typedef struct merge_ahead {
+    uint64_t ha, hb, hc;
+    size_t cl;
+    uint8_t cat[MERGE_CAT];
+} merge_ahead;
+
+static void merge_look_ahead(const lmx_tokjson *t, const lmx_tok_strmap *ov, const vocablists *L,
+                             size_t i, merge_ahead *r)
+{
+    const uint8_t *A = L->arena.data;
+    const uint8_t *a = A + L->m[4 * i], *b = A + L->m[4 * i + 2];
+    size_t al = L->m[4 * i + 1], bl = L->m[4 * i + 3];
+    size_t pl = t->cont_prefix_len;
+    if (pl && (bl < pl || memcmp(b, t->cont_prefix, pl) != 0))
+        pl = 0; /* HF strips the prefix length unconditionally; only strip a real prefix */
+    r->ha = lmx__tok_hash(a, al);
+    r->hb = lmx__tok_hash(b, bl);
+    lmx__tok_strmap_prefetch(ov, r->ha);
+    lmx__tok_strmap_prefetch(ov, r->hb);
+    r->cl = al + bl - pl;
+    if (r->cl <= MERGE_CAT) {
+        memcpy(r->cat, a, al);
+        memcpy(r->cat + al, b + pl, bl - pl);
+        r->hc = lmx__tok_hash(r->cat, r->cl);
+        lmx__tok_strmap_prefetch(ov, r->hc);
+    }
 }
 
 /* The vocab/merges part of load_model, on the lists. */
@@ -1247,55 +1388,83 @@ static int model_tables(loadctx *c, json_t *m, json_t *added, vocablists *L)
     for (uint32_t i = 0; i < limit; i++)
         t->id_off[i] = UINT32_MAX;
 
+    /* display strings: one reservation, then plain copies */
+    size_t total = 0;
+    for (size_t i = 0; i < nv; i++)
+        total += VLEN(i);
+    if (total > UINT32_MAX || lmx__buf_reserve(&t->id_arena, total) != LMX_OK)
+        return bad(c, LMX_ENOMEM, "model.vocab: out of memory");
     if (lmx__tok_strmap_init(&c->orig, (uint32_t)nv) != LMX_OK)
         return bad(c, LMX_ENOMEM, "model.vocab: out of memory");
-    for (size_t i = 0; i < nv; i++) {
-        const char *key = VKEY(i);
-        size_t klen = VLEN(i);
-        uint32_t id = VID(i);
-        /* jansson keeps one entry per key; the fast scanner does not, so it gives up on a
-         * duplicate and the jansson path decides */
-        if (c->fast && lmx__tok_strmap_get(&c->orig, (const uint8_t *)key, klen) != LMX_TOKEN_NONE)
-            return FAST_FALLBACK;
-        if (lmx__tok_strmap_put(&c->orig, (const uint8_t *)key, klen, id) != LMX_OK)
-            return bad(c, LMX_ENOMEM, "model.vocab: out of memory");
-        if ((rc = set_display(c, id, key, klen)))
-            return rc;
-    }
-
-    /* encoding-space vocab */
     if (t->byte_level) {
+        /* orig (keys as written) and the encoding-space vocab (raw bytes) in one pass, keys
+         * hashed and slots prefetched VOCAB_AHEAD entries ahead. orig only lives during the
+         * load: its keys stay where the lists have them. */
+        c->orig.arena = L->arena;
+        c->orig_borrowed = 1;
         int32_t inv[0x144];
         for (int i = 0; i < 0x144; i++)
             inv[i] = -1;
         for (int b = 0; b < 256; b++)
             inv[lmx__bytelevel_char((uint8_t)b)] = b;
-        if (lmx__tok_strmap_init(&t->vocab, (uint32_t)nv) != LMX_OK)
+        if (lmx__tok_strmap_init(&t->vocab, (uint32_t)nv) != LMX_OK ||
+            lmx__buf_reserve(&t->vocab.arena, total) != LMX_OK)
             return bad(c, LMX_ENOMEM, "model.vocab: out of memory");
-        uint8_t *tmp = NULL;
-        size_t tmpcap = 0;
+        vocab_ahead ring[VOCAB_AHEAD];
+        for (size_t j = 0; j < VOCAB_AHEAD && j < nv; j++)
+            vocab_look_ahead(t, &c->orig, inv, L, j, &ring[j]);
+        uint8_t *big = NULL;
         for (size_t i = 0; i < nv; i++) {
+            vocab_ahead *r = &ring[i % VOCAB_AHEAD];
             const char *key = VKEY(i);
-            size_t klen = VLEN(i), on;
-            if (klen > tmpcap) {
-                free(tmp);
-                tmpcap = klen * 2;
-                tmp = malloc(tmpcap);
-                if (!tmp)
+            size_t klen = VLEN(i);
+            uint32_t id = VID(i);
+            /* jansson keeps one entry per key; the fast scanner does not, so it gives up on a
+             * duplicate and the jansson path decides */
+            if (strmap_put_at(&c->orig, L->v[3 * i], klen, id, r->ho) && c->fast)
+                return FAST_FALLBACK;
+            t->id_off[id] = (uint32_t)t->id_arena.len;
+            t->id_len[id] = (uint32_t)klen;
+            memcpy(t->id_arena.data + t->id_arena.len, key, klen);
+            t->id_arena.len += klen;
+            const uint8_t *raw = r->key;
+            size_t on = r->on;
+            uint64_t hv = r->hv;
+            int ok = r->ok;
+            if (klen > VOCAB_KEY) { /* too long for the ring: unmapped here */
+                free(big);
+                if (!(big = malloc(klen)))
                     return bad(c, LMX_ENOMEM, "model.vocab: out of memory");
+                ok = bytelevel_unmap(inv, key, klen, big, &on);
+                raw = big;
+                hv = ok ? lmx__tok_hash(big, on) : 0;
             }
-            if (bytelevel_unmap(inv, key, klen, tmp, &on) &&
-                lmx__tok_strmap_put(&t->vocab, tmp, on, VID(i)) != LMX_OK) {
-                free(tmp);
+            if (ok && strmap_put_h(&t->vocab, raw, on, id, hv) != LMX_OK) {
+                free(big);
                 return bad(c, LMX_ENOMEM, "model.vocab: out of memory");
             }
+            if (i + VOCAB_AHEAD < nv)
+                vocab_look_ahead(t, &c->orig, inv, L, i + VOCAB_AHEAD, r);
         }
-        free(tmp);
+        free(big);
         for (int b = 0; b < 256; b++) {
             uint8_t byte = (uint8_t)b;
             t->byte_ids[b] = lmx__tok_strmap_get(&t->vocab, &byte, 1);
         }
     } else {
+        for (size_t i = 0; i < nv; i++) {
+            const char *key = VKEY(i);
+            size_t klen = VLEN(i);
+            uint32_t id = VID(i);
+            if (c->fast && lmx__tok_strmap_get(&c->orig, (const uint8_t *)key, klen) != LMX_TOKEN_NONE)
+                return FAST_FALLBACK; /* a duplicate key: see above */
+            if (lmx__tok_strmap_put(&c->orig, (const uint8_t *)key, klen, id) != LMX_OK)
+                return bad(c, LMX_ENOMEM, "model.vocab: out of memory");
+            t->id_off[id] = (uint32_t)t->id_arena.len;
+            t->id_len[id] = (uint32_t)klen;
+            memcpy(t->id_arena.data + t->id_arena.len, key, klen);
+            t->id_arena.len += klen;
+        }
         t->vocab = c->orig;
         memset(&c->orig, 0, sizeof c->orig);
         for (int b = 0; b < 256; b++) {
@@ -1356,6 +1525,11 @@ static int model_tables(loadctx *c, json_t *m, json_t *added, vocablists *L)
     static const char meta[] = "\xE2\x96\x81"; /* U+2581, SentencePiece's space */
     if (seg_ok && lmx__tok_strmap_get(&t->vocab, (const uint8_t *)meta, 3) == LMX_TOKEN_NONE)
         seg_ok = 0;
+    /* The lookups miss the CPU caches (megabytes of tables, random order): the hashes of merge
+     * i + MERGE_AHEAD are computed and their slots prefetched while merge i is looked up. */
+    merge_ahead ring[MERGE_AHEAD];
+    for (size_t j = 0; j < MERGE_AHEAD && j < nm; j++)
+        merge_look_ahead(t, ov, L, j, &ring[j]);
     for (size_t i = 0; i <= nm; i++) {
         if (i == L->bad_merge && L->bad_merge_kind) {
             free(cat);
@@ -1365,30 +1539,43 @@ static int model_tables(loadctx *c, json_t *m, json_t *added, vocablists *L)
         }
         if (i == nm)
             break;
+        merge_ahead *r = &ring[i % MERGE_AHEAD];
+        if (i + MERGE_AHEAD / 2 < nm) {
+            /* half way: the slots have arrived, fetch the key bytes they point to */
+            const merge_ahead *r2 = &ring[(i + MERGE_AHEAD / 2) % MERGE_AHEAD];
+            lmx__tok_strmap_prefetch_key(ov, r2->ha);
+            lmx__tok_strmap_prefetch_key(ov, r2->hb);
+            if (r2->cl <= MERGE_CAT)
+                lmx__tok_strmap_prefetch_key(ov, r2->hc);
+        }
         const char *a = (const char *)A + L->m[4 * i], *b = (const char *)A + L->m[4 * i + 2];
         size_t al = L->m[4 * i + 1], bl = L->m[4 * i + 3];
-        uint32_t ia = lmx__tok_strmap_get(ov, (const uint8_t *)a, al);
-        uint32_t ib = lmx__tok_strmap_get(ov, (const uint8_t *)b, bl);
+        uint32_t ia = lmx__tok_strmap_get_h(ov, (const uint8_t *)a, al, r->ha);
+        uint32_t ib = lmx__tok_strmap_get_h(ov, (const uint8_t *)b, bl, r->hb);
         const char *missing = ia == LMX_TOKEN_NONE ? a : ib == LMX_TOKEN_NONE ? b : NULL;
         size_t mlen = ia == LMX_TOKEN_NONE ? al : bl;
-        size_t pl = t->cont_prefix_len;
-        if (!missing && pl && (bl < pl || memcmp(b, t->cont_prefix, pl) != 0))
-            pl = 0; /* HF strips the prefix length unconditionally; only strip a real prefix */
-        size_t cl = al + bl - pl;
-        if (cl > catcap) {
-            free(cat);
-            catcap = cl * 2 + 16;
-            cat = malloc(catcap);
-            if (!cat)
-                return bad(c, LMX_ENOMEM, "model.merges: out of memory");
-        }
         uint32_t inew = LMX_TOKEN_NONE;
         if (!missing) {
-            memcpy(cat, a, al);
-            memcpy(cat + al, b + pl, bl - pl);
-            inew = lmx__tok_strmap_get(ov, (const uint8_t *)cat, cl);
+            size_t cl = r->cl;
+            const char *cs = (const char *)r->cat;
+            uint64_t hc = r->hc;
+            if (cl > MERGE_CAT) {
+                size_t pl = al + bl - cl;
+                if (cl > catcap) {
+                    free(cat);
+                    catcap = cl * 2 + 16;
+                    cat = malloc(catcap);
+                    if (!cat)
+                        return bad(c, LMX_ENOMEM, "model.merges: out of memory");
+                }
+                memcpy(cat, a, al);
+                memcpy(cat + al, b + pl, bl - pl);
+                cs = cat;
+                hc = lmx__tok_hash((const uint8_t *)cat, cl);
+            }
+            inew = lmx__tok_strmap_get_h(ov, (const uint8_t *)cs, cl, hc);
             if (inew == LMX_TOKEN_NONE) {
-                missing = cat;
+                missing = cs;
                 mlen = cl;
             }
         }
@@ -1397,7 +1584,12 @@ static int model_tables(loadctx *c, json_t *m, json_t *added, vocablists *L)
             free(cat);
             return bad(c, LMX_EFORMAT, "model.merges[%zu]: unknown token \"%s\"", i, q);
         }
-        mergemap_put(&t->merges, ia, ib, (uint32_t)i, inew);
+        if (i + MERGE_AHEAD < nm)
+            merge_look_ahead(t, ov, L, i + MERGE_AHEAD, r);
+        /* the strings are not needed any more: the entry keeps the ids for the table pass */
+        L->m[4 * i] = ia;
+        L->m[4 * i + 1] = ib;
+        L->m[4 * i + 2] = inew;
         if (cut_ok) {
             /* token strings concatenate (no affixes here), so a symbol ending at the cut ends
              * with the char before it: a merge can join across x|y only if its left string
@@ -1414,6 +1606,13 @@ static int model_tables(loadctx *c, json_t *m, json_t *added, vocablists *L)
             seg_ok = 0;
     }
     free(cat);
+    /* in rank order (a later duplicate pair wins, as in HF), prefetching ahead */
+    for (size_t i = 0; i < nm; i++) {
+        if (i + MERGE_AHEAD < nm)
+            lmx__tok_merge_prefetch(&t->merges, L->m[4 * (i + MERGE_AHEAD)],
+                                    L->m[4 * (i + MERGE_AHEAD) + 1]);
+        mergemap_put(&t->merges, L->m[4 * i], L->m[4 * i + 1], (uint32_t)i, L->m[4 * i + 2]);
+    }
     if (seg_ok && t->unk_id != LMX_TOKEN_NONE) {
         uint32_t ul = t->id_len[t->unk_id];
         const uint8_t *us = t->id_arena.data + t->id_off[t->unk_id];
@@ -1573,22 +1772,34 @@ static uint32_t cfg_token(loadctx *c, json_t *cfg, const char *key)
 static int load_doc(const char *data, size_t len, const char *cfgdata, size_t cfg_len,
                     vocablists *fast, lmx_tokjson **out, lmx_error *err);
 
-int lmx__tokjson_load(const char *data, size_t len, const char *cfgdata, size_t cfg_len,
+/* Puts back the raw text of the strings the fast scanner decoded in place. */
+static void undo_apply(char *data, const lmx_buf *u)
+{
+    for (size_t i = 0; i < u->len;) {
+        uint32_t hdr[2];
+        memcpy(hdr, u->data + i, sizeof hdr);
+        memcpy(data + hdr[0], u->data + i + sizeof hdr, hdr[1]);
+        i += sizeof hdr + hdr[1];
+    }
+}
+
+int lmx__tokjson_load(char *data, size_t len, const char *cfgdata, size_t cfg_len,
                       lmx_tokjson **out, lmx_error *err)
 {
     *out = NULL;
     vocablists L = {0};
-    char *copy = len ? malloc(len) : NULL;
+    lmx_buf undo = {0};
+    char *copy = len ? malloc(len) : NULL; /* only the part jansson parses is written */
     size_t copy_len = 0;
-    if (copy && fast_scan(data, len, copy, &copy_len, &L)) {
-        int rc = load_doc(copy, copy_len, cfgdata, cfg_len, &L, out, err);
-        lists_free(&L);
-        free(copy);
-        if (rc != FAST_FALLBACK)
-            return rc;
-    } else {
-        free(copy);
-    }
+    int rc = FAST_FALLBACK;
+    if (copy && fast_scan(data, len, copy, &copy_len, &L, &undo))
+        rc = load_doc(copy, copy_len, cfgdata, cfg_len, &L, out, err);
+    lists_free(&L);
+    free(copy);
+    undo_apply(data, &undo);
+    lmx__buf_free(&undo);
+    if (rc != FAST_FALLBACK)
+        return rc;
     return load_doc(data, len, cfgdata, cfg_len, NULL, out, err);
 }
 
@@ -1598,6 +1809,8 @@ static int load_doc(const char *data, size_t len, const char *cfgdata, size_t cf
     *out = NULL;
     json_error_t jerr;
     json_t *root = json_loadb(data, len, JSON_ALLOW_NUL, &jerr);
+    if (!root && fast)
+        return FAST_FALLBACK; /* the error is reported with the real file's line and column */
     if (!root)
         return lmx__err(err, LMX_EFORMAT, "tokenizer.json: line %d column %d: %s", jerr.line,
                         jerr.column, jerr.text);
@@ -1633,14 +1846,8 @@ static int load_doc(const char *data, size_t len, const char *cfgdata, size_t cf
         goto done;
     if ((rc = load_added(&c, added)))
         goto done;
-    char unsup[LMX_ERROR_MESSAGE_MAX] = "";
-    if ((rc = load_decoder(&c, json_object_get(root, "decoder"), "decoder", unsup, sizeof unsup)))
+    if ((rc = load_decoder(&c, json_object_get(root, "decoder"), "decoder")))
         goto done;
-    if (unsup[0] && !(t->dec_error = strdup(unsup))) {
-        /* decode() reports an unsupported decoder; encoding is unaffected */
-        rc = bad(&c, LMX_ENOMEM, "decoder: out of memory");
-        goto done;
-    }
 
     json_t *cfg = NULL;
     if (cfgdata)
@@ -1658,7 +1865,10 @@ static int load_doc(const char *data, size_t len, const char *cfgdata, size_t cf
         t->eos = find_token(&c, "<|end_of_text|>");
     rc = LMX_OK;
 done:
+    if (c.orig_borrowed)
+        memset(&c.orig.arena, 0, sizeof c.orig.arena);
     lmx__tok_strmap_free(&c.orig);
+    lists_free(&c.own);
     json_decref(root);
     if (rc) {
         lmx__tokjson_free(t);
@@ -1682,7 +1892,6 @@ void lmx__tokjson_free(lmx_tokjson *t)
         free(t->dec[i].a);
         free(t->dec[i].b);
     }
-    free(t->dec_error);
     free(t->cont_prefix);
     free(t->eow_suffix);
     lmx__tok_strmap_free(&t->vocab);

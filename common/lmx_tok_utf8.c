@@ -52,6 +52,11 @@ size_t lmx__utf8_valid_prefix(const uint8_t *s, size_t n)
             i++;
             continue;
         }
+        /* two-byte chars inline: ByteLevel vocabularies and most non-Latin text are full of them */
+        if (s[i] >= 0xC2 && s[i] <= 0xDF && i + 1 < n && (s[i + 1] & 0xC0) == 0x80) {
+            i += 2;
+            continue;
+        }
         int k = utf8_step(s + i, n - i);
         if (k < 0)
             return i;

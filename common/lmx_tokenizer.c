@@ -25,7 +25,8 @@ struct lmx_encoder {
     lmx_tokjson_enc je;
 };
 
-static int finish_open(const void *data, size_t len, const char *cfg, size_t cfg_len,
+/* data: writable (the loader decodes in place and restores it before returning). */
+static int finish_open(char *data, size_t len, const char *cfg, size_t cfg_len,
                        const lmx_tokenizer_options *opts, lmx_tokenizer **out, lmx_error *err)
 {
     if (sodium_init() < 0)
@@ -41,7 +42,7 @@ static int finish_open(const void *data, size_t len, const char *cfg, size_t cfg
         return rc;
     }
     uint8_t h[32];
-    crypto_generichash(h, sizeof h, data, len, NULL, 0);
+    crypto_generichash(h, sizeof h, (const unsigned char *)data, len, NULL, 0);
     memcpy(t->identity, "blake2b-256:", 12);
     lmx__hex(h, sizeof h, t->identity + 12);
     /* Matching added tokens changes the ids of some texts, so it is part of what an index was
@@ -101,7 +102,15 @@ int lmx__tokenizer_open_buffer(const void *data, size_t len, const void *config,
                                lmx_tokenizer **out, lmx_error *err)
 {
     *out = NULL;
-    return finish_open(data, len, config, config_len, opts, out, err);
+    /* the loader needs a writable copy */
+    char *copy = malloc(len ? len : 1);
+    if (!copy)
+        return lmx__err(err, LMX_ENOMEM, "tokenizer: out of memory");
+    if (len)
+        memcpy(copy, data, len);
+    int rc = finish_open(copy, len, config, config_len, opts, out, err);
+    free(copy);
+    return rc;
 }
 
 void lmx__tokenizer_free(lmx_tokenizer *tok)

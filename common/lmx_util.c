@@ -179,14 +179,22 @@ int lmx__read_file(const char *path, size_t max_len, char **out, size_t *out_len
         return lmx__err_errno(err, "open %s", path);
     lmx_buf b = {0};
     b.cap_limit = max_len + 1;
-    char chunk[65536];
-    size_t n;
+    /* a regular file is read straight into a buffer of its size (no regrowth, no copy) */
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0 &&
+        (uint64_t)st.st_size < (uint64_t)max_len)
+        (void)lmx__buf_reserve(&b, (size_t)st.st_size + 1);
     int rc = LMX_OK;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
-        if ((rc = lmx__buf_append(&b, chunk, n)) != LMX_OK) {
+    for (;;) {
+        if (b.len == b.cap && lmx__buf_reserve(&b, b.len < 65536 ? 65536 - b.len : 1) != LMX_OK &&
+            lmx__buf_reserve(&b, 1) != LMX_OK) {
             rc = lmx__err(err, LMX_ENOMEM, "%s: larger than %zu bytes", path, max_len);
             break;
         }
+        size_t n = fread(b.data + b.len, 1, b.cap - b.len, f);
+        b.len += n;
+        if (n == 0)
+            break;
     }
     if (rc == LMX_OK && ferror(f))
         rc = lmx__err_errno(err, "read %s", path);

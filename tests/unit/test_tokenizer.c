@@ -1,14 +1,15 @@
 /* Tokenizer unit tests that need nothing outside the repository: tiny tokenizer.json fixtures are
  * generated here (an SP-style BPE with byte_fallback like LLaMA-2, and a byte-level BPE with the
  * LLaMA-3 Split regex), and the expected ids were worked out by hand from their vocabularies and
- * merges (and cross-checked once with HF tokenizers). Also: unsupported components fail to load
- * with an error naming them, and the built-in `bytes` tokenizer.
+ * merges (and cross-checked once with HF tokenizers). Also: unsupported components (decoders
+ * included) fail to load with an error naming them, and the built-in `bytes` tokenizer.
  *
  * `test_tokenizer --dump DIR` writes the two fixtures to DIR (to re-check them with the
  * reference: node shared/peers/hf-tokenize.js DIR/sp.json < cases.jsonl). */
 #include "lmx_test.h"
 #include "lmx_tokenizer.h"
 
+#include <sodium.h>
 #include <stdarg.h>
 
 static lmx_buf jb; /* JSON being built */
@@ -295,6 +296,92 @@ static void test_unsupported(void)
     }
 }
 
+/* Replaces the first `from` in the fixture being built with `to`. */
+static void splice(const char *from, const char *to)
+{
+    char *p = strstr((char *)jb.data, from);
+    CHECK(p != NULL);
+    if (!p)
+        return;
+    lmx_buf b = {0};
+    size_t head = (size_t)(p - (char *)jb.data), fl = strlen(from);
+    CHECK(lmx__buf_append(&b, jb.data, head) == LMX_OK);
+    CHECK(lmx__buf_append(&b, to, strlen(to)) == LMX_OK);
+    CHECK(lmx__buf_append(&b, jb.data + head + fl, jb.len - head - fl) == LMX_OK);
+    lmx__buf_free(&jb);
+    jb = b;
+}
+
+/* Escaped vocab keys and merges, decoded in place by the loader's fast scanner, and the text
+ * restored for the slow path when the scanner gives up (dup: a duplicate key, written with an
+ * escape the first time); the identity hashes the bytes as given. */
+static void test_escapes_and_fallback(void)
+{
+    for (int dup = 0; dup < 2; dup++) {
+        make_bl(NULL);
+        char tmp[128];
+        if (dup)
+            snprintf(tmp, sizeof tmp, "\"h\\u0069\":%d,\"hi\":", BL_HI);
+        else
+            snprintf(tmp, sizeof tmp, "\"x\\\"y\":%d,\"h\\u0069\":", BL_34 + 2);
+        splice("\"hi\":", tmp);
+        splice("\"h i\"", "\"\\u0068 i\"");
+        lmx_buf before = {0};
+        CHECK(lmx__buf_append(&before, jb.data, jb.len) == LMX_OK);
+        lmx_error err = {0};
+        lmx_tokenizer *t = open_json(0, &err);
+        CHECK_EQ_STR(err.message, "");
+        CHECK(jb.len == before.len && memcmp(jb.data, before.data, jb.len) == 0);
+        if (t) {
+            lmx_encoder *enc = NULL;
+            CHECK_EQ_INT(lmx__encoder_create(t, &enc, &err), LMX_OK);
+            IDS(enc, "hi hi world!", BL_HI, BL_GHI, BL_GWORLD, '!');
+            CHECK_EQ_INT(lmx__tokenizer_token_id(t, "x\"y", 3), dup ? LMX_TOKEN_NONE : BL_34 + 2);
+            lmx__encoder_free(enc);
+            /* the identity is the BLAKE2b of the bytes as given: the loader restored them */
+            uint8_t h[32];
+            char want[12 + 65] = "blake2b-256:";
+            crypto_generichash(h, sizeof h, before.data, before.len, NULL, 0);
+            for (int k = 0; k < 32; k++)
+                snprintf(want + 12 + 2 * k, 3, "%02x", h[k]);
+            CHECK_EQ_STR(lmx__tokenizer_identity(t), want);
+        }
+        lmx__tokenizer_free(t);
+        lmx__buf_free(&before);
+    }
+}
+
+/* An unsupported decoder fails the load (not only decode), naming its JSON path. */
+static void test_unsupported_decoder(void)
+{
+    static const char bl_dec[] = "\"decoder\":{\"type\":\"ByteLevel\"";
+    make_bl(NULL);
+    splice(bl_dec, "\"decoder\":{\"type\":\"Sequence\",\"decoders\":[{\"type\":\"ByteLevel\"},"
+                   "{\"type\":\"CTC\",\"pad_token\":\"<pad>\"}]},\"x\":{\"type\":\"ByteLevel\"");
+    expect_unsupported("CTC decoder", "decoder.decoders[1].type: decoder \"CTC\" is not supported");
+    make_bl(NULL);
+    splice(bl_dec, "\"decoder\":{\"type\":\"Replace\",\"pattern\":{\"Regex\":\" +\"},"
+                   "\"content\":\" \"},\"x\":{\"type\":\"ByteLevel\"");
+    expect_unsupported("Replace decoder with a Regex", "decoder: decoder Replace is only supported");
+    /* a malformed one is a format error */
+    make_bl(NULL);
+    splice(bl_dec, "\"decoder\":{\"decoders\":[]},\"x\":{\"type\":\"ByteLevel\"");
+    lmx_error err = {0};
+    lmx_tokenizer *t = open_json(0, &err);
+    CHECK(t == NULL);
+    lmx__tokenizer_free(t);
+    CHECK_EQ_INT(err.code, LMX_EFORMAT);
+    CHECK_CONTAINS(err.message, "decoder.type: missing");
+    /* the supported chain still loads */
+    make_bl(NULL);
+    splice(bl_dec, "\"decoder\":{\"type\":\"Sequence\",\"decoders\":[{\"type\":\"ByteLevel\"},"
+                   "{\"type\":\"Fuse\"}]},\"x\":{\"type\":\"ByteLevel\"");
+    err = (lmx_error){0};
+    t = open_json(0, &err);
+    CHECK(t != NULL);
+    lmx__tokenizer_free(t);
+}
+
 static void test_bytes(void)
 {
     lmx_error err = {0};
@@ -332,6 +419,8 @@ int main(int argc, char **argv)
     test_sp();
     test_bytelevel();
     test_unsupported();
+    test_unsupported_decoder();
+    test_escapes_and_fallback();
     test_bytes();
     lmx__buf_free(&jb);
     TEST_MAIN_END();
