@@ -894,10 +894,13 @@ static int fs_string(fscan *f, int decode, int raw_key, int nul_ok)
                 e += *e == '\\' ? 2 : 1;
             if (e > end)
                 e = end;
-            uint32_t hdr[2] = {(uint32_t)f->start, (uint32_t)(e - (f->base + f->start))};
-            if (f->start > UINT32_MAX || lmx__buf_append(f->undo, hdr, sizeof hdr) ||
-                lmx__buf_append(f->undo, f->base + f->start, hdr[1]))
+            size_t raw_len = (size_t)(e - (f->base + f->start));
+            /* one reservation for header and bytes: a log never ends in a header without its bytes */
+            if (f->start > UINT32_MAX || raw_len > UINT32_MAX || lmx__buf_reserve(f->undo, 8 + raw_len))
                 return 0;
+            uint32_t hdr[2] = {(uint32_t)f->start, (uint32_t)raw_len};
+            lmx__buf_append(f->undo, hdr, sizeof hdr);
+            lmx__buf_append(f->undo, f->base + f->start, raw_len);
             w = f->dst + (q - f->base);
         }
         char ch = q[1];
@@ -1421,11 +1424,14 @@ static int model_tables(loadctx *c, json_t *m, json_t *added, vocablists *L)
             uint32_t id = VID(i);
             /* jansson keeps one entry per key; the fast scanner does not, so it gives up on a
              * duplicate and the jansson path decides */
-            if (strmap_put_at(&c->orig, L->v[3 * i], klen, id, r->ho) && c->fast)
+            if (strmap_put_at(&c->orig, L->v[3 * i], klen, id, r->ho) && c->fast) {
+                free(big);
                 return FAST_FALLBACK;
+            }
             t->id_off[id] = (uint32_t)t->id_arena.len;
             t->id_len[id] = (uint32_t)klen;
-            memcpy(t->id_arena.data + t->id_arena.len, key, klen);
+            if (klen) /* an all-empty vocabulary leaves the arena NULL */
+                memcpy(t->id_arena.data + t->id_arena.len, key, klen);
             t->id_arena.len += klen;
             const uint8_t *raw = r->key;
             size_t on = r->on;
@@ -1462,7 +1468,8 @@ static int model_tables(loadctx *c, json_t *m, json_t *added, vocablists *L)
                 return bad(c, LMX_ENOMEM, "model.vocab: out of memory");
             t->id_off[id] = (uint32_t)t->id_arena.len;
             t->id_len[id] = (uint32_t)klen;
-            memcpy(t->id_arena.data + t->id_arena.len, key, klen);
+            if (klen)
+                memcpy(t->id_arena.data + t->id_arena.len, key, klen);
             t->id_arena.len += klen;
         }
         t->vocab = c->orig;

@@ -92,7 +92,7 @@ lmxd_cache_entry *lmxd_cache_entry_new(const lmxd_cache_key *k, void *body, size
     }
     /* Body buffers grow by doubling (up to 2x their length) and zstd output sits in a
      * ZSTD_compressBound buffer: give the slack back so the budget counts what is held. glibc
-     * shrinks in place (mremap or a chunk split), so this does not copy the body. */
+     * shrinks in place (mremap or a chunk split); other allocators may copy, which is fine. */
     if (len > 0) {
         void *p = realloc(body, len);
         if (p)
@@ -103,7 +103,7 @@ lmxd_cache_entry *lmxd_cache_entry_new(const lmxd_cache_key *k, void *body, size
     e->len = len;
     e->zstd = zstd != 0;
     snprintf(e->digest, sizeof e->digest, "%s", digest);
-    e->charge = len + sizeof *e;
+    e->charge = len + LMXD_CACHE_ENTRY_OVERHEAD;
     atomic_init(&e->refs, 1);
     return e;
 }
@@ -220,7 +220,7 @@ int lmxd_cache_put(lmxd_cache *c, lmxd_cache_entry *e)
         pthread_mutex_unlock(&c->lock);
         return 0;
     }
-    while (c->bytes + e->charge > c->budget && c->lru_tail) {
+    while (e->charge > c->budget - c->bytes && c->lru_tail) { /* bytes <= budget always: no wrap */
         lmxd_cache_entry *v = c->lru_tail;
         lru_unlink(c, v);
         table_remove(c, v);

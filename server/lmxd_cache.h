@@ -35,6 +35,9 @@ typedef struct lmxd_cache_entry {
     struct lmxd_cache_entry *chain;                  /* hash bucket chain, same */
 } lmxd_cache_entry;
 
+/* What an entry costs beyond its body: the entry and its share of the bucket array. */
+#define LMXD_CACHE_ENTRY_OVERHEAD (sizeof(lmxd_cache_entry) + 2 * sizeof(void *))
+
 typedef struct lmxd_cache lmxd_cache;
 
 typedef struct lmxd_cache_stats {

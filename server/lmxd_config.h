@@ -10,7 +10,8 @@
 
 #define LMXD_MAX_TOKENS 64
 #define LMXD_CACHE_MB_DEFAULT 256
-#define LMXD_CACHE_MB_MAX (1 << 20) /* 1 TiB: anything larger is a typo */
+/* 1 TiB: anything larger is a typo; and what size_t can count in bytes (32-bit hosts) */
+#define LMXD_CACHE_MB_MAX ((SIZE_MAX >> 20) < (1u << 20) ? (int)(SIZE_MAX >> 20) : (1 << 20))
 
 typedef struct lmxd_plan_cfg {
     char *name;

@@ -83,7 +83,7 @@ static void test_keys(void)
 
 static void test_lru_budget(void)
 {
-    size_t overhead = sizeof(lmxd_cache_entry), body = 1000, budget = 3 * (body + overhead);
+    size_t overhead = LMXD_CACHE_ENTRY_OVERHEAD, body = 1000, budget = 3 * (body + overhead);
     lmxd_cache *c = lmxd_cache_create(budget);
     lmxd_cache_key k[5];
     for (int i = 0; i < 5; i++)
@@ -190,7 +190,7 @@ static void *worker(void *p)
 
 static void test_threads(void)
 {
-    size_t budget = 16 * (512 + sizeof(lmxd_cache_entry));
+    size_t budget = 16 * (512 + LMXD_CACHE_ENTRY_OVERHEAD);
     lmxd_cache *c = lmxd_cache_create(budget);
     pthread_t t[4];
     worker_arg a[4];

@@ -317,10 +317,17 @@ static void splice(const char *from, const char *to)
  * escape the first time); the identity hashes the bytes as given. */
 static void test_escapes_and_fallback(void)
 {
-    for (int dup = 0; dup < 2; dup++) {
+    char longkey[201];
+    memset(longkey, 'q', 200);
+    longkey[200] = 0;
+    /* dup 2: a key too long for the look-ahead ring before the duplicate (its buffer is freed on
+     * the way to the fallback) */
+    for (int dup = 0; dup < 3; dup++) {
         make_bl(NULL);
-        char tmp[128];
-        if (dup)
+        char tmp[512];
+        if (dup == 2)
+            snprintf(tmp, sizeof tmp, "\"%s\":%d,\"h\\u0069\":%d,\"hi\":", longkey, BL_34 + 2, BL_HI);
+        else if (dup)
             snprintf(tmp, sizeof tmp, "\"h\\u0069\":%d,\"hi\":", BL_HI);
         else
             snprintf(tmp, sizeof tmp, "\"x\\\"y\":%d,\"h\\u0069\":", BL_34 + 2);
@@ -337,6 +344,8 @@ static void test_escapes_and_fallback(void)
             CHECK_EQ_INT(lmx__encoder_create(t, &enc, &err), LMX_OK);
             IDS(enc, "hi hi world!", BL_HI, BL_GHI, BL_GWORLD, '!');
             CHECK_EQ_INT(lmx__tokenizer_token_id(t, "x\"y", 3), dup ? LMX_TOKEN_NONE : BL_34 + 2);
+            if (dup == 2)
+                CHECK_EQ_INT(lmx__tokenizer_token_id(t, longkey, 200), BL_34 + 2);
             lmx__encoder_free(enc);
             /* the identity is the BLAKE2b of the bytes as given: the loader restored them */
             uint8_t h[32];
@@ -348,6 +357,27 @@ static void test_escapes_and_fallback(void)
         }
         lmx__tokenizer_free(t);
         lmx__buf_free(&before);
+    }
+}
+
+/* A vocabulary whose only key is empty, with and without ByteLevel: loads (the arena of key
+ * bytes stays empty) and encodes to nothing, as no byte has an id. */
+static void test_empty_vocab_key(void)
+{
+    static const char *pre[] = {"{\"type\":\"ByteLevel\",\"add_prefix_space\":false,\"use_regex\":true}", "null"};
+    for (int k = 0; k < 2; k++) {
+        jb.len = 0;
+        J("{\"version\":\"1.0\",\"added_tokens\":[],\"normalizer\":null,\"pre_tokenizer\":%s,"
+          "\"post_processor\":null,\"decoder\":null,\"model\":{\"type\":\"BPE\",\"unk_token\":null,"
+          "\"vocab\":{\"\":0},\"merges\":[]}}", pre[k]);
+        lmx_error err = {0};
+        lmx_tokenizer *t = open_json(0, &err);
+        CHECK_EQ_STR(err.message, "");
+        lmx_encoder *enc = NULL;
+        if (t && lmx__encoder_create(t, &enc, &err) == LMX_OK)
+            NO_IDS(enc, "ab");
+        lmx__encoder_free(enc);
+        lmx__tokenizer_free(t);
     }
 }
 
@@ -420,6 +450,7 @@ int main(int argc, char **argv)
     test_bytelevel();
     test_unsupported();
     test_unsupported_decoder();
+    test_empty_vocab_key();
     test_escapes_and_fallback();
     test_bytes();
     lmx__buf_free(&jb);
