@@ -944,8 +944,6 @@ static int fs_string(fscan *f, int decode, int raw_key, int nul_ok)
     }
 }
 
-/* Skips any JSON value (strict grammar; numbers only validated for syntax, which is all jansson
- * needs here since the value is re-parsed by jansson anyway). */
 /* At '{' of a non-empty object: consumes it and the whitespace after; 0 when not such an object
  * (an empty object is left to the jansson path). */
 static int fs_object_open(fscan *f)
@@ -973,14 +971,14 @@ static int fs_key(fscan *f, const char **k, size_t *kl)
     return 1;
 }
 
-/* After a member's value: 1 when another member follows (',' consumed), 0 at the end of the
- * object ('}' consumed), -1 on anything else. */
-static int fs_member_next(fscan *f)
+/* After a member or element: 1 when another follows (',' consumed), 0 at the end of the object
+ * or array (`close`, '}' or ']', consumed), -1 on anything else. */
+static int fs_next(fscan *f, char close)
 {
     fs_ws(f);
     if (f->p >= f->end)
         return -1;
-    if (*f->p == '}') {
+    if (*f->p == close) {
         f->p++;
         return 0;
     }
@@ -991,6 +989,8 @@ static int fs_member_next(fscan *f)
     return 1;
 }
 
+/* Skips any JSON value (strict grammar; numbers only validated for syntax, which is all jansson
+ * needs here since the value is re-parsed by jansson anyway). */
 static int fs_skip(fscan *f, int depth)
 {
     if (depth > 64 || f->p >= f->end)
@@ -1018,17 +1018,9 @@ static int fs_skip(fscan *f, int depth)
             }
             if (!fs_skip(f, depth + 1))
                 return 0;
-            fs_ws(f);
-            if (f->p >= f->end)
-                return 0;
-            if (*f->p == close) {
-                f->p++;
-                return 1;
-            }
-            if (*f->p != ',')
-                return 0;
-            f->p++;
-            fs_ws(f);
+            int more = fs_next(f, close);
+            if (more <= 0)
+                return more == 0;
         }
     }
     static const char *const lits[3] = {"true", "false", "null"};
@@ -1081,17 +1073,9 @@ static int fs_vocab(fscan *f, vocablists *L)
         f->p = q;
         if (f->start > UINT32_MAX - f->slen || vocab_add(L, (uint32_t)f->start, f->slen, (uint32_t)id))
             return 0;
-        fs_ws(f);
-        if (f->p >= f->end)
-            return 0;
-        if (*f->p == '}') {
-            f->p++;
-            return 1;
-        }
-        if (*f->p != ',')
-            return 0;
-        f->p++;
-        fs_ws(f);
+        int more = fs_next(f, '}');
+        if (more <= 0)
+            return more == 0;
     }
 }
 
@@ -1146,17 +1130,9 @@ static int fs_merges(fscan *f, vocablists *L)
         }
         if (merge_add(L, ao, al, bo, bl))
             return 0;
-        fs_ws(f);
-        if (f->p >= f->end)
-            return 0;
-        if (*f->p == ']') {
-            f->p++;
-            return 1;
-        }
-        if (*f->p != ',')
-            return 0;
-        f->p++;
-        fs_ws(f);
+        int more = fs_next(f, ']');
+        if (more <= 0)
+            return more == 0;
     }
 }
 
@@ -1201,7 +1177,7 @@ static int fast_scan(char *data, size_t len, char *copy, size_t *copy_len, vocab
                 } else if (!fs_skip(&f, 2)) {
                     goto out;
                 }
-                int more = fs_member_next(&f);
+                int more = fs_next(&f, '}');
                 if (more < 0)
                     goto out;
                 if (!more)
@@ -1210,7 +1186,7 @@ static int fast_scan(char *data, size_t len, char *copy, size_t *copy_len, vocab
         } else if (!fs_skip(&f, 1)) {
             goto out;
         }
-        int more = fs_member_next(&f);
+        int more = fs_next(&f, '}');
         if (more < 0)
             goto out;
         if (!more)
