@@ -69,7 +69,8 @@ struct lmx_client {
     pid_t owner; /* the process that opened it: after fork() the child has no worker thread */
 };
 
-/* Calls in a forked child would wait on a thread and locks that only exist in the parent. */
+/* In a forked child the client's worker thread is gone, its locks may have been taken at the
+ * moment of fork, and its keep-alive socket is shared with the parent: nothing may touch them. */
 static int forked_child(const lmx_client *c, lmx_error *err)
 {
     pid_t now = getpid();
@@ -195,7 +196,7 @@ static void drop_queue(lmx_client *c)
 void lmx_client_close(lmx_client *c)
 {
     if (!c || forked_child(c, NULL))
-        return; /* in a forked child the copy is leaked: joining the parent's thread would hang */
+        return; /* in a forked child the copy is leaked: its thread, locks and socket are the parent's */
     pthread_mutex_lock(&c->lock);
     atomic_store(&c->stop, 1);
     pthread_cond_broadcast(&c->space);

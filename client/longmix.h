@@ -51,10 +51,11 @@
  * - Timeouts: `timeout_ms` bounds each HTTP request (connect + transfer); `deadline_ms`, when
  *   set, bounds all attempts for one batch together. Without a deadline the worst case for one
  *   batch is about retries * timeout_ms plus the backoff sleeps.
- * - fork(): a client belongs to the process that opened it (its prefetch thread and
- *   connections do not survive fork). In a forked child, next/fetch/fetch_into on an inherited
- *   client fail with LMX_EINVAL and lmx_client_close() on it does nothing (the child's copy is
- *   leaked rather than waiting for a thread that does not exist there); open a new client. */
+ * - fork(): a client belongs to the process that opened it (its prefetch thread does not
+ *   survive fork, its locks may be held at that moment, its keep-alive socket would be shared
+ *   with the parent). In a forked child, next/fetch/fetch_into on an inherited client fail with
+ *   LMX_EINVAL and lmx_client_close() on it does nothing (the child's copy is leaked); open a
+ *   new client there. */
 #ifndef LONGMIX_H
 #define LONGMIX_H
 
