@@ -122,6 +122,17 @@ def zstd_decompress(b):
     return subprocess.run(["zstd", "-dc"], input=b, capture_output=True, check=True).stdout
 
 
+def shm_usage():
+    """/dev/shm size and use: torch's DataLoader passes tensors through it, and when it is full
+    a worker's item is dropped (the loader then waits) or the worker dies of SIGBUS."""
+    try:
+        st = os.statvfs("/dev/shm")
+        return (f"/dev/shm: {st.f_blocks * st.f_frsize / 2**20:.0f} MiB, "
+                f"{st.f_bavail * st.f_frsize / 2**20:.0f} MiB free")
+    except OSError as e:
+        return f"/dev/shm: {e}"
+
+
 def _descendants(pid):
     """Process ids below pid, from /proc (children before grandchildren)."""
     parent = {}
@@ -147,6 +158,7 @@ def _watchdog_report(name, seconds):
     out = sys.stdout
     print(f"WATCHDOG: {name} still running after {seconds} s; stacks follow", file=out, flush=True)
     faulthandler.dump_traceback(file=out, all_threads=True)
+    print(f"--- {shm_usage()}", file=out, flush=True)
     for d in list(Daemon.running):
         print(f"--- longmixd (pid {d.proc.pid}) log tail:\n{d.log_text()[-4000:]}", file=out, flush=True)
     gdb = shutil.which("gdb")

@@ -12,7 +12,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from lmx_itest import LONGMIX, LONGMIXD, SKIP, Daemon, Failure, Skip, check, http, main, make_index, run, write_config
+from lmx_itest import LONGMIX, LONGMIXD, SKIP, Daemon, Failure, Skip, check, http, main, make_index, run, shm_usage, write_config
 
 SOURCE = os.environ.get("LMX_SOURCE_DIR", os.path.normpath(os.path.join(HERE, "..", "..")))
 BUILD = os.environ.get("LMX_BUILD_DIR", "")
@@ -447,6 +447,13 @@ def _worker_watchdog(_worker_id):
 
 
 def test_dataloader_two_ranks_two_workers(wd):
+    try:
+        dataloader_two_ranks_two_workers(wd)
+    except RuntimeError as e:  # the loader's own errors (timeout, a dead worker): say where shm stands
+        raise Failure(f"{e} ({shm_usage()})") from e
+
+
+def dataloader_two_ranks_two_workers(wd):
     """LongmixDataset on 2 ranks x DataLoader(num_workers=2) covers each global sequence of the
     first N steps exactly once, with the tokens of the world-1 batches; state_dict resumes."""
     torch = torch_or_skip()

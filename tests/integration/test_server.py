@@ -294,6 +294,7 @@ def dump_dom(url):
     prof = tempfile.mkdtemp(prefix="lmx-chromium-")
     try:
         p = subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                            "--disable-dev-shm-usage",  # small /dev/shm in containers; other tests use it
                             "--disable-background-networking", "--disable-component-update", "--disable-sync",
                             f"--user-data-dir={prof}", "--virtual-time-budget=10000", "--dump-dom", url],
                            capture_output=True, timeout=120)
