@@ -944,15 +944,30 @@ static int fs_string(fscan *f, int decode, int raw_key, int nul_ok)
     }
 }
 
-/* At '{' of a non-empty object: consumes it and the whitespace after; 0 when not such an object
- * (an empty object is left to the jansson path). */
-static int fs_object_open(fscan *f)
+/* At `open` ('{' or '['): consumes it and the whitespace after; 1 when elements follow, 0 for an
+ * empty object/array (closer consumed too), -1 when not at `open`. */
+static int fs_open(fscan *f, char open)
 {
-    if (f->p >= f->end || *f->p != '{')
+    if (f->p >= f->end || *f->p != open)
+        return -1;
+    f->p++;
+    fs_ws(f);
+    if (f->p < f->end && *f->p == (open == '{' ? '}' : ']')) {
+        f->p++;
+        return 0;
+    }
+    return 1;
+}
+
+/* The ':' after a key, with the whitespace around it. */
+static int fs_colon(fscan *f)
+{
+    fs_ws(f);
+    if (f->p >= f->end || *f->p != ':')
         return 0;
     f->p++;
     fs_ws(f);
-    return f->p < f->end && *f->p != '}';
+    return 1;
 }
 
 /* A member's key and the ':' after it; *k and *kl: the raw key bytes (keys with escapes are refused by
@@ -963,12 +978,7 @@ static int fs_key(fscan *f, const char **k, size_t *kl)
     if (!fs_string(f, 0, 1, 0))
         return 0;
     *kl = (size_t)(f->p - *k - 1);
-    fs_ws(f);
-    if (f->p >= f->end || *f->p != ':')
-        return 0;
-    f->p++;
-    fs_ws(f);
-    return 1;
+    return fs_colon(f);
 }
 
 /* After a member or element: 1 when another follows (',' consumed), 0 at the end of the object
@@ -1000,22 +1010,11 @@ static int fs_skip(fscan *f, int depth)
         return fs_string(f, 0, 0, 1);
     if (ch == '{' || ch == '[') {
         char close = ch == '{' ? '}' : ']';
-        f->p++;
-        fs_ws(f);
-        if (f->p < f->end && *f->p == close) {
-            f->p++;
+        if (fs_open(f, ch) == 0)
             return 1;
-        }
         for (;;) {
-            if (ch == '{') {
-                if (!fs_string(f, 0, 0, 0))
-                    return 0;
-                fs_ws(f);
-                if (f->p >= f->end || *f->p != ':')
-                    return 0;
-                f->p++;
-                fs_ws(f);
-            }
+            if (ch == '{' && !(fs_string(f, 0, 0, 0) && fs_colon(f)))
+                return 0;
             if (!fs_skip(f, depth + 1))
                 return 0;
             int more = fs_next(f, close);
@@ -1046,22 +1045,12 @@ static int fs_skip(fscan *f, int depth)
 
 static int fs_vocab(fscan *f, vocablists *L)
 {
-    if (f->p >= f->end || *f->p != '{')
-        return 0;
-    f->p++;
-    fs_ws(f);
-    if (f->p < f->end && *f->p == '}') {
-        f->p++;
-        return 1;
-    }
+    int any = fs_open(f, '{');
+    if (any <= 0)
+        return any == 0;
     for (;;) {
-        if (!fs_string(f, 1, 0, 0))
+        if (!fs_string(f, 1, 0, 0) || !fs_colon(f))
             return 0;
-        fs_ws(f);
-        if (f->p >= f->end || *f->p != ':')
-            return 0;
-        f->p++;
-        fs_ws(f);
         /* id: 0 or [1-9][0-9]*, below LMX_TOK_MAX_ID, followed by a delimiter */
         const char *q = f->p;
         uint64_t id = 0;
@@ -1081,14 +1070,9 @@ static int fs_vocab(fscan *f, vocablists *L)
 
 static int fs_merges(fscan *f, vocablists *L)
 {
-    if (f->p >= f->end || *f->p != '[')
-        return 0;
-    f->p++;
-    fs_ws(f);
-    if (f->p < f->end && *f->p == ']') {
-        f->p++;
-        return 1;
-    }
+    int any = fs_open(f, '[');
+    if (any <= 0)
+        return any == 0;
     for (;;) {
         uint32_t ao, bo;
         size_t al, bl;
@@ -1149,7 +1133,7 @@ static int fast_scan(char *data, size_t len, char *copy, size_t *copy_len, vocab
     int ok = 0, seen_model = 0, seen_vocab = 0, seen_merges = 0;
     size_t vs = 0, ve = 0, ms = 0, me = 0;
     fs_ws(&f);
-    if (!fs_object_open(&f))
+    if (fs_open(&f, '{') != 1)
         goto out;
     for (;;) {
         const char *k;
@@ -1157,7 +1141,7 @@ static int fast_scan(char *data, size_t len, char *copy, size_t *copy_len, vocab
         if (!fs_key(&f, &k, &kl))
             goto out;
         if (kl == 5 && memcmp(k, "model", 5) == 0) {
-            if (seen_model++ || !fs_object_open(&f))
+            if (seen_model++ || fs_open(&f, '{') != 1)
                 goto out;
             for (;;) {
                 const char *mk;
