@@ -85,7 +85,7 @@ static pthread_once_t global_once = PTHREAD_ONCE_INIT;
 static int global_ok;
 static void global_init(void) { global_ok = curl_global_init(CURL_GLOBAL_DEFAULT) == 0 && sodium_init() >= 0; }
 
-const char *lmx_version(void) { return "0.1.0"; }
+const char *lmx_version(void) { return LMX_VERSION; } /* from project(VERSION) in CMakeLists.txt */
 
 void lmx_client_options_init(lmx_client_options *o)
 {

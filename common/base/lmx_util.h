@@ -53,6 +53,8 @@ int lmx__mkdirs(const char *path, lmx_error *err);
 
 /* Lower-case hex of n bytes into out (2n+1 bytes). */
 void lmx__hex(const uint8_t *in, size_t n, char *out);
+/* Value of one hex digit (either case), or -1. */
+int lmx__hexval(int c);
 /* Parses exactly 2n hex characters; returns 0 or -1. */
 int lmx__unhex(const char *hex, uint8_t *out, size_t n);
 

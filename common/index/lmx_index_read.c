@@ -391,10 +391,9 @@ int lmx__index_verify(const char *dir, lmx_error *err)
     return rc;
 }
 
-char *lmx__index_stats_json(const lmx_index *ix, uint64_t long_threshold)
+json_t *lmx__index_stats_json(const lmx_index *ix)
 {
     static const char *const names[] = LMX_BUCKET_NAMES;
-    (void)long_threshold; /* long_tokens use the threshold recorded at index time (4096) */
     json_t *root = json_object(), *doms = json_object();
     json_object_set_new(root, "total_tokens", json_integer((json_int_t)ix->n_tokens));
     json_object_set_new(root, "total_docs", json_integer((json_int_t)ix->n_docs));
@@ -412,7 +411,5 @@ char *lmx__index_stats_json(const lmx_index *ix, uint64_t long_threshold)
         json_object_set_new(doms, ix->domains[d], o);
     }
     json_object_set_new(root, "domains", doms);
-    char *txt = json_dumps(root, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
-    json_decref(root);
-    return txt;
+    return root;
 }

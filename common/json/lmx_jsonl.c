@@ -10,20 +10,12 @@
  * key on the field path (jansson keeps the last one). */
 #include "lmx_jsonl.h"
 
-#include "lmx_tokenizer.h"
+#include "lmx_utf8.h"
 
 #include <stdint.h>
 #include <string.h>
 
 #define FJ_MAX_DEPTH 32
-
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c = (char)(c | 0x20);
-    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
 
 static inline int fj_hex4(const char *p, const char *end, uint32_t *v)
 {
@@ -31,7 +23,7 @@ static inline int fj_hex4(const char *p, const char *end, uint32_t *v)
         return 0;
     uint32_t x = 0;
     for (int k = 0; k < 4; k++) {
-        int h = hexval(p[k]);
+        int h = lmx__hexval((unsigned char)p[k]);
         if (h < 0)
             return 0;
         x = x << 4 | (uint32_t)h;
