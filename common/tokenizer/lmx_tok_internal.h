@@ -1,7 +1,9 @@
-/* Internals of the tokenizer.json tokenizer, shared by lmx_tok_*.c (never included outside
- * common/lmx_tok*.c and lmx_tokenizer.c). The loader (lmx_tok_json.c) fills an lmx_tokjson
- * from JSON once; the encoder (lmx_tok_encode.c) only reads these plain tables, never JSON.
- * Semantics follow HuggingFace tokenizers; proto/TOKENIZER.md is the spec. */
+/* Internals of the tokenizer.json tokenizer, shared by the files of common/tokenizer/ and
+ * declared only here (never included outside this folder). The loader (lmx_tok_load*.c,
+ * lmx_tok_vocab_scan.c) fills an lmx_tokjson from JSON once; the encoder (lmx_tok_encode.c,
+ * lmx_tok_normalize.c, lmx_tok_pretok.c, lmx_tok_bpe.c) and the decoder (lmx_tok_decode.c) only
+ * read its plain tables, never JSON. Semantics follow HuggingFace tokenizers; proto/TOKENIZER.md
+ * is the spec. Sections below, by file. */
 #ifndef LMX_TOK_INTERNAL_H
 #define LMX_TOK_INTERNAL_H
 
@@ -12,12 +14,13 @@
 #include "lmx_tokenizer.h"
 #include "lmx_util.h"
 #include "lmx_utf8.h"
+#include "lmx_unicode_tables.h"
 
 #define LMX_TOK_MAX_ID (1u << 24)   /* ids at or above this are rejected at load time */
 #define LMX_TOK_MAX_STEPS 16        /* normalizer / pre-tokenizer / decoder steps */
 #define LMX_TOK_MAX_AFFIX 64        /* continuing_subword_prefix / end_of_word_suffix bytes */
 
-/* ---- hashing and maps ---------------------------------------------------------------------- */
+/* ---- hashing and maps (lmx_tok_maps.c) ---------------------------------------------------- */
 
 static inline uint64_t lmx__tok_load64(const uint8_t *p)
 {
@@ -101,6 +104,12 @@ typedef struct lmx_tok_strmap {
 int lmx__tok_strmap_init(lmx_tok_strmap *m, uint32_t expected);
 /* Inserts or overwrites (later wins, like a JSON object decoded into a HashMap). */
 int lmx__tok_strmap_put(lmx_tok_strmap *m, const uint8_t *s, size_t n, uint32_t id);
+/* The same with h = lmx__tok_hash(s, n) already computed. */
+int lmx__tok_strmap_put_h(lmx_tok_strmap *m, const uint8_t *s, size_t n, uint32_t id, uint64_t h);
+/* Inserts the key already at m->arena.data + off (no copy), h its hash. The caller sized the
+ * map for every key (no growth). Returns 1 when the key was present (its id is overwritten),
+ * else 0. */
+int lmx__tok_strmap_put_at(lmx_tok_strmap *m, uint32_t off, size_t n, uint32_t id, uint64_t h);
 void lmx__tok_strmap_free(lmx_tok_strmap *m);
 
 /* Lookup with h = lmx__tok_hash(s, n) already computed (batched loads prefetch the slot). */
@@ -145,6 +154,11 @@ typedef struct lmx_tok_mergemap {
     uint32_t shift;
     uint32_t n;
 } lmx_tok_mergemap;
+
+/* Sized for `expected` merges (load <= 2/3), all slots empty. */
+int lmx__tok_mergemap_init(lmx_tok_mergemap *m, uint32_t expected);
+/* Later duplicates overwrite earlier ones, as HF's HashMap collect does. */
+void lmx__tok_mergemap_put(lmx_tok_mergemap *m, uint32_t a, uint32_t b, uint32_t rank, uint32_t id);
 
 /* Hints the CPU to load the slot of pair (a, b): the merge table is megabytes, so its lookups
  * are cache misses, and issuing several before using them overlaps their latency. */
@@ -223,6 +237,10 @@ typedef struct lmx_tok_trie {
     uint8_t first[256]; /* bytes that start some token; n <= 1 means no tokens */
 } lmx_tok_trie;
 
+/* Adds s[0..n) for added token `token` (index into lmx_tokjson.added); the trie is created on
+ * first use. An empty content never matches; the first of duplicate contents wins. */
+int lmx__tok_trie_add(lmx_tok_trie *t, const uint8_t *s, size_t n, int32_t token);
+
 typedef struct lmx_tokjson {
     /* normalizer and pre-tokenizer chains, applied in order */
     lmx_tok_norm norm[LMX_TOK_MAX_STEPS];
@@ -246,13 +264,13 @@ typedef struct lmx_tokjson {
     /* The whole-document-is-one-word case (no pre-tokenizer, e.g. LLaMA-2): when no merge can
      * join a symbol ending in a non-`seg_char` char to one starting with `seg_char`, the word
      * is cut before each such `seg_char` and the parts are merged independently (and cached).
-     * Verified against every merge at load time; see lmx_tok_json.c. */
+     * Verified against every merge at load time; see lmx_tok_load_bpe.c. */
     int seg_enabled;
     uint8_t seg_char[4]; size_t seg_char_len;
     /* Same idea for ASCII: bit y of cut_ok[x] says the word may be cut between ASCII chars x and
      * y because no merge can join a symbol ending in x to one starting with y (and neither char
      * can be unk, dropped, or a byte-fallback symbol that merges). Built from every merge at
-     * load time (lmx_tok_json.c); limited to pairs with a non-alphanumeric side. */
+     * load time (lmx_tok_load_bpe.c); limited to pairs with a non-alphanumeric side. */
     int cut_enabled;
     uint64_t cut_ok[128][2];
 
@@ -271,13 +289,96 @@ typedef struct lmx_tokjson {
     uint32_t bos, eos;
 } lmx_tokjson;
 
+/* ---- loader (lmx_tok_load.c, lmx_tok_load_pipeline.c, lmx_tok_load_bpe.c, lmx_tok_vocab_scan.c) */
+
 /* Loader: parses tokenizer.json bytes. cfg (tokenizer_config.json bytes) may be NULL. data is
  * used as scratch (strings are decoded in place) and is as it was again when this returns. */
 int lmx__tokjson_load(char *data, size_t len, const char *cfg, size_t cfg_len,
                       lmx_tokjson **out, lmx_error *err);
 void lmx__tokjson_free(lmx_tokjson *t);
 
-/* Encoder scratch for tokenizer.json (lives inside lmx_encoder). */
+struct json_t; /* jansson's value: only the loader files include <jansson.h> */
+
+/* model.vocab and model.merges as flat lists of strings in one arena (offsets, so the arena may
+ * grow). Filled either by the fast scanner straight from the file text or from jansson's tree. */
+typedef struct lmx_tok_lists {
+    lmx_buf arena;
+    uint32_t *v;  /* vocab entry i: key at v[3i] (offset), v[3i+1] (length), id v[3i+2] */
+    size_t nv, vcap;
+    uint32_t *m;  /* merge i: a at m[4i], m[4i+1]; b at m[4i+2], m[4i+3] */
+    size_t nm, mcap;
+    /* jansson path only: index of the first malformed merge (its error is reported when the
+     * merge loop reaches it, keeping the old order of errors) and its message kind */
+    size_t bad_merge;
+    int bad_merge_kind;
+    int arena_borrowed; /* fast scanner: the arena is the file text itself */
+} lmx_tok_lists;
+
+typedef struct lmx_tok_loadctx {
+    lmx_tokjson *t;
+    lmx_error *err;
+    lmx_tok_strmap orig; /* vocab keys as written in tokenizer.json */
+    int orig_borrowed;   /* orig's arena is the lists' arena (byte level: no copies) */
+    lmx_tok_lists *fast; /* set when the fast scanner parsed vocab and merges */
+    lmx_tok_lists own;   /* the lists from jansson's tree otherwise (kept while orig is used) */
+} lmx_tok_loadctx;
+
+/* Returned (internally) when the fast scanner's result turns out unusable (a duplicate vocab
+ * key): the load restarts on the plain jansson path. */
+#define LMX_TOKLOAD_FALLBACK (-1000)
+
+/* Shared helpers (lmx_tok_load.c). _bad sets c->err and returns code. */
+int lmx__tokload_bad(lmx_tok_loadctx *c, int code, const char *fmt, ...) LMX_PRINTF(3, 4);
+/* Copies a JSON string into a malloc'ed NUL-terminated buffer (*len may be NULL). */
+int lmx__tokload_dupstr(lmx_tok_loadctx *c, struct json_t *v, const char *path, char **out,
+                        size_t *len);
+/* Optional boolean o[key]: absent or null -> def. */
+int lmx__tokload_getbool(lmx_tok_loadctx *c, struct json_t *o, const char *key, const char *path,
+                         int def, int *out);
+/* o's "type" string, or NULL. */
+const char *lmx__tokload_type(struct json_t *o);
+/* An id in [0, LMX_TOK_MAX_ID). */
+int lmx__tokload_id(lmx_tok_loadctx *c, struct json_t *v, const char *path, uint32_t *id);
+/* Short, printable rendition of token s[0..n) for messages. */
+void lmx__tokload_quote(char *dst, size_t cap, const char *s, size_t n);
+
+/* The pipeline steps (lmx_tok_load_pipeline.c): o is one step or a Sequence of steps, or
+ * NULL/null (none). */
+int lmx__tokload_normalizer(lmx_tok_loadctx *c, struct json_t *o, const char *path);
+int lmx__tokload_pretok(lmx_tok_loadctx *c, struct json_t *o, const char *path);
+int lmx__tokload_decoder(lmx_tok_loadctx *c, struct json_t *o, const char *path);
+
+/* The BPE model (lmx_tok_load_bpe.c): m = the "model" object, added = "added_tokens" (ids
+ * counted into the id limit). Uses c->fast's lists when set, else reads them from m. */
+int lmx__tokload_model(lmx_tok_loadctx *c, struct json_t *m, struct json_t *added);
+void lmx__toklists_free(lmx_tok_lists *L);
+int lmx__toklists_vocab_add(lmx_tok_lists *L, uint32_t off, size_t len, uint32_t id);
+int lmx__toklists_merge_add(lmx_tok_lists *L, uint32_t aoff, size_t al, uint32_t boff, size_t bl);
+
+/* The fast scanner (lmx_tok_vocab_scan.c): walks the top-level object to model.vocab and
+ * model.merges (on the JSON scanner of common/json/), parses them into L and writes the document
+ * with both replaced by {} / [] to copy (len bytes available), its length to *copy_len. Strings
+ * are decoded in place in data; the raw text of those it changed is logged in undo as {u32 off,
+ * u32 len, bytes} records, for the caller to put back. 1 = done; 0 = use the plain jansson path. */
+int lmx__tok_vocab_scan(char *data, size_t len, char *copy, size_t *copy_len, lmx_tok_lists *L,
+                        lmx_buf *undo);
+
+/* ---- encoder (lmx_tok_encode.c; scratch inside lmx_encoder) ------------------------------- */
+
+/* Big word cache: pre-tokens of up to LMX_TOK_CACHE_MAX_KEY bytes giving at most
+ * LMX_TOK_CACHE_MAX_IDS ids, cleared wholesale when full. */
+#define LMX_TOK_CACHE_SLOTS (1u << 16)
+#define LMX_TOK_CACHE_ARENA (8u << 20)
+#define LMX_TOK_CACHE_MAX_KEY 128
+#define LMX_TOK_CACHE_MAX_IDS 64
+/* Hot cache: 64K lines of 64 bytes (4 MB) per encoder, 2-way set associative, for pre-tokens of
+ * up to LMX_TOK_HOT_KEY bytes (longer ones use the big cache). English text needs a few
+ * thousand distinct words for most of its pre-tokens; a lookup touches one pair of adjacent
+ * lines, and a miss replaces the least recently used entry of its set (bounded, never
+ * cleared). On 25 MB of prose, 2 ways miss ~25% less than direct mapping, and 64K lines ~25%
+ * less than 32K. */
+#define LMX_TOK_HOT_SLOTS (1u << 16)
+
 typedef struct lmx_tok_span {
     uint32_t start, len;
 } lmx_tok_span;
@@ -316,7 +417,7 @@ typedef struct lmx_tokjson_enc {
     lmx_buf pbuf[2];          /* pre-tokenizer text ping-pong */
     lmx_tok_span *spans[2];
     size_t span_cap[2];
-    void *pieces;             /* split pieces (struct private to lmx_tok_encode.c) */
+    void *pieces;             /* split pieces (struct private to lmx_tok_pretok.c) */
     size_t pieces_cap;
     uint32_t *u32;            /* NFC scratch */
     size_t u32_cap;
@@ -328,17 +429,143 @@ typedef struct lmx_tokjson_enc {
     uint32_t cache_mask, cache_n;
     uint8_t *cache_arena;
     size_t cache_arena_len, cache_arena_cap;
-    lmx_tok_hot *hot;         /* hot word cache, 2-way set associative (lmx_tok_encode.c) */
+    lmx_tok_hot *hot;         /* hot word cache, 2-way set associative (below) */
 } lmx_tokjson_enc;
 
 int lmx__tokjson_enc_init(lmx_tokjson_enc *e, const lmx_tokjson *tj, int match_added);
 void lmx__tokjson_enc_free(lmx_tokjson_enc *e);
 int lmx__tokjson_encode(lmx_tokjson_enc *e, const uint8_t *text, size_t len, lmx_ids *ids,
                         lmx_error *err);
+/* Grows *p (elements of elem bytes, capacity *cap) to hold need elements (doubling). */
+int lmx__tok_grow(void **p, size_t *cap, size_t need, size_t elem);
+
+/* ---- normalizer (lmx_tok_normalize.c) ------------------------------------------------------ */
+
+/* Applies the normalizer chain to s, result in *out (may point to s when nothing changed); bufs
+ * and the u32 scratch are reused. */
+int lmx__tok_normalize(const lmx_tokjson *tj, const uint8_t *s, size_t n, lmx_buf bufs[2],
+                       uint32_t **u32, size_t *u32cap, const uint8_t **out, size_t *out_len);
+/* The same with the result always in *out (the loader normalizes added-token contents). */
+int lmx__tokjson_normalize(const lmx_tokjson *tj, const uint8_t *s, size_t n, lmx_buf *out,
+                           lmx_buf *tmp, uint32_t **u32, size_t *u32cap);
+
+/* ---- pre-tokenizer (lmx_tok_pretok.c) ------------------------------------------------------ */
+
+/* Pre-tokenizes text[0..n) (already normalized) and BPE-encodes every piece. `first` tells
+ * Metaspace(prepend_scheme=first) that this piece starts the original text. */
+int lmx__tok_pretok_and_bpe(lmx_tokjson_enc *e, const uint8_t *text, size_t n, int first,
+                            lmx_ids *out);
+
+/* ---- BPE (lmx_tok_bpe.c; the hot cache inline here, for the pre-tokenizer loop) ------------ */
+
+/* HF BPE::tokenize for one pre-token. */
+int lmx__tok_bpe_word(lmx_tokjson_enc *e, const uint8_t *w, size_t n, lmx_ids *out);
+/* Ids of one pre-token: whole-word vocab hit under ignore_merges, else the merge result. */
+int lmx__tok_bpe_short(lmx_tokjson_enc *e, const uint8_t *w, size_t n, lmx_ids *out);
+
+/* a[0..n) == b[0..n) for n <= 32, with a few overlapping word loads instead of a memcmp call
+ * (the hot cache compares a key on every hit). */
+static inline int lmx__tok_short_eq(const uint8_t *a, const uint8_t *b, size_t n)
+{
+    if (n >= 8) {
+        uint64_t d = (lmx__tok_load64(a) ^ lmx__tok_load64(b)) |
+                     (lmx__tok_load64(a + n - 8) ^ lmx__tok_load64(b + n - 8));
+        if (n > 16)
+            d |= (lmx__tok_load64(a + 8) ^ lmx__tok_load64(b + 8)) |
+                 (lmx__tok_load64(a + n - 16) ^ lmx__tok_load64(b + n - 16));
+        return d == 0;
+    }
+    if (n >= 4)
+        return ((lmx__tok_load32(a) ^ lmx__tok_load32(b)) |
+                (lmx__tok_load32(a + n - 4) ^ lmx__tok_load32(b + n - 4))) == 0;
+    for (size_t i = 0; i < n; i++)
+        if (a[i] != b[i])
+            return 0;
+    return 1;
+}
+
+static inline lmx_tok_hot *lmx__tok_hot_set(lmx_tokjson_enc *e, uint64_t h)
+{
+    return &e->hot[(h & (LMX_TOK_HOT_SLOTS / 2 - 1)) * 2];
+}
+
+/* bpe_short behind the hot cache; h = lmx__tok_hash(w, n), n <= LMX_TOK_HOT_KEY. */
+static inline int lmx__tok_bpe_hot_h(lmx_tokjson_enc *e, const uint8_t *w, size_t n, uint64_t h,
+                            lmx_ids *out)
+{
+    lmx_tok_hot *set = lmx__tok_hot_set(e, h);
+    uint32_t h32 = (uint32_t)(h >> 32);
+    for (int way = 0; way < 2; way++) {
+        lmx_tok_hot *sl = &set[way];
+        if (sl->hash32 == h32 && sl->klen == n && sl->nids && lmx__tok_short_eq(sl->key, w, n)) {
+            if (out->cap - out->n < LMX_TOK_HOT_IDS &&
+                lmx__ids_reserve(out, LMX_TOK_HOT_IDS) != LMX_OK)
+                return LMX_ENOMEM;
+            /* copy the whole fixed-size array: cheaper than a variable-length copy */
+            memcpy(out->v + out->n, sl->ids, sizeof sl->ids);
+            out->n += sl->nids;
+            if (way) {
+                /* most recently used first: the older entry is the one a miss replaces */
+                lmx_tok_hot t = set[0];
+                set[0] = set[1];
+                set[1] = t;
+            }
+            return LMX_OK;
+        }
+    }
+    size_t before = out->n;
+    int rc = lmx__tok_bpe_short(e, w, n, out);
+    size_t nids = out->n - before;
+    if (rc || nids == 0 || nids > LMX_TOK_HOT_IDS)
+        return rc;
+    set[1] = set[0];
+    lmx_tok_hot *sl = &set[0];
+    sl->hash32 = h32;
+    sl->klen = (uint8_t)n;
+    sl->nids = (uint8_t)nids;
+    memcpy(sl->key, w, n);
+    memcpy(sl->ids, out->v + before, nids * sizeof *out->v);
+    return LMX_OK;
+}
+
+static inline int lmx__tok_bpe_hot(lmx_tokjson_enc *e, const uint8_t *w, size_t n, lmx_ids *out)
+{
+    if (n > LMX_TOK_HOT_KEY)
+        return lmx__tok_bpe_short(e, w, n, out);
+    return lmx__tok_bpe_hot_h(e, w, n, lmx__tok_hash(w, n), out);
+}
+
+/* ---- decoder (lmx_tok_decode.c) ------------------------------------------------------------ */
+
 int lmx__tokjson_decode(const lmx_tokjson *tj, const uint32_t *ids, size_t n, lmx_buf *out,
                         lmx_error *err);
 
-/* UTF-8 helpers (lmx_tok_utf8.c). */
+/* ---- character classes (pre-tokenizer matchers, added tokens) ------------------------------ */
+
+/* ASCII: letters, digits and the six White_Space chars (\t \n \v \f \r space). The rest of the
+ * code points come from the generated tables. */
+#define ACLS(c) ((((c) | 0x20) >= 'a' && ((c) | 0x20) <= 'z') ? LMX_UNI_L                       \
+                 : ((c) >= '0' && (c) <= '9')                 ? LMX_UNI_N                       \
+                 : ((c) == ' ' || ((c) >= 0x09 && (c) <= 0x0D)) ? LMX_UNI_WS                    \
+                                                               : 0u)
+#define ACLS4(c) ACLS(c), ACLS((c) + 1), ACLS((c) + 2), ACLS((c) + 3)
+#define ACLS16(c) ACLS4(c), ACLS4((c) + 4), ACLS4((c) + 8), ACLS4((c) + 12)
+/* 256 entries, non-ASCII bytes 0: a byte loop needs no separate < 0x80 test */
+static const uint8_t lmx__tok_ascii_cls[256] = {
+    ACLS16(0x00), ACLS16(0x10), ACLS16(0x20), ACLS16(0x30),
+    ACLS16(0x40), ACLS16(0x50), ACLS16(0x60), ACLS16(0x70),
+};
+
+static inline unsigned lmx__tok_cls_cp(uint32_t cp)
+{
+    if (cp < 0x80)
+        return lmx__tok_ascii_cls[cp];
+    return lmx__uni_flags(cp) & (LMX_UNI_L | LMX_UNI_N | LMX_UNI_WS);
+}
+
+
+/* ---- Unicode (lmx_tok_utf8.c) -------------------------------------------------------------- */
+
 /* lmx__utf8_* (validation, repair, decode/encode one char): base/lmx_utf8.h */
 /* NFC of valid UTF-8 s[0..n) appended to out; scratch is a reusable u32 buffer. */
 int lmx__nfc(const uint8_t *s, size_t n, lmx_buf *out, uint32_t **scratch, size_t *scratch_cap);

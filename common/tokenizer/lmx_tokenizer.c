@@ -1,5 +1,6 @@
 /* Tokenizer front: dispatches between the built-in `bytes` tokenizer and tokenizer.json
- * (lmx_tok_json.c loads, lmx_tok_encode.c encodes/decodes). Spec: proto/TOKENIZER.md. */
+ * (lmx_tok_load*.c load, lmx_tok_encode.c encodes, lmx_tok_decode.c decodes).
+ * Spec: proto/TOKENIZER.md. */
 #include "lmx_tokenizer.h"
 #include "lmx_tok_internal.h"
 

@@ -1,4 +1,5 @@
-/* libFuzzer target: lmx__encode (common/lmx_tok_encode.c) on arbitrary text with small fixed
+/* libFuzzer target: lmx__encode (common/tokenizer/lmx_tok_encode.c and the files it calls) on
+ * arbitrary text with small fixed
  * tokenizer.json files built in code at start-up:
  *   0 llama3-style byte-level BPE: Split(LLaMA-3 regex, Isolated) + ByteLevel(use_regex=false)
  *   1 GPT-2-style byte-level BPE: ByteLevel(use_regex=true) pre-tokenizer

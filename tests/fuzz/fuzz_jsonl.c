@@ -1,5 +1,5 @@
-/* libFuzzer target: the fast JSON Lines record parser (common/lmx_jsonl.c) against jansson on
- * arbitrary lines. Input byte 0 picks the mode: bit 0 sets LMX__JSONL_UTF8 (the indexer; else
+/* libFuzzer target: the fast JSON Lines record parser (common/json/lmx_jsonl.c, on the scanner
+ * lmx_json_scan.c) against jansson on arbitrary lines. Input byte 0 picks the mode: bit 0 sets LMX__JSONL_UTF8 (the indexer; else
  * `longmixd tokenize`), bits 1-3 the field path (none, the default domain path, and variants).
  * The rest is the line.
  * Checked whenever the fast path answers: json_loadb(JSON_ALLOW_NUL) of the same line (of the line

@@ -1,4 +1,5 @@
-/* libFuzzer target: the tokenizer.json loader (common/lmx_tok_json.c via
+/* libFuzzer target: the tokenizer.json loader (common/tokenizer/lmx_tok_load*.c and
+ * lmx_tok_vocab_scan.c, on common/json/lmx_json_scan.c, via
  * lmx__tokenizer_open_buffer) on arbitrary bytes.
  * Input: tokenizer.json bytes, optionally followed by a NUL byte and tokenizer_config.json bytes
  * (BOS/EOS discovery). When a tokenizer opens, its tables are exercised: BOS/EOS and a few token

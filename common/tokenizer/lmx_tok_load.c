@@ -1,0 +1,333 @@
+/* tokenizer.json loader, the document: JSON (jansson, with model.vocab/merges read by the fast
+ * scanner when it can) -> lmx_tokjson; added tokens, BOS/EOS, and the helpers the other loader
+ * files share. The loader files are the only ones of the tokenizer that touch JSON. Every error
+ * names the JSON path of the offending value. */
+#include "lmx_tok_internal.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int lmx__tokload_bad(lmx_tok_loadctx *c, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = lmx__verr(c->err, code, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+/* Copies a JSON string into a malloc'ed NUL-terminated buffer. */
+int lmx__tokload_dupstr(lmx_tok_loadctx *c, json_t *v, const char *path, char **out, size_t *len)
+{
+    if (!json_is_string(v))
+        return lmx__tokload_bad(c, LMX_EFORMAT, "%s: expected a string", path);
+    size_t n = json_string_length(v);
+    char *s = malloc(n + 1);
+    if (!s)
+        return lmx__tokload_bad(c, LMX_ENOMEM, "%s: out of memory", path);
+    memcpy(s, json_string_value(v), n);
+    s[n] = 0;
+    *out = s;
+    if (len)
+        *len = n;
+    return LMX_OK;
+}
+
+/* Optional boolean: absent or null -> def. */
+int lmx__tokload_getbool(lmx_tok_loadctx *c, json_t *o, const char *key, const char *path, int def, int *out)
+{
+    json_t *v = json_object_get(o, key);
+    if (!v || json_is_null(v)) {
+        *out = def;
+        return LMX_OK;
+    }
+    if (!json_is_boolean(v))
+        return lmx__tokload_bad(c, LMX_EFORMAT, "%s.%s: expected true or false", path, key);
+    *out = json_is_true(v);
+    return LMX_OK;
+}
+
+const char *lmx__tokload_type(json_t *o)
+{
+    json_t *t = json_object_get(o, "type");
+    return json_is_string(t) ? json_string_value(t) : NULL;
+}
+
+int lmx__tokload_id(lmx_tok_loadctx *c, json_t *v, const char *path, uint32_t *id)
+{
+    if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+        json_integer_value(v) >= (json_int_t)LMX_TOK_MAX_ID)
+        return lmx__tokload_bad(c, LMX_EFORMAT, "%s: expected an id in [0, %u)", path, LMX_TOK_MAX_ID);
+    *id = (uint32_t)json_integer_value(v);
+    return LMX_OK;
+}
+
+void lmx__tokload_quote(char *dst, size_t cap, const char *s, size_t n)
+{
+    /* short, printable rendition of a token for messages */
+    size_t j = 0;
+    for (size_t i = 0; i < n && j + 5 < cap; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch == '"' || ch == '\\') { dst[j++] = '\\'; dst[j++] = (char)ch; }
+        else if (ch < 0x20) j += (size_t)snprintf(dst + j, cap - j, "\\x%02x", ch);
+        else dst[j++] = (char)ch;
+    }
+    if (j + 5 >= cap && cap > 4) { dst[j++] = '.'; dst[j++] = '.'; dst[j++] = '.'; }
+    dst[j] = 0;
+}
+
+static int set_display(lmx_tok_loadctx *c, uint32_t id, const char *s, size_t n)
+{
+    lmx_tokjson *t = c->t;
+    if (t->id_arena.len + n > UINT32_MAX)
+        return lmx__tokload_bad(c, LMX_ENOMEM, "tokenizer.json: token strings too large");
+    t->id_off[id] = (uint32_t)t->id_arena.len;
+    t->id_len[id] = (uint32_t)n;
+    if (n && lmx__buf_append(&t->id_arena, s, n) != LMX_OK)
+        return lmx__tokload_bad(c, LMX_ENOMEM, "tokenizer.json: out of memory");
+    return LMX_OK;
+}
+
+
+static int load_added(lmx_tok_loadctx *c, json_t *added)
+{
+    lmx_tokjson *t = c->t;
+    if (!added || json_is_null(added))
+        return LMX_OK;
+    if (!json_is_array(added))
+        return lmx__tokload_bad(c, LMX_EFORMAT, "added_tokens: expected an array");
+    size_t n = json_array_size(added);
+    t->added = calloc(n ? n : 1, sizeof *t->added);
+    if (!t->added)
+        return lmx__tokload_bad(c, LMX_ENOMEM, "added_tokens: out of memory");
+    lmx_buf nb = {0}, tmp = {0};
+    uint32_t *u32 = NULL;
+    size_t u32cap = 0;
+    int rc = LMX_OK;
+    char path[64];
+    for (size_t i = 0; i < n && !rc; i++) {
+        json_t *o = json_array_get(added, i);
+        lmx_tok_added *a = &t->added[i];
+        snprintf(path, sizeof path, "added_tokens[%zu]", i);
+        if (!json_is_object(o)) {
+            rc = lmx__tokload_bad(c, LMX_EFORMAT, "%s: expected an object", path);
+            break;
+        }
+        char sub[80];
+        snprintf(sub, sizeof sub, "%s.id", path);
+        if ((rc = lmx__tokload_id(c, json_object_get(o, "id"), sub, &a->id)))
+            break;
+        snprintf(sub, sizeof sub, "%s.content", path);
+        char *content = NULL; /* initialized: GCC -O2 cannot see that lmx__tokload_bad() returns non-zero */
+        size_t clen = 0;
+        if ((rc = lmx__tokload_dupstr(c, json_object_get(o, "content"), sub, &content, &clen)))
+            break;
+        int special = 0, lstrip = 0, rstrip = 0, single = 0, normalized = 0;
+        if ((rc = lmx__tokload_getbool(c, o, "special", path, 0, &special)) ||
+            (rc = lmx__tokload_getbool(c, o, "lstrip", path, 0, &lstrip)) ||
+            (rc = lmx__tokload_getbool(c, o, "rstrip", path, 0, &rstrip)) ||
+            (rc = lmx__tokload_getbool(c, o, "single_word", path, 0, &single)) ||
+            (rc = lmx__tokload_getbool(c, o, "normalized", path, !special, &normalized))) {
+            free(content);
+            break;
+        }
+        a->special = (uint8_t)special;
+        a->lstrip = (uint8_t)lstrip;
+        a->rstrip = (uint8_t)rstrip;
+        a->single_word = (uint8_t)single;
+        a->normalized = (uint8_t)normalized;
+        t->n_added++;
+        if ((rc = set_display(c, a->id, content, clen))) {
+            free(content);
+            break;
+        }
+        t->id_special[a->id] = a->special;
+        if (normalized && t->n_norm) {
+            nb.len = 0;
+            if (lmx__tokjson_normalize(t, (const uint8_t *)content, clen, &nb, &tmp, &u32, &u32cap)) {
+                free(content);
+                rc = lmx__tokload_bad(c, LMX_ENOMEM, "%s: out of memory", path);
+                break;
+            }
+            free(content);
+            content = malloc(nb.len + 1);
+            if (!content) {
+                rc = lmx__tokload_bad(c, LMX_ENOMEM, "%s: out of memory", path);
+                break;
+            }
+            memcpy(content, nb.data, nb.len);
+            clen = nb.len;
+        }
+        a->content = (uint8_t *)content;
+        a->len = clen;
+        if (lmx__tok_trie_add(normalized ? &t->trie_norm : &t->trie_raw, a->content, a->len, (int32_t)i))
+            rc = lmx__tokload_bad(c, LMX_ENOMEM, "%s: out of memory", path);
+    }
+    lmx__buf_free(&nb);
+    lmx__buf_free(&tmp);
+    free(u32);
+    return rc;
+}
+
+/* BOS/EOS: tokenizer_config.json's bos_token/eos_token (string or {"content": ...}) when given,
+ * else an added token (or vocab entry) named <s>/</s> or <|begin_of_text|>/<|end_of_text|>. */
+static uint32_t find_token(lmx_tok_loadctx *c, const char *s)
+{
+    lmx_tokjson *t = c->t;
+    size_t n = strlen(s);
+    for (uint32_t i = 0; i < t->n_added; i++)
+        if (t->id_len[t->added[i].id] == n &&
+            memcmp(t->id_arena.data + t->id_off[t->added[i].id], s, n) == 0)
+            return t->added[i].id;
+    const lmx_tok_strmap *ov = t->byte_level ? &c->orig : &t->vocab;
+    return ov->slots ? lmx__tok_strmap_get(ov, (const uint8_t *)s, n) : LMX_TOKEN_NONE;
+}
+
+static uint32_t cfg_token(lmx_tok_loadctx *c, json_t *cfg, const char *key)
+{
+    json_t *v = cfg ? json_object_get(cfg, key) : NULL;
+    if (json_is_object(v))
+        v = json_object_get(v, "content");
+    return json_is_string(v) ? find_token(c, json_string_value(v)) : LMX_TOKEN_NONE;
+}
+
+static int load_doc(const char *data, size_t len, const char *cfgdata, size_t cfg_len,
+                    lmx_tok_lists *fast, lmx_tokjson **out, lmx_error *err);
+
+/* Puts back the raw text of the strings the fast scanner decoded in place. */
+static void undo_apply(char *data, const lmx_buf *u)
+{
+    for (size_t i = 0; i < u->len;) {
+        uint32_t hdr[2];
+        memcpy(hdr, u->data + i, sizeof hdr);
+        memcpy(data + hdr[0], u->data + i + sizeof hdr, hdr[1]);
+        i += sizeof hdr + hdr[1];
+    }
+}
+
+int lmx__tokjson_load(char *data, size_t len, const char *cfgdata, size_t cfg_len,
+                      lmx_tokjson **out, lmx_error *err)
+{
+    *out = NULL;
+    lmx_tok_lists L = {0};
+    lmx_buf undo = {0};
+    char *copy = len ? malloc(len) : NULL; /* only the part jansson parses is written */
+    size_t copy_len = 0;
+    int rc = LMX_TOKLOAD_FALLBACK;
+    if (copy && lmx__tok_vocab_scan(data, len, copy, &copy_len, &L, &undo))
+        rc = load_doc(copy, copy_len, cfgdata, cfg_len, &L, out, err);
+    lmx__toklists_free(&L);
+    free(copy);
+    undo_apply(data, &undo);
+    lmx__buf_free(&undo);
+    if (rc != LMX_TOKLOAD_FALLBACK)
+        return rc;
+    return load_doc(data, len, cfgdata, cfg_len, NULL, out, err);
+}
+
+static int load_doc(const char *data, size_t len, const char *cfgdata, size_t cfg_len,
+                    lmx_tok_lists *fast, lmx_tokjson **out, lmx_error *err)
+{
+    *out = NULL;
+    json_error_t jerr;
+    json_t *root = json_loadb(data, len, JSON_ALLOW_NUL, &jerr);
+    if (!root && fast)
+        return LMX_TOKLOAD_FALLBACK; /* the error is reported with the real file's line and column */
+    if (!root)
+        return lmx__err(err, LMX_EFORMAT, "tokenizer.json: line %d column %d: %s", jerr.line,
+                        jerr.column, jerr.text);
+    lmx_tok_loadctx c = {0};
+    c.err = err;
+    c.fast = fast;
+    c.t = calloc(1, sizeof *c.t);
+    int rc;
+    if (!c.t) {
+        json_decref(root);
+        return lmx__err(err, LMX_ENOMEM, "tokenizer.json: out of memory");
+    }
+    lmx_tokjson *t = c.t;
+    if (!json_is_object(root)) {
+        rc = lmx__tokload_bad(&c, LMX_EFORMAT, "tokenizer.json: top level is not an object");
+        goto done;
+    }
+    json_t *model = json_object_get(root, "model");
+    if (!model) {
+        rc = lmx__tokload_bad(&c, LMX_EFORMAT, "model: missing");
+        goto done;
+    }
+    if ((rc = lmx__tokload_normalizer(&c, json_object_get(root, "normalizer"), "normalizer")))
+        goto done;
+    if ((rc = lmx__tokload_pretok(&c, json_object_get(root, "pre_tokenizer"), "pre_tokenizer")))
+        goto done;
+    json_t *added = json_object_get(root, "added_tokens");
+    if (added && !json_is_null(added) && !json_is_array(added)) {
+        rc = lmx__tokload_bad(&c, LMX_EFORMAT, "added_tokens: expected an array");
+        goto done;
+    }
+    if ((rc = lmx__tokload_model(&c, model, added)))
+        goto done;
+    if ((rc = load_added(&c, added)))
+        goto done;
+    if ((rc = lmx__tokload_decoder(&c, json_object_get(root, "decoder"), "decoder")))
+        goto done;
+
+    json_t *cfg = NULL;
+    if (cfgdata)
+        cfg = json_loadb(cfgdata, cfg_len, 0, NULL);
+    t->bos = cfg_token(&c, cfg, "bos_token");
+    t->eos = cfg_token(&c, cfg, "eos_token");
+    json_decref(cfg);
+    if (t->bos == LMX_TOKEN_NONE)
+        t->bos = find_token(&c, "<s>");
+    if (t->bos == LMX_TOKEN_NONE)
+        t->bos = find_token(&c, "<|begin_of_text|>");
+    if (t->eos == LMX_TOKEN_NONE)
+        t->eos = find_token(&c, "</s>");
+    if (t->eos == LMX_TOKEN_NONE)
+        t->eos = find_token(&c, "<|end_of_text|>");
+    rc = LMX_OK;
+done:
+    if (c.orig_borrowed)
+        memset(&c.orig.arena, 0, sizeof c.orig.arena);
+    lmx__tok_strmap_free(&c.orig);
+    lmx__toklists_free(&c.own);
+    json_decref(root);
+    if (rc) {
+        lmx__tokjson_free(t);
+        return rc;
+    }
+    *out = t;
+    return LMX_OK;
+}
+
+void lmx__tokjson_free(lmx_tokjson *t)
+{
+    if (!t)
+        return;
+    for (int i = 0; i < t->n_norm; i++) {
+        free(t->norm[i].a);
+        free(t->norm[i].b);
+    }
+    for (int i = 0; i < t->n_pre; i++)
+        free(t->pre[i].str);
+    for (int i = 0; i < t->n_dec; i++) {
+        free(t->dec[i].a);
+        free(t->dec[i].b);
+    }
+    free(t->cont_prefix);
+    free(t->eow_suffix);
+    lmx__tok_strmap_free(&t->vocab);
+    free(t->merges.slots);
+    for (uint32_t i = 0; i < t->n_added; i++)
+        free(t->added[i].content);
+    free(t->added);
+    free(t->trie_raw.nodes);
+    free(t->trie_norm.nodes);
+    free(t->id_off);
+    free(t->id_len);
+    free(t->id_special);
+    lmx__buf_free(&t->id_arena);
+    free(t);
+}

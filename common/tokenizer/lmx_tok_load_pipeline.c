@@ -1,0 +1,310 @@
+/* tokenizer.json loader, the pipeline steps: normalizers, pre-tokenizers and decoders, each a
+ * step or a "Sequence" of steps (load_steps). Errors name the JSON path. */
+#include "lmx_tok_internal.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* {"String": s} or {"Regex": r}: sets *is_regex and *s. */
+static int get_pattern(lmx_tok_loadctx *c, json_t *o, const char *path, int *is_regex, char **s,
+                       size_t *n)
+{
+    json_t *p = json_object_get(o, "pattern");
+    char sub[300];
+    snprintf(sub, sizeof sub, "%s.pattern", path);
+    if (!json_is_object(p))
+        return lmx__tokload_bad(c, LMX_EFORMAT, "%s: expected {\"String\": ...} or {\"Regex\": ...}", sub);
+    json_t *v = json_object_get(p, "String");
+    *is_regex = 0;
+    if (!v) {
+        v = json_object_get(p, "Regex");
+        *is_regex = 1;
+    }
+    if (!v)
+        return lmx__tokload_bad(c, LMX_EFORMAT, "%s: expected {\"String\": ...} or {\"Regex\": ...}", sub);
+    snprintf(sub, sizeof sub, "%s.pattern.%s", path, *is_regex ? "Regex" : "String");
+    return lmx__tokload_dupstr(c, v, sub, s, n);
+}
+
+/* ---- normalizer ---------------------------------------------------------------------------- */
+
+static int normalizer_step(lmx_tok_loadctx *c, json_t *o, const char *type, const char *path)
+{
+    lmx_tokjson *t = c->t;
+    char sub[300];
+    if (t->n_norm == LMX_TOK_MAX_STEPS)
+        return lmx__tokload_bad(c, LMX_EUNSUPPORTED, "%s: more than %d normalizer steps", path, LMX_TOK_MAX_STEPS);
+    lmx_tok_norm *n = &t->norm[t->n_norm];
+    memset(n, 0, sizeof *n);
+    int rc;
+    if (strcmp(type, "Prepend") == 0) {
+        n->type = LMX_NORM_PREPEND;
+        snprintf(sub, sizeof sub, "%s.prepend", path);
+        rc = lmx__tokload_dupstr(c, json_object_get(o, "prepend"), sub, &n->a, &n->alen);
+    } else if (strcmp(type, "Replace") == 0) {
+        int is_re;
+        n->type = LMX_NORM_REPLACE;
+        rc = get_pattern(c, o, path, &is_re, &n->a, &n->alen);
+        if (!rc && is_re)
+            rc = lmx__tokload_bad(c, LMX_EUNSUPPORTED,
+                     "%s.pattern.Regex: Replace with a regex is not supported (only String patterns)",
+                     path);
+        if (!rc && n->alen == 0)
+            rc = lmx__tokload_bad(c, LMX_EUNSUPPORTED, "%s.pattern.String: empty pattern is not supported", path);
+        snprintf(sub, sizeof sub, "%s.content", path);
+        if (!rc)
+            rc = lmx__tokload_dupstr(c, json_object_get(o, "content"), sub, &n->b, &n->blen);
+    } else if (strcmp(type, "NFC") == 0) {
+        n->type = LMX_NORM_NFC;
+        rc = LMX_OK;
+    } else {
+        return lmx__tokload_bad(c, LMX_EUNSUPPORTED,
+                   "%s.type: normalizer \"%s\" is not supported (supported: Sequence, Prepend, "
+                   "Replace with a String pattern, NFC)", path, type);
+    }
+    t->n_norm++; /* counted even on error so free() releases the strings */
+    return rc;
+}
+
+/* ---- pre-tokenizer ------------------------------------------------------------------------- */
+
+/* The regexes longmix implements by hand (exact strings as they appear in tokenizer.json). */
+static const char RE_LLAMA3[] =
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+"
+    "[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+static const char RE_QWEN2[] =
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+"
+    "[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+static const char RE_GPT2[] =
+    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
+
+static int pretok_step(lmx_tok_loadctx *c, json_t *o, const char *type, const char *path)
+{
+    lmx_tokjson *t = c->t;
+    char sub[300];
+    if (t->n_pre == LMX_TOK_MAX_STEPS)
+        return lmx__tokload_bad(c, LMX_EUNSUPPORTED, "%s: more than %d pre-tokenizer steps", path,
+                   LMX_TOK_MAX_STEPS);
+    if (t->byte_level)
+        return lmx__tokload_bad(c, LMX_EUNSUPPORTED,
+                   "%s: a pre-tokenizer after ByteLevel is not supported", path);
+    lmx_tok_pre *p = &t->pre[t->n_pre];
+    memset(p, 0, sizeof *p);
+    int rc;
+    if (strcmp(type, "Split") == 0) {
+        int is_re;
+        char *pat = NULL;
+        size_t plen = 0;
+        rc = get_pattern(c, o, path, &is_re, &pat, &plen);
+        if (rc)
+            return rc;
+        t->n_pre++;
+        if (is_re) {
+            p->type = LMX_PRE_SPLIT_RE;
+            if (strcmp(pat, RE_LLAMA3) == 0) { p->re = LMX_RE_LLAMA3; p->re_digits = 3; }
+            else if (strcmp(pat, RE_QWEN2) == 0) { p->re = LMX_RE_LLAMA3; p->re_digits = 1; }
+            else if (strcmp(pat, RE_GPT2) == 0) p->re = LMX_RE_GPT2;
+            else {
+                rc = lmx__tokload_bad(c, LMX_EUNSUPPORTED,
+                         "%s.pattern.Regex: regex %.120s%s is not supported (longmix implements the "
+                         "LLaMA-3, Qwen2 and GPT-2 patterns by hand, no general regex engine)",
+                         path, pat, plen > 120 ? "..." : "");
+                free(pat);
+                return rc;
+            }
+            free(pat);
+        } else {
+            p->type = LMX_PRE_SPLIT_STR;
+            p->str = pat;
+            p->slen = plen;
+            if (!plen)
+                return lmx__tokload_bad(c, LMX_EUNSUPPORTED, "%s.pattern.String: empty pattern is not supported",
+                           path);
+        }
+        json_t *b = json_object_get(o, "behavior");
+        const char *bs = json_is_string(b) ? json_string_value(b) : "";
+        if (strcmp(bs, "Isolated") == 0) p->behavior = LMX_SPLIT_ISOLATED;
+        else if (strcmp(bs, "Removed") == 0) p->behavior = LMX_SPLIT_REMOVED;
+        else if (strcmp(bs, "MergedWithPrevious") == 0) p->behavior = LMX_SPLIT_MERGED_PREV;
+        else if (strcmp(bs, "MergedWithNext") == 0) p->behavior = LMX_SPLIT_MERGED_NEXT;
+        else if (strcmp(bs, "Contiguous") == 0) p->behavior = LMX_SPLIT_CONTIGUOUS;
+        else
+            return lmx__tokload_bad(c, LMX_EFORMAT, "%s.behavior: expected Isolated, Removed, MergedWithPrevious, "
+                       "MergedWithNext or Contiguous", path);
+        return lmx__tokload_getbool(c, o, "invert", path, 0, &p->invert);
+    }
+    if (strcmp(type, "ByteLevel") == 0) {
+        p->type = LMX_PRE_BYTELEVEL;
+        t->n_pre++;
+        t->byte_level = 1;
+        rc = lmx__tokload_getbool(c, o, "add_prefix_space", path, 1, &p->add_prefix_space);
+        if (!rc)
+            rc = lmx__tokload_getbool(c, o, "use_regex", path, 1, &p->use_regex);
+        return rc;
+    }
+    if (strcmp(type, "Metaspace") == 0) {
+        p->type = LMX_PRE_METASPACE;
+        t->n_pre++;
+        json_t *r = json_object_get(o, "replacement");
+        snprintf(sub, sizeof sub, "%s.replacement", path);
+        if ((rc = lmx__tokload_dupstr(c, r, sub, &p->str, &p->slen)) != LMX_OK)
+            return rc;
+        if (p->slen == 0 || lmx__utf8_len((uint8_t)p->str[0]) != p->slen)
+            return lmx__tokload_bad(c, LMX_EFORMAT, "%s: expected exactly one character", sub);
+        json_t *ps = json_object_get(o, "prepend_scheme");
+        if (json_is_string(ps)) {
+            const char *s = json_string_value(ps);
+            if (strcmp(s, "always") == 0) p->prepend_scheme = LMX_PREPEND_ALWAYS;
+            else if (strcmp(s, "first") == 0) p->prepend_scheme = LMX_PREPEND_FIRST;
+            else if (strcmp(s, "never") == 0) p->prepend_scheme = LMX_PREPEND_NEVER;
+            else
+                return lmx__tokload_bad(c, LMX_EFORMAT, "%s.prepend_scheme: expected always, first or never", path);
+        } else {
+            int aps = 1;
+            if ((rc = lmx__tokload_getbool(c, o, "add_prefix_space", path, 1, &aps)) != LMX_OK)
+                return rc;
+            p->prepend_scheme = aps ? LMX_PREPEND_ALWAYS : LMX_PREPEND_NEVER;
+        }
+        return lmx__tokload_getbool(c, o, "split", path, 1, &p->split);
+    }
+    return lmx__tokload_bad(c, LMX_EUNSUPPORTED,
+               "%s.type: pre-tokenizer \"%s\" is not supported (supported: Sequence, Split, "
+               "ByteLevel, Metaspace)", path, type);
+}
+
+/* ---- decoder (only used by decode, but an unsupported one fails the load like any component) */
+
+static int decoder_step(lmx_tok_loadctx *c, json_t *o, const char *type, const char *path)
+{
+    lmx_tokjson *t = c->t;
+    char sub[300];
+    if (t->n_dec == LMX_TOK_MAX_STEPS)
+        return lmx__tokload_bad(c, LMX_EUNSUPPORTED, "%s: more than %d decoder steps", path, LMX_TOK_MAX_STEPS);
+    lmx_tok_dec *d = &t->dec[t->n_dec];
+    memset(d, 0, sizeof *d);
+    int is_re = 0, rc = LMX_OK;
+    if (!type) {
+        return lmx__tokload_bad(c, LMX_EFORMAT, "%s.type: missing", path);
+    } else if (strcmp(type, "ByteLevel") == 0) {
+        d->type = LMX_DEC_BYTELEVEL;
+    } else if (strcmp(type, "ByteFallback") == 0) {
+        d->type = LMX_DEC_BYTEFALLBACK;
+    } else if (strcmp(type, "Fuse") == 0) {
+        d->type = LMX_DEC_FUSE;
+    } else if (strcmp(type, "Replace") == 0) {
+        d->type = LMX_DEC_REPLACE;
+        t->n_dec++;
+        lmx_error tmp;
+        lmx_error *save = c->err;
+        c->err = &tmp;
+        rc = get_pattern(c, o, path, &is_re, &d->a, &d->alen);
+        if (!rc) {
+            snprintf(sub, sizeof sub, "%s.content", path);
+            rc = lmx__tokload_dupstr(c, json_object_get(o, "content"), sub, &d->b, &d->blen);
+        }
+        c->err = save;
+        if (rc == LMX_ENOMEM)
+            return lmx__tokload_bad(c, rc, "%s", tmp.message);
+        if (rc || is_re || !d->alen)
+            return lmx__tokload_bad(c, LMX_EUNSUPPORTED, "%s: decoder Replace is only supported with a "
+                       "non-empty String pattern", path);
+        return LMX_OK;
+    } else if (strcmp(type, "Strip") == 0) {
+        d->type = LMX_DEC_STRIP;
+        json_t *ct = json_object_get(o, "content");
+        json_t *st = json_object_get(o, "start"), *sp = json_object_get(o, "stop");
+        const char *cs = json_is_string(ct) ? json_string_value(ct) : NULL;
+        if (!cs || lmx__utf8_len((uint8_t)cs[0]) != strlen(cs) || !json_is_integer(st) ||
+            !json_is_integer(sp) || json_integer_value(st) < 0 || json_integer_value(sp) < 0 ||
+            json_integer_value(st) > 1000 || json_integer_value(sp) > 1000) {
+            return lmx__tokload_bad(c, LMX_EUNSUPPORTED, "%s: decoder Strip is only supported with one content "
+                       "char and start/stop in [0, 1000]", path);
+        } else {
+            d->a = malloc(strlen(cs) + 1);
+            if (!d->a)
+                return lmx__tokload_bad(c, LMX_ENOMEM, "%s: out of memory", path);
+            strcpy(d->a, cs);
+            d->alen = strlen(cs);
+            d->start = (int)json_integer_value(st);
+            d->stop = (int)json_integer_value(sp);
+        }
+    } else if (strcmp(type, "Metaspace") == 0) {
+        d->type = LMX_DEC_METASPACE;
+        json_t *r = json_object_get(o, "replacement");
+        const char *rs = json_is_string(r) ? json_string_value(r) : NULL;
+        if (!rs || !*rs || lmx__utf8_len((uint8_t)rs[0]) != strlen(rs)) {
+            return lmx__tokload_bad(c, LMX_EFORMAT, "%s.replacement: expected one character", path);
+        } else {
+            d->a = malloc(strlen(rs) + 1);
+            if (!d->a)
+                return lmx__tokload_bad(c, LMX_ENOMEM, "%s: out of memory", path);
+            strcpy(d->a, rs);
+            d->alen = strlen(rs);
+            json_t *ps = json_object_get(o, "prepend_scheme");
+            json_t *aps = json_object_get(o, "add_prefix_space");
+            if (json_is_string(ps))
+                d->prepend_scheme = strcmp(json_string_value(ps), "never") == 0
+                                        ? LMX_PREPEND_NEVER
+                                        : strcmp(json_string_value(ps), "first") == 0
+                                              ? LMX_PREPEND_FIRST
+                                              : LMX_PREPEND_ALWAYS;
+            else
+                d->prepend_scheme = json_is_false(aps) ? LMX_PREPEND_NEVER : LMX_PREPEND_ALWAYS;
+        }
+    } else {
+        return lmx__tokload_bad(c, LMX_EUNSUPPORTED, "%s.type: decoder \"%s\" is not supported", path, type);
+    }
+    t->n_dec++;
+    return rc;
+}
+
+/* ---- Sequence --------------------------------------------------------------------------- */
+
+/* Loads one step: o is not null and not a Sequence; type is o's "type" string (or NULL, only
+ * for decoders). */
+typedef int (*step_fn)(lmx_tok_loadctx *c, json_t *o, const char *type, const char *path);
+
+/* o: absent or null (no step), one step, or {"type": "Sequence", key: [...]} of steps, nested
+ * Sequences flattened in order. typed: a step must be an object with a type (decoders check
+ * that themselves, after their step limit, as before). */
+static int load_steps(lmx_tok_loadctx *c, json_t *o, const char *path, const char *key,
+                      int typed, step_fn step)
+{
+    if (!o || json_is_null(o))
+        return LMX_OK;
+    if (typed && !json_is_object(o))
+        return lmx__tokload_bad(c, LMX_EFORMAT, "%s: expected an object or null", path);
+    const char *type = json_is_object(o) ? lmx__tokload_type(o) : NULL;
+    if (typed && !type)
+        return lmx__tokload_bad(c, LMX_EFORMAT, "%s.type: missing", path);
+    if (!type || strcmp(type, "Sequence") != 0)
+        return step(c, o, type, path);
+    json_t *arr = json_object_get(o, key);
+    if (!json_is_array(arr))
+        return lmx__tokload_bad(c, LMX_EFORMAT, "%s.%s: expected an array", path, key);
+    char sub[300];
+    for (size_t i = 0; i < json_array_size(arr); i++) {
+        snprintf(sub, sizeof sub, "%s.%s[%zu]", path, key, i);
+        int rc = load_steps(c, json_array_get(arr, i), sub, key, typed, step);
+        if (rc)
+            return rc;
+    }
+    return LMX_OK;
+}
+
+int lmx__tokload_normalizer(lmx_tok_loadctx *c, json_t *o, const char *path)
+{
+    return load_steps(c, o, path, "normalizers", 1, normalizer_step);
+}
+
+int lmx__tokload_pretok(lmx_tok_loadctx *c, json_t *o, const char *path)
+{
+    return load_steps(c, o, path, "pretokenizers", 1, pretok_step);
+}
+
+int lmx__tokload_decoder(lmx_tok_loadctx *c, json_t *o, const char *path)
+{
+    return load_steps(c, o, path, "decoders", 0, decoder_step);
+}
