@@ -1,4 +1,4 @@
-/* common/lmx_plan.c: plan specs, determinism, packing (spans vs document tokens, separators,
+/* common/plan/: plan specs, determinism, packing (spans vs document tokens, separators,
  * next_token, cu_seqlens), rank/world slicing, strategies. Uses a small index built with the
  * `bytes` tokenizer in a temp dir. */
 #include <jansson.h>
