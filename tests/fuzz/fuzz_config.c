@@ -1,5 +1,5 @@
 /* libFuzzer target: the server config parser (server/lmxd_config.c) and the plan spec parser
- * (common/lmx_plan.c lmx__plan_spec_parse) on arbitrary JSON bytes.
+ * (common/plan/lmx_plan_spec.c lmx__plan_spec_parse) on arbitrary JSON bytes.
  * - the bytes as a config file through lmxd_config_load (the path longmixd serve takes);
  * - the parsed JSON's "plans" through lmxd_config_parse_plans (also used for POST /v1/plans),
  *   each resolved spec rendered back with lmx__plan_spec_json;

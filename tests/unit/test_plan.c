@@ -1,8 +1,9 @@
-/* common/lmx_plan.c: plan specs, determinism, packing (spans vs document tokens, separators,
+/* common/plan/: plan specs, determinism, packing (spans vs document tokens, separators,
  * next_token, cu_seqlens), rank/world slicing, strategies. Uses a small index built with the
  * `bytes` tokenizer in a temp dir. */
 #include <jansson.h>
 #include <math.h>
+#include <sodium.h>
 #include <string.h>
 
 #include "lmx_index.h"
@@ -13,6 +14,7 @@
 
 #define BOS 256
 #define EOS 257
+#define GOLDEN_HEX "3531042135ccf00d32ff5f820053d74467dda72a5ba03fa02f5cf69b7f1a1d8d"
 
 static char root[256];
 static lmx_index *ix;
@@ -693,6 +695,50 @@ static void test_prefix_long_share(void)
                             64, 1);
 }
 
+/* Golden digest of many batches of several strategies (plan_id bytes zeroed, since they depend
+ * on the index identity): pins the packing byte for byte across refactors. A change that is
+ * meant to alter bytes must bump LMX_PLAN_ALGORITHM and update this value. */
+static void test_golden_bytes(void)
+{
+    static const char *const specs[] = {
+        "{\"strategy\": \"cut\", \"cut_len\": 16, \"seq_len\": 64, \"global_batch\": 4}",
+        "{\"strategy\": \"per_source\", \"seq_len\": 128, \"global_batch\": 2, \"seed\": 3, \"long_threshold\": 200}",
+        "{\"strategy\": \"per_source\", \"seq_len\": 64, \"global_batch\": 4, \"domain_weights\": {\"books\": 5}, "
+        "\"short_keep\": 0.5, \"long_threshold\": 300}",
+        "{\"strategy\": \"global\", \"seq_len\": 64, \"global_batch\": 4, \"long_threshold\": 200, \"short_keep\": 0.2}",
+        "{\"strategy\": \"original\", \"seq_len\": 32, \"global_batch\": 4, \"bos\": false, \"eos\": true}",
+        "{\"strategy\": \"original\", \"seq_len\": 32, \"global_batch\": 4, \"bos\": true, \"eos\": true, "
+        "\"cu_seqlens\": false}",
+    };
+    static const uint64_t steps[] = {0, 1, 2, 7, 31, 1000, 1048575, 1048576, 123456789};
+    crypto_generichash_state hs;
+    crypto_generichash_init(&hs, NULL, 0, 32);
+    for (size_t i = 0; i < sizeof specs / sizeof *specs; i++) {
+        lmx_plan *p = make_plan(specs[i]);
+        if (!p)
+            continue;
+        for (size_t k = 0; k < sizeof steps / sizeof *steps; k++)
+            for (uint32_t world = 1; world <= 2; world++)
+                for (uint32_t rank = 0; rank < world; rank++) {
+                    lmx_buf b = {0};
+                    lmx_error err = {0};
+                    CHECK_EQ_INT(lmx__plan_batch(p, steps[k], rank, world, &b, &err), LMX_OK);
+                    if (b.len >= LMX_WIRE_HEADER_SIZE)
+                        memset(b.data + LMX_WH_PLAN_ID, 0, LMX_PLAN_ID_BYTES);
+                    crypto_generichash_update(&hs, b.data, b.len);
+                    lmx__buf_free(&b);
+                }
+        lmx__plan_free(p);
+    }
+    uint8_t h[32];
+    char hex[65];
+    crypto_generichash_final(&hs, h, sizeof h);
+    lmx__hex(h, sizeof h, hex);
+    if (strcmp(hex, GOLDEN_HEX) != 0)
+        fprintf(stderr, "golden batches: got %s\n", hex);
+    CHECK(strcmp(hex, GOLDEN_HEX) == 0);
+}
+
 int main(void)
 {
     lmx_test_tmpdir("plan", root, sizeof root);
@@ -702,6 +748,7 @@ int main(void)
     test_strategies();
     test_block_boundary();
     test_prefix_long_share();
+    test_golden_bytes();
     lmx__index_close(ix);
     CHECK_EQ_INT(lmx_test_rmtree(root), 0);
     TEST_MAIN_END();

@@ -1,0 +1,164 @@
+/* Cross-file internals of common/plan/ (design: proto/PLANS.md). Included only by the .c files of this folder.
+ * Files: lmx_plan_spec.c (spec parsing), lmx_plan_create.c (binding a spec to an index: items,
+ * weights, plan id), lmx_plan_stream.c (each domain's seeded substream), lmx_plan_blocks.c
+ * (quotas and the packing of blocks), lmx_plan_batch.c (wire output), lmx_plan_stats.c. */
+#ifndef LMX_PLAN_INTERNAL_H
+#define LMX_PLAN_INTERNAL_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "lmx_plan.h"
+
+/* Bump when any change makes some sequence's bytes differ for the same index and spec. */
+#define LMX_PLAN_ALGORITHM "longmix-plan-v2"
+#define WEIGHT_ONE ((uint64_t)1 << 40) /* weights are fixed point, summing exactly to 2^40 */
+#define BLOCK_TARGET ((uint64_t)1 << 26)
+#define CKPT_EVERY 64
+#define EPOCH_CACHE 4
+#define CUM_CACHE 32
+#define BLOCK_CACHE 6
+
+/* ---- integer helpers (exact, so replicas agree bit for bit) ---- */
+
+static inline uint64_t mix64(uint64_t x)
+{
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ULL;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebULL;
+    x ^= x >> 31;
+    return x;
+}
+
+/* 64x64 -> 128 multiply, portable. */
+static inline void mul128(uint64_t a, uint64_t b, uint64_t *hi, uint64_t *lo)
+{
+    uint64_t a0 = (uint32_t)a, a1 = a >> 32, b0 = (uint32_t)b, b1 = b >> 32;
+    uint64_t p00 = a0 * b0, p01 = a0 * b1, p10 = a1 * b0, p11 = a1 * b1;
+    uint64_t mid = (p00 >> 32) + (uint32_t)p01 + (uint32_t)p10;
+    *lo = (mid << 32) | (uint32_t)p00;
+    *hi = p11 + (p01 >> 32) + (p10 >> 32) + (mid >> 32);
+}
+
+/* floor((a*b + add) / 2^shift) for shift in (0, 64), assuming the result fits in 64 bits. */
+static inline uint64_t mul_add_shr(uint64_t a, uint64_t b, uint64_t add, unsigned shift, uint64_t *rem)
+{
+    uint64_t hi, lo;
+    mul128(a, b, &hi, &lo);
+    uint64_t nlo = lo + add;
+    hi += nlo < lo;
+    if (rem)
+        *rem = nlo & ((((uint64_t)1) << shift) - 1);
+    return (hi << (64 - shift)) | (nlo >> shift);
+}
+
+/* ---- per-domain state ---- */
+
+typedef struct item {
+    uint64_t doc;
+    uint32_t len;   /* tokens of this item (the document, or the piece for `cut`) */
+    uint32_t piece; /* piece number (cut); the piece starts at piece * cut_len */
+} item;
+
+typedef struct perm {
+    uint64_t n;
+    unsigned lbits, rbits; /* widths of the two halves: lbits = ceil(bits/2), rbits = floor(bits/2) */
+    uint64_t keys[4];
+} perm;
+
+/* Merge state before step i*CKPT_EVERY of an epoch: long items taken (the short items taken are
+ * i*CKPT_EVERY - li) and stream tokens emitted, long and in all. */
+typedef struct ckpt {
+    uint64_t li, lt, cum;
+} ckpt;
+
+typedef struct epoch_index {
+    int valid;
+    uint64_t epoch, total, used;
+    ckpt *ck;
+} epoch_index;
+
+typedef struct pdom {
+    uint32_t ixdom; /* domain index in the index */
+    item *items;    /* long-class items first (items[0, n_long)), then short-class, each in id order */
+    uint64_t n, n_long;
+    uint64_t cls_long_slen; /* stream tokens of the long-class items (always kept) */
+    uint64_t cls_short_kept; /* expected kept stream tokens of the short class per epoch */
+    uint64_t long_slen, short_slen; /* stream tokens (with separators) of long/short items */
+    uint64_t long_tok, short_tok;   /* document tokens */
+    uint64_t W;                     /* weight, fixed point */
+    uint64_t K;                     /* keep threshold for short items, scale 2^32 */
+    double share;
+    epoch_index ep[EPOCH_CACHE];
+    uint64_t cum_e[CUM_CACHE], cum_v[CUM_CACHE];
+    unsigned cum_next;
+} pdom;
+
+typedef struct piece {
+    uint64_t start;    /* position in the block */
+    uint64_t item;     /* index in its domain's items */
+    uint32_t dom;      /* plan domain */
+    uint32_t item_off; /* offset in the item's stream tokens (BOS + tokens + EOS) */
+    uint32_t len;
+} piece;
+
+typedef struct block {
+    uint64_t b;
+    piece *pieces;
+    uint64_t n;
+    int refs;
+    uint64_t used;
+} block;
+
+struct lmx_plan {
+    const lmx_index *ix;
+    char *name;
+    lmx_plan_spec spec;
+    uint8_t id[LMX_PLAN_ID_BYTES];
+    char id_hex[2 * LMX_PLAN_ID_BYTES + 1];
+    pdom *doms;
+    uint32_t n_doms;
+    uint64_t B; /* block size in tokens, a multiple of seq_len */
+    uint32_t bos_id, eos_id, nsep;
+    uint64_t coin_key;
+    pthread_mutex_t lock;
+    block *blocks[BLOCK_CACHE];
+    uint64_t tick;
+    const char **domain_names; /* index domain names, for the wire's domain table */
+    json_t *stats_cache;
+};
+
+
+
+static inline uint64_t slen(const lmx_plan *p, const item *it) { return it->len + p->nsep; }
+
+static inline int is_long(const lmx_plan *p, const item *it) { return it->len >= p->spec.long_threshold; }
+
+typedef struct piece_list {
+    piece *v;
+    uint64_t n, cap;
+} piece_list;
+
+/* ---- spec (lmx_plan_spec.c) ---- */
+const char *lmx__plan_strategy_name(int strategy);
+
+/* ---- substreams (lmx_plan_stream.c) ---- */
+/* Appends domain dom's pieces covering its substream [from, from + quota) to out. Caller holds
+ * p->lock. Errors: LMX_ENOMEM, LMX_EINTERNAL. */
+int lmx__plan_domain_pieces(lmx_plan *p, uint32_t dom, uint64_t from, uint64_t quota, piece_list *out,
+                            lmx_error *err);
+
+/* ---- blocks (lmx_plan_blocks.c) ---- */
+/* Cumulative quota of every domain at block b into Q[0, n_doms). */
+void lmx__plan_quotas(const lmx_plan *p, uint64_t b, uint64_t *Q);
+/* Block b with a reference held (release with lmx__plan_put_block); NULL with err set. Caller
+ * holds p->lock. */
+block *lmx__plan_get_block(lmx_plan *p, uint64_t b, lmx_error *err);
+void lmx__plan_put_block(lmx_plan *p, block *k);
+/* Index of the piece of k covering block position s. */
+uint64_t lmx__plan_find_piece(const block *k, uint64_t s);
+/* Frees the block cache (at plan free). */
+void lmx__plan_blocks_free(lmx_plan *p);
+
+#endif

@@ -1,0 +1,182 @@
+/* Plan specs: parsing a plan object of the config with its defaults (proto/PLANS.md), and the
+ * resolved spec as canonical JSON (hashed into the plan id). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lmx_plan_internal.h"
+
+static const char *const strategy_names[] = {"original", "cut", "per_source", "global"};
+
+static int get_uint(const json_t *obj, const char *plan, const char *key, uint64_t min, uint64_t max,
+                    uint64_t *out, lmx_error *err)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!v)
+        return LMX_OK;
+    if (!json_is_integer(v) || json_integer_value(v) < 0 || (uint64_t)json_integer_value(v) < min ||
+        (uint64_t)json_integer_value(v) > max)
+        return lmx__err(err, LMX_EINVAL, "plans.%s.%s: must be an integer in [%llu, %llu]", plan, key,
+                        (unsigned long long)min, (unsigned long long)max);
+    *out = (uint64_t)json_integer_value(v);
+    return LMX_OK;
+}
+
+static int get_bool(const json_t *obj, const char *plan, const char *key, int *out, lmx_error *err)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!v)
+        return LMX_OK;
+    if (!json_is_boolean(v))
+        return lmx__err(err, LMX_EINVAL, "plans.%s.%s: must be true or false", plan, key);
+    *out = json_is_true(v);
+    return LMX_OK;
+}
+
+static int check_keys(const char *name, const json_t *obj, lmx_error *err)
+{
+    static const char *const known[] = {"strategy", "seq_len", "global_batch", "seed", "long_threshold",
+                                        "short_keep", "bos", "eos", "cut_len", "total_tokens",
+                                        "domain_weights", "cu_seqlens", NULL};
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)obj, key, v)
+    {
+        int ok = 0;
+        for (int i = 0; known[i] && !ok; i++)
+            ok = strcmp(known[i], key) == 0;
+        if (!ok)
+            return lmx__err(err, LMX_EINVAL, "plans.%s.%s: unknown key", name, key);
+    }
+    return LMX_OK;
+}
+
+static int parse_strategy(const char *name, const json_t *obj, lmx_plan_spec *s, lmx_error *err)
+{
+    json_t *st = json_object_get(obj, "strategy");
+    if (!json_is_string(st))
+        return lmx__err(err, LMX_EINVAL, "plans.%s.strategy: missing (original, cut, per_source or global)", name);
+    s->strategy = -1;
+    for (int i = 0; i < 4; i++)
+        if (strcmp(json_string_value(st), strategy_names[i]) == 0)
+            s->strategy = i;
+    if (s->strategy < 0)
+        return lmx__err(err, LMX_EINVAL, "plans.%s.strategy: unknown strategy '%s' (original, cut, per_source, global)",
+                        name, json_string_value(st));
+    if (s->strategy == LMX_PER_SOURCE || s->strategy == LMX_GLOBAL)
+        s->short_keep = 0.1;
+    return LMX_OK;
+}
+
+static int parse_numbers(const char *name, const json_t *obj, lmx_plan_spec *s, lmx_error *err)
+{
+    uint64_t u = s->seq_len;
+    int rc;
+    if ((rc = get_uint(obj, name, "seq_len", 2, LMX_MAX_SEQ_LEN, &u, err)))
+        return rc;
+    s->seq_len = (uint32_t)u;
+    u = s->global_batch;
+    if ((rc = get_uint(obj, name, "global_batch", 1, LMX_MAX_SEQS_PER_BATCH, &u, err)))
+        return rc;
+    s->global_batch = (uint32_t)u;
+    if ((rc = get_uint(obj, name, "seed", 0, UINT64_MAX >> 1, &s->seed, err)) ||
+        (rc = get_uint(obj, name, "long_threshold", 1, UINT32_MAX, &s->long_threshold, err)) ||
+        (rc = get_uint(obj, name, "cut_len", 1, UINT32_MAX, &s->cut_len, err)) ||
+        (rc = get_uint(obj, name, "total_tokens", 1, UINT64_MAX >> 2, &s->total_tokens, err)) ||
+        (rc = get_bool(obj, name, "bos", &s->bos, err)) || (rc = get_bool(obj, name, "eos", &s->eos, err)) ||
+        (rc = get_bool(obj, name, "cu_seqlens", &s->cu_seqlens, err)))
+        return rc;
+    json_t *k = json_object_get(obj, "short_keep");
+    if (k) {
+        if (s->strategy != LMX_PER_SOURCE && s->strategy != LMX_GLOBAL)
+            return lmx__err(err, LMX_EINVAL, "plans.%s.short_keep: only per_source and global drop short documents", name);
+        if (!json_is_number(k) || !(json_number_value(k) > 0.0 && json_number_value(k) <= 1.0))
+            return lmx__err(err, LMX_EINVAL, "plans.%s.short_keep: must be a number in (0, 1]", name);
+        s->short_keep = json_number_value(k);
+    }
+    if (json_object_get(obj, "cut_len") && s->strategy != LMX_CUT)
+        return lmx__err(err, LMX_EINVAL, "plans.%s.cut_len: only for strategy cut", name);
+    return LMX_OK;
+}
+
+static int parse_weights(const char *name, const json_t *obj, lmx_plan_spec *s, lmx_error *err)
+{
+    json_t *w = json_object_get(obj, "domain_weights");
+    if (!w)
+        return LMX_OK;
+    if (s->strategy != LMX_PER_SOURCE)
+        return lmx__err(err, LMX_EINVAL, "plans.%s.domain_weights: only for strategy per_source", name);
+    if (!json_is_object(w) || json_object_size(w) == 0 || json_object_size(w) > LMX_MAX_WEIGHTS)
+        return lmx__err(err, LMX_EINVAL, "plans.%s.domain_weights: must be a non-empty object of domain -> weight", name);
+    double sum = 0;
+    const char *key;
+    json_t *v;
+    json_object_foreach(w, key, v)
+    {
+        if (!json_is_number(v) || !(json_number_value(v) > 0.0) || !isfinite(json_number_value(v)))
+            return lmx__err(err, LMX_EINVAL, "plans.%s.domain_weights.%s: must be a number > 0", name, key);
+        s->weight_names[s->n_weights] = strdup(key);
+        s->weights[s->n_weights++] = json_number_value(v);
+        sum += json_number_value(v);
+    }
+    if (!(sum > 0))
+        return lmx__err(err, LMX_EINVAL, "plans.%s.domain_weights: all zero", name);
+    return LMX_OK;
+}
+
+int lmx__plan_spec_parse(const char *name, const json_t *obj, lmx_plan_spec *s, lmx_error *err)
+{
+    memset(s, 0, sizeof *s);
+    s->seq_len = 131072;
+    s->global_batch = 32;
+    s->long_threshold = LMX_LONG_THRESHOLD;
+    s->short_keep = 1.0;
+    s->bos = 1;
+    s->cut_len = 4096;
+    s->cu_seqlens = 1;
+    if (!json_is_object(obj))
+        return lmx__err(err, LMX_EINVAL, "plans.%s: must be an object", name);
+    int rc = check_keys(name, obj, err);
+    rc = rc ? rc : parse_strategy(name, obj, s, err);
+    rc = rc ? rc : parse_numbers(name, obj, s, err);
+    rc = rc ? rc : parse_weights(name, obj, s, err);
+    if (rc == LMX_OK && s->global_batch == 0)
+        rc = lmx__err(err, LMX_EINVAL, "plans.%s.global_batch: must be >= 1", name);
+    return rc;
+}
+
+void lmx__plan_spec_free(lmx_plan_spec *s)
+{
+    if (!s)
+        return;
+    for (uint32_t i = 0; i < s->n_weights; i++)
+        free(s->weight_names[i]);
+    s->n_weights = 0;
+}
+
+json_t *lmx__plan_spec_json(const lmx_plan_spec *s)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "strategy", json_string(strategy_names[s->strategy]));
+    json_object_set_new(o, "seq_len", json_integer(s->seq_len));
+    json_object_set_new(o, "global_batch", json_integer(s->global_batch));
+    json_object_set_new(o, "seed", json_integer((json_int_t)s->seed));
+    json_object_set_new(o, "long_threshold", json_integer((json_int_t)s->long_threshold));
+    json_object_set_new(o, "short_keep", json_real(s->short_keep));
+    json_object_set_new(o, "bos", json_boolean(s->bos));
+    json_object_set_new(o, "eos", json_boolean(s->eos));
+    if (s->strategy == LMX_CUT)
+        json_object_set_new(o, "cut_len", json_integer((json_int_t)s->cut_len));
+    if (s->total_tokens)
+        json_object_set_new(o, "total_tokens", json_integer((json_int_t)s->total_tokens));
+    json_object_set_new(o, "cu_seqlens", json_boolean(s->cu_seqlens));
+    if (s->n_weights) {
+        json_t *w = json_object();
+        for (uint32_t i = 0; i < s->n_weights; i++)
+            json_object_set_new(w, s->weight_names[i], json_real(s->weights[i]));
+        json_object_set_new(o, "domain_weights", w);
+    }
+    return o;
+}
+
+const char *lmx__plan_strategy_name(int strategy) { return strategy_names[strategy]; }
