@@ -20,7 +20,7 @@
 #include <string.h>
 #include <unistd.h>
 
-int lmx__cmd_tokenize(int argc, char **argv);
+#include "cmd_tokenize.h"
 
 #define BATCH_BYTES (32u << 20)
 #define BATCH_LINES 16384u
@@ -348,7 +348,7 @@ static int blank(const char *s, size_t n)
     return 1;
 }
 
-int lmx__cmd_tokenize(int argc, char **argv)
+int lmxd_cmd_tokenize(int argc, char **argv)
 {
     const char *tokpath = NULL;
     long nthreads = sysconf(_SC_NPROCESSORS_ONLN);

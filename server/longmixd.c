@@ -12,7 +12,7 @@
 #include "lmxd_config.h"
 #include "lmxd_serve.h"
 
-int lmx__cmd_tokenize(int argc, char **argv); /* server/cmd_tokenize.c */
+#include "cmd_tokenize.h"
 
 static const char usage_main[] =
     "usage: longmixd COMMAND [OPTIONS]\n"
@@ -378,7 +378,7 @@ int main(int argc, char **argv)
         const char *name;
         int (*fn)(int, char **);
     } cmds[] = {{"index", cmd_index}, {"verify", cmd_verify},     {"stats", cmd_stats}, {"doc", cmd_doc},
-                {"serve", cmd_serve}, {"tokenize", lmx__cmd_tokenize}, {"keygen", cmd_keygen}};
+                {"serve", cmd_serve}, {"tokenize", lmxd_cmd_tokenize}, {"keygen", cmd_keygen}};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         if (strcmp(argv[1], cmds[i].name) == 0)
             return cmds[i].fn(argc - 1, argv + 1);

@@ -1,0 +1,165 @@
+/* The batch and sequence endpoint: ETag/If-None-Match, the body built once into one buffer
+ * (compressed into a second one when the client takes zstd) and kept in the bounded response cache
+ * (lmxd_cache.h), which libmicrohttpd sends from without a copy. */
+#define _GNU_SOURCE /* strcasestr */
+#include "lmxd_internal.h"
+
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zstd.h>
+
+#include "lmx_proto.h"
+
+static int accepts_zstd(struct MHD_Connection *c)
+{
+    const char *ae = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Accept-Encoding");
+    return ae && strcasestr(ae, "zstd") != NULL;
+}
+
+/* One compression context per MHD worker thread, freed when the thread exits (MHD_stop_daemon). */
+static pthread_key_t cctx_key;
+static pthread_once_t cctx_once = PTHREAD_ONCE_INIT;
+static void free_cctx(void *p) { ZSTD_freeCCtx(p); }
+static void make_cctx_key(void) { (void)pthread_key_create(&cctx_key, free_cctx); }
+
+static ZSTD_CCtx *thread_cctx(void)
+{
+    pthread_once(&cctx_once, make_cctx_key);
+    ZSTD_CCtx *c = pthread_getspecific(cctx_key);
+    if (!c && (c = ZSTD_createCCtx()) != NULL && pthread_setspecific(cctx_key, c) != 0) {
+        ZSTD_freeCCtx(c);
+        c = NULL;
+    }
+    return c;
+}
+
+/* Builds the response body for key: the wire body, its digest, and its compression when key asks
+ * for zstd. On success *out is a new entry holding the caller's reference. When compression fails
+ * the entry holds the identity body (entry->zstd 0): still a correct answer, only larger. */
+static int build_entry(plan_ref *r, const lmxd_request *rq, const lmxd_cache_key *key, lmxd_cache_entry **out,
+                       lmx_error *err)
+{
+    lmx_buf body = {0};
+    int rc = rq->kind == LMXD_R_BATCH ? lmx__plan_batch(r->plan, rq->step, rq->rank, rq->world, &body, err)
+                                      : lmx__plan_sequence(r->plan, rq->step, &body, err);
+    if (rc != LMX_OK) {
+        lmx__buf_free(&body);
+        return rc;
+    }
+    uint8_t h[32];
+    char digest[80];
+    crypto_generichash(h, sizeof h, body.data, body.len, NULL, 0);
+    memcpy(digest, LMX_DIGEST_PREFIX, strlen(LMX_DIGEST_PREFIX));
+    lmx__hex(h, sizeof h, digest + strlen(LMX_DIGEST_PREFIX));
+    void *data = body.data;
+    size_t len = body.len;
+    int zstd = 0;
+    if (key->zstd) {
+        ZSTD_CCtx *cctx = thread_cctx();
+        size_t bound = ZSTD_compressBound(body.len);
+        void *z = malloc(bound);
+        size_t zn = z && cctx ? ZSTD_compressCCtx(cctx, z, bound, body.data, body.len, key->zstd_level) : 0;
+        if (!z || ZSTD_isError(zn)) {
+            free(z);
+        } else {
+            free(body.data);
+            data = z;
+            len = zn;
+            zstd = 1;
+        }
+    }
+    if (!(*out = lmxd_cache_entry_new(key, data, len, zstd, digest)))
+        return lmx__err(err, LMX_ENOMEM, "out of memory");
+    return LMX_OK;
+}
+
+/* MHD's free callback for a response sent from a cache entry. */
+static void release_entry(void *entry)
+{
+    lmxd_cache_entry_unref(entry);
+}
+
+enum MHD_Result lmxd_handle_body(server *s, struct MHD_Connection *c, const lmxd_request *rq)
+{
+    plan_ref *r = lmxd_plan_find(s, rq->plan);
+    if (!r) {
+        char d[160];
+        snprintf(d, sizeof d, "no plan named '%s' (GET /v1/plans lists them)", rq->plan);
+        return lmxd_send_error(c, 404, "unknown_plan", d);
+    }
+    if (rq->kind == LMXD_R_SEQUENCE && rq->text)
+        return lmxd_handle_text(s, c, rq, r);
+    /* A strong ETag names one representation: the zstd body gets its own. */
+    char etag[104];
+    int zstd = accepts_zstd(c);
+    snprintf(etag, sizeof etag, "\"%s-%llu-%u-%u%s%s\"", lmx__plan_id_hex(r->plan), (unsigned long long)rq->step, rq->rank,
+             rq->world, rq->kind == LMXD_R_SEQUENCE ? "-seq" : "", zstd ? "-zstd" : "");
+    const char *inm = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "If-None-Match");
+    if (inm && strcmp(inm, etag) == 0) {
+        lmxd_plan_put(r);
+        struct MHD_Response *resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+        MHD_add_response_header(resp, "ETag", etag);
+        enum MHD_Result ret = MHD_queue_response(c, 304, resp);
+        MHD_destroy_response(resp);
+        return ret;
+    }
+    lmxd_cache_key key;
+    lmxd_cache_key_init(&key, lmx__plan_id_hex(r->plan), rq->kind, rq->step, rq->rank, rq->world, zstd,
+                        s->cfg.zstd_level);
+    lmxd_cache_entry *e = lmxd_cache_get(s->cache, &key);
+    if (!e) {
+        lmx_error err = {0};
+        int rc = build_entry(r, rq, &key, &e, &err);
+        if (rc != LMX_OK) {
+            lmxd_plan_put(r);
+            unsigned st = lmxd_status_of(rc);
+            return lmxd_send_error(c, st,
+                              st == 416   ? "step_out_of_range"
+                              : st == 400 ? "bad_parameter"
+                                          : "internal",
+                              err.message);
+        }
+        /* Errors are never cached, so a hit has passed the world and step checks. An identity
+         * body from a failed compression answers this request but is not the zstd entry. */
+        if (e->zstd == key.zstd)
+            lmxd_cache_put(s->cache, e);
+    }
+    if (zstd && !e->zstd) {
+        char *suffix = strstr(etag, "-zstd\"");
+        if (suffix)
+            memcpy(suffix, "\"", 2);
+    }
+    if (rq->kind == LMXD_R_BATCH) {
+        uint64_t want = rq->step + 1, cur = atomic_load(&r->max_step);
+        while (cur < want && !atomic_compare_exchange_weak(&r->max_step, &cur, want))
+            ;
+        atomic_fetch_add(&r->batches, 1);
+        lmxd_rank_track(r, rq->world, rq->rank, rq->step);
+    }
+    atomic_fetch_add(&r->bytes, e->len);
+    char plan_id[2 * LMX_PLAN_ID_BYTES + 1];
+    snprintf(plan_id, sizeof plan_id, "%s", lmx__plan_id_hex(r->plan));
+    lmxd_plan_put(r);
+    /* Zero copy: MHD sends from the entry's buffer and drops our reference when done with it, so
+     * an entry evicted meanwhile stays alive until then. */
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer_with_free_callback_cls(e->len, e->body, release_entry, e);
+    if (!resp) {
+        lmxd_cache_entry_unref(e);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, "Content-Type", LMX_MEDIA_BATCH);
+    MHD_add_response_header(resp, LMX_HDR_DIGEST, e->digest);
+    MHD_add_response_header(resp, LMX_HDR_PLAN_ID, plan_id);
+    MHD_add_response_header(resp, "ETag", etag);
+    MHD_add_response_header(resp, "Cache-Control", "public, max-age=31536000, immutable");
+    MHD_add_response_header(resp, "Vary", "Accept-Encoding");
+    if (e->zstd)
+        MHD_add_response_header(resp, "Content-Encoding", "zstd");
+    atomic_fetch_add(&s->bytes_out, e->len);
+    enum MHD_Result ret = MHD_queue_response(c, 200, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}

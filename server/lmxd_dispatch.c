@@ -1,0 +1,141 @@
+/* The libmicrohttpd callbacks: per-request state, routing, auth and body limits, then one
+ * handler per route. */
+#include "lmxd_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+static const char *get_arg(void *ctx, const char *key)
+{
+    return MHD_lookup_connection_value((struct MHD_Connection *)ctx, MHD_GET_ARGUMENT_KIND, key);
+}
+
+typedef struct req_state {
+    double t0;
+    int routed;      /* the first call of the access handler happened */
+    int too_big;     /* the body passed LMXD_MAX_BODY */
+    lmxd_request rq;
+    lmx_buf body;    /* POST /v1/plans only */
+    size_t body_seen;
+} req_state;
+
+static req_state *new_state(server *s)
+{
+    req_state *st = calloc(1, sizeof *st);
+    if (st) {
+        st->t0 = lmx__now();
+        atomic_fetch_add(&s->inflight, 1);
+    }
+    return st;
+}
+
+/* Called once the request line is parsed: the state lives from here to lmxd_on_completed, so
+ * requests that MHD itself rejects (431 headers too large) are counted and timed too. */
+void *lmxd_on_uri(void *cls, const char *uri, struct MHD_Connection *c)
+{
+    (void)uri;
+    (void)c;
+    return new_state(cls);
+}
+
+static enum MHD_Result too_big(struct MHD_Connection *c)
+{
+    char d[96];
+    snprintf(d, sizeof d, "request bodies are limited to %d bytes", LMXD_MAX_BODY);
+    return lmxd_send_error(c, 413, "body_too_large", d);
+}
+
+/* The route's handler, once the request (and its body, if any) is complete. */
+static enum MHD_Result handle(server *s, struct MHD_Connection *c, req_state *st)
+{
+    const lmxd_request *rq = &st->rq;
+    /* Every kind lmxd_route returns has a case (-Wswitch names one left out). */
+    switch ((enum lmxd_route_kind)rq->kind) {
+    case LMXD_R_HEALTH: {
+        static char ok[] = "ok\n";
+        struct MHD_Response *r = MHD_create_response_from_buffer(3, ok, MHD_RESPMEM_PERSISTENT);
+        MHD_add_response_header(r, "Content-Type", "text/plain");
+        enum MHD_Result ret = MHD_queue_response(c, 200, r);
+        MHD_destroy_response(r);
+        return ret;
+    }
+    case LMXD_R_PLANS: return lmxd_handle_plans(s, c, rq);
+    case LMXD_R_PLAN_ADD: return lmxd_handle_plan_add(s, c, &st->body);
+    case LMXD_R_PLAN_DELETE: return lmxd_handle_plan_delete(s, c, rq->plan);
+    case LMXD_R_BATCH:
+    case LMXD_R_SEQUENCE: return lmxd_handle_body(s, c, rq);
+    case LMXD_R_STATS: return lmxd_handle_stats(s, c, rq);
+    case LMXD_R_METRICS: return lmxd_handle_metrics(s, c);
+    case LMXD_R_DASHBOARD: return lmxd_handle_dashboard(c);
+    }
+    return MHD_NO; /* not reached */
+}
+
+enum MHD_Result lmxd_on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                                const char *version, const char *upload, size_t *upload_size, void **con_cls)
+{
+    server *s = cls;
+    (void)version;
+    req_state *st = *con_cls;
+    if (!st) {
+        if (!(st = new_state(s)))
+            return MHD_NO;
+        *con_cls = st;
+    }
+    lmxd_request *rq = &st->rq;
+    if (!st->routed) {
+        /* First call, headers only: reject early so that a refused body is never read. */
+        st->routed = 1;
+        atomic_fetch_add(&s->active, 1);
+        int code = lmxd_route(method, url, get_arg, c, rq);
+        if (code)
+            return lmxd_send_error(c, (unsigned)code, rq->error, rq->detail);
+        if (rq->kind != LMXD_R_HEALTH && rq->kind != LMXD_R_DASHBOARD) {
+            int role = lmxd_role_of(s, c);
+            if (role == ROLE_NONE)
+                return lmxd_send_error(c, 401, "unauthorized", "a valid token is required (Authorization: Bearer TOKEN)");
+            if (rq->admin && role != ROLE_ADMIN)
+                return lmxd_send_error(c, 403, "forbidden", "this request needs a token with the admin role");
+        }
+        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+        uint64_t n;
+        if (cl && lmx__parse_u64(cl, UINT64_MAX, &n) == 0 && n > LMXD_MAX_BODY)
+            return too_big(c);
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        st->body_seen += *upload_size;
+        if (st->body_seen > LMXD_MAX_BODY)
+            st->too_big = 1;
+        else if (rq->kind == LMXD_R_PLAN_ADD && lmx__buf_append(&st->body, upload, *upload_size) != LMX_OK)
+            st->too_big = 1;
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    if (st->too_big)
+        return too_big(c);
+    return handle(s, c, st);
+}
+
+void lmxd_on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe)
+{
+    server *s = cls;
+    req_state *st = *con_cls;
+    if (!st)
+        return;
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_HTTP_STATUS);
+    unsigned code = ci ? ci->http_status : 0;
+    if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && code < 400)
+        code = 0; /* aborted: counted as "other" */
+    double dt = lmx__now() - st->t0;
+    lmxd_metrics_record(s, code, dt);
+    if (s->cfg.access_log)
+        lmxd_log("access %u %.1f ms", code, dt * 1e3);
+    int routed = st->routed;
+    lmx__buf_free(&st->body);
+    free(st);
+    *con_cls = NULL;
+    if (routed)
+        atomic_fetch_sub(&s->active, 1);
+    atomic_fetch_sub(&s->inflight, 1);
+}

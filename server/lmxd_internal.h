@@ -1,0 +1,132 @@
+/* The HTTP service's private state and the functions its files share (server/README.md says
+ * which file owns what). Not installed; included by server/lmxd_*.c only. */
+#ifndef LMXD_INTERNAL_H
+#define LMXD_INTERNAL_H
+
+#include <jansson.h>
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lmx_error.h"
+#include "lmx_index.h"
+#include "lmx_plan.h"
+#include "lmx_tokenizer.h"
+#include "lmx_util.h"
+#include "lmxd_cache.h"
+#include "lmxd_config.h"
+#include "lmxd_route.h"
+#include "lmxd_serve.h"
+
+#define LMXD_N_LAT_BUCKETS 12 /* request latency histogram (lmxd_metrics.c) */
+#define LMXD_N_STATUS 15      /* status codes counted one by one, plus "other" */
+#define LMXD_MAX_BODY 65536   /* request bodies (POST /v1/plans); larger ones get 413 */
+#define LMXD_MAX_RUNTIME_PLANS 256 /* plans added over HTTP */
+#define LMXD_RANK_SLOTS 8192  /* open-addressing table of (world, rank) per plan, power of two */
+#define LMXD_RANK_CAP 4096    /* at most this many (world, rank) pairs tracked per plan */
+
+typedef struct rank_slot {
+    uint32_t world, rank;
+    uint64_t step1; /* highest step served + 1; 0 = free slot */
+} rank_slot;
+
+/* A served plan, reference counted: a request holds one from lmxd_plan_find to lmxd_plan_put, so
+ * a reload or DELETE never frees a plan under a request. */
+typedef struct plan_ref {
+    lmx_plan *plan;
+    atomic_int refs;
+    int runtime;       /* added by POST /v1/plans (else: from the config) */
+    json_t *spec_json; /* runtime plans: the spec as posted, what the state file keeps */
+    atomic_uint_fast64_t max_step; /* highest step served + 1 (0 = none) */
+    atomic_uint_fast64_t batches, bytes;
+    pthread_mutex_t rk_lock; /* guards ranks, n_ranks, ranks_dropped */
+    rank_slot *ranks;        /* LMXD_RANK_SLOTS entries, allocated at the first batch */
+    size_t n_ranks;
+    uint64_t ranks_dropped; /* batches whose (world, rank) did not fit in LMXD_RANK_CAP */
+} plan_ref;
+
+typedef struct server {
+    lmxd_serve_options opts;
+    lmxd_config cfg; /* from the start; a reload replaces only the plans and the token lists */
+    int loopback;     /* the listen address is a loopback one */
+    lmx_index *ix;
+    char *state_path;      /* STATE_DIR/plans.json, NULL without state_dir */
+    int lock_fd;           /* STATE_DIR/lock, held (flock) while running; -1 without state_dir */
+    pthread_mutex_t admin; /* serializes registry changes: POST, DELETE, reload */
+    pthread_rwlock_t lock; /* guards plans/n_plans (the array, not the plans) */
+    plan_ref **plans;
+    size_t n_plans;
+    struct MHD_Daemon *mhd;
+    lmxd_cache *cache; /* batch/sequence bodies; NULL when cache_mb is 0 */
+    atomic_int inflight; /* request line parsed, not completed */
+    atomic_int active;   /* headers complete and handled: what SIGTERM waits for */
+    atomic_uint_fast64_t requests, bytes_out, latency[LMXD_N_LAT_BUCKETS + 1], status[LMXD_N_STATUS + 1];
+    _Atomic double latency_sum;
+    double started;
+    pthread_mutex_t detok_lock; /* guards detok, detok_tried */
+    lmx_tokenizer *detok;       /* the index's tokenizer, loaded at the first text request */
+    int detok_tried;
+    char detok_error[LMX_ERROR_MESSAGE_MAX];
+} server;
+
+/* lmxd_serve.c: one line on stderr, prefixed "longmixd: ". */
+void lmxd_log(const char *fmt, ...) LMX_PRINTF(1, 2);
+
+/* lmxd_dispatch.c: the libmicrohttpd callbacks (cls is the server). */
+void *lmxd_on_uri(void *cls, const char *uri, struct MHD_Connection *c);
+enum MHD_Result lmxd_on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                                const char *version, const char *upload, size_t *upload_size, void **con_cls);
+void lmxd_on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe);
+
+/* lmxd_plans.c: the registry. Functions returning plan_ref pointers hand the caller a reference
+ * (release with lmxd_plan_put / lmxd_plans_put, which also free the array). */
+void lmxd_plan_put(plan_ref *r);
+void lmxd_plans_put(plan_ref **v, size_t n);
+plan_ref *lmxd_plan_find(server *s, const char *name);
+plan_ref **lmxd_plans_snapshot(server *s, size_t *n);
+int lmxd_plans_build(server *s, const lmxd_plan_cfg *pc, size_t n, plan_ref ***out, lmx_error *err);
+void lmxd_plans_swap(server *s, plan_ref **v, size_t n); /* takes v's references */
+int lmxd_plan_make_runtime(server *s, const char *name, json_t *spec_obj, plan_ref **out, lmx_error *err);
+plan_ref **lmxd_plans_assemble(server *s, plan_ref **cv, size_t nc, plan_ref **rv, size_t nr, size_t *n_out);
+/* lmxd_plans.c: the state file (runtime plans across restarts). */
+int lmxd_state_save(server *s, plan_ref *const *v, size_t n, lmx_error *err);
+int lmxd_state_load(server *s, plan_ref ***out, size_t *n_out, lmx_error *err);
+
+/* lmxd_ranks.c: per-(world, rank) step tracking. */
+void lmxd_rank_track(plan_ref *r, uint32_t world, uint32_t rank, uint64_t step);
+/* The tracked pairs sorted by (world, rank), malloc'ed (caller frees; NULL when none), and the
+ * batches that did not fit the table. */
+rank_slot *lmxd_ranks_sorted(plan_ref *r, size_t *n, uint64_t *dropped);
+
+/* lmxd_respond.c: responses. Each queues the response and returns MHD's verdict. */
+enum MHD_Result lmxd_send_buf(struct MHD_Connection *c, unsigned status, void *data, size_t len,
+                              const char *type); /* takes data (malloc'ed) */
+enum MHD_Result lmxd_send_json(struct MHD_Connection *c, unsigned status, json_t *j); /* takes j */
+enum MHD_Result lmxd_send_error_field(struct MHD_Connection *c, unsigned status, const char *error,
+                                      const char *detail, const char *field);
+enum MHD_Result lmxd_send_error(struct MHD_Connection *c, unsigned status, const char *error, const char *detail);
+unsigned lmxd_status_of(int code); /* LMX_E* -> HTTP status */
+enum MHD_Result lmxd_handle_dashboard(struct MHD_Connection *c);
+
+/* dashboard.c, generated at build time from server/dashboard.html (server/embed_file.cmake). */
+extern const unsigned char lmxd_dashboard_html[];
+extern const size_t lmxd_dashboard_html_len;
+
+/* lmxd_auth.c */
+enum { ROLE_NONE, ROLE_READ, ROLE_ADMIN };
+int lmxd_role_of(server *s, struct MHD_Connection *c);
+
+/* Handlers, one file per concern. lmxd_handle_text takes r's reference. */
+enum MHD_Result lmxd_handle_plans(server *s, struct MHD_Connection *c, const lmxd_request *rq);
+enum MHD_Result lmxd_handle_plan_add(server *s, struct MHD_Connection *c, const lmx_buf *body);
+enum MHD_Result lmxd_handle_plan_delete(server *s, struct MHD_Connection *c, const char *name);
+enum MHD_Result lmxd_handle_body(server *s, struct MHD_Connection *c, const lmxd_request *rq);
+enum MHD_Result lmxd_handle_text(server *s, struct MHD_Connection *c, const lmxd_request *rq, plan_ref *r);
+enum MHD_Result lmxd_handle_stats(server *s, struct MHD_Connection *c, const lmxd_request *rq);
+enum MHD_Result lmxd_handle_metrics(server *s, struct MHD_Connection *c);
+/* lmxd_metrics.c: counts a finished request (status code, seconds since its request line). */
+void lmxd_metrics_record(server *s, unsigned code, double seconds);
+
+#endif
