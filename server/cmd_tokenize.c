@@ -2,19 +2,20 @@
  * line on stdout, in input order, no special tokens added (the I/O contract of
  * ../shared/peers/hf-tokenize.js; see proto/TOKENIZER.md).
  *
- * The main thread reads a batch of lines, every thread (main included) takes lines from it
- * (JSON parse + encode + format into a per-thread buffer), then the main thread writes the
- * batch in order. Lines that are empty or only whitespace produce no output line (as the peer).
+ * The main thread reads batches of lines into the one line-batch worker pool (common/index/
+ * lmx_pool.h); every thread (main included) takes whole batches (JSON parse + encode + format
+ * into the batch's output), and the main thread writes finished batches in input order. Lines
+ * that are empty or only whitespace produce no output line (as the peer).
  * Input that is not valid UTF-8 is decoded lossily first (U+FFFD), as node's readline does, and a
  * lone UTF-16 surrogate escape ("\ud800" without its pair), which jansson rejects, becomes U+FFFD
  * like JavaScript's JSON.parse followed by the UTF-8 conversion into HF tokenizers. */
 #include "lmx_jsonl.h"
+#include "lmx_pool.h"
 #include "lmx_tokenizer.h"
 
 #include <errno.h>
 #include <jansson.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,8 +23,8 @@
 
 #include "cmd_tokenize.h"
 
-#define BATCH_BYTES (32u << 20)
-#define BATCH_LINES 16384u
+#define BATCH_BYTES (1u << 20)
+#define BATCH_LINES 1024u
 #define MAX_THREADS 256
 
 static const char USAGE[] =
@@ -42,50 +43,46 @@ static const char USAGE[] =
     "  --help                this text\n";
 
 typedef struct line_ref {
-    size_t off, len;   /* in the batch arena */
-    uint64_t lineno;   /* 1-based input line number */
-    int out_thread;    /* which worker formatted it */
-    size_t out_off, out_len;
+    size_t off, len; /* in the batch's text */
+    uint64_t lineno; /* 1-based input line number */
 } line_ref;
 
-typedef struct worker worker;
-typedef struct shared {
-    const lmx_tokenizer *tok;
-    lmx_buf arena;
+/* A batch of lines; processed by one thread of the pool, written in order by the main thread. */
+typedef struct batch {
+    lmx_pool_item item; /* first: the pool hands it back as this batch */
+    lmx_buf text;
     line_ref *lines;
-    size_t nlines, lines_cap;
-    atomic_size_t next;
-    atomic_int failed;
+    size_t n, cap;
+    lmx_buf out; /* formatted ids of every line, in order */
+    int failed;  /* the first failing line stops the batch */
     uint64_t fail_line;
     char fail_msg[LMX_ERROR_MESSAGE_MAX + 64];
-    pthread_mutex_t mu;
-    pthread_cond_t cv_start, cv_done;
-    uint64_t generation;
-    int pending, quit;
-    int nthreads;
-    worker *workers;
-} shared;
+} batch;
 
-struct worker {
-    shared *sh;
-    int index;
+/* A thread's tokenizing state. */
+typedef struct worker {
+    lmx_pool *pool;
+    pthread_t th;
     lmx_encoder *enc;
     lmx_ids ids;
-    lmx_buf out;
     lmx_buf fix; /* lossy UTF-8 repair of a line */
     lmx_buf txt; /* decoded "text" (fast path, lmx__jsonl_fast) */
-    pthread_t th;
-};
+} worker;
 
-static void fail(shared *sh, uint64_t lineno, const char *msg)
+/* The main thread's reading and writing state. */
+typedef struct stdin_ctx {
+    char *line;
+    size_t cap;
+    uint64_t lineno;
+    int done; /* end of input, a read error or a failed batch */
+    int rc;   /* exit status: 0, or 1 once an error was reported */
+} stdin_ctx;
+
+static void fail(batch *b, uint64_t lineno, const char *msg)
 {
-    pthread_mutex_lock(&sh->mu);
-    if (!atomic_load(&sh->failed) || lineno < sh->fail_line) {
-        sh->fail_line = lineno;
-        snprintf(sh->fail_msg, sizeof sh->fail_msg, "%s", msg);
-    }
-    atomic_store(&sh->failed, 1);
-    pthread_mutex_unlock(&sh->mu);
+    b->failed = 1;
+    b->fail_line = lineno;
+    snprintf(b->fail_msg, sizeof b->fail_msg, "%s", msg);
 }
 
 /* Output formatting is a visible share of the whole command (a token costs ~4 bytes of input,
@@ -179,9 +176,8 @@ static size_t fix_lone_surrogates(char *s, size_t n)
 
 /* General path: jansson, with lone surrogate escapes rewritten to U+FFFD. Returns the root (the
  * caller decrefs) with *text set, or NULL after reporting the error. */
-static json_t *parse_line(worker *w, line_ref *L, const char *s, size_t n, json_t **textp)
+static json_t *parse_line(worker *w, batch *b, const line_ref *L, const char *s, size_t n, json_t **textp)
 {
-    shared *sh = w->sh;
     char msg[LMX_ERROR_MESSAGE_MAX + 64];
     json_error_t jerr;
     json_t *root = json_loadb(s, n, JSON_ALLOW_NUL, &jerr);
@@ -189,7 +185,7 @@ static json_t *parse_line(worker *w, line_ref *L, const char *s, size_t n, json_
         if (s != (const char *)w->fix.data) {
             w->fix.len = 0;
             if (lmx__buf_append(&w->fix, s, n) != LMX_OK) {
-                fail(sh, L->lineno, "out of memory");
+                fail(b, L->lineno, "out of memory");
                 return NULL;
             }
             s = (const char *)w->fix.data;
@@ -199,23 +195,22 @@ static json_t *parse_line(worker *w, line_ref *L, const char *s, size_t n, json_
     }
     if (!root) {
         snprintf(msg, sizeof msg, "invalid JSON at column %d: %s", jerr.column, jerr.text);
-        fail(sh, L->lineno, msg);
+        fail(b, L->lineno, msg);
         return NULL;
     }
     json_t *text = json_is_object(root) ? json_object_get(root, "text") : NULL;
     if (!json_is_string(text)) {
         json_decref(root);
-        fail(sh, L->lineno, "no string field \"text\"");
+        fail(b, L->lineno, "no string field \"text\"");
         return NULL;
     }
     *textp = text;
     return root;
 }
 
-static void do_line(worker *w, line_ref *L)
+static void do_line(worker *w, batch *b, const line_ref *L)
 {
-    shared *sh = w->sh;
-    const char *s = (const char *)sh->arena.data + L->off;
+    const char *s = (const char *)b->text.data + L->off;
     size_t n = L->len;
     lmx_error err = {0};
     w->ids.n = 0;
@@ -232,7 +227,7 @@ static void do_line(worker *w, line_ref *L)
     if (lmx__utf8_valid_prefix((const uint8_t *)s, n) != n) {
         w->fix.len = 0;
         if (lmx__utf8_lossy((const uint8_t *)s, n, &w->fix) != LMX_OK) {
-            fail(sh, L->lineno, "out of memory");
+            fail(b, L->lineno, "out of memory");
             return;
         }
         s = (const char *)w->fix.data;
@@ -241,7 +236,7 @@ static void do_line(worker *w, line_ref *L)
     if (lmx__jsonl_fast(s, n, 0, NULL, &w->txt, NULL, NULL)) {
         rc = lmx__encode(w->enc, (const char *)w->txt.data, w->txt.len, &w->ids, &err);
     } else {
-        json_t *text = NULL, *root = parse_line(w, L, s, n, &text);
+        json_t *text = NULL, *root = parse_line(w, b, L, s, n, &text);
         if (!root)
             return;
         rc = lmx__encode(w->enc, json_string_value(text), json_string_length(text), &w->ids, &err);
@@ -249,14 +244,14 @@ static void do_line(worker *w, line_ref *L)
     }
 encoded:
     if (rc) {
-        fail(sh, L->lineno, err.message);
+        fail(b, L->lineno, err.message);
         return;
     }
-    if (lmx__buf_reserve(&w->out, w->ids.n * 11 + 3) != LMX_OK) {
-        fail(sh, L->lineno, "out of memory formatting ids");
+    if (lmx__buf_reserve(&b->out, w->ids.n * 11 + 3) != LMX_OK) {
+        fail(b, L->lineno, "out of memory formatting ids");
         return;
     }
-    char *p = (char *)w->out.data + w->out.len, *p0 = p;
+    char *p = (char *)b->out.data + b->out.len, *p0 = p;
     *p++ = '[';
     for (size_t i = 0; i < w->ids.n; i++) {
         if (i)
@@ -265,78 +260,104 @@ encoded:
     }
     *p++ = ']';
     *p++ = '\n';
-    L->out_thread = w->index;
-    L->out_off = w->out.len;
-    L->out_len = (size_t)(p - p0);
-    w->out.len += L->out_len;
+    b->out.len += (size_t)(p - p0);
 }
 
-static void run_batch_part(worker *w)
+/* The pool's work: every line of the batch, in order, until one fails. */
+static void work(lmx_pool_item *it, void *arg)
 {
-    shared *sh = w->sh;
-    for (;;) {
-        size_t i = atomic_fetch_add(&sh->next, 1);
-        if (i >= sh->nlines || atomic_load(&sh->failed))
-            break;
-        do_line(w, &sh->lines[i]);
-    }
+    batch *b = (batch *)it;
+    for (size_t i = 0; i < b->n && !b->failed; i++)
+        do_line(arg, b, &b->lines[i]);
 }
 
-static void *worker_main(void *arg)
+static void batch_free(batch *b)
 {
-    worker *w = arg;
-    shared *sh = w->sh;
-    uint64_t seen = 0;
-    for (;;) {
-        pthread_mutex_lock(&sh->mu);
-        while (!sh->quit && sh->generation == seen)
-            pthread_cond_wait(&sh->cv_start, &sh->mu);
-        if (sh->quit) {
-            pthread_mutex_unlock(&sh->mu);
-            return NULL;
+    if (!b)
+        return;
+    lmx__buf_free(&b->text);
+    lmx__buf_free(&b->out);
+    free(b->lines);
+    free(b);
+}
+
+static int blank(const char *s, size_t n);
+
+/* Adds one input line to b; 0 or -1 (out of memory, reported). */
+static int batch_add(batch *b, const char *line, size_t len, uint64_t lineno)
+{
+    if (b->n == b->cap) {
+        size_t nc = b->cap ? b->cap * 2 : 256;
+        line_ref *nl = realloc(b->lines, nc * sizeof *nl);
+        if (!nl) {
+            fprintf(stderr, "longmixd tokenize: out of memory\n");
+            return -1;
         }
-        seen = sh->generation;
-        pthread_mutex_unlock(&sh->mu);
-        run_batch_part(w);
-        pthread_mutex_lock(&sh->mu);
-        if (--sh->pending == 0)
-            pthread_cond_signal(&sh->cv_done);
-        pthread_mutex_unlock(&sh->mu);
+        b->lines = nl;
+        b->cap = nc;
     }
-}
-
-/* Runs the current batch on all threads and writes it; returns 0 or 1 (error reported). */
-static int process_batch(shared *sh)
-{
-    for (int t = 0; t < sh->nthreads; t++)
-        sh->workers[t].out.len = 0;
-    atomic_store(&sh->next, 0);
-    pthread_mutex_lock(&sh->mu);
-    sh->pending = sh->nthreads - 1;
-    sh->generation++;
-    pthread_cond_broadcast(&sh->cv_start);
-    pthread_mutex_unlock(&sh->mu);
-    run_batch_part(&sh->workers[0]);
-    pthread_mutex_lock(&sh->mu);
-    while (sh->pending)
-        pthread_cond_wait(&sh->cv_done, &sh->mu);
-    pthread_mutex_unlock(&sh->mu);
-    if (atomic_load(&sh->failed)) {
-        fprintf(stderr, "longmixd tokenize: stdin line %llu: %s\n",
-                (unsigned long long)sh->fail_line, sh->fail_msg);
-        return 1;
+    b->lines[b->n] = (line_ref){b->text.len, len, lineno};
+    if (lmx__buf_append(&b->text, line, len) != LMX_OK) {
+        fprintf(stderr, "longmixd tokenize: stdin line %llu: out of memory\n", (unsigned long long)lineno);
+        return -1;
     }
-    for (size_t i = 0; i < sh->nlines; i++) {
-        const line_ref *L = &sh->lines[i];
-        if (fwrite(sh->workers[L->out_thread].out.data + L->out_off, 1, L->out_len, stdout) !=
-            L->out_len) {
-            fprintf(stderr, "longmixd tokenize: writing stdout: %s\n", strerror(errno));
-            return 1;
-        }
-    }
-    sh->nlines = 0;
-    sh->arena.len = 0;
+    b->n++;
     return 0;
+}
+
+/* The pool's producer: the next batch of non-blank stdin lines, or NULL at the end. */
+static lmx_pool_item *produce(void *arg)
+{
+    stdin_ctx *c = arg;
+    batch *b = c->done ? NULL : calloc(1, sizeof *b);
+    if (!b && !c->done) {
+        fprintf(stderr, "longmixd tokenize: out of memory\n");
+        c->rc = 1;
+    }
+    while (b && !c->done && b->text.len < BATCH_BYTES && b->n < BATCH_LINES) {
+        errno = 0;
+        ssize_t n = getline(&c->line, &c->cap, stdin);
+        if (n < 0) {
+            if (ferror(stdin)) {
+                fprintf(stderr, "longmixd tokenize: reading stdin: %s\n", strerror(errno));
+                c->rc = 1;
+            }
+            c->done = 1;
+            break;
+        }
+        c->lineno++;
+        size_t len = (size_t)n;
+        if (len && c->line[len - 1] == '\n')
+            len--;
+        if (len && c->line[len - 1] == '\r')
+            len--;
+        if (!blank(c->line, len) && batch_add(b, c->line, len, c->lineno) != 0)
+            c->rc = 1;
+    }
+    if (c->rc)
+        c->done = 1;
+    if (b && b->n == 0) {
+        batch_free(b);
+        b = NULL;
+    }
+    return b ? &b->item : NULL;
+}
+
+/* The pool's consumer (main thread, input order): writes the batch, or reports its error. */
+static int consume(void *arg, lmx_pool_item *it)
+{
+    stdin_ctx *c = arg;
+    batch *b = (batch *)it;
+    if (c->rc == 0 && b->failed) {
+        fprintf(stderr, "longmixd tokenize: stdin line %llu: %s\n", (unsigned long long)b->fail_line, b->fail_msg);
+        c->rc = 1;
+    } else if (c->rc == 0 && b->out.len && fwrite(b->out.data, 1, b->out.len, stdout) != b->out.len) {
+        fprintf(stderr, "longmixd tokenize: writing stdout: %s\n", strerror(errno));
+        c->rc = 1;
+    }
+    batch_free(b);
+    c->done |= c->rc != 0;
+    return c->rc != 0;
 }
 
 static int blank(const char *s, size_t n)
@@ -348,45 +369,89 @@ static int blank(const char *s, size_t n)
     return 1;
 }
 
-int lmxd_cmd_tokenize(int argc, char **argv)
+/* Parses the arguments; returns -1 to go on, or the exit status (--help, a usage error). */
+static int parse_args(int argc, char **argv, const char **tokpath, long *nthreads, lmx_tokenizer_options *opts)
 {
-    const char *tokpath = NULL;
-    long nthreads = sysconf(_SC_NPROCESSORS_ONLN);
-    lmx_tokenizer_options opts = {0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             fputs(USAGE, stdout);
             return 0;
         } else if (strcmp(a, "--tokenizer") == 0 && i + 1 < argc) {
-            tokpath = argv[++i];
+            *tokpath = argv[++i];
         } else if (strncmp(a, "--tokenizer=", 12) == 0) {
-            tokpath = a + 12;
+            *tokpath = a + 12;
         } else if ((strcmp(a, "--threads") == 0 && i + 1 < argc) || strncmp(a, "--threads=", 10) == 0) {
             const char *v = a[9] == '=' ? a + 10 : argv[++i];
             uint64_t n;
             if (lmx__parse_u64(v, MAX_THREADS, &n) != 0 || n == 0) {
-                fprintf(stderr, "longmixd tokenize: --threads: expected 1..%d, got '%s'\n",
-                        MAX_THREADS, v);
+                fprintf(stderr, "longmixd tokenize: --threads: expected 1..%d, got '%s'\n", MAX_THREADS, v);
                 return 2;
             }
-            nthreads = (long)n;
+            *nthreads = (long)n;
         } else if (strcmp(a, "--match-added-tokens") == 0) {
-            opts.match_added_tokens = 1;
+            opts->match_added_tokens = 1;
         } else {
             fprintf(stderr, "longmixd tokenize: unknown or incomplete argument '%s' (see --help)\n", a);
             return 2;
         }
     }
-    if (!tokpath) {
+    if (!*tokpath) {
         fprintf(stderr, "longmixd tokenize: --tokenizer FILE is required (see --help)\n");
         return 2;
     }
-    if (nthreads < 1)
-        nthreads = 1;
-    if (nthreads > MAX_THREADS)
-        nthreads = MAX_THREADS;
+    if (*nthreads < 1)
+        *nthreads = 1;
+    if (*nthreads > MAX_THREADS)
+        *nthreads = MAX_THREADS;
+    return -1;
+}
 
+static void *helper_main(void *arg)
+{
+    worker *w = arg;
+    lmx__pool_help(w->pool, w);
+    return NULL;
+}
+
+/* Reads stdin through the pool with n workers (the main thread is workers[0]); the exit status. */
+static int run(lmx_pool *pool, worker *workers, int n)
+{
+    stdin_ctx c = {0};
+    size_t next = 0, task;
+    /* The main thread registers as the producer before the helpers start, so they wait for its
+     * batches instead of finding nothing to do. */
+    lmx__pool_claim(pool, &next, 1, &task);
+    int started = 1;
+    for (; started < n; started++)
+        if (pthread_create(&workers[started].th, NULL, helper_main, &workers[started]) != 0) {
+            fprintf(stderr, "longmixd tokenize: cannot start thread %d\n", started);
+            c.rc = c.done = 1;
+            break;
+        }
+    static char outbuf[1 << 20];
+    setvbuf(stdout, outbuf, _IOFBF, sizeof outbuf);
+    static const lmx_pool_stream_ops ops = {produce, consume};
+    lmx__pool_run_stream(pool, &ops, &c, &workers[0]);
+    lmx__pool_release(pool);
+    for (int t = 1; t < started; t++)
+        pthread_join(workers[t].th, NULL);
+    free(c.line);
+    if (!c.rc && fflush(stdout) != 0) {
+        fprintf(stderr, "longmixd tokenize: writing stdout: %s\n", strerror(errno));
+        c.rc = 1;
+    }
+    return c.rc;
+}
+
+int lmxd_cmd_tokenize(int argc, char **argv)
+{
+    const char *tokpath = NULL;
+    long nthreads = sysconf(_SC_NPROCESSORS_ONLN);
+    lmx_tokenizer_options opts = {0};
+    int rc = parse_args(argc, argv, &tokpath, &nthreads, &opts);
+    if (rc >= 0)
+        return rc;
     fmt_init();
     lmx_error err = {0};
     lmx_tokenizer *tok = NULL;
@@ -394,111 +459,32 @@ int lmxd_cmd_tokenize(int argc, char **argv)
         fprintf(stderr, "longmixd tokenize: %s\n", err.message);
         return 1;
     }
-    shared sh;
-    memset(&sh, 0, sizeof sh);
-    sh.tok = tok;
-    sh.nthreads = (int)nthreads;
-    pthread_mutex_init(&sh.mu, NULL);
-    pthread_cond_init(&sh.cv_start, NULL);
-    pthread_cond_init(&sh.cv_done, NULL);
-    sh.workers = calloc((size_t)nthreads, sizeof *sh.workers);
-    int rc = 0, started = 0;
-    if (!sh.workers) {
+    lmx_pool pool;
+    worker *workers = calloc((size_t)nthreads, sizeof *workers);
+    rc = 0;
+    if (!workers || lmx__pool_init(&pool, 2 * (size_t)nthreads, work) != 0) {
         fprintf(stderr, "longmixd tokenize: out of memory\n");
-        rc = 1;
-        goto out;
+        free(workers);
+        lmx__tokenizer_free(tok);
+        return 1;
     }
-    for (int t = 0; t < sh.nthreads; t++) {
-        worker *w = &sh.workers[t];
-        w->sh = &sh;
-        w->index = t;
-        if (lmx__encoder_create(tok, &w->enc, &err) != LMX_OK) {
+    for (int t = 0; t < nthreads && rc == 0; t++) {
+        workers[t].pool = &pool;
+        if (lmx__encoder_create(tok, &workers[t].enc, &err) != LMX_OK) {
             fprintf(stderr, "longmixd tokenize: %s\n", err.message);
             rc = 1;
-            goto out;
         }
     }
-    for (int t = 1; t < sh.nthreads; t++) {
-        if (pthread_create(&sh.workers[t].th, NULL, worker_main, &sh.workers[t]) != 0) {
-            fprintf(stderr, "longmixd tokenize: cannot start thread %d\n", t);
-            rc = 1;
-            goto out;
-        }
-        started = t;
+    if (rc == 0)
+        rc = run(&pool, workers, (int)nthreads);
+    for (int t = 0; t < nthreads; t++) {
+        lmx__encoder_free(workers[t].enc);
+        lmx__ids_free(&workers[t].ids);
+        lmx__buf_free(&workers[t].fix);
+        lmx__buf_free(&workers[t].txt);
     }
-
-    static char outbuf[1 << 20];
-    setvbuf(stdout, outbuf, _IOFBF, sizeof outbuf);
-    char *line = NULL;
-    size_t cap = 0;
-    uint64_t lineno = 0;
-    for (;;) {
-        errno = 0;
-        ssize_t n = getline(&line, &cap, stdin);
-        if (n < 0) {
-            if (ferror(stdin)) {
-                fprintf(stderr, "longmixd tokenize: reading stdin: %s\n", strerror(errno));
-                rc = 1;
-            }
-            break;
-        }
-        lineno++;
-        size_t len = (size_t)n;
-        if (len && line[len - 1] == '\n')
-            len--;
-        if (len && line[len - 1] == '\r')
-            len--;
-        if (blank(line, len))
-            continue;
-        if (sh.nlines == sh.lines_cap) {
-            size_t nc = sh.lines_cap ? sh.lines_cap * 2 : 1024;
-            line_ref *nl = realloc(sh.lines, nc * sizeof *nl);
-            if (!nl) {
-                fprintf(stderr, "longmixd tokenize: out of memory\n");
-                rc = 1;
-                break;
-            }
-            sh.lines = nl;
-            sh.lines_cap = nc;
-        }
-        sh.lines[sh.nlines] = (line_ref){sh.arena.len, len, lineno, 0, 0, 0};
-        if (lmx__buf_append(&sh.arena, line, len) != LMX_OK) {
-            fprintf(stderr, "longmixd tokenize: stdin line %llu: out of memory\n",
-                    (unsigned long long)lineno);
-            rc = 1;
-            break;
-        }
-        sh.nlines++;
-        if ((sh.arena.len >= BATCH_BYTES || sh.nlines >= BATCH_LINES) && (rc = process_batch(&sh)))
-            break;
-    }
-    free(line);
-    if (!rc && sh.nlines)
-        rc = process_batch(&sh);
-    if (!rc && fflush(stdout) != 0) {
-        fprintf(stderr, "longmixd tokenize: writing stdout: %s\n", strerror(errno));
-        rc = 1;
-    }
-out:
-    pthread_mutex_lock(&sh.mu);
-    sh.quit = 1;
-    pthread_cond_broadcast(&sh.cv_start);
-    pthread_mutex_unlock(&sh.mu);
-    for (int t = 1; t <= started; t++)
-        pthread_join(sh.workers[t].th, NULL);
-    for (int t = 0; sh.workers && t < sh.nthreads; t++) {
-        lmx__encoder_free(sh.workers[t].enc);
-        lmx__ids_free(&sh.workers[t].ids);
-        lmx__buf_free(&sh.workers[t].out);
-        lmx__buf_free(&sh.workers[t].fix);
-        lmx__buf_free(&sh.workers[t].txt);
-    }
-    free(sh.workers);
-    free(sh.lines);
-    lmx__buf_free(&sh.arena);
-    pthread_mutex_destroy(&sh.mu);
-    pthread_cond_destroy(&sh.cv_start);
-    pthread_cond_destroy(&sh.cv_done);
+    free(workers);
+    lmx__pool_destroy(&pool);
     lmx__tokenizer_free(tok);
     return rc;
 }

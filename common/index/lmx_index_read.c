@@ -1,5 +1,5 @@
-/* Index reader: manifest + mmapped shards; statistics; verification. */
-#include "lmx_index.h"
+/* Index reader: the manifest (lmx_index_manifest.c) and mmapped shards; statistics; verification. */
+#include "lmx_index_internal.h"
 
 #include <fcntl.h>
 #include <jansson.h>
@@ -128,154 +128,114 @@ int lmx__index_domain_find(const lmx_index *ix, const char *name)
     return hit ? (int)(hit - ix->domains) : -1;
 }
 
-static int json_u64(json_t *obj, const char *key, uint64_t *out, const char *where, lmx_error *err)
+/* Maps shard i of the manifest and checks it against its entry (already validated). */
+static int open_shard(lmx_index *ix, json_t *e, size_t i, lmx_error *err)
 {
-    json_t *v = json_object_get(obj, key);
-    if (!json_is_integer(v) || json_integer_value(v) < 0)
-        return lmx__err(err, LMX_EFORMAT, "%s: field '%s' missing or not a non-negative integer", where, key);
-    *out = (uint64_t)json_integer_value(v);
+    shard *s = &ix->shards[i];
+    const char *file = json_string_value(json_object_get(e, "file"));
+    uint64_t nd = (uint64_t)json_integer_value(json_object_get(e, "docs"));
+    uint64_t nt = (uint64_t)json_integer_value(json_object_get(e, "tokens"));
+    size_t plen = strlen(ix->dir) + strlen(file) + 16;
+    s->path = malloc(plen);
+    if (!s->path)
+        return lmx__err(err, LMX_ENOMEM, "index: out of memory");
+    snprintf(s->path, plen, "%s/shards/%s", ix->dir, file);
+    int rc;
+    if ((rc = lmx__map_file(s->path, &s->map, &s->size, err)) || (rc = check_shard(s, nd, nt, err)))
+        return rc;
+    if (s->token_bytes != ix->token_bytes)
+        return lmx__err(err, LMX_EFORMAT, "%s: token_bytes %u, manifest says %u", s->path, s->token_bytes,
+                        ix->token_bytes);
+    s->doc_base = ix->n_docs;
+    ix->n_docs += s->n_docs;
+    ix->n_tokens += s->n_tokens;
+    s->domain_map = calloc(s->n_domains + 1, sizeof *s->domain_map);
+    if (!s->domain_map)
+        return lmx__err(err, LMX_ENOMEM, "index: out of memory");
+    for (uint32_t d = 0; d < s->n_domains; d++) {
+        int g = lmx__index_domain_find(ix, shard_string(s, d));
+        if (g < 0)
+            return lmx__err(err, LMX_EFORMAT, "%s: domain '%s' not listed in the manifest", s->path,
+                            shard_string(s, d));
+        s->domain_map[d] = (uint32_t)g;
+    }
+    posix_madvise(s->map, s->size, POSIX_MADV_RANDOM);
+    return LMX_OK;
+}
+
+/* Domain names (sorted) and their statistics from the manifest (exact, computed when the shards
+ * were written). */
+static int load_domains(lmx_index *ix, json_t *doms)
+{
+    ix->n_domains = (uint32_t)json_object_size(doms);
+    ix->domains = calloc(ix->n_domains + 1, sizeof *ix->domains);
+    ix->stats = calloc(ix->n_domains + 1, sizeof *ix->stats);
+    if (!ix->domains || !ix->stats)
+        return LMX_ENOMEM;
+    const char *name;
+    json_t *v;
+    uint32_t i = 0;
+    json_object_foreach(doms, name, v)
+    {
+        if (!(ix->domains[i++] = strdup(name)))
+            return LMX_ENOMEM;
+    }
+    qsort(ix->domains, ix->n_domains, sizeof *ix->domains, cmp_str);
+    for (uint32_t d = 0; d < ix->n_domains; d++) {
+        json_t *o = json_object_get(doms, ix->domains[d]), *bk = json_object_get(o, "buckets");
+        lmx_domain_stats *st = &ix->stats[d];
+        st->docs = (uint64_t)json_integer_value(json_object_get(o, "docs"));
+        st->tokens = (uint64_t)json_integer_value(json_object_get(o, "tokens"));
+        st->long_tokens = (uint64_t)json_integer_value(json_object_get(o, "long_tokens"));
+        for (int b = 0; b < LMX_N_BUCKETS; b++)
+            st->buckets[b] = (uint64_t)json_integer_value(json_array_get(bk, (size_t)b));
+    }
     return LMX_OK;
 }
 
 int lmx__index_open(const char *dir, lmx_index **out, lmx_error *err)
 {
     *out = NULL;
-    char mpath[4096];
-    snprintf(mpath, sizeof mpath, "%s/%s", dir, LMX_INDEX_MANIFEST);
-    json_error_t je;
-    json_t *m = json_load_file(mpath, 0, &je);
-    if (!m) {
-        if (access(mpath, F_OK) != 0)
-            return lmx__err(err, LMX_ENOTFOUND, "%s: no index here (missing %s)", dir, LMX_INDEX_MANIFEST);
-        return lmx__err(err, LMX_EFORMAT, "%s:%d: %s", mpath, je.line, je.text);
-    }
+    json_t *m = NULL;
+    lmx_manifest_info info;
+    int rc = lmx__manifest_load(dir, &m, &info, err);
+    if (rc != LMX_OK)
+        return rc;
     lmx_index *ix = calloc(1, sizeof *ix);
-    int rc = LMX_OK;
-    if (!ix) {
-        json_decref(m);
-        return lmx__err(err, LMX_ENOMEM, "index: out of memory");
-    }
-    ix->dir = strdup(dir);
-    json_t *fmt = json_object_get(m, "format"), *tok = json_object_get(m, "tokenizer");
-    uint64_t version = 0, tb = 0, bos = 0, eos = 0, vocab = 0;
-    if (!json_is_string(fmt) || strcmp(json_string_value(fmt), LMX_INDEX_FORMAT) != 0) {
-        rc = lmx__err(err, LMX_EFORMAT, "%s: field 'format' is not \"%s\"", mpath, LMX_INDEX_FORMAT);
-        goto fail;
-    }
-    if ((rc = json_u64(m, "version", &version, mpath, err)))
-        goto fail;
-    if (version != LMX_INDEX_VERSION) {
-        rc = lmx__err(err, LMX_EUNSUPPORTED, "%s: index version %llu (this build reads %d)", mpath,
-                      (unsigned long long)version, LMX_INDEX_VERSION);
-        goto fail;
-    }
-    if ((rc = json_u64(m, "token_bytes", &tb, mpath, err)))
-        goto fail;
-    if (!json_is_object(tok) || !json_is_string(json_object_get(tok, "identity")) ||
-        (rc = json_u64(tok, "bos", &bos, mpath, err)) || (rc = json_u64(tok, "eos", &eos, mpath, err)) ||
-        (rc = json_u64(tok, "vocab_size", &vocab, mpath, err))) {
-        rc = rc ? rc : lmx__err(err, LMX_EFORMAT, "%s: field 'tokenizer' malformed", mpath);
-        goto fail;
-    }
-    ix->token_bytes = (uint32_t)tb;
-    ix->bos = (uint32_t)bos;
-    ix->eos = (uint32_t)eos;
-    ix->vocab_size = (uint32_t)vocab;
-    ix->tokenizer_identity = strdup(json_string_value(json_object_get(tok, "identity")));
-
-    json_t *doms = json_object_get(m, "domains");
-    if (!json_is_object(doms)) {
-        rc = lmx__err(err, LMX_EFORMAT, "%s: field 'domains' missing", mpath);
-        goto fail;
-    }
-    ix->n_domains = (uint32_t)json_object_size(doms);
-    ix->domains = calloc(ix->n_domains + 1, sizeof *ix->domains);
-    ix->stats = calloc(ix->n_domains + 1, sizeof *ix->stats);
-    {
-        const char *name;
-        json_t *v;
-        uint32_t i = 0;
-        json_object_foreach(doms, name, v) ix->domains[i++] = strdup(name);
-        qsort(ix->domains, ix->n_domains, sizeof *ix->domains, cmp_str);
-    }
-
     json_t *shards = json_object_get(m, "shards");
-    if (!json_is_array(shards)) {
-        rc = lmx__err(err, LMX_EFORMAT, "%s: field 'shards' missing", mpath);
-        goto fail;
+    if (ix) {
+        ix->dir = strdup(dir);
+        ix->token_bytes = info.token_bytes;
+        ix->bos = info.bos;
+        ix->eos = info.eos;
+        ix->vocab_size = info.vocab_size;
+        ix->tokenizer_identity = strdup(info.tokenizer_identity);
+        ix->n_shards = json_array_size(shards);
+        ix->shards = calloc(ix->n_shards + 1, sizeof *ix->shards);
     }
-    ix->n_shards = json_array_size(shards);
-    ix->shards = calloc(ix->n_shards + 1, sizeof *ix->shards);
+    if (!ix || !ix->dir || !ix->tokenizer_identity || !ix->shards ||
+        load_domains(ix, json_object_get(m, "domains")) != LMX_OK)
+        rc = lmx__err(err, LMX_ENOMEM, "index: out of memory");
     crypto_generichash_state hs;
     crypto_generichash_init(&hs, NULL, 0, 32);
-    crypto_generichash_update(&hs, (const uint8_t *)ix->tokenizer_identity, strlen(ix->tokenizer_identity) + 1);
-    for (size_t i = 0; i < ix->n_shards; i++) {
+    if (rc == LMX_OK)
+        crypto_generichash_update(&hs, (const uint8_t *)ix->tokenizer_identity, strlen(ix->tokenizer_identity) + 1);
+    for (size_t i = 0; rc == LMX_OK && i < ix->n_shards; i++) {
         json_t *e = json_array_get(shards, i);
-        shard *s = &ix->shards[i];
-        char where[160];
-        snprintf(where, sizeof where, "%s: shards[%zu]", mpath, i);
-        json_t *file = json_object_get(e, "file"), *sum = json_object_get(e, "blake2b");
-        uint64_t nd, nt;
-        if (!json_is_string(file) || !json_is_string(sum) || strchr(json_string_value(file), '/') ||
-            json_string_value(file)[0] == '.') {
-            rc = lmx__err(err, LMX_EFORMAT, "%s: 'file' or 'blake2b' missing or invalid", where);
-            goto fail;
-        }
-        if ((rc = json_u64(e, "docs", &nd, where, err)) || (rc = json_u64(e, "tokens", &nt, where, err)))
-            goto fail;
-        crypto_generichash_update(&hs, (const uint8_t *)json_string_value(sum), strlen(json_string_value(sum)) + 1);
-        size_t plen = strlen(dir) + strlen(json_string_value(file)) + 16;
-        s->path = malloc(plen);
-        snprintf(s->path, plen, "%s/shards/%s", dir, json_string_value(file));
-        if ((rc = lmx__map_file(s->path, &s->map, &s->size, err)) || (rc = check_shard(s, nd, nt, err)))
-            goto fail;
-        if (s->token_bytes != ix->token_bytes) {
-            rc = lmx__err(err, LMX_EFORMAT, "%s: token_bytes %u, manifest says %u", s->path, s->token_bytes,
-                          ix->token_bytes);
-            goto fail;
-        }
-        s->doc_base = ix->n_docs;
-        ix->n_docs += s->n_docs;
-        ix->n_tokens += s->n_tokens;
-        s->domain_map = calloc(s->n_domains + 1, sizeof *s->domain_map);
-        for (uint32_t d = 0; d < s->n_domains; d++) {
-            int g = lmx__index_domain_find(ix, shard_string(s, d));
-            if (g < 0) {
-                rc = lmx__err(err, LMX_EFORMAT, "%s: domain '%s' not listed in the manifest", s->path,
-                              shard_string(s, d));
-                goto fail;
-            }
-            s->domain_map[d] = (uint32_t)g;
-        }
-        posix_madvise(s->map, s->size, POSIX_MADV_RANDOM);
+        const char *sum = json_string_value(json_object_get(e, "blake2b"));
+        crypto_generichash_update(&hs, (const uint8_t *)sum, strlen(sum) + 1);
+        rc = open_shard(ix, e, i, err);
+    }
+    json_decref(m);
+    if (rc != LMX_OK) {
+        lmx__index_close(ix);
+        return rc;
     }
     uint8_t idh[32];
     crypto_generichash_final(&hs, idh, sizeof idh);
     lmx__hex(idh, sizeof idh, ix->identity);
-    /* Per-domain statistics come from the manifest (exact, computed when shards were written). */
-    for (uint32_t d = 0; d < ix->n_domains; d++) {
-        json_t *o = json_object_get(doms, ix->domains[d]);
-        lmx_domain_stats *st = &ix->stats[d];
-        char where[320];
-        snprintf(where, sizeof where, "%s: domains.%s", mpath, ix->domains[d]);
-        json_t *bk = json_object_get(o, "buckets");
-        if ((rc = json_u64(o, "docs", &st->docs, where, err)) || (rc = json_u64(o, "tokens", &st->tokens, where, err)) ||
-            (rc = json_u64(o, "long_tokens", &st->long_tokens, where, err)))
-            goto fail;
-        if (!json_is_array(bk) || json_array_size(bk) != LMX_N_BUCKETS) {
-            rc = lmx__err(err, LMX_EFORMAT, "%s: 'buckets' must be an array of %d counts", where, LMX_N_BUCKETS);
-            goto fail;
-        }
-        for (int b = 0; b < LMX_N_BUCKETS; b++)
-            st->buckets[b] = (uint64_t)json_integer_value(json_array_get(bk, (size_t)b));
-    }
-    json_decref(m);
     *out = ix;
     return LMX_OK;
-fail:
-    json_decref(m);
-    lmx__index_close(ix);
-    return rc;
 }
 
 void lmx__index_close(lmx_index *ix)
@@ -351,14 +311,11 @@ int lmx__index_doc(const lmx_index *ix, uint64_t id, lmx_doc *out, lmx_error *er
 
 int lmx__index_verify(const char *dir, lmx_error *err)
 {
-    char mpath[4096];
-    snprintf(mpath, sizeof mpath, "%s/%s", dir, LMX_INDEX_MANIFEST);
-    json_error_t je;
-    json_t *m = json_load_file(mpath, 0, &je);
-    if (!m)
-        return lmx__err(err, LMX_EFORMAT, "%s:%d: %s", mpath, je.line, je.text);
+    json_t *m = NULL;
+    int rc = lmx__manifest_load(dir, &m, NULL, err), bad = 0;
+    if (rc != LMX_OK)
+        return rc;
     json_t *shards = json_object_get(m, "shards");
-    int rc = LMX_OK, bad = 0;
     char first_bad[4096] = "";
     for (size_t i = 0; i < json_array_size(shards); i++) {
         json_t *e = json_array_get(shards, i);

@@ -1,4 +1,4 @@
-/* common/lmx_index_write.c + lmx_index_read.c: build an index with the `bytes` tokenizer from a
+/* common/index/ and inputs/: build an index with the `bytes` tokenizer from a
  * generated corpus (.jsonl, .jsonl.zst, folders of .txt), read it back, statistics, provenance,
  * verification, error reporting for bad inputs. */
 #include <jansson.h>

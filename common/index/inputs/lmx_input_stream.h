@@ -1,0 +1,37 @@
+/* A file read as a stream of decompressed bytes (plain or zstd), in bounded memory, hashing the
+ * raw (compressed) bytes as they are read. Used by the line-oriented readers. */
+#ifndef LMX_INPUT_STREAM_H
+#define LMX_INPUT_STREAM_H
+
+#include <sodium.h>
+#include <stdio.h>
+#include <zstd.h>
+
+#include "lmx_inputs.h"
+
+enum lmx_codec { LMX_CODEC_NONE, LMX_CODEC_ZSTD };
+
+typedef struct lmx_instream {
+    FILE *f;
+    const char *path;
+    int codec; /* enum lmx_codec */
+    ZSTD_DCtx *dctx;
+    uint8_t *in, *out;
+    size_t in_cap, out_cap;
+    ZSTD_inBuffer zin;
+    size_t last_ret;
+    crypto_generichash_state hash; /* of the raw input bytes */
+    uint64_t raw_bytes;
+} lmx_instream;
+
+/* Opens path (borrowed) with the given codec. On failure the stream is still safe to close. */
+int lmx__instream_open(lmx_instream *s, const char *path, int codec, lmx_error *err);
+/* The next decompressed bytes: 1 with *data and *len (valid until the next call), 0 at the clean
+ * end, or LMX_EIO / LMX_EFORMAT (corrupt or truncated data) naming the file and `line`, the
+ * 1-based line being read. */
+int lmx__instream_read(lmx_instream *s, uint64_t line, const uint8_t **data, size_t *len, lmx_error *err);
+/* Hex BLAKE2b-256 of every raw byte read. */
+void lmx__instream_hash(lmx_instream *s, char hex[65]);
+void lmx__instream_close(lmx_instream *s);
+
+#endif

@@ -1,0 +1,67 @@
+/* The input format table and the helpers the readers share (see lmx_inputs.h). */
+#include <sodium.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "lmx_inputs.h"
+
+/* Match order: the first format whose match() accepts a file gets it. */
+const lmx_input_format *const lmx__input_formats[] = {
+    &lmx__input_jsonl,
+    &lmx__input_megatron,
+    &lmx__input_text,
+    NULL,
+};
+
+const lmx_input_format *lmx__input_match(const char *path, char **job_path)
+{
+    *job_path = NULL;
+    for (size_t i = 0; lmx__input_formats[i]; i++)
+        if (lmx__input_formats[i]->match(path, job_path))
+            return lmx__input_formats[i];
+    return NULL;
+}
+
+const lmx_input_format *lmx__input_format(const char *name)
+{
+    for (size_t i = 0; lmx__input_formats[i]; i++)
+        if (strcmp(lmx__input_formats[i]->name, name) == 0)
+            return lmx__input_formats[i];
+    return NULL;
+}
+
+int lmx__ends_with(const char *s, const char *suffix)
+{
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+int lmx__file_blake2b(const char *path, char hex[65])
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return -1;
+    crypto_generichash_state hs;
+    crypto_generichash_init(&hs, NULL, 0, 32);
+    uint8_t buf[1 << 16], h[32];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+        crypto_generichash_update(&hs, buf, n);
+    int bad = ferror(f);
+    fclose(f);
+    if (bad)
+        return -1;
+    crypto_generichash_final(&hs, h, sizeof h);
+    lmx__hex(h, sizeof h, hex);
+    return 0;
+}
+
+void lmx__rec_bad(lmx_input_rec *rec, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(rec->why, sizeof rec->why, fmt, ap);
+    va_end(ap);
+    rec->kind = LMX_REC_BAD;
+}
