@@ -111,6 +111,9 @@ int lmx_client_open(const lmx_client_options *o, lmx_client **out, lmx_error *er
     uint32_t world = o->world ? o->world : 1;
     if (o->rank >= world)
         return lmx__err(err, LMX_EINVAL, "client: rank %u must be below world %u", o->rank, world);
+    if (o->cp_size > LMX_MAX_CP_SIZE || (o->cp_size && o->cp_rank >= o->cp_size))
+        return lmx__err(err, LMX_EINVAL, "client: cp_rank %u of cp_size %u (want cp_rank < cp_size <= %u)", o->cp_rank,
+                        o->cp_size, LMX_MAX_CP_SIZE);
     if (o->prefetch > MAX_PREFETCH)
         return lmx__err(err, LMX_EINVAL, "client: prefetch %u is above the limit of %d batches", o->prefetch,
                         MAX_PREFETCH);
@@ -336,6 +339,15 @@ static int make_batch(lmx_client *c, exchange *x, uint64_t step, void *buf, size
         return fail_batch(b, lmx__err(err, LMX_EFORMAT, "%s: got batch step %llu rank %u/%u, asked for %llu rank %u/%u",
                                       url, (unsigned long long)b->v.h.step, b->v.h.rank, b->v.h.world,
                                       (unsigned long long)step, c->o.rank, c->o.world));
+    if (c->o.cp_size && b->v.h.version != LMX_WIRE_VERSION_CP)
+        return fail_batch(b, lmx__err(err, LMX_EFORMAT,
+                                      "%s: answered wire v%u to a request with cp_size: that longmixd predates "
+                                      "context-parallel slices (upgrade it)", url, b->v.h.version));
+    if (!c->o.cp_size && b->v.h.version != LMX_WIRE_VERSION)
+        return fail_batch(b, lmx__err(err, LMX_EFORMAT, "%s: answered wire v%u, asked for v1", url, b->v.h.version));
+    if (c->o.cp_size && (b->v.h.cp_rank != c->o.cp_rank || b->v.h.cp_size != c->o.cp_size))
+        return fail_batch(b, lmx__err(err, LMX_EFORMAT, "%s: got cp slice %u of %u, asked for %u of %u", url,
+                                      b->v.h.cp_rank, b->v.h.cp_size, c->o.cp_rank, c->o.cp_size));
     if (x->plan_id[0] && strcmp(x->plan_id, b->plan_id) != 0)
         return fail_batch(b, lmx__err(err, LMX_EFORMAT, "%s: plan id header %s differs from the body's %s", url,
                                       x->plan_id, b->plan_id));
@@ -449,8 +461,10 @@ static int fetch_one(lmx_client *c, CURL *curl, uint64_t step, void *buf, size_t
         int ui = atomic_load(&c->cur) % c->n_urls;
         const char *base = c->urls[ui];
         char url[4096];
-        snprintf(url, sizeof url, "%s/v1/plans/%s/batches/%llu?rank=%u&world=%u", base, c->plan,
-                 (unsigned long long)step, c->o.rank, c->o.world);
+        int un = snprintf(url, sizeof url, "%s/v1/plans/%s/batches/%llu?rank=%u&world=%u", base, c->plan,
+                          (unsigned long long)step, c->o.rank, c->o.world);
+        if (c->o.cp_size && un > 0 && (size_t)un < sizeof url)
+            snprintf(url + un, sizeof url - (size_t)un, "&cp_rank=%u&cp_size=%u", c->o.cp_rank, c->o.cp_size);
         exchange x = {0};
         x.body.cap_limit = MAX_BODY;
         struct curl_slist *hdrs = NULL;
@@ -696,6 +710,21 @@ uint32_t lmx_batch_n_seqs(const lmx_batch *b) { return b->v.h.n_seqs; }
 uint32_t lmx_batch_seq_len(const lmx_batch *b) { return b->v.h.seq_len; }
 uint32_t lmx_batch_token_bytes(const lmx_batch *b) { return b->v.h.token_bytes; }
 const void *lmx_batch_tokens(const lmx_batch *b) { return b->v.base + b->v.at.tokens; }
+uint32_t lmx_batch_cp_rank(const lmx_batch *b) { return b->v.h.cp_rank; }
+uint32_t lmx_batch_cp_size(const lmx_batch *b) { return b->v.h.cp_size; }
+uint32_t lmx_batch_slice_len(const lmx_batch *b) { return lmx__wire_slice_len(&b->v.h); }
+int32_t lmx_batch_ignore_index(const lmx_batch *b) { return b->v.h.ignore_index; }
+/* Zero-copy views like lmx_batch_tokens: sections are 8-aligned in the body; values are little
+ * endian, the byte order of the hosts we build for. */
+const int32_t *lmx_batch_labels(const lmx_batch *b)
+{
+    return b->v.h.version == LMX_WIRE_VERSION_CP ? (const int32_t *)(const void *)(b->v.base + b->v.at.labels) : NULL;
+}
+const uint32_t *lmx_batch_position_ids(const lmx_batch *b)
+{
+    return b->v.h.version == LMX_WIRE_VERSION_CP ? (const uint32_t *)(const void *)(b->v.base + b->v.at.positions)
+                                                 : NULL;
+}
 uint32_t lmx_batch_next_token(const lmx_batch *b, uint32_t seq)
 {
     return seq < b->v.h.n_seqs ? lmx__wire_next_token(&b->v, seq) : UINT32_MAX;
@@ -703,7 +732,7 @@ uint32_t lmx_batch_next_token(const lmx_batch *b, uint32_t seq)
 
 int lmx_batch_tokens_u32(const lmx_batch *b, uint32_t *dst, size_t n_dst)
 {
-    size_t n = (size_t)b->v.h.n_seqs * b->v.h.seq_len;
+    size_t n = (size_t)b->v.h.n_seqs * lmx__wire_slice_len(&b->v.h);
     if (n_dst < n)
         return LMX_EINVAL;
     const uint8_t *p = b->v.base + b->v.at.tokens;
