@@ -7,7 +7,7 @@ PyTorch (document-masked attention equals per-document attention), and `longmixd
 
 The wire bodies are read here with an independent parser written from proto/WIRE.md (numpy),
 not with liblongmix, so a bug shared by the C writer and reader cannot hide."""
-import json, os, struct, subprocess, sys
+import glob, json, os, struct, subprocess, sys, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -571,9 +571,149 @@ def test_hf_dataloader(wd):
     d.stop()
 
 
+def read_megatron(prefix):
+    """An independent reader of a Megatron-LM indexed dataset, written from the MMIDIDX format
+    description (megatron/core/datasets/indexed_dataset.py's documented layout), with numpy
+    memmaps: header (magic, u64 version 1, u8 dtype code, u64 sequence count, u64 document
+    count), int32 sequence_lengths, int64 sequence_pointers (bytes), int64 document_indices."""
+    dtypes = {1: np.uint8, 2: np.int8, 3: np.int16, 4: np.int32, 5: np.int64, 6: np.float64, 7: np.float32,
+              8: np.uint16}
+    idx = open(prefix + ".idx", "rb").read()
+    check(idx[:9] == b"MMIDIDX\x00\x00", "idx magic")
+    version, = struct.unpack_from("<Q", idx, 9)
+    code = idx[17]
+    nseq, ndoc = struct.unpack_from("<QQ", idx, 18)
+    check(version == 1 and code in dtypes, f"idx version {version} dtype {code}")
+    off = 34
+    lengths = np.frombuffer(idx, np.int32, nseq, off)
+    off += 4 * nseq
+    pointers = np.frombuffer(idx, np.int64, nseq, off)
+    off += 8 * nseq
+    docs = np.frombuffer(idx, np.int64, ndoc, off)
+    check(off + 8 * ndoc == len(idx), "idx size")
+    dt = np.dtype(dtypes[code])
+    data = np.memmap(prefix + ".bin", dtype=dt, mode="r")
+    seqs = [np.asarray(data[p // dt.itemsize:p // dt.itemsize + n]) for p, n in zip(pointers, lengths)]
+    return seqs, docs
+
+
+def gpt_samples(stream, seq_len):
+    """Megatron GPTDataset's samples over one document without shuffling: sample i is tokens
+    [i*L, (i+1)*L + 1) of the document (add_extra_token_to_sequence); tokens = sample[:-1],
+    labels = sample[1:]."""
+    n = (len(stream) - 1) // seq_len
+    return [(stream[i * seq_len:(i + 1) * seq_len], stream[i * seq_len + 1:(i + 1) * seq_len + 1]) for i in range(n)]
+
+
+def test_export(wd):
+    """longmixd export: Megatron .bin/.idx read back by an independent reader (and by our indexer's
+    Megatron input) and NumPy files equal `longmix fetch` for every step; the manifest names the
+    plan id; no partials remain; a rerun verifies, a damaged file is named; a killed export is
+    finished by running it again and equals an uninterrupted one."""
+    need_numpy()
+    d = start(wd)
+    cfg = wd("config.json")
+    plan_ids = {n: p["plan_id"] for n, p in json.loads(http(f"{d.url}/v1/plans")[2])["plans"].items()}
+    for plan, steps in (("orig", 6), ("eos", 5)):
+        L, gb = PLANS[plan]["seq_len"], PLANS[plan]["global_batch"]
+        for fmt in ("megatron", "npy"):
+            prefix = wd("export", f"{plan}-{fmt}")
+            run([LONGMIXD, "export", "--config", cfg, "--plan", plan, "--steps", str(steps), "--format", fmt,
+                 "--out", prefix])
+            m = json.load(open(prefix + ".manifest.json"))
+            check(m["plan_id"] == plan_ids[plan] and m["steps"] == steps and m["sequences"] == steps * gb,
+                  f"manifest {m}")
+            check(not [f for f in os.listdir(wd("export")) if f.endswith((".partial", "progress.json"))],
+                  "partial files left behind")
+            served = []
+            for step in range(steps):
+                j = json.loads(run([LONGMIX, "fetch", "--url", d.url, "--plan", plan, "--step", str(step),
+                                    "--json"]).stdout)
+                served += j["sequences"]
+            if fmt == "megatron":
+                seqs, docs = read_megatron(prefix)
+                check(len(seqs) == 1 and list(docs) == [0, 1], "one sequence, one document")
+                samples = gpt_samples(seqs[0], L)
+                check(len(samples) == steps * gb, f"{len(samples)} samples, want {steps * gb}")
+                for k, ((tok, lab), sv) in enumerate(zip(samples, served)):
+                    check(tok.tolist() == sv["tokens"], f"{plan} megatron sample {k}: tokens differ")
+                    want = sv["tokens"][1:] + [sv["next_token"]]
+                    check(lab.tolist() == want, f"{plan} megatron sample {k}: labels differ")
+                    # the served labels are these with the cross-document targets masked
+                    check(all(a == b or a == -100 for a, b in zip(sv["labels"], want)), "served labels")
+                # our own Megatron input reader reads it back as one document
+                run([LONGMIXD, "index", "--tokenizer", "bytes", "--out", wd(f"reindex-{plan}"), f"X={prefix}"])
+                doc = json.loads(run([LONGMIXD, "doc", wd(f"reindex-{plan}"), "0", "--json", "--tokens"]).stdout)
+                check(doc["ids"] == seqs[0].tolist(), "our Megatron reader reads other ids")
+            else:
+                tokens = np.load(prefix + ".tokens.npy")
+                nxt = np.load(prefix + ".next_tokens.npy")
+                lens = np.load(prefix + ".doc_lens.npy")
+                dix = np.load(prefix + ".doc_index.npy")
+                check(tokens.shape == (steps * gb, L) and dix.shape == (steps * gb + 1,), "npy shapes")
+                for k, sv in enumerate(served):
+                    check(tokens[k].tolist() == sv["tokens"] and int(nxt[k]) == sv["next_token"], f"npy seq {k}")
+                    check(np.concatenate([[0], np.cumsum(lens[dix[k]:dix[k + 1]])]).tolist() == sv["cu_seqlens"],
+                          f"npy seq {k}: document lengths are not the cu_seqlens")
+    # a rerun verifies; a damaged byte is found and named
+    prefix = wd("export", "orig-megatron")
+    r = run([LONGMIXD, "export", "--config", cfg, "--plan", "orig", "--steps", "6", "--format", "megatron",
+             "--out", prefix])
+    check(b"verified" in r.stdout, f"rerun: {r.stdout}")
+    with open(prefix + ".bin", "r+b") as f:
+        f.seek(100)
+        b = f.read(1)
+        f.seek(100)
+        f.write(bytes([b[0] ^ 1]))
+    r = run([LONGMIXD, "export", "--config", cfg, "--plan", "orig", "--steps", "6", "--format", "megatron",
+             "--out", prefix], ok=False)
+    check(b"orig-megatron.bin" in r.stderr and b"BLAKE2b" in r.stderr, f"damage not named: {r.stderr}")
+    r = run([LONGMIXD, "export", "--config", cfg, "--plan", "orig", "--steps", "7", "--format", "megatron",
+             "--out", prefix], ok=False)
+    check(b"another plan id, format or step count" in r.stderr, f"other steps over a finished export: {r.stderr}")
+    r = run([LONGMIXD, "export", "--config", cfg, "--plan", "nope", "--steps", "1", "--format", "npy",
+             "--out", wd("x")], ok=False)
+    check(b"nope" in r.stderr, "unknown plan")
+    r = run([LONGMIXD, "export", "--config", cfg, "--plan", "orig", "--steps", "1", "--format", "parquet",
+             "--out", wd("x")], ok=False)
+    check(r.returncode == 2 and b"--format" in r.stderr, "bad format")
+    d.stop()
+    # kill -9 in the middle, run again: the same files as an uninterrupted export
+    big = {"big": {"strategy": "original", "seq_len": 4096, "global_batch": 8}}
+    cfg2 = write_config(wd, big, name="big.json")
+    args = [LONGMIXD, "export", "--config", cfg2, "--plan", "big", "--steps", "1500", "--format", "npy"]
+    run(args + ["--out", wd("clean", "b")], timeout=300)
+    killed = False
+    for attempt in range(20):
+        for f in glob.glob(wd("killed", "*")):
+            os.unlink(f)
+        p = subprocess.Popen(args + ["--out", wd("killed", "b")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while p.poll() is None and not os.path.exists(wd("killed", "b.export-progress.json")) and \
+                time.monotonic() < deadline:
+            time.sleep(0.005)
+        time.sleep(0.05 * attempt)
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+            killed = os.path.exists(wd("killed", "b.export-progress.json"))
+            if killed:
+                break
+    check(killed, "could not kill the export in the middle")
+    prog = json.load(open(wd("killed", "b.export-progress.json")))
+    r = run(args + ["--out", wd("killed", "b")], timeout=300)
+    check(b"resuming at step" in r.stderr, f"did not resume: {r.stderr}")
+    for name in ("tokens", "next_tokens", "doc_lens", "doc_index"):
+        a = open(wd("clean", f"b.{name}.npy"), "rb").read()
+        b = open(wd("killed", f"b.{name}.npy"), "rb").read()
+        check(a == b, f"resumed {name}.npy differs from the uninterrupted export (killed at step {prog['done']})")
+    print(f"  killed at step {prog['done']} of 1500, resumed, identical")
+
+
 TESTS = {"cp_reassembly": test_cp_reassembly, "v1_unchanged": test_v1_unchanged,
          "bad_parameters": test_bad_parameters, "cli_json": test_cli_json, "python_package": test_python_package,
-         "torch_document_mask": test_torch_document_mask, "hf_dataloader": test_hf_dataloader}
+         "torch_document_mask": test_torch_document_mask, "hf_dataloader": test_hf_dataloader,
+         "export": test_export}
 
 if __name__ == "__main__":
     sys.exit(main(TESTS))
