@@ -710,10 +710,30 @@ def test_export(wd):
     print(f"  killed at step {prog['done']} of 1500, resumed, identical")
 
 
+def test_example_cp_loop(wd):
+    """client/examples/train_cp_loop.py (K processes, gloo, CPU): the losses of two training
+    steps are the same for cp_size 1 and 2 (forward and gradients agree across the split; the
+    example prints the same for 4, too slow for a shared 2-core CI box)."""
+    torch_or_skip()
+    d = start(wd)
+    env = dict(os.environ, PYTHONPATH=os.path.join(SOURCE, "client", "python"))
+    losses = {}
+    for i, K in enumerate((1, 2)):
+        r = run([sys.executable, os.path.join(SOURCE, "client", "examples", "train_cp_loop.py"), "--url", d.url,
+                 "--plan", "eos", "--cp-size", str(K), "--steps", "2", "--port", str(29600 + os.getpid() % 300 + i)],
+                env=env, timeout=240)
+        losses[K] = [float(l.split()[-1]) for l in r.stdout.decode().splitlines() if l.startswith("step ")]
+        check(len(losses[K]) == 2, f"K={K}: {r.stdout!r}")
+    check(all(abs(a - b) < 1e-9 for a, b in zip(losses[1], losses[2])), f"losses differ: {losses}")
+    check(losses[1][0] != losses[1][1], "the loop did not train")
+    print(f"  losses {losses[1]}")
+    d.stop()
+
+
 TESTS = {"cp_reassembly": test_cp_reassembly, "v1_unchanged": test_v1_unchanged,
          "bad_parameters": test_bad_parameters, "cli_json": test_cli_json, "python_package": test_python_package,
          "torch_document_mask": test_torch_document_mask, "hf_dataloader": test_hf_dataloader,
-         "export": test_export}
+         "export": test_export, "example_cp_loop": test_example_cp_loop}
 
 if __name__ == "__main__":
     sys.exit(main(TESTS))

@@ -74,7 +74,7 @@ def make_dataset_class():
 
         Each item is a dict with the model inputs (model_items(): input_ids, labels, shift_labels,
         position_ids, cu_seq_lens_q/k, max_length_q/k; `model(**longmix.model_inputs(item))`) and
-        longmix's own keys: step, rank, world, cp_rank, cp_size, plan_id, tokens (LongTensor
+        longmix's own keys: step, rank, world, cp_rank, cp_size, ignore_index, plan_id, tokens (LongTensor
         [n_seqs, slice_len], or `token_dtype`), next_tokens (LongTensor [n_seqs]), cu_seqlens
         (list of IntTensors, whole sequences), spans (per sequence a list of (domain, doc, offset,
         start, length) tuples, in slice positions).
@@ -141,7 +141,7 @@ def make_dataset_class():
             if tokens.dtype != self.token_dtype:
                 tokens = tokens.to(self.token_dtype)
             item = {"step": b.step, "rank": b.rank, "world": b.world, "cp_rank": b.cp_rank, "cp_size": b.cp_size,
-                    "plan_id": b.plan_id, "tokens": tokens,
+                    "ignore_index": b.ignore_index, "plan_id": b.plan_id, "tokens": tokens,
                     "next_tokens": torch.from_numpy(b.next_tokens.astype(np.int64)),
                     "cu_seqlens": [torch.from_numpy(a) for a in b.cu_seqlens],
                     "spans": [[tuple(s) for s in row] for row in b.spans]}
