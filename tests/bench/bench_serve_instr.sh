@@ -11,17 +11,10 @@
 set -eu
 longmixd=$(realpath "$1")
 n=${2:-32}
-shared=$(cd "$(dirname "$0")/../../../shared" && pwd)
 work=$(mktemp -d /tmp/lmx-bench-instr-XXXXXX)
 trap 'kill $LPID 2>/dev/null; rm -rf "$work"' EXIT
-corpus=/tmp/lmx-bench-corpus-20
-[ -d "$corpus/train" ] || python3 "$shared/corpus/build-corpus.py" "$corpus" --mb 20 >/dev/null
-"$longmixd" index --tokenizer "$shared/fixtures/tokenizers/llama3-bytelevel/tokenizer.json" --out "$work/idx" \
-  --no-progress "$corpus/train" 2>/dev/null
-cat > "$work/cfg.json" <<JSON
-{"listen": "127.0.0.1:0", "index": "$work/idx", "threads": 1,
- "plans": {"p": {"strategy": "per_source", "seq_len": 131072, "global_batch": 32, "seed": 1}}}
-JSON
+. "$(dirname "$0")/serve_setup.sh"
+serve_setup "$longmixd" 1
 valgrind --tool=callgrind --callgrind-out-file="$work/cg.%p" --dump-instr=no --collect-atstart=yes \
   "$longmixd" serve --config "$work/cfg.json" --port-file "$work/port" 2>"$work/vg.log" &
 LPID=$!
