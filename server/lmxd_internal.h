@@ -71,7 +71,7 @@ typedef struct server {
     char detok_error[LMX_ERROR_MESSAGE_MAX];
 } server;
 
-/* lmxd_serve.c: one line on stderr, prefixed "longmixd: ". */
+/* lmxd_log.c: one line on stderr, prefixed "longmixd: ". */
 void lmxd_log(const char *fmt, ...) LMX_PRINTF(1, 2);
 
 /* lmxd_dispatch.c: the libmicrohttpd callbacks (cls is the server). */
