@@ -23,6 +23,8 @@
 #define LMXD_N_LAT_BUCKETS 12 /* request latency histogram (lmxd_metrics.c) */
 #define LMXD_N_STATUS 15      /* status codes counted one by one, plus "other" */
 #define LMXD_MAX_BODY 65536   /* request bodies (POST /v1/plans); larger ones get 413 */
+#define LMXD_MAX_PARAMS 32    /* query parameters; more get 414 (routes use at most three) */
+#define LMXD_MAX_QUERY 2048   /* query string bytes; more get 414 */
 #define LMXD_MAX_RUNTIME_PLANS 256 /* plans added over HTTP */
 #define LMXD_RANK_SLOTS 8192  /* open-addressing table of (world, rank) per plan, power of two */
 #define LMXD_RANK_CAP 4096    /* at most this many (world, rank) pairs tracked per plan */
