@@ -16,6 +16,7 @@ typedef struct req_state {
     int routed;      /* the first call of the access handler happened */
     int query_bad;   /* the query string passed LMXD_MAX_PARAMS or LMXD_MAX_QUERY (then cut, see on_uri) */
     int too_big;     /* the body passed LMXD_MAX_BODY */
+    char *path;      /* the path as sent (not decoded), at most LMXD_MAX_URL + 1 bytes; NULL: none */
     lmxd_request rq;
     lmx_buf body;    /* POST /v1/plans only */
     size_t body_seen;
@@ -47,6 +48,10 @@ void *lmxd_on_uri(void *cls, const char *uri, struct MHD_Connection *c)
     (void)c;
     req_state *st = new_state(cls);
     const char *q = uri ? strchr(uri, '?') : NULL;
+    if (st && uri) {
+        size_t n = q ? (size_t)(q - uri) : strlen(uri);
+        st->path = strndup(uri, n > LMXD_MAX_URL ? LMXD_MAX_URL + 1 : n); /* longer: 414 all the same */
+    }
     if (st && q) {
         size_t n = 1, len = strlen(q + 1);
         for (const char *p = q + 1; *p; p++)
@@ -114,7 +119,8 @@ enum MHD_Result lmxd_on_request(void *cls, struct MHD_Connection *c, const char 
                      LMXD_MAX_QUERY);
             return lmxd_send_error(c, 414, "query_too_long", d);
         }
-        int code = lmxd_route(method, url, get_arg, c, rq);
+        /* Routed on the path as sent: MHD's url is percent-decoded (lmxd_route refuses any '%'). */
+        int code = lmxd_route(method, st->path ? st->path : url, get_arg, c, rq);
         if (code)
             return lmxd_send_error(c, (unsigned)code, rq->error, rq->detail);
         if (rq->kind != LMXD_R_HEALTH && rq->kind != LMXD_R_DASHBOARD) {
@@ -160,6 +166,7 @@ void lmxd_on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum
         lmxd_log("access %u %.1f ms", code, dt * 1e3);
     int routed = st->routed;
     lmx__buf_free(&st->body);
+    free(st->path);
     free(st);
     *con_cls = NULL;
     if (routed)

@@ -29,9 +29,11 @@
 #define LMXD_RANK_SLOTS 8192  /* open-addressing table of (world, rank) per plan, power of two */
 #define LMXD_RANK_CAP 4096    /* at most this many (world, rank) pairs tracked per plan */
 
+#define LMXD_RANK_REWIND 256 /* a step this far behind a rank's position moves it back (lmxd_ranks.c) */
+
 typedef struct rank_slot {
     uint32_t world, rank;
-    uint64_t step1; /* highest step served + 1; 0 = free slot */
+    uint64_t step1; /* the rank's position (lmxd_ranks.c) + 1; 0 = free slot */
 } rank_slot;
 
 /* A served plan, reference counted: a request holds one from lmxd_plan_find to lmxd_plan_put, so
@@ -41,7 +43,6 @@ typedef struct plan_ref {
     atomic_int refs;
     int runtime;       /* added by POST /v1/plans (else: from the config) */
     json_t *spec_json; /* runtime plans: the spec as posted, what the state file keeps */
-    atomic_uint_fast64_t max_step; /* highest step served + 1 (0 = none) */
     atomic_uint_fast64_t batches, bytes;
     pthread_mutex_t rk_lock; /* guards ranks, n_ranks, ranks_dropped */
     rank_slot *ranks;        /* LMXD_RANK_SLOTS entries, allocated at the first batch */

@@ -111,6 +111,66 @@ def test_many_params(wd):
         d.stop()
 
 
+# ---- 5: percent-encoded paths ----
+
+def test_path_decoding(wd):
+    """%00 and %2F (and any other escape) in the path: 400 bad_path naming the path; nothing served."""
+    make_index(wd)
+    d = Daemon(wd, write_config(wd, PLANS))
+    try:
+        for path in ("/v1/plans/ps%00/batches/0", "/v1/plans/ps%00", "/v1/plans/ps%2Fbatches%2F0",
+                     "/v1/plans/ps%2fbatches%2f0?rank=0&world=1", "/%6detrics", "/v1/plans/p%73/batches/0"):
+            r = raw(d.port, b"GET " + path.encode() + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            check(status_of(r) == 400, f"{path}: {r[:200]!r}")
+            e = json_body(r)
+            check(e["error"] == "bad_path" and path.split("?")[0] in e["detail"], f"{path}: {e}")
+        check(http(d.url + "/v1/plans/ps/batches/0")[0] == 200, "the plain path still works")
+    finally:
+        d.stop()
+
+
+# ---- 4: HEAD and metrics poisoning ----
+
+def test_metrics_poisoning(wd):
+    """One HEAD (or GET) for step 3.5e13 does not make real ranks lag; HEAD is not a served batch
+    and sends no bytes; the poisoned rank comes back with its next real request."""
+    make_index(wd)
+    d = Daemon(wd, write_config(wd, PLANS))
+    try:
+        def fetch(step, rank, method="GET"):
+            s, _, _ = http(f"{d.url}/v1/plans/ps/batches/{step}?rank={rank}&world=2", method=method)
+            check(s == 200, f"{method} step {step} rank {rank}: {s}")
+        for step in range(6):
+            fetch(step, 0)
+            fetch(step, 1)
+        before = metrics(d)
+        fetch(35184372088831, 0, "HEAD")
+        fetch(3, 1, "HEAD")
+        m = metrics(d)
+        for k in ('longmix_plan_batches_total{plan="ps"}', 'longmix_plan_bytes_total{plan="ps"}',
+                  "longmix_response_bytes_total"):
+            check(m[k] == before[k], f"HEAD counted: {k} {before[k]} -> {m[k]}")
+        check(m['longmix_plan_lagging_ranks{plan="ps"}'] == 0, "a HEAD made ranks lag")
+        check(m['longmix_plan_max_step{plan="ps"}'] == 5, "plan_max_step poisoned by a HEAD")
+        # The same outlier as a GET (any reader may send one): only until rank 0 asks again.
+        fetch(35184372088831, 0)
+        fetch(6, 0)
+        fetch(6, 1)
+        fetch(5, 1)  # a retry arriving late does not move a rank back
+        m = metrics(d)
+        check(m['longmix_plan_lagging_ranks{plan="ps"}'] == 0, f"lagging after an outlier GET: {m}")
+        check(m['longmix_world_max_step{plan="ps",world="2"}'] == 6, "world_max_step poisoned")
+        check(m['longmix_plan_max_step{plan="ps"}'] == 6, "plan_max_step poisoned")
+        # A real lag is still seen: rank 1 stays while rank 0 moves on.
+        for step in range(7, 12):
+            fetch(step, 0)
+        m = metrics(d)
+        check(m['longmix_world_lagging_ranks{plan="ps",world="2"}'] == 1
+              and m['longmix_rank_steps_behind{plan="ps",world="2",rank="1"}'] == 5, "a real lag is not seen")
+    finally:
+        d.stop()
+
+
 TESTS = {name[5:]: fn for name, fn in dict(globals()).items() if name.startswith("test_") and callable(fn)}
 
 if __name__ == "__main__":
