@@ -85,3 +85,12 @@ foreach(t kill9_restart corrupt_shard readonly_index disk_full clock_jump)
   set_tests_properties(integration.faults.${t} PROPERTIES ENVIRONMENT "${LMX_TEST_ENV}" TIMEOUT 300
                        SKIP_RETURN_CODE 77)
 endforeach()
+
+# Hostile clients and careless operators (issue #16): tests/integration/test_hostile.py, one ctest
+# test per Python test function, each bounded by short deadlines in its config. 77 = skipped.
+foreach(t many_params path_decoding metrics_poisoning)
+  add_test(NAME integration.hostile.${t}
+           COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_hostile.py ${t})
+  set_tests_properties(integration.hostile.${t} PROPERTIES ENVIRONMENT "${LMX_TEST_ENV}" TIMEOUT 120
+                       SKIP_RETURN_CODE 77)
+endforeach()
