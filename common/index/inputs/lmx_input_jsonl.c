@@ -102,15 +102,28 @@ static int jsonl_finish(lmx_input *in, char hex[65], lmx_error *err)
     return LMX_OK;
 }
 
+/* The text at --text-field of a JSON object, or NULL with the reason in why. */
+static json_t *text_of(json_t *doc, const lmx_input_params *p, char *why, size_t n)
+{
+    json_t *t = lmx__json_at_path(doc, p->text_field);
+    if (!json_is_string(t)) {
+        snprintf(why, n, "field '%s' missing or not a string", p->text_field);
+        return NULL;
+    }
+    return t;
+}
+
 /* Ordinary records take lmx__jsonl_fast (no jansson tree per line, which was a third of the
- * indexer's time); any other line goes through jansson, which gives the rejection reasons. */
+ * indexer's time) when the text is the top-level "text" and no id is kept; any other line or
+ * layout goes through jansson, which gives the rejection reasons. */
 static void jsonl_parse(const lmx_input_params *p, const char *line, size_t len, lmx_input_parsed *out)
 {
-    lmx_buf *text = &out->scratch[0], *dom = &out->scratch[1];
+    lmx_buf *text = &out->scratch[0], *dom = &out->scratch[1], *id = &out->scratch[2];
     lmx__jsonl_path path;
     int found = 0;
-    out->text = out->domain = NULL;
-    int fast_ok = p->domain || lmx__jsonl_path_init(&path, p->domain_field);
+    out->text = out->domain = out->doc_id = NULL;
+    int fast_ok = strcmp(p->text_field, "text") == 0 && !p->id_field &&
+                  (p->domain || lmx__jsonl_path_init(&path, p->domain_field));
     if (fast_ok && lmx__jsonl_fast(line, len, LMX__JSONL_UTF8, p->domain ? NULL : &path, text, dom, &found)) {
         out->text = (const char *)text->data;
         out->text_len = text->len;
@@ -118,14 +131,14 @@ static void jsonl_parse(const lmx_input_params *p, const char *line, size_t len,
         return;
     }
     json_error_t je;
-    json_t *doc = json_loadb(line, len, JSON_ALLOW_NUL, &je);
-    json_t *t = json_object_get(doc, "text");
+    json_t *doc = json_loadb(line, len, JSON_ALLOW_NUL, &je), *t = NULL;
     const char *d = doc && !p->domain ? lmx__jsonl_get_path(doc, p->domain_field) : NULL;
+    json_t *idv = doc && p->id_field ? lmx__json_at_path(doc, p->id_field) : NULL;
     text->len = dom->len = 0;
     if (!doc || !json_is_object(doc))
         snprintf(out->why, sizeof out->why, "invalid JSON: %s", doc ? "not an object" : je.text);
-    else if (!json_is_string(t))
-        snprintf(out->why, sizeof out->why, "field 'text' missing or not a string");
+    else if (!(t = text_of(doc, p, out->why, sizeof out->why)))
+        ;
     else if (lmx__buf_append(text, json_string_value(t), json_string_length(t) + 1) != LMX_OK ||
              (d && lmx__buf_append(dom, d, strlen(d) + 1) != LMX_OK))
         snprintf(out->why, sizeof out->why, "out of memory");
@@ -133,6 +146,8 @@ static void jsonl_parse(const lmx_input_params *p, const char *line, size_t len,
         out->text = (const char *)text->data;
         out->text_len = json_string_length(t);
         out->domain = d ? (const char *)dom->data : NULL;
+        /* an id that is absent (or an object/array) is simply not kept: it is provenance only */
+        out->doc_id = idv && lmx__json_id_text(idv, id) == 0 ? (const char *)id->data : NULL;
     }
     json_decref(doc);
 }
