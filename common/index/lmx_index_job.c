@@ -394,6 +394,16 @@ int lmx__job_run(lmx_build *B, lmx_job *j, lmx_build_worker *wk)
     rc = lmx__shard_open(&w, B->opts->out_dir, name, B->token_bytes, &j->err);
     if (rc == LMX_OK)
         rc = read_input(B, j, &w, wk, &kind, input_hash);
+    if (rc == LMX_EFORMAT && B->opts->on_error == LMX_ON_ERROR_SKIP) {
+        /* a corrupt or truncated input (the reader's error): rejected whole, like an unreadable
+         * one, so no partial shard stands for it; looked at again on the next run */
+        j->skipped++;
+        fprintf(stderr, "longmixd index: skipped corrupt input: %s\n", j->err.message);
+        j->err = (lmx_error){0};
+        lmx__shard_abort(&w);
+        lmx__shard_free(&w);
+        return LMX_OK;
+    }
     if (rc == LMX_OK && w.n_docs == 0 && j->skipped == 0) {
         if (B->opts->on_error == LMX_ON_ERROR_SKIP) {
             j->skipped++;

@@ -108,7 +108,68 @@ def test_field_layout(wd):
            wd("data")], "{domain}")
 
 
-TESTS = {f.__name__[5:]: f for f in [test_field_layout]}
+def same_docs(ref, idx, what, source_map=None):
+    """idx holds the same documents (domain, ids, line) and statistics as the index ref."""
+    s1, d1 = all_docs(ref)
+    s2, d2 = all_docs(idx)
+    check(s1["domains"] == s2["domains"], f"{what}: statistics differ from the reference")
+    check(docs_key(d1) == docs_key(d2), f"{what}: documents differ from the reference")
+    return d2
+
+
+def test_gzip_fixtures(wd):
+    """gzip from GNU gzip (one and several members) and Python's gzip module, .jsonl.zstd from the
+    zstd CLI and gzip under a .jsonl name (magic bytes decide) index like the plain file."""
+    fx = os.path.join(FIXTURES, "gzip")
+    index(wd("ref"), os.path.join(fx, "docs.jsonl"))
+    for name in ["docs.gzip-cli.jsonl.gz", "docs.multi-member.jsonl.gz", "docs.python.json.gz", "docs.jsonl.zstd",
+                 "docs-named-plain.jsonl"]:
+        idx = wd("ix-" + name)
+        index(idx, "--id-field", "id", os.path.join(fx, name))
+        docs = same_docs(wd("ref"), idx, name)
+        check(all(d["source"].endswith(name) for d in docs), f"{name}: provenance {docs[0]['source']}")
+        check([d["doc_id"] for d in docs] == [f"doc-{i}" for i in range(30)], f"{name}: doc_id wrong")
+        check(docs[8]["line"] == 10, f"{name}: line numbers do not count the blank line")
+        kind = json.load(open(os.path.join(idx, "manifest.json")))["shards"][0]["kind"]
+        want = "jsonl.zst" if name.endswith("zstd") else "jsonl.gz"
+        check(kind == want, f"{name}: kind {kind}, want {want}")
+
+
+def corrupt_gzip_cases(wd, good):
+    """(file name, bytes, what the error must say) for damaged copies of the gzip file good."""
+    data = open(good, "rb").read()
+    crc = bytearray(data)
+    crc[-6] ^= 0xFF  # the CRC32 of the last member
+    body = bytearray(data)
+    body[len(body) // 2] ^= 0x55
+    return [("truncated.jsonl.gz", data[:len(data) * 2 // 3], "truncated gzip"),
+            ("crc.jsonl.gz", bytes(crc), "incorrect data check"),
+            ("garbage.jsonl.gz", data + b"garbage\n", "not gzip"),
+            ("header.jsonl.gz", data[:5], "truncated gzip"),
+            ("flipped.jsonl.gz", bytes(body), "gzip"),
+            ("plain.jsonl.gz", b'{"text": "x", "meta": {"redpajama_set_name": "a"}}\n', "not gzip data")]
+
+
+def test_gzip_corrupt(wd):
+    """A truncated or damaged gzip file fails the run naming the file (nothing published), or with
+    --bad-input skip is counted as skipped while the other inputs are indexed."""
+    fx = os.path.join(FIXTURES, "gzip")
+    os.makedirs(wd("in"))
+    shutil.copy(os.path.join(fx, "docs.multi-member.jsonl.gz"), wd("in", "a-good.jsonl.gz"))
+    for name, data, needle in corrupt_gzip_cases(wd, os.path.join(fx, "docs.multi-member.jsonl.gz")):
+        with open(wd(name), "wb") as f:
+            f.write(data)
+        msg = fails([LONGMIXD, "index", "--tokenizer", "bytes", "--out", wd("x-" + name), wd("in"), wd(name)],
+                    name, needle)
+        check(not os.path.exists(wd("x-" + name, "manifest.json")), f"{name}: a failed run published a manifest")
+        out = run([LONGMIXD, "index", "--tokenizer", "bytes", "--out", wd("s-" + name), "--bad-input", "skip",
+                   wd("in"), wd(name)]).stderr.decode()
+        check("1 records skipped" in out and name in out, f"{name}: skip not reported: {out!r} ({msg!r})")
+        st, _ = all_docs(wd("s-" + name), tokens=False)
+        check(st["total_docs"] == 30, f"{name}: the good input was not indexed with --bad-input skip")
+
+
+TESTS = {f.__name__[5:]: f for f in [test_field_layout, test_gzip_fixtures, test_gzip_corrupt]}
 
 if __name__ == "__main__":
     sys.exit(main(TESTS))

@@ -1,6 +1,7 @@
-/* JSON Lines input (`.jsonl`, `.jsonl.zst`): one document per line, the text in "text" and the
- * domain at the dotted path --domain-field (proto/INDEX.md, "Inputs"). The reader only splits
- * lines (streaming, 1-based line numbers); parse() extracts the fields on any thread. */
+/* JSON Lines input (`.jsonl`, `.jsonl.zst`, `.jsonl.zstd`, `.jsonl.gz`, `.json.gz`): one document
+ * per line, the text at --text-field and the domain at --domain-field (proto/INDEX.md, "Inputs").
+ * The compression comes from the file's magic bytes, the name only selects the format. The reader
+ * only splits lines (streaming, 1-based line numbers); parse() extracts the fields on any thread. */
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,7 +23,11 @@ typedef struct jsonl {
 static int jsonl_match(const char *path, char **job_path)
 {
     (void)job_path;
-    return lmx__ends_with(path, ".jsonl") || lmx__ends_with(path, ".jsonl.zst");
+    static const char *const ext[] = {".jsonl", ".jsonl.zst", ".jsonl.zstd", ".jsonl.gz", ".json.gz"};
+    for (size_t i = 0; i < sizeof ext / sizeof *ext; i++)
+        if (lmx__ends_with(path, ext[i]))
+            return 1;
+    return 0;
 }
 
 static int jsonl_open(const lmx_input_params *p, lmx_input **out, lmx_error *err)
@@ -31,11 +36,18 @@ static int jsonl_open(const lmx_input_params *p, lmx_input **out, lmx_error *err
     if (!r)
         return lmx__err(err, LMX_ENOMEM, "%s: out of memory", p->path);
     r->base.params = p;
-    int zst = lmx__ends_with(p->path, ".zst");
-    r->base.kind = zst ? "jsonl.zst" : "jsonl";
     r->line.cap_limit = LMX_INPUT_MAX_RECORD;
     *out = &r->base;
-    return lmx__instream_open(&r->s, p->path, zst ? LMX_CODEC_ZSTD : LMX_CODEC_NONE, err);
+    int codec, rc = lmx__instream_sniff(p->path, &codec, err);
+    if (rc != LMX_OK)
+        return rc;
+    /* a name promising compression over plain bytes is a damaged or mislabeled file */
+    if (codec == LMX_CODEC_NONE && !lmx__ends_with(p->path, ".jsonl"))
+        return lmx__err(err, LMX_EFORMAT, "%s: not %s data (the file does not start with its magic bytes)", p->path,
+                        lmx__ends_with(p->path, ".gz") ? "gzip" : "zstd");
+    static const char *const kinds[] = {"jsonl", "jsonl.zst", "jsonl.gz"};
+    r->base.kind = kinds[codec];
+    return lmx__instream_open(&r->s, p->path, codec, err);
 }
 
 static void jsonl_close(lmx_input *in)
