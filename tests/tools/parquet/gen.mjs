@@ -48,7 +48,7 @@ function makeDocs (n, long) {
   return docs
 }
 
-const docs = makeDocs(ROWS, mode === 'fixtures' ? 300 : 3000)
+const docs = makeDocs(ROWS, mode === 'fixtures' ? 300 : 1500)
 fs.writeFileSync(path.join(outDir, 'expected.jsonl'),
   docs.map(d => JSON.stringify({ text: d.text, domain: d.domain, id: d.id.toString(), n: d.n })).join('\n') + '\n')
 
@@ -129,7 +129,7 @@ function hyparquetFiles (variants) {
 
 const small = mode === 'fixtures'
 const rg = small ? 40 : 700
-const page = small ? 1024 : 16384
+const page = small ? 1024 : 8192
 const duck = small
   ? [
       { name: 'duckdb-snappy-v1.parquet', codec: 'snappy', rowGroup: rg },
