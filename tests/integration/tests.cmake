@@ -85,3 +85,12 @@ foreach(t kill9_restart corrupt_shard readonly_index disk_full clock_jump)
   set_tests_properties(integration.faults.${t} PROPERTIES ENVIRONMENT "${LMX_TEST_ENV}" TIMEOUT 300
                        SKIP_RETURN_CODE 77)
 endforeach()
+
+# Input formats and field layouts (issue #13): tests/integration/test_inputs.py, one ctest test per
+# Python test function (registered as integration.index.*).
+foreach(t field_layout gzip_fixtures gzip_corrupt)
+  add_test(NAME integration.index.${t}
+           COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_inputs.py ${t})
+  set_tests_properties(integration.index.${t} PROPERTIES ENVIRONMENT "${LMX_TEST_ENV}" TIMEOUT 300
+                       SKIP_RETURN_CODE 77)
+endforeach()
