@@ -10,21 +10,6 @@
 
 /* ---- scratch ------------------------------------------------------------------------------- */
 
-int lmx__tok_grow(void **p, size_t *cap, size_t need, size_t elem)
-{
-    if (need <= *cap)
-        return LMX_OK;
-    size_t nc = *cap ? *cap : 64;
-    while (nc < need)
-        nc *= 2;
-    void *np = realloc(*p, nc * elem);
-    if (!np)
-        return LMX_ENOMEM;
-    *p = np;
-    *cap = nc;
-    return LMX_OK;
-}
-
 int lmx__tokjson_enc_init(lmx_tokjson_enc *e, const lmx_tokjson *tj, int match_added)
 {
     memset(e, 0, sizeof *e);

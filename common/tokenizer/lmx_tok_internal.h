@@ -20,6 +20,16 @@
 #define LMX_TOK_MAX_STEPS 16        /* normalizer / pre-tokenizer / decoder steps */
 #define LMX_TOK_MAX_AFFIX 64        /* continuing_subword_prefix / end_of_word_suffix bytes */
 
+/* ---- memory (lmx_tok_mem.c, a leaf) ------------------------------------------------------- */
+
+/* Memory for the big randomly accessed tables (vocab and merge maps, word caches): from 2 MB
+ * up, 2 MB aligned and, where the system offers transparent huge pages, backed by them (their
+ * lookups otherwise miss the TLB as well as the caches). Zeroed when zero; freed with free(). */
+void *lmx__tok_table_alloc(size_t bytes, int zero);
+
+/* Grows *p (elements of elem bytes, capacity *cap) to hold need elements (doubling). */
+int lmx__tok_grow(void **p, size_t *cap, size_t need, size_t elem);
+
 /* ---- hashing and maps (lmx_tok_maps.c) ---------------------------------------------------- */
 
 static inline uint64_t lmx__tok_load64(const uint8_t *p)
@@ -64,11 +74,6 @@ static inline uint64_t lmx__tok_hash(const uint8_t *p, size_t n)
     h ^= h >> 32;
     return h;
 }
-
-/* Memory for the big randomly accessed tables (vocab and merge maps, word caches): from 2 MB
- * up, 2 MB aligned and, where the system offers transparent huge pages, backed by them (their
- * lookups otherwise miss the TLB as well as the caches). Zeroed when zero; freed with free(). */
-void *lmx__tok_table_alloc(size_t bytes, int zero);
 
 /* a[0..n) == b[0..n) for the short keys of the maps, without a call: overlapping loads. */
 static inline int lmx__tok_eq(const uint8_t *a, const uint8_t *b, size_t n)
@@ -327,7 +332,7 @@ typedef struct lmx_tok_loadctx {
  * key): the load restarts on the plain jansson path. */
 #define LMX_TOKLOAD_FALLBACK (-1000)
 
-/* Shared helpers (lmx_tok_load.c). _bad sets c->err and returns code. */
+/* Shared helpers (lmx_tok_load_util.c, a leaf). _bad sets c->err and returns code. */
 int lmx__tokload_bad(lmx_tok_loadctx *c, int code, const char *fmt, ...) LMX_PRINTF(3, 4);
 /* Copies a JSON string into a malloc'ed NUL-terminated buffer (*len may be NULL). */
 int lmx__tokload_dupstr(lmx_tok_loadctx *c, struct json_t *v, const char *path, char **out,
@@ -351,6 +356,7 @@ int lmx__tokload_decoder(lmx_tok_loadctx *c, struct json_t *o, const char *path)
 /* The BPE model (lmx_tok_load_bpe.c): m = the "model" object, added = "added_tokens" (ids
  * counted into the id limit). Uses c->fast's lists when set, else reads them from m. */
 int lmx__tokload_model(lmx_tok_loadctx *c, struct json_t *m, struct json_t *added);
+/* The lists (lmx_tok_lists.c, a leaf). */
 void lmx__toklists_free(lmx_tok_lists *L);
 int lmx__toklists_vocab_add(lmx_tok_lists *L, uint32_t off, size_t len, uint32_t id);
 int lmx__toklists_merge_add(lmx_tok_lists *L, uint32_t aoff, size_t al, uint32_t boff, size_t bl);
@@ -436,8 +442,6 @@ int lmx__tokjson_enc_init(lmx_tokjson_enc *e, const lmx_tokjson *tj, int match_a
 void lmx__tokjson_enc_free(lmx_tokjson_enc *e);
 int lmx__tokjson_encode(lmx_tokjson_enc *e, const uint8_t *text, size_t len, lmx_ids *ids,
                         lmx_error *err);
-/* Grows *p (elements of elem bytes, capacity *cap) to hold need elements (doubling). */
-int lmx__tok_grow(void **p, size_t *cap, size_t need, size_t elem);
 
 /* ---- normalizer (lmx_tok_normalize.c) ------------------------------------------------------ */
 
