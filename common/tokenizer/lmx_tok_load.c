@@ -241,8 +241,10 @@ void lmx__tokjson_free(lmx_tokjson *t)
         free(t->norm[i].a);
         free(t->norm[i].b);
     }
-    for (int i = 0; i < t->n_pre; i++)
+    for (int i = 0; i < t->n_pre; i++) {
         free(t->pre[i].str);
+        lmx__tok_regex_free(t->pre[i].rx);
+    }
     for (int i = 0; i < t->n_dec; i++) {
         free(t->dec[i].a);
         free(t->dec[i].b);
