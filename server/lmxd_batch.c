@@ -42,8 +42,9 @@ static int build_entry(plan_ref *r, const lmxd_request *rq, const lmxd_cache_key
                        lmx_error *err)
 {
     lmx_buf body = {0};
-    int rc = rq->kind == LMXD_R_BATCH ? lmx__plan_batch(r->plan, rq->step, rq->rank, rq->world, &body, err)
-                                      : lmx__plan_sequence(r->plan, rq->step, &body, err);
+    int rc = rq->kind != LMXD_R_BATCH ? lmx__plan_sequence(r->plan, rq->step, &body, err)
+             : rq->cp_size ? lmx__plan_batch_cp(r->plan, rq->step, rq->rank, rq->world, rq->cp_rank, rq->cp_size, &body, err)
+                           : lmx__plan_batch(r->plan, rq->step, rq->rank, rq->world, &body, err);
     if (rc != LMX_OK) {
         lmx__buf_free(&body);
         return rc;
@@ -92,10 +93,12 @@ enum MHD_Result lmxd_handle_body(server *s, struct MHD_Connection *c, const lmxd
     if (rq->kind == LMXD_R_SEQUENCE && rq->text)
         return lmxd_handle_text(s, c, rq, r);
     /* A strong ETag names one representation: the zstd body gets its own. */
-    char etag[104];
+    char etag[128], cp[32] = "";
     int zstd = accepts_zstd(c);
-    snprintf(etag, sizeof etag, "\"%s-%llu-%u-%u%s%s\"", lmx__plan_id_hex(r->plan), (unsigned long long)rq->step, rq->rank,
-             rq->world, rq->kind == LMXD_R_SEQUENCE ? "-seq" : "", zstd ? "-zstd" : "");
+    if (rq->cp_size)
+        snprintf(cp, sizeof cp, "-cp%u.%u", rq->cp_rank, rq->cp_size);
+    snprintf(etag, sizeof etag, "\"%s-%llu-%u-%u%s%s%s\"", lmx__plan_id_hex(r->plan), (unsigned long long)rq->step,
+             rq->rank, rq->world, cp, rq->kind == LMXD_R_SEQUENCE ? "-seq" : "", zstd ? "-zstd" : "");
     const char *inm = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "If-None-Match");
     if (inm && strcmp(inm, etag) == 0) {
         lmxd_plan_put(r);
@@ -108,6 +111,8 @@ enum MHD_Result lmxd_handle_body(server *s, struct MHD_Connection *c, const lmxd
     lmxd_cache_key key;
     lmxd_cache_key_init(&key, lmx__plan_id_hex(r->plan), rq->kind, rq->step, rq->rank, rq->world, zstd,
                         s->cfg.zstd_level);
+    key.cp_rank = rq->cp_rank;
+    key.cp_size = rq->cp_size;
     lmxd_cache_entry *e = lmxd_cache_get(s->cache, &key);
     if (!e) {
         lmx_error err = {0};

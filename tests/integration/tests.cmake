@@ -103,3 +103,14 @@ foreach(t field_layout gzip_fixtures gzip_corrupt)
   set_tests_properties(integration.index.${t} PROPERTIES ENVIRONMENT "${LMX_TEST_ENV}" TIMEOUT 300
                        SKIP_RETURN_CODE 77)
 endforeach()
+
+# Into the trainer (issue #14, tests/integration/test_trainer.py): context-parallel slices (wire
+# v2) with labels/position ids/cu_seqlens, the 400s, fetch --cp-*, the Python package with torch,
+# longmixd export. Debian's /usr/bin/python3 (numpy, torch); exit 77 = skipped (Not Run).
+foreach(t cp_reassembly v1_unchanged bad_parameters)
+  add_test(NAME integration.trainer.${t}
+           COMMAND ${LMX_CLIENT_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_trainer.py ${t})
+  set_tests_properties(integration.trainer.${t} PROPERTIES
+                       ENVIRONMENT "${LMX_TEST_ENV};LONGMIX_LIBRARY=$<TARGET_FILE:longmix_shared>"
+                       TIMEOUT 300 SKIP_RETURN_CODE 77)
+endforeach()
