@@ -85,3 +85,13 @@ foreach(t kill9_restart corrupt_shard readonly_index disk_full clock_jump)
   set_tests_properties(integration.faults.${t} PROPERTIES ENVIRONMENT "${LMX_TEST_ENV}" TIMEOUT 300
                        SKIP_RETURN_CODE 77)
 endforeach()
+
+# The client against hostile servers (issue #16 items 12-14): tests/integration/test_client_hostile.py,
+# one ctest test per Python test function: zstd bombs, floods, huge error bodies (peak RSS bounded),
+# --timeout/--deadline, --out targets, escaped error text. 77 = skipped.
+foreach(t zstd_bomb chunked_flood error_body_flood timeout_deadline error_text_escaped out_targets python_option)
+  add_test(NAME integration.client_hostile.${t}
+           COMMAND ${LMX_CLIENT_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_client_hostile.py ${t})
+  set_tests_properties(integration.client_hostile.${t} PROPERTIES ENVIRONMENT "${lmx_client_env}" TIMEOUT 120
+                       SKIP_RETURN_CODE 77)
+endforeach()
