@@ -48,7 +48,8 @@ class _Options(ctypes.Structure):  # mirrors lmx_client_options in longmix.h
     _fields_ = [("urls", ctypes.c_char_p), ("plan", ctypes.c_char_p), ("rank", ctypes.c_uint32),
                 ("world", ctypes.c_uint32), ("token", ctypes.c_char_p), ("start_step", ctypes.c_uint64),
                 ("prefetch", ctypes.c_uint32), ("timeout_ms", ctypes.c_uint32), ("retries", ctypes.c_uint32),
-                ("no_zstd", ctypes.c_int), ("deadline_ms", ctypes.c_uint32)]
+                ("no_zstd", ctypes.c_int), ("deadline_ms", ctypes.c_uint32),
+                ("max_batch_bytes", ctypes.c_uint64)]
 
 
 class _SpanInfo(ctypes.Structure):
@@ -219,7 +220,7 @@ class Client:
     worker) it raises LongmixError and close() only drops it; open a new Client there."""
 
     def __init__(self, urls, plan, rank=0, world=1, token=None, start_step=0, prefetch=2, timeout_ms=60000,
-                 retries=6, zstd=True, deadline_ms=0):
+                 retries=6, zstd=True, deadline_ms=0, max_batch_bytes=0):
         if isinstance(urls, (list, tuple)):
             urls = ",".join(urls)
         o = _Options()
@@ -230,6 +231,7 @@ class Client:
         o.start_step, o.prefetch, o.timeout_ms, o.retries = start_step, prefetch, timeout_ms, retries
         o.no_zstd = 0 if zstd else 1
         o.deadline_ms = deadline_ms
+        o.max_batch_bytes = max_batch_bytes
         self.plan, self.rank, self.world = plan, rank, world
         self._h = ctypes.c_void_p()
         err = _Error()

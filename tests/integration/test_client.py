@@ -67,7 +67,9 @@ class Proxy:
     mode "junkdigest": answers 200 with a junk body and a correct digest of that junk;
     mode "truncate":   answers 200 announcing more bytes than it sends, then closes;
     mode "count":      forwards unchanged (counts requests);
-    mode "hang_after_first": forwards the first request, then answers nothing for 30 s."""
+    mode "hang_after_first": forwards the first request, then answers nothing for 30 s.
+    Only batch requests count and misbehave; other paths (the client's GET /v1/plans/NAME for
+    its max_batch_bytes) are forwarded unchanged."""
 
     def __init__(self, upstream, mode="flip", corrupt=0):
         self.upstream, self.mode, self.corrupt, self.requests = upstream, mode, corrupt, 0
@@ -81,6 +83,8 @@ class Proxy:
                 pass
 
             def do_GET(self):
+                if "/batches/" not in self.path:
+                    return self.forward(proxy.upstream, "count")
                 with proxy.lock:
                     proxy.requests += 1
                     mode = proxy.mode
@@ -102,8 +106,11 @@ class Proxy:
                         self.wfile.flush()
                         self.close_connection = True
                     return
+                self.forward(proxy.upstream, mode)
+
+            def forward(self, upstream, mode):
                 hdrs = {k: v for k, v in self.headers.items() if k.lower() == "authorization"}
-                status, h, body = http(proxy.upstream + self.path, hdrs)
+                status, h, body = http(upstream + self.path, hdrs)
                 if mode == "flip" and status == 200:
                     with proxy.lock:
                         flip = proxy.corrupt != 0

@@ -114,3 +114,13 @@ foreach(t cp_reassembly v1_unchanged bad_parameters)
                        ENVIRONMENT "${LMX_TEST_ENV};LONGMIX_LIBRARY=$<TARGET_FILE:longmix_shared>"
                        TIMEOUT 300 SKIP_RETURN_CODE 77)
 endforeach()
+
+# The client against hostile servers (issue #16 items 12-14): tests/integration/test_client_hostile.py,
+# one ctest test per Python test function: zstd bombs, floods, huge error bodies (peak RSS bounded),
+# --timeout/--deadline, --out targets, escaped error text. 77 = skipped.
+foreach(t zstd_bomb chunked_flood error_body_flood timeout_deadline error_text_escaped out_targets python_option)
+  add_test(NAME integration.client_hostile.${t}
+           COMMAND ${LMX_CLIENT_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_client_hostile.py ${t})
+  set_tests_properties(integration.client_hostile.${t} PROPERTIES ENVIRONMENT "${lmx_client_env}" TIMEOUT 120
+                       SKIP_RETURN_CODE 77)
+endforeach()
