@@ -90,17 +90,28 @@ typedef struct lmx_client_options {
     uint32_t retries;     /* attempts per batch across all replicas before giving up (0 = default 6) */
     int no_zstd;          /* 1: do not ask for zstd (the server sends the body uncompressed) */
     uint32_t deadline_ms; /* total time for all attempts of one batch; 0 = no limit beyond retries */
-    /* Context parallelism (appended in 0.2; proto/WIRE.md "Wire v2"). cp_size 0 (the default):
-     * whole sequences (wire v1). cp_size K >= 1: every sequence reduced to CP rank cp_rank's
-     * zigzag slice of seq_len / K positions, with labels and position ids (lmx_batch_labels). */
+    uint64_t max_batch_bytes; /* largest uncompressed batch accepted; 0 = derived from the plan (see below) */
+    /* Context parallelism (appended after max_batch_bytes; proto/WIRE.md "Wire v2"). cp_size 0
+     * (the default): whole sequences (wire v1). cp_size K >= 1: every sequence reduced to CP
+     * rank cp_rank's zigzag slice of seq_len / K positions, with labels and position ids
+     * (lmx_batch_labels). */
     uint32_t cp_rank;     /* < cp_size */
     uint32_t cp_size;     /* 0 = off; 1..65536; the plan's seq_len must be a multiple of 2*cp_size when > 1 */
 } lmx_client_options;
 
 /* lmx_client_options_init():
  * Fills *o with the defaults: no URL or plan, rank 0, world 1, no token, start_step 0,
- * prefetch 2, timeout_ms 60000, retries 6, zstd on, no deadline, cp_rank 0, cp_size 0 (off). Always call it first so fields
- * added in later versions get their defaults. */
+ * prefetch 2, timeout_ms 60000, retries 6, zstd on, no deadline, max_batch_bytes 0, cp_rank 0,
+ * cp_size 0 (off). Always call it first so fields added in later versions get their defaults.
+ *
+ * max_batch_bytes bounds the memory one answer can take: a batch whose (uncompressed) size is
+ * larger is refused as soon as its Content-Length or zstd frame header says so, or as soon as
+ * that many bytes have arrived, and counts as a bad answer (next replica; LMX_EFORMAT naming the
+ * limit once the retries are spent). zstd bodies are decompressed as they arrive, straight into
+ * the batch's buffer. With 0 the client asks GET /v1/plans/NAME once before its first batch and
+ * derives the limit from the plan's seq_len, global_batch and world (every token with its own
+ * span and cu_seqlens entry, plus 4 MiB for the domain table); when the server does not say,
+ * 1 GiB. Error answers (non-2xx) are read up to 4 KB, never further. */
 LMX_API void lmx_client_options_init(lmx_client_options *o);
 
 /* lmx_client_open():
@@ -231,7 +242,8 @@ LMX_API size_t lmx_batch_body_size(const lmx_batch *b);
 /* lmx_get():
  * GET of any server path (e.g. "/v1/stats") with replica failover (each replica once; a 4xx is
  * returned at once). The response body is returned NUL-terminated in *body (free with lmx_free),
- * its length without the NUL in *len (if not NULL). timeout_ms 0 = 60000.
+ * its length without the NUL in *len (if not NULL). timeout_ms 0 = 60000. Bodies above 64 MiB
+ * are refused (LMX_EFORMAT) without being read further; error answers are read up to 4 KB.
  * Errors: as lmx_client_fetch() (LMX_EINVAL for a bad URL list). Thread-safe: yes. */
 LMX_API int lmx_get(const char *urls, const char *token, const char *path, uint32_t timeout_ms, char **body,
                     size_t *len, lmx_error *err);

@@ -7,9 +7,21 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "longmix.h"
+
+/* The process umask (umask() can only be read by setting it). */
+static mode_t current_umask(void)
+{
+    mode_t m = umask(022);
+    umask(m);
+    return m;
+}
 
 static const char usage_main[] =
     "usage: longmix COMMAND [OPTIONS]\n"
@@ -19,7 +31,9 @@ static const char usage_main[] =
     "  show    a sequence as text  longmix show --url URL --plan NAME --step S --seq K\n"
     "  bench   load test           longmix bench --url URL --plan NAME --clients N --seconds T [--world W]\n"
     "\n"
-    "--url takes a comma separated list of replicas. The token may also come from $LONGMIX_TOKEN.\n";
+    "--url takes a comma separated list of replicas. The token may also come from $LONGMIX_TOKEN.\n"
+    "--timeout SECONDS bounds each HTTP request (default 60), --deadline SECONDS all attempts for one\n"
+    "batch together (default: none; fetch and show).\n";
 
 typedef struct args {
     const char *url, *plan, *token, *out;
@@ -27,7 +41,22 @@ typedef struct args {
     uint32_t rank, world, clients, cp_rank, cp_size; /* cp_size 0: no --cp-* given */
     double seconds;
     int json, have_step, no_zstd;
+    uint32_t timeout_ms, deadline_ms; /* 0 = the library's default / none */
+    uint64_t max_batch_bytes;         /* 0 = derived from the plan */
 } args;
+
+/* A duration in seconds (decimals allowed) as milliseconds in [1, 2^31). */
+static int parse_seconds(const char *cmd, const char *name, const char *v, uint32_t *ms)
+{
+    char *end;
+    double x = strtod(v, &end);
+    if (!*v || *end || !(x >= 0.001) || x > 2e6) {
+        fprintf(stderr, "longmix %s: --%s must be a number of seconds in [0.001, 2000000], got '%s'\n", cmd, name, v);
+        return -1;
+    }
+    *ms = (uint32_t)(x * 1000 + 0.5);
+    return 0;
+}
 
 static int die(const char *cmd, const char *msg)
 {
@@ -58,7 +87,8 @@ static int parse_args(const char *cmd, const char *usage, int argc, char **argv,
         {"url", 1, 0, 'u'},   {"plan", 1, 0, 'p'},    {"step", 1, 0, 's'},    {"rank", 1, 0, 'r'},
         {"world", 1, 0, 'w'}, {"token", 1, 0, 't'},   {"out", 1, 0, 'o'},     {"json", 0, 0, 'j'},
         {"seq", 1, 0, 'k'},   {"clients", 1, 0, 'c'}, {"seconds", 1, 0, 'S'}, {"no-zstd", 0, 0, 'Z'},
-        {"cp-rank", 1, 0, 'C'}, {"cp-size", 1, 0, 'K'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+        {"timeout", 1, 0, 'T'}, {"deadline", 1, 0, 'D'}, {"max-batch-bytes", 1, 0, 'M'},
+        {"cp-rank", 1, 0, 'C'}, {"cp-size", 1, 0, 'K'}, {"help", 0, 0, 'h'},  {0, 0, 0, 0}};
     memset(a, 0, sizeof *a);
     a->world = 1;
     a->clients = 4;
@@ -75,6 +105,21 @@ static int parse_args(const char *cmd, const char *usage, int argc, char **argv,
         case 'o': a->out = optarg; break;
         case 'j': a->json = 1; break;
         case 'Z': a->no_zstd = 1; break;
+        case 'T':
+            if (parse_seconds(cmd, "timeout", optarg, &a->timeout_ms))
+                return 2;
+            break;
+        case 'D':
+            if (parse_seconds(cmd, "deadline", optarg, &a->deadline_ms))
+                return 2;
+            break;
+        case 'M':
+            if (parse_uint(cmd, "max-batch-bytes", optarg, UINT64_MAX >> 1, &a->max_batch_bytes) || !a->max_batch_bytes) {
+                if (!a->max_batch_bytes && optarg[0] == '0')
+                    fprintf(stderr, "longmix %s: --max-batch-bytes must be at least 1\n", cmd);
+                return 2;
+            }
+            break;
         case 's':
             if (parse_uint(cmd, "step", optarg, UINT64_MAX >> 2, &a->step))
                 return 2;
@@ -219,6 +264,9 @@ static int open_client(const char *cmd, const args *a, uint64_t start, lmx_clien
     o.token = a->token;
     o.start_step = start;
     o.no_zstd = a->no_zstd;
+    o.timeout_ms = a->timeout_ms;
+    o.deadline_ms = a->deadline_ms;
+    o.max_batch_bytes = a->max_batch_bytes;
     o.cp_rank = a->cp_rank;
     o.cp_size = a->cp_size;
     lmx_error e = {0};
@@ -227,15 +275,88 @@ static int open_client(const char *cmd, const args *a, uint64_t start, lmx_clien
     return 0;
 }
 
+static int write_all(int fd, const void *data, size_t n)
+{
+    const char *p = data;
+    while (n) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* --out: "-" is standard output; a path that exists and is not a regular file (a FIFO, a device,
+ * a symbolic link such as /proc/self/fd/1) is opened and written in place; a regular file or a
+ * new name is written to a temporary file in the same folder, fsync'ed and renamed over it. */
+static int write_out(const char *path, const void *body, size_t n)
+{
+    if (strcmp(path, "-") == 0) {
+        if (write_all(STDOUT_FILENO, body, n) != 0) {
+            fprintf(stderr, "longmix fetch: writing the batch to standard output: %s\n", strerror(errno));
+            return -1;
+        }
+        return 0;
+    }
+    struct stat st;
+    if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        if (S_ISDIR(st.st_mode)) {
+            fprintf(stderr, "longmix fetch: --out %s is a directory\n", path);
+            return -1;
+        }
+        int fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+        if (fd < 0 || write_all(fd, body, n) != 0) {
+            fprintf(stderr, "longmix fetch: writing the batch to %s: %s\n", path, strerror(errno));
+            if (fd >= 0)
+                close(fd);
+            return -1;
+        }
+        if (close(fd) != 0) {
+            fprintf(stderr, "longmix fetch: writing the batch to %s: %s\n", path, strerror(errno));
+            return -1;
+        }
+        return 0;
+    }
+    size_t pl = strlen(path) + 16;
+    char *tmp = malloc(pl);
+    if (!tmp) {
+        fputs("longmix fetch: out of memory\n", stderr);
+        return -1;
+    }
+    snprintf(tmp, pl, "%s.XXXXXX", path);
+    int fd = mkstemp(tmp);
+    int ok = fd >= 0 && fchmod(fd, 0644 & ~current_umask()) == 0 && write_all(fd, body, n) == 0 && fsync(fd) == 0;
+    if (fd >= 0 && close(fd) != 0)
+        ok = 0;
+    if (ok && rename(tmp, path) != 0)
+        ok = 0;
+    if (!ok) {
+        fprintf(stderr, "longmix fetch: writing the batch to %s: %s\n", path, strerror(errno));
+        if (fd >= 0)
+            unlink(tmp);
+    }
+    free(tmp);
+    return ok ? 0 : -1;
+}
+
 static int cmd_fetch(int argc, char **argv)
 {
     static const char usage[] =
         "usage: longmix fetch --url URL --plan NAME --step S [--rank R --world W] [--cp-rank C --cp-size K]\n"
         "                     [--token T] (--out FILE | --json)\n"
+        "                     [--timeout SECONDS] [--deadline SECONDS] [--max-batch-bytes N] [--no-zstd]\n"
         "\n"
         "Fetches batch S for rank R of W, verifies it (digest, format, identity) and either writes the\n"
         "uncompressed wire body (proto/WIRE.md) to FILE or prints it as JSON: plan, plan_id, step, rank,\n"
         "world, seq_len and per sequence its tokens, next_token, spans and cu_seqlens.\n"
+        "--out - writes to standard output. A regular FILE (or a new one) is replaced atomically; a FIFO,\n"
+        "device or symbolic link is written in place (the link is followed, not replaced).\n"
+        "--timeout bounds each HTTP request (default 60 s), --deadline all attempts together (default:\n"
+        "retries x timeout). --max-batch-bytes refuses larger batches (default: derived from the plan).\n"
         "\n"
         "With --cp-rank C --cp-size K (either one; defaults 0 and 1) every sequence is context-parallel\n"
         "rank C's zigzag slice (chunks C and 2K-1-C of 2K; wire v2) and the JSON also has, per sequence,\n"
@@ -265,13 +386,8 @@ static int cmd_fetch(int argc, char **argv)
     if (a.out) {
         size_t n;
         const void *body = lmx_batch_body(b, &n);
-        char tmp[4200];
-        snprintf(tmp, sizeof tmp, "%s.tmp", a.out);
-        FILE *f = fopen(tmp, "wb");
-        if (!f || fwrite(body, 1, n, f) != n || fclose(f) != 0 || rename(tmp, a.out) != 0) {
-            perror(a.out);
+        if (write_out(a.out, body, n) != 0)
             rc = 1;
-        }
     }
     if (a.json) {
         json_t *j = batch_json(b, a.plan);
@@ -305,7 +421,7 @@ static int cmd_stats(int argc, char **argv)
     char path[256], *body = NULL;
     snprintf(path, sizeof path, "/v1/stats%s%s", a.plan ? "?plan=" : "", a.plan ? a.plan : "");
     lmx_error e = {0};
-    if (lmx_get(a.url, a.token, path, 0, &body, NULL, &e) != LMX_OK)
+    if (lmx_get(a.url, a.token, path, a.timeout_ms, &body, NULL, &e) != LMX_OK)
         return die("stats", e.message);
     if (a.json) {
         fputs(body, stdout);
@@ -390,7 +506,7 @@ static int cmd_show(int argc, char **argv)
     char path[1024], *body = NULL;
     snprintf(path, sizeof path, "/v1/plans/%s/sequences/%llu?format=text", a.plan, (unsigned long long)g);
     json_t *text = NULL;
-    if (lmx_get(a.url, a.token, path, 0, &body, NULL, &e) == LMX_OK)
+    if (lmx_get(a.url, a.token, path, a.timeout_ms, &body, NULL, &e) == LMX_OK)
         text = json_loads(body, 0, NULL);
     lmx_free(body);
     json_t *tspans = json_object_get(text, "spans");

@@ -68,7 +68,9 @@
 #define LMX_SH_N_STRINGS 56      /* u64 */
 #define LMX_SH_FILE_SIZE 64      /* u64 */
 #define LMX_SH_N_DOMAINS 72      /* u32: the first n_domains strings are domain names */
-/* 76..127 reserved, zero */
+/* 76..79 reserved, zero */
+#define LMX_SH_IDS_OFFSET 80     /* u64: the optional ids section (--id-field), 0 = none */
+/* 88..127 reserved, zero */
 
 /* Document record (32 bytes) */
 #define LMX_SD_TOKEN_START 0 /* u64: index of the first token in the shard's token array */

@@ -136,14 +136,13 @@ enum MHD_Result lmxd_handle_body(server *s, struct MHD_Connection *c, const lmxd
         if (suffix)
             memcpy(suffix, "\"", 2);
     }
-    if (rq->kind == LMXD_R_BATCH) {
-        uint64_t want = rq->step + 1, cur = atomic_load(&r->max_step);
-        while (cur < want && !atomic_compare_exchange_weak(&r->max_step, &cur, want))
-            ;
+    /* HEAD sends no body: it is neither a served batch nor progress of a rank. */
+    if (rq->kind == LMXD_R_BATCH && !rq->head) {
         atomic_fetch_add(&r->batches, 1);
         lmxd_rank_track(r, rq->world, rq->rank, rq->step);
     }
-    atomic_fetch_add(&r->bytes, e->len);
+    if (!rq->head)
+        atomic_fetch_add(&r->bytes, e->len);
     char plan_id[2 * LMX_PLAN_ID_BYTES + 1];
     snprintf(plan_id, sizeof plan_id, "%s", lmx__plan_id_hex(r->plan));
     lmxd_plan_put(r);
@@ -163,7 +162,8 @@ enum MHD_Result lmxd_handle_body(server *s, struct MHD_Connection *c, const lmxd
     MHD_add_response_header(resp, "Vary", "Accept-Encoding");
     if (e->zstd)
         MHD_add_response_header(resp, "Content-Encoding", "zstd");
-    atomic_fetch_add(&s->bytes_out, e->len);
+    if (!rq->head)
+        atomic_fetch_add(&s->bytes_out, e->len);
     enum MHD_Result ret = MHD_queue_response(c, 200, resp);
     MHD_destroy_response(resp);
     return ret;

@@ -4,6 +4,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static const char *get_arg(void *ctx, const char *key)
 {
@@ -13,7 +14,9 @@ static const char *get_arg(void *ctx, const char *key)
 typedef struct req_state {
     double t0;
     int routed;      /* the first call of the access handler happened */
+    int query_bad;   /* the query string passed LMXD_MAX_PARAMS or LMXD_MAX_QUERY (then cut, see on_uri) */
     int too_big;     /* the body passed LMXD_MAX_BODY */
+    char *path;      /* the path as sent (not decoded), at most LMXD_MAX_URL + 1 bytes; NULL: none */
     lmxd_request rq;
     lmx_buf body;    /* POST /v1/plans only */
     size_t body_seen;
@@ -30,12 +33,35 @@ static req_state *new_state(server *s)
 }
 
 /* Called once the request line is parsed: the state lives from here to lmxd_on_completed, so
- * requests that MHD itself rejects (431 headers too large) are counted and timed too. */
+ * requests that MHD itself rejects (431 headers too large) are counted and timed too. MHD calls
+ * lmxd_on_completed for every state made here (it closes each connection through one function
+ * that does), so the in-flight gauge cannot leak as long as MHD answers or closes.
+ *
+ * The query string is checked here, before MHD parses it: libmicrohttpd 0.9.75 stores each query
+ * parameter in the connection's memory pool, and when the pool runs out (about 1000 parameters)
+ * it queues a 431 and then overwrites its own state, so the connection hangs without an answer.
+ * A query we would refuse anyway is cut to nothing in MHD's buffer (the string MHD passes here is
+ * that buffer; the query is parsed right after this callback returns) and answered with 414 once
+ * the headers are in. */
 void *lmxd_on_uri(void *cls, const char *uri, struct MHD_Connection *c)
 {
-    (void)uri;
     (void)c;
-    return new_state(cls);
+    req_state *st = new_state(cls);
+    const char *q = uri ? strchr(uri, '?') : NULL;
+    if (st && uri) {
+        size_t n = q ? (size_t)(q - uri) : strlen(uri);
+        st->path = strndup(uri, n > LMXD_MAX_URL ? LMXD_MAX_URL + 1 : n); /* longer: 414 all the same */
+    }
+    if (st && q) {
+        size_t n = 1, len = strlen(q + 1);
+        for (const char *p = q + 1; *p; p++)
+            n += *p == '&';
+        if (n > LMXD_MAX_PARAMS || len > LMXD_MAX_QUERY) {
+            st->query_bad = 1;
+            ((char *)q)[1] = '\0';
+        }
+    }
+    return st;
 }
 
 static enum MHD_Result too_big(struct MHD_Connection *c)
@@ -87,7 +113,14 @@ enum MHD_Result lmxd_on_request(void *cls, struct MHD_Connection *c, const char 
         /* First call, headers only: reject early so that a refused body is never read. */
         st->routed = 1;
         atomic_fetch_add(&s->active, 1);
-        int code = lmxd_route(method, url, get_arg, c, rq);
+        if (st->query_bad) {
+            char d[160];
+            snprintf(d, sizeof d, "the query string is limited to %d parameters and %d bytes", LMXD_MAX_PARAMS,
+                     LMXD_MAX_QUERY);
+            return lmxd_send_error(c, 414, "query_too_long", d);
+        }
+        /* Routed on the path as sent: MHD's url is percent-decoded (lmxd_route refuses any '%'). */
+        int code = lmxd_route(method, st->path ? st->path : url, get_arg, c, rq);
         if (code)
             return lmxd_send_error(c, (unsigned)code, rq->error, rq->detail);
         if (rq->kind != LMXD_R_HEALTH && rq->kind != LMXD_R_DASHBOARD) {
@@ -133,6 +166,7 @@ void lmxd_on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum
         lmxd_log("access %u %.1f ms", code, dt * 1e3);
     int routed = st->routed;
     lmx__buf_free(&st->body);
+    free(st->path);
     free(st);
     *con_cls = NULL;
     if (routed)

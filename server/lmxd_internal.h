@@ -23,13 +23,17 @@
 #define LMXD_N_LAT_BUCKETS 12 /* request latency histogram (lmxd_metrics.c) */
 #define LMXD_N_STATUS 15      /* status codes counted one by one, plus "other" */
 #define LMXD_MAX_BODY 65536   /* request bodies (POST /v1/plans); larger ones get 413 */
+#define LMXD_MAX_PARAMS 32    /* query parameters; more get 414 (routes use at most three) */
+#define LMXD_MAX_QUERY 2048   /* query string bytes; more get 414 */
 #define LMXD_MAX_RUNTIME_PLANS 256 /* plans added over HTTP */
 #define LMXD_RANK_SLOTS 8192  /* open-addressing table of (world, rank) per plan, power of two */
 #define LMXD_RANK_CAP 4096    /* at most this many (world, rank) pairs tracked per plan */
 
+#define LMXD_RANK_REWIND 256 /* a step this far behind a rank's position moves it back (lmxd_ranks.c) */
+
 typedef struct rank_slot {
     uint32_t world, rank;
-    uint64_t step1; /* highest step served + 1; 0 = free slot */
+    uint64_t step1; /* the rank's position (lmxd_ranks.c) + 1; 0 = free slot */
 } rank_slot;
 
 /* A served plan, reference counted: a request holds one from lmxd_plan_find to lmxd_plan_put, so
@@ -39,7 +43,6 @@ typedef struct plan_ref {
     atomic_int refs;
     int runtime;       /* added by POST /v1/plans (else: from the config) */
     json_t *spec_json; /* runtime plans: the spec as posted, what the state file keeps */
-    atomic_uint_fast64_t max_step; /* highest step served + 1 (0 = none) */
     atomic_uint_fast64_t batches, bytes;
     pthread_mutex_t rk_lock; /* guards ranks, n_ranks, ranks_dropped */
     rank_slot *ranks;        /* LMXD_RANK_SLOTS entries, allocated at the first batch */
@@ -71,7 +74,7 @@ typedef struct server {
     char detok_error[LMX_ERROR_MESSAGE_MAX];
 } server;
 
-/* lmxd_serve.c: one line on stderr, prefixed "longmixd: ". */
+/* lmxd_log.c: one line on stderr, prefixed "longmixd: ". */
 void lmxd_log(const char *fmt, ...) LMX_PRINTF(1, 2);
 
 /* lmxd_dispatch.c: the libmicrohttpd callbacks (cls is the server). */

@@ -40,7 +40,7 @@ static const char *const fam_meta[N_FAM][3] = {
     {"longmix_plan_lagging_ranks", "gauge", "Ranks more than lag_steps steps behind the highest step of their world size."},
     {"longmix_plan_tracked_ranks", "gauge", "(world, rank) pairs tracked per plan (at most 4096)."},
     {"longmix_plan_untracked_batches_total", "counter", "Batches whose (world, rank) was not tracked (table full)."},
-    {"longmix_world_max_step", "gauge", "Highest step served to any rank of a world size."},
+    {"longmix_world_max_step", "gauge", "Highest position (step last asked for) of the ranks of a world size."},
     {"longmix_world_ranks_seen", "gauge", "Ranks of a world size that fetched at least one batch."},
     {"longmix_world_lagging_ranks", "gauge", "Lagging ranks of a world size."},
     {"longmix_rank_steps_behind", "gauge", "Steps a lagging rank is behind the highest step of its world size."}};
@@ -125,10 +125,15 @@ enum MHD_Result lmxd_handle_metrics(server *s, struct MHD_Connection *c)
     for (size_t i = 0; i < n; i++)
         n_rt += v[i]->runtime;
     lmx__buf_printf(&b, "longmix_plans{source=\"config\"} %zu\nlongmix_plans{source=\"runtime\"} %zu\n", n - n_rt, n_rt);
-    lmx__buf_printf(&b, "# HELP longmix_plan_max_step Highest step served per plan (-1: none yet).\n"
+    lmx__buf_printf(&b, "# HELP longmix_plan_max_step Highest position of a tracked rank per plan (-1: none yet).\n"
                         "# TYPE longmix_plan_max_step gauge\n");
     for (size_t i = 0; i < n; i++) {
-        uint64_t ms = atomic_load(&v[i]->max_step);
+        size_t nr;
+        uint64_t dropped, ms = 0;
+        rank_slot *rs = lmxd_ranks_sorted(v[i], &nr, &dropped);
+        for (size_t k = 0; k < nr; k++)
+            ms = rs[k].step1 > ms ? rs[k].step1 : ms;
+        free(rs);
         lmx__buf_printf(&b, "longmix_plan_max_step{plan=\"%s\"} %lld\n", lmx__plan_name(v[i]->plan),
                         ms ? (long long)(ms - 1) : -1LL);
     }

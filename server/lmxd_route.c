@@ -49,6 +49,7 @@ int lmxd_route(const char *method, const char *url, lmxd_arg_fn arg, void *ctx, 
 {
     memset(r, 0, sizeof *r);
     r->world = 1;
+    r->head = strcmp(method, "HEAD") == 0;
     size_t ulen = strlen(url);
     if (ulen > LMXD_MAX_URL)
         return reject(r, 414, "uri_too_long", "the request path is longer than 2048 bytes");
@@ -58,6 +59,13 @@ int lmxd_route(const char *method, const char *url, lmxd_arg_fn arg, void *ctx, 
     const char *p = url;
     if (*p != '/')
         return reject(r, 400, "bad_path", "the path must start with '/'");
+    /* The path is routed as sent: no name or number here needs escaping, and decoding would let
+     * %00 cut a path or %2F make separators that a proxy in front did not see. */
+    if (strchr(url, '%')) {
+        char d[200];
+        snprintf(d, sizeof d, "percent-encoding is not allowed in the path: '%.120s'", url);
+        return reject(r, 400, "bad_path", d);
+    }
     while (*p == '/') {
         p++;
         if (!*p)

@@ -28,6 +28,7 @@ typedef struct lmxd_request {
     uint64_t step;                     /* STEP or G */
     uint32_t rank, world;
     int text; /* format=text */
+    int head; /* HEAD: answered like GET, but not counted as served */
     uint32_t cp_rank, cp_size; /* batches: cp_size 0 = no cp_rank/cp_size given (wire v1) */
     /* on rejection */
     int status;
@@ -41,7 +42,8 @@ int lmxd_valid_plan_name(const char *s, size_t n);
 /* Returns a query argument's value or NULL. */
 typedef const char *(*lmxd_arg_fn)(void *ctx, const char *key);
 
-/* Parses and validates method + url (path only, no query string) + arguments. Returns 0 and fills
+/* Parses and validates method + url (the path as sent, not percent-decoded; no query string) +
+ * arguments. Returns 0 and fills
  * req, or an HTTP status (400, 404, 405, 414) with req->error/detail set for the JSON error body. */
 int lmxd_route(const char *method, const char *url, lmxd_arg_fn arg, void *ctx, lmxd_request *req);
 

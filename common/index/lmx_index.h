@@ -31,6 +31,7 @@ typedef struct lmx_doc {
     const uint8_t *tokens; /* n_tokens little-endian ids inside the mapping */
     const char *source;   /* NUL-terminated, owned by the index */
     uint64_t line;
+    const char *doc_id;   /* the --id-field value kept at index time, or NULL */
 } lmx_doc;
 
 /* Opens DIR: parses the manifest, maps every shard and checks each header against the manifest
@@ -85,6 +86,10 @@ typedef struct lmx_index_options {
     const char *out_dir;
     int threads;              /* >= 1 */
     const char *domain_field; /* dotted JSON path, default "meta.redpajama_set_name" */
+    const char *text_field;   /* dotted path of the text (or token column), default "text" */
+    const char *id_field;     /* dotted path of a per-document id kept as provenance, or NULL */
+    const char *domain_from_path; /* --domain-from-path pattern (data/{domain}/...), or NULL */
+    int token_dtype;          /* enum lmx_token_dtype (inputs/lmx_inputs.h): untyped token bytes */
     int on_error;             /* LMX_ON_ERROR_* */
     int progress;             /* print progress to stderr */
     uint32_t shard_index;     /* --shard I/N: index only the inputs k (sorted by path) with */

@@ -25,6 +25,8 @@ static int discover(const lmx_index_options *opts, char *const *inputs, int n_in
     for (int i = 0; rc == LMX_OK && i < n_inputs; i++)
         rc = lmx__jobs_add_input(jobs, inputs[i], err);
     if (rc == LMX_OK)
+        rc = lmx__jobs_domain_from_path(jobs, opts->domain_from_path, err);
+    if (rc == LMX_OK)
         rc = lmx__jobs_sort(jobs, err);
     if (rc == LMX_OK)
         rc = lmx__jobs_keep_slice(jobs, opts->shard_index, opts->shard_count, err);
@@ -280,6 +282,10 @@ int lmx__index_build(const lmx_index_options *opts_in, char *const *inputs, int 
     lmx_index_options opts = *opts_in;
     if (!opts.domain_field || !*opts.domain_field)
         opts.domain_field = "meta.redpajama_set_name";
+    if (!opts.text_field || !*opts.text_field)
+        opts.text_field = "text";
+    if (opts.id_field && !*opts.id_field)
+        opts.id_field = NULL;
     if (n_inputs < 1)
         return lmx__err(err, LMX_EINVAL, "index: no INPUT given");
     if (sodium_init() < 0)

@@ -21,6 +21,7 @@ typedef struct shard {
     uint32_t token_bytes, n_domains;
     uint64_t n_strings;
     const uint8_t *tokens, *docs, *str_offsets, *str_blob;
+    const uint8_t *id_offsets, *id_blob; /* the ids section (--id-field), or NULL */
     uint32_t *domain_map; /* local domain string index -> global domain */
 } shard;
 
@@ -62,6 +63,25 @@ static const char *shard_string(const shard *s, uint64_t i)
     return (const char *)s->str_blob + lmx__get64(s->str_offsets + 8 * i);
 }
 
+/* The optional ids section at off (after the strings): n_docs + 1 non-decreasing u64 offsets
+ * into the blob after them, first 0, each id NUL-terminated. */
+static int check_ids(shard *s, uint64_t off, uint64_t fsize, lmx_error *err)
+{
+    uint64_t strings_end = (uint64_t)(s->str_blob - s->map);
+    if (off % 8 || off < strings_end || off > fsize || s->n_docs >= (fsize - off) / 8)
+        return lmx__err(err, LMX_EFORMAT, "%s: ids section offset inconsistent with the file size", s->path);
+    s->id_offsets = s->map + off;
+    s->id_blob = s->id_offsets + 8 * (s->n_docs + 1);
+    uint64_t size = fsize - (uint64_t)(s->id_blob - s->map), prev = 0;
+    for (uint64_t i = 0; i <= s->n_docs; i++) {
+        uint64_t o = lmx__get64(s->id_offsets + 8 * i);
+        if ((i == 0 && o != 0) || o > size || (i > 0 && (o <= prev || s->id_blob[o - 1] != '\0')))
+            return lmx__err(err, LMX_EFORMAT, "%s: ids entry %llu invalid", s->path, (unsigned long long)i);
+        prev = o;
+    }
+    return LMX_OK;
+}
+
 /* Checks a mapped shard's header and sections against the file size and the manifest entry. */
 static int check_shard(shard *s, uint64_t want_docs, uint64_t want_tokens, lmx_error *err)
 {
@@ -99,7 +119,14 @@ static int check_shard(shard *s, uint64_t want_docs, uint64_t want_tokens, lmx_e
     s->docs = s->map + doc_off;
     s->str_offsets = s->map + str_off;
     s->str_blob = s->str_offsets + 8 * (s->n_strings + 1);
-    uint64_t blob_size = fsize - (uint64_t)(s->str_blob - s->map), prev = 0;
+    uint64_t blob_end = fsize, ids_off = lmx__get64(h + LMX_SH_IDS_OFFSET);
+    if (ids_off) {
+        int rc = check_ids(s, ids_off, fsize, err);
+        if (rc != LMX_OK)
+            return rc;
+        blob_end = ids_off;
+    }
+    uint64_t blob_size = blob_end - (uint64_t)(s->str_blob - s->map), prev = 0;
     for (uint64_t i = 0; i <= s->n_strings; i++) {
         uint64_t o = lmx__get64(s->str_offsets + 8 * i);
         if (o < prev || o > blob_size || (i > 0 && (o == prev || s->str_blob[o - 1] != '\0')))
@@ -306,6 +333,11 @@ int lmx__index_doc(const lmx_index *ix, uint64_t id, lmx_doc *out, lmx_error *er
     out->tokens = s->tokens + lmx__get64(r + LMX_SD_TOKEN_START) * s->token_bytes;
     out->source = shard_string(s, lmx__get32(r + LMX_SD_SOURCE));
     out->line = lmx__get64(r + LMX_SD_LINE);
+    out->doc_id = NULL;
+    if (s->id_offsets) {
+        const char *t = (const char *)s->id_blob + lmx__get64(s->id_offsets + 8 * (id - s->doc_base));
+        out->doc_id = *t ? t : NULL;
+    }
     return LMX_OK;
 }
 

@@ -70,16 +70,6 @@ static int normalizer_step(lmx_tok_loadctx *c, json_t *o, const char *type, cons
 
 /* ---- pre-tokenizer ------------------------------------------------------------------------- */
 
-/* The regexes longmix implements by hand (exact strings as they appear in tokenizer.json). */
-static const char RE_LLAMA3[] =
-    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+"
-    "[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
-static const char RE_QWEN2[] =
-    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+"
-    "[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
-static const char RE_GPT2[] =
-    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
-
 static int pretok_step(lmx_tok_loadctx *c, json_t *o, const char *type, const char *path)
 {
     lmx_tokjson *t = c->t;
@@ -103,18 +93,18 @@ static int pretok_step(lmx_tok_loadctx *c, json_t *o, const char *type, const ch
         t->n_pre++;
         if (is_re) {
             p->type = LMX_PRE_SPLIT_RE;
-            if (strcmp(pat, RE_LLAMA3) == 0) { p->re = LMX_RE_LLAMA3; p->re_digits = 3; }
-            else if (strcmp(pat, RE_QWEN2) == 0) { p->re = LMX_RE_LLAMA3; p->re_digits = 1; }
-            else if (strcmp(pat, RE_GPT2) == 0) p->re = LMX_RE_GPT2;
-            else {
-                rc = lmx__tokload_bad(c, LMX_EUNSUPPORTED,
-                         "%s.pattern.Regex: regex %.120s%s is not supported (longmix implements the "
-                         "LLaMA-3, Qwen2 and GPT-2 patterns by hand, no general regex engine)",
-                         path, pat, plen > 120 ? "..." : "");
-                free(pat);
-                return rc;
-            }
+            if (strcmp(pat, lmx__tok_re_llama3) == 0) { p->re = LMX_RE_LLAMA3; p->re_digits = 3; }
+            else if (strcmp(pat, lmx__tok_re_qwen2) == 0) { p->re = LMX_RE_LLAMA3; p->re_digits = 1; }
+            else if (strcmp(pat, lmx__tok_re_gpt2) == 0) p->re = LMX_RE_GPT2;
+            /* every pattern is compiled: the fast scanners are only a shortcut for it */
+            char msg[200];
+            rc = lmx__tok_regex_compile(pat, plen, &p->rx, msg, sizeof msg);
+            if (rc)
+                rc = lmx__tokload_bad(c, rc, "%s.pattern.Regex: regex %.120s%s: %s", path, pat,
+                                      plen > 120 ? "..." : "", msg);
             free(pat);
+            if (rc)
+                return rc;
         } else {
             p->type = LMX_PRE_SPLIT_STR;
             p->str = pat;

@@ -200,6 +200,21 @@ static size_t re_gpt2(const uint8_t *p, size_t i, size_t n)
     return ws_tail(p, i, n, 0);
 }
 
+/* The patterns the scanners above implement, exactly as tokenizer.json writes them. */
+const char lmx__tok_re_llama3[] =
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+"
+    "[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+const char lmx__tok_re_qwen2[] =
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+"
+    "[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+const char lmx__tok_re_gpt2[] =
+    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
+
+size_t lmx__tok_scan_piece(int re, int digits, const uint8_t *p, size_t i, size_t n)
+{
+    return re == LMX_RE_LLAMA3 ? re_llama3(p, i, n, digits) : re_gpt2(p, i, n);
+}
+
 /* ---- pre-tokenizer ------------------------------------------------------------------------- */
 
 typedef struct piece {
@@ -325,8 +340,8 @@ int lmx__tok_pretok_and_bpe(lmx_tokjson_enc *e, const uint8_t *text, size_t n, i
         steps--;
     if (steps == 0)
         return lmx__tok_bpe_word(e, text, n, out);
-    if (steps == 1 && tj->pre[0].type == LMX_PRE_SPLIT_RE && tj->pre[0].behavior == LMX_SPLIT_ISOLATED &&
-        !tj->pre[0].invert) {
+    if (steps == 1 && tj->pre[0].type == LMX_PRE_SPLIT_RE && tj->pre[0].re &&
+        tj->pre[0].behavior == LMX_SPLIT_ISOLATED && !tj->pre[0].invert) {
         int llama3 = tj->pre[0].re == LMX_RE_LLAMA3, dg = tj->pre[0].re_digits;
         /* Pieces are found PIECES_AHEAD ahead of their BPE and the hot-cache set of each is
          * prefetched then (the cache is megabytes: a lookup is a memory access otherwise). */
@@ -379,6 +394,31 @@ int lmx__tok_pretok_and_bpe(lmx_tokjson_enc *e, const uint8_t *text, size_t n, i
             for (size_t si = 0; si < ns; si++) {
                 size_t s0 = in[si].start, s1 = s0 + in[si].len;
                 size_t np = 0;
+                if (p->type == LMX_PRE_SPLIT_RE && !p->re) {
+                    /* general pattern: Oniguruma's matches (possibly empty) and the gaps */
+                    lmx_tok_refind st = {0};
+                    size_t prev = 0, ms, me;
+                    for (;;) {
+                        int r = lmx__tok_regex_next(p->rx, e->region, buf + s0, s1 - s0, &st, &ms, &me);
+                        if (r < 0)
+                            return r;
+                        if (lmx__tok_grow(&e->pieces, &e->pieces_cap, np + 3, sizeof(piece)))
+                            return LMX_ENOMEM;
+                        piece *pc = e->pieces;
+                        if (!r)
+                            break;
+                        if (ms > prev)
+                            pc[np++] = (piece){(uint32_t)(s0 + prev), (uint32_t)(s0 + ms), invert};
+                        pc[np++] = (piece){(uint32_t)(s0 + ms), (uint32_t)(s0 + me), !invert};
+                        prev = me;
+                    }
+                    if (prev < s1 - s0)
+                        ((piece *)e->pieces)[np++] = (piece){(uint32_t)(s0 + prev), (uint32_t)s1, invert};
+                    if (np && apply_behavior(behavior, e->pieces, np, &e->spans[ow], &on,
+                                             &e->span_cap[ow]))
+                        return LMX_ENOMEM;
+                    continue;
+                }
                 for (size_t i = s0; i < s1;) {
                     size_t ms, me;
                     if (p->type == LMX_PRE_SPLIT_STR) {

@@ -8,6 +8,8 @@
 #   fuzz_tokenizer  the built-in tokenizers of fuzz_encode and cut-down copies of the shared
 #                   fixtures (../shared/fixtures/tokenizers), with tokenizer_config.json after a NUL
 #   fuzz_encode     texts for each built-in tokenizer
+#   fuzz_client_body the fuzz_wire bodies plain and zstd-compressed (zstd CLI), a zstd RLE bomb
+#                   and one that lies about its size, error texts with escapes
 # Usage: tests/fuzz/make-seeds.sh BUILD_DIR   (a build with longmixd; fuzz_encode if LMX_FUZZ=ON)
 # The seeds are committed; run this only to refresh them. Needs python3 and curl.
 set -euo pipefail
@@ -22,7 +24,7 @@ WORK=$(mktemp -d)
 SERVER_PID=
 cleanup() { [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"; }
 trap cleanup EXIT
-for t in fuzz_index fuzz_wire fuzz_config fuzz_request fuzz_tokenizer fuzz_encode; do
+for t in fuzz_index fuzz_wire fuzz_config fuzz_request fuzz_tokenizer fuzz_encode fuzz_client_body; do
   rm -rf "${OUT:?}/$t"; mkdir -p "$OUT/$t"
 done
 
@@ -215,6 +217,42 @@ for k in range(4):
         for name, t in texts.items():
             open("%s/t%d%s-%s" % (out, k, "m" if m else "", name), "wb").write(bytes([k | m]) + t.encode())
 open("%s/invalid-utf8" % out, "wb").write(b"\x00ab\xff\xfe\xc3(\xe2\x82 \xf0\x9f\x98")
+PY
+
+# ---- pretok: [selector][text]; selector = fast scanner (0 LLaMA-3, 1 Qwen2, 2 GPT-2) ----
+python3 - "$OUT/fuzz_pretok" <<'PY'
+import os, sys
+out = sys.argv[1]
+os.makedirs(out, exist_ok=True)
+texts = {"en": "The quick brown fox's 12345 tokens, and the rest.\n\n  indented\ttab  ",
+         "uni": "caf\u00e9 \u65e5\u672c\u8a9e \U0001F600\u200d\U0001F600 \u2581x \u00a0nbsp \u0661\u0662\u0663\u0664 x\u0301",
+         "contractions": "I'LL it's we'Re THEY'VE \u017F's 'd 'm\r\n\r\n \r\n",
+         "spaces": "   leading and trailing   \r\n\r\n\t \u3000\u3000x  "}
+for k in range(3):
+    for name, t in texts.items():
+        open("%s/s%d-%s" % (out, k, name), "wb").write(bytes([k]) + t.encode())
+PY
+
+# ---- client body sink: [flags: bit 0 zstd, bit 1 caller buffer, bits 2-4 limit][chunk-1][body] ----
+python3 - "$OUT/fuzz_wire" "$OUT/fuzz_client_body" <<'PY'
+import os, struct, subprocess, sys
+src, out = sys.argv[1:3]
+def rle(announced, actual):  # a zstd frame of zeros in RLE blocks announcing `announced` bytes
+    f, left, block = bytearray(struct.pack("<IBQ", 0xFD2FB528, 0xE0, announced)), actual, min(1 << 17, announced)
+    while True:
+        n = min(left, block); left -= n
+        f += struct.pack("<I", (left == 0) | 2 | n << 3)[:3] + b"\0"
+        if not left: return bytes(f)
+for name in sorted(os.listdir(src))[:6]:
+    body = open(os.path.join(src, name), "rb").read()
+    z = subprocess.run(["zstd", "-q", "-c", "-3"], input=body, capture_output=True, check=True).stdout
+    open(f"{out}/plain-{name}", "wb").write(bytes([6 << 2, 255]) + body)
+    open(f"{out}/zstd-{name}", "wb").write(bytes([1 | 6 << 2, 200]) + z)
+    open(f"{out}/zstd-caller-{name}", "wb").write(bytes([3 | 4 << 2, 17]) + z)
+open(f"{out}/bomb", "wb").write(bytes([1 | 5 << 2, 255]) + rle(64 << 20, 64 << 20))
+open(f"{out}/lie", "wb").write(bytes([1 | 6 << 2, 63]) + rle(1 << 16, 1 << 20))
+open(f"{out}/escapes", "wb").write(bytes([3 << 2, 40]) +
+     '{"error": "bad\x1b[31m", "detail": "a\nb\r\x07 \u009b2J \u202e \xff"}'.encode("utf-8", "surrogateescape"))
 PY
 
 for t in "$OUT"/*/; do printf '%-16s %3d seeds\n' "$(basename "$t")" "$(ls "$t" | wc -l)"; done

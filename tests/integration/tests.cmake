@@ -86,6 +86,24 @@ foreach(t kill9_restart corrupt_shard readonly_index disk_full clock_jump)
                        SKIP_RETURN_CODE 77)
 endforeach()
 
+# Hostile clients and careless operators (issue #16): tests/integration/test_hostile.py, one ctest
+# test per Python test function, each bounded by short deadlines in its config. 77 = skipped.
+foreach(t many_params path_decoding metrics_poisoning)
+  add_test(NAME integration.hostile.${t}
+           COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_hostile.py ${t})
+  set_tests_properties(integration.hostile.${t} PROPERTIES ENVIRONMENT "${LMX_TEST_ENV}" TIMEOUT 120
+                       SKIP_RETURN_CODE 77)
+endforeach()
+
+# Input formats and field layouts (issue #13): tests/integration/test_inputs.py, one ctest test per
+# Python test function (registered as integration.index.*).
+foreach(t field_layout gzip_fixtures gzip_corrupt)
+  add_test(NAME integration.index.${t}
+           COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_inputs.py ${t})
+  set_tests_properties(integration.index.${t} PROPERTIES ENVIRONMENT "${LMX_TEST_ENV}" TIMEOUT 300
+                       SKIP_RETURN_CODE 77)
+endforeach()
+
 # Into the trainer (issue #14, tests/integration/test_trainer.py): context-parallel slices (wire
 # v2) with labels/position ids/cu_seqlens, the 400s, fetch --cp-*, the Python package with torch,
 # longmixd export. Debian's /usr/bin/python3 (numpy, torch); exit 77 = skipped (Not Run).
@@ -96,4 +114,14 @@ foreach(t cp_reassembly v1_unchanged bad_parameters cli_json python_package torc
   set_tests_properties(integration.trainer.${t} PROPERTIES
                        ENVIRONMENT "${LMX_TEST_ENV};LONGMIX_LIBRARY=$<TARGET_FILE:longmix_shared>;CMAKE_COMMAND=${CMAKE_COMMAND}"
                        TIMEOUT 300 SKIP_RETURN_CODE 77)
+endforeach()
+
+# The client against hostile servers (issue #16 items 12-14): tests/integration/test_client_hostile.py,
+# one ctest test per Python test function: zstd bombs, floods, huge error bodies (peak RSS bounded),
+# --timeout/--deadline, --out targets, escaped error text. 77 = skipped.
+foreach(t zstd_bomb chunked_flood error_body_flood timeout_deadline error_text_escaped out_targets python_option)
+  add_test(NAME integration.client_hostile.${t}
+           COMMAND ${LMX_CLIENT_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_client_hostile.py ${t})
+  set_tests_properties(integration.client_hostile.${t} PROPERTIES ENVIRONMENT "${lmx_client_env}" TIMEOUT 120
+                       SKIP_RETURN_CODE 77)
 endforeach()

@@ -173,13 +173,17 @@ static void test_bad_paths(void)
     expect_reject("GET", "/v1", NULL, 404, "not_found", NULL);
     expect_reject("GET", "/healthz/x", NULL, 404, "not_found", NULL);
     expect_reject("GET", "//healthz", NULL, 404, "not_found", NULL);
+    /* Paths are routed as sent: any percent-encoding is refused, naming the path (issue #16). */
+    expect_reject("GET", "/v1/plans/per-source%00/batches/0", NULL, 400, "bad_path", "per-source%00");
+    expect_reject("GET", "/v1/plans/per-source%2Fbatches%2F0", NULL, 400, "bad_path", "%2F");
+    expect_reject("GET", "/%6detrics", NULL, 400, "bad_path", NULL);
     expect_reject("GET", "/v1/plans/p/batches", NULL, 404, "not_found", NULL);
     expect_reject("GET", "/v1/plans/p/batches/1/2", NULL, 404, "not_found", NULL);
     expect_reject("GET", "/v1/plans/p/steps/1", NULL, 404, "not_found", NULL);
     expect_reject("GET", "/a/b/c/d/e/f/g/h/i/j", NULL, 404, "not_found", NULL);
     expect_reject("GET", "/v1/plans/p/batches//1", NULL, 404, "not_found", NULL);
     /* plan names: 1-64 of [A-Za-z0-9._-], not . or .. */
-    expect_reject("GET", "/v1/plans/a%2Fb/batches/1", NULL, 404, "unknown_plan", NULL);
+    expect_reject("GET", "/v1/plans/a%2Fb/batches/1", NULL, 400, "bad_path", "a%2Fb");
     expect_reject("GET", "/v1/plans/a b", NULL, 404, "unknown_plan", NULL);
     expect_reject("GET", "/v1/plans/./batches/1", NULL, 404, "unknown_plan", NULL);
     expect_reject("GET", "/v1/plans/../batches/1", NULL, 404, "unknown_plan", NULL);

@@ -31,7 +31,7 @@ class _Options(ctypes.Structure):  # mirrors lmx_client_options in longmix.h, fi
                 ("world", ctypes.c_uint32), ("token", ctypes.c_char_p), ("start_step", ctypes.c_uint64),
                 ("prefetch", ctypes.c_uint32), ("timeout_ms", ctypes.c_uint32), ("retries", ctypes.c_uint32),
                 ("no_zstd", ctypes.c_int), ("deadline_ms", ctypes.c_uint32),
-                ("cp_rank", ctypes.c_uint32), ("cp_size", ctypes.c_uint32)]
+                ("max_batch_bytes", ctypes.c_uint64), ("cp_rank", ctypes.c_uint32), ("cp_size", ctypes.c_uint32)]
 
 
 class _SpanInfo(ctypes.Structure):

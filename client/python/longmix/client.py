@@ -129,7 +129,7 @@ class Client:
     worker) it raises LongmixError and close() only drops it; open a new Client there."""
 
     def __init__(self, urls, plan, rank=0, world=1, token=None, start_step=0, prefetch=2, timeout_ms=60000,
-                 retries=6, zstd=True, deadline_ms=0, cp_rank=0, cp_size=0):
+                 retries=6, zstd=True, deadline_ms=0, max_batch_bytes=0, cp_rank=0, cp_size=0):
         if isinstance(urls, (list, tuple)):
             urls = ",".join(urls)
         o = _Options()
@@ -140,6 +140,7 @@ class Client:
         o.start_step, o.prefetch, o.timeout_ms, o.retries = start_step, prefetch, timeout_ms, retries
         o.no_zstd = 0 if zstd else 1
         o.deadline_ms = deadline_ms
+        o.max_batch_bytes = max_batch_bytes
         o.cp_rank, o.cp_size = cp_rank, cp_size
         self.plan, self.rank, self.world = plan, rank, world
         self.cp_rank, self.cp_size = cp_rank, cp_size

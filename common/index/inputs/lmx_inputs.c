@@ -2,6 +2,7 @@
 #include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "lmx_inputs.h"
@@ -55,6 +56,33 @@ int lmx__file_blake2b(const char *path, char hex[65])
     crypto_generichash_final(&hs, h, sizeof h);
     lmx__hex(h, sizeof h, hex);
     return 0;
+}
+
+json_t *lmx__json_at_path(json_t *doc, const char *path)
+{
+    const char *p = path;
+    while (doc && json_is_object(doc)) {
+        const char *dot = strchr(p, '.');
+        size_t n = dot ? (size_t)(dot - p) : strlen(p);
+        doc = json_object_getn(doc, p, n);
+        if (!dot)
+            return doc;
+        p = dot + 1;
+    }
+    return NULL;
+}
+
+int lmx__json_id_text(json_t *v, lmx_buf *out)
+{
+    out->len = 0;
+    if (json_is_string(v))
+        return lmx__buf_append(out, json_string_value(v), json_string_length(v) + 1) == LMX_OK ? 0 : -1;
+    if (!json_is_number(v))
+        return -1;
+    char *t = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+    int rc = t && lmx__buf_append(out, t, strlen(t) + 1) == LMX_OK ? 0 : -1;
+    free(t);
+    return rc;
 }
 
 void lmx__rec_bad(lmx_input_rec *rec, const char *fmt, ...)

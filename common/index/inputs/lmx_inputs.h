@@ -20,6 +20,7 @@
 #define LMX_INPUTS_H
 
 #include <stddef.h>
+#include <jansson.h>
 #include <stdint.h>
 #include "lmx_error.h"
 #include "lmx_util.h"
@@ -38,29 +39,40 @@ typedef struct lmx_input_rec {
     const uint32_t *ids;      /* TOKENS */
     size_t n_ids;
     const char *domain;       /* TEXT, TOKENS: the record's domain; NULL = the job's */
+    const char *doc_id;       /* TEXT, TOKENS: the record's --id-field value (provenance), or NULL */
     const char *source;       /* provenance: the file the record comes from */
     uint64_t where;           /* 1-based line / row / document in source; 0 = the whole file */
     uint64_t bytes;           /* text bytes the record stands for (progress only) */
     char why[LMX_INPUT_WHY_MAX]; /* BAD */
 } lmx_input_rec;
 
-/* What a job asks of its reader; strings are borrowed for the reader's lifetime. */
+/* What a job asks of its reader; strings are borrowed for the reader's lifetime. Field paths are
+ * dotted (`meta.redpajama_set_name`: a field inside a nested object/struct); every format that
+ * has named fields (JSON Lines, Parquet columns, MDS columns) honours all three, so the same
+ * options mean the same thing for every input. */
 typedef struct lmx_input_params {
     const char *path;          /* the job's input as reached from INPUT (file, folder, PREFIX.bin) */
     char *const *files;        /* text folders: the .txt files (sorted); else NULL */
     size_t n_files;
-    const char *domain;        /* forced domain (DOMAIN=PATH) or NULL */
-    const char *domain_field;  /* dotted path of the domain (JSON Lines and the like) */
+    const char *domain;        /* forced domain (DOMAIN=PATH, --domain-from-path) or NULL */
+    const char *domain_field;  /* --domain-field: dotted path of the domain */
+    const char *text_field;    /* --text-field: dotted path of the text (or of a token column) */
+    const char *id_field;      /* --id-field: dotted path of a document id kept as provenance, or NULL */
+    int token_dtype;           /* --token-dtype: enum lmx_token_dtype, for untyped token bytes (MDS bytes) */
     uint32_t vocab_size;       /* pre-tokenized inputs: ids must be below it */
 } lmx_input_params;
+
+/* Element type of pre-tokenized ids stored as untyped bytes; 0 = not given. */
+enum lmx_token_dtype { LMX_DTYPE_NONE, LMX_DTYPE_U16, LMX_DTYPE_U32, LMX_DTYPE_I32, LMX_DTYPE_I64 };
 
 /* The result of parse() for a RAW record. */
 typedef struct lmx_input_parsed {
     const char *text;    /* NULL: bad record, reason in why */
     size_t text_len;
     const char *domain;  /* NULL when the record has none (then the job's forced domain, if any) */
+    const char *doc_id;  /* the --id-field value, or NULL when not asked or absent */
     char why[LMX_INPUT_WHY_MAX];
-    lmx_buf scratch[2];  /* owned by the caller, reused across calls; free with lmx__buf_free */
+    lmx_buf scratch[3];  /* owned by the caller, reused across calls; free with lmx__buf_free */
 } lmx_input_parsed;
 
 typedef struct lmx_input_format lmx_input_format;
@@ -121,6 +133,11 @@ char *lmx__megatron_bin_of(const char *path);
 int lmx__ends_with(const char *s, const char *suffix);
 /* BLAKE2b-256 (hex) of a whole file; 0 or -1. */
 int lmx__file_blake2b(const char *path, char hex[65]);
+/* The value at dotted path in a jansson object (NULL when absent or a non-object on the way). */
+json_t *lmx__json_at_path(json_t *doc, const char *path);
+/* A document id for provenance: a string as it is, a number as its JSON text, into out
+ * (NUL-terminated); 0, or -1 (not a string/number, out of memory). */
+int lmx__json_id_text(json_t *v, lmx_buf *out);
 /* Fills rec as LMX_REC_BAD with the formatted reason. */
 void lmx__rec_bad(lmx_input_rec *rec, const char *fmt, ...) LMX_PRINTF(2, 3);
 

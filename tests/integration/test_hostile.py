@@ -1,0 +1,177 @@
+#!/usr/bin/env python3
+"""Hostile clients and careless operators (issue #16): each test attacks the real longmixd the way
+the adversarial pass did and checks the daemon answers, survives and keeps serving others.
+
+  test_hostile.py [TEST...]      (ctest runs one test per process; exit 77 = skipped)
+
+Deadlines in the test configs are short (1-3 s) so that every test stays well under 60 s."""
+import json, os, re, signal, socket, subprocess, sys, threading, time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from lmx_itest import LONGMIXD, Daemon, Failure, check, http, main, make_index, run, write_config
+
+PLANS = {"orig": {"strategy": "original", "seq_len": 4096, "global_batch": 8, "seed": 7},
+         "ps": {"strategy": "per_source", "seq_len": 2048, "global_batch": 4, "seed": 3}}
+
+
+def raw(port, data, timeout=10, read_all=True):
+    """Sends data on a fresh connection; returns what came back until close (or the first full
+    header block when read_all is False), b"" when nothing came within timeout."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    out = b""
+    try:
+        s.sendall(data)
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            out += b
+            if not read_all and b"\r\n\r\n" in out:
+                break
+    except (ConnectionResetError, BrokenPipeError, socket.timeout):
+        pass
+    s.close()
+    return out
+
+
+def status_of(resp):
+    m = re.match(rb"HTTP/1\.[01] (\d{3})", resp)
+    check(m, f"no HTTP status in {resp[:120]!r}")
+    return int(m.group(1))
+
+
+def json_body(resp):
+    body = resp.split(b"\r\n\r\n", 1)[1]
+    try:
+        e = json.loads(body)
+    except ValueError:
+        raise Failure(f"not a JSON body: {resp[:300]!r}")
+    check(isinstance(e.get("error"), str) and isinstance(e.get("detail"), str), f"error body {body!r}")
+    return e
+
+
+def metrics(d):
+    s, _, body = http(d.url + "/metrics")
+    check(s == 200, f"/metrics: {s}")
+    out = {}
+    for line in body.decode().splitlines():
+        if line and not line.startswith("#"):
+            k, v = line.rsplit(" ", 1)
+            out[k] = float(v)
+    return out
+
+
+def wait_metric(d, key, pred, what, timeout=10):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = metrics(d).get(key)
+        if v is not None and pred(v):
+            return v
+        check(time.monotonic() < deadline, f"{what}: {key} = {v}")
+        time.sleep(0.05)
+
+
+def rss_kb(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+# ---- 1: too many query parameters ----
+
+def test_many_params(wd):
+    """1000 query parameters (with and without a token), or a 5 KB query: one 414 JSON answer each,
+    within a second; the connection stays usable; no leak: the in-flight gauge goes back to idle."""
+    make_index(wd)
+    d = Daemon(wd, write_config(wd, PLANS))
+    try:
+        many = "&".join(f"a{i}" for i in range(1000))
+        for path in ("/healthz?" + many, "/v1/plans/orig/batches/0?" + many, "/metrics?x=" + "y" * 5000,
+                     "/v1/plans/orig/batches/0?rank=0&world=1&" + "&".join(f"a{i}=b" for i in range(40))):
+            for auth in (b"", b"Authorization: Bearer nope\r\n"):
+                t0 = time.monotonic()
+                r = raw(d.port, b"GET " + path.encode() + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + auth
+                        + b"\r\n", timeout=5)
+                check(r, f"no answer at all to {path[:60]}... ({len(path)} bytes)")
+                check(status_of(r) == 414 and json_body(r)["error"] == "query_too_long", f"{path[:60]}: {r[:200]!r}")
+                check(time.monotonic() - t0 < 2, f"answer took {time.monotonic() - t0:.1f} s")
+        # Many of them, connections closed by the client right after sending: nothing stays counted.
+        for _ in range(300):
+            s = socket.create_connection(("127.0.0.1", d.port))
+            s.sendall(b"GET /healthz?" + many.encode() + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+            s.close()
+        # A legitimate request with parameters still works.
+        check(http(d.url + "/v1/plans/orig/batches/1?rank=1&world=2")[0] == 200, "normal request after the flood")
+        wait_metric(d, "longmix_inflight_requests", lambda v: v == 1, "in-flight gauge after the flood")
+        m = metrics(d)
+        n414 = m['longmix_responses_total{code="414"}']
+        check(n414 >= 16, f"414s not counted: {n414}")
+    finally:
+        d.stop()
+
+
+# ---- 5: percent-encoded paths ----
+
+def test_path_decoding(wd):
+    """%00 and %2F (and any other escape) in the path: 400 bad_path naming the path; nothing served."""
+    make_index(wd)
+    d = Daemon(wd, write_config(wd, PLANS))
+    try:
+        for path in ("/v1/plans/ps%00/batches/0", "/v1/plans/ps%00", "/v1/plans/ps%2Fbatches%2F0",
+                     "/v1/plans/ps%2fbatches%2f0?rank=0&world=1", "/%6detrics", "/v1/plans/p%73/batches/0"):
+            r = raw(d.port, b"GET " + path.encode() + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            check(status_of(r) == 400, f"{path}: {r[:200]!r}")
+            e = json_body(r)
+            check(e["error"] == "bad_path" and path.split("?")[0] in e["detail"], f"{path}: {e}")
+        check(http(d.url + "/v1/plans/ps/batches/0")[0] == 200, "the plain path still works")
+    finally:
+        d.stop()
+
+
+# ---- 4: HEAD and metrics poisoning ----
+
+def test_metrics_poisoning(wd):
+    """One HEAD (or GET) for step 3.5e13 does not make real ranks lag; HEAD is not a served batch
+    and sends no bytes; the poisoned rank comes back with its next real request."""
+    make_index(wd)
+    d = Daemon(wd, write_config(wd, PLANS))
+    try:
+        def fetch(step, rank, method="GET"):
+            s, _, _ = http(f"{d.url}/v1/plans/ps/batches/{step}?rank={rank}&world=2", method=method)
+            check(s == 200, f"{method} step {step} rank {rank}: {s}")
+        for step in range(6):
+            fetch(step, 0)
+            fetch(step, 1)
+        before = metrics(d)
+        fetch(35184372088831, 0, "HEAD")
+        fetch(3, 1, "HEAD")
+        m = metrics(d)
+        for k in ('longmix_plan_batches_total{plan="ps"}', 'longmix_plan_bytes_total{plan="ps"}',
+                  "longmix_response_bytes_total"):
+            check(m[k] == before[k], f"HEAD counted: {k} {before[k]} -> {m[k]}")
+        check(m['longmix_plan_lagging_ranks{plan="ps"}'] == 0, "a HEAD made ranks lag")
+        check(m['longmix_plan_max_step{plan="ps"}'] == 5, "plan_max_step poisoned by a HEAD")
+        # The same outlier as a GET (any reader may send one): only until rank 0 asks again.
+        fetch(35184372088831, 0)
+        fetch(6, 0)
+        fetch(6, 1)
+        fetch(5, 1)  # a retry arriving late does not move a rank back
+        m = metrics(d)
+        check(m['longmix_plan_lagging_ranks{plan="ps"}'] == 0, f"lagging after an outlier GET: {m}")
+        check(m['longmix_world_max_step{plan="ps",world="2"}'] == 6, "world_max_step poisoned")
+        check(m['longmix_plan_max_step{plan="ps"}'] == 6, "plan_max_step poisoned")
+        # A real lag is still seen: rank 1 stays while rank 0 moves on.
+        for step in range(7, 12):
+            fetch(step, 0)
+        m = metrics(d)
+        check(m['longmix_world_lagging_ranks{plan="ps",world="2"}'] == 1
+              and m['longmix_rank_steps_behind{plan="ps",world="2",rank="1"}'] == 5, "a real lag is not seen")
+    finally:
+        d.stop()
+
+
+TESTS = {name[5:]: fn for name, fn in dict(globals()).items() if name.startswith("test_") and callable(fn)}
+
+if __name__ == "__main__":
+    sys.exit(main(TESTS))
