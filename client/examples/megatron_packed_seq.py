@@ -1,13 +1,19 @@
 #!/usr/bin/env python3
 """Megatron-LM (megatron.core) glue: a longmixd item as the batch of a GPT forward step with
-packed sequences (THD layout) and context parallelism.
+packed sequences (THD layout).
 
 Megatron-core's GPTModel takes `packed_seq_params=PackedSeqParams(qkv_format="thd", ...)` whose
-cu_seqlens are those of the whole (un-split) sequences: exactly the item's cu_seq_lens_q/k.
-With CP, each rank passes its zigzag slice (chunks cp_rank and 2*cp_size-1-cp_rank, the layout
-Megatron's get_batch_on_this_cp_rank produces), which longmixd already serves: no splitting here,
-and the labels / position ids were computed on the whole sequence by the server. Megatron's loss
-wants a loss_mask: labels != ignore_index.
+cu_seqlens are those of the whole sequences: exactly the item's cu_seq_lens_q/k, and the labels
+and position ids were computed on the whole sequence by the server. Megatron's loss wants a
+loss_mask: labels != ignore_index.
+
+Context parallelism: longmixd's slices are the whole-sequence zigzag of Megatron's
+get_batch_on_this_cp_rank (the BSHD/SBHD path) and of torchtitan's head-tail load balancer.
+Transformer Engine's THD path with CP > 1 instead splits *each document* into 2*cp_size chunks
+(thd_get_partitioned_indices over cu_seqlens_padded, every document padded to a multiple of
+2*cp_size): that per-document layout is not served yet (issue #14's padding item), so use this
+glue with cp_size 1 (fetch cp_size=1) for THD, or the BSHD path with an attention mask built
+from cu_seqlens for CP > 1.
 
     batch = megatron_batch(item)
     output = model(batch["tokens"], batch["position_ids"], None, labels=batch["labels"],

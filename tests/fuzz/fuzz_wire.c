@@ -30,9 +30,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(h->rank < h->world);
     uint64_t acc = 0;
     uint32_t prev_end = 0;
+    const uint32_t S = lmx__wire_slice_len(h); /* positions sent: seq_len, or the v2 CP slice */
+    FUZZ_CHECK(h->version == LMX_WIRE_VERSION ? S == h->seq_len
+                                              : h->cp_rank < h->cp_size && S * h->cp_size == h->seq_len);
     for (uint32_t s = 0; s < h->n_seqs; s++) {
-        for (uint32_t p = 0; p < h->seq_len; p++)
+        for (uint32_t p = 0; p < S; p++) {
             acc += lmx__wire_token(&v, s, p);
+            if (h->version == LMX_WIRE_VERSION_CP)
+                acc += (uint32_t)lmx__wire_label(&v, s, p) + lmx__wire_position(&v, s, p);
+        }
         acc += lmx__wire_next_token(&v, s);
         uint32_t a, e;
         lmx__wire_seq_spans(&v, s, &a, &e);
@@ -40,7 +46,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         prev_end = e;
         for (uint32_t i = a; i < e; i++) {
             lmx_span sp = lmx__wire_span(&v, i);
-            FUZZ_CHECK(sp.length > 0 && sp.start < h->seq_len && sp.length <= h->seq_len - sp.start);
+            FUZZ_CHECK(sp.length > 0 && sp.start < S && sp.length <= S - sp.start);
             FUZZ_CHECK(sp.domain < h->n_domains);
             uint32_t dl;
             const char *d = lmx__wire_domain(&v, sp.domain, &dl);

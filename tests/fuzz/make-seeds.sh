@@ -91,6 +91,8 @@ fetch global-3 "/v1/plans/global/batches/3"
 fetch original-1-r1w2 "/v1/plans/original/batches/1?rank=1&world=2"
 fetch cut-2 "/v1/plans/cut/batches/2"
 fetch seq-5 "/v1/plans/per-source/sequences/5"
+fetch cp-1of4-3 "/v1/plans/per-source/batches/3?cp_rank=1&cp_size=4"   # wire v2 (CP slice)
+fetch cp-0of1-cut-2 "/v1/plans/cut/batches/2?rank=1&world=2&cp_size=1"
 curl -sf "$URL/v1/plans" >"$WORK/plans.json"
 kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=
 
