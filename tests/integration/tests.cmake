@@ -112,7 +112,7 @@ foreach(t cp_reassembly v1_unchanged bad_parameters cli_json python_package torc
   add_test(NAME integration.trainer.${t}
            COMMAND ${LMX_CLIENT_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_trainer.py ${t})
   set_tests_properties(integration.trainer.${t} PROPERTIES
-                       ENVIRONMENT "${LMX_TEST_ENV};LONGMIX_LIBRARY=$<TARGET_FILE:longmix_shared>;CMAKE_COMMAND=${CMAKE_COMMAND}"
+                       ENVIRONMENT "${LMX_TEST_ENV};LONGMIX_LIBRARY=$<TARGET_FILE:longmix_shared>;CMAKE_COMMAND=${CMAKE_COMMAND};LMX_SANITIZE=${LMX_SANITIZE}"
                        TIMEOUT 300 SKIP_RETURN_CODE 77)
 endforeach()
 
