@@ -87,7 +87,7 @@ int lmxd_config_load(const char *path, lmxd_config *cfg, lmx_error *err)
 {
     static const char *const known[] = {"listen", "index", "threads", "auth", "plans", "state_dir", "zstd_level",
                                         "connection_limit", "connection_timeout", "access_log", "lag_steps", "cache_mb",
-                                        NULL};
+                                        "header_timeout", "body_timeout", "per_address_limit", NULL};
     memset(cfg, 0, sizeof *cfg);
     cfg->threads = 2;
     cfg->zstd_level = 1;
@@ -150,6 +150,11 @@ int lmxd_config_load(const char *path, lmxd_config *cfg, lmx_error *err)
     INT_KEY("connection_timeout", timeout, 1, 3600)
     cfg->connection_limit = (unsigned)limit;
     cfg->connection_timeout_s = (unsigned)timeout;
+    cfg->header_timeout_s = cfg->body_timeout_s = timeout;
+    INT_KEY("header_timeout", cfg->header_timeout_s, 1, 3600)
+    INT_KEY("body_timeout", cfg->body_timeout_s, 1, 3600)
+    cfg->per_address_limit = -1;
+    INT_KEY("per_address_limit", cfg->per_address_limit, 0, 65536)
 #undef INT_KEY
     if ((v = json_object_get(root, "access_log"))) {
         if (!json_is_boolean(v)) {

@@ -28,6 +28,11 @@ typedef struct lmxd_config {
     uint8_t read_hashes[LMXD_MAX_TOKENS][32], admin_hashes[LMXD_MAX_TOKENS][32];
     int n_read, n_admin;
     unsigned connection_limit, connection_timeout_s;
+    /* Total time for a request's headers (from the accept, or the end of the previous request on
+     * the connection) and for its body; both default to connection_timeout_s. */
+    int header_timeout_s, body_timeout_s;
+    int send_timeout_s; /* total time to send a response; 0 = none */
+    int per_address_limit; /* connections per client address; 0 = no cap; -1 = default (lmxd_serve.c) */
     int access_log;
     int lag_steps; /* /metrics: a rank more than this many steps behind its world's highest is lagging */
     int cache_mb;  /* response cache budget in MiB; 0 = no cache */

@@ -135,6 +135,8 @@ int lmxd_serve(const lmxd_serve_options *opts)
     pthread_rwlock_init(&s->lock, NULL);
     pthread_mutex_init(&s->detok_lock, NULL);
     pthread_mutex_init(&s->admin, NULL);
+    pthread_mutex_init(&s->conn_lock, NULL);
+    pthread_cond_init(&s->watchdog_cv, NULL);
     /* A SIGHUP during start-up (index verification can take minutes) must not kill the daemon:
      * it stays pending and becomes a reload once serving. SIGTERM keeps its default until then. */
     sigset_t hup;
@@ -229,13 +231,23 @@ int lmxd_serve(const lmxd_serve_options *opts)
         flags |= MHD_USE_EPOLL;
     if (sa.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
+    /* Connections per client address: on a loopback address every client is the local proxy (one
+     * address for all), so no cap there unless configured; elsewhere 64 (docs/OPERATIONS.md). */
+    if (s->cfg.per_address_limit < 0)
+        s->cfg.per_address_limit = loopback ? 0 : 64;
     s->mhd = MHD_start_daemon(flags, 0, NULL, NULL, lmxd_on_request, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
                               MHD_OPTION_THREAD_POOL_SIZE, (unsigned)s->cfg.threads, MHD_OPTION_CONNECTION_LIMIT,
                               s->cfg.connection_limit, MHD_OPTION_CONNECTION_TIMEOUT, s->cfg.connection_timeout_s,
+                              MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)s->cfg.per_address_limit,
                               MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)65536, MHD_OPTION_NOTIFY_COMPLETED,
-                              lmxd_on_completed, s, MHD_OPTION_URI_LOG_CALLBACK, lmxd_on_uri, s, MHD_OPTION_END);
+                              lmxd_on_completed, s, MHD_OPTION_NOTIFY_CONNECTION, lmxd_on_connection, s,
+                              MHD_OPTION_URI_LOG_CALLBACK, lmxd_on_uri, s, MHD_OPTION_END);
     if (!s->mhd) {
         lmxd_log("cannot listen on %s: %s", listen, strerror(errno));
+        goto out;
+    }
+    if (lmxd_watchdog_start(s) != 0) {
+        lmxd_log("cannot start the connection watchdog thread");
         goto out;
     }
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_BIND_PORT);
@@ -270,11 +282,13 @@ int lmxd_serve(const lmxd_serve_options *opts)
         nanosleep(&(struct timespec){0, 100000000L}, NULL);
     MHD_stop_daemon(s->mhd);
     s->mhd = NULL;
+    lmxd_watchdog_stop(s);
     lmxd_log("stopped");
     exit_code = 0;
 out:
     if (s->mhd)
         MHD_stop_daemon(s->mhd);
+    lmxd_watchdog_stop(s);
     lmxd_plans_swap(s, NULL, 0);
     lmxd_cache_free(s->cache); /* after MHD stopped: every response has released its entry */
     lmx__index_close(s->ix);
@@ -283,6 +297,8 @@ out:
     lmx__tokenizer_free(s->detok);
     pthread_mutex_destroy(&s->detok_lock);
     pthread_mutex_destroy(&s->admin);
+    pthread_mutex_destroy(&s->conn_lock);
+    pthread_cond_destroy(&s->watchdog_cv);
     free(s->state_path);
     if (s->lock_fd >= 0)
         close(s->lock_fd);

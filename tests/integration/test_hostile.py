@@ -171,6 +171,97 @@ def test_metrics_poisoning(wd):
         d.stop()
 
 
+# ---- 2: slowloris ----
+
+class Trickler(threading.Thread):
+    """One connection sending data one byte at a time, every `every` seconds, until the daemon
+    closes it; records when it was closed."""
+
+    def __init__(self, port, data, every=0.3, prefix=b""):
+        super().__init__(daemon=True)
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+        if prefix:
+            self.sock.sendall(prefix)
+        self.data, self.every, self.closed_at, self.sent = data, every, None, 0
+        self.start()
+
+    def run(self):
+        try:
+            for i in range(len(self.data)):
+                self.sock.sendall(self.data[i:i + 1])
+                self.sent += 1
+                time.sleep(self.every)
+                self.sock.setblocking(False)
+                try:
+                    if self.sock.recv(65536) == b"":
+                        break
+                except BlockingIOError:
+                    pass
+                finally:
+                    self.sock.setblocking(True)
+        except OSError:
+            pass
+        self.closed_at = time.monotonic()
+
+
+def test_slowloris(wd):
+    """connection_limit 16: 12 clients trickling header bytes and 8 trickling a POST body (one
+    byte every 0.3 s, never idle) are cut at header_timeout / body_timeout (2 s), so /healthz gets
+    through; the cuts are counted by phase."""
+    make_index(wd)
+    d = Daemon(wd, write_config(wd, PLANS, connection_limit=16, connection_timeout=3, header_timeout=2,
+                                body_timeout=2))
+    try:
+        t0 = time.monotonic()
+        head = [Trickler(d.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"X-Slow: " + b"a" * 1000)
+                for _ in range(12)]
+        body = [Trickler(d.port, b"{" + b" " * 1000, prefix=b"POST /v1/plans HTTP/1.1\r\nHost: x\r\n"
+                         b"Content-Type: application/json\r\nContent-Length: 1001\r\n\r\n") for _ in range(8)]
+        ok_at = None
+        while time.monotonic() - t0 < 8:
+            try:
+                s, _, _ = http(d.url + "/healthz")
+                if s == 200:
+                    ok_at = time.monotonic() - t0
+                    break
+            except OSError:
+                pass
+            time.sleep(0.2)
+        check(ok_at is not None, "/healthz never got through the trickling clients within 8 s")
+        for t in head:
+            t.join(timeout=6)
+            check(t.closed_at is not None and t.closed_at - t0 < 5, f"a header trickler outlived header_timeout "
+                  f"({t.sent} bytes sent)")
+        for t in body:
+            t.join(timeout=6)
+            check(t.closed_at is not None and t.closed_at - t0 < 5, f"a body trickler outlived body_timeout "
+                  f"({t.sent} bytes sent)")
+        wait_metric(d, 'longmix_connections_cut_total{phase="headers"}', lambda v: v >= 12, "header cuts")
+        wait_metric(d, 'longmix_connections_cut_total{phase="body"}', lambda v: v >= 4, "body cuts")
+    finally:
+        d.stop()
+
+
+def test_per_address_limit(wd):
+    """per_address_limit 4: a fifth connection from the same address is closed at once; when one
+    of the four goes, that address may connect again."""
+    make_index(wd)
+    d = Daemon(wd, write_config(wd, PLANS, per_address_limit=4))
+    try:
+        held = [socket.create_connection(("127.0.0.1", d.port)) for _ in range(4)]
+        time.sleep(0.2)
+        r = raw(d.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", timeout=5)
+        check(r == b"", f"a fifth connection was served: {r[:80]!r}")
+        held.pop().close()
+        time.sleep(0.2)
+        r = raw(d.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", timeout=5)
+        check(status_of(r) == 200, f"after one closed: {r[:80]!r}")
+        for h in held:
+            h.close()
+    finally:
+        d.stop()
+
+
 TESTS = {name[5:]: fn for name, fn in dict(globals()).items() if name.startswith("test_") and callable(fn)}
 
 if __name__ == "__main__":
