@@ -87,7 +87,8 @@ int lmxd_config_load(const char *path, lmxd_config *cfg, lmx_error *err)
 {
     static const char *const known[] = {"listen", "index", "threads", "auth", "plans", "state_dir", "zstd_level",
                                         "connection_limit", "connection_timeout", "access_log", "lag_steps", "cache_mb",
-                                        "header_timeout", "body_timeout", "per_address_limit", NULL};
+                                        "header_timeout", "body_timeout", "per_address_limit", "send_timeout",
+                                        "inflight_mb", NULL};
     memset(cfg, 0, sizeof *cfg);
     cfg->threads = 2;
     cfg->zstd_level = 1;
@@ -153,6 +154,10 @@ int lmxd_config_load(const char *path, lmxd_config *cfg, lmx_error *err)
     cfg->header_timeout_s = cfg->body_timeout_s = timeout;
     INT_KEY("header_timeout", cfg->header_timeout_s, 1, 3600)
     INT_KEY("body_timeout", cfg->body_timeout_s, 1, 3600)
+    cfg->send_timeout_s = 120;
+    INT_KEY("send_timeout", cfg->send_timeout_s, 1, 86400)
+    cfg->inflight_mb = LMXD_INFLIGHT_MB_DEFAULT;
+    INT_KEY("inflight_mb", cfg->inflight_mb, 0, LMXD_CACHE_MB_MAX)
     cfg->per_address_limit = -1;
     INT_KEY("per_address_limit", cfg->per_address_limit, 0, 65536)
 #undef INT_KEY

@@ -10,6 +10,7 @@
 
 #define LMXD_MAX_TOKENS 64
 #define LMXD_CACHE_MB_DEFAULT 256
+#define LMXD_INFLIGHT_MB_DEFAULT 256
 /* 1 TiB: anything larger is a typo; and what size_t can count in bytes (32-bit hosts) */
 #define LMXD_CACHE_MB_MAX ((SIZE_MAX >> 20) < (1u << 20) ? (int)(SIZE_MAX >> 20) : (1 << 20))
 
@@ -31,7 +32,8 @@ typedef struct lmxd_config {
     /* Total time for a request's headers (from the accept, or the end of the previous request on
      * the connection) and for its body; both default to connection_timeout_s. */
     int header_timeout_s, body_timeout_s;
-    int send_timeout_s; /* total time to send a response; 0 = none */
+    int send_timeout_s; /* total time from the complete request to the response's last byte */
+    int inflight_mb;    /* budget for batch/sequence bodies being sent, MiB; 0 = none */
     int per_address_limit; /* connections per client address; 0 = no cap; -1 = default (lmxd_serve.c) */
     int access_log;
     int lag_steps; /* /metrics: a rank more than this many steps behind its world's highest is lagging */

@@ -73,6 +73,8 @@ typedef struct server {
     pthread_t watchdog;
     int watchdog_on, watchdog_stop;
     atomic_uint_fast64_t cut[LMXD_N_PHASES]; /* connections shut down past their deadline, by phase */
+    atomic_size_t body_bytes;  /* batch/sequence body bytes queued and not yet sent (inflight_mb) */
+    atomic_uint_fast64_t busy; /* 503s for want of inflight_mb */
     atomic_int inflight; /* request line parsed, not completed */
     atomic_int active;   /* headers complete and handled: what SIGTERM waits for */
     atomic_uint_fast64_t requests, bytes_out, latency[LMXD_N_LAT_BUCKETS + 1], status[LMXD_N_STATUS + 1];
@@ -129,6 +131,8 @@ enum MHD_Result lmxd_send_json(struct MHD_Connection *c, unsigned status, json_t
 enum MHD_Result lmxd_send_error_field(struct MHD_Connection *c, unsigned status, const char *error,
                                       const char *detail, const char *field);
 enum MHD_Result lmxd_send_error(struct MHD_Connection *c, unsigned status, const char *error, const char *detail);
+/* 503 with Retry-After: SECONDS and the JSON error body. */
+enum MHD_Result lmxd_send_busy(struct MHD_Connection *c, unsigned retry_after_s, const char *detail);
 unsigned lmxd_status_of(int code); /* LMX_E* -> HTTP status */
 enum MHD_Result lmxd_handle_dashboard(struct MHD_Connection *c);
 

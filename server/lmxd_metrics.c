@@ -108,6 +108,15 @@ enum MHD_Result lmxd_handle_metrics(server *s, struct MHD_Connection *c)
     for (int i = 0; i < LMXD_N_PHASES; i++)
         lmx__buf_printf(&b, "longmix_connections_cut_total{phase=\"%s\"} %llu\n", phase_name[i],
                         (unsigned long long)atomic_load(&s->cut[i]));
+    lmx__buf_printf(&b, "# HELP longmix_inflight_body_bytes Batch and sequence body bytes queued and not yet sent.\n"
+                        "# TYPE longmix_inflight_body_bytes gauge\nlongmix_inflight_body_bytes %zu\n",
+                    atomic_load(&s->body_bytes));
+    lmx__buf_printf(&b, "# HELP longmix_inflight_body_budget_bytes The budget for them (inflight_mb; 0: none).\n"
+                        "# TYPE longmix_inflight_body_budget_bytes gauge\nlongmix_inflight_body_budget_bytes %zu\n",
+                    (size_t)s->cfg.inflight_mb << 20);
+    lmx__buf_printf(&b, "# HELP longmix_busy_total 503 answers for want of inflight_mb.\n"
+                        "# TYPE longmix_busy_total counter\nlongmix_busy_total %llu\n",
+                    (unsigned long long)atomic_load(&s->busy));
     lmx__buf_printf(&b, "# HELP longmix_inflight_requests Requests being read, built or sent.\n# TYPE longmix_inflight_requests gauge\n");
     lmx__buf_printf(&b, "longmix_inflight_requests %d\n", atomic_load(&s->inflight));
     /* Snapshot the buckets first so that _count, +Inf and the buckets agree with each other. */

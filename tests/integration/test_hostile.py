@@ -5,7 +5,7 @@ the adversarial pass did and checks the daemon answers, survives and keeps servi
   test_hostile.py [TEST...]      (ctest runs one test per process; exit 77 = skipped)
 
 Deadlines in the test configs are short (1-3 s) so that every test stays well under 60 s."""
-import json, os, re, signal, socket, subprocess, sys, threading, time
+import contextlib, json, os, re, signal, socket, subprocess, sys, threading, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from lmx_itest import LONGMIXD, Daemon, Failure, check, http, main, make_index, run, write_config
@@ -32,6 +32,22 @@ def raw(port, data, timeout=10, read_all=True):
         pass
     s.close()
     return out
+
+
+@contextlib.contextmanager
+def serving(wd, config, extra=()):
+    """A daemon for the with-block: stopped with SIGTERM (must exit 0) when the block passes,
+    killed when it fails, so the failure reported is the block's own."""
+    d = Daemon(wd, config, extra)
+    try:
+        yield d
+    except BaseException:
+        d.proc.kill()
+        d.proc.wait()
+        Daemon.running.remove(d)
+        d.log.close()
+        raise
+    d.stop()
 
 
 def status_of(resp):
@@ -84,8 +100,7 @@ def test_many_params(wd):
     """1000 query parameters (with and without a token), or a 5 KB query: one 414 JSON answer each,
     within a second; the connection stays usable; no leak: the in-flight gauge goes back to idle."""
     make_index(wd)
-    d = Daemon(wd, write_config(wd, PLANS))
-    try:
+    with serving(wd, write_config(wd, PLANS)) as d:
         many = "&".join(f"a{i}" for i in range(1000))
         for path in ("/healthz?" + many, "/v1/plans/orig/batches/0?" + many, "/metrics?x=" + "y" * 5000,
                      "/v1/plans/orig/batches/0?rank=0&world=1&" + "&".join(f"a{i}=b" for i in range(40))):
@@ -107,8 +122,6 @@ def test_many_params(wd):
         m = metrics(d)
         n414 = m['longmix_responses_total{code="414"}']
         check(n414 >= 16, f"414s not counted: {n414}")
-    finally:
-        d.stop()
 
 
 # ---- 5: percent-encoded paths ----
@@ -116,8 +129,7 @@ def test_many_params(wd):
 def test_path_decoding(wd):
     """%00 and %2F (and any other escape) in the path: 400 bad_path naming the path; nothing served."""
     make_index(wd)
-    d = Daemon(wd, write_config(wd, PLANS))
-    try:
+    with serving(wd, write_config(wd, PLANS)) as d:
         for path in ("/v1/plans/ps%00/batches/0", "/v1/plans/ps%00", "/v1/plans/ps%2Fbatches%2F0",
                      "/v1/plans/ps%2fbatches%2f0?rank=0&world=1", "/%6detrics", "/v1/plans/p%73/batches/0"):
             r = raw(d.port, b"GET " + path.encode() + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
@@ -125,8 +137,6 @@ def test_path_decoding(wd):
             e = json_body(r)
             check(e["error"] == "bad_path" and path.split("?")[0] in e["detail"], f"{path}: {e}")
         check(http(d.url + "/v1/plans/ps/batches/0")[0] == 200, "the plain path still works")
-    finally:
-        d.stop()
 
 
 # ---- 4: HEAD and metrics poisoning ----
@@ -135,8 +145,7 @@ def test_metrics_poisoning(wd):
     """One HEAD (or GET) for step 3.5e13 does not make real ranks lag; HEAD is not a served batch
     and sends no bytes; the poisoned rank comes back with its next real request."""
     make_index(wd)
-    d = Daemon(wd, write_config(wd, PLANS))
-    try:
+    with serving(wd, write_config(wd, PLANS)) as d:
         def fetch(step, rank, method="GET"):
             s, _, _ = http(f"{d.url}/v1/plans/ps/batches/{step}?rank={rank}&world=2", method=method)
             check(s == 200, f"{method} step {step} rank {rank}: {s}")
@@ -167,8 +176,6 @@ def test_metrics_poisoning(wd):
         m = metrics(d)
         check(m['longmix_world_lagging_ranks{plan="ps",world="2"}'] == 1
               and m['longmix_rank_steps_behind{plan="ps",world="2",rank="1"}'] == 5, "a real lag is not seen")
-    finally:
-        d.stop()
 
 
 # ---- 2: slowloris ----
@@ -209,9 +216,8 @@ def test_slowloris(wd):
     byte every 0.3 s, never idle) are cut at header_timeout / body_timeout (2 s), so /healthz gets
     through; the cuts are counted by phase."""
     make_index(wd)
-    d = Daemon(wd, write_config(wd, PLANS, connection_limit=16, connection_timeout=3, header_timeout=2,
-                                body_timeout=2))
-    try:
+    with serving(wd, write_config(wd, PLANS, connection_limit=16, connection_timeout=3, header_timeout=2,
+                                  body_timeout=2)) as d:
         t0 = time.monotonic()
         head = [Trickler(d.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"X-Slow: " + b"a" * 1000)
                 for _ in range(12)]
@@ -238,16 +244,13 @@ def test_slowloris(wd):
                   f"({t.sent} bytes sent)")
         wait_metric(d, 'longmix_connections_cut_total{phase="headers"}', lambda v: v >= 12, "header cuts")
         wait_metric(d, 'longmix_connections_cut_total{phase="body"}', lambda v: v >= 4, "body cuts")
-    finally:
-        d.stop()
 
 
 def test_per_address_limit(wd):
     """per_address_limit 4: a fifth connection from the same address is closed at once; when one
     of the four goes, that address may connect again."""
     make_index(wd)
-    d = Daemon(wd, write_config(wd, PLANS, per_address_limit=4))
-    try:
+    with serving(wd, write_config(wd, PLANS, per_address_limit=4)) as d:
         held = [socket.create_connection(("127.0.0.1", d.port)) for _ in range(4)]
         time.sleep(0.2)
         r = raw(d.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", timeout=5)
@@ -258,8 +261,57 @@ def test_per_address_limit(wd):
         check(status_of(r) == 200, f"after one closed: {r[:80]!r}")
         for h in held:
             h.close()
-    finally:
-        d.stop()
+
+
+# ---- 3: slow readers ----
+
+def slow_reader(port, step):
+    """Asks for a distinct big batch and reads nothing (a small receive window), so the daemon's
+    body stays queued; returns the socket and the first bytes of the answer if any came."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", port))
+    s.sendall(f"GET /v1/plans/big/batches/{step} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    return s
+
+
+def test_slow_readers(wd):
+    """inflight_mb 24 with 8 MiB bodies, cache off: 16 slow readers get at most 3 bodies in
+    flight, the others 503 + Retry-After; the daemon's RSS stays within the budget; send_timeout
+    (3 s) cuts the slow readers, the budget is free again and a normal client is served."""
+    make_index(wd)
+    plans = dict(PLANS, big={"strategy": "original", "seq_len": 131072, "global_batch": 32, "seed": 1})
+    with serving(wd, write_config(wd, plans, cache_mb=0, inflight_mb=24, send_timeout=3, threads=2)) as d:
+        s, h, body = http(d.url + "/v1/plans/big/batches/100")
+        check(s == 200, f"big batch: {s}")
+        size = len(body)
+        check(size > 6 << 20, f"test needs bodies over the socket buffers: {size} bytes")
+        rss0 = rss_kb(d.proc.pid)
+        socks = [slow_reader(d.port, i) for i in range(16)]
+        time.sleep(1.5)
+        heads = []
+        for s_ in socks:
+            s_.settimeout(0.5)
+            try:
+                heads.append(s_.recv(2048))
+            except socket.timeout:
+                heads.append(b"")
+        busy = [h for h in heads if h.startswith(b"HTTP/1.1 503")]
+        served = [h for h in heads if h.startswith(b"HTTP/1.1 200")]
+        check(len(served) <= 3 and len(busy) >= 16 - 3 - 2, f"{len(served)} served, {len(busy)} busy of 16")
+        check(all(b"Retry-After: 1" in h for h in busy), f"503 without Retry-After: {busy[:1]!r}")
+        m = metrics(d)
+        check(m["longmix_inflight_body_bytes"] <= 24 << 20, f"in flight {m['longmix_inflight_body_bytes']}")
+        check(m["longmix_busy_total"] == len(busy), f"busy_total {m['longmix_busy_total']} vs {len(busy)}")
+        grown = (rss_kb(d.proc.pid) - rss0) / 1024
+        check(grown < 24 + 16, f"RSS grew {grown:.0f} MiB with inflight_mb 24")
+        # send_timeout: the slow readers are cut, the budget comes back.
+        wait_metric(d, 'longmix_connections_cut_total{phase="send"}', lambda v: v >= len(served), "send cuts", 8)
+        wait_metric(d, "longmix_inflight_body_bytes", lambda v: v == 0, "budget back", 8)
+        for s_ in socks:
+            s_.close()
+        s, _, body = http(d.url + "/v1/plans/big/batches/3")
+        check(s == 200 and len(body) == size, f"after the slow readers: {s}")
 
 
 TESTS = {name[5:]: fn for name, fn in dict(globals()).items() if name.startswith("test_") and callable(fn)}
