@@ -38,12 +38,18 @@ static ZSTD_CCtx *thread_cctx(void)
 /* Builds the response body for key: the wire body, its digest, and its compression when key asks
  * for zstd. On success *out is a new entry holding the caller's reference. When compression fails
  * the entry holds the identity body (entry->zstd 0): still a correct answer, only larger. */
-static int build_entry(plan_ref *r, const lmxd_request *rq, const lmxd_cache_key *key, lmxd_cache_entry **out,
+static int build_entry(server *s, plan_ref *r, const lmxd_request *rq, const lmxd_cache_key *key, lmxd_cache_entry **out,
                        lmx_error *err)
 {
     lmx_buf body = {0};
+    lmxd_guard_begin();
     int rc = rq->kind == LMXD_R_BATCH ? lmx__plan_batch(r->plan, rq->step, rq->rank, rq->world, &body, err)
                                       : lmx__plan_sequence(r->plan, rq->step, &body, err);
+    const void *bad = lmxd_guard_end();
+    if (bad) {
+        lmxd_index_damage(s, bad);
+        rc = lmx__err(err, LMX_EIO, "%s", s->damage);
+    }
     if (rc != LMX_OK) {
         lmx__buf_free(&body);
         return rc;
@@ -105,6 +111,9 @@ static int charge(server *s, size_t len)
 
 enum MHD_Result lmxd_handle_body(server *s, struct MHD_Connection *c, const lmxd_request *rq)
 {
+    const char *damaged = lmxd_index_damaged(s);
+    if (damaged)
+        return lmxd_send_error(c, 503, "index_damaged", damaged);
     plan_ref *r = lmxd_plan_find(s, rq->plan);
     if (!r) {
         char d[160];
@@ -133,9 +142,11 @@ enum MHD_Result lmxd_handle_body(server *s, struct MHD_Connection *c, const lmxd
     lmxd_cache_entry *e = lmxd_cache_get(s->cache, &key);
     if (!e) {
         lmx_error err = {0};
-        int rc = build_entry(r, rq, &key, &e, &err);
+        int rc = build_entry(s, r, rq, &key, &e, &err);
         if (rc != LMX_OK) {
             lmxd_plan_put(r);
+            if (lmxd_index_damaged(s))
+                return lmxd_send_error(c, 503, "index_damaged", err.message);
             unsigned st = lmxd_status_of(rc);
             return lmxd_send_error(c, st,
                               st == 416   ? "step_out_of_range"

@@ -114,6 +114,9 @@ static enum MHD_Result handle(server *s, struct MHD_Connection *c, req_state *st
     /* Every kind lmxd_route returns has a case (-Wswitch names one left out). */
     switch ((enum lmxd_route_kind)rq->kind) {
     case LMXD_R_HEALTH: {
+        const char *damaged = lmxd_index_damaged(s);
+        if (damaged) /* a load balancer takes this node out */
+            return lmxd_send_error(c, 503, "index_damaged", damaged);
         static char ok[] = "ok\n";
         struct MHD_Response *r = MHD_create_response_from_buffer(3, ok, MHD_RESPMEM_PERSISTENT);
         MHD_add_response_header(r, "Content-Type", "text/plain");

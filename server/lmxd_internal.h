@@ -75,6 +75,8 @@ typedef struct server {
     atomic_uint_fast64_t cut[LMXD_N_PHASES]; /* connections shut down past their deadline, by phase */
     atomic_size_t body_bytes;  /* batch/sequence body bytes queued and not yet sent (inflight_mb) */
     atomic_uint_fast64_t busy; /* 503s for want of inflight_mb */
+    atomic_int damage_claimed, damaged; /* a shard faulted (lmxd_guard.c); damage says which */
+    char damage[LMX_ERROR_MESSAGE_MAX];
     atomic_int inflight; /* request line parsed, not completed */
     atomic_int active;   /* headers complete and handled: what SIGTERM waits for */
     atomic_uint_fast64_t requests, bytes_out, latency[LMXD_N_LAT_BUCKETS + 1], status[LMXD_N_STATUS + 1];
@@ -103,6 +105,15 @@ lmxd_conn *lmxd_conn_of(struct MHD_Connection *c);
 void lmxd_conn_phase(server *s, lmxd_conn *k, int phase); /* k may be NULL */
 int lmxd_watchdog_start(server *s);
 void lmxd_watchdog_stop(server *s); /* after MHD_stop_daemon; no-op when not started */
+
+/* lmxd_guard.c: index reads that survive a shard truncated while mapped. Wrap each call that
+ * reads the index in begin/end; a non-NULL end() means the result is garbage: call
+ * lmxd_index_damage with it and answer 503. lmxd_index_damaged: NULL, or why no body is served. */
+int lmxd_guard_install(void);
+void lmxd_guard_begin(void);
+const void *lmxd_guard_end(void);
+void lmxd_index_damage(server *s, const void *addr);
+const char *lmxd_index_damaged(server *s);
 
 /* lmxd_plans.c: the registry. Functions returning plan_ref pointers hand the caller a reference
  * (release with lmxd_plan_put / lmxd_plans_put, which also free the array). */

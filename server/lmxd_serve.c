@@ -226,6 +226,10 @@ int lmxd_serve(const lmxd_serve_options *opts)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    if (lmxd_guard_install() != 0) {
+        lmxd_log("cannot install the SIGBUS handler: %s", strerror(errno));
+        goto out;
+    }
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG | MHD_USE_ITC;
     if (MHD_is_feature_supported(MHD_FEATURE_EPOLL) == MHD_YES)
         flags |= MHD_USE_EPOLL;

@@ -314,6 +314,37 @@ def test_slow_readers(wd):
         check(s == 200 and len(body) == size, f"after the slow readers: {s}")
 
 
+# ---- 7: a shard truncated while served ----
+
+def test_truncated_shard(wd):
+    """`truncate -s 4096` on the live shards (cache off): the daemon survives SIGBUS; the request
+    fails 503 index_damaged naming the shard; later body requests and /healthz say the same (a
+    load balancer drains the node) while /metrics still answers; SIGTERM exits 0."""
+    import glob
+    make_index(wd)
+    with serving(wd, write_config(wd, PLANS, cache_mb=0)) as d:
+        check(http(d.url + "/v1/plans/orig/batches/0")[0] == 200, "batch before")
+        shards = sorted(glob.glob(wd("index", "shards", "*")))
+        check(shards, "no shard files")
+        for sh in shards:
+            os.truncate(sh, 4096)
+        statuses = []
+        for step in (40, 41, 42):
+            s, _, body = http(f"{d.url}/v1/plans/orig/batches/{step}")
+            statuses.append(s)
+            check(d.proc.poll() is None, f"longmixd died: exit {d.proc.returncode}")
+            if s != 200:
+                e = json.loads(body)
+                check(s == 503 and e["error"] == "index_damaged" and "/shards/" in e["detail"], f"{s} {body!r}")
+        check(503 in statuses, f"no request noticed the truncated shards: {statuses}")
+        s, _, body = http(d.url + "/healthz")
+        check(s == 503 and b"index_damaged" in body, f"/healthz after the damage: {s} {body!r}")
+        s, _, body = http(d.url + "/v1/plans/ps/sequences/3?format=text")
+        check(s == 503, f"text after the damage: {s}")
+        check(http(d.url + "/metrics")[0] == 200, "/metrics after the damage")
+        check("SIGBUS reading the index" in d.log_text(), "no log line")
+
+
 TESTS = {name[5:]: fn for name, fn in dict(globals()).items() if name.startswith("test_") and callable(fn)}
 
 if __name__ == "__main__":
