@@ -60,7 +60,7 @@ typedef struct server {
     int loopback;     /* the listen address is a loopback one */
     lmx_index *ix;
     char *state_path;      /* STATE_DIR/plans.json, NULL without state_dir */
-    int lock_fd;           /* STATE_DIR/lock, held (flock) while running; -1 without state_dir */
+    int lock_fd;           /* STATE_DIR itself, held (flock) while running; -1 without state_dir */
     pthread_mutex_t admin; /* serializes registry changes: POST, DELETE, reload */
     pthread_rwlock_t lock; /* guards plans/n_plans (the array, not the plans) */
     plan_ref **plans;

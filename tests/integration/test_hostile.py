@@ -345,6 +345,125 @@ def test_truncated_shard(wd):
         check("SIGBUS reading the index" in d.log_text(), "no log line")
 
 
+# ---- 8: auth off on reload ----
+
+def keygen():
+    return json.loads(run([LONGMIXD, "keygen", "--json"]).stdout)
+
+
+def reload_and_wait(d, what, timeout=10):
+    n = d.log_text().count("reload")
+    d.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + timeout
+    while d.log_text().count("reload") == n:
+        check(time.monotonic() < deadline, f"no reload log line after SIGHUP ({what})")
+        time.sleep(0.05)
+    time.sleep(0.1)
+
+
+def test_auth_reload(wd):
+    """A reload of a config that lost its "auth" keeps the tokens (logged); "auth": "none" turns
+    auth off (logged); a group-readable config with token hashes is warned about."""
+    make_index(wd)
+    tok = keygen()
+    auth = {"read": [tok["hash"]], "admin": [tok["hash"]]}
+    cfg = write_config(wd, PLANS, auth=auth)
+    os.chmod(cfg, 0o644)
+    url = "/v1/plans/orig/batches/0"
+    with serving(wd, cfg) as d:
+        check("readable by group or others" in d.log_text(), "no warning about a 0644 config with token hashes")
+        check(http(d.url + url)[0] == 401, "no token, auth on")
+        write_config(wd, PLANS)  # "auth" removed
+        reload_and_wait(d, "auth removed")
+        check(http(d.url + url)[0] == 401, "removing \"auth\" and SIGHUP turned authentication off")
+        check("keeping the current tokens" in d.log_text(), f"not logged: {d.log_text()[-400:]}")
+        check(http(d.url + url, {"Authorization": "Bearer " + tok["token"]})[0] == 200, "token after reload")
+        write_config(wd, PLANS, auth="none")
+        reload_and_wait(d, "auth none")
+        check(http(d.url + url)[0] == 200, "\"auth\": \"none\" did not turn authentication off")
+        check("authentication turned OFF" in d.log_text(), "turning auth off not logged")
+        write_config(wd, PLANS, auth=auth)
+        reload_and_wait(d, "auth back")
+        check(http(d.url + url)[0] == 401, "auth back on")
+        check("authentication turned ON" in d.log_text(), "turning auth on not logged")
+
+
+# ---- 9: the state directory lock ----
+
+def test_state_dir_lock(wd):
+    """A second daemon on the same state_dir is refused, also after the operator deleted every
+    file in it (the lock is on the directory itself)."""
+    make_index(wd)
+    state = wd("state")
+    cfg = write_config(wd, PLANS, state_dir=state)
+    with serving(wd, cfg) as d:
+        for f in os.listdir(state):
+            os.unlink(os.path.join(state, f))
+        p = run([LONGMIXD, "serve", "--config", cfg, "--port-file", wd("pf2")], ok=False, timeout=30)
+        check(b"another longmixd" in p.stderr, f"second daemon: {p.stderr[-300:]!r}")
+        check(http(d.url + "/healthz")[0] == 200, "first daemon")
+
+
+# ---- 10: the config is a FIFO ----
+
+def test_config_fifo(wd):
+    """The config path replaced by a FIFO: SIGHUP fails at once with "not a regular file" (it used
+    to wait for a writer), serving goes on, SIGTERM stops within 2 s. A FIFO at start: refused."""
+    make_index(wd)
+    cfg = write_config(wd, PLANS)
+    with serving(wd, cfg) as d:
+        good = cfg + ".good"
+        os.rename(cfg, good)
+        os.mkfifo(cfg)
+        reload_and_wait(d, "fifo", timeout=5)
+        check("not a regular file" in d.log_text(), f"reload of a FIFO: {d.log_text()[-300:]}")
+        check(http(d.url + "/healthz")[0] == 200, "serving after the failed reload")
+        t0 = time.monotonic()
+        d.proc.send_signal(signal.SIGTERM)
+        d.proc.wait(timeout=30)
+        check(time.monotonic() - t0 < 2, f"SIGTERM took {time.monotonic() - t0:.1f} s after a FIFO reload")
+    p = run([LONGMIXD, "serve", "--config", cfg, "--port-file", wd("pf3")], ok=False, timeout=10)
+    check(b"not a regular file" in p.stderr, f"FIFO at start: {p.stderr[-300:]!r}")
+
+
+# ---- 11: nginx and the daemon agree on /metrics ----
+
+def test_nginx_metrics(wd):
+    """deploy/nginx/longmix.conf in front of a daemon: /metrics, /metrics/, /%6detrics, //metrics,
+    /metrics?x and /metricsx never reach the daemon's metrics; /healthz does. The daemon itself
+    answers only the exact /metrics."""
+    from test_deploy import Nginx, find_nginx, nginx_site
+    nginx = find_nginx()
+    make_index(wd)
+    with serving(wd, write_config(wd, PLANS)) as d:
+        for path in ("/metrics/", "/%6detrics", "//metrics", "/metrics/x"):
+            r = raw(d.port, f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+            check(status_of(r) in (400, 404) and b"longmix_" not in r, f"daemon {path}: {r[:100]!r}")
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        sock.close()
+        ng = Nginx(wd, nginx, nginx_site(port, [d.port, d.port, d.port]))
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    check(time.monotonic() < deadline, "nginx did not start")
+                    time.sleep(0.1)
+            for path in ("/metrics", "/metrics/", "/%6detrics", "/%6Detrics/", "//metrics", "/metrics?x=1",
+                         "/metricsx", "/./metrics", "/v1/../metrics"):
+                r = raw(port, f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+                check(r and b"longmix_requests_total" not in r and status_of(r) in (400, 404),
+                      f"through nginx {path}: {r[:160]!r}")
+            r = raw(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            check(status_of(r) == 200, f"/healthz through nginx: {r[:100]!r}")
+        finally:
+            ng.stop()
+
+
 TESTS = {name[5:]: fn for name, fn in dict(globals()).items() if name.startswith("test_") and callable(fn)}
 
 if __name__ == "__main__":
