@@ -8,7 +8,7 @@ Deadlines in the test configs are short (1-3 s) so that every test stays well un
 import contextlib, json, os, re, signal, socket, subprocess, sys, threading, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lmx_itest import LONGMIXD, Daemon, Failure, check, http, main, make_index, run, write_config
+from lmx_itest import LONGMIXD, Daemon, Failure, Skip, check, http, main, make_index, run, write_config
 
 PLANS = {"orig": {"strategy": "original", "seq_len": 4096, "global_batch": 8, "seed": 7},
          "ps": {"strategy": "per_source", "seq_len": 2048, "global_batch": 4, "seed": 3}}
@@ -462,6 +462,30 @@ def test_nginx_metrics(wd):
             check(status_of(r) == 200, f"/healthz through nginx: {r[:100]!r}")
         finally:
             ng.stop()
+
+
+# ---- 6: malformed Content-Length (a libmicrohttpd limitation) ----
+
+def test_bad_content_length(wd):
+    """Content-Length -1, +5, 0x10 and 2^64 on a POST: the first status line is 400 (413 for 2^64),
+    the connection is closed, nothing stays in flight, the daemon keeps serving. libmicrohttpd
+    0.9.75 parses Content-Length before any application callback and then writes its status line
+    and headers twice (its state machine overwrites the error state); longmixd cannot reach the
+    request in between (docs/RELIABILITY.md, "Known limitations"). While that holds this test is
+    reported as skipped with the evidence; it passes once libmicrohttpd answers once."""
+    make_index(wd)
+    doubled = []
+    with serving(wd, write_config(wd, PLANS)) as d:
+        for cl, want in ((b"-1", 400), (b"+5", 400), (b"0x10", 400), (b"18446744073709551616", 413)):
+            r = raw(d.port, b"POST /v1/plans HTTP/1.1\r\nHost: x\r\nContent-Length: " + cl + b"\r\n\r\n{}", timeout=5)
+            check(r and status_of(r) == want, f"Content-Length {cl!r}: {r[:120]!r}")
+            if r.count(b"HTTP/1.1 ") > 1:
+                doubled.append(cl.decode())
+        check(http(d.url + "/healthz")[0] == 200, "serving after malformed Content-Length")
+        wait_metric(d, "longmix_inflight_requests", lambda v: v == 1, "in flight after malformed Content-Length")
+    if doubled:
+        raise Skip(f"libmicrohttpd sent its status line and headers twice for Content-Length {', '.join(doubled)} "
+                   "(MHD 0.9.75 limitation, docs/RELIABILITY.md)")
 
 
 TESTS = {name[5:]: fn for name, fn in dict(globals()).items() if name.startswith("test_") and callable(fn)}
