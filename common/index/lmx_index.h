@@ -57,6 +57,10 @@ uint32_t lmx__index_bos(const lmx_index *ix);
 uint32_t lmx__index_eos(const lmx_index *ix);
 uint32_t lmx__index_vocab_size(const lmx_index *ix);
 
+/* The path of the shard whose mapping holds addr (borrowed from ix), or NULL: names the file
+ * behind a SIGBUS (a shard truncated while mapped; server/lmxd_guard.c). */
+const char *lmx__index_shard_at(const lmx_index *ix, const void *addr);
+
 /* Document id -> record in O(log shards). LMX_ENOTFOUND for id >= n_docs. */
 int lmx__index_doc(const lmx_index *ix, uint64_t id, lmx_doc *out, lmx_error *err);
 /* Length and domain only (the plan builder's hot path). id must be < n_docs. */

@@ -38,6 +38,15 @@ struct lmx_index {
     char *tokenizer_identity;
 };
 
+const char *lmx__index_shard_at(const lmx_index *ix, const void *addr)
+{
+    const uint8_t *a = addr;
+    for (size_t i = 0; ix && a && i < ix->n_shards; i++)
+        if (ix->shards[i].map && a >= ix->shards[i].map && a < ix->shards[i].map + ix->shards[i].size)
+            return ix->shards[i].path;
+    return NULL;
+}
+
 int lmx__bucket_of(uint64_t n)
 {
     int b = 0;
