@@ -169,7 +169,167 @@ def test_gzip_corrupt(wd):
         check(st["total_docs"] == 30, f"{name}: the good input was not indexed with --bad-input skip")
 
 
-TESTS = {f.__name__[5:]: f for f in [test_field_layout, test_gzip_fixtures, test_gzip_corrupt]}
+def mds_fixture_rows():
+    return [json.loads(l) for l in open(os.path.join(FIXTURES, "mds", "docs.jsonl"), encoding="utf-8")]
+
+
+def test_mds_fixtures(wd):
+    """MDS folders from the independent writer (tests/tools/mds/mds-writer.js: raw shards with the
+    writer config, zstd shards, one gzip shard without it) index like the same text as JSON Lines:
+    str text, every token column kind (ndarray:uint32, ndarray:uint16, bytes + --token-dtype,
+    fixed-shape ndarray, dynamic-dtype 2-D ndarray); provenance = shard file + sample number."""
+    fx = os.path.join(FIXTURES, "mds")
+    rows = mds_fixture_rows()
+    index(wd("ref"), os.path.join(fx, "docs.jsonl"))
+    for name in ["plain", "zstd", "gz-noconfig"]:
+        folder = os.path.join(fx, name)
+        shards = json.load(open(os.path.join(folder, "index.json")))["shards"]
+        idx = wd("ix-" + name)
+        index(idx, "--domain-field", "source", "--id-field", "uid", folder)
+        s1, d1 = all_docs(wd("ref"))
+        s2, d2 = all_docs(idx)
+        check(s1["domains"] == s2["domains"], f"{name}: statistics differ from the JSON Lines reference")
+        check([(d["domain"], d["ids"]) for d in d1] == [(d["domain"], d["ids"]) for d in d2],
+              f"{name}: documents differ from the JSON Lines reference")
+        check([d["doc_id"] for d in d2] == [str(1000 + i) for i in range(len(rows))], f"{name}: doc_id")
+        want = [(sh["zip_data"] or sh["raw_data"])["basename"] if not os.path.exists(
+            os.path.join(folder, sh["raw_data"]["basename"])) else sh["raw_data"]["basename"] for sh in shards]
+        prov = [(os.path.basename(d["source"]), d["line"]) for d in d2]
+        check(prov == [(want[k], j + 1) for k, sh in enumerate(shards) for j in range(sh["samples"])],
+              f"{name}: provenance {prov[:4]}")
+        kind = json.load(open(os.path.join(idx, "manifest.json")))["shards"][0]["kind"]
+        check(kind == "mds", f"{name}: kind {kind}")
+        for col, extra, fix in [("input_ids", [], None), ("ids16", [], None),
+                                ("tok_bytes", ["--token-dtype", "int32"], None),
+                                ("fixed", [], lambda ids: ids[:1] * 4), ("anyarr", [], None)]:
+            ti = wd(f"tok-{name}-{col}")
+            index(ti, "--text-field", col, "--domain-field", "source", *extra, folder)
+            _, dt = all_docs(ti)
+            got = [d["ids"] for d in dt]
+            exp = [(fix or (lambda x: x))(r["input_ids"]) for r in rows]
+            check(got == exp, f"{name}/{col}: token ids differ from what was written")
+    fails([LONGMIXD, "index", "--tokenizer", "bytes", "--out", wd("x"), "--text-field", "tok_bytes",
+           "--domain-field", "source", os.path.join(fx, "plain")], "tok_bytes", "--token-dtype")
+    fails([LONGMIXD, "index", "--tokenizer", "bytes", "--out", wd("x"), "--text-field", "nope",
+           "--domain-field", "source", os.path.join(fx, "plain")], "no column 'nope'")
+    fails([LONGMIXD, "index", "--tokenizer", "bytes", "--out", wd("x"), os.path.join(fx, "plain")],
+          "for the domain", "DOMAIN=")
+    # index.json itself as INPUT is the same job; DOMAIN= forces the domain
+    index(wd("forced"), "Forced=" + os.path.join(fx, "zstd", "index.json"))
+    st, _ = all_docs(wd("forced"), tokens=False)
+    check(list(st["domains"]) == ["Forced"] and st["total_docs"] == len(rows), f"forced: {st['domains']}")
+
+
+def copy_mds(wd, name="m"):
+    dst = wd(name)
+    shutil.copytree(os.path.join(FIXTURES, "mds", "plain"), dst)
+    return dst
+
+
+def test_mds_corrupt(wd):
+    """Truncated or damaged shards and index.json: an error naming the shard file and the sample
+    (nothing published), or with --bad-input skip a counted skip while other inputs are indexed;
+    unsupported variants are refused with the reason."""
+    good = copy_mds(wd, "good")
+    base = ["--domain-field", "source"]
+
+    def case(label, mutate, *needles):
+        d = copy_mds(wd, label)
+        mutate(d)
+        fails([LONGMIXD, "index", "--tokenizer", "bytes", "--out", wd("x-" + label), *base, good, d], *needles)
+        check(not os.path.exists(wd("x-" + label, "manifest.json")), f"{label}: a failed run published a manifest")
+        out = run([LONGMIXD, "index", "--tokenizer", "bytes", "--out", wd("s-" + label), "--bad-input", "skip",
+                   *base, good, d]).stderr.decode()
+        check("1 records skipped" in out, f"{label}: not skipped: {out!r}")
+        st, _ = all_docs(wd("s-" + label), tokens=False)
+        check(st["total_docs"] == 40, f"{label}: the good input was not indexed")
+
+    def truncate(d, shard="shard.00003.mds", keep=0.6):
+        p = os.path.join(d, shard)
+        data = open(p, "rb").read()
+        open(p, "wb").write(data[:int(len(data) * keep)])
+
+    def poke(d, off, val, shard="shard.00002.mds"):
+        p = os.path.join(d, shard)
+        data = bytearray(open(p, "rb").read())
+        data[off:off + 4] = val.to_bytes(4, "little")
+        open(p, "wb").write(bytes(data))
+
+    def edit_index(d, fn):
+        p = os.path.join(d, "index.json")
+        j = json.load(open(p))
+        fn(j)
+        json.dump(j, open(p, "w"))
+
+    case("truncated", truncate, "shard.00003.mds", "sample index", "truncated")
+    case("table", lambda d: truncate(d, keep=0.01), "shard.00003.mds", "truncated")
+    case("count", lambda d: poke(d, 0, 7), "shard.00002.mds", "holds 7 samples")
+    case("offsets", lambda d: poke(d, 12, 3), "shard.00002.mds", "sample index 2", "overlaps")
+    # a sample whose variable column sizes exceed it: the first size field of sample 0
+    def bad_sizes(d):
+        p = os.path.join(d, "shard.00002.mds")
+        data = bytearray(open(p, "rb").read())
+        start = int.from_bytes(data[4:8], "little")
+        data[start:start + 4] = (10 ** 6).to_bytes(4, "little")
+        open(p, "wb").write(bytes(data))
+    case("sizes", bad_sizes, "shard.00002.mds", "sample index 0", "runs past")
+    case("missing", lambda d: os.unlink(os.path.join(d, "shard.00001.mds")), "shard.00001.mds")
+    case("json", lambda d: open(os.path.join(d, "index.json"), "a").write("}"), "index.json", "invalid JSON")
+    case("samples", lambda d: edit_index(d, lambda j: j["shards"][0].update(samples=99)), "shard.00000.mds",
+         "index.json says 99")
+    # compressed shards: truncated zstd, damaged gzip
+    d = wd("z")
+    shutil.copytree(os.path.join(FIXTURES, "mds", "zstd"), d)
+    truncate(d, "shard.00001.mds.zstd", 0.5)
+    fails([LONGMIXD, "index", "--tokenizer", "bytes", "--out", wd("xz"), *base, d], "shard.00001.mds.zstd", "zstd")
+    d = wd("g")
+    shutil.copytree(os.path.join(FIXTURES, "mds", "gz-noconfig"), d)
+    truncate(d, "shard.00000.mds.gz", 0.7)
+    fails([LONGMIXD, "index", "--tokenizer", "bytes", "--out", wd("xg"), *base, d], "shard.00000.mds.gz", "gzip")
+    # unsupported: other compressions, versions, formats, merged indexes, unsafe encodings as text
+    for label, fn, needle in [
+            ("br", lambda j: j["shards"][0].update(compression="br", zip_data={"basename": "shard.00000.mds.br",
+                                                                              "bytes": 1}), None),
+            ("v1", lambda j: j.update(version=1), "index version 1"),
+            ("fmt", lambda j: j["shards"][0].update(format="json"), "only MDS"),
+            ("merged", lambda j: j["shards"][0]["raw_data"].update(basename="sub/shard.00000.mds"), "merged"),
+            ("pkl", lambda j: [sh["column_encodings"].__setitem__(sh["column_names"].index("text"), "pkl")
+                               for sh in j["shards"]], "encoding 'pkl'")]:
+        d = copy_mds(wd, "u-" + label)
+        edit_index(d, fn)
+        if label == "br":
+            os.unlink(os.path.join(d, "shard.00000.mds"))
+            open(os.path.join(d, "shard.00000.mds.br"), "wb").write(b"x")
+            needle = "compression 'br'"
+        fails([LONGMIXD, "index", "--tokenizer", "bytes", "--out", wd("x-" + label), *base, d], needle)
+    # token ids outside the vocabulary: a bad record (fail, or skip and count)
+    d = copy_mds(wd, "vocab")
+    p = os.path.join(d, "shard.00000.mds")
+    data = bytearray(open(p, "rb").read())
+    shard = json.load(open(os.path.join(d, "index.json")))["shards"][0]
+    names = shard["column_names"]
+    # sample 0: its variable sizes, then columns in order; find input_ids (ndarray:uint32, 1-D, shape u8)
+    start = int.from_bytes(data[8:12], "little") if False else int.from_bytes(data[4:8], "little")
+    var = [i for i, sz in enumerate(shard["column_sizes"]) if sz is None]
+    sizes = {}
+    for k, ci in enumerate(var):
+        sizes[ci] = int.from_bytes(data[start + 4 * k:start + 4 * k + 4], "little")
+    pos = start + 4 * len(var)
+    for ci, n in enumerate(names):
+        sz = sizes.get(ci, shard["column_sizes"][ci])
+        if n == "input_ids":
+            data[pos + 2:pos + 6] = (5000).to_bytes(4, "little")  # past the 2-byte shape header
+        pos += sz
+    open(p, "wb").write(bytes(data))
+    fails([LONGMIXD, "index", "--tokenizer", "bytes", "--out", wd("xv"), *base, "--text-field", "input_ids", d],
+          "shard.00000.mds:1", "token id 5000", "vocabulary")
+    out = run([LONGMIXD, "index", "--tokenizer", "bytes", "--out", wd("sv"), *base, "--text-field", "input_ids",
+               "--on-error", "skip", d]).stderr.decode()
+    check("1 records skipped" in out, f"vocab skip: {out!r}")
+
+
+TESTS = {f.__name__[5:]: f for f in [test_field_layout, test_gzip_fixtures, test_gzip_corrupt, test_mds_fixtures,
+                                      test_mds_corrupt]}
 
 if __name__ == "__main__":
     sys.exit(main(TESTS))

@@ -166,6 +166,7 @@ static void jsonl_parse(const lmx_input_params *p, const char *line, size_t len,
 
 const lmx_input_format lmx__input_jsonl = {
     .name = "jsonl",
+    .what = "a .jsonl, .jsonl.gz, .json.gz, .jsonl.zst, .jsonl.zstd file",
     .flags = LMX_INPUT_HASH_REUSE,
     .match = jsonl_match,
     .open = jsonl_open,

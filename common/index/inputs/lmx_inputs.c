@@ -11,6 +11,7 @@
 const lmx_input_format *const lmx__input_formats[] = {
     &lmx__input_jsonl,
     &lmx__input_megatron,
+    &lmx__input_mds,
     &lmx__input_text,
     NULL,
 };
@@ -22,6 +23,21 @@ const lmx_input_format *lmx__input_match(const char *path, char **job_path)
         if (lmx__input_formats[i]->match(path, job_path))
             return lmx__input_formats[i];
     return NULL;
+}
+
+const char *lmx__input_kinds(void)
+{
+    static char buf[1024];
+    if (!buf[0]) { /* set once, before any thread starts (discovery) */
+        size_t n = 0, k = 0;
+        while (lmx__input_formats[n])
+            n++;
+        for (size_t i = 0; i < n && k < sizeof buf; i++)
+            k += (size_t)snprintf(buf + k, sizeof buf - k, "%s%s", i == 0 ? "" : i + 1 == n ? " or " : ", ",
+                                  lmx__input_formats[i]->what ? lmx__input_formats[i]->what
+                                                              : lmx__input_formats[i]->name);
+    }
+    return buf;
 }
 
 const lmx_input_format *lmx__input_format(const char *name)

@@ -93,6 +93,7 @@ enum {
 
 struct lmx_input_format {
     const char *name; /* the format (also the manifest `kind` unless open sets another) */
+    const char *what; /* what INPUT it takes, for messages ("a .txt file", "an MDS folder (index.json)") */
     unsigned flags;   /* LMX_INPUT_* */
     /* Whether a regular file found at path belongs to this format; for a pair of files (Megatron
      * PREFIX.bin + PREFIX.idx) it names the job path in *job_path (malloc'ed) else leaves it NULL. */
@@ -116,6 +117,8 @@ extern const lmx_input_format *const lmx__input_formats[];
 /* The format a regular file belongs to (by name, and for compressed JSON Lines also by magic
  * bytes), or NULL; *job_path as for match(). */
 const lmx_input_format *lmx__input_match(const char *path, char **job_path);
+/* "A, B or C" over the table's `what`s, for "not an input" messages (static storage). */
+const char *lmx__input_kinds(void);
 /* The format called name, or NULL. */
 const lmx_input_format *lmx__input_format(const char *name);
 
@@ -123,6 +126,7 @@ const lmx_input_format *lmx__input_format(const char *name);
 extern const lmx_input_format lmx__input_jsonl;
 extern const lmx_input_format lmx__input_text;
 extern const lmx_input_format lmx__input_megatron;
+extern const lmx_input_format lmx__input_mds;
 
 /* Megatron: PREFIX.bin when PATH is PREFIX, PREFIX.bin or PREFIX.idx and both files exist, else
  * NULL (malloc'ed). */
