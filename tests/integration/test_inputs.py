@@ -7,7 +7,7 @@
 import glob, gzip, json, os, shutil, signal, subprocess, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lmx_itest import LONGMIXD, check, main, run
+from lmx_itest import LONGMIXD, Skip, check, main, run
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.dirname(os.path.dirname(HERE))
@@ -328,8 +328,131 @@ def test_mds_corrupt(wd):
     check("1 records skipped" in out, f"vocab skip: {out!r}")
 
 
+MDS_WRITER = os.path.join(SRC, "tests", "tools", "mds", "mds-writer.js")
+
+
+def have_node():
+    return shutil.which("node") is not None
+
+
+def write_mds(folder, rows, size_limit=1 << 20, compression=None):
+    """rows: (domain, id, text) -> an MDS folder by the independent writer (node)."""
+    samples = "".join(json.dumps({"text": t, "source": d, "uid": k}, ensure_ascii=False) + "\n"
+                      for k, (d, _, t) in enumerate(rows))
+    args = ["node", MDS_WRITER, folder, "--columns", "text:str,source:str,uid:int", "--size-limit", str(size_limit)]
+    run(args + (["--compression", compression] if compression else []), input=samples.encode())
+
+
+def write_format(fmt, folder, n_files, docs, maxlen, seed=5):
+    """n_files inputs of fmt ("gzip" or "mds") under folder; returns the extra index options."""
+    import random
+    rng = random.Random(seed)
+    words = "alpha beta gamma delta long context data engineering ünïcödé 数据 token".split()
+    base = " ".join(rng.choice(words) for _ in range(200000))
+    os.makedirs(folder)
+    for f in range(n_files):
+        rows = []
+        for i in range(docs):
+            a = rng.randrange(len(base) - maxlen)
+            rows.append((f"D{f % 3}", f"{f}-{i}", base[a:a + rng.randint(1, maxlen)]))
+        if fmt == "gzip":
+            with gzip.open(os.path.join(folder, f"p{f:02d}.jsonl.gz"), "wt", encoding="utf-8", compresslevel=1) as out:
+                for d, _, t in rows:
+                    out.write(json.dumps({"text": t, "meta": {"redpajama_set_name": d}}, ensure_ascii=False) + "\n")
+        else:
+            write_mds(os.path.join(folder, f"p{f:02d}"), rows, size_limit=1 << 20,
+                      compression="zstd" if f % 2 else None)
+    return ["--domain-field", "source"] if fmt == "mds" else []
+
+
+def workflow(wd, fmt):
+    """Reuse (unchanged, touched), --shard I/3 + --merge, and kill -9 + re-run on inputs of fmt give
+    exactly what one uninterrupted run gives, as for JSON Lines."""
+    extra = write_format(fmt, wd("in"), 24, 200, 20000)
+    one = wd("one")
+    t0 = time.monotonic()
+    index(one, "--threads", "2", *extra, wd("in"))
+    took = time.monotonic() - t0
+    whole = json.load(open(os.path.join(one, "manifest.json")))
+    check(len(whole["shards"]) == 24, f"{len(whole['shards'])} shards for 24 inputs")
+    # reuse: unchanged, then touched (same bytes: content hash)
+    out = index(one, *extra, wd("in"))
+    check("(24 unchanged)" in out, f"unchanged inputs re-indexed: {out!r}")
+    for p in glob.glob(os.path.join(wd("in"), "**", "*"), recursive=True):
+        if os.path.isfile(p):
+            os.utime(p, (time.time() + 100, time.time() + 100))
+    out = index(one, *extra, wd("in"))
+    check("(24 unchanged)" in out, f"touched inputs re-indexed: {out!r}")
+    # a changed input is re-indexed, alone
+    victim = sorted(glob.glob(os.path.join(wd("in"), "p05*")))[0]
+    saved = wd("saved")
+    (shutil.copytree if os.path.isdir(victim) else shutil.copy2)(victim, saved)
+    if os.path.isdir(victim):
+        shutil.rmtree(victim)
+        write_mds(victim, [("Dx", "x", "changed text")])
+    else:
+        with gzip.open(victim, "wt") as f:
+            f.write(json.dumps({"text": "changed", "meta": {"redpajama_set_name": "Dx"}}) + "\n")
+    out = index(one, *extra, wd("in"))
+    check("(23 unchanged)" in out, f"one changed input: {out!r}")
+    check("Dx" in json.loads(run([LONGMIXD, "stats", one, "--json"]).stdout)["domains"], "change not indexed")
+    if os.path.isdir(victim):
+        shutil.rmtree(victim)
+        shutil.copytree(saved, victim)
+    else:
+        shutil.copy2(saved, victim)
+    index(one, *extra, wd("in"))
+    now = json.load(open(os.path.join(one, "manifest.json")))
+    check([e["blake2b"] for e in now["shards"]] == [e["blake2b"] for e in whole["shards"]],
+          "restoring the input did not restore its shard")
+    # --shard I/3 + --merge equals one run
+    for i in range(3):
+        index(wd(f"slice{i}"), "--threads", "1", "--shard", f"{i}/3", *extra, wd("in"))
+    run([LONGMIXD, "index", "--merge", "--out", wd("merged"), wd("slice1"), wd("slice0"), wd("slice2")])
+    s1, d1 = all_docs(one, tokens=False)
+    s2, d2 = all_docs(wd("merged"), tokens=False)
+    check(s1 == s2 and d1 == d2, "merged slices differ from one run")
+    merged = json.load(open(wd("merged", "manifest.json")))
+    check([e["blake2b"] for e in merged["shards"]] == [e["blake2b"] for e in whole["shards"]], "merged shards differ")
+    # kill -9 at random moments, then re-run: the same shards as one run
+    import random
+    rng = random.Random(int(os.environ.get("LMX_TEST_SEED", "0")) or None)
+    out_dir, killed, attempts, max_delay = wd("killed"), 0, 0, took * 0.6
+    while killed < 3 and attempts < 20:
+        attempts += 1
+        p = subprocess.Popen([LONGMIXD, "index", "--tokenizer", "bytes", "--threads", "2", "--out", out_dir, *extra,
+                              wd("in")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.0, max_delay))
+        finished = p.poll() is not None
+        if not finished:
+            p.send_signal(signal.SIGKILL)
+            killed += 1
+        p.wait()
+        if os.path.exists(os.path.join(out_dir, "manifest.json")):
+            run([LONGMIXD, "verify", out_dir])
+        if finished:
+            shutil.rmtree(out_dir)
+            max_delay /= 2
+    check(killed >= 1, f"no run was killed in {attempts} attempts")
+    index(out_dir, "--threads", "2", *extra, wd("in"))
+    again = json.load(open(os.path.join(out_dir, "manifest.json")))
+    check([e["blake2b"] for e in again["shards"]] == [e["blake2b"] for e in whole["shards"]],
+          "re-run after kill -9 differs from one run")
+    run([LONGMIXD, "verify", out_dir])
+
+
+def test_gzip_workflow(wd):
+    workflow(wd, "gzip")
+
+
+def test_mds_workflow(wd):
+    if not have_node():
+        raise Skip("node not found (the MDS writer runs on node)")
+    workflow(wd, "mds")
+
+
 TESTS = {f.__name__[5:]: f for f in [test_field_layout, test_gzip_fixtures, test_gzip_corrupt, test_mds_fixtures,
-                                      test_mds_corrupt]}
+                                      test_mds_corrupt, test_gzip_workflow, test_mds_workflow]}
 
 if __name__ == "__main__":
     sys.exit(main(TESTS))

@@ -360,7 +360,7 @@ static int mds_finish(lmx_input *in, char hex[65], lmx_error *err)
 const lmx_input_format lmx__input_mds = {
     .name = "mds",
     .what = "an MDS folder (index.json + shards)",
-    .flags = 0,
+    .flags = LMX_INPUT_HASH_REUSE, /* the hash runs over index.json then the shards, as listed */
     .match = mds_match,
     .list_files = mds_files,
     .open = mds_open,

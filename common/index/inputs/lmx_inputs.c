@@ -54,21 +54,23 @@ int lmx__ends_with(const char *s, const char *suffix)
     return a >= b && strcmp(s + a - b, suffix) == 0;
 }
 
-int lmx__file_blake2b(const char *path, char hex[65])
+int lmx__files_blake2b(char *const *files, size_t n, char hex[65])
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return -1;
     crypto_generichash_state hs;
     crypto_generichash_init(&hs, NULL, 0, 32);
     uint8_t buf[1 << 16], h[32];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
-        crypto_generichash_update(&hs, buf, n);
-    int bad = ferror(f);
-    fclose(f);
-    if (bad)
-        return -1;
+    for (size_t i = 0; i < n; i++) {
+        FILE *f = fopen(files[i], "rb");
+        if (!f)
+            return -1;
+        size_t k;
+        while ((k = fread(buf, 1, sizeof buf, f)) > 0)
+            crypto_generichash_update(&hs, buf, k);
+        int bad = ferror(f);
+        fclose(f);
+        if (bad)
+            return -1;
+    }
     crypto_generichash_final(&hs, h, sizeof h);
     lmx__hex(h, sizeof h, hex);
     return 0;
