@@ -137,8 +137,10 @@ function main() {
       const zbase = `${base}.${algo}`;
       let z;
       if (algo === 'gz') z = zlib.gzipSync(raw, { level: level ? Number(level) : 9 });
-      else if (algo === 'zstd') z = execFileSync('zstd', ['-q', '-c', `-${level || 3}`, path.join(out, base)]);
-      else usage(`compression ${algo} not supported by this test writer`);
+      else if (algo === 'zstd') {
+        execFileSync('zstd', ['-q', '-f', `-${level || 3}`, path.join(out, base), '-o', path.join(out, zbase)]);
+        z = fs.readFileSync(path.join(out, zbase));
+      } else usage(`compression ${algo} not supported by this test writer`);
       fs.writeFileSync(path.join(out, zbase), z);
       entry.zip_data = { basename: zbase, bytes: z.length, hashes: {} };
       if (!keepRaw) fs.unlinkSync(path.join(out, base));
