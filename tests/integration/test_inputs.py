@@ -130,6 +130,7 @@ def test_gzip_fixtures(wd):
         check(all(d["source"].endswith(name) for d in docs), f"{name}: provenance {docs[0]['source']}")
         check([d["doc_id"] for d in docs] == [f"doc-{i}" for i in range(30)], f"{name}: doc_id wrong")
         check(docs[8]["line"] == 10, f"{name}: line numbers do not count the blank line")
+        check(all("row" not in d for d in docs), f"{name}: a JSON Lines document names a row")
         kind = json.load(open(os.path.join(idx, "manifest.json")))["shards"][0]["kind"]
         want = "jsonl.zst" if name.endswith("zstd") else "jsonl.gz"
         check(kind == want, f"{name}: kind {kind}, want {want}")
@@ -199,6 +200,7 @@ def test_mds_fixtures(wd):
               f"{name}: provenance {prov[:4]}")
         kind = json.load(open(os.path.join(idx, "manifest.json")))["shards"][0]["kind"]
         check(kind == "mds", f"{name}: kind {kind}")
+        check(all(d["row"] == d["line"] for d in d2), f"{name}: doc --json does not name the row")
         for col, extra, fix in [("input_ids", [], None), ("ids16", [], None),
                                 ("tok_bytes", ["--token-dtype", "int32"], None),
                                 ("fixed", [], lambda ids: ids[:1] * 4), ("anyarr", [], None)]:
