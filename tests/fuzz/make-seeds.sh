@@ -250,4 +250,24 @@ for folder in ("plain", "zstd", "gz-noconfig"):
     open(os.path.join(out, "fuzz_mds", folder), "wb").write(struct.pack("<H", len(j)) + j + data)
 PY
 
+# fuzz_index: an index with the optional ids section (--id-field), packed like the others
+python3 - "$WORK/ids.jsonl" <<'PY'
+import json, sys
+with open(sys.argv[1], "w") as f:
+    for i, t in enumerate(["alpha", "", "beta gamma", "delta"]):
+        f.write(json.dumps({"text": t, "id": f"doc-{i}" if i != 2 else 7, "meta": {"redpajama_set_name": "S"}}) + "\n")
+PY
+(cd "$WORK" && "$LONGMIXD" index --tokenizer bytes --id-field id --out idx-ids ids.jsonl >/dev/null 2>&1)
+python3 - "$WORK/idx-ids" "$OUT/fuzz_index/ids-f0" <<'PY'
+import json, os, struct, sys
+idx, out = sys.argv[1], sys.argv[2]
+m = json.load(open(os.path.join(idx, "manifest.json")))
+mb = json.dumps(m, separators=(",", ":")).encode()
+b = bytes([0]) + struct.pack("<H", len(mb)) + mb
+for s in m["shards"]:
+    sb = open(os.path.join(idx, "shards", s["file"]), "rb").read()
+    b += struct.pack("<H", len(sb)) + sb
+open(out, "wb").write(b)
+PY
+
 for t in "$OUT"/*/; do printf '%-16s %3d seeds\n' "$(basename "$t")" "$(ls "$t" | wc -l)"; done

@@ -82,6 +82,12 @@ def test_field_layout(wd):
     check([d.get("doc_id") for d in db] == want_ids, f"doc_id provenance wrong: {[d.get('doc_id') for d in db][:3]}")
     check(all("doc_id" not in d for d in da), "doc_id shown without --id-field")
     run([LONGMIXD, "verify", wd("b")])
+    # --shard + --merge keep the ids (the shards carry them)
+    for i in range(2):
+        index(wd(f"sl{i}"), "--shard", f"{i}/2", "--text-field", "content", "--domain-field", "info.lang",
+              "--id-field", "hexsha", wd("stack"))
+    run([LONGMIXD, "index", "--merge", "--out", wd("mg"), wd("sl1"), wd("sl0")])
+    check(all_docs(wd("mg"))[1] == db, "merged slices lost or changed the ids")
     # The default layout keeps failing on the other one, naming the field.
     fails([LONGMIXD, "index", "--tokenizer", "bytes", "--out", wd("c"), wd("stack")], "field 'text' missing")
     fails([LONGMIXD, "index", "--tokenizer", "bytes", "--out", wd("c"), "--text-field", "info.nope",
