@@ -286,6 +286,8 @@ void lmx__job_domain_rule(const lmx_index_options *opts, const lmx_job *j, char 
         k = snprintf(out, n, "folder");
     else
         k = snprintf(out, n, "field:%s", opts->domain_field);
+    if (j->fmt->flags & LMX_INPUT_NO_FIELDS)
+        return;
     if (k >= 0 && (size_t)k < n && opts->text_field && strcmp(opts->text_field, "text") != 0)
         k += snprintf(out + k, n - (size_t)k, ";text:%s", opts->text_field);
     if (k >= 0 && (size_t)k < n && opts->id_field)

@@ -98,6 +98,12 @@ def test_field_layout(wd):
     out = index(wd("b"), "--text-field", "content", "--domain-field", "info.lang", wd("stack"))
     check("(0 unchanged)" in out, f"dropping --id-field reused shards: {out!r}")
     check(all("doc_id" not in d for d in all_docs(wd("b"))[1]), "doc_id kept after re-index without --id-field")
+    # formats without fields (.txt folders) keep their shards whatever the field options
+    os.makedirs(wd("txt", "Notes"))
+    open(wd("txt", "Notes", "a.txt"), "w").write("plain text")
+    index(wd("t"), wd("txt"))
+    out = index(wd("t"), "--text-field", "content", "--id-field", "x", wd("txt"))
+    check("(1 unchanged)" in out, f"field options re-indexed a .txt folder: {out!r}")
     # --domain-from-path: data/{domain}/*.jsonl, relative pattern under an absolute INPUT.
     for i, rows in enumerate(files):
         write_jsonl(wd("data", ["books", "news", "books"][i], f"p{i}.jsonl"), rows)

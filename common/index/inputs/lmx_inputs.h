@@ -90,6 +90,8 @@ enum {
     LMX_INPUT_NEEDS_DOMAIN = 2, /* records carry no domain: DOMAIN=PATH is required */
     LMX_INPUT_HASH_REUSE = 4,   /* a touched input (new mtime) whose bytes hash the same is reused:
                                    finish()'s hash = lmx__files_blake2b of the job's files */
+    LMX_INPUT_NO_FIELDS = 8,    /* no named fields: --text-field/--id-field/--token-dtype do not
+                                   change its documents (nor its reuse key) */
 };
 
 struct lmx_input_format {
