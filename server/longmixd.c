@@ -257,6 +257,13 @@ static int cmd_stats(int argc, char **argv)
     return 0;
 }
 
+/* A Parquet source is addressed by row, every other by line (proto/INDEX.md, "Provenance"). */
+static const char *doc_where_key(const char *source)
+{
+    size_t n = strlen(source);
+    return n >= 8 && strcmp(source + n - 8, ".parquet") == 0 ? "row" : "line";
+}
+
 static int cmd_doc(int argc, char **argv)
 {
     if (wants_help(argc, argv)) {
@@ -306,7 +313,7 @@ static int cmd_doc(int argc, char **argv)
         json_object_set_new(o, "domain", json_string(lmx__index_domain_name(ix, d.domain)));
         json_object_set_new(o, "tokens", json_integer((json_int_t)d.n_tokens));
         json_object_set_new(o, "source", json_string(d.source));
-        json_object_set_new(o, "line", json_integer((json_int_t)d.line));
+        json_object_set_new(o, doc_where_key(d.source), json_integer((json_int_t)d.line));
         if (d.doc_id)
             json_object_set_new(o, "doc_id", json_string(d.doc_id));
         if (with_tokens) {

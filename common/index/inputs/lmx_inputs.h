@@ -123,6 +123,7 @@ const lmx_input_format *lmx__input_format(const char *name);
 extern const lmx_input_format lmx__input_jsonl;
 extern const lmx_input_format lmx__input_text;
 extern const lmx_input_format lmx__input_megatron;
+extern const lmx_input_format lmx__input_parquet;
 
 /* Megatron: PREFIX.bin when PATH is PREFIX, PREFIX.bin or PREFIX.idx and both files exist, else
  * NULL (malloc'ed). */
