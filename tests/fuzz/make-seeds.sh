@@ -8,6 +8,8 @@
 #   fuzz_tokenizer  the built-in tokenizers of fuzz_encode and cut-down copies of the shared
 #                   fixtures (../shared/fixtures/tokenizers), with tokenizer_config.json after a NUL
 #   fuzz_encode     texts for each built-in tokenizer
+#   fuzz_parquet    12-row files from DuckDB, arrow-rs and hyparquet-writer (tests/tools/parquet/gen.mjs;
+#                   needs node + `npm ci` there, else the committed seeds stay)
 # Usage: tests/fuzz/make-seeds.sh BUILD_DIR   (a build with longmixd; fuzz_encode if LMX_FUZZ=ON)
 # The seeds are committed; run this only to refresh them. Needs python3 and curl.
 set -euo pipefail
@@ -216,5 +218,12 @@ for k in range(4):
             open("%s/t%d%s-%s" % (out, k, "m" if m else "", name), "wb").write(bytes([k | m]) + t.encode())
 open("%s/invalid-utf8" % out, "wb").write(b"\x00ab\xff\xfe\xc3(\xe2\x82 \xf0\x9f\x98")
 PY
+
+# ---- parquet: small files from the three independent writers ----
+if [ -d "$SRC/tests/tools/parquet/node_modules" ] && command -v node >/dev/null; then
+  rm -rf "${OUT:?}/fuzz_parquet"; mkdir -p "$OUT/fuzz_parquet"
+  node "$SRC/tests/tools/parquet/gen.mjs" "$WORK/parquet" 12 fixtures >/dev/null
+  cp "$WORK"/parquet/*.parquet "$OUT/fuzz_parquet/"
+fi
 
 for t in "$OUT"/*/; do printf '%-16s %3d seeds\n' "$(basename "$t")" "$(ls "$t" | wc -l)"; done

@@ -66,6 +66,7 @@ struct lmx_parquet_col {
     pq_dbp d1, d2;
     lmx_buf cur[2];           /* DELTA_BYTE_ARRAY: the previous and the current value */
     int cur_i;
+    uint64_t dba_left;        /* DELTA_BYTE_ARRAY: bytes the page may still expand to */
     pq_codec_ctx *codec;
 };
 
@@ -143,7 +144,8 @@ static void walk_node(walk *w, int depth, int def, int in_list)
             w->bad = 1;
             return;
         }
-        memcpy(l->path, w->path.data, w->path.len);
+        if (w->path.len)
+            memcpy(l->path, w->path.data, w->path.len);
         l->path[w->path.len] = 0;
         l->type = e->type;
         l->max_def = def;
@@ -448,6 +450,8 @@ static int values_init(lmx_parquet_col *c, lmx_error *err)
             (rc = lmx__pq_dbp_init(&c->d2, e1, c->vend, &e2, err)) == LMX_OK)
             c->vp = e2;
         c->cur[0].len = c->cur[1].len = 0; /* prefixes refer to values of the same page */
+        /* shared prefixes expand a page; bounded so a hostile page cannot make reading quadratic */
+        c->dba_left = (uint64_t)(c->vend - c->vp) * 256 + ((uint64_t)1 << 26);
         break;
     default:
         return col_err(c, err, LMX_EUNSUPPORTED, "encoding %s (%d) is not supported for %s", encoding_name(c->encoding),
@@ -597,6 +601,9 @@ static int next_bytes(lmx_parquet_col *c, lmx_parquet_value *v, lmx_error *err)
         lmx_buf *prev = &c->cur[c->cur_i], *cur = &c->cur[c->cur_i ^ 1];
         if (lmx__pq_dbp_next(&c->d1, &a) != 0 || lmx__pq_dbp_next(&c->d2, &b) != 0 || a > prev->len || b > left)
             return col_err(c, err, LMX_EFORMAT, "corrupt DELTA_BYTE_ARRAY prefix or suffix lengths");
+        if (a + b > c->dba_left)
+            return col_err(c, err, LMX_EUNSUPPORTED, "DELTA_BYTE_ARRAY page expands to over 256 times its size");
+        c->dba_left -= a + b;
         cur->len = 0;
         if (lmx__buf_reserve(cur, (size_t)(a + b) + 1) != LMX_OK)
             return col_err(c, err, LMX_ENOMEM, "value of %llu bytes", (unsigned long long)(a + b));
