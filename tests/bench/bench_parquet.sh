@@ -36,28 +36,36 @@ echo "input: $corpus: $(ls "$corpus"/zst | wc -l) files; .jsonl.zst $(du -sm "$c
 now() { date +%s.%N; }
 py() { python3 -c "$1" "$@"; }
 
-# (1) reader alone, 3 rounds, best of each
-best_ours=999; best_d1=999; best_d2=999
-for round in 1 2 3; do
-  t0=$(now)
-  for f in "$corpus"/pq/*.parquet; do "$dump" --count "$f" text > /dev/null; done
-  t1=$(now)
-  ours=$(py 'import sys; print(float(sys.argv[3]) - float(sys.argv[2]))' "$t0" "$t1")
-  d1=$(node "$tools/bench.mjs" read 1 "$corpus"/pq/*.parquet)
-  d2=$(node "$tools/bench.mjs" read 2 "$corpus"/pq/*.parquet)
-  best_ours=$(py 'import sys; print(min(float(sys.argv[2]), float(sys.argv[3])))' "$best_ours" "$ours")
-  best_d1=$(py 'import sys; print(min(float(sys.argv[2]), float(sys.argv[3].split()[0])))' "$best_d1" "$d1")
-  best_d2=$(py 'import sys; print(min(float(sys.argv[2]), float(sys.argv[3].split()[0])))' "$best_d2" "$d2")
-done
-bytes=$(echo "$d1" | cut -d' ' -f2)
-ours_bytes=$(for f in "$corpus"/pq/*.parquet; do "$dump" --count "$f" text; done | awk '{s += $3} END {print s}')
-[ "$bytes" = "$ours_bytes" ] || echo "WARNING: DuckDB counted $bytes text bytes, longmix $ours_bytes"
-py '
-import sys
-b, o, d1, d2 = int(sys.argv[2]) / 1e6, float(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
-print(f"reader (text column, {b:.1f} MB, best of 3): longmix 1 thread {b / o:7.1f} MB/s ({o:.3f} s)   "
-      f"DuckDB 1 thread {b / d1:7.1f} MB/s ({d1:.3f} s)   DuckDB 2 threads {b / d2:7.1f} MB/s ({d2:.3f} s)   "
-      f"longmix/DuckDB-1t {d1 / o:.2f}x")' "$bytes" "$best_ours" "$best_d1" "$best_d2"
+# (1) reader alone, 3 rounds, best wall and best CPU (user+system) of each; the machine may be
+# shared, so CPU seconds are the steadier comparison.
+python3 - "$dump" "$tools/bench.mjs" "$corpus"/pq/*.parquet <<'PY'
+import resource, subprocess, sys, time
+dump, bench, files = sys.argv[1], sys.argv[2], sys.argv[3:]
+def ours():
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN); t0 = time.time(); n = 0
+    for f in files:
+        out = subprocess.run([dump, "--count", f, "text"], capture_output=True, check=True, text=True).stdout
+        n += int(out.split()[2])
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.time() - t0, (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime), n
+def duck(th):
+    w, c, n, _ = subprocess.run(["node", bench, "read", str(th), *files], capture_output=True, check=True,
+                                text=True).stdout.split()
+    return float(w), float(c), int(n)
+res = {"longmix 1 thread": [], "DuckDB 1 thread": [], "DuckDB 2 threads": []}
+for _ in range(3):
+    res["longmix 1 thread"].append(ours())
+    res["DuckDB 1 thread"].append(duck(1))
+    res["DuckDB 2 threads"].append(duck(2))
+sizes = {r[2] for v in res.values() for r in v}
+mb = sizes.pop() / 1e6
+if sizes:
+    print("WARNING: the readers counted different text bytes")
+print(f"reader: text column of {len(files)} files, {mb:.1f} MB of text, best of 3")
+for k, v in res.items():
+    w, c = min(r[0] for r in v), min(r[1] for r in v)
+    print(f"  {k:18} wall {w:6.3f} s ({mb / w:7.1f} MB/s)   CPU {c:6.3f} s ({mb / c:7.1f} MB/s of CPU)")
+PY
 
 # (2) indexing, same threads: .jsonl.zst vs .parquet
 for tok in bytes "$shared/fixtures/tokenizers/llama3-bytelevel/tokenizer.json"; do

@@ -82,14 +82,17 @@ def test_fields(wd):
 
 
 def test_refusals(wd):
-    """Missing columns, list/map columns and integer text columns are errors naming file and column."""
+    """Missing columns, maps, nested lists, lists of strings and integer text columns are errors
+    naming the file and the column."""
     lists = os.path.join(FIX, "duckdb-lists.parquet")
     err = index(wd("a"), lists, ok=False)
     check("duckdb-lists.parquet" in err and "'meta.redpajama_set_name'" in err and "--domain-field" in err, err)
-    err = index(wd("a"), "--text-field", "input_ids", "x=" + lists, ok=False)
-    check("duckdb-lists.parquet" in err and "'input_ids' is a list or map" in err, err)
+    err = index(wd("a"), "--text-field", "nested", "x=" + lists, ok=False)
+    check("duckdb-lists.parquet" in err and "'nested' is a nested list" in err, err)
+    err = index(wd("a"), "--text-field", "strs", "x=" + lists, ok=False)
+    check("'strs' is a list of BYTE_ARRAY" in err, err)
     err = index(wd("a"), "--text-field", "m", "x=" + lists, ok=False)
-    check("'m' is a list or map" in err, err)
+    check("'m' is a map" in err, err)
     err = index(wd("a"), "--text-field", "n", "x=" + PARQUETS[0], ok=False)
     check("'n'" in err and "integers" in err, err)
     err = index(wd("a"), "--text-field", "meta", PARQUETS[0], ok=False)
@@ -142,7 +145,27 @@ def test_corrupt(wd):
         check(st["total_docs"] == 108, f"{name}: the good input was not indexed with --on-error skip")
 
 
-TESTS = {f.__name__[5:]: f for f in [test_same_as_jsonl, test_fields, test_refusals, test_reuse_shard_merge,
+def test_tokens(wd):
+    """--text-field naming a list of integers (`input_ids`) indexes pre-tokenized rows: every
+    writer's file gives the expected ids per row; null lists are bad records; a plain integer
+    column is not token ids."""
+    want = [json.loads(l) for l in open(os.path.join(FIX, "expected.jsonl"))]
+    keep = [(i + 1, e["domain"], e["input_ids"]) for i, e in enumerate(want)
+            if e["input_ids"] is not None and e["domain"] is not None]
+    for f in PARQUETS:
+        name = os.path.basename(f)
+        index(wd("t-" + name), "--on-error", "skip", "--text-field", "input_ids", f)
+        _, d = all_docs(wd("t-" + name))
+        check([(x["row"], x["domain"], x["ids"]) for x in d] == keep, f"{name}: token rows differ")
+    # the built-in byte tokenizer has 256 ids plus specials; [1, 2, 3] is inside, 1000 is not
+    lists = os.path.join(FIX, "duckdb-lists.parquet")
+    index(wd("l"), "--text-field", "input_ids", "web=" + lists)
+    check(all_docs(wd("l"))[1][0]["ids"] == [1, 2, 3], "lists file ids")
+    err = index(wd("n"), "--text-field", "n", "x=" + PARQUETS[0], ok=False)
+    check("column 'n' (--text-field) holds integers" in err, err)
+
+
+TESTS = {f.__name__[5:]: f for f in [test_same_as_jsonl, test_fields, test_tokens, test_refusals, test_reuse_shard_merge,
                                       test_corrupt]}
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 /* Parquet input (`*.parquet`): one document per row, the text in the string column
- * --text-field (default `text`), the domain in --domain-field (default
+ * --text-field (default `text`) or, when that column is a list of integers (`input_ids`),
+ * pre-tokenized ids (TOKENS records, checked against the tokenizer's vocabulary), the domain in --domain-field (default
  * `meta.redpajama_set_name`, a struct member as in the Hub's SlimPajama files), the optional
  * --id-field kept as provenance; `where` = the 1-based row in the file. Records are TEXT (the
  * reader decodes columns itself; tokenizing still runs on every thread). A column the file lacks
@@ -20,6 +21,9 @@ typedef struct pq_input {
     lmx_parquet *pq;
     lmx_parquet_col *col[N_COLS]; /* NULL when not read */
     int type[N_COLS];
+    int tokens;         /* the text column is a list of token ids */
+    uint32_t *ids;
+    size_t ids_cap;
     uint64_t row, rows;
     size_t file_size;
     lmx_buf domain, id; /* NUL-terminated copies for the record */
@@ -41,6 +45,7 @@ static void parquet_close(lmx_input *in)
     lmx__parquet_close(r->pq);
     lmx__buf_free(&r->domain);
     lmx__buf_free(&r->id);
+    free(r->ids);
     free(r);
 }
 
@@ -48,7 +53,15 @@ static void parquet_close(lmx_input *in)
 static int open_col(pq_input *r, int k, const char *path, const char *which, lmx_error *err)
 {
     size_t c;
-    int rc = lmx__parquet_find(r->pq, path, &c, &r->type[k], err);
+    int rc = LMX_EINVAL;
+    if (k == COL_TEXT) { /* a list of integers: pre-tokenized */
+        rc = lmx__parquet_find_list(r->pq, path, &c, &r->type[k], err);
+        r->tokens = rc == LMX_OK;
+    }
+    if (rc == LMX_EINVAL) { /* not a list: a column of one value per row */
+        lmx__err_clear(err);
+        rc = lmx__parquet_find(r->pq, path, &c, &r->type[k], err);
+    }
     if (rc == LMX_ENOTFOUND) {
         char msg[LMX_ERROR_MESSAGE_MAX];
         snprintf(msg, sizeof msg, "%s", err->message);
@@ -57,7 +70,7 @@ static int open_col(pq_input *r, int k, const char *path, const char *which, lmx
     }
     if (rc != LMX_OK)
         return rc;
-    if (k != COL_ID && r->type[k] != LMX_PQ_BYTES)
+    if (k != COL_ID && r->type[k] != LMX_PQ_BYTES && !r->tokens)
         return lmx__err(err, LMX_EUNSUPPORTED, "%s: column '%s' (%s) holds integers, not strings",
                         r->base.params->path, path, which);
     return lmx__parquet_col_open(r->pq, c, &r->col[k], err);
@@ -107,11 +120,44 @@ static int value_text(const lmx_parquet_value *v, int type, lmx_buf *b)
     return lmx__buf_printf(b, "%lld", (long long)v->i) == LMX_OK ? 0 : -1;
 }
 
+/* A row of pre-tokenized ids: TOKENS when every id is inside the vocabulary, else BAD. */
+static int tokens_record(pq_input *r, const lmx_parquet_list *l, const char *col, lmx_input_rec *rec,
+                         lmx_error *err)
+{
+    uint32_t vocab = r->base.params->vocab_size;
+    if (l->is_null || l->null_elements) {
+        lmx__rec_bad(rec, "column '%s' is null or holds nulls", col);
+        return LMX_OK;
+    }
+    if (l->n > r->ids_cap) {
+        uint32_t *v = realloc(r->ids, l->n * sizeof *v);
+        if (!v)
+            return lmx__err(err, LMX_ENOMEM, "%s: row %llu: out of memory", r->base.params->path,
+                            (unsigned long long)r->row);
+        r->ids = v;
+        r->ids_cap = l->n;
+    }
+    for (size_t i = 0; i < l->n; i++) {
+        if (l->v[i] < 0 || (uint64_t)l->v[i] >= vocab) {
+            lmx__rec_bad(rec, "column '%s': token id %lld at position %zu is outside the vocabulary (%u ids)", col,
+                         (long long)l->v[i], i, vocab);
+            return LMX_OK;
+        }
+        r->ids[i] = (uint32_t)l->v[i];
+    }
+    rec->kind = LMX_REC_TOKENS;
+    rec->ids = r->ids;
+    rec->n_ids = l->n;
+    return LMX_OK;
+}
+
 static int parquet_next(lmx_input *in, lmx_input_rec *rec, lmx_error *err)
 {
     pq_input *r = (pq_input *)in;
-    lmx_parquet_value t, d, id;
-    int rc = lmx__parquet_col_next(r->col[COL_TEXT], &t, err);
+    lmx_parquet_value t = {0}, d, id;
+    lmx_parquet_list l = {0};
+    int rc = r->tokens ? lmx__parquet_col_next_list(r->col[COL_TEXT], &l, err)
+                       : lmx__parquet_col_next(r->col[COL_TEXT], &t, err);
     if (rc <= 0)
         return rc;
     r->row++;
@@ -123,24 +169,28 @@ static int parquet_next(lmx_input *in, lmx_input_rec *rec, lmx_error *err)
         in->bytes_read = (uint64_t)((double)r->file_size * (double)r->row / (double)r->rows);
     rec->source = in->params->path;
     rec->where = r->row;
-    rec->bytes = t.len;
+    rec->bytes = r->tokens ? l.n * 4 : t.len;
     const char *text_col = in->params->text_field ? in->params->text_field : "text";
-    if (t.is_null) {
+    if (r->tokens) {
+        if ((rc = tokens_record(r, &l, text_col, rec, err)) != LMX_OK)
+            return rc;
+    } else if (t.is_null) {
         lmx__rec_bad(rec, "column '%s' is null", text_col);
         return 1;
-    }
-    size_t valid = lmx__utf8_valid_prefix((const uint8_t *)t.data, t.len);
-    if (valid != t.len) {
-        lmx__rec_bad(rec, "column '%s' is not valid UTF-8 (first bad byte at offset %zu)", text_col, valid);
-        return 1;
-    }
-    if (t.len > LMX_INPUT_MAX_RECORD) {
+    } else if (t.len > LMX_INPUT_MAX_RECORD) {
         lmx__rec_bad(rec, "column '%s' is longer than %zu bytes", text_col, LMX_INPUT_MAX_RECORD);
         return 1;
+    } else if (lmx__utf8_valid_prefix((const uint8_t *)t.data, t.len) != t.len) {
+        lmx__rec_bad(rec, "column '%s' is not valid UTF-8 (first bad byte at offset %zu)", text_col,
+                     lmx__utf8_valid_prefix((const uint8_t *)t.data, t.len));
+        return 1;
+    } else {
+        rec->kind = LMX_REC_TEXT;
+        rec->data = t.data;
+        rec->len = t.len;
     }
-    rec->kind = LMX_REC_TEXT;
-    rec->data = t.data;
-    rec->len = t.len;
+    if (rec->kind == LMX_REC_BAD)
+        return 1;
     if (r->col[COL_DOMAIN] && !d.is_null) { /* a null domain: the indexer reports the record */
         if (value_text(&d, r->type[COL_DOMAIN], &r->domain) != 0)
             return lmx__err(err, LMX_ENOMEM, "%s: row %llu: out of memory", in->params->path,
@@ -153,6 +203,9 @@ static int parquet_next(lmx_input *in, lmx_input_rec *rec, lmx_error *err)
                             (unsigned long long)r->row);
         rec->doc_id = (const char *)r->id.data;
     }
+    /* the indexer checks the domain of TEXT records only (TOKENS formats usually force one) */
+    if (rec->kind == LMX_REC_TOKENS && !rec->domain && !in->params->domain)
+        lmx__rec_bad(rec, "domain field '%s' missing or not a string", in->params->domain_field);
     return 1;
 }
 
