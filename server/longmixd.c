@@ -257,6 +257,7 @@ static int cmd_stats(int argc, char **argv)
     return 0;
 }
 
+/* A Parquet source is addressed by row, every other by line (proto/INDEX.md, "Provenance"). */
 static int cmd_doc(int argc, char **argv)
 {
     if (wants_help(argc, argv)) {

@@ -10,6 +10,8 @@
 #   fuzz_encode     texts for each built-in tokenizer
 #   fuzz_client_body the fuzz_wire bodies plain and zstd-compressed (zstd CLI), a zstd RLE bomb
 #                   and one that lies about its size, error texts with escapes
+#   fuzz_parquet    12-row files from DuckDB, arrow-rs and hyparquet-writer (tests/tools/parquet/gen.mjs;
+#                   needs node + `npm ci` there, else the committed seeds stay)
 # Usage: tests/fuzz/make-seeds.sh BUILD_DIR   (a build with longmixd; fuzz_encode if LMX_FUZZ=ON)
 # The seeds are committed; run this only to refresh them. Needs python3 and curl.
 set -euo pipefail
@@ -307,5 +309,11 @@ open(f"{out}/lie", "wb").write(bytes([1 | 6 << 2, 63]) + rle(1 << 16, 1 << 20))
 open(f"{out}/escapes", "wb").write(bytes([3 << 2, 40]) +
      '{"error": "bad\x1b[31m", "detail": "a\nb\r\x07 \u009b2J \u202e \xff"}'.encode("utf-8", "surrogateescape"))
 PY
+# ---- parquet: small files from the three independent writers ----
+if [ -d "$SRC/tests/tools/parquet/node_modules" ] && command -v node >/dev/null; then
+  rm -rf "${OUT:?}/fuzz_parquet"; mkdir -p "$OUT/fuzz_parquet"
+  node "$SRC/tests/tools/parquet/gen.mjs" "$WORK/parquet" 12 fixtures >/dev/null
+  cp "$WORK"/parquet/*.parquet "$OUT/fuzz_parquet/"
+fi
 
 for t in "$OUT"/*/; do printf '%-16s %3d seeds\n' "$(basename "$t")" "$(ls "$t" | wc -l)"; done

@@ -126,3 +126,11 @@ foreach(t zstd_bomb chunked_flood error_body_flood timeout_deadline error_text_e
   set_tests_properties(integration.client_hostile.${t} PROPERTIES ENVIRONMENT "${lmx_client_env}" TIMEOUT 120
                        SKIP_RETURN_CODE 77)
 endforeach()
+
+# Parquet inputs (issue #13): tests/integration/test_parquet.py on tests/unit/parquet/ (files from
+# DuckDB, arrow-rs and hyparquet-writer), one ctest test per Python test function.
+foreach(t same_as_jsonl fields tokens refusals reuse_shard_merge corrupt)
+  add_test(NAME integration.parquet.${t}
+           COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_parquet.py ${t})
+  set_tests_properties(integration.parquet.${t} PROPERTIES ENVIRONMENT "${LMX_TEST_ENV}" TIMEOUT 300)
+endforeach()

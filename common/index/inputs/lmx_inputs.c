@@ -10,6 +10,7 @@
 /* Match order: the first format whose match() accepts a file gets it. */
 const lmx_input_format *const lmx__input_formats[] = {
     &lmx__input_jsonl,
+    &lmx__input_parquet,
     &lmx__input_megatron,
     &lmx__input_mds,
     &lmx__input_text,

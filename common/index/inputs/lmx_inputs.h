@@ -130,6 +130,7 @@ extern const lmx_input_format lmx__input_jsonl;
 extern const lmx_input_format lmx__input_text;
 extern const lmx_input_format lmx__input_megatron;
 extern const lmx_input_format lmx__input_mds;
+extern const lmx_input_format lmx__input_parquet;
 
 /* Megatron: PREFIX.bin when PATH is PREFIX, PREFIX.bin or PREFIX.idx and both files exist, else
  * NULL (malloc'ed). */
