@@ -315,8 +315,17 @@ typedef struct lmx_tokjson {
     lmx_buf id_arena;
     uint32_t id_limit; /* max id + 1 */
 
+    /* document separators (lmx_tok_load_sep.c): the model's BOS/EOS tokens and its convention */
     uint32_t bos, eos;
+    int add_bos, add_eos;
+    /* tokenizer_config.json changed them (vs tokenizer.json alone): part of the identity */
+    int seps_from_config;
 } lmx_tokjson;
+
+typedef struct lmx_tok_seps {
+    uint32_t bos, eos;
+    int add_bos, add_eos;
+} lmx_tok_seps;
 
 /* ---- loader (lmx_tok_load.c, lmx_tok_load_pipeline.c, lmx_tok_load_bpe.c, lmx_tok_vocab_scan.c) */
 
@@ -376,6 +385,11 @@ void lmx__tokload_quote(char *dst, size_t cap, const char *s, size_t n);
 int lmx__tokload_normalizer(lmx_tok_loadctx *c, struct json_t *o, const char *path);
 int lmx__tokload_pretok(lmx_tok_loadctx *c, struct json_t *o, const char *path);
 int lmx__tokload_decoder(lmx_tok_loadctx *c, struct json_t *o, const char *path);
+
+/* The document separators (lmx_tok_load_sep.c) from the post_processor of root and cfg
+ * (tokenizer_config.json's object, or NULL); needs the added tokens and vocab loaded. */
+void lmx__tokload_separators(lmx_tok_loadctx *c, struct json_t *root, struct json_t *cfg,
+                             lmx_tok_seps *out);
 
 /* The BPE model (lmx_tok_load_bpe.c): m = the "model" object, added = "added_tokens" (ids
  * counted into the id limit). Uses c->fast's lists when set, else reads them from m. */
