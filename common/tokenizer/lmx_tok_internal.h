@@ -190,9 +190,13 @@ static inline const lmx_tok_merge *lmx__tok_merge_get(const lmx_tok_mergemap *m,
 
 /* ---- pipeline description ----------------------------------------------------------------- */
 
-enum { LMX_NORM_PREPEND = 1, LMX_NORM_REPLACE, LMX_NORM_NFC };
+enum { LMX_NORM_PREPEND = 1, LMX_NORM_REPLACE, LMX_NORM_NFC, LMX_NORM_NFD, LMX_NORM_NFKC,
+       LMX_NORM_NFKD, LMX_NORM_LOWERCASE, LMX_NORM_STRIP, LMX_NORM_STRIP_ACCENTS };
+struct lmx_tok_regex;
 typedef struct lmx_tok_norm {
     int type;
+    struct lmx_tok_regex *rx; /* Replace with a Regex pattern */
+    int left, right;          /* Strip */
     char *a; size_t alen; /* Prepend: prepend; Replace: pattern */
     char *b; size_t blen; /* Replace: content */
 } lmx_tok_norm;
@@ -625,6 +629,12 @@ static inline unsigned lmx__tok_cls_cp(uint32_t cp)
 /* lmx__utf8_* (validation, repair, decode/encode one char): base/lmx_utf8.h */
 /* NFC of valid UTF-8 s[0..n) appended to out; scratch is a reusable u32 buffer. */
 int lmx__nfc(const uint8_t *s, size_t n, lmx_buf *out, uint32_t **scratch, size_t *scratch_cap);
+/* The same for any form (LMX_NF_*; compatibility data: Unicode 15.0, Debian unicode-data). */
+enum { LMX_NF_C = 1, LMX_NF_D, LMX_NF_KC, LMX_NF_KD };
+int lmx__unorm(int form, const uint8_t *s, size_t n, lmx_buf *out, uint32_t **scratch,
+               size_t *scratch_cap);
+/* Rust's char::to_lowercase of every char of valid UTF-8 s[0..n), appended to out. */
+int lmx__lowercase(const uint8_t *s, size_t n, lmx_buf *out);
 /* GPT-2 bytes_to_unicode: code point standing for byte b. */
 uint32_t lmx__bytelevel_char(uint8_t b);
 #endif

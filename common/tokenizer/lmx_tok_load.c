@@ -218,6 +218,7 @@ void lmx__tokjson_free(lmx_tokjson *t)
     if (!t)
         return;
     for (int i = 0; i < t->n_norm; i++) {
+        lmx__tok_regex_free(t->norm[i].rx);
         free(t->norm[i].a);
         free(t->norm[i].b);
     }

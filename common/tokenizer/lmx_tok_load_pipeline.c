@@ -47,22 +47,37 @@ static int normalizer_step(lmx_tok_loadctx *c, json_t *o, const char *type, cons
         int is_re;
         n->type = LMX_NORM_REPLACE;
         rc = get_pattern(c, o, path, &is_re, &n->a, &n->alen);
-        if (!rc && is_re)
-            rc = lmx__tokload_bad(c, LMX_EUNSUPPORTED,
-                     "%s.pattern.Regex: Replace with a regex is not supported (only String patterns)",
-                     path);
-        if (!rc && n->alen == 0)
+        if (!rc && is_re) {
+            char msg[200];
+            rc = lmx__tok_regex_compile(n->a, n->alen, &n->rx, msg, sizeof msg);
+            if (rc)
+                rc = lmx__tokload_bad(c, rc, "%s.pattern.Regex: %s", path, msg);
+        }
+        if (!rc && !is_re && n->alen == 0)
             rc = lmx__tokload_bad(c, LMX_EUNSUPPORTED, "%s.pattern.String: empty pattern is not supported", path);
         snprintf(sub, sizeof sub, "%s.content", path);
         if (!rc)
             rc = lmx__tokload_dupstr(c, json_object_get(o, "content"), sub, &n->b, &n->blen);
-    } else if (strcmp(type, "NFC") == 0) {
-        n->type = LMX_NORM_NFC;
+    } else if (strcmp(type, "NFC") == 0 || strcmp(type, "NFD") == 0 || strcmp(type, "NFKC") == 0 ||
+               strcmp(type, "NFKD") == 0) {
+        n->type = type[2] == 'C' ? LMX_NORM_NFC : type[2] == 'D' ? LMX_NORM_NFD
+                : type[3] == 'C' ? LMX_NORM_NFKC : LMX_NORM_NFKD;
         rc = LMX_OK;
+    } else if (strcmp(type, "Lowercase") == 0) {
+        n->type = LMX_NORM_LOWERCASE;
+        rc = LMX_OK;
+    } else if (strcmp(type, "StripAccents") == 0) {
+        n->type = LMX_NORM_STRIP_ACCENTS;
+        rc = LMX_OK;
+    } else if (strcmp(type, "Strip") == 0) {
+        n->type = LMX_NORM_STRIP;
+        rc = lmx__tokload_getbool(c, o, "strip_left", path, 1, &n->left);
+        if (!rc)
+            rc = lmx__tokload_getbool(c, o, "strip_right", path, 1, &n->right);
     } else {
         return lmx__tokload_bad(c, LMX_EUNSUPPORTED,
                    "%s.type: normalizer \"%s\" is not supported (supported: Sequence, Prepend, "
-                   "Replace with a String pattern, NFC)", path, type);
+                   "Replace, NFC, NFD, NFKC, NFKD, Lowercase, Strip, StripAccents)", path, type);
     }
     t->n_norm++; /* counted even on error so free() releases the strings */
     return rc;

@@ -35,6 +35,15 @@ NORM = {
     "nfc": {"type": "NFC"},
     "prepend": {"type": "Prepend", "prepend": "\u2581"},
     "replace-str": {"type": "Replace", "pattern": {"String": "  "}, "content": " _ "},
+    "replace-regex": {"type": "Replace", "pattern": {"Regex": "\\s+|\\p{N}"}, "content": "#"},
+    "nfd": {"type": "NFD"},
+    "nfkc": {"type": "NFKC"},
+    "nfkd": {"type": "NFKD"},
+    "lowercase": {"type": "Lowercase"},
+    "strip": {"type": "Strip", "strip_left": True, "strip_right": True},
+    "strip-left": {"type": "Strip", "strip_left": True, "strip_right": False},
+    "strip-accents": {"type": "Sequence", "normalizers": [{"type": "NFD"}, {"type": "StripAccents"}]},
+    "nfkc-lowercase": {"type": "Sequence", "normalizers": [{"type": "NFKC"}, {"type": "Lowercase"}]},
 }
 
 
