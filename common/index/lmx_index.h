@@ -56,6 +56,13 @@ const char *lmx__index_tokenizer_identity(const lmx_index *ix);
 const char *lmx__index_dir(const lmx_index *ix);
 uint32_t lmx__index_bos(const lmx_index *ix);
 uint32_t lmx__index_eos(const lmx_index *ix);
+/* The tokenizer's document-separator convention (plan defaults for bos/eos) and the BOS/EOS
+ * strings (NULL when unknown or none); proto/TOKENIZER.md "Document separators". */
+int lmx__index_default_bos(const lmx_index *ix);
+int lmx__index_default_eos(const lmx_index *ix);
+const char *lmx__index_sep_token(const lmx_index *ix, int eos);
+/* {"bos": {"id", "token", "default"}, "eos": {...}} (new reference). */
+json_t *lmx__index_separators_json(const lmx_index *ix);
 uint32_t lmx__index_vocab_size(const lmx_index *ix);
 
 /* The path of the shard whose mapping holds addr (borrowed from ix), or NULL: names the file

@@ -187,6 +187,14 @@ static json_t *tokenizer_json(const lmx_build *B)
     json_object_set_new(tj, "vocab_size", json_integer(lmx__tokenizer_vocab_size(B->tok)));
     json_object_set_new(tj, "bos", json_integer(lmx__tokenizer_bos(B->tok)));
     json_object_set_new(tj, "eos", json_integer(lmx__tokenizer_eos(B->tok)));
+    /* the model's document-separator convention (plan defaults) and the token strings */
+    json_object_set_new(tj, "add_bos", json_boolean(lmx__tokenizer_default_bos(B->tok)));
+    json_object_set_new(tj, "add_eos", json_boolean(lmx__tokenizer_default_eos(B->tok)));
+    for (int k = 0; k < 2; k++) {
+        size_t n;
+        const char *s = lmx__tokenizer_token_str(B->tok, k ? lmx__tokenizer_eos(B->tok) : lmx__tokenizer_bos(B->tok), &n);
+        json_object_set_new(tj, k ? "eos_token" : "bos_token", s ? json_stringn(s, n) : json_null());
+    }
     return tj;
 }
 

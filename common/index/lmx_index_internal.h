@@ -83,6 +83,10 @@ void lmx__pack_ids(uint8_t *out, const uint32_t *ids, size_t n, uint32_t token_b
 typedef struct lmx_manifest_info {
     uint32_t token_bytes, bos, eos, vocab_size;
     const char *tokenizer_identity; /* inside the manifest */
+    /* separators convention and strings (optional in the manifest: absent in indexes from
+     * before #12 = BOS when there is one, no EOS; strings NULL) */
+    int add_bos, add_eos;
+    const char *bos_token, *eos_token; /* inside the manifest, or NULL */
 } lmx_manifest_info;
 
 /* Loads DIR/manifest.json and checks every field the format requires (proto/INDEX.md):

@@ -32,6 +32,8 @@ struct lmx_index {
     size_t n_shards;
     uint64_t n_docs, n_tokens;
     uint32_t token_bytes, bos, eos, vocab_size;
+    int add_bos, add_eos;
+    char *sep_token[2]; /* BOS / EOS strings or NULL */
     char **domains;
     uint32_t n_domains;
     lmx_domain_stats *stats;
@@ -250,6 +252,10 @@ int lmx__index_open(const char *dir, lmx_index **out, lmx_error *err)
         ix->eos = info.eos;
         ix->vocab_size = info.vocab_size;
         ix->tokenizer_identity = strdup(info.tokenizer_identity);
+        ix->add_bos = info.add_bos;
+        ix->add_eos = info.add_eos;
+        ix->sep_token[0] = info.bos_token ? strdup(info.bos_token) : NULL;
+        ix->sep_token[1] = info.eos_token ? strdup(info.eos_token) : NULL;
         ix->n_shards = json_array_size(shards);
         ix->shards = calloc(ix->n_shards + 1, sizeof *ix->shards);
     }
@@ -296,6 +302,8 @@ void lmx__index_close(lmx_index *ix)
     free(ix->shards);
     free(ix->dir);
     free(ix->tokenizer_identity);
+    free(ix->sep_token[0]);
+    free(ix->sep_token[1]);
     free(ix);
 }
 
@@ -310,6 +318,23 @@ const char *lmx__index_tokenizer_identity(const lmx_index *ix) { return ix->toke
 const char *lmx__index_dir(const lmx_index *ix) { return ix->dir; }
 uint32_t lmx__index_bos(const lmx_index *ix) { return ix->bos; }
 uint32_t lmx__index_eos(const lmx_index *ix) { return ix->eos; }
+int lmx__index_default_bos(const lmx_index *ix) { return ix->add_bos; }
+int lmx__index_default_eos(const lmx_index *ix) { return ix->add_eos; }
+const char *lmx__index_sep_token(const lmx_index *ix, int eos) { return ix->sep_token[eos != 0]; }
+
+json_t *lmx__index_separators_json(const lmx_index *ix)
+{
+    json_t *o = json_object();
+    for (int k = 0; k < 2; k++) {
+        uint32_t id = k ? ix->eos : ix->bos;
+        json_t *s = json_object();
+        json_object_set_new(s, "id", id == UINT32_MAX ? json_null() : json_integer(id));
+        json_object_set_new(s, "token", ix->sep_token[k] ? json_string(ix->sep_token[k]) : json_null());
+        json_object_set_new(s, "default", json_boolean(k ? ix->add_eos : ix->add_bos));
+        json_object_set_new(o, k ? "eos" : "bos", s);
+    }
+    return o;
+}
 uint32_t lmx__index_vocab_size(const lmx_index *ix) { return ix->vocab_size; }
 
 static const shard *find_shard(const lmx_index *ix, uint64_t id)
@@ -402,6 +427,7 @@ json_t *lmx__index_stats_json(const lmx_index *ix)
     json_object_set_new(root, "total_tokens", json_integer((json_int_t)ix->n_tokens));
     json_object_set_new(root, "total_docs", json_integer((json_int_t)ix->n_docs));
     json_object_set_new(root, "tokenizer", json_string(ix->tokenizer_identity));
+    json_object_set_new(root, "separators", lmx__index_separators_json(ix));
     json_object_set_new(root, "index_id", json_string(ix->identity));
     for (uint32_t d = 0; d < ix->n_domains; d++) {
         const lmx_domain_stats *s = &ix->stats[d];
