@@ -1,4 +1,4 @@
-/* longmixd: the data node. Subcommands: index, verify, stats, doc, tokenize, serve, keygen. */
+/* longmixd: the data node. Subcommands: index, verify, stats, doc, tokenize, serve, keygen, export. */
 #include <getopt.h>
 #include <jansson.h>
 #include <sodium.h>
@@ -13,6 +13,7 @@
 #include "lmxd_serve.h"
 
 #include "cmd_tokenize.h"
+#include "lmxd_export.h"
 
 static const char usage_main[] =
     "usage: longmixd COMMAND [OPTIONS]\n"
@@ -25,6 +26,7 @@ static const char usage_main[] =
     "  tokenize  JSON Lines text -> ids                longmixd tokenize --tokenizer FILE [--threads N]\n"
     "  serve     the HTTP data service                 longmixd serve --config FILE [--listen HOST:PORT] [--index DIR]\n"
     "  keygen    a new access token and its hash       longmixd keygen [--json]\n"
+    "  export    a plan's first steps to files         longmixd export --config FILE --plan NAME --steps N --format megatron|npy --out PREFIX\n"
     "\n"
     "`longmixd COMMAND --help` describes each command.\n";
 
@@ -408,7 +410,8 @@ int main(int argc, char **argv)
         const char *name;
         int (*fn)(int, char **);
     } cmds[] = {{"index", cmd_index}, {"verify", cmd_verify},     {"stats", cmd_stats}, {"doc", cmd_doc},
-                {"serve", cmd_serve}, {"tokenize", lmxd_cmd_tokenize}, {"keygen", cmd_keygen}};
+                {"serve", cmd_serve}, {"tokenize", lmxd_cmd_tokenize}, {"keygen", cmd_keygen},
+                {"export", lmxd_cmd_export}};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         if (strcmp(argv[1], cmds[i].name) == 0)
             return cmds[i].fn(argc - 1, argv + 1);

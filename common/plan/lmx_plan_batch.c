@@ -164,26 +164,34 @@ static int put_slice(lmx_plan *p, const seq_out *so, lmx_wire_writer *w, uint32_
     uint32_t j = 0; /* slice position */
     for (int h = 0; h < 2; h++) {
         memcpy(tok + (size_t)j * tb, so->tokens + (size_t)from[h] * tb, (size_t)n[h] * tb);
-        /* The segment holding from[h], then walk forward: segments are in position order. */
+        /* One run per segment overlapping the chunk: positions are a ramp, labels the next
+         * tokens, and only a segment's last position can have its target in another one. */
         size_t si = 0;
         while (si + 1 < nseg && (uint32_t)seg[si + 1] <= from[h])
             si++;
-        for (uint32_t q = from[h]; q < from[h] + n[h]; q++, j++) {
-            while (si + 1 < nseg && (uint32_t)seg[si + 1] <= q)
-                si++;
-            uint32_t start = p->spec.cu_seqlens ? (uint32_t)seg[si] : 0;
-            lmx__put32(posn + 4 * (size_t)j, q - start);
-            /* The target of q is the token at q+1 (next_token past the end); it crosses into
-             * another segment exactly when q+1 starts one. */
-            int crosses = q + 1 == L ? so->next_is_start : (si + 1 < nseg && (uint32_t)seg[si + 1] == q + 1);
-            int32_t label;
-            if (crosses && !p->spec.cross_doc_labels)
-                label = w->h.ignore_index;
+        for (uint32_t q = from[h], end = from[h] + n[h]; q < end; si++) {
+            const uint32_t seg_end = si + 1 < nseg ? (uint32_t)seg[si + 1] : L;
+            const uint32_t e = seg_end < end ? seg_end : end, cnt = e - q;
+            const uint32_t base = p->spec.cu_seqlens ? (uint32_t)seg[si] : 0;
+            uint8_t *pp = posn + 4 * (size_t)j, *lp = lab + 4 * (size_t)j;
+            for (uint32_t i = 0; i < cnt; i++)
+                lmx__put32(pp + 4 * (size_t)i, q + i - base);
+            const uint32_t m = e == L ? cnt - 1 : cnt; /* targets inside the sequence */
+            const uint8_t *t = so->tokens + (size_t)(q + 1) * tb;
+            if (tb == 2)
+                for (uint32_t i = 0; i < m; i++)
+                    lmx__put32(lp + 4 * (size_t)i, lmx__get16(t + 2 * (size_t)i));
             else
-                label = (int32_t)(q + 1 == L ? so->next
-                                  : tb == 2 ? lmx__get16(so->tokens + 2 * ((size_t)q + 1))
-                                            : lmx__get32(so->tokens + 4 * ((size_t)q + 1)));
-            lmx__put32(lab + 4 * (size_t)j, (uint32_t)label);
+                for (uint32_t i = 0; i < m; i++)
+                    lmx__put32(lp + 4 * (size_t)i, lmx__get32(t + 4 * (size_t)i));
+            if (m < cnt)
+                lmx__put32(lp + 4 * (size_t)m, so->next);
+            /* the segment's last position is here: its target starts the next segment (or, at
+             * the sequence's end, the next sequence when that starts a new piece) */
+            if (e == seg_end && !p->spec.cross_doc_labels && (seg_end < L || so->next_is_start))
+                lmx__put32(lp + 4 * (size_t)(cnt - 1), (uint32_t)w->h.ignore_index);
+            j += cnt;
+            q = e;
         }
     }
     /* Spans cut to the two chunks, in slice order. */

@@ -25,7 +25,7 @@ PLANS = {"small": {"strategy": "original", "seq_len": 1024, "global_batch": 4, "
 
 
 def binding():
-    """Imports client/python/longmix.py (numpy needed); Skip when that is impossible here."""
+    """Imports the package client/python/longmix (numpy needed); Skip when that is impossible here."""
     try:
         import numpy  # noqa: F401
     except ImportError:

@@ -109,11 +109,12 @@ endforeach()
 # Into the trainer (issue #14, tests/integration/test_trainer.py): context-parallel slices (wire
 # v2) with labels/position ids/cu_seqlens, the 400s, fetch --cp-*, the Python package with torch,
 # longmixd export. Debian's /usr/bin/python3 (numpy, torch); exit 77 = skipped (Not Run).
-foreach(t cp_reassembly v1_unchanged bad_parameters)
+foreach(t cp_reassembly v1_unchanged bad_parameters cli_json python_package torch_document_mask hf_dataloader
+          export example_cp_loop)
   add_test(NAME integration.trainer.${t}
            COMMAND ${LMX_CLIENT_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_trainer.py ${t})
   set_tests_properties(integration.trainer.${t} PROPERTIES
-                       ENVIRONMENT "${LMX_TEST_ENV};LONGMIX_LIBRARY=$<TARGET_FILE:longmix_shared>"
+                       ENVIRONMENT "${LMX_TEST_ENV};LONGMIX_LIBRARY=$<TARGET_FILE:longmix_shared>;CMAKE_COMMAND=${CMAKE_COMMAND}"
                        TIMEOUT 300 SKIP_RETURN_CODE 77)
 endforeach()
 
