@@ -105,3 +105,10 @@ foreach(t restart_remembers scrub_finds_silent_rot readonly_index_state_dir)
   set_tests_properties(integration.verify.${t} PROPERTIES ENVIRONMENT "${LMX_TEST_ENV}" TIMEOUT 120
                        SKIP_RETURN_CODE 77)
 endforeach()
+
+# The README's Slurm array + merge on a real one-node Slurm (issue #15): tests/soak/slurm_index.py
+# starts munged, slurmctld and slurmd in a temp folder (root; ~15 s). 77 = skipped (not root, or
+# slurm/munge missing).
+add_test(NAME integration.index.slurm_array_merge COMMAND ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tests/soak/slurm_index.py)
+set_tests_properties(integration.index.slurm_array_merge PROPERTIES ENVIRONMENT "${LMX_TEST_ENV}" TIMEOUT 240
+                     SKIP_RETURN_CODE 77)
