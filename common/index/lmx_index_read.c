@@ -1,4 +1,4 @@
-/* Index reader: the manifest (lmx_index_manifest.c) and mmapped shards; statistics; verification. */
+/* Index reader: the manifest (lmx_index_manifest.c) and mmapped shards; statistics. */
 #include "lmx_index_internal.h"
 
 #include <fcntl.h>
@@ -379,45 +379,6 @@ int lmx__index_doc(const lmx_index *ix, uint64_t id, lmx_doc *out, lmx_error *er
         out->doc_id = *t ? t : NULL;
     }
     return LMX_OK;
-}
-
-int lmx__index_verify(const char *dir, lmx_error *err)
-{
-    json_t *m = NULL;
-    int rc = lmx__manifest_load(dir, &m, NULL, err), bad = 0;
-    if (rc != LMX_OK)
-        return rc;
-    json_t *shards = json_object_get(m, "shards");
-    char first_bad[4096] = "";
-    for (size_t i = 0; i < json_array_size(shards); i++) {
-        json_t *e = json_array_get(shards, i);
-        const char *file = json_string_value(json_object_get(e, "file"));
-        const char *want = json_string_value(json_object_get(e, "blake2b"));
-        char path[4096];
-        snprintf(path, sizeof path, "%s/shards/%s", dir, file ? file : "?");
-        uint8_t *map;
-        size_t size;
-        lmx_error e2 = {0};
-        if (!file || !want || lmx__map_file(path, &map, &size, &e2) != LMX_OK) {
-            fprintf(stderr, "BAD %s: %s\n", path, e2.message[0] ? e2.message : "manifest entry malformed");
-        } else {
-            uint8_t h[32];
-            char hex[65];
-            crypto_generichash(h, sizeof h, map, size, NULL, 0);
-            if (map)
-                munmap(map, size);
-            lmx__hex(h, sizeof h, hex);
-            if (strcmp(hex, want) == 0)
-                continue;
-            fprintf(stderr, "BAD %s: BLAKE2b %s, manifest says %s\n", path, hex, want);
-        }
-        if (!bad++)
-            snprintf(first_bad, sizeof first_bad, "%s", path);
-    }
-    json_decref(m);
-    if (bad)
-        rc = lmx__err(err, LMX_ECHECKSUM, "%d shard(s) failed verification, first: %s", bad, first_bad);
-    return rc;
 }
 
 json_t *lmx__index_stats_json(const lmx_index *ix)

@@ -135,3 +135,20 @@ foreach(t same_as_jsonl fields tokens refusals reuse_shard_merge corrupt)
            COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_parquet.py ${t})
   set_tests_properties(integration.parquet.${t} PROPERTIES ENVIRONMENT "${LMX_TEST_ENV}" TIMEOUT 300)
 endforeach()
+
+# Verify once (issue #15): tests/integration/test_verify.py: the verified record (restart reads
+# nothing; a changed shard is read again and refused), --changed, --threads, --scrub/--rate, a
+# read-only index with state_dir. 77 = skipped (the read-only mount needs root).
+foreach(t restart_remembers scrub_finds_silent_rot readonly_index_state_dir)
+  add_test(NAME integration.verify.${t}
+           COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_verify.py ${t})
+  set_tests_properties(integration.verify.${t} PROPERTIES ENVIRONMENT "${LMX_TEST_ENV}" TIMEOUT 120
+                       SKIP_RETURN_CODE 77)
+endforeach()
+
+# The README's Slurm array + merge on a real one-node Slurm (issue #15): tests/soak/slurm_index.py
+# starts munged, slurmctld and slurmd in a temp folder (root; ~15 s). 77 = skipped (not root, or
+# slurm/munge missing).
+add_test(NAME integration.index.slurm_array_merge COMMAND ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tests/soak/slurm_index.py)
+set_tests_properties(integration.index.slurm_array_merge PROPERTIES ENVIRONMENT "${LMX_TEST_ENV}" TIMEOUT 240
+                     SKIP_RETURN_CODE 77)
