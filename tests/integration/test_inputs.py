@@ -118,6 +118,14 @@ def test_field_layout(wd):
            wd("data")], "does not match --domain-from-path", "p0.jsonl")
     fails([LONGMIXD, "index", "--tokenizer", "bytes", "--out", wd("f"), "--domain-from-path", "data/*.jsonl",
            wd("data")], "{domain}")
+    # Megatron datasets get their (required) domain from the pattern too
+    from test_index import write_megatron
+    os.makedirs(wd("mega", "code"))
+    write_megatron(wd("mega", "code", "m"), [[[1, 2, 3]], [[4, 5]]])
+    fails([LONGMIXD, "index", "--tokenizer", "bytes", "--out", wd("g"), wd("mega")], "needs its domain")
+    index(wd("g"), "--domain-from-path", "mega/{domain}/*.bin", wd("mega"))
+    sg, dg = all_docs(wd("g"))
+    check(list(sg["domains"]) == ["code"] and [d["ids"] for d in dg] == [[1, 2, 3], [4, 5]], f"megatron: {dg}")
 
 
 def same_docs(ref, idx, what, source_map=None):
