@@ -381,9 +381,11 @@ def write_format(fmt, folder, n_files, docs, maxlen, seed=5):
             with gzip.open(os.path.join(folder, f"p{f:02d}.jsonl.gz"), "wt", encoding="utf-8", compresslevel=1) as out:
                 for d, _, t in rows:
                     out.write(json.dumps({"text": t, "meta": {"redpajama_set_name": d}}, ensure_ascii=False) + "\n")
-        else:
+        elif f < 2:  # one raw and one zstd dataset by the writer; the others are copies (node is slow)
             write_mds(os.path.join(folder, f"p{f:02d}"), rows, size_limit=1 << 20,
                       compression="zstd" if f % 2 else None)
+        else:
+            shutil.copytree(os.path.join(folder, f"p{f % 2:02d}"), os.path.join(folder, f"p{f:02d}"))
     return ["--domain-field", "source"] if fmt == "mds" else []
 
 
