@@ -64,11 +64,47 @@ void *lmxd_on_uri(void *cls, const char *uri, struct MHD_Connection *c)
     return st;
 }
 
-static enum MHD_Result too_big(struct MHD_Connection *c)
+static unsigned too_big(lmxd_request *rq)
 {
-    char d[96];
-    snprintf(d, sizeof d, "request bodies are limited to %d bytes", LMXD_MAX_BODY);
-    return lmxd_send_error(c, 413, "body_too_large", d);
+    snprintf(rq->error, sizeof rq->error, "body_too_large");
+    snprintf(rq->detail, sizeof rq->detail, "request bodies are limited to %d bytes", LMXD_MAX_BODY);
+    return 413;
+}
+
+/* First call, headers only: the query limits, the route, auth and the Content-Length cap, so
+ * that a refused body is never read. Returns 0, or an HTTP status with rq->error/detail set. */
+static unsigned check_request(server *s, struct MHD_Connection *c, req_state *st, const char *method,
+                              const char *url)
+{
+    lmxd_request *rq = &st->rq;
+    if (st->query_bad) {
+        snprintf(rq->error, sizeof rq->error, "query_too_long");
+        snprintf(rq->detail, sizeof rq->detail, "the query string is limited to %d parameters and %d bytes",
+                 LMXD_MAX_PARAMS, LMXD_MAX_QUERY);
+        return 414;
+    }
+    /* Routed on the path as sent: MHD's url is percent-decoded (lmxd_route refuses any '%'). */
+    int code = lmxd_route(method, st->path ? st->path : url, get_arg, c, rq);
+    if (code)
+        return (unsigned)code;
+    if (rq->kind != LMXD_R_HEALTH && rq->kind != LMXD_R_DASHBOARD) {
+        int role = lmxd_role_of(s, c);
+        if (role == ROLE_NONE) {
+            snprintf(rq->error, sizeof rq->error, "unauthorized");
+            snprintf(rq->detail, sizeof rq->detail, "a valid token is required (Authorization: Bearer TOKEN)");
+            return 401;
+        }
+        if (rq->admin && role != ROLE_ADMIN) {
+            snprintf(rq->error, sizeof rq->error, "forbidden");
+            snprintf(rq->detail, sizeof rq->detail, "this request needs a token with the admin role");
+            return 403;
+        }
+    }
+    const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+    uint64_t n;
+    if (cl && lmx__parse_u64(cl, UINT64_MAX, &n) == 0 && n > LMXD_MAX_BODY)
+        return too_big(rq);
+    return 0;
 }
 
 /* The route's handler, once the request (and its body, if any) is complete. */
@@ -78,6 +114,9 @@ static enum MHD_Result handle(server *s, struct MHD_Connection *c, req_state *st
     /* Every kind lmxd_route returns has a case (-Wswitch names one left out). */
     switch ((enum lmxd_route_kind)rq->kind) {
     case LMXD_R_HEALTH: {
+        const char *damaged = lmxd_index_damaged(s);
+        if (damaged) /* a load balancer takes this node out */
+            return lmxd_send_error(c, 503, "index_damaged", damaged);
         static char ok[] = "ok\n";
         struct MHD_Response *r = MHD_create_response_from_buffer(3, ok, MHD_RESPMEM_PERSISTENT);
         MHD_add_response_header(r, "Content-Type", "text/plain");
@@ -110,30 +149,15 @@ enum MHD_Result lmxd_on_request(void *cls, struct MHD_Connection *c, const char 
     }
     lmxd_request *rq = &st->rq;
     if (!st->routed) {
-        /* First call, headers only: reject early so that a refused body is never read. */
         st->routed = 1;
         atomic_fetch_add(&s->active, 1);
-        if (st->query_bad) {
-            char d[160];
-            snprintf(d, sizeof d, "the query string is limited to %d parameters and %d bytes", LMXD_MAX_PARAMS,
-                     LMXD_MAX_QUERY);
-            return lmxd_send_error(c, 414, "query_too_long", d);
+        /* Headers are in: a body (if any) now has body_timeout. */
+        lmxd_conn_phase(s, lmxd_conn_of(c), LMXD_PHASE_BODY);
+        unsigned code = check_request(s, c, st, method, url);
+        if (code) {
+            lmxd_conn_phase(s, lmxd_conn_of(c), LMXD_PHASE_SEND);
+            return lmxd_send_error(c, code, rq->error, rq->detail);
         }
-        /* Routed on the path as sent: MHD's url is percent-decoded (lmxd_route refuses any '%'). */
-        int code = lmxd_route(method, st->path ? st->path : url, get_arg, c, rq);
-        if (code)
-            return lmxd_send_error(c, (unsigned)code, rq->error, rq->detail);
-        if (rq->kind != LMXD_R_HEALTH && rq->kind != LMXD_R_DASHBOARD) {
-            int role = lmxd_role_of(s, c);
-            if (role == ROLE_NONE)
-                return lmxd_send_error(c, 401, "unauthorized", "a valid token is required (Authorization: Bearer TOKEN)");
-            if (rq->admin && role != ROLE_ADMIN)
-                return lmxd_send_error(c, 403, "forbidden", "this request needs a token with the admin role");
-        }
-        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
-        uint64_t n;
-        if (cl && lmx__parse_u64(cl, UINT64_MAX, &n) == 0 && n > LMXD_MAX_BODY)
-            return too_big(c);
         return MHD_YES;
     }
     if (*upload_size) {
@@ -145,8 +169,12 @@ enum MHD_Result lmxd_on_request(void *cls, struct MHD_Connection *c, const char 
         *upload_size = 0;
         return MHD_YES;
     }
-    if (st->too_big)
-        return too_big(c);
+    /* The request is complete: from here the answer has send_timeout (building it included). */
+    lmxd_conn_phase(s, lmxd_conn_of(c), LMXD_PHASE_SEND);
+    if (st->too_big) {
+        unsigned code = too_big(rq);
+        return lmxd_send_error(c, code, rq->error, rq->detail);
+    }
     return handle(s, c, st);
 }
 
@@ -165,6 +193,8 @@ void lmxd_on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum
     if (s->cfg.access_log)
         lmxd_log("access %u %.1f ms", code, dt * 1e3);
     int routed = st->routed;
+    /* The connection waits for its next request: headers have header_timeout again. */
+    lmxd_conn_phase(s, lmxd_conn_of(c), LMXD_PHASE_HEADERS);
     lmx__buf_free(&st->body);
     free(st->path);
     free(st);

@@ -102,6 +102,21 @@ enum MHD_Result lmxd_handle_metrics(server *s, struct MHD_Connection *c)
     lmx__buf_printf(&b, "longmix_errors_total{code=\"other\"} %llu\n", (unsigned long long)atomic_load(&s->status[LMXD_N_STATUS]));
     lmx__buf_printf(&b, "# HELP longmix_response_bytes_total Batch body bytes sent (after compression).\n# TYPE longmix_response_bytes_total counter\n");
     lmx__buf_printf(&b, "longmix_response_bytes_total %llu\n", (unsigned long long)atomic_load(&s->bytes_out));
+    lmx__buf_printf(&b, "# HELP longmix_connections_cut_total Connections shut down past their deadline, by phase "
+                        "(header_timeout, body_timeout, send_timeout).\n# TYPE longmix_connections_cut_total counter\n");
+    static const char *const phase_name[LMXD_N_PHASES] = {"headers", "body", "send"};
+    for (int i = 0; i < LMXD_N_PHASES; i++)
+        lmx__buf_printf(&b, "longmix_connections_cut_total{phase=\"%s\"} %llu\n", phase_name[i],
+                        (unsigned long long)atomic_load(&s->cut[i]));
+    lmx__buf_printf(&b, "# HELP longmix_inflight_body_bytes Batch and sequence body bytes queued and not yet sent.\n"
+                        "# TYPE longmix_inflight_body_bytes gauge\nlongmix_inflight_body_bytes %zu\n",
+                    atomic_load(&s->body_bytes));
+    lmx__buf_printf(&b, "# HELP longmix_inflight_body_budget_bytes The budget for them (inflight_mb; 0: none).\n"
+                        "# TYPE longmix_inflight_body_budget_bytes gauge\nlongmix_inflight_body_budget_bytes %zu\n",
+                    (size_t)s->cfg.inflight_mb << 20);
+    lmx__buf_printf(&b, "# HELP longmix_busy_total 503 answers for want of inflight_mb.\n"
+                        "# TYPE longmix_busy_total counter\nlongmix_busy_total %llu\n",
+                    (unsigned long long)atomic_load(&s->busy));
     lmx__buf_printf(&b, "# HELP longmix_inflight_requests Requests being read, built or sent.\n# TYPE longmix_inflight_requests gauge\n");
     lmx__buf_printf(&b, "longmix_inflight_requests %d\n", atomic_load(&s->inflight));
     /* Snapshot the buckets first so that _count, +Inf and the buckets agree with each other. */

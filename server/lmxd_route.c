@@ -68,6 +68,8 @@ int lmxd_route(const char *method, const char *url, lmxd_arg_fn arg, void *ctx, 
     }
     while (*p == '/') {
         p++;
+        if (!*p && n > 0) /* one path per resource: /metrics/ is not /metrics (a proxy rule sees one) */
+            return reject(r, 404, "not_found", "no such path (no trailing '/')");
         if (!*p)
             break;
         if (n == 8)

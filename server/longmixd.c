@@ -20,7 +20,7 @@ static const char usage_main[] =
     "\n"
     "commands:\n"
     "  index     tokenize corpora into an index        longmixd index --tokenizer FILE|bytes --out DIR INPUT...\n"
-    "  verify    check every shard's BLAKE2b            longmixd verify DIR\n"
+    "  verify    check every shard's BLAKE2b            longmixd verify DIR [--changed] [--scrub]\n"
     "  stats     index statistics                      longmixd stats DIR [--json]\n"
     "  doc       documents by id                       longmixd doc DIR ID... [--json]\n"
     "  tokenize  JSON Lines text -> ids                longmixd tokenize --tokenizer FILE [--threads N]\n"
@@ -58,11 +58,14 @@ static int cmd_index(int argc, char **argv)
         "                      [--domain-from-path PATTERN] [--token-dtype T] [--on-error fail|skip] INPUT...\n"
         "       longmixd index --merge --out DIR SRC_DIR...\n"
         "\n"
-        "INPUT is a .jsonl or .jsonl.zst file (one JSON document a line, text in \"text\"), a .txt file (one\n"
-        "document; domain = its folder's name), a folder (walked recursively), DOMAIN=PATH to force the\n"
-        "domain, or DOMAIN=PREFIX for a Megatron-LM indexed dataset (PREFIX.bin + PREFIX.idx; one document\n"
-        "per Megatron document; ids must be below the tokenizer's vocabulary size). One shard is written\n"
-        "per input file (per folder of .txt files, per Megatron pair); the manifest is written last.\n"
+        "INPUT is a JSON Lines file (.jsonl, .jsonl.gz, .json.gz, .jsonl.zst, .jsonl.zstd; one JSON document\n"
+        "a line, text in \"text\"; compression detected from the file's magic bytes), a MosaicML MDS folder\n"
+        "(index.json + shards, raw/.zstd/.gz; one document per sample), a .txt file (one document; domain =\n"
+        "its folder's name), a folder (walked recursively), DOMAIN=PATH to force the domain, or\n"
+        "DOMAIN=PREFIX for a Megatron-LM indexed dataset (PREFIX.bin + PREFIX.idx; one document per\n"
+        "Megatron document). Pre-tokenized ids (Megatron, MDS token columns) must be below the tokenizer's\n"
+        "vocabulary size. One shard is written per input file (per folder of .txt files, per Megatron\n"
+        "pair, per MDS folder); the manifest is written last.\n"
         "Re-running over the same inputs indexes only new or changed ones; a killed run can be re-run.\n"
         "\n"
         "Several machines: run `--shard I/N` with the same INPUTs on each (I = 0..N-1, 0-based, e.g.\n"
@@ -82,8 +85,9 @@ static int cmd_index(int argc, char **argv)
         "  --domain-from-path PATTERN  domain from each input's path, e.g. 'data/{domain}/*.jsonl'\n"
         "                          ('*' and {domain} match within one path component; DOMAIN=PATH wins)\n"
         "  --token-dtype uint16|uint32|int32|int64  element type of MDS `bytes` token columns\n"
-        "  --on-error fail|skip    (also --bad-input) a bad record (invalid JSON, no text, no domain, non-UTF-8 .txt, token id\n"
-        "                          outside the vocabulary) or input (empty, unreadable) fails the run\n"
+        "  --on-error fail|skip    (also --bad-input) a bad record (invalid JSON, no text, no domain,\n"
+        "                          non-UTF-8 text, token id outside the vocabulary) or input (empty,\n"
+        "                          unreadable, truncated or corrupt) fails the run\n"
         "                          (default) or is skipped, counted and reported\n"
         "  --progress / --no-progress  progress on stderr (default: when stderr is a terminal)\n"
         "  --shard I/N             index only slice I (0-based) of N of the input files\n"
@@ -185,22 +189,71 @@ static int cmd_index(int argc, char **argv)
 
 static int cmd_verify(int argc, char **argv)
 {
+    static const char usage[] =
+        "usage: longmixd verify DIR [--changed] [--threads N] [--scrub [--rate MB/s]] [--state-dir DIR]\n"
+        "\n"
+        "Recomputes shards' BLAKE2b-256 (on every core, or N threads) and compares them with the manifest.\n"
+        "Exit 0 when all hold; otherwise one line per bad file on stderr and exit 1. Good shards are\n"
+        "remembered in DIR/verified.json (or, for a read-only DIR, in --state-dir, like serve's state_dir),\n"
+        "keyed by each file's size, inode, mtime and ctime: `serve` then reads only new or changed shards.\n"
+        "  --changed      read only shards the record does not vouch for (what serve does at start)\n"
+        "  --scrub        read everything from the disk (cached pages dropped first), at --rate MB/s\n"
+        "                 (default 100; 0 = unlimited): finds bytes that rotted with no metadata change\n"
+        "  --threads N    readers (default: online CPUs)\n";
     if (wants_help(argc, argv)) {
-        puts("usage: longmixd verify DIR\n\nRecomputes every shard's BLAKE2b-256 and compares it with the manifest.\n"
-             "Exit 0 when all hold; otherwise one line per bad file on stderr and exit 1.");
+        fputs(usage, stdout);
         return 0;
     }
-    if (argc != 2)
+    static const struct option lo[] = {{"changed", 0, 0, 'c'}, {"threads", 1, 0, 't'}, {"scrub", 0, 0, 's'},
+                                       {"rate", 1, 0, 'r'},    {"state-dir", 1, 0, 'd'}, {0, 0, 0, 0}};
+    lmx_verify_options o = {0};
+    int c, have_rate = 0;
+    uint64_t u;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+        switch (c) {
+        case 'c': o.changed_only = 1; break;
+        case 's': o.scrub = 1; break;
+        case 'd': o.state_dir = optarg; break;
+        case 't':
+            if (lmx__parse_u64(optarg, 256, &u) != 0 || u == 0)
+                return usage_error("verify", "--threads must be an integer in [1, 256]");
+            o.threads = (int)u;
+            break;
+        case 'r': {
+            char *end;
+            o.rate_mb = strtod(optarg, &end);
+            if (!*optarg || *end || !(o.rate_mb >= 0) || o.rate_mb > 1e6)
+                return usage_error("verify", "--rate must be a number of MB/s in [0, 1000000]");
+            have_rate = 1;
+            break;
+        }
+        default: return usage_error("verify", "unknown option");
+        }
+    }
+    if (optind != argc - 1)
         return usage_error("verify", "want exactly one DIR");
+    if (o.scrub && o.changed_only)
+        return usage_error("verify", "--scrub reads everything; it does not go with --changed");
+    if (have_rate && !o.scrub)
+        return usage_error("verify", "--rate goes with --scrub");
+    if (o.scrub && !have_rate)
+        o.rate_mb = 100;
+    const char *dir = argv[optind];
     lmx_error e = {0};
     lmx_index *ix = NULL;
-    if (lmx__index_open(argv[1], &ix, &e) != LMX_OK)
+    if (lmx__index_open(dir, &ix, &e) != LMX_OK)
         return fail("verify", &e);
     uint64_t n = lmx__index_n_docs(ix);
     lmx__index_close(ix);
-    if (lmx__index_verify(argv[1], &e) != LMX_OK)
+    lmx_verify_report r;
+    int rc = lmx__index_verify_run(dir, &o, &r, &e);
+    fprintf(stderr, "longmixd verify: %zu shard(s): %zu read (%.1f MB in %.2f s), %zu remembered, %zu bad%s%s%s\n",
+            r.shards, r.checked + r.bad, (double)r.bytes / 1e6, r.seconds, r.remembered, r.bad,
+            r.record[0] || r.record_note[0] ? "; record: " : "", r.record_note[0] ? r.record_note : r.record, "");
+    if (rc != LMX_OK)
         return fail("verify", &e);
-    printf("ok: %s, %llu documents, every shard checksum holds\n", argv[1], (unsigned long long)n);
+    printf("ok: %s, %llu documents, every shard checksum holds\n", dir, (unsigned long long)n);
     return 0;
 }
 
@@ -259,11 +312,12 @@ static int cmd_stats(int argc, char **argv)
     return 0;
 }
 
+/* A Parquet source is addressed by row, every other by line (proto/INDEX.md, "Provenance"). */
 static int cmd_doc(int argc, char **argv)
 {
     if (wants_help(argc, argv)) {
         puts("usage: longmixd doc DIR ID... [--json] [--tokens]\n\nOne JSON object a line, in the order asked: id, domain, "
-             "tokens, source, line\n(1-based; 0 for one-document files), doc_id (when indexed with --id-field). --tokens adds\nthe token ids.");
+             "tokens, source, line\n(1-based; 0 for one-document files), row (= line, for Parquet and MDS: the row or sample\nnumber), doc_id (when indexed with --id-field). --tokens adds the token ids.");
         return 0;
     }
     const char *dir = NULL;
@@ -309,6 +363,9 @@ static int cmd_doc(int argc, char **argv)
         json_object_set_new(o, "tokens", json_integer((json_int_t)d.n_tokens));
         json_object_set_new(o, "source", json_string(d.source));
         json_object_set_new(o, "line", json_integer((json_int_t)d.line));
+        /* row-oriented inputs also name the row (1-based; "line" stays for every input) */
+        if (strcmp(d.kind, "parquet") == 0 || strcmp(d.kind, "mds") == 0)
+            json_object_set_new(o, "row", json_integer((json_int_t)d.line));
         if (d.doc_id)
             json_object_set_new(o, "doc_id", json_string(d.doc_id));
         if (with_tokens) {

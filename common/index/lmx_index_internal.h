@@ -30,6 +30,7 @@ typedef struct lmx_job {
 typedef struct lmx_job_list {
     lmx_job *v;
     size_t n, cap;
+    int domain_later; /* --domain-from-path will set domains: inputs needing one are let through */
 } lmx_job_list;
 
 /* Adds the jobs of one INPUT argument (file, folder, DOMAIN=PATH, Megatron PREFIX). */
@@ -45,7 +46,7 @@ int lmx__jobs_keep_slice(lmx_job_list *jobs, uint32_t index, uint32_t count, lmx
 void lmx__jobs_stat(lmx_job_list *jobs);
 void lmx__jobs_free(lmx_job_list *jobs);
 /* How a job's records become documents: the domain ("forced:NAME", "folder", "field:PATH"), then
- * ";text:PATH" / ";id:PATH" / ";dtype:N" when not the defaults (so indexes written before these
+ * ";text:PATH" / ";id:PATH" / ";dtype:N" when not the defaults and the format has fields (so indexes written before these
  * options keep their key). Part of the reuse key: another --domain-field, DOMAIN=,
  * --domain-from-path, --text-field, --id-field or --token-dtype re-indexes. */
 void lmx__job_domain_rule(const lmx_index_options *opts, const lmx_job *j, char *out, size_t n);
@@ -83,6 +84,10 @@ void lmx__pack_ids(uint8_t *out, const uint32_t *ids, size_t n, uint32_t token_b
 typedef struct lmx_manifest_info {
     uint32_t token_bytes, bos, eos, vocab_size;
     const char *tokenizer_identity; /* inside the manifest */
+    /* separators convention and strings (optional in the manifest: absent in indexes from
+     * before #12 = BOS when there is one, no EOS; strings NULL) */
+    int add_bos, add_eos;
+    const char *bos_token, *eos_token; /* inside the manifest, or NULL */
 } lmx_manifest_info;
 
 /* Loads DIR/manifest.json and checks every field the format requires (proto/INDEX.md):

@@ -1,4 +1,4 @@
-/* Index reader: the manifest (lmx_index_manifest.c) and mmapped shards; statistics; verification. */
+/* Index reader: the manifest (lmx_index_manifest.c) and mmapped shards; statistics. */
 #include "lmx_index_internal.h"
 
 #include <fcntl.h>
@@ -15,6 +15,7 @@
 
 typedef struct shard {
     char *path;
+    char *kind; /* the manifest entry's input kind ("jsonl", "mds", ...), "" when absent */
     uint8_t *map;
     size_t size;
     uint64_t n_docs, n_tokens, doc_base;
@@ -31,12 +32,23 @@ struct lmx_index {
     size_t n_shards;
     uint64_t n_docs, n_tokens;
     uint32_t token_bytes, bos, eos, vocab_size;
+    int add_bos, add_eos;
+    char *sep_token[2]; /* BOS / EOS strings or NULL */
     char **domains;
     uint32_t n_domains;
     lmx_domain_stats *stats;
     char identity[65];
     char *tokenizer_identity;
 };
+
+const char *lmx__index_shard_at(const lmx_index *ix, const void *addr)
+{
+    const uint8_t *a = addr;
+    for (size_t i = 0; ix && a && i < ix->n_shards; i++)
+        if (ix->shards[i].map && a >= ix->shards[i].map && a < ix->shards[i].map + ix->shards[i].size)
+            return ix->shards[i].path;
+    return NULL;
+}
 
 int lmx__bucket_of(uint64_t n)
 {
@@ -167,6 +179,9 @@ static int open_shard(lmx_index *ix, json_t *e, size_t i, lmx_error *err)
     if (!s->path)
         return lmx__err(err, LMX_ENOMEM, "index: out of memory");
     snprintf(s->path, plen, "%s/shards/%s", ix->dir, file);
+    const char *kind = json_string_value(json_object_get(e, "kind"));
+    if (!(s->kind = strdup(kind ? kind : "")))
+        return lmx__err(err, LMX_ENOMEM, "index: out of memory");
     int rc;
     if ((rc = lmx__map_file(s->path, &s->map, &s->size, err)) || (rc = check_shard(s, nd, nt, err)))
         return rc;
@@ -237,6 +252,10 @@ int lmx__index_open(const char *dir, lmx_index **out, lmx_error *err)
         ix->eos = info.eos;
         ix->vocab_size = info.vocab_size;
         ix->tokenizer_identity = strdup(info.tokenizer_identity);
+        ix->add_bos = info.add_bos;
+        ix->add_eos = info.add_eos;
+        ix->sep_token[0] = info.bos_token ? strdup(info.bos_token) : NULL;
+        ix->sep_token[1] = info.eos_token ? strdup(info.eos_token) : NULL;
         ix->n_shards = json_array_size(shards);
         ix->shards = calloc(ix->n_shards + 1, sizeof *ix->shards);
     }
@@ -273,6 +292,7 @@ void lmx__index_close(lmx_index *ix)
         if (ix->shards[i].map)
             munmap(ix->shards[i].map, ix->shards[i].size);
         free(ix->shards[i].path);
+        free(ix->shards[i].kind);
         free(ix->shards[i].domain_map);
     }
     for (uint32_t d = 0; d < ix->n_domains; d++)
@@ -282,6 +302,8 @@ void lmx__index_close(lmx_index *ix)
     free(ix->shards);
     free(ix->dir);
     free(ix->tokenizer_identity);
+    free(ix->sep_token[0]);
+    free(ix->sep_token[1]);
     free(ix);
 }
 
@@ -296,6 +318,23 @@ const char *lmx__index_tokenizer_identity(const lmx_index *ix) { return ix->toke
 const char *lmx__index_dir(const lmx_index *ix) { return ix->dir; }
 uint32_t lmx__index_bos(const lmx_index *ix) { return ix->bos; }
 uint32_t lmx__index_eos(const lmx_index *ix) { return ix->eos; }
+int lmx__index_default_bos(const lmx_index *ix) { return ix->add_bos; }
+int lmx__index_default_eos(const lmx_index *ix) { return ix->add_eos; }
+const char *lmx__index_sep_token(const lmx_index *ix, int eos) { return ix->sep_token[eos != 0]; }
+
+json_t *lmx__index_separators_json(const lmx_index *ix)
+{
+    json_t *o = json_object();
+    for (int k = 0; k < 2; k++) {
+        uint32_t id = k ? ix->eos : ix->bos;
+        json_t *s = json_object();
+        json_object_set_new(s, "id", id == UINT32_MAX ? json_null() : json_integer(id));
+        json_object_set_new(s, "token", ix->sep_token[k] ? json_string(ix->sep_token[k]) : json_null());
+        json_object_set_new(s, "default", json_boolean(k ? ix->add_eos : ix->add_bos));
+        json_object_set_new(o, k ? "eos" : "bos", s);
+    }
+    return o;
+}
 uint32_t lmx__index_vocab_size(const lmx_index *ix) { return ix->vocab_size; }
 
 static const shard *find_shard(const lmx_index *ix, uint64_t id)
@@ -334,50 +373,12 @@ int lmx__index_doc(const lmx_index *ix, uint64_t id, lmx_doc *out, lmx_error *er
     out->source = shard_string(s, lmx__get32(r + LMX_SD_SOURCE));
     out->line = lmx__get64(r + LMX_SD_LINE);
     out->doc_id = NULL;
+    out->kind = s->kind;
     if (s->id_offsets) {
         const char *t = (const char *)s->id_blob + lmx__get64(s->id_offsets + 8 * (id - s->doc_base));
         out->doc_id = *t ? t : NULL;
     }
     return LMX_OK;
-}
-
-int lmx__index_verify(const char *dir, lmx_error *err)
-{
-    json_t *m = NULL;
-    int rc = lmx__manifest_load(dir, &m, NULL, err), bad = 0;
-    if (rc != LMX_OK)
-        return rc;
-    json_t *shards = json_object_get(m, "shards");
-    char first_bad[4096] = "";
-    for (size_t i = 0; i < json_array_size(shards); i++) {
-        json_t *e = json_array_get(shards, i);
-        const char *file = json_string_value(json_object_get(e, "file"));
-        const char *want = json_string_value(json_object_get(e, "blake2b"));
-        char path[4096];
-        snprintf(path, sizeof path, "%s/shards/%s", dir, file ? file : "?");
-        uint8_t *map;
-        size_t size;
-        lmx_error e2 = {0};
-        if (!file || !want || lmx__map_file(path, &map, &size, &e2) != LMX_OK) {
-            fprintf(stderr, "BAD %s: %s\n", path, e2.message[0] ? e2.message : "manifest entry malformed");
-        } else {
-            uint8_t h[32];
-            char hex[65];
-            crypto_generichash(h, sizeof h, map, size, NULL, 0);
-            if (map)
-                munmap(map, size);
-            lmx__hex(h, sizeof h, hex);
-            if (strcmp(hex, want) == 0)
-                continue;
-            fprintf(stderr, "BAD %s: BLAKE2b %s, manifest says %s\n", path, hex, want);
-        }
-        if (!bad++)
-            snprintf(first_bad, sizeof first_bad, "%s", path);
-    }
-    json_decref(m);
-    if (bad)
-        rc = lmx__err(err, LMX_ECHECKSUM, "%d shard(s) failed verification, first: %s", bad, first_bad);
-    return rc;
 }
 
 json_t *lmx__index_stats_json(const lmx_index *ix)
@@ -387,6 +388,7 @@ json_t *lmx__index_stats_json(const lmx_index *ix)
     json_object_set_new(root, "total_tokens", json_integer((json_int_t)ix->n_tokens));
     json_object_set_new(root, "total_docs", json_integer((json_int_t)ix->n_docs));
     json_object_set_new(root, "tokenizer", json_string(ix->tokenizer_identity));
+    json_object_set_new(root, "separators", lmx__index_separators_json(ix));
     json_object_set_new(root, "index_id", json_string(ix->identity));
     for (uint32_t d = 0; d < ix->n_domains; d++) {
         const lmx_domain_stats *s = &ix->stats[d];

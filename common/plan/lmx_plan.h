@@ -21,7 +21,7 @@ typedef struct lmx_plan_spec {
     uint64_t seed;
     uint64_t long_threshold;
     double short_keep;
-    int bos, eos;
+    int bos, eos; /* 1/0; -1 (key absent) = the tokenizer's convention, set by lmx__plan_create */
     uint64_t cut_len;
     uint64_t total_tokens; /* 0 = endless */
     int cu_seqlens;
@@ -52,6 +52,8 @@ const lmx_plan_spec *lmx__plan_spec(const lmx_plan *p);
 /* Hex of the 16-byte plan id (BLAKE2b of the index identity and the resolved spec). */
 const char *lmx__plan_id_hex(const lmx_plan *p);
 const uint8_t *lmx__plan_id(const lmx_plan *p);
+/* The separators the plan inserts: {"bos": {"id", "token"} or null, "eos": ...} (new ref). */
+json_t *lmx__plan_separators_json(const lmx_plan *p);
 /* Number of steps when total_tokens is set, else UINT64_MAX. */
 uint64_t lmx__plan_max_steps(const lmx_plan *p);
 

@@ -140,7 +140,8 @@ int lmx__plan_spec_parse(const char *name, const json_t *obj, lmx_plan_spec *s, 
     s->global_batch = 32;
     s->long_threshold = LMX_LONG_THRESHOLD;
     s->short_keep = 1.0;
-    s->bos = 1;
+    s->bos = -1; /* -1: the tokenizer's convention, resolved when the plan binds its index */
+    s->eos = -1;
     s->cut_len = 4096;
     s->cu_seqlens = 1;
     s->ignore_index = -100;
@@ -173,8 +174,9 @@ json_t *lmx__plan_spec_json(const lmx_plan_spec *s)
     json_object_set_new(o, "seed", json_integer((json_int_t)s->seed));
     json_object_set_new(o, "long_threshold", json_integer((json_int_t)s->long_threshold));
     json_object_set_new(o, "short_keep", json_real(s->short_keep));
-    json_object_set_new(o, "bos", json_boolean(s->bos));
-    json_object_set_new(o, "eos", json_boolean(s->eos));
+    /* resolved specs (lmx__plan_spec of a plan) always have 0/1; null = not yet bound */
+    json_object_set_new(o, "bos", s->bos < 0 ? json_null() : json_boolean(s->bos));
+    json_object_set_new(o, "eos", s->eos < 0 ? json_null() : json_boolean(s->eos));
     if (s->strategy == LMX_CUT)
         json_object_set_new(o, "cut_len", json_integer((json_int_t)s->cut_len));
     if (s->total_tokens)

@@ -28,6 +28,7 @@ Tables (see lmx_unicode_tables.h for the lookup functions):
   * canonical decompositions (one or two code points; applied recursively at run time);
   * canonical compositions (pairs -> composite) minus Full_Composition_Exclusion;
   * general category of every code point as runs (the regex path rewrites \\p{..} with it);
+  * compatibility decompositions (NFKC/NFKD) and the simple lowercase mapping (Lowercase);
   * code points whose simple case folding is one of the ASCII letters of the contractions
     ('s 't 're 've 'm 'll 'd) besides the ASCII letters themselves (e.g. U+017F -> s).
 """
@@ -86,6 +87,7 @@ const load = async (p) => (await import(dir + '/' + p)).default;
 const ranges = async (p) => (await load(p)).map((r) => [r.begin, r.end]);
 const GC_LONG = JSON.parse(process.argv[2]);
 const fold = [];
+const lower = [...(await load('Simple_Case_Mapping/Lowercase/code-points.mjs'))];
 for (const st of ['C', 'S'])
   for (const [cp, to] of await load('Case_Folding/' + st + '/code-points.mjs')) fold.push([cp, to]);
 console.log(JSON.stringify({
@@ -95,7 +97,7 @@ console.log(JSON.stringify({
   WS: await ranges('Binary_Property/White_Space/ranges.mjs'),
   GC: Object.fromEntries(await Promise.all(GC_LONG.map(async (n) =>
     [n, await ranges('General_Category/' + n + '/ranges.mjs')]))),
-  fold,
+  fold, lower,
 }));
 """
 
@@ -125,6 +127,8 @@ flags = bytearray(NCP)
 ccc = bytearray(NCP)
 gcat = bytearray([GC_INDEX["Cn"]]) * NCP
 decomp = {}
+kdecomp = {}    # compatibility (tagged) decompositions, one level
+lower_map = {}  # simple lowercase mapping
 first = None
 for fields in ucd_lines("UnicodeData.txt"):
     cp = int(fields[0], 16)
@@ -145,6 +149,10 @@ for fields in ucd_lines("UnicodeData.txt"):
         gcat[c] = GC_INDEX[gc]
     if fields[5] and not fields[5].startswith("<"):
         decomp[cp] = [int(x, 16) for x in fields[5].split()]
+    elif fields[5]:
+        kdecomp[cp] = [int(x, 16) for x in fields[5].split()[1:]]
+    if len(fields) > 13 and fields[13]:
+        lower_map[cp] = int(fields[13], 16)
 
 for fields in ucd_lines("PropList.txt"):
     if fields[1] == "White_Space":
@@ -172,6 +180,7 @@ if PROPS:
         for b, e in P[key]:
             for c in range(b, e):
                 flags[c] |= bit
+    lower_map = {cp: to for cp, to in P["lower"] if cp != to}
     gcat = bytearray([GC_INDEX["Cn"]]) * NCP
     for short, long in GC_NAMES:
         for b, e in P["GC"][long]:
@@ -265,6 +274,16 @@ extern const char lmx__uni_version[];
 #define LMX_GC_NAMES "%s"
 extern const uint32_t lmx__uni_gc_runs[];
 extern const uint32_t lmx__uni_gc_runs_n;
+/* Compatibility decompositions (one level; NFKD applies them and the canonical ones
+ * recursively): sorted by cp, the mapping at lmx__uni_kpool[off .. off + len). */
+typedef struct lmx_uni_kdecomp { uint32_t cp; uint16_t off, len; } lmx_uni_kdecomp;
+extern const lmx_uni_kdecomp lmx__uni_kdecomp[];
+extern const uint32_t lmx__uni_kdecomp_n;
+extern const uint32_t lmx__uni_kpool[];
+/* Simple lowercase mapping (cp -> lowercase cp, only where they differ), sorted by cp. */
+typedef struct lmx_uni_lower { uint32_t cp, lower; } lmx_uni_lower;
+extern const lmx_uni_lower lmx__uni_lower[];
+extern const uint32_t lmx__uni_lower_n;
 
 static inline unsigned lmx__uni_flags(uint32_t cp)
 {
@@ -314,6 +333,24 @@ for i in range(0, len(gc_runs), 8):
     src.append("    " + ", ".join("0x%X" % x for x in gc_runs[i:i + 8]) + ",")
 src.append("};")
 src.append("const uint32_t lmx__uni_gc_runs_n = %d;" % len(gc_runs))
+src.append("")
+pool = []
+src.append("const lmx_uni_kdecomp lmx__uni_kdecomp[] = {")
+for cp in sorted(kdecomp):
+    src.append("    {0x%X, %d, %d}," % (cp, len(pool), len(kdecomp[cp])))
+    pool += kdecomp[cp]
+src.append("};")
+src.append("const uint32_t lmx__uni_kdecomp_n = %d;" % len(kdecomp))
+src.append("const uint32_t lmx__uni_kpool[%d] = {" % len(pool))
+for i in range(0, len(pool), 12):
+    src.append("    " + ", ".join("0x%X" % x for x in pool[i:i + 12]) + ",")
+src.append("};")
+src.append("")
+src.append("const lmx_uni_lower lmx__uni_lower[] = {")
+for cp in sorted(lower_map):
+    src.append("    {0x%X, 0x%X}," % (cp, lower_map[cp]))
+src.append("};")
+src.append("const uint32_t lmx__uni_lower_n = %d;" % len(lower_map))
 
 with open(os.path.join(OUT, "lmx_unicode_tables.h"), "w", encoding="utf-8") as f:
     f.write(hdr)

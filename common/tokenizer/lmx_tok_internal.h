@@ -190,9 +190,13 @@ static inline const lmx_tok_merge *lmx__tok_merge_get(const lmx_tok_mergemap *m,
 
 /* ---- pipeline description ----------------------------------------------------------------- */
 
-enum { LMX_NORM_PREPEND = 1, LMX_NORM_REPLACE, LMX_NORM_NFC };
+enum { LMX_NORM_PREPEND = 1, LMX_NORM_REPLACE, LMX_NORM_NFC, LMX_NORM_NFD, LMX_NORM_NFKC,
+       LMX_NORM_NFKD, LMX_NORM_LOWERCASE, LMX_NORM_STRIP, LMX_NORM_STRIP_ACCENTS };
+struct lmx_tok_regex;
 typedef struct lmx_tok_norm {
     int type;
+    struct lmx_tok_regex *rx; /* Replace with a Regex pattern */
+    int left, right;          /* Strip */
     char *a; size_t alen; /* Prepend: prepend; Replace: pattern */
     char *b; size_t blen; /* Replace: content */
 } lmx_tok_norm;
@@ -224,7 +228,12 @@ uint32_t lmx__uni_gc(uint32_t cp);
 enum { LMX_RE_LLAMA3 = 1, LMX_RE_GPT2 };
 enum { LMX_SPLIT_ISOLATED = 1, LMX_SPLIT_REMOVED, LMX_SPLIT_MERGED_PREV, LMX_SPLIT_MERGED_NEXT,
        LMX_SPLIT_CONTIGUOUS };
-enum { LMX_PRE_SPLIT_RE = 1, LMX_PRE_SPLIT_STR, LMX_PRE_BYTELEVEL, LMX_PRE_METASPACE };
+enum { LMX_PRE_SPLIT_RE = 1, LMX_PRE_SPLIT_STR, LMX_PRE_BYTELEVEL, LMX_PRE_METASPACE,
+       LMX_PRE_SPLIT_CHAR };
+/* LMX_PRE_SPLIT_CHAR: every char the predicate holds for is its own match (HF's Fn(char)
+ * pattern): Digits (char::is_numeric, N*), WhitespaceSplit (White_Space), Punctuation (ASCII punctuation
+ * or general category P*), CharDelimiterSplit (one char). */
+enum { LMX_CHAR_DIGIT = 1, LMX_CHAR_WS, LMX_CHAR_PUNCT, LMX_CHAR_EQ };
 enum { LMX_PREPEND_ALWAYS = 0, LMX_PREPEND_FIRST, LMX_PREPEND_NEVER };
 typedef struct lmx_tok_pre {
     int type;
@@ -236,6 +245,7 @@ typedef struct lmx_tok_pre {
     char *str; size_t slen; /* SPLIT_STR pattern; METASPACE replacement (UTF-8) */
     int add_prefix_space, use_regex; /* BYTELEVEL */
     int prepend_scheme, split;       /* METASPACE */
+    int pred; uint32_t pred_cp;      /* SPLIT_CHAR: LMX_CHAR_*, the char for LMX_CHAR_EQ */
 } lmx_tok_pre;
 
 enum { LMX_DEC_BYTELEVEL = 1, LMX_DEC_BYTEFALLBACK, LMX_DEC_REPLACE, LMX_DEC_FUSE, LMX_DEC_STRIP,
@@ -315,8 +325,17 @@ typedef struct lmx_tokjson {
     lmx_buf id_arena;
     uint32_t id_limit; /* max id + 1 */
 
+    /* document separators (lmx_tok_load_sep.c): the model's BOS/EOS tokens and its convention */
     uint32_t bos, eos;
+    int add_bos, add_eos;
+    /* tokenizer_config.json changed them (vs tokenizer.json alone): part of the identity */
+    int seps_from_config;
 } lmx_tokjson;
+
+typedef struct lmx_tok_seps {
+    uint32_t bos, eos;
+    int add_bos, add_eos;
+} lmx_tok_seps;
 
 /* ---- loader (lmx_tok_load.c, lmx_tok_load_pipeline.c, lmx_tok_load_bpe.c, lmx_tok_vocab_scan.c) */
 
@@ -376,6 +395,11 @@ void lmx__tokload_quote(char *dst, size_t cap, const char *s, size_t n);
 int lmx__tokload_normalizer(lmx_tok_loadctx *c, struct json_t *o, const char *path);
 int lmx__tokload_pretok(lmx_tok_loadctx *c, struct json_t *o, const char *path);
 int lmx__tokload_decoder(lmx_tok_loadctx *c, struct json_t *o, const char *path);
+
+/* The document separators (lmx_tok_load_sep.c) from the post_processor of root and cfg
+ * (tokenizer_config.json's object, or NULL); needs the added tokens and vocab loaded. */
+void lmx__tokload_separators(lmx_tok_loadctx *c, struct json_t *root, struct json_t *cfg,
+                             lmx_tok_seps *out);
 
 /* The BPE model (lmx_tok_load_bpe.c): m = the "model" object, added = "added_tokens" (ids
  * counted into the id limit). Uses c->fast's lists when set, else reads them from m. */
@@ -605,6 +629,12 @@ static inline unsigned lmx__tok_cls_cp(uint32_t cp)
 /* lmx__utf8_* (validation, repair, decode/encode one char): base/lmx_utf8.h */
 /* NFC of valid UTF-8 s[0..n) appended to out; scratch is a reusable u32 buffer. */
 int lmx__nfc(const uint8_t *s, size_t n, lmx_buf *out, uint32_t **scratch, size_t *scratch_cap);
+/* The same for any form (LMX_NF_*; compatibility data: Unicode 15.0, Debian unicode-data). */
+enum { LMX_NF_C = 1, LMX_NF_D, LMX_NF_KC, LMX_NF_KD };
+int lmx__unorm(int form, const uint8_t *s, size_t n, lmx_buf *out, uint32_t **scratch,
+               size_t *scratch_cap);
+/* Rust's char::to_lowercase of every char of valid UTF-8 s[0..n), appended to out. */
+int lmx__lowercase(const uint8_t *s, size_t n, lmx_buf *out);
 /* GPT-2 bytes_to_unicode: code point standing for byte b. */
 uint32_t lmx__bytelevel_char(uint8_t b);
 #endif

@@ -102,28 +102,6 @@ static int load_added(lmx_tok_loadctx *c, json_t *added)
     return rc;
 }
 
-/* BOS/EOS: tokenizer_config.json's bos_token/eos_token (string or {"content": ...}) when given,
- * else an added token (or vocab entry) named <s>/</s> or <|begin_of_text|>/<|end_of_text|>. */
-static uint32_t find_token(lmx_tok_loadctx *c, const char *s)
-{
-    lmx_tokjson *t = c->t;
-    size_t n = strlen(s);
-    for (uint32_t i = 0; i < t->n_added; i++)
-        if (t->id_len[t->added[i].id] == n &&
-            memcmp(t->id_arena.data + t->id_off[t->added[i].id], s, n) == 0)
-            return t->added[i].id;
-    const lmx_tok_strmap *ov = t->byte_level ? &c->orig : &t->vocab;
-    return ov->slots ? lmx__tok_strmap_get(ov, (const uint8_t *)s, n) : LMX_TOKEN_NONE;
-}
-
-static uint32_t cfg_token(lmx_tok_loadctx *c, json_t *cfg, const char *key)
-{
-    json_t *v = cfg ? json_object_get(cfg, key) : NULL;
-    if (json_is_object(v))
-        v = json_object_get(v, "content");
-    return json_is_string(v) ? find_token(c, json_string_value(v)) : LMX_TOKEN_NONE;
-}
-
 static int load_doc(const char *data, size_t len, const char *cfgdata, size_t cfg_len,
                     lmx_tok_lists *fast, lmx_tokjson **out, lmx_error *err);
 
@@ -207,17 +185,19 @@ static int load_doc(const char *data, size_t len, const char *cfgdata, size_t cf
     json_t *cfg = NULL;
     if (cfgdata)
         cfg = json_loadb(cfgdata, cfg_len, 0, NULL);
-    t->bos = cfg_token(&c, cfg, "bos_token");
-    t->eos = cfg_token(&c, cfg, "eos_token");
+    if (!json_is_object(cfg)) {
+        json_decref(cfg);
+        cfg = NULL;
+    }
+    lmx_tok_seps alone, seps;
+    lmx__tokload_separators(&c, root, NULL, &alone);
+    lmx__tokload_separators(&c, root, cfg, &seps);
     json_decref(cfg);
-    if (t->bos == LMX_TOKEN_NONE)
-        t->bos = find_token(&c, "<s>");
-    if (t->bos == LMX_TOKEN_NONE)
-        t->bos = find_token(&c, "<|begin_of_text|>");
-    if (t->eos == LMX_TOKEN_NONE)
-        t->eos = find_token(&c, "</s>");
-    if (t->eos == LMX_TOKEN_NONE)
-        t->eos = find_token(&c, "<|end_of_text|>");
+    t->bos = seps.bos;
+    t->eos = seps.eos;
+    t->add_bos = seps.add_bos;
+    t->add_eos = seps.add_eos;
+    t->seps_from_config = memcmp(&alone, &seps, sizeof seps) != 0;
     rc = LMX_OK;
 done:
     if (c.orig_borrowed)
@@ -238,6 +218,7 @@ void lmx__tokjson_free(lmx_tokjson *t)
     if (!t)
         return;
     for (int i = 0; i < t->n_norm; i++) {
+        lmx__tok_regex_free(t->norm[i].rx);
         free(t->norm[i].a);
         free(t->norm[i].b);
     }

@@ -47,28 +47,59 @@ static int normalizer_step(lmx_tok_loadctx *c, json_t *o, const char *type, cons
         int is_re;
         n->type = LMX_NORM_REPLACE;
         rc = get_pattern(c, o, path, &is_re, &n->a, &n->alen);
-        if (!rc && is_re)
-            rc = lmx__tokload_bad(c, LMX_EUNSUPPORTED,
-                     "%s.pattern.Regex: Replace with a regex is not supported (only String patterns)",
-                     path);
-        if (!rc && n->alen == 0)
+        if (!rc && is_re) {
+            char msg[200];
+            rc = lmx__tok_regex_compile(n->a, n->alen, &n->rx, msg, sizeof msg);
+            if (rc)
+                rc = lmx__tokload_bad(c, rc, "%s.pattern.Regex: %s", path, msg);
+        }
+        if (!rc && !is_re && n->alen == 0)
             rc = lmx__tokload_bad(c, LMX_EUNSUPPORTED, "%s.pattern.String: empty pattern is not supported", path);
         snprintf(sub, sizeof sub, "%s.content", path);
         if (!rc)
             rc = lmx__tokload_dupstr(c, json_object_get(o, "content"), sub, &n->b, &n->blen);
-    } else if (strcmp(type, "NFC") == 0) {
-        n->type = LMX_NORM_NFC;
+    } else if (strcmp(type, "NFC") == 0 || strcmp(type, "NFD") == 0 || strcmp(type, "NFKC") == 0 ||
+               strcmp(type, "NFKD") == 0) {
+        n->type = type[2] == 'C' ? LMX_NORM_NFC : type[2] == 'D' ? LMX_NORM_NFD
+                : type[3] == 'C' ? LMX_NORM_NFKC : LMX_NORM_NFKD;
         rc = LMX_OK;
+    } else if (strcmp(type, "Lowercase") == 0) {
+        n->type = LMX_NORM_LOWERCASE;
+        rc = LMX_OK;
+    } else if (strcmp(type, "StripAccents") == 0) {
+        n->type = LMX_NORM_STRIP_ACCENTS;
+        rc = LMX_OK;
+    } else if (strcmp(type, "Strip") == 0) {
+        n->type = LMX_NORM_STRIP;
+        rc = lmx__tokload_getbool(c, o, "strip_left", path, 1, &n->left);
+        if (!rc)
+            rc = lmx__tokload_getbool(c, o, "strip_right", path, 1, &n->right);
     } else {
         return lmx__tokload_bad(c, LMX_EUNSUPPORTED,
                    "%s.type: normalizer \"%s\" is not supported (supported: Sequence, Prepend, "
-                   "Replace with a String pattern, NFC)", path, type);
+                   "Replace, NFC, NFD, NFKC, NFKD, Lowercase, Strip, StripAccents)", path, type);
     }
     t->n_norm++; /* counted even on error so free() releases the strings */
     return rc;
 }
 
 /* ---- pre-tokenizer ------------------------------------------------------------------------- */
+
+/* o.behavior (absent: def, or an error when def is NULL) into *out. */
+static int get_behavior(lmx_tok_loadctx *c, json_t *o, const char *path, const char *def, int *out)
+{
+    json_t *b = json_object_get(o, "behavior");
+    const char *bs = json_is_string(b) ? json_string_value(b) : (!b && def) ? def : "";
+    if (strcmp(bs, "Isolated") == 0) *out = LMX_SPLIT_ISOLATED;
+    else if (strcmp(bs, "Removed") == 0) *out = LMX_SPLIT_REMOVED;
+    else if (strcmp(bs, "MergedWithPrevious") == 0) *out = LMX_SPLIT_MERGED_PREV;
+    else if (strcmp(bs, "MergedWithNext") == 0) *out = LMX_SPLIT_MERGED_NEXT;
+    else if (strcmp(bs, "Contiguous") == 0) *out = LMX_SPLIT_CONTIGUOUS;
+    else
+        return lmx__tokload_bad(c, LMX_EFORMAT, "%s.behavior: expected Isolated, Removed, MergedWithPrevious, "
+                                "MergedWithNext or Contiguous", path);
+    return LMX_OK;
+}
 
 static int pretok_step(lmx_tok_loadctx *c, json_t *o, const char *type, const char *path)
 {
@@ -113,17 +144,49 @@ static int pretok_step(lmx_tok_loadctx *c, json_t *o, const char *type, const ch
                 return lmx__tokload_bad(c, LMX_EUNSUPPORTED, "%s.pattern.String: empty pattern is not supported",
                            path);
         }
-        json_t *b = json_object_get(o, "behavior");
-        const char *bs = json_is_string(b) ? json_string_value(b) : "";
-        if (strcmp(bs, "Isolated") == 0) p->behavior = LMX_SPLIT_ISOLATED;
-        else if (strcmp(bs, "Removed") == 0) p->behavior = LMX_SPLIT_REMOVED;
-        else if (strcmp(bs, "MergedWithPrevious") == 0) p->behavior = LMX_SPLIT_MERGED_PREV;
-        else if (strcmp(bs, "MergedWithNext") == 0) p->behavior = LMX_SPLIT_MERGED_NEXT;
-        else if (strcmp(bs, "Contiguous") == 0) p->behavior = LMX_SPLIT_CONTIGUOUS;
-        else
-            return lmx__tokload_bad(c, LMX_EFORMAT, "%s.behavior: expected Isolated, Removed, MergedWithPrevious, "
-                       "MergedWithNext or Contiguous", path);
+        if ((rc = get_behavior(c, o, path, NULL, &p->behavior)))
+            return rc;
         return lmx__tokload_getbool(c, o, "invert", path, 0, &p->invert);
+    }
+    if (strcmp(type, "Digits") == 0 || strcmp(type, "WhitespaceSplit") == 0 ||
+        strcmp(type, "Punctuation") == 0 || strcmp(type, "CharDelimiterSplit") == 0) {
+        /* HF splits on a char predicate */
+        p->type = LMX_PRE_SPLIT_CHAR;
+        t->n_pre++;
+        p->behavior = LMX_SPLIT_REMOVED;
+        if (type[0] == 'D') {
+            int ind = 0;
+            if ((rc = lmx__tokload_getbool(c, o, "individual_digits", path, 0, &ind)))
+                return rc;
+            p->pred = LMX_CHAR_DIGIT;
+            p->behavior = ind ? LMX_SPLIT_ISOLATED : LMX_SPLIT_CONTIGUOUS;
+        } else if (type[0] == 'W') {
+            p->pred = LMX_CHAR_WS;
+        } else if (type[0] == 'P') {
+            p->pred = LMX_CHAR_PUNCT;
+            if ((rc = get_behavior(c, o, path, "Isolated", &p->behavior)))
+                return rc;
+        } else {
+            json_t *d = json_object_get(o, "delimiter");
+            const char *ds = json_is_string(d) ? json_string_value(d) : "";
+            uint32_t cp = 0;
+            if (!*ds || (size_t)lmx__utf8_dec((const uint8_t *)ds, strlen(ds), &cp) != strlen(ds))
+                return lmx__tokload_bad(c, LMX_EFORMAT, "%s.delimiter: expected one character", path);
+            p->pred = LMX_CHAR_EQ;
+            p->pred_cp = cp;
+        }
+        return LMX_OK;
+    }
+    if (strcmp(type, "Whitespace") == 0) {
+        /* HF: the regex \w+|[^\w\s]+, non-matches removed */
+        static const char ws_re[] = "\\w+|[^\\w\\s]+";
+        char msg[200];
+        p->type = LMX_PRE_SPLIT_RE;
+        t->n_pre++;
+        p->behavior = LMX_SPLIT_REMOVED;
+        p->invert = 1;
+        rc = lmx__tok_regex_compile(ws_re, strlen(ws_re), &p->rx, msg, sizeof msg);
+        return rc ? lmx__tokload_bad(c, rc, "%s: %s", path, msg) : LMX_OK;
     }
     if (strcmp(type, "ByteLevel") == 0) {
         p->type = LMX_PRE_BYTELEVEL;
@@ -161,7 +224,8 @@ static int pretok_step(lmx_tok_loadctx *c, json_t *o, const char *type, const ch
     }
     return lmx__tokload_bad(c, LMX_EUNSUPPORTED,
                "%s.type: pre-tokenizer \"%s\" is not supported (supported: Sequence, Split, "
-               "ByteLevel, Metaspace)", path, type);
+               "ByteLevel, Metaspace, Digits, Whitespace, WhitespaceSplit, Punctuation, "
+               "CharDelimiterSplit)", path, type);
 }
 
 /* ---- decoder (only used by decode, but an unsupported one fails the load like any component) */

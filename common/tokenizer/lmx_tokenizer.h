@@ -44,13 +44,22 @@ int lmx__tokenizer_open_buffer(const void *data, size_t len, const void *config,
 
 /* "bytes" or "tokenizer.json". */
 const char *lmx__tokenizer_kind(const lmx_tokenizer *tok);
-/* Identity recorded in an index: "bytes" or "blake2b-256:<hex of the tokenizer.json bytes>". */
+/* Identity recorded in an index: "bytes" or "blake2b-256:<hex of the tokenizer.json bytes>",
+ * then "+match-added-tokens" and "+separators:..." when tokenizer_config.json changed them. */
 const char *lmx__tokenizer_identity(const lmx_tokenizer *tok);
 /* One more than the largest id the tokenizer can produce (bytes: 258). */
 uint32_t lmx__tokenizer_vocab_size(const lmx_tokenizer *tok);
-/* Ids of the BOS / EOS tokens, LMX_TOKEN_NONE when the tokenizer has none. */
+/* Ids of the model's BOS / document-end EOS tokens, LMX_TOKEN_NONE when it has none (never a
+ * chat turn end; proto/TOKENIZER.md "Document separators"). */
 uint32_t lmx__tokenizer_bos(const lmx_tokenizer *tok);
 uint32_t lmx__tokenizer_eos(const lmx_tokenizer *tok);
+/* The model's convention: 1 when a document gets BOS before it / EOS after it (the plan
+ * defaults). bytes: BOS yes, EOS no. */
+int lmx__tokenizer_default_bos(const lmx_tokenizer *tok);
+int lmx__tokenizer_default_eos(const lmx_tokenizer *tok);
+/* The string of token id as written in tokenizer.json (borrowed, *len bytes, not terminated);
+ * NULL for bytes or an id without one. */
+const char *lmx__tokenizer_token_str(const lmx_tokenizer *tok, uint32_t id, size_t *len);
 /* Id of the token whose string (as written in tokenizer.json; added tokens first) is s[0..n),
  * LMX_TOKEN_NONE if none. A linear scan: for setup code, not hot paths. */
 uint32_t lmx__tokenizer_token_id(const lmx_tokenizer *tok, const char *s, size_t n);

@@ -38,6 +38,16 @@ extern const char lmx__uni_version[];
 #define LMX_GC_NAMES "LuLlLtLmLoMnMcMeNdNlNoPcPdPsPePiPfPoSmScSkSoZsZlZpCcCfCsCoCn"
 extern const uint32_t lmx__uni_gc_runs[];
 extern const uint32_t lmx__uni_gc_runs_n;
+/* Compatibility decompositions (one level; NFKD applies them and the canonical ones
+ * recursively): sorted by cp, the mapping at lmx__uni_kpool[off .. off + len). */
+typedef struct lmx_uni_kdecomp { uint32_t cp; uint16_t off, len; } lmx_uni_kdecomp;
+extern const lmx_uni_kdecomp lmx__uni_kdecomp[];
+extern const uint32_t lmx__uni_kdecomp_n;
+extern const uint32_t lmx__uni_kpool[];
+/* Simple lowercase mapping (cp -> lowercase cp, only where they differ), sorted by cp. */
+typedef struct lmx_uni_lower { uint32_t cp, lower; } lmx_uni_lower;
+extern const lmx_uni_lower lmx__uni_lower[];
+extern const uint32_t lmx__uni_lower_n;
 
 static inline unsigned lmx__uni_flags(uint32_t cp)
 {

@@ -88,7 +88,9 @@ endforeach()
 
 # Hostile clients and careless operators (issue #16): tests/integration/test_hostile.py, one ctest
 # test per Python test function, each bounded by short deadlines in its config. 77 = skipped.
-foreach(t many_params path_decoding metrics_poisoning)
+foreach(t many_params path_decoding metrics_poisoning slowloris per_address_limit slow_readers
+          truncated_shard auth_reload state_dir_lock config_fifo nginx_metrics
+          bad_content_length)
   add_test(NAME integration.hostile.${t}
            COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_hostile.py ${t})
   set_tests_properties(integration.hostile.${t} PROPERTIES ENVIRONMENT "${LMX_TEST_ENV}" TIMEOUT 120
@@ -97,7 +99,7 @@ endforeach()
 
 # Input formats and field layouts (issue #13): tests/integration/test_inputs.py, one ctest test per
 # Python test function (registered as integration.index.*).
-foreach(t field_layout gzip_fixtures gzip_corrupt)
+foreach(t field_layout gzip_fixtures gzip_corrupt mds_fixtures mds_corrupt gzip_workflow mds_workflow)
   add_test(NAME integration.index.${t}
            COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_inputs.py ${t})
   set_tests_properties(integration.index.${t} PROPERTIES ENVIRONMENT "${LMX_TEST_ENV}" TIMEOUT 300
@@ -125,3 +127,28 @@ foreach(t zstd_bomb chunked_flood error_body_flood timeout_deadline error_text_e
   set_tests_properties(integration.client_hostile.${t} PROPERTIES ENVIRONMENT "${lmx_client_env}" TIMEOUT 120
                        SKIP_RETURN_CODE 77)
 endforeach()
+
+# Parquet inputs (issue #13): tests/integration/test_parquet.py on tests/unit/parquet/ (files from
+# DuckDB, arrow-rs and hyparquet-writer), one ctest test per Python test function.
+foreach(t same_as_jsonl fields tokens refusals reuse_shard_merge corrupt)
+  add_test(NAME integration.parquet.${t}
+           COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_parquet.py ${t})
+  set_tests_properties(integration.parquet.${t} PROPERTIES ENVIRONMENT "${LMX_TEST_ENV}" TIMEOUT 300)
+endforeach()
+
+# Verify once (issue #15): tests/integration/test_verify.py: the verified record (restart reads
+# nothing; a changed shard is read again and refused), --changed, --threads, --scrub/--rate, a
+# read-only index with state_dir. 77 = skipped (the read-only mount needs root).
+foreach(t restart_remembers scrub_finds_silent_rot readonly_index_state_dir)
+  add_test(NAME integration.verify.${t}
+           COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_verify.py ${t})
+  set_tests_properties(integration.verify.${t} PROPERTIES ENVIRONMENT "${LMX_TEST_ENV}" TIMEOUT 120
+                       SKIP_RETURN_CODE 77)
+endforeach()
+
+# The README's Slurm array + merge on a real one-node Slurm (issue #15): tests/soak/slurm_index.py
+# starts munged, slurmctld and slurmd in a temp folder (root; ~15 s). 77 = skipped (not root, or
+# slurm/munge missing).
+add_test(NAME integration.index.slurm_array_merge COMMAND ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tests/soak/slurm_index.py)
+set_tests_properties(integration.index.slurm_array_merge PROPERTIES ENVIRONMENT "${LMX_TEST_ENV}" TIMEOUT 240
+                     SKIP_RETURN_CODE 77)

@@ -84,6 +84,38 @@ static json_t *load_expected(void)
     return arr;
 }
 
+/* The list column input_ids (pre-tokenized ids) row by row: null, empty and filled lists. */
+static void check_lists(lmx_parquet *pq, json_t *expected)
+{
+    lmx_error err = {0};
+    size_t col;
+    int type;
+    lmx_parquet_col *c = NULL;
+    CHECK_EQ_INT(lmx__parquet_find(pq, "input_ids", &col, NULL, &err), LMX_EUNSUPPORTED);
+    CHECK_EQ_INT(lmx__parquet_find_list(pq, "input_ids", &col, &type, &err), LMX_OK);
+    CHECK_EQ_INT(type, LMX_PQ_INT32);
+    CHECK_EQ_INT(lmx__parquet_col_open(pq, col, &c, &err), LMX_OK);
+    lmx_parquet_list l;
+    lmx_parquet_value v;
+    CHECK_EQ_INT(lmx__parquet_col_next(c, &v, &err), LMX_EINVAL); /* a list needs next_list */
+    size_t row = 0;
+    int rc;
+    while ((rc = lmx__parquet_col_next_list(c, &l, &err)) == 1) {
+        json_t *want = json_object_get(json_array_get(expected, row), "input_ids");
+        CHECK_EQ_INT(l.is_null, json_is_null(want));
+        CHECK_EQ_U64(l.n, json_array_size(want));
+        CHECK_EQ_U64(l.null_elements, 0);
+        for (size_t k = 0; k < l.n && k < json_array_size(want); k++)
+            CHECK_EQ_INT(l.v[k], json_integer_value(json_array_get(want, k)));
+        row++;
+    }
+    if (rc < 0)
+        fprintf(stderr, "%s\n", err.message);
+    CHECK_EQ_INT(rc, 0);
+    CHECK_EQ_U64(row, json_array_size(expected));
+    lmx__parquet_col_close(c);
+}
+
 static void test_fixtures(json_t *expected)
 {
     DIR *d = opendir(DIR_);
@@ -110,6 +142,7 @@ static void test_fixtures(json_t *expected)
         CHECK_EQ_INT(rc, LMX_OK);
         CHECK_EQ_U64(rows, json_array_size(expected));
         CHECK_EQ_U64(lmx__parquet_num_rows(pq), json_array_size(expected));
+        check_lists(pq, expected);
         lmx__parquet_close(pq);
         files++;
     }
@@ -136,6 +169,20 @@ static void test_refusals(void)
         size_t col;
         CHECK_EQ_INT(lmx__parquet_find(pq, "text", &col, NULL, &err), LMX_OK);
         expect_find(pq, "input_ids", LMX_EUNSUPPORTED, "'input_ids' is a list or map");
+        size_t c2;
+        lmx_error e2 = {0};
+        CHECK_EQ_INT(lmx__parquet_find_list(pq, "input_ids", &c2, NULL, &e2), LMX_OK);
+        CHECK_EQ_INT(lmx__parquet_find_list(pq, "input_ids.list.element", &c2, NULL, &e2), LMX_OK);
+        CHECK_EQ_INT(lmx__parquet_find_list(pq, "m", &c2, NULL, &e2), LMX_EUNSUPPORTED);
+        CHECK_CONTAINS(e2.message, "'m' is a map");
+        CHECK_EQ_INT(lmx__parquet_find_list(pq, "m.key_value.key", &c2, NULL, &e2), LMX_EUNSUPPORTED);
+        CHECK_CONTAINS(e2.message, "is a map");
+        CHECK_EQ_INT(lmx__parquet_find_list(pq, "nested", &c2, NULL, &e2), LMX_EUNSUPPORTED);
+        CHECK_CONTAINS(e2.message, "'nested' is a nested list");
+        CHECK_EQ_INT(lmx__parquet_find_list(pq, "strs", &c2, NULL, &e2), LMX_EUNSUPPORTED);
+        CHECK_CONTAINS(e2.message, "'strs' is a list of BYTE_ARRAY");
+        CHECK_EQ_INT(lmx__parquet_find_list(pq, "text", &c2, NULL, &e2), LMX_EINVAL);
+        CHECK_CONTAINS(e2.message, "'text' is not a list");
         expect_find(pq, "m", LMX_EUNSUPPORTED, "'m' is a list or map");
         expect_find(pq, "s.x", LMX_EUNSUPPORTED, "'s.x' is a list or map");
         expect_find(pq, "f", LMX_EUNSUPPORTED, "type DOUBLE");

@@ -173,6 +173,9 @@ static void test_bad_paths(void)
     expect_reject("GET", "/v1", NULL, 404, "not_found", NULL);
     expect_reject("GET", "/healthz/x", NULL, 404, "not_found", NULL);
     expect_reject("GET", "//healthz", NULL, 404, "not_found", NULL);
+    expect_reject("GET", "/healthz/", NULL, 404, "not_found", NULL);
+    expect_reject("GET", "/metrics/", NULL, 404, "not_found", NULL);
+    expect_reject("GET", "/v1/plans/", NULL, 404, "not_found", NULL);
     /* Paths are routed as sent: any percent-encoding is refused, naming the path (issue #16). */
     expect_reject("GET", "/v1/plans/per-source%00/batches/0", NULL, 400, "bad_path", "per-source%00");
     expect_reject("GET", "/v1/plans/per-source%2Fbatches%2F0", NULL, 400, "bad_path", "%2F");

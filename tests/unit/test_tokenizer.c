@@ -401,6 +401,63 @@ static void test_pretok_diff(void)
     }
 }
 
+static void splice(const char *from, const char *to);
+
+static lmx_tokenizer *open_with_config(const char *cfg, lmx_error *err)
+{
+    lmx_tokenizer *t = NULL;
+    if (lmx__tokenizer_open_buffer(jb.data, jb.len, cfg, cfg ? strlen(cfg) : 0, NULL, &t, err))
+        return NULL;
+    return t;
+}
+
+/* Document separators from the model: a Qwen-like config (bos_token null, the chat turn end
+ * <|im_end|> as eos_token) gives no BOS (never the vocabulary string "<s>") and <|endoftext|>
+ * after each document; an identity suffix only when the config changes the separators. */
+static void test_separators(void)
+{
+    make_bl(NULL);
+    /* two added special tokens after the fixture's one, and "<s>" as an ordinary vocab entry */
+    splice("\"special\":true}]", "\"special\":true},{\"id\":270,\"content\":\"<|endoftext|>\","
+           "\"special\":true},{\"id\":271,\"content\":\"<|im_end|>\",\"special\":true}]");
+    splice("\"34\":", "\"<s>\":269,\"34\":");
+    lmx_error err = {0};
+    lmx_tokenizer *plain = open_with_config(NULL, &err);
+    lmx_tokenizer *qwen = open_with_config("{\"bos_token\":null,\"eos_token\":\"<|im_end|>\"}", &err);
+    lmx_tokenizer *gpt = open_with_config("{\"bos_token\":\"<|endoftext|>\",\"eos_token\":"
+                                          "{\"content\":\"<|endoftext|>\"}}", &err);
+    CHECK(plain && qwen && gpt);
+    if (plain && qwen && gpt) {
+        CHECK_EQ_U64(lmx__tokenizer_token_id(qwen, "<s>", 3), 269);
+        CHECK_EQ_U64(lmx__tokenizer_bos(qwen), LMX_TOKEN_NONE);
+        CHECK_EQ_U64(lmx__tokenizer_eos(qwen), 270);
+        CHECK_EQ_INT(lmx__tokenizer_default_bos(qwen), 0);
+        CHECK_EQ_INT(lmx__tokenizer_default_eos(qwen), 1);
+        size_t n;
+        const char *s = lmx__tokenizer_token_str(qwen, 270, &n);
+        CHECK(s && n == 13 && memcmp(s, "<|endoftext|>", 13) == 0);
+        /* without the config, the special <|begin_of_text|> would be the BOS: the config decides,
+         * so it is in the identity */
+        CHECK_EQ_INT(lmx__tokenizer_default_bos(plain), 1);
+        CHECK_CONTAINS(lmx__tokenizer_identity(qwen), "+separators:bos=none(off),eos=270");
+        /* a config that says what tokenizer.json alone gives leaves the identity alone */
+        lmx_tokenizer *same = open_with_config("{\"bos_token\":\"<|begin_of_text|>\",\"eos_token\":"
+                                               "\"<|endoftext|>\"}", &err);
+        CHECK(same != NULL);
+        if (same)
+            CHECK_EQ_STR(lmx__tokenizer_identity(same), lmx__tokenizer_identity(plain));
+        lmx__tokenizer_free(same);
+        /* GPT-2 style: BOS == EOS, so only EOS separates documents; the config named a BOS */
+        CHECK_EQ_U64(lmx__tokenizer_bos(gpt), 270);
+        CHECK_EQ_INT(lmx__tokenizer_default_bos(gpt), 0);
+        CHECK_EQ_INT(lmx__tokenizer_default_eos(gpt), 1);
+        CHECK_CONTAINS(lmx__tokenizer_identity(gpt), "+separators:bos=270(off),eos=270");
+    }
+    lmx__tokenizer_free(plain);
+    lmx__tokenizer_free(qwen);
+    lmx__tokenizer_free(gpt);
+}
+
 static void expect_unsupported(const char *what, const char *needle)
 {
     lmx_error err = {0};
@@ -417,8 +474,8 @@ static void test_unsupported(void)
 {
     make_sp(1);
     expect_unsupported("Unigram model", "Unigram");
-    make_bl("{\"type\":\"Whitespace\"}");
-    expect_unsupported("Whitespace pre-tokenizer", "Whitespace");
+    make_bl("{\"type\":\"UnicodeScripts\"}");
+    expect_unsupported("UnicodeScripts pre-tokenizer", "UnicodeScripts");
     /* an unsupported normalizer, spliced into the SP fixture */
     make_sp(0);
     const char *from = "\"normalizer\":{";
@@ -428,12 +485,12 @@ static void test_unsupported(void)
         lmx_buf b = {0};
         size_t head = (size_t)(p - (char *)jb.data) + strlen(from);
         CHECK(lmx__buf_append(&b, jb.data, head) == LMX_OK);
-        const char *lc = "\"type\":\"Sequence\",\"normalizers\":[{\"type\":\"Lowercase\"}]},\"x\":{";
+        const char *lc = "\"type\":\"Sequence\",\"normalizers\":[{\"type\":\"Precompiled\"}]},\"x\":{";
         CHECK(lmx__buf_append(&b, lc, strlen(lc)) == LMX_OK);
         CHECK(lmx__buf_append(&b, jb.data + head, jb.len - head) == LMX_OK);
         lmx__buf_free(&jb);
         jb = b;
-        expect_unsupported("Lowercase normalizer", "Lowercase");
+        expect_unsupported("Precompiled normalizer", "Precompiled");
     }
 }
 
@@ -592,6 +649,7 @@ int main(int argc, char **argv)
     test_unsupported();
     test_general_regex();
     test_pretok_diff();
+    test_separators();
     test_unsupported_decoder();
     test_empty_vocab_key();
     test_escapes_and_fallback();

@@ -16,8 +16,10 @@
 typedef struct pq_leaf {
     char *path;  /* dotted */
     int type;    /* physical type, -1 for a childless group */
-    int max_def;
+    int max_def, max_rep;
+    int rep_def; /* the definition level of the (innermost) repeated node: below it, no element */
     int in_list; /* repeated itself or below a repeated/LIST/MAP node */
+    int in_map;  /* below a MAP node */
 } pq_leaf;
 
 struct lmx_parquet {
@@ -42,7 +44,8 @@ struct lmx_parquet_col {
     const pq_leaf *leaf;
     size_t rg;                /* the current row group; n_rgs at the end */
     int started, done;
-    int64_t rg_rows_left;     /* rows of the row group not yet returned */
+    int64_t entries_left;     /* level entries of the column chunk not yet read (flat: its rows) */
+    int64_t rows_seen;        /* rows of the row group begun so far */
     const pq_chunk *chunk;
     const uint8_t *cp, *cend; /* the next page header, the end of the column chunk */
     long page_no;             /* 0-based page of the chunk (for messages), -1 before the first */
@@ -58,15 +61,22 @@ struct lmx_parquet_col {
     size_t page_cap;
     int64_t page_left;        /* level entries (rows) not yet returned */
     int encoding;
-    int has_def;
-    pq_rle def;
+    int has_def, has_rep;
+    pq_rle def, rep;
     const uint8_t *vp, *vend; /* the values section (PLAIN: the next value) */
     int values_ready;         /* the encoding's decoder is set up (lazily: all-null pages may have none) */
     pq_rle idx;
     pq_dbp d1, d2;
     lmx_buf cur[2];           /* DELTA_BYTE_ARRAY: the previous and the current value */
     int cur_i;
+    uint64_t dba_left;        /* DELTA_BYTE_ARRAY: bytes the page may still expand to */
     pq_codec_ctx *codec;
+    /* list cursors: the entry read ahead (the first of the next row), the row's elements */
+    int has_pending;
+    uint32_t p_rep, p_def;
+    int64_t p_val;
+    int64_t *list;
+    size_t list_cap;
 };
 
 /* ---- errors ---- */
@@ -103,7 +113,7 @@ typedef struct walk {
     int bad;
 } walk;
 
-static void walk_node(walk *w, int depth, int def, int in_list)
+static void walk_node(walk *w, int depth, int def, int rep, int rep_def, int in_list, int in_map)
 {
     if (w->bad || w->next >= w->pq->m.n_schema || depth > MAX_SCHEMA_DEPTH) {
         w->bad = 1;
@@ -119,6 +129,12 @@ static void walk_node(walk *w, int depth, int def, int in_list)
             return;
         }
         def += e->repetition == PQ_OPTIONAL || e->repetition == PQ_REPEATED;
+        if (e->repetition == PQ_REPEATED) {
+            rep++;
+            rep_def = def;
+        }
+        in_map |= e->converted_type == PQ_CT_MAP || e->converted_type == PQ_CT_MAP_KEY_VALUE ||
+                  e->logical_type == PQ_LT_MAP;
         in_list |= e->repetition == PQ_REPEATED || e->converted_type == PQ_CT_LIST ||
                    e->converted_type == PQ_CT_MAP || e->converted_type == PQ_CT_MAP_KEY_VALUE ||
                    e->logical_type == PQ_LT_LIST || e->logical_type == PQ_LT_MAP;
@@ -143,15 +159,19 @@ static void walk_node(walk *w, int depth, int def, int in_list)
             w->bad = 1;
             return;
         }
-        memcpy(l->path, w->path.data, w->path.len);
+        if (w->path.len)
+            memcpy(l->path, w->path.data, w->path.len);
         l->path[w->path.len] = 0;
         l->type = e->type;
         l->max_def = def;
+        l->max_rep = rep;
+        l->rep_def = rep_def;
         l->in_list = in_list;
+        l->in_map = in_map;
         w->pq->n_leaves++;
     }
     for (int32_t i = 0; i < e->num_children && !w->bad; i++)
-        walk_node(w, depth + 1, def, in_list);
+        walk_node(w, depth + 1, def, rep, rep_def, in_list, in_map);
     w->path.len = saved;
 }
 
@@ -190,7 +210,7 @@ static int open_common(lmx_parquet *pq, lmx_error *err)
     if (pq->m.encrypted)
         return lmx__err(err, LMX_EUNSUPPORTED, "%s: encrypted Parquet files are not supported", pq->path);
     walk w = {.pq = pq};
-    walk_node(&w, 0, 0, 0);
+    walk_node(&w, 0, 0, 0, 0, 0, 0);
     lmx__buf_free(&w.path);
     if (w.bad || w.next != pq->m.n_schema)
         return lmx__err(err, LMX_EFORMAT, "%s: corrupt footer (schema tree)", pq->path);
@@ -301,6 +321,34 @@ int lmx__parquet_find(const lmx_parquet *pq, const char *path, size_t *col, int 
     return lmx__err(err, LMX_ENOTFOUND, "%s: no column '%s' (columns: %s)", pq->path, path, cols);
 }
 
+int lmx__parquet_find_list(const lmx_parquet *pq, const char *path, size_t *col, int *type, lmx_error *err)
+{
+    size_t plen = strlen(path), found = 0, at = 0;
+    for (size_t i = 0; i < pq->n_leaves; i++) {
+        const char *lp = pq->leaves[i].path;
+        if (strcmp(lp, path) == 0 || (strncmp(lp, path, plen) == 0 && lp[plen] == '.')) {
+            found++;
+            at = i;
+        }
+    }
+    if (!found)
+        return lmx__parquet_find(pq, path, col, type, err); /* its message lists the columns */
+    const pq_leaf *l = &pq->leaves[at];
+    if (found == 1 && !l->in_map && l->max_rep == 0)
+        return lmx__err(err, LMX_EINVAL, "%s: column '%s' is not a list", pq->path, path);
+    if (found > 1 || l->in_map || l->max_rep != 1)
+        return lmx__err(err, LMX_EUNSUPPORTED,
+                        "%s: column '%s' is %s; only lists of integers (one level) are supported", pq->path, path,
+                        l->in_map ? "a map" : found > 1 ? "a group of several columns" : "a nested list");
+    if (l->type != PQ_INT32 && l->type != PQ_INT64)
+        return lmx__err(err, LMX_EUNSUPPORTED, "%s: column '%s' is a list of %s; only lists of INT32/INT64 are supported",
+                        pq->path, path, type_name(l->type));
+    *col = at;
+    if (type)
+        *type = l->type == PQ_INT32 ? LMX_PQ_INT32 : LMX_PQ_INT64;
+    return LMX_OK;
+}
+
 /* ---- cursors ---- */
 
 void lmx__parquet_col_close(lmx_parquet_col *c)
@@ -316,6 +364,7 @@ void lmx__parquet_col_close(lmx_parquet_col *c)
     lmx__buf_free(&c->cur[0]);
     lmx__buf_free(&c->cur[1]);
     lmx__pq_codec_free(c->codec);
+    free(c->list);
     free(c);
 }
 
@@ -448,6 +497,8 @@ static int values_init(lmx_parquet_col *c, lmx_error *err)
             (rc = lmx__pq_dbp_init(&c->d2, e1, c->vend, &e2, err)) == LMX_OK)
             c->vp = e2;
         c->cur[0].len = c->cur[1].len = 0; /* prefixes refer to values of the same page */
+        /* shared prefixes expand a page; bounded so a hostile page cannot make reading quadratic */
+        c->dba_left = (uint64_t)(c->vend - c->vp) * 256 + ((uint64_t)1 << 26);
         break;
     default:
         return col_err(c, err, LMX_EUNSUPPORTED, "encoding %s (%d) is not supported for %s", encoding_name(c->encoding),
@@ -469,6 +520,7 @@ static int load_data_page(lmx_parquet_col *c, const pq_page_header *h, const uin
     int max_def = c->leaf->max_def;
     unsigned w = lmx__pq_bit_width((uint32_t)max_def);
     c->has_def = max_def > 0;
+    c->has_rep = c->leaf->max_rep > 0;
     if (h->type == PQ_PAGE_DATA) {
         if (!h->has_v1)
             return col_err(c, err, LMX_EFORMAT, "data page without its header");
@@ -476,6 +528,16 @@ static int load_data_page(lmx_parquet_col *c, const pq_page_header *h, const uin
         if (rc != LMX_OK)
             return rc;
         end = p + raw;
+        if (c->leaf->max_rep > 0) {
+            if (h->rep_encoding != PQ_ENC_RLE)
+                return col_err(c, err, LMX_EUNSUPPORTED, "repetition levels encoded %s (only RLE is supported)",
+                               encoding_name(h->rep_encoding));
+            if (end - p < 4 || lmx__get32(p) > (size_t)(end - p - 4))
+                return col_err(c, err, LMX_EFORMAT, "repetition levels run past the page");
+            size_t n = lmx__get32(p);
+            lmx__pq_rle_init(&c->rep, p + 4, p + 4 + n, lmx__pq_bit_width((uint32_t)c->leaf->max_rep));
+            p += 4 + n;
+        }
         if (max_def > 0) {
             if (h->def_encoding != PQ_ENC_RLE)
                 return col_err(c, err, LMX_EUNSUPPORTED, "definition levels encoded %s (only RLE is supported)",
@@ -494,6 +556,8 @@ static int load_data_page(lmx_parquet_col *c, const pq_page_header *h, const uin
             return col_err(c, err, LMX_EFORMAT, "levels (%zu bytes) longer than the page", lev);
         if (max_def > 0)
             lmx__pq_rle_init(&c->def, src + h->rep_len, src + lev, w);
+        if (c->leaf->max_rep > 0)
+            lmx__pq_rle_init(&c->rep, src, src + h->rep_len, lmx__pq_bit_width((uint32_t)c->leaf->max_rep));
         int codec = h->is_compressed ? ch->codec : PQ_CODEC_UNCOMPRESSED;
         int rc = page_bytes(c, codec, src + lev, comp - lev, raw - lev, &c->page_buf, &c->page_cap, &p, err);
         if (rc != LMX_OK)
@@ -515,8 +579,8 @@ static int next_page(lmx_parquet_col *c, lmx_error *err)
         c->page_no++;
         c->page_off = (size_t)(c->cp - c->pq->data);
         if (c->cp >= c->cend)
-            return col_err(c, err, LMX_EFORMAT, "column chunk ends with %lld of its rows missing (truncated?)",
-                           (long long)c->rg_rows_left);
+            return col_err(c, err, LMX_EFORMAT, "column chunk ends with %lld of its values missing (truncated?)",
+                           (long long)c->entries_left);
         pq_page_header h;
         size_t used;
         if (lmx__pq_page_header_decode(c->cp, (size_t)(c->cend - c->cp), &h, &used, err) != LMX_OK)
@@ -552,7 +616,8 @@ static int next_row_group(lmx_parquet_col *c, lmx_error *err)
             return 0;
         const pq_row_group *rg = &pq->m.rgs[c->rg];
         const pq_chunk *ch = c->chunk = &rg->cols[c->col];
-        c->rg_rows_left = rg->num_rows;
+        c->entries_left = c->leaf->max_rep ? ch->num_values : rg->num_rows;
+        c->rows_seen = 0;
         if (rg->num_rows == 0)
             continue;
         if (ch->encrypted)
@@ -597,6 +662,9 @@ static int next_bytes(lmx_parquet_col *c, lmx_parquet_value *v, lmx_error *err)
         lmx_buf *prev = &c->cur[c->cur_i], *cur = &c->cur[c->cur_i ^ 1];
         if (lmx__pq_dbp_next(&c->d1, &a) != 0 || lmx__pq_dbp_next(&c->d2, &b) != 0 || a > prev->len || b > left)
             return col_err(c, err, LMX_EFORMAT, "corrupt DELTA_BYTE_ARRAY prefix or suffix lengths");
+        if (a + b > c->dba_left)
+            return col_err(c, err, LMX_EUNSUPPORTED, "DELTA_BYTE_ARRAY page expands to over 256 times its size");
+        c->dba_left -= a + b;
         cur->len = 0;
         if (lmx__buf_reserve(cur, (size_t)(a + b) + 1) != LMX_OK)
             return col_err(c, err, LMX_ENOMEM, "value of %llu bytes", (unsigned long long)(a + b));
@@ -652,14 +720,22 @@ static int next_int(lmx_parquet_col *c, lmx_parquet_value *v, lmx_error *err)
     }
 }
 
-int lmx__parquet_col_next(lmx_parquet_col *c, lmx_parquet_value *v, lmx_error *err)
+/* The next level entry of the column: 1 with its levels and (when defined) value, 0 after the
+ * last, or an error. Moves across pages and row groups and checks each row group's row count. */
+static int next_entry(lmx_parquet_col *c, uint32_t *rep, uint32_t *def, lmx_parquet_value *v, lmx_error *err)
 {
     if (c->done)
         return 0;
-    while (!c->started || c->rg_rows_left == 0) {
-        if (c->started && c->rg < c->pq->m.n_rgs && c->page_left > 0)
-            return col_err(c, err, LMX_EFORMAT, "page has %lld values more than the row group's rows",
-                           (long long)c->page_left);
+    while (!c->started || c->entries_left <= 0) {
+        if (c->started && c->rg < c->pq->m.n_rgs) {
+            int64_t want = c->pq->m.rgs[c->rg].num_rows;
+            if (c->page_left > 0)
+                return col_err(c, err, LMX_EFORMAT, "page has %lld values more than its column chunk",
+                               (long long)c->page_left);
+            if (c->rows_seen != want)
+                return col_err(c, err, LMX_EFORMAT, "column has %lld rows, its row group %lld",
+                               (long long)c->rows_seen, (long long)want);
+        }
         int rc = next_row_group(c, err);
         if (rc <= 0) {
             c->done = rc == 0;
@@ -672,17 +748,21 @@ int lmx__parquet_col_next(lmx_parquet_col *c, lmx_parquet_value *v, lmx_error *e
             return rc;
     }
     c->page_left--;
-    c->rg_rows_left--;
+    c->entries_left--;
     memset(v, 0, sizeof *v);
-    if (c->has_def) {
-        uint32_t d;
-        if (lmx__pq_rle_next(&c->def, &d) != 0 || d > (uint32_t)c->leaf->max_def)
-            return col_err(c, err, LMX_EFORMAT, "corrupt definition levels");
-        if (d < (uint32_t)c->leaf->max_def) {
-            v->is_null = 1;
-            return 1;
-        }
+    *rep = *def = 0;
+    if (c->has_rep && (lmx__pq_rle_next(&c->rep, rep) != 0 || *rep > (uint32_t)c->leaf->max_rep ||
+                       (c->rows_seen == 0 && *rep != 0)))
+        return col_err(c, err, LMX_EFORMAT, "corrupt repetition levels");
+    if (*rep == 0)
+        c->rows_seen++;
+    if (c->has_def && (lmx__pq_rle_next(&c->def, def) != 0 || *def > (uint32_t)c->leaf->max_def))
+        return col_err(c, err, LMX_EFORMAT, "corrupt definition levels");
+    if (c->has_def && *def < (uint32_t)c->leaf->max_def) {
+        v->is_null = 1;
+        return 1;
     }
+    *def = (uint32_t)c->leaf->max_def;
     if (!c->values_ready) {
         int rc = values_init(c, err);
         if (rc != LMX_OK)
@@ -690,4 +770,67 @@ int lmx__parquet_col_next(lmx_parquet_col *c, lmx_parquet_value *v, lmx_error *e
     }
     int rc = c->leaf->type == PQ_BYTE_ARRAY ? next_bytes(c, v, err) : next_int(c, v, err);
     return rc == LMX_OK ? 1 : rc;
+}
+
+int lmx__parquet_col_next(lmx_parquet_col *c, lmx_parquet_value *v, lmx_error *err)
+{
+    uint32_t rep, def;
+    if (c->leaf->max_rep)
+        return lmx__err(err, LMX_EINVAL, "%s: column '%s' is a list: read it with lmx__parquet_col_next_list",
+                        c->pq->path, c->leaf->path);
+    return next_entry(c, &rep, &def, v, err);
+}
+
+int lmx__parquet_col_next_list(lmx_parquet_col *c, lmx_parquet_list *out, lmx_error *err)
+{
+    const pq_leaf *l = c->leaf;
+    if (l->max_rep != 1 || l->type == PQ_BYTE_ARRAY)
+        return lmx__err(err, LMX_EINVAL, "%s: column '%s' is not a list of integers", c->pq->path, l->path);
+    lmx_parquet_value v;
+    if (!c->has_pending) { /* the first row */
+        int rc = next_entry(c, &c->p_rep, &c->p_def, &v, err);
+        if (rc <= 0)
+            return rc;
+        c->p_val = v.i;
+        c->has_pending = 1;
+    }
+    memset(out, 0, sizeof *out);
+    out->v = c->list;
+    uint32_t rep = c->p_rep, def = c->p_def;
+    int64_t val = c->p_val;
+    c->has_pending = 0;
+    for (;;) {
+        if (def < (uint32_t)l->rep_def) { /* no element: an empty list, or a null one above it */
+            if (rep != 0)
+                return col_err(c, err, LMX_EFORMAT, "corrupt levels (an empty list inside a row)");
+            out->is_null = (int)def < l->rep_def - 1;
+        } else if (def < (uint32_t)l->max_def) {
+            out->null_elements++;
+        } else {
+            if (out->n == c->list_cap) {
+                size_t cap = c->list_cap ? c->list_cap * 2 : 1024;
+                int64_t *nv = cap > (size_t)1 << 28 ? NULL : realloc(c->list, cap * sizeof *nv);
+                if (!nv)
+                    return col_err(c, err, LMX_ENOMEM, "a list of more than %zu elements", c->list_cap);
+                c->list = nv;
+                c->list_cap = cap;
+            }
+            c->list[out->n++] = val;
+        }
+        int rc = next_entry(c, &rep, &def, &v, err);
+        if (rc < 0)
+            return rc;
+        if (rc == 0)
+            break;
+        if (rep == 0) { /* the next row begins */
+            c->p_rep = rep;
+            c->p_def = def;
+            c->p_val = v.i;
+            c->has_pending = 1;
+            break;
+        }
+        val = v.i;
+    }
+    out->v = c->list;
+    return 1;
 }

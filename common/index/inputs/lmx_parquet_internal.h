@@ -68,6 +68,7 @@ typedef struct pq_page_header {
     int32_t num_values;         /* v1, v2, dictionary */
     int encoding;               /* v1, v2, dictionary */
     int def_encoding;           /* v1 */
+    int rep_encoding;           /* v1 */
     int32_t def_len, rep_len;   /* v2 */
     int is_compressed;          /* v2 (default true) */
 } pq_page_header;

@@ -383,6 +383,7 @@ static void decode_data_v1(tc *t, pq_page_header *h)
         case 1: h->num_values = (int32_t)tc_int(t, type, T_I32); break;
         case 2: h->encoding = (int)tc_int(t, type, T_I32); break;
         case 3: h->def_encoding = (int)tc_int(t, type, T_I32); break;
+        case 4: h->rep_encoding = (int)tc_int(t, type, T_I32); break;
         default: tc_skip(t, type);
         }
     }

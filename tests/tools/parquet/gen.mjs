@@ -43,32 +43,35 @@ function makeDocs (n, long) {
     const domain = i % 23 === 11 ? null : DOMAINS[(i * 5 + (i >> 3)) % DOMAINS.length]
     const id = BigInt(i) * 1000003n - 500000n
     const num = ((i * 7919) % 1000) - 500
-    docs.push({ text, domain, id, n: num })
+    // pre-tokenized ids (a list column, as Hub datasets store `input_ids`); null and empty lists too
+    const ids = i % 19 === 7 ? null : Array.from({ length: (i * 13) % 50 }, (_, j) => (i * 7 + j * 3) % 250)
+    docs.push({ text, domain, id, n: num, ids })
   }
   return docs
 }
 
 const docs = makeDocs(ROWS, mode === 'fixtures' ? 300 : 1500)
-fs.writeFileSync(path.join(outDir, 'expected.jsonl'),
-  docs.map(d => JSON.stringify({ text: d.text, domain: d.domain, id: d.id.toString(), n: d.n })).join('\n') + '\n')
+const jsonDoc = d => JSON.stringify({ text: d.text, domain: d.domain, id: d.id.toString(), n: d.n, input_ids: d.ids })
+fs.writeFileSync(path.join(outDir, 'expected.jsonl'), docs.map(jsonDoc).join('\n') + '\n')
 
 // ---- DuckDB ----
 async function duckdbFiles (variants) {
   const inst = await DuckDBInstance.create(':memory:')
   const con = await inst.connect()
   const tmp = path.join(outDir, 'docs.tmp.jsonl')
-  fs.writeFileSync(tmp, docs.map(d => JSON.stringify({ text: d.text, domain: d.domain, id: d.id.toString(), n: d.n })).join('\n') + '\n')
-  await con.run(`CREATE TABLE d AS SELECT row_number() OVER () AS r, text, domain, CAST(id AS BIGINT) AS id, CAST(n AS INTEGER) AS n
-                 FROM read_json('${tmp}', columns={text:'VARCHAR', domain:'VARCHAR', id:'VARCHAR', n:'INTEGER'}, format='newline_delimited')`)
+  fs.writeFileSync(tmp, docs.map(jsonDoc).join('\n') + '\n')
+  await con.run(`CREATE TABLE d AS SELECT row_number() OVER () AS r, text, domain, CAST(id AS BIGINT) AS id, CAST(n AS INTEGER) AS n, input_ids
+                 FROM read_json('${tmp}', columns={text:'VARCHAR', domain:'VARCHAR', id:'VARCHAR', n:'INTEGER', input_ids:'INTEGER[]'},
+                                format='newline_delimited')`)
   for (const v of variants) {
     const file = path.join(outDir, v.name)
-    await con.run(`COPY (SELECT text, {'redpajama_set_name': domain} AS meta, id, n FROM d ORDER BY r)
+    await con.run(`COPY (SELECT text, {'redpajama_set_name': domain} AS meta, id, n, input_ids FROM d ORDER BY r)
                    TO '${file}' (FORMAT parquet, COMPRESSION ${v.codec}, ROW_GROUP_SIZE ${v.rowGroup}${v.v2 ? ", PARQUET_VERSION v2" : ''})`)
   }
   fs.unlinkSync(tmp)
   if (small) { // columns the reader must refuse by name: a list, a map, a float
     await con.run(`COPY (SELECT 'a' AS text, [1, 2, 3] AS input_ids, MAP {'k': 'v'} AS m, 1.5::DOUBLE AS f,
-                   {'x': [1]} AS s) TO '${path.join(outDir, 'duckdb-lists.parquet')}' (FORMAT parquet)`)
+                   {'x': [1]} AS s, [[1, 2]] AS nested, ['x', 'y'] AS strs) TO '${path.join(outDir, 'duckdb-lists.parquet')}' (FORMAT parquet)`)
   }
 }
 
@@ -80,6 +83,7 @@ function arrowTable () {
     meta: arrow.vectorFromArray(docs.map(d => ({ redpajama_set_name: d.domain })), metaType),
     id: arrow.vectorFromArray(docs.map(d => d.id), new arrow.Int64()),
     n: arrow.vectorFromArray(docs.map(d => d.n), new arrow.Int32()),
+    input_ids: arrow.vectorFromArray(docs.map(d => d.ids), new arrow.List(new arrow.Field('item', new arrow.Int32(), true))),
   })
 }
 
@@ -110,18 +114,22 @@ function hyparquetFiles (variants) {
       rowGroupSize: v.rowGroup,
       statistics: false,
       schema: [
-        { name: 'root', num_children: 4 },
+        { name: 'root', num_children: 5 },
         { name: 'text', type: 'BYTE_ARRAY', converted_type: 'UTF8', ...nullable },
         { name: 'meta', num_children: 1, ...nullable },
         { name: 'redpajama_set_name', type: 'BYTE_ARRAY', converted_type: 'UTF8', ...nullable },
         { name: 'id', type: 'INT64', repetition_type: 'REQUIRED' },
         { name: 'n', type: 'INT32', repetition_type: 'REQUIRED' },
+        { name: 'input_ids', converted_type: 'LIST', num_children: 1, ...nullable },
+        { name: 'list', repetition_type: 'REPEATED', num_children: 1 },
+        { name: 'element', type: 'INT32', repetition_type: 'REQUIRED' },
       ],
       columnData: [
         { name: 'text', data: docs.map(d => d.text), encoding: v.textEncoding },
         { name: 'meta', data: docs.map(d => ({ redpajama_set_name: d.domain })) },
         { name: 'id', data: docs.map(d => d.id), encoding: v.intEncoding },
         { name: 'n', data: docs.map(d => d.n), encoding: v.intEncoding },
+        { name: 'input_ids', data: docs.map(d => d.ids) },
       ],
     })
   }

@@ -1,5 +1,6 @@
 /* parquet_dump FILE COLUMN...: the rows of the named columns as read by longmix's Parquet reader,
- * one JSON array per row (strings as JSON strings, integers as decimal strings, null as null).
+ * one JSON array per row (strings as JSON strings, integers as decimal strings, null as null,
+ * a list of integers as an array of decimal strings).
  * For tests (parquet.independent_writers) and the reader benchmark (`--count`: only counts rows
  * and bytes, like reading the columns to /dev/null). */
 #include <inttypes.h>
@@ -40,11 +41,13 @@ int main(int argc, char **argv)
         return 1;
     }
     lmx_parquet_col **cols = calloc((size_t)ncol, sizeof *cols);
-    int *types = calloc((size_t)ncol, sizeof *types);
+    int *types = calloc((size_t)ncol, sizeof *types), *lists = calloc((size_t)ncol, sizeof *lists);
     for (int i = 0; i < ncol; i++) {
         size_t c;
-        if (lmx__parquet_find(pq, argv[2 + count + i], &c, &types[i], &err) != LMX_OK ||
-            lmx__parquet_col_open(pq, c, &cols[i], &err) != LMX_OK) {
+        int rc = lmx__parquet_find(pq, argv[2 + count + i], &c, &types[i], &err);
+        if (rc == LMX_EUNSUPPORTED && lmx__parquet_find_list(pq, argv[2 + count + i], &c, &types[i], &err) == LMX_OK)
+            rc = LMX_OK, lists[i] = 1;
+        if (rc != LMX_OK || lmx__parquet_col_open(pq, c, &cols[i], &err) != LMX_OK) {
             fprintf(stderr, "parquet_dump: %s\n", err.message);
             return 1;
         }
@@ -53,8 +56,9 @@ int main(int argc, char **argv)
     for (;;) {
         int end = 0;
         for (int i = 0; i < ncol; i++) {
-            lmx_parquet_value v;
-            int rc = lmx__parquet_col_next(cols[i], &v, &err);
+            lmx_parquet_value v = {0};
+            lmx_parquet_list l = {0};
+            int rc = lists[i] ? lmx__parquet_col_next_list(cols[i], &l, &err) : lmx__parquet_col_next(cols[i], &v, &err);
             if (rc < 0) {
                 fprintf(stderr, "parquet_dump: %s\n", err.message);
                 return 1;
@@ -64,11 +68,18 @@ int main(int argc, char **argv)
                 break;
             }
             if (count) {
-                bytes += v.len;
+                bytes += lists[i] ? l.n * 4 : v.len;
                 continue;
             }
             fputs(i ? "," : "[", stdout);
-            if (v.is_null)
+            if (lists[i] && l.is_null)
+                fputs("null", stdout);
+            else if (lists[i]) {
+                putchar('[');
+                for (size_t k = 0; k < l.n; k++)
+                    printf("%s\"%" PRId64 "\"", k ? "," : "", l.v[k]);
+                putchar(']');
+            } else if (v.is_null)
                 fputs("null", stdout);
             else if (types[i] == LMX_PQ_BYTES)
                 put_json_string(v.data, v.len);
@@ -87,6 +98,7 @@ int main(int argc, char **argv)
         lmx__parquet_col_close(cols[i]);
     free(cols);
     free(types);
+    free(lists);
     lmx__parquet_close(pq);
     return 0;
 }
