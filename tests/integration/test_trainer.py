@@ -372,7 +372,9 @@ def test_python_package(wd):
     build = os.environ.get("LMX_BUILD_DIR")
     if cmake and build:
         run([cmake, "--install", build, "--prefix", wd("prefix")])
-        places.append(("cmake --install", wd("prefix", "lib", "python3", "dist-packages")))
+        found = glob.glob(wd("prefix", "lib", "python3*", "dist-packages", "longmix"))
+        check(len(found) == 1, f"cmake --install put the package at {found}")
+        places.append(("cmake --install", os.path.dirname(found[0])))
     for how, site in places:
         r = subprocess.run([sys.executable, "-c", PROBE, d.url], capture_output=True, text=True, cwd=wd(),
                            env=dict(clean, PYTHONPATH=site), timeout=60)
