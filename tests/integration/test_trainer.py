@@ -570,6 +570,10 @@ def test_hf_dataloader(wd):
                 check(torch.equal(it["cu_seq_lens_q"], whole["cu_seq_lens_q"]), "CP cu_seq_lens != whole")
         if K == 1:
             items_k1 = items[0]
+    # model_inputs=False: wire v1 items, as before this issue
+    legacy = list(lm.LongmixDataset(d.url, "orig", rank=0, world=2, num_steps=1, model_inputs=False))[0]
+    check("input_ids" not in legacy and legacy["cp_size"] == 1, "model_inputs=False still has model keys")
+    check(torch.equal(legacy["tokens"].reshape(-1), items_k1[0]["input_ids"][0]), "legacy tokens differ")
     # forward + backward of the tiny model on a DataLoader item (K = 1)
     model = TinyLM(torch)
     it = items_k1[0]
