@@ -257,18 +257,11 @@ static int cmd_stats(int argc, char **argv)
     return 0;
 }
 
-/* A Parquet source is addressed by row, every other by line (proto/INDEX.md, "Provenance"). */
-static const char *doc_where_key(const char *source)
-{
-    size_t n = strlen(source);
-    return n >= 8 && strcmp(source + n - 8, ".parquet") == 0 ? "row" : "line";
-}
-
 static int cmd_doc(int argc, char **argv)
 {
     if (wants_help(argc, argv)) {
         puts("usage: longmixd doc DIR ID... [--json] [--tokens]\n\nOne JSON object a line, in the order asked: id, domain, "
-             "tokens, source, line\n(1-based; 0 for one-document files), doc_id (when indexed with --id-field). --tokens adds\nthe token ids.");
+             "tokens, source, line\n(1-based; 0 for one-document files), row (= line, for Parquet and MDS: the row or sample\nnumber), doc_id (when indexed with --id-field). --tokens adds the token ids.");
         return 0;
     }
     const char *dir = NULL;
@@ -313,7 +306,10 @@ static int cmd_doc(int argc, char **argv)
         json_object_set_new(o, "domain", json_string(lmx__index_domain_name(ix, d.domain)));
         json_object_set_new(o, "tokens", json_integer((json_int_t)d.n_tokens));
         json_object_set_new(o, "source", json_string(d.source));
-        json_object_set_new(o, doc_where_key(d.source), json_integer((json_int_t)d.line));
+        json_object_set_new(o, "line", json_integer((json_int_t)d.line));
+        /* row-oriented inputs also name the row (1-based; "line" stays for every input) */
+        if (strcmp(d.kind, "parquet") == 0 || strcmp(d.kind, "mds") == 0)
+            json_object_set_new(o, "row", json_integer((json_int_t)d.line));
         if (d.doc_id)
             json_object_set_new(o, "doc_id", json_string(d.doc_id));
         if (with_tokens) {

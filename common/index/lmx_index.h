@@ -32,6 +32,7 @@ typedef struct lmx_doc {
     const char *source;   /* NUL-terminated, owned by the index */
     uint64_t line;
     const char *doc_id;   /* the --id-field value kept at index time, or NULL */
+    const char *kind;     /* the input kind of its shard (manifest "kind": "jsonl", "mds", ...) */
 } lmx_doc;
 
 /* Opens DIR: parses the manifest, maps every shard and checks each header against the manifest

@@ -84,7 +84,7 @@ static int reusable(const lmx_index_options *opts, lmx_job *j, json_t *e)
     if (entry_u64(e, "input_mtime_ns") == j->mtime_ns)
         return 1;
     char hex[65];
-    if (!(j->fmt->flags & LMX_INPUT_HASH_REUSE) || lmx__file_blake2b(j->path, hex) != 0 ||
+    if (!(j->fmt->flags & LMX_INPUT_HASH_REUSE) || lmx__files_blake2b(j->files, j->n_files, hex) != 0 ||
         strcmp(hex, entry_str(e, "input_blake2b")) != 0)
         return 0;
     json_object_set_new(e, "input_mtime_ns", json_integer((json_int_t)j->mtime_ns));

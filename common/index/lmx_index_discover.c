@@ -186,9 +186,7 @@ static int add_file_input(lmx_job_list *jobs, const char *path, const char *doma
     char *job_path = NULL;
     const lmx_input_format *fmt = lmx__input_match(path, &job_path);
     if (!fmt)
-        return lmx__err(err, LMX_EINVAL,
-                        "input %s: not a .jsonl, .jsonl.zst, .txt file, a folder or a Megatron PREFIX (PREFIX.bin + PREFIX.idx)",
-                        path);
+        return lmx__err(err, LMX_EINVAL, "input %s: not %s, nor a folder holding them", path, lmx__input_kinds());
     long k = new_job(jobs, fmt, job_path ? job_path : strdup(path), domain, err);
     if (k >= 0 && (fmt->flags & LMX_INPUT_FOLDER_JOB) && add_file(&jobs->v[k], path) != LMX_OK)
         k = lmx__err(err, LMX_ENOMEM, "out of memory");
@@ -225,7 +223,7 @@ int lmx__jobs_add_input(lmx_job_list *jobs, const char *arg, lmx_error *err)
         size_t before = jobs->n;
         rc = walk(path, domain, jobs, err);
         if (rc == LMX_OK && jobs->n == before)
-            rc = lmx__err(err, LMX_EINVAL, "input %s: no .jsonl, .jsonl.zst or .txt files in this folder", path);
+            rc = lmx__err(err, LMX_EINVAL, "input %s: this folder holds no input (%s)", path, lmx__input_kinds());
     } else {
         rc = add_file_input(jobs, path, domain, err);
     }
@@ -288,6 +286,8 @@ void lmx__job_domain_rule(const lmx_index_options *opts, const lmx_job *j, char 
         k = snprintf(out, n, "folder");
     else
         k = snprintf(out, n, "field:%s", opts->domain_field);
+    if (j->fmt->flags & LMX_INPUT_NO_FIELDS)
+        return;
     if (k >= 0 && (size_t)k < n && opts->text_field && strcmp(opts->text_field, "text") != 0)
         k += snprintf(out + k, n - (size_t)k, ";text:%s", opts->text_field);
     if (k >= 0 && (size_t)k < n && opts->id_field)

@@ -45,7 +45,7 @@ int lmx__jobs_keep_slice(lmx_job_list *jobs, uint32_t index, uint32_t count, lmx
 void lmx__jobs_stat(lmx_job_list *jobs);
 void lmx__jobs_free(lmx_job_list *jobs);
 /* How a job's records become documents: the domain ("forced:NAME", "folder", "field:PATH"), then
- * ";text:PATH" / ";id:PATH" / ";dtype:N" when not the defaults (so indexes written before these
+ * ";text:PATH" / ";id:PATH" / ";dtype:N" when not the defaults and the format has fields (so indexes written before these
  * options keep their key). Part of the reuse key: another --domain-field, DOMAIN=,
  * --domain-from-path, --text-field, --id-field or --token-dtype re-indexes. */
 void lmx__job_domain_rule(const lmx_index_options *opts, const lmx_job *j, char *out, size_t n);

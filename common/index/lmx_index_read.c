@@ -15,6 +15,7 @@
 
 typedef struct shard {
     char *path;
+    char *kind; /* the manifest entry's input kind ("jsonl", "mds", ...), "" when absent */
     uint8_t *map;
     size_t size;
     uint64_t n_docs, n_tokens, doc_base;
@@ -167,6 +168,9 @@ static int open_shard(lmx_index *ix, json_t *e, size_t i, lmx_error *err)
     if (!s->path)
         return lmx__err(err, LMX_ENOMEM, "index: out of memory");
     snprintf(s->path, plen, "%s/shards/%s", ix->dir, file);
+    const char *kind = json_string_value(json_object_get(e, "kind"));
+    if (!(s->kind = strdup(kind ? kind : "")))
+        return lmx__err(err, LMX_ENOMEM, "index: out of memory");
     int rc;
     if ((rc = lmx__map_file(s->path, &s->map, &s->size, err)) || (rc = check_shard(s, nd, nt, err)))
         return rc;
@@ -273,6 +277,7 @@ void lmx__index_close(lmx_index *ix)
         if (ix->shards[i].map)
             munmap(ix->shards[i].map, ix->shards[i].size);
         free(ix->shards[i].path);
+        free(ix->shards[i].kind);
         free(ix->shards[i].domain_map);
     }
     for (uint32_t d = 0; d < ix->n_domains; d++)
@@ -334,6 +339,7 @@ int lmx__index_doc(const lmx_index *ix, uint64_t id, lmx_doc *out, lmx_error *er
     out->source = shard_string(s, lmx__get32(r + LMX_SD_SOURCE));
     out->line = lmx__get64(r + LMX_SD_LINE);
     out->doc_id = NULL;
+    out->kind = s->kind;
     if (s->id_offsets) {
         const char *t = (const char *)s->id_blob + lmx__get64(s->id_offsets + 8 * (id - s->doc_base));
         out->doc_id = *t ? t : NULL;

@@ -23,6 +23,8 @@
 
 typedef struct fj_ctx {
     const char *end;
+    const char *text_key; /* the top-level key of the text ("text", or --text-field) */
+    size_t text_key_len;
     const lmx__jsonl_path *path; /* NULL: "text" only */
     lmx_buf *text, *field;
     int text_found, field_found;
@@ -54,7 +56,7 @@ static const char *fj_record(fj_ctx *c, const char *p, int depth, int lvl)
         if (p >= end || *p != ':')
             return NULL;
         p = lmx__jscan_ws(p + 1, end);
-        if (lvl == 0 && klen == 4 && memcmp(k, "text", 4) == 0) {
+        if (lvl == 0 && klen == c->text_key_len && memcmp(k, c->text_key, klen) == 0) {
             /* a second "text" would replace the first in jansson; a non-string is an error there */
             if (c->text_found || p >= end || *p != '"')
                 return NULL;
@@ -92,6 +94,17 @@ static const char *fj_record(fj_ctx *c, const char *p, int depth, int lvl)
 int lmx__jsonl_fast(const char *s, size_t n, unsigned flags, const lmx__jsonl_path *path, lmx_buf *text,
                     lmx_buf *field, int *field_found)
 {
+    return lmx__jsonl_fast_key(s, n, flags, "text", path, text, field, field_found);
+}
+
+int lmx__jsonl_fast_key(const char *s, size_t n, unsigned flags, const char *text_key, const lmx__jsonl_path *path,
+                        lmx_buf *text, lmx_buf *field, int *field_found)
+{
+    size_t tk = strlen(text_key);
+    /* a text key the walk cannot tell from the field path's first segment is left to jansson */
+    if (tk == 0 || memchr(text_key, '.', tk) || (path && path->n && path->len[0] == tk &&
+                                                  memcmp(path->seg[0], text_key, tk) == 0))
+        return 0;
     const char *end = s + n, *p = lmx__jscan_ws(s, end);
     if (p >= end || *p != '{')
         return 0; /* not an object (or not JSON): jansson's answer */
@@ -108,7 +121,7 @@ int lmx__jsonl_fast(const char *s, size_t n, unsigned flags, const lmx__jsonl_pa
         if (lmx__buf_reserve(field, n + 1) != LMX_OK)
             return 0;
     }
-    fj_ctx c = {end, path, text, field, 0, 0};
+    fj_ctx c = {end, text_key, tk, path, text, field, 0, 0};
     p = fj_record(&c, p + 1, 1, 0);
     if (!p || !c.text_found || lmx__jscan_ws(p, end) != end)
         return 0;

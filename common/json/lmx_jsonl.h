@@ -49,5 +49,10 @@ enum {
  * out of memory); text and field are then unspecified. */
 int lmx__jsonl_fast(const char *s, size_t n, unsigned flags, const lmx__jsonl_path *path, lmx_buf *text,
                     lmx_buf *field, int *field_found);
+/* The same with the text under another top-level key (`--text-field content`): the answer of
+ * json_object_get(doc, text_key) instead of "text". Declines (0) for a key with a '.' (a nested
+ * path) or equal to the field path's first segment. */
+int lmx__jsonl_fast_key(const char *s, size_t n, unsigned flags, const char *text_key, const lmx__jsonl_path *path,
+                        lmx_buf *text, lmx_buf *field, int *field_found);
 
 #endif

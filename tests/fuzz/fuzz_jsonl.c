@@ -1,6 +1,7 @@
 /* libFuzzer target: the fast JSON Lines record parser (common/json/lmx_jsonl.c, on the scanner
  * lmx_json_scan.c) against jansson on arbitrary lines. Input byte 0 picks the mode: bit 0 sets LMX__JSONL_UTF8 (the indexer; else
- * `longmixd tokenize`), bits 1-3 the field path (none, the default domain path, and variants).
+ * `longmixd tokenize`), bits 1-3 the field path (none, the default domain path, and variants),
+ * bit 4 the text key ("text", or "content" as with --text-field content).
  * The rest is the line.
  * Checked whenever the fast path answers: json_loadb(JSON_ALLOW_NUL) of the same line (of the line
  * repaired by lmx__utf8_lossy without LMX__JSONL_UTF8, then compared with the repaired fast text
@@ -25,6 +26,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     unsigned flags = data[0] & 1 ? LMX__JSONL_UTF8 : 0;
     const char *field = FIELDS[(data[0] >> 1) & 7];
+    const char *key = data[0] & 16 ? "content" : "text"; /* bit 4: lmx__jsonl_fast_key's other key */
     const char *s = (const char *)data + 1;
     size_t n = size - 1;
 
@@ -33,7 +35,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0; /* the caller would use jansson for every line */
     lmx_buf text = {0}, fval = {0}, fixed = {0}, fixed_text = {0}, fixed_field = {0};
     int found = -1;
-    int fast = lmx__jsonl_fast(s, n, flags, field ? &path : NULL, &text, &fval, &found);
+    int fast = lmx__jsonl_fast_key(s, n, flags, key, field ? &path : NULL, &text, &fval, &found);
     if (fast) {
         const char *ref = s, *got = (const char *)text.data;
         size_t ref_n = n, got_n = text.len;
@@ -48,7 +50,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         json_error_t je;
         json_t *doc = json_loadb(ref ? ref : "", ref_n, JSON_ALLOW_NUL, &je);
         FUZZ_CHECK(json_is_object(doc));
-        json_t *t = json_object_get(doc, "text");
+        json_t *t = json_object_get(doc, key);
         FUZZ_CHECK(json_is_string(t));
         FUZZ_CHECK(json_string_length(t) == got_n);
         FUZZ_CHECK(got_n == 0 || memcmp(json_string_value(t), got, got_n) == 0);

@@ -54,7 +54,7 @@ def test_same_as_jsonl(wd):
         check(s["domains"] == sr["domains"] and s["total_tokens"] == sr["total_tokens"], f"{name}: statistics differ")
         check([(x["id"], x["domain"], x["ids"], x["row"]) for x in d] == [(x["id"], x["domain"], x["ids"], x["line"])
                                                                            for x in dr], f"{name}: documents differ")
-        check(all(x["source"] == f and "line" not in x for x in d), f"{name}: provenance {d[0]}")
+        check(all(x["source"] == f and x["row"] == x["line"] for x in d), f"{name}: provenance {d[0]}")
         kind = json.load(open(wd("x-" + name, "manifest.json")))["shards"][0]["kind"]
         check(kind == "parquet", f"{name}: kind {kind}")
     run([LONGMIXD, "verify", wd("x-" + os.path.basename(PARQUETS[0]))])

@@ -88,7 +88,7 @@ endforeach()
 
 # Input formats and field layouts (issue #13): tests/integration/test_inputs.py, one ctest test per
 # Python test function (registered as integration.index.*).
-foreach(t field_layout gzip_fixtures gzip_corrupt)
+foreach(t field_layout gzip_fixtures gzip_corrupt mds_fixtures mds_corrupt gzip_workflow mds_workflow)
   add_test(NAME integration.index.${t}
            COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_inputs.py ${t})
   set_tests_properties(integration.index.${t} PROPERTIES ENVIRONMENT "${LMX_TEST_ENV}" TIMEOUT 300

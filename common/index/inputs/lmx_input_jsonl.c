@@ -125,8 +125,8 @@ static json_t *text_of(json_t *doc, const lmx_input_params *p, char *why, size_t
     return t;
 }
 
-/* Ordinary records take lmx__jsonl_fast (no jansson tree per line, which was a third of the
- * indexer's time) when the text is the top-level "text" and no id is kept; any other line or
+/* Ordinary records take lmx__jsonl_fast_key (no jansson tree per line, which was a third of the
+ * indexer's time) when the text is at a top-level key and no id is kept; any other line or
  * layout goes through jansson, which gives the rejection reasons. */
 static void jsonl_parse(const lmx_input_params *p, const char *line, size_t len, lmx_input_parsed *out)
 {
@@ -134,9 +134,9 @@ static void jsonl_parse(const lmx_input_params *p, const char *line, size_t len,
     lmx__jsonl_path path;
     int found = 0;
     out->text = out->domain = out->doc_id = NULL;
-    int fast_ok = strcmp(p->text_field, "text") == 0 && !p->id_field &&
-                  (p->domain || lmx__jsonl_path_init(&path, p->domain_field));
-    if (fast_ok && lmx__jsonl_fast(line, len, LMX__JSONL_UTF8, p->domain ? NULL : &path, text, dom, &found)) {
+    int fast_ok = !p->id_field && (p->domain || lmx__jsonl_path_init(&path, p->domain_field));
+    if (fast_ok &&
+        lmx__jsonl_fast_key(line, len, LMX__JSONL_UTF8, p->text_field, p->domain ? NULL : &path, text, dom, &found)) {
         out->text = (const char *)text->data;
         out->text_len = text->len;
         out->domain = found ? (const char *)dom->data : NULL;
@@ -166,6 +166,7 @@ static void jsonl_parse(const lmx_input_params *p, const char *line, size_t len,
 
 const lmx_input_format lmx__input_jsonl = {
     .name = "jsonl",
+    .what = "a .jsonl, .jsonl.gz, .json.gz, .jsonl.zst, .jsonl.zstd file",
     .flags = LMX_INPUT_HASH_REUSE,
     .match = jsonl_match,
     .open = jsonl_open,

@@ -88,11 +88,15 @@ typedef struct lmx_input {
 enum {
     LMX_INPUT_FOLDER_JOB = 1,   /* all matching files directly in one folder form one job (.txt) */
     LMX_INPUT_NEEDS_DOMAIN = 2, /* records carry no domain: DOMAIN=PATH is required */
-    LMX_INPUT_HASH_REUSE = 4,   /* a touched input (new mtime) whose bytes hash the same is reused */
+    LMX_INPUT_HASH_REUSE = 4,   /* a touched input (new mtime) whose bytes hash the same is reused:
+                                   finish()'s hash = lmx__files_blake2b of the job's files */
+    LMX_INPUT_NO_FIELDS = 8,    /* no named fields: --text-field/--id-field/--token-dtype do not
+                                   change its documents (nor its reuse key) */
 };
 
 struct lmx_input_format {
     const char *name; /* the format (also the manifest `kind` unless open sets another) */
+    const char *what; /* what INPUT it takes, for messages ("a .txt file", "an MDS folder (index.json)") */
     unsigned flags;   /* LMX_INPUT_* */
     /* Whether a regular file found at path belongs to this format; for a pair of files (Megatron
      * PREFIX.bin + PREFIX.idx) it names the job path in *job_path (malloc'ed) else leaves it NULL. */
@@ -116,6 +120,8 @@ extern const lmx_input_format *const lmx__input_formats[];
 /* The format a regular file belongs to (by name, and for compressed JSON Lines also by magic
  * bytes), or NULL; *job_path as for match(). */
 const lmx_input_format *lmx__input_match(const char *path, char **job_path);
+/* "A, B or C" over the table's `what`s, for "not an input" messages (static storage). */
+const char *lmx__input_kinds(void);
 /* The format called name, or NULL. */
 const lmx_input_format *lmx__input_format(const char *name);
 
@@ -124,6 +130,7 @@ extern const lmx_input_format lmx__input_jsonl;
 extern const lmx_input_format lmx__input_text;
 extern const lmx_input_format lmx__input_megatron;
 extern const lmx_input_format lmx__input_parquet;
+extern const lmx_input_format lmx__input_mds;
 
 /* Megatron: PREFIX.bin when PATH is PREFIX, PREFIX.bin or PREFIX.idx and both files exist, else
  * NULL (malloc'ed). */
@@ -132,8 +139,9 @@ char *lmx__megatron_bin_of(const char *path);
 /* ---- helpers shared by the readers (lmx_inputs.c) ---- */
 
 int lmx__ends_with(const char *s, const char *suffix);
-/* BLAKE2b-256 (hex) of a whole file; 0 or -1. */
-int lmx__file_blake2b(const char *path, char hex[65]);
+/* BLAKE2b-256 (hex) of the files' bytes one after the other (a job's list_files order); 0 or -1.
+ * A LMX_INPUT_HASH_REUSE format's finish() must give the same hash. */
+int lmx__files_blake2b(char *const *files, size_t n, char hex[65]);
 /* The value at dotted path in a jansson object (NULL when absent or a non-object on the way). */
 json_t *lmx__json_at_path(json_t *doc, const char *path);
 /* A document id for provenance: a string as it is, a number as its JSON text, into out
