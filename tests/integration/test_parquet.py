@@ -165,7 +165,40 @@ def test_tokens(wd):
     check("column 'n' (--text-field) holds integers" in err, err)
 
 
-TESTS = {f.__name__[5:]: f for f in [test_same_as_jsonl, test_fields, test_tokens, test_refusals, test_reuse_shard_merge,
+def test_kill9_resume(wd):
+    """longmixd index killed (-9) at moments spread over a run, then re-run, gives exactly the shards
+    of one uninterrupted run; every manifest left behind verifies."""
+    import random, signal, subprocess, time
+    os.makedirs(wd("in"))
+    for k in range(4):
+        for f in PARQUETS:
+            shutil.copy(f, wd("in", f"c{k}-" + os.path.basename(f)))
+    args = ["--tokenizer", "bytes", "--threads", "1", "--on-error", "skip", "--no-progress"]
+    t0 = time.monotonic()
+    run([LONGMIXD, "index", *args, "--out", wd("one"), wd("in")])
+    took = time.monotonic() - t0
+    whole = json.load(open(wd("one", "manifest.json")))
+    rnd = random.Random(13)
+    killed = 0
+    for attempt in range(6):
+        p = subprocess.Popen([LONGMIXD, "index", *args, "--out", wd("k"), wd("in")],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rnd.uniform(0, took))
+        if p.poll() is None:
+            p.send_signal(signal.SIGKILL)
+            killed += 1
+        p.wait()
+        if os.path.exists(wd("k", "manifest.json")):
+            run([LONGMIXD, "verify", wd("k")])
+    check(killed >= 1, "no run was killed")
+    run([LONGMIXD, "index", *args, "--out", wd("k"), wd("in")])
+    again = json.load(open(wd("k", "manifest.json")))
+    check([e["blake2b"] for e in again["shards"]] == [e["blake2b"] for e in whole["shards"]],
+          f"re-run after kill -9 ({killed} killed runs) differs from one run")
+    run([LONGMIXD, "verify", wd("k")])
+
+
+TESTS = {f.__name__[5:]: f for f in [test_same_as_jsonl, test_fields, test_tokens, test_kill9_resume, test_refusals, test_reuse_shard_merge,
                                       test_corrupt]}
 
 if __name__ == "__main__":
