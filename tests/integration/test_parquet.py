@@ -147,8 +147,8 @@ def test_corrupt(wd):
 
 def test_tokens(wd):
     """--text-field naming a list of integers (`input_ids`) indexes pre-tokenized rows: every
-    writer's file gives the expected ids per row; null lists are bad records; a plain integer
-    column is not token ids."""
+    writer's file gives the expected ids per row; null lists and ids outside the tokenizer's
+    vocabulary are bad records naming the row; a plain integer column is not token ids."""
     want = [json.loads(l) for l in open(os.path.join(FIX, "expected.jsonl"))]
     keep = [(i + 1, e["domain"], e["input_ids"]) for i, e in enumerate(want)
             if e["input_ids"] is not None and e["domain"] is not None]
@@ -161,6 +161,8 @@ def test_tokens(wd):
     lists = os.path.join(FIX, "duckdb-lists.parquet")
     index(wd("l"), "--text-field", "input_ids", "web=" + lists)
     check(all_docs(wd("l"))[1][0]["ids"] == [1, 2, 3], "lists file ids")
+    err = index(wd("b"), "--text-field", "big_ids", "web=" + lists, ok=False)
+    check("duckdb-lists.parquet:1: column 'big_ids': token id 300000 at position 1 is outside the vocabulary" in err, err)
     err = index(wd("n"), "--text-field", "n", "x=" + PARQUETS[0], ok=False)
     check("column 'n' (--text-field) holds integers" in err, err)
 

@@ -71,7 +71,7 @@ async function duckdbFiles (variants) {
   fs.unlinkSync(tmp)
   if (small) { // columns the reader must refuse by name: a list, a map, a float
     await con.run(`COPY (SELECT 'a' AS text, [1, 2, 3] AS input_ids, MAP {'k': 'v'} AS m, 1.5::DOUBLE AS f,
-                   {'x': [1]} AS s, [[1, 2]] AS nested, ['x', 'y'] AS strs) TO '${path.join(outDir, 'duckdb-lists.parquet')}' (FORMAT parquet)`)
+                   {'x': [1]} AS s, [[1, 2]] AS nested, ['x', 'y'] AS strs, [5, 300000] AS big_ids) TO '${path.join(outDir, 'duckdb-lists.parquet')}' (FORMAT parquet)`)
   }
 }
 
