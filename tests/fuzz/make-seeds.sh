@@ -28,6 +28,59 @@ for t in fuzz_index fuzz_wire fuzz_config fuzz_request fuzz_tokenizer fuzz_encod
   rm -rf "${OUT:?}/$t"; mkdir -p "$OUT/$t"
 done
 
+# ---- fuzz_gzip, fuzz_mds (issue #13): the committed input fixtures (independent writers) ----
+# fuzz_gzip: [name/layout byte][file]; fuzz_mds: [u16 len][index.json][shard 0 decompressed]
+rm -rf "$OUT/fuzz_gzip" "$OUT/fuzz_mds"; mkdir -p "$OUT/fuzz_gzip" "$OUT/fuzz_mds"
+python3 - "$SRC/tests/fixtures/inputs" "$OUT" <<'PY'
+import gzip, json, os, struct, sys, zlib
+fx, out = sys.argv[1], sys.argv[2]
+g = os.path.join(fx, "gzip")
+small = open(os.path.join(g, "docs.jsonl"), "rb").read()[:1500]
+seeds = {"cli": (1, open(os.path.join(g, "docs.gzip-cli.jsonl.gz"), "rb").read()),
+         "multi": (1, open(os.path.join(g, "docs.multi-member.jsonl.gz"), "rb").read()),
+         "python": (3, open(os.path.join(g, "docs.python.json.gz"), "rb").read()),
+         "zstd": (2, open(os.path.join(g, "docs.jsonl.zstd"), "rb").read()),
+         "plain": (0, small),
+         "layout": (5, gzip.compress(b'{"content": "x", "id": 7, "meta": {"redpajama_set_name": "a"}}\n', mtime=0)),
+         "truncated": (1, gzip.compress(small, mtime=0)[:300])}
+for name, (flag, data) in seeds.items():
+    open(os.path.join(out, "fuzz_gzip", name), "wb").write(bytes([flag]) + data)
+m = os.path.join(fx, "mds")
+for folder in ("plain", "zstd", "gz-noconfig"):
+    ix = json.load(open(os.path.join(m, folder, "index.json")))
+    ix["shards"] = ix["shards"][:1]
+    sh = ix["shards"][0]
+    raw = os.path.join(m, folder, sh["raw_data"]["basename"])
+    if os.path.exists(raw):
+        data = open(raw, "rb").read()
+    elif sh["compression"].startswith("gz"):
+        data = gzip.decompress(open(os.path.join(m, folder, sh["zip_data"]["basename"]), "rb").read())
+    else:
+        continue  # zstd: no zstd module in the standard library; plain/gz cover the layout
+    j = json.dumps(ix, separators=(",", ":")).encode()
+    open(os.path.join(out, "fuzz_mds", folder), "wb").write(struct.pack("<H", len(j)) + j + data)
+PY
+
+# fuzz_index: an index with the optional ids section (--id-field), packed like the others
+python3 - "$WORK/ids.jsonl" <<'PY'
+import json, sys
+with open(sys.argv[1], "w") as f:
+    for i, t in enumerate(["alpha", "", "beta gamma", "delta"]):
+        f.write(json.dumps({"text": t, "id": f"doc-{i}" if i != 2 else 7, "meta": {"redpajama_set_name": "S"}}) + "\n")
+PY
+(cd "$WORK" && "$LONGMIXD" index --tokenizer bytes --id-field id --out idx-ids ids.jsonl >/dev/null 2>&1)
+python3 - "$WORK/idx-ids" "$OUT/fuzz_index/ids-f0" <<'PY'
+import json, os, struct, sys
+idx, out = sys.argv[1], sys.argv[2]
+m = json.load(open(os.path.join(idx, "manifest.json")))
+mb = json.dumps(m, separators=(",", ":")).encode()
+b = bytes([0]) + struct.pack("<H", len(mb)) + mb
+for s in m["shards"]:
+    sb = open(os.path.join(idx, "shards", s["file"]), "rb").read()
+    b += struct.pack("<H", len(sb)) + sb
+open(out, "wb").write(b)
+PY
+
 # ---- a small real index ----
 mkdir -p "$WORK/in/books" "$WORK/in/web"
 printf 'Call me Ishmael. Some years ago - never mind how long precisely - having little or no money.' \
@@ -225,58 +278,5 @@ if [ -d "$SRC/tests/tools/parquet/node_modules" ] && command -v node >/dev/null;
   node "$SRC/tests/tools/parquet/gen.mjs" "$WORK/parquet" 12 fixtures >/dev/null
   cp "$WORK"/parquet/*.parquet "$OUT/fuzz_parquet/"
 fi
-
-# ---- fuzz_gzip, fuzz_mds (issue #13): the committed input fixtures (independent writers) ----
-# fuzz_gzip: [name/layout byte][file]; fuzz_mds: [u16 len][index.json][shard 0 decompressed]
-rm -rf "$OUT/fuzz_gzip" "$OUT/fuzz_mds"; mkdir -p "$OUT/fuzz_gzip" "$OUT/fuzz_mds"
-python3 - "$SRC/tests/fixtures/inputs" "$OUT" <<'PY'
-import gzip, json, os, struct, sys, zlib
-fx, out = sys.argv[1], sys.argv[2]
-g = os.path.join(fx, "gzip")
-small = open(os.path.join(g, "docs.jsonl"), "rb").read()[:1500]
-seeds = {"cli": (1, open(os.path.join(g, "docs.gzip-cli.jsonl.gz"), "rb").read()),
-         "multi": (1, open(os.path.join(g, "docs.multi-member.jsonl.gz"), "rb").read()),
-         "python": (3, open(os.path.join(g, "docs.python.json.gz"), "rb").read()),
-         "zstd": (2, open(os.path.join(g, "docs.jsonl.zstd"), "rb").read()),
-         "plain": (0, small),
-         "layout": (5, gzip.compress(b'{"content": "x", "id": 7, "meta": {"redpajama_set_name": "a"}}\n', mtime=0)),
-         "truncated": (1, gzip.compress(small, mtime=0)[:300])}
-for name, (flag, data) in seeds.items():
-    open(os.path.join(out, "fuzz_gzip", name), "wb").write(bytes([flag]) + data)
-m = os.path.join(fx, "mds")
-for folder in ("plain", "zstd", "gz-noconfig"):
-    ix = json.load(open(os.path.join(m, folder, "index.json")))
-    ix["shards"] = ix["shards"][:1]
-    sh = ix["shards"][0]
-    raw = os.path.join(m, folder, sh["raw_data"]["basename"])
-    if os.path.exists(raw):
-        data = open(raw, "rb").read()
-    elif sh["compression"].startswith("gz"):
-        data = gzip.decompress(open(os.path.join(m, folder, sh["zip_data"]["basename"]), "rb").read())
-    else:
-        continue  # zstd: no zstd module in the standard library; plain/gz cover the layout
-    j = json.dumps(ix, separators=(",", ":")).encode()
-    open(os.path.join(out, "fuzz_mds", folder), "wb").write(struct.pack("<H", len(j)) + j + data)
-PY
-
-# fuzz_index: an index with the optional ids section (--id-field), packed like the others
-python3 - "$WORK/ids.jsonl" <<'PY'
-import json, sys
-with open(sys.argv[1], "w") as f:
-    for i, t in enumerate(["alpha", "", "beta gamma", "delta"]):
-        f.write(json.dumps({"text": t, "id": f"doc-{i}" if i != 2 else 7, "meta": {"redpajama_set_name": "S"}}) + "\n")
-PY
-(cd "$WORK" && "$LONGMIXD" index --tokenizer bytes --id-field id --out idx-ids ids.jsonl >/dev/null 2>&1)
-python3 - "$WORK/idx-ids" "$OUT/fuzz_index/ids-f0" <<'PY'
-import json, os, struct, sys
-idx, out = sys.argv[1], sys.argv[2]
-m = json.load(open(os.path.join(idx, "manifest.json")))
-mb = json.dumps(m, separators=(",", ":")).encode()
-b = bytes([0]) + struct.pack("<H", len(mb)) + mb
-for s in m["shards"]:
-    sb = open(os.path.join(idx, "shards", s["file"]), "rb").read()
-    b += struct.pack("<H", len(sb)) + sb
-open(out, "wb").write(b)
-PY
 
 for t in "$OUT"/*/; do printf '%-16s %3d seeds\n' "$(basename "$t")" "$(ls "$t" | wc -l)"; done

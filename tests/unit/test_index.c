@@ -6,6 +6,7 @@
 #include <zstd.h>
 
 #include "lmx_index.h"
+#include "lmx_index_internal.h"
 #include "lmx_test.h"
 #include "lmx_util.h"
 
@@ -587,8 +588,52 @@ static void test_buckets(void)
     CHECK_EQ_U64(s.buckets[3], 4096);
 }
 
+/* --domain-from-path: '*' and {domain} stay inside one path component; the pattern matches the
+ * whole job path or a tail after a '/'; DOMAIN= wins; a path that does not match is an error. */
+static void test_domain_from_path(void)
+{
+    static const struct {
+        const char *pattern, *path, *want; /* want NULL: no match */
+    } cases[] = {
+        {"data/{domain}/*.jsonl", "data/arxiv/a.jsonl", "arxiv"},
+        {"data/{domain}/*.jsonl", "/abs/root/data/web/x.jsonl", "web"},
+        {"data/{domain}/*.jsonl", "data/a/b/x.jsonl", NULL},  /* {domain} is one component */
+        {"data/{domain}/*.jsonl", "data/a/x.jsonl.gz", NULL}, /* the whole tail must match */
+        {"{domain}.jsonl.gz", "in/books.jsonl.gz", "books"},
+        {"*/{domain}-*.parquet", "x/y/c4-00001.parquet", "c4"},
+        {"data/{domain}", "data/mds-set", "mds-set"},
+        {"data/{domain}/*", "data//x", NULL}, /* {domain} is not empty */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        lmx_job_list jobs = {0};
+        lmx_error err = {0};
+        lmx_job j = {.fmt = &lmx__input_jsonl, .path = strdup(cases[i].path)};
+        jobs.v = &j;
+        jobs.n = 1;
+        int rc = lmx__jobs_domain_from_path(&jobs, cases[i].pattern, &err);
+        if (cases[i].want) {
+            CHECK_EQ_INT(rc, LMX_OK);
+            CHECK(j.domain && strcmp(j.domain, cases[i].want) == 0);
+        } else {
+            CHECK_EQ_INT(rc, LMX_EINVAL);
+            CHECK_CONTAINS(err.message, cases[i].path);
+        }
+        free(j.domain);
+        j.domain = strdup("Forced"); /* DOMAIN= wins */
+        CHECK_EQ_INT(lmx__jobs_domain_from_path(&jobs, cases[i].pattern, &err), LMX_OK);
+        CHECK(strcmp(j.domain, "Forced") == 0);
+        free(j.domain);
+        free(j.path);
+    }
+    lmx_job_list none = {0};
+    lmx_error err = {0};
+    CHECK_EQ_INT(lmx__jobs_domain_from_path(&none, "data/*.jsonl", &err), LMX_EINVAL);
+    CHECK_CONTAINS(err.message, "{domain}");
+}
+
 int main(void)
 {
+    test_domain_from_path();
     lmx_test_tmpdir("index", root, sizeof root);
     test_buckets();
     test_build_and_read();

@@ -125,21 +125,36 @@ static json_t *text_of(json_t *doc, const lmx_input_params *p, char *why, size_t
     return t;
 }
 
-/* Ordinary records take lmx__jsonl_fast_key (no jansson tree per line, which was a third of the
- * indexer's time) when the text is at a top-level key and no id is kept; any other line or
- * layout goes through jansson, which gives the rejection reasons. */
+/* Ordinary records take lmx__jsonl_fast_fields (no jansson tree per line, which was a third of
+ * the indexer's time) when the text is at a top-level key and the id (if asked) is a string; any
+ * other line or layout goes through jansson, which gives the rejection reasons. */
 static void jsonl_parse(const lmx_input_params *p, const char *line, size_t len, lmx_input_parsed *out)
 {
     lmx_buf *text = &out->scratch[0], *dom = &out->scratch[1], *id = &out->scratch[2];
-    lmx__jsonl_path path;
-    int found = 0;
+    lmx__jsonl_path dpath, ipath;
+    const lmx__jsonl_path *paths[2];
+    lmx_buf *bufs[2];
+    int found[2] = {0, 0};
+    size_t nf = 0;
     out->text = out->domain = out->doc_id = NULL;
-    int fast_ok = !p->id_field && (p->domain || lmx__jsonl_path_init(&path, p->domain_field));
-    if (fast_ok &&
-        lmx__jsonl_fast_key(line, len, LMX__JSONL_UTF8, p->text_field, p->domain ? NULL : &path, text, dom, &found)) {
+    int fast_ok = 1;
+    if (!p->domain) {
+        fast_ok &= lmx__jsonl_path_init(&dpath, p->domain_field);
+        paths[nf] = &dpath;
+        bufs[nf++] = dom;
+    }
+    if (p->id_field) {
+        fast_ok &= lmx__jsonl_path_init(&ipath, p->id_field);
+        paths[nf] = &ipath;
+        bufs[nf++] = id;
+    }
+    /* an id that is not a string (a number) is shown as JSON text: jansson's business */
+    if (fast_ok && lmx__jsonl_fast_fields(line, len, LMX__JSONL_UTF8, p->text_field, text, nf, paths, bufs, found) &&
+        (!p->id_field || found[nf - 1])) {
         out->text = (const char *)text->data;
         out->text_len = text->len;
-        out->domain = found ? (const char *)dom->data : NULL;
+        out->domain = !p->domain && found[0] ? (const char *)dom->data : NULL;
+        out->doc_id = p->id_field ? (const char *)id->data : NULL;
         return;
     }
     json_error_t je;

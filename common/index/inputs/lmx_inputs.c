@@ -55,6 +55,12 @@ int lmx__ends_with(const char *s, const char *suffix)
     return a >= b && strcmp(s + a - b, suffix) == 0;
 }
 
+int lmx__file_blake2b(const char *path, char hex[65])
+{
+    char *one[] = {(char *)path};
+    return lmx__files_blake2b(one, 1, hex);
+}
+
 int lmx__files_blake2b(char *const *files, size_t n, char hex[65])
 {
     crypto_generichash_state hs;

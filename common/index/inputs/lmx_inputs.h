@@ -142,6 +142,8 @@ int lmx__ends_with(const char *s, const char *suffix);
 /* BLAKE2b-256 (hex) of the files' bytes one after the other (a job's list_files order); 0 or -1.
  * A LMX_INPUT_HASH_REUSE format's finish() must give the same hash. */
 int lmx__files_blake2b(char *const *files, size_t n, char hex[65]);
+/* BLAKE2b-256 (hex) of one whole file; 0 or -1. */
+int lmx__file_blake2b(const char *path, char hex[65]);
 /* The value at dotted path in a jansson object (NULL when absent or a non-object on the way). */
 json_t *lmx__json_at_path(json_t *doc, const char *path);
 /* A document id for provenance: a string as it is, a number as its JSON text, into out
