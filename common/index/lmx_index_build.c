@@ -22,6 +22,7 @@ static int discover(const lmx_index_options *opts, char *const *inputs, int n_in
                     lmx_error *err)
 {
     int rc = LMX_OK;
+    jobs->domain_later = opts->domain_from_path != NULL;
     for (int i = 0; rc == LMX_OK && i < n_inputs; i++)
         rc = lmx__jobs_add_input(jobs, inputs[i], err);
     if (rc == LMX_OK)

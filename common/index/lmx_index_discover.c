@@ -140,7 +140,7 @@ static int walk_file(lmx_job_list *jobs, long *folder, const char *dir, char *p,
     int rc = LMX_OK;
     if (!fmt) {
         free(p);
-    } else if ((fmt->flags & LMX_INPUT_NEEDS_DOMAIN) && !domain) {
+    } else if ((fmt->flags & LMX_INPUT_NEEDS_DOMAIN) && !domain && !jobs->domain_later) {
         rc = lmx__err(err, LMX_EINVAL, "input %s: a %s input needs its domain: give the folder as DOMAIN=%s", p,
                       fmt->name, dir);
         free(p);
@@ -211,10 +211,10 @@ int lmx__jobs_add_input(lmx_job_list *jobs, const char *arg, lmx_error *err)
                      ? lmx__megatron_bin_of(path)
                      : NULL;
     if (mbin) {
-        long k = domain ? new_job(jobs, &lmx__input_megatron, mbin, domain, err)
+        long k = domain || jobs->domain_later ? new_job(jobs, &lmx__input_megatron, mbin, domain, err)
                         : lmx__err(err, LMX_EINVAL, "input %s: a Megatron dataset needs its domain: write DOMAIN=%s",
                                    path, path);
-        if (!domain)
+        if (!domain && !jobs->domain_later)
             free(mbin);
         rc = k < 0 ? (int)k : LMX_OK;
     } else if (stat(path, &st) != 0) {

@@ -30,6 +30,7 @@ typedef struct lmx_job {
 typedef struct lmx_job_list {
     lmx_job *v;
     size_t n, cap;
+    int domain_later; /* --domain-from-path will set domains: inputs needing one are let through */
 } lmx_job_list;
 
 /* Adds the jobs of one INPUT argument (file, folder, DOMAIN=PATH, Megatron PREFIX). */
