@@ -60,10 +60,12 @@ static int cmd_index(int argc, char **argv)
         "\n"
         "INPUT is a JSON Lines file (.jsonl, .jsonl.gz, .json.gz, .jsonl.zst, .jsonl.zstd; one JSON document\n"
         "a line, text in \"text\"; compression detected from the file's magic bytes), a MosaicML MDS folder\n"
-        "(index.json + shards, raw/.zstd/.gz; one document per sample), a .txt file (one document; domain =\n"
+        "(index.json + shards, raw/.zstd/.gz; one document per sample), a Parquet file (.parquet; one\n"
+        "document per row: the --text-field string column, or a list of token ids such as input_ids;\n"
+        "struct members by dotted path), a .txt file (one document; domain =\n"
         "its folder's name), a folder (walked recursively), DOMAIN=PATH to force the domain, or\n"
         "DOMAIN=PREFIX for a Megatron-LM indexed dataset (PREFIX.bin + PREFIX.idx; one document per\n"
-        "Megatron document). Pre-tokenized ids (Megatron, MDS token columns) must be below the tokenizer's\n"
+        "Megatron document). Pre-tokenized ids (Megatron, MDS, Parquet token columns) must be below the tokenizer's\n"
         "vocabulary size. One shard is written per input file (per folder of .txt files, per Megatron\n"
         "pair, per MDS folder); the manifest is written last.\n"
         "Re-running over the same inputs indexes only new or changed ones; a killed run can be re-run.\n"
@@ -312,7 +314,6 @@ static int cmd_stats(int argc, char **argv)
     return 0;
 }
 
-/* A Parquet source is addressed by row, every other by line (proto/INDEX.md, "Provenance"). */
 static int cmd_doc(int argc, char **argv)
 {
     if (wants_help(argc, argv)) {

@@ -110,7 +110,8 @@ static int batch_add(batch *b, const lmx_input_rec *rec, size_t *last_src, size_
     } else if (rec->kind == LMX_REC_TOKENS) {
         oom |= lmx__buf_reserve(&b->toks, rec->n_ids * tb) != LMX_OK;
         if (!oom) {
-            lmx__pack_ids(b->toks.data + b->toks.len, rec->ids, rec->n_ids, tb);
+            if (rec->n_ids) /* toks.data may still be NULL: no pointer arithmetic on it */
+                lmx__pack_ids(b->toks.data + b->toks.len, rec->ids, rec->n_ids, tb);
             b->toks.len += rec->n_ids * tb;
         }
     }
@@ -175,7 +176,8 @@ static void tokenize(batch *b, brec *x, const char *text, size_t len, lmx_build_
     x->kind = LMX_REC_TOKENS;
     x->tok_off = b->toks.len;
     x->n_tokens = wk->ids.n;
-    lmx__pack_ids(b->toks.data + b->toks.len, wk->ids.v, wk->ids.n, tb);
+    if (wk->ids.n) /* an empty document: toks.data may still be NULL */
+        lmx__pack_ids(b->toks.data + b->toks.len, wk->ids.v, wk->ids.n, tb);
     b->toks.len += wk->ids.n * tb;
     atomic_fetch_add(&wk->B->tokens_done, wk->ids.n);
 }

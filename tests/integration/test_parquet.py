@@ -147,8 +147,8 @@ def test_corrupt(wd):
 
 def test_tokens(wd):
     """--text-field naming a list of integers (`input_ids`) indexes pre-tokenized rows: every
-    writer's file gives the expected ids per row; null lists are bad records; a plain integer
-    column is not token ids."""
+    writer's file gives the expected ids per row; null lists and ids outside the tokenizer's
+    vocabulary are bad records naming the row; a plain integer column is not token ids."""
     want = [json.loads(l) for l in open(os.path.join(FIX, "expected.jsonl"))]
     keep = [(i + 1, e["domain"], e["input_ids"]) for i, e in enumerate(want)
             if e["input_ids"] is not None and e["domain"] is not None]
@@ -161,11 +161,46 @@ def test_tokens(wd):
     lists = os.path.join(FIX, "duckdb-lists.parquet")
     index(wd("l"), "--text-field", "input_ids", "web=" + lists)
     check(all_docs(wd("l"))[1][0]["ids"] == [1, 2, 3], "lists file ids")
+    err = index(wd("b"), "--text-field", "big_ids", "web=" + lists, ok=False)
+    check("duckdb-lists.parquet:1: column 'big_ids': token id 300000 at position 1 is outside the vocabulary" in err, err)
     err = index(wd("n"), "--text-field", "n", "x=" + PARQUETS[0], ok=False)
     check("column 'n' (--text-field) holds integers" in err, err)
 
 
-TESTS = {f.__name__[5:]: f for f in [test_same_as_jsonl, test_fields, test_tokens, test_refusals, test_reuse_shard_merge,
+def test_kill9_resume(wd):
+    """longmixd index killed (-9) at moments spread over a run, then re-run, gives exactly the shards
+    of one uninterrupted run; every manifest left behind verifies."""
+    import random, signal, subprocess, time
+    os.makedirs(wd("in"))
+    for k in range(4):
+        for f in PARQUETS:
+            shutil.copy(f, wd("in", f"c{k}-" + os.path.basename(f)))
+    args = ["--tokenizer", "bytes", "--threads", "1", "--on-error", "skip", "--no-progress"]
+    t0 = time.monotonic()
+    run([LONGMIXD, "index", *args, "--out", wd("one"), wd("in")])
+    took = time.monotonic() - t0
+    whole = json.load(open(wd("one", "manifest.json")))
+    rnd = random.Random(13)
+    killed = 0
+    for attempt in range(6):
+        p = subprocess.Popen([LONGMIXD, "index", *args, "--out", wd("k"), wd("in")],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rnd.uniform(0, took))
+        if p.poll() is None:
+            p.send_signal(signal.SIGKILL)
+            killed += 1
+        p.wait()
+        if os.path.exists(wd("k", "manifest.json")):
+            run([LONGMIXD, "verify", wd("k")])
+    check(killed >= 1, "no run was killed")
+    run([LONGMIXD, "index", *args, "--out", wd("k"), wd("in")])
+    again = json.load(open(wd("k", "manifest.json")))
+    check([e["blake2b"] for e in again["shards"]] == [e["blake2b"] for e in whole["shards"]],
+          f"re-run after kill -9 ({killed} killed runs) differs from one run")
+    run([LONGMIXD, "verify", wd("k")])
+
+
+TESTS = {f.__name__[5:]: f for f in [test_same_as_jsonl, test_fields, test_tokens, test_kill9_resume, test_refusals, test_reuse_shard_merge,
                                       test_corrupt]}
 
 if __name__ == "__main__":

@@ -211,13 +211,15 @@ static int parquet_next(lmx_input *in, lmx_input_rec *rec, lmx_error *err)
 
 static int parquet_finish(lmx_input *in, char hex[65], lmx_error *err)
 {
-    if (lmx__file_blake2b(in->params->path, hex) != 0)
+    char *const files[1] = {(char *)in->params->path};
+    if (lmx__files_blake2b(files, 1, hex) != 0)
         return lmx__err_errno(err, "read %s", in->params->path);
     return LMX_OK;
 }
 
 const lmx_input_format lmx__input_parquet = {
     .name = "parquet",
+    .what = "a .parquet file",
     .flags = LMX_INPUT_HASH_REUSE,
     .match = parquet_match,
     .open = parquet_open,

@@ -395,6 +395,10 @@ static int page_bytes(lmx_parquet_col *c, int codec, const uint8_t *src, size_t 
         *out = src;
         return LMX_OK;
     }
+    if (raw_n == 0) { /* nothing to decompress (an all-null page): whatever the codec wrote for it */
+        *out = src;
+        return LMX_OK;
+    }
     if (raw_n > MAX_PAGE)
         return col_err(c, err, LMX_EUNSUPPORTED, "page of %zu bytes uncompressed (over %zu)", raw_n, MAX_PAGE);
     if (*cap < raw_n || !*buf) {

@@ -71,7 +71,7 @@ async function duckdbFiles (variants) {
   fs.unlinkSync(tmp)
   if (small) { // columns the reader must refuse by name: a list, a map, a float
     await con.run(`COPY (SELECT 'a' AS text, [1, 2, 3] AS input_ids, MAP {'k': 'v'} AS m, 1.5::DOUBLE AS f,
-                   {'x': [1]} AS s, [[1, 2]] AS nested, ['x', 'y'] AS strs) TO '${path.join(outDir, 'duckdb-lists.parquet')}' (FORMAT parquet)`)
+                   {'x': [1]} AS s, [[1, 2]] AS nested, ['x', 'y'] AS strs, [5, 300000] AS big_ids) TO '${path.join(outDir, 'duckdb-lists.parquet')}' (FORMAT parquet)`)
   }
 }
 
@@ -136,7 +136,7 @@ function hyparquetFiles (variants) {
 }
 
 const small = mode === 'fixtures'
-const rg = small ? 40 : 700
+const rg = small ? 40 : 300
 const page = small ? 1024 : 8192
 const duck = small
   ? [
@@ -161,12 +161,15 @@ const wasm = small
       { name: 'arrowrs-gzip-dict-v2.parquet', codec: 'GZIP', dict: true, rowGroup: 1000, pageBytes: page, v2: true },
       { name: 'arrowrs-brotli-plain-v1.parquet', codec: 'BROTLI', dict: false, rowGroup: rg, pageBytes: page },
     ]
-  : ['UNCOMPRESSED', 'SNAPPY', 'GZIP', 'BROTLI', 'LZ4', 'ZSTD', 'LZ4_RAW'].flatMap(c =>
+  : ['UNCOMPRESSED', 'SNAPPY', 'GZIP', 'BROTLI', 'LZ4', 'ZSTD', 'LZ4_RAW'].flatMap((c, i) =>
       [[true, null, null], [false, 'PLAIN', 'PLAIN'], [false, 'DELTA_BYTE_ARRAY', 'DELTA_BINARY_PACKED'],
-        [false, 'DELTA_LENGTH_BYTE_ARRAY', 'DELTA_BINARY_PACKED']].flatMap(([dict, te, ie]) => [false, true].map(v2 => ({
-        name: `arrowrs-${c.toLowerCase()}-${dict ? 'dict' : (te || 'plain').toLowerCase()}-${v2 ? 'v2' : 'v1'}.parquet`,
-        codec: c, dict, rowGroup: rg, pageBytes: page, v2, textEncoding: te, intEncoding: ie,
-      }))))
+        [false, 'DELTA_LENGTH_BYTE_ARRAY', 'DELTA_BINARY_PACKED']].map(([dict, te, ie], j) => {
+        const v2 = (i + j) % 2 === 1 // every codec and every encoding with both page versions
+        return {
+          name: `arrowrs-${c.toLowerCase()}-${dict ? 'dict' : (te || 'plain').toLowerCase()}-${v2 ? 'v2' : 'v1'}.parquet`,
+          codec: c, dict, rowGroup: rg, pageBytes: page, v2, textEncoding: te, intEncoding: ie,
+        }
+      }))
 const hyp = small
   ? [
       { name: 'hyparquet-snappy-auto.parquet', codec: 'SNAPPY', rowGroup: rg, pageBytes: page },

@@ -7,7 +7,7 @@
 set -euo pipefail
 BUILD=${1:?usage: run-independent.sh BUILD_DIR PARQUET_DUMP [ROWS]}
 DUMP=${2:?}
-ROWS=${3:-2000}
+ROWS=${3:-500}
 HERE=$(cd "$(dirname "$0")" && pwd)
 command -v node >/dev/null && command -v npm >/dev/null || { echo "skipped: no node/npm"; exit 77; }
 T=$BUILD/parquet-tools
