@@ -67,6 +67,10 @@ struct lmx_client {
     int paused;    /* the worker stopped after an error; next() restarts it */
     atomic_uint gen;
     atomic_int stop;
+    int busy;             /* the worker is fetching (c->lock released) */
+    int forking;          /* fork() in progress: the worker stays parked (lmx_client_fork.c) */
+    pthread_cond_t idle;  /* busy went to 0 */
+    lmx__fork_hook fork_hook;
     pid_t owner; /* the process that opened it: after fork() the child has no worker thread */
 };
 
@@ -80,6 +84,27 @@ static int forked_child(const lmx_client *c, lmx_error *err)
     lmx__err(err, LMX_EINVAL, "client: opened in process %ld, used in process %ld after fork(); open a new client in the child",
              (long)c->owner, (long)now);
     return 1;
+}
+
+/* Before fork(): park the worker (no lock, allocation or libcurl call in progress) and keep
+ * c->lock until after it, so the child's memory holds nothing the worker took mid-call. A request
+ * in flight is abandoned (gen changes: cancelled() aborts it) and fetched again afterwards. */
+static void fork_hold(void *arg)
+{
+    lmx_client *c = arg;
+    pthread_mutex_lock(&c->lock);
+    c->forking = 1;
+    atomic_fetch_add(&c->gen, 1);
+    while (c->busy)
+        pthread_cond_wait(&c->idle, &c->lock);
+}
+
+static void fork_release(void *arg)
+{
+    lmx_client *c = arg;
+    c->forking = 0;
+    pthread_cond_broadcast(&c->space);
+    pthread_mutex_unlock(&c->lock);
 }
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
@@ -141,6 +166,11 @@ int lmx_client_open(const lmx_client_options *o, lmx_client **out, lmx_error *er
     pthread_mutex_init(&c->io_lock, NULL);
     pthread_cond_init(&c->ready, NULL);
     pthread_cond_init(&c->space, NULL);
+    pthread_cond_init(&c->idle, NULL);
+    if (c->o.prefetch) { /* a worker thread may run: park it around fork() */
+        c->fork_hook = (lmx__fork_hook){.hold = fork_hold, .release = fork_release, .arg = c};
+        lmx__fork_register(&c->fork_hook);
+    }
     if (!(c->plan = strdup(o->plan))) {
         lmx_client_close(c);
         return lmx__err(err, LMX_ENOMEM, "client: out of memory");
@@ -201,6 +231,7 @@ void lmx_client_close(lmx_client *c)
 {
     if (!c || forked_child(c, NULL))
         return; /* in a forked child the copy is leaked: its thread, locks and socket are the parent's */
+    lmx__fork_unregister(&c->fork_hook); /* before c->lock: the fork handler takes them in that order */
     pthread_mutex_lock(&c->lock);
     atomic_store(&c->stop, 1);
     pthread_cond_broadcast(&c->space);
@@ -225,6 +256,7 @@ void lmx_client_close(lmx_client *c)
         curl_easy_cleanup(c->wcurl);
     pthread_cond_destroy(&c->ready);
     pthread_cond_destroy(&c->space);
+    pthread_cond_destroy(&c->idle);
     pthread_mutex_destroy(&c->io_lock);
     pthread_mutex_destroy(&c->lock);
     free(c);
@@ -696,16 +728,19 @@ static void *prefetch_main(void *arg)
     lmx_client *c = arg;
     pthread_mutex_lock(&c->lock);
     while (!atomic_load(&c->stop)) {
-        if (c->paused || c->q_n >= c->q_cap) {
+        if (c->paused || c->q_n >= c->q_cap || c->forking) {
             pthread_cond_wait(&c->space, &c->lock);
             continue;
         }
         uint64_t step = c->want;
         cancel k = {c, 1, atomic_load(&c->gen)};
+        c->busy = 1;
         pthread_mutex_unlock(&c->lock);
         pf_item it = {step, 0, NULL, {0}};
         it.rc = fetch_one(c, c->wcurl, step, NULL, 0, NULL, &it.b, &k, &it.e);
         pthread_mutex_lock(&c->lock);
+        c->busy = 0;
+        pthread_cond_broadcast(&c->idle);
         if (atomic_load(&c->stop) || atomic_load(&c->gen) != k.gen) { /* closed or seeked meanwhile */
             lmx_batch_free(it.b);
             continue;

@@ -59,4 +59,21 @@ void lmx__sink_free(lmx__sink *s);
  * NUL-terminates; returns strlen(dst). */
 size_t lmx__escape_text(char *dst, size_t cap, const char *src, size_t n);
 
+
+/* Fork safety (lmx_client_fork.c). A registered hook's hold() runs in the forking thread before
+ * fork() and must leave the client's worker parked; release() runs in the parent after it. The
+ * hook is owned by its client; register without holding any client lock (the fork handler takes
+ * the registry lock first, then each client's). */
+typedef struct lmx__fork_hook {
+    struct lmx__fork_hook *prev, *next;
+    void (*hold)(void *arg);
+    void (*release)(void *arg);
+    void *arg;
+    int registered;
+} lmx__fork_hook;
+
+void lmx__fork_register(lmx__fork_hook *h);
+/* Accepts a hook never registered. */
+void lmx__fork_unregister(lmx__fork_hook *h);
+
 #endif
