@@ -488,6 +488,57 @@ def test_bad_content_length(wd):
                    "(MHD 0.9.75 limitation, docs/RELIABILITY.md)")
 
 
+# ---- the smaller list ----
+
+def test_smaller(wd):
+    """Access log lines name client, method, path and status; 404, 401 and 414 answers keep the
+    keep-alive connection; a domain_weights over the limit names the limit; a SIGHUP that changes
+    listen or index says it needs a restart."""
+    make_index(wd)
+    tok = keygen()
+    cfg = write_config(wd, PLANS, access_log=True, state_dir=wd("state"),
+                       auth={"read": [tok["hash"]], "admin": [tok["hash"]]})
+    with serving(wd, cfg) as d:
+        s = socket.create_connection(("127.0.0.1", d.port), timeout=5)
+        f = s.makefile("rb")
+        for req, want in ((b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n", 404),
+                          (b"GET /v1/plans HTTP/1.1\r\nHost: x\r\n\r\n", 401),
+                          (b"GET /healthz?" + b"&".join(b"a%d" % i for i in range(100)) + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+                          (b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", 200)):
+            s.sendall(req)
+            status = f.readline()
+            check(status.startswith(b"HTTP/1.1 %d" % want), f"{req[:30]!r} on the kept connection: {status!r}")
+            n = 0
+            while True:
+                line = f.readline()
+                check(line != b"" and b"close" not in line.lower(), f"connection closed after {want}: {line!r}")
+                if line.lower().startswith(b"content-length:"):
+                    n = int(line.split(b":")[1])
+                if line == b"\r\n":
+                    break
+            f.read(n)
+        s.close()
+        http(d.url + "/v1/plans/orig/batches/0", {"Authorization": "Bearer " + tok["token"]})
+        deadline = time.monotonic() + 5
+        while '"GET /v1/plans/orig/batches/0" 200' not in d.log_text():
+            check(time.monotonic() < deadline, f"no access line: {d.log_text()[-500:]}")
+            time.sleep(0.05)
+        check(re.search(r'access 127\.0\.0\.1 "GET /v1/plans/orig/batches/0" 200 [0-9.]+ ms', d.log_text()),
+              "access line format")
+        check('access 127.0.0.1 "GET /nope" 404' in d.log_text(), "404 not logged")
+        spec = {"strategy": "per_source", "seq_len": 1024, "global_batch": 4,
+                "domain_weights": {f"d{i}": 1 for i in range(300)}}
+        st, _, body = http(d.url + "/v1/plans", {"Authorization": "Bearer " + tok["token"],
+                                                 "Content-Type": "application/json"},
+                           method="POST", data=json.dumps({"name": "w", "spec": spec}).encode())
+        check(st == 400 and b"at most 256" in body, f"domain_weights over the limit: {st} {body!r}")
+        write_config(wd, PLANS, listen="127.0.0.1:1", access_log=True, state_dir=wd("state"),
+                     auth={"read": [tok["hash"]]})
+        reload_and_wait(d, "listen changed")
+        check("\"listen\" changed" in d.log_text() and "needs a restart" in d.log_text(),
+              f"listen change not reported: {d.log_text()[-400:]}")
+
+
 TESTS = {name[5:]: fn for name, fn in dict(globals()).items() if name.startswith("test_") and callable(fn)}
 
 if __name__ == "__main__":
