@@ -96,13 +96,17 @@ static void release_sent(void *p)
     free(b);
 }
 
-/* Charges len bytes against inflight_mb. One body is always allowed when nothing else is in
- * flight (a plan whose batches exceed the budget still works, one at a time). */
+/* Charges len bytes against inflight_mb. Bodies over LMXD_SMALL_BODY may fill only 7/8 of it:
+ * the rest is kept for small bodies, which slow readers cannot pin (they fit the socket buffers
+ * and are released at once), so clients of small batches get through while slow readers of large
+ * ones hold their share. One body is always allowed when nothing else is in flight (a plan whose
+ * batches exceed the budget still works, one at a time). */
 static int charge(server *s, size_t len)
 {
     size_t budget = (size_t)s->cfg.inflight_mb << 20;
+    size_t limit = len <= LMXD_SMALL_BODY ? budget : budget - budget / 8;
     size_t prev = atomic_fetch_add(&s->body_bytes, len);
-    if (budget && prev > 0 && prev + len > budget) {
+    if (budget && prev > 0 && prev + len > limit) {
         atomic_fetch_sub(&s->body_bytes, len);
         return -1;
     }

@@ -277,7 +277,7 @@ def slow_reader(port, step):
 
 def test_slow_readers(wd):
     """inflight_mb 24 with 8 MiB bodies, cache off: 16 slow readers get at most 3 bodies in
-    flight, the others 503 + Retry-After; the daemon's RSS stays within the budget; send_timeout
+    flight, the others 503 + Retry-After; small batches are still served; the daemon's RSS stays within the budget; send_timeout
     (3 s) cuts the slow readers, the budget is free again and a normal client is served."""
     make_index(wd)
     plans = dict(PLANS, big={"strategy": "original", "seq_len": 131072, "global_batch": 32, "seed": 1})
@@ -300,6 +300,9 @@ def test_slow_readers(wd):
         served = [h for h in heads if h.startswith(b"HTTP/1.1 200")]
         check(len(served) <= 3 and len(busy) >= 16 - 3 - 2, f"{len(served)} served, {len(busy)} busy of 16")
         check(all(b"Retry-After: 1" in h for h in busy), f"503 without Retry-After: {busy[:1]!r}")
+        # Small bodies keep their 1/8 of the budget: served while the slow readers hold the rest.
+        for step in range(5):
+            check(http(f"{d.url}/v1/plans/orig/batches/{step}")[0] == 200, "small batch next to the slow readers")
         m = metrics(d)
         check(m["longmix_inflight_body_bytes"] <= 24 << 20, f"in flight {m['longmix_inflight_body_bytes']}")
         check(m["longmix_busy_total"] == len(busy), f"busy_total {m['longmix_busy_total']} vs {len(busy)}")
