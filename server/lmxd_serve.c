@@ -320,10 +320,11 @@ int lmxd_serve(const lmxd_serve_options *opts)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    /* Bodies are megabytes each: malloc them straight from mmap so that a freed body goes back
-     * to the system at once (glibc's default raises the threshold after the first free, and the
-     * heap then keeps freed bodies as RSS: +60 MiB in the hostile soak, tests/soak/hostile.py). */
-    mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+    /* Bodies over 1 MiB (a full 128K x 32 batch is 8-16 MiB) come straight from mmap, so a freed
+     * one goes back to the system at once: glibc's default raises the threshold after the first
+     * free and the heap then kept freed bodies as RSS (+60 MiB in tests/soak/hostile.py). Smaller
+     * ones (a rank's 512 KiB share) stay on the heap, as before (docs/BENCHMARKS.md). */
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
     if (lmxd_guard_install() != 0) {
         lmxd_log("cannot install the SIGBUS handler: %s", strerror(errno));
         goto out;
