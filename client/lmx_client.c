@@ -17,11 +17,11 @@
 #include <time.h>
 #include <zstd.h>
 
+#include "lmx_client_internal.h"
 #include "lmx_util.h"
 #include "lmx_wire.h"
 
 #define MAX_REPLICAS 32
-#define MAX_BODY ((size_t)1 << 34)
 #define MAX_PREFETCH 1024
 
 struct lmx_batch {
@@ -44,6 +44,7 @@ struct lmx_client {
     char *urls[MAX_REPLICAS];
     int n_urls;
     atomic_int cur; /* the replica tried first; moves on failure (sticky failover) */
+    _Atomic uint64_t learned_limit; /* max_batch_bytes from the plan's shape; 0 = not known yet */
     char *plan, *auth_header;
     lmx_client_options o; /* copies of the caller's numbers; its string pointers are not kept */
 
@@ -111,6 +112,9 @@ int lmx_client_open(const lmx_client_options *o, lmx_client **out, lmx_error *er
     uint32_t world = o->world ? o->world : 1;
     if (o->rank >= world)
         return lmx__err(err, LMX_EINVAL, "client: rank %u must be below world %u", o->rank, world);
+    if (o->cp_size > LMX_MAX_CP_SIZE || (o->cp_size && o->cp_rank >= o->cp_size))
+        return lmx__err(err, LMX_EINVAL, "client: cp_rank %u of cp_size %u (want cp_rank < cp_size <= %u)", o->cp_rank,
+                        o->cp_size, LMX_MAX_CP_SIZE);
     if (o->prefetch > MAX_PREFETCH)
         return lmx__err(err, LMX_EINVAL, "client: prefetch %u is above the limit of %d batches", o->prefetch,
                         MAX_PREFETCH);
@@ -229,16 +233,48 @@ void lmx_client_close(lmx_client *c)
 /* ---- one HTTP exchange ---- */
 
 typedef struct exchange {
-    lmx_buf body;
+    long status; /* of the last status line (after 1xx or redirects) */
+    int64_t content_length; /* -1 when not announced */
     char digest[96];
     char plan_id[64];
     int zstd;
+    lmx__sink *sink;   /* a 2xx body goes here (bounded); NULL: kept like an error body */
+    int sink_rc;       /* the sink refused the body: the transfer was stopped */
+    lmx_error sink_err;
+    char small[LMX__ERROR_BODY_MAX]; /* the first bytes of any other answer */
+    size_t small_len;
+    int small_full;    /* the transfer was stopped once `small` was full */
 } exchange;
 
+static void exchange_init(exchange *x, lmx__sink *sink)
+{
+    memset(x, 0, sizeof *x);
+    x->content_length = -1;
+    x->sink = sink;
+}
+
+/* Body bytes as they arrive: a 2xx answer into the bounded sink, anything else into a few KB
+ * for the error message. Returning less than given stops the transfer (nothing more is read). */
 static size_t on_body(char *p, size_t size, size_t n, void *ud)
 {
     exchange *x = ud;
-    return lmx__buf_append(&x->body, p, size * n) == LMX_OK ? size * n : 0;
+    size_t len = size * n;
+    if (x->sink && x->status >= 200 && x->status < 300) {
+        if (!x->sink->started &&
+            (x->sink_rc = lmx__sink_begin(x->sink, x->zstd, x->content_length, &x->sink_err)) != LMX_OK)
+            return 0;
+        if ((x->sink_rc = lmx__sink_write(x->sink, p, len, &x->sink_err)) != LMX_OK)
+            return 0;
+        return len;
+    }
+    size_t room = sizeof x->small - x->small_len, take = len < room ? len : room;
+    memcpy(x->small + x->small_len, p, take);
+    x->small_len += take;
+    if (take < len || x->small_len == sizeof x->small) {
+        x->small_full = 1;
+        return 0;
+    }
+    return len;
 }
 
 static void header_value(const char *line, size_t len, const char *name, char *dst, size_t cap)
@@ -262,16 +298,23 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
 {
     exchange *x = ud;
     size_t len = size * n;
-    char enc[32] = "";
-    if (len >= 5 && strncmp(p, "HTTP/", 5) == 0) { /* a new response (after 1xx or a redirect) */
+    char enc[32] = "", cl[32] = "";
+    if (len >= 12 && strncmp(p, "HTTP/", 5) == 0) { /* a new response (after 1xx or a redirect) */
         x->digest[0] = x->plan_id[0] = '\0';
         x->zstd = 0;
+        x->content_length = -1;
+        const char *sp = memchr(p, ' ', len);
+        x->status = sp && sp + 4 <= p + len ? strtol(sp + 1, NULL, 10) : 0;
     }
     header_value(p, len, LMX_HDR_DIGEST, x->digest, sizeof x->digest);
     header_value(p, len, LMX_HDR_PLAN_ID, x->plan_id, sizeof x->plan_id);
     header_value(p, len, "Content-Encoding", enc, sizeof enc);
+    header_value(p, len, "Content-Length", cl, sizeof cl);
     if (enc[0])
         x->zstd = strcasecmp(enc, "zstd") == 0;
+    uint64_t v;
+    if (cl[0] && lmx__parse_u64(cl, INT64_MAX, &v) == 0)
+        x->content_length = (int64_t)v;
     return len;
 }
 
@@ -281,41 +324,21 @@ static int fail_batch(lmx_batch *b, int rc)
     return rc;
 }
 
-/* Decodes and checks a 200 body into a batch: digest of the uncompressed body, wire format,
- * identity (step, rank, world, plan id against the header and against the run's first batch). */
-static int make_batch(lmx_client *c, exchange *x, uint64_t step, void *buf, size_t cap, size_t *needed, lmx_batch **out,
-                      const char *url, lmx_error *err)
+/* Checks a 200 body (already decompressed by the sink, within max_batch_bytes) and makes it a
+ * batch: digest of the uncompressed body, wire format, identity (step, rank, world, plan id
+ * against the header and against the run's first batch). Takes the sink's buffer. */
+static int make_batch(lmx_client *c, exchange *x, lmx__sink *sk, uint64_t step, lmx_batch **out, const char *url,
+                      lmx_error *err)
 {
     lmx_batch *b = calloc(1, sizeof *b);
     if (!b)
         return lmx__err(err, LMX_ENOMEM, "out of memory");
-    size_t size = x->body.len;
-    if (x->zstd) {
-        unsigned long long n = ZSTD_getFrameContentSize(x->body.data, x->body.len);
-        if (n == ZSTD_CONTENTSIZE_ERROR || n == ZSTD_CONTENTSIZE_UNKNOWN || n > MAX_BODY)
-            return fail_batch(b, lmx__err(err, LMX_EFORMAT, "%s: zstd body without a valid content size", url));
-        size = (size_t)n;
-    }
     if (!x->digest[0])
         return fail_batch(b, lmx__err(err, LMX_EFORMAT, "%s: response has no %s header (not a longmixd batch)", url,
                                       LMX_HDR_DIGEST));
-    if (needed)
-        *needed = size;
-    uint8_t *dst;
-    if (buf) {
-        if (cap < size)
-            return fail_batch(b, lmx__err(err, LMX_ENOMEM, "batch of %zu bytes does not fit the caller's %zu", size, cap));
-        dst = buf;
-    } else if (!(dst = b->owned = malloc(size ? size : 1))) {
-        return fail_batch(b, lmx__err(err, LMX_ENOMEM, "out of memory for a %zu-byte batch", size));
-    }
-    if (x->zstd) {
-        size_t got = ZSTD_decompress(dst, size, x->body.data, x->body.len);
-        if (ZSTD_isError(got) || got != size)
-            return fail_batch(b, lmx__err(err, LMX_EFORMAT, "%s: corrupt zstd body", url));
-    } else if (size) {
-        memcpy(dst, x->body.data, size);
-    }
+    size_t size = sk->len;
+    uint8_t *dst = sk->buf;
+    b->owned = lmx__sink_take(sk);
     b->size = size;
     /* digest of the uncompressed body, compared in constant time */
     uint8_t h[32];
@@ -323,9 +346,12 @@ static int make_batch(lmx_client *c, exchange *x, uint64_t step, void *buf, size
     crypto_generichash(h, sizeof h, dst, size, NULL, 0);
     lmx__hex(h, sizeof h, hex);
     snprintf(want, sizeof want, "%s%s", LMX_DIGEST_PREFIX, hex);
-    if (strlen(x->digest) != strlen(want) || sodium_memcmp(want, x->digest, strlen(want)) != 0)
+    if (strlen(x->digest) != strlen(want) || sodium_memcmp(want, x->digest, strlen(want)) != 0) {
+        char said[200];
+        lmx__escape_text(said, sizeof said, x->digest, strlen(x->digest));
         return fail_batch(b, lmx__err(err, LMX_ECHECKSUM, "%s: digest mismatch: the body hashes to %s, the %s header says %s",
-                                      url, want, LMX_HDR_DIGEST, x->digest));
+                                      url, want, LMX_HDR_DIGEST, said));
+    }
     int rc = lmx__wire_parse(dst, size, &b->v, err);
     if (rc != LMX_OK) {
         lmx__err_prefix(err, "%s: ", url);
@@ -336,9 +362,21 @@ static int make_batch(lmx_client *c, exchange *x, uint64_t step, void *buf, size
         return fail_batch(b, lmx__err(err, LMX_EFORMAT, "%s: got batch step %llu rank %u/%u, asked for %llu rank %u/%u",
                                       url, (unsigned long long)b->v.h.step, b->v.h.rank, b->v.h.world,
                                       (unsigned long long)step, c->o.rank, c->o.world));
-    if (x->plan_id[0] && strcmp(x->plan_id, b->plan_id) != 0)
-        return fail_batch(b, lmx__err(err, LMX_EFORMAT, "%s: plan id header %s differs from the body's %s", url,
-                                      x->plan_id, b->plan_id));
+    if (c->o.cp_size && b->v.h.version != LMX_WIRE_VERSION_CP)
+        return fail_batch(b, lmx__err(err, LMX_EFORMAT,
+                                      "%s: answered wire v%u to a request with cp_size: that longmixd predates "
+                                      "context-parallel slices (upgrade it)", url, b->v.h.version));
+    if (!c->o.cp_size && b->v.h.version != LMX_WIRE_VERSION)
+        return fail_batch(b, lmx__err(err, LMX_EFORMAT, "%s: answered wire v%u, asked for v1", url, b->v.h.version));
+    if (c->o.cp_size && (b->v.h.cp_rank != c->o.cp_rank || b->v.h.cp_size != c->o.cp_size))
+        return fail_batch(b, lmx__err(err, LMX_EFORMAT, "%s: got cp slice %u of %u, asked for %u of %u", url,
+                                      b->v.h.cp_rank, b->v.h.cp_size, c->o.cp_rank, c->o.cp_size));
+    if (x->plan_id[0] && strcmp(x->plan_id, b->plan_id) != 0) {
+        char said[200];
+        lmx__escape_text(said, sizeof said, x->plan_id, strlen(x->plan_id));
+        return fail_batch(b, lmx__err(err, LMX_EFORMAT, "%s: plan id header %s differs from the body's %s", url, said,
+                                      b->plan_id));
+    }
     if (!(b->domains = calloc(b->v.h.n_domains + 1, sizeof *b->domains)))
         return fail_batch(b, lmx__err(err, LMX_ENOMEM, "out of memory"));
     for (uint32_t i = 0; i < b->v.h.n_domains; i++) {
@@ -403,15 +441,20 @@ static void backoff(unsigned round, const cancel *k, double deadline)
     }
 }
 
-static int http_error(long status, exchange *x, const char *url, lmx_error *err)
+/* The error of a non-200 answer: status and the server's {"error", "detail"} from the first
+ * LMX__ERROR_BODY_MAX bytes, escaped onto one line. */
+static int http_error(long status, const exchange *x, const char *url, lmx_error *err)
 {
-    char detail[300] = "";
-    x->body.len = x->body.len > 4096 ? 4096 : x->body.len;
-    json_t *j = json_loadb((const char *)x->body.data, x->body.len, 0, NULL);
+    char detail[600] = "";
+    json_t *j = json_loadb(x->small, x->small_len, 0, NULL);
     if (json_is_object(j)) {
-        const char *e = json_string_value(json_object_get(j, "error"));
-        const char *d = json_string_value(json_object_get(j, "detail"));
-        snprintf(detail, sizeof detail, "%s: %s", e ? e : "error", d ? d : "");
+        json_t *je = json_object_get(j, "error"), *jd = json_object_get(j, "detail");
+        char e[200] = "error", d[380] = "";
+        if (json_is_string(je))
+            lmx__escape_text(e, sizeof e, json_string_value(je), json_string_length(je));
+        if (json_is_string(jd))
+            lmx__escape_text(d, sizeof d, json_string_value(jd), json_string_length(jd));
+        snprintf(detail, sizeof detail, "%s: %s", e, d);
     }
     json_decref(j);
     int code = status == 404   ? LMX_ENOTFOUND
@@ -419,6 +462,126 @@ static int http_error(long status, exchange *x, const char *url, lmx_error *err)
                : status == 401 || status == 403 ? LMX_EAUTH
                                                 : LMX_EHTTP;
     return lmx__err(err, code, "%s: HTTP %ld %s", url, status, detail[0] ? detail : "(no JSON error body)");
+}
+
+#define CANCELLED 1 /* do_get's result when the client closed or seeked meanwhile */
+
+/* One GET of url on curl: a 2xx body into sink (when given), any other answer's first
+ * LMX__ERROR_BODY_MAX bytes into x->small. Returns LMX_OK when an answer came (x->status; a 2xx
+ * body complete and within the sink's limit), CANCELLED, or an error naming url: LMX_ENETWORK,
+ * LMX_ETIMEOUT, LMX_EFORMAT (not HTTP, or a body the sink refused: x->sink_rc set), LMX_ENOMEM. */
+static int do_get(lmx_client *c, CURL *curl, const char *url, long timeout, int zstd, lmx__sink *sink,
+                  const cancel *k, exchange *x, lmx_error *err)
+{
+    exchange_init(x, sink);
+    struct curl_slist *hdrs = NULL;
+    if (zstd)
+        hdrs = curl_slist_append(hdrs, "Accept-Encoding: zstd");
+    if (c->auth_header)
+        hdrs = curl_slist_append(hdrs, c->auth_header);
+    curl_easy_reset(curl); /* keeps the connection cache: keep-alive across requests */
+    curl_easy_setopt(curl, CURLOPT_URL, url);
+    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, hdrs);
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(curl, CURLOPT_WRITEDATA, x);
+    curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(curl, CURLOPT_HEADERDATA, x);
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, timeout);
+    curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, timeout < 10000 ? timeout : 10000L);
+    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(curl, CURLOPT_TCP_NODELAY, 1L);
+    if (k) {
+        curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
+        curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, on_progress);
+        curl_easy_setopt(curl, CURLOPT_XFERINFODATA, (void *)k);
+    }
+    CURLcode cc = curl_easy_perform(curl);
+    curl_slist_free_all(hdrs);
+    if (cc == CURLE_WRITE_ERROR && x->small_full)
+        cc = CURLE_OK; /* we stopped reading an error body on purpose */
+    if (cc == CURLE_WRITE_ERROR && x->sink_rc) {
+        if (err)
+            *err = x->sink_err;
+        return lmx__err_prefix(err, "%s: ", url), x->sink_rc;
+    }
+    if (cc == CURLE_ABORTED_BY_CALLBACK)
+        return CANCELLED;
+    if (cc == CURLE_WEIRD_SERVER_REPLY || cc == CURLE_UNSUPPORTED_PROTOCOL)
+        return lmx__err(err, LMX_EFORMAT, "%s: the answer is not HTTP (%s)", url, curl_easy_strerror(cc));
+    if (cc != CURLE_OK)
+        return lmx__err(err, cc == CURLE_OPERATION_TIMEDOUT ? LMX_ETIMEOUT : LMX_ENETWORK, "%s: %s", url,
+                        curl_easy_strerror(cc));
+    if (sink && x->status >= 200 && x->status < 300 && (x->sink_rc = lmx__sink_finish(sink, &x->sink_err)) != LMX_OK) {
+        if (err)
+            *err = x->sink_err;
+        return lmx__err_prefix(err, "%s: ", url), x->sink_rc;
+    }
+    return LMX_OK;
+}
+
+/* The most uncompressed bytes a batch of a plan of this shape can take (proto/WIRE.md): per
+ * sequence its tokens (at most 4 bytes), at most one 32-byte span and one cu_seqlens entry per
+ * token, next_token and the two prefix indexes; plus the header and a domain table of up to 4 MiB. */
+static uint64_t shape_limit(uint64_t seq_len, uint64_t global_batch, uint32_t world, int cp)
+{
+    /* wire v2 (cp): at most 8 more bytes a position (label, position id) and 2 spans cut at chunk edges */
+    uint64_t n = global_batch / world ? global_batch / world : 1, per = (cp ? 48 : 40) * seq_len + 128;
+    uint64_t cap = (uint64_t)1 << 36; /* 64 GiB: beyond any plan the server accepts */
+    if (per > cap / n)
+        return cap;
+    return n * per + 4096 + ((uint64_t)4 << 20);
+}
+
+/* max_batch_bytes for this client: the option; else derived once from the plan's shape
+ * (GET /v1/plans/NAME on the replica at hand); else LMX__DEFAULT_MAX_BATCH. A transport failure
+ * of that request is returned (the attempt fails over like a failed batch request); any answer
+ * that does not give the shape leaves the default for this attempt (re-asked on the next one
+ * unless the plan's answer was a 200). */
+static int batch_limit(lmx_client *c, CURL *curl, const char *base, long timeout, const cancel *k, uint64_t *limit,
+                       lmx_error *err)
+{
+    *limit = c->o.max_batch_bytes ? c->o.max_batch_bytes : atomic_load(&c->learned_limit);
+    if (*limit)
+        return LMX_OK;
+    *limit = LMX__DEFAULT_MAX_BATCH;
+    char url[4096];
+    snprintf(url, sizeof url, "%s/v1/plans/%s", base, c->plan);
+    lmx__sink sk;
+    lmx__sink_init(&sk, (uint64_t)1 << 20, NULL, 0);
+    exchange x;
+    int rc = do_get(c, curl, url, timeout, 0, &sk, k, &x, err);
+    if (rc != LMX_OK && !x.sink_rc) {
+        lmx__sink_free(&sk);
+        return rc;
+    }
+    if (rc == LMX_OK && x.status == 200) {
+        json_t *j = json_loadb((const char *)sk.buf, sk.len, 0, NULL), *spec = json_object_get(j, "spec");
+        json_int_t L = json_integer_value(json_object_get(spec, "seq_len"));
+        json_int_t G = json_integer_value(json_object_get(spec, "global_batch"));
+        if (L > 0 && G > 0 && L <= INT32_MAX && G <= INT32_MAX)
+            *limit = shape_limit((uint64_t)L, (uint64_t)G, c->o.world, c->o.cp_size != 0);
+        json_decref(j);
+        atomic_store(&c->learned_limit, *limit);
+    } else if (x.sink_rc) {
+        atomic_store(&c->learned_limit, *limit); /* a 200 too large to be a plan: keep the default */
+    }
+    lmx__sink_free(&sk);
+    return LMX_OK;
+}
+
+/* The timeout of the next request: timeout_ms, cut to what is left of the deadline; 0 when the
+ * deadline has passed. */
+static long request_timeout(const lmx_client *c, double deadline)
+{
+    long timeout = (long)c->o.timeout_ms;
+    if (deadline > 0) {
+        double left = deadline - now_ms();
+        if (left < 1)
+            return 0;
+        if (left < timeout)
+            timeout = (long)left;
+    }
+    return timeout;
 }
 
 /* Fetches, verifies and returns batch `step` on `curl`, trying the replicas in turn. */
@@ -435,73 +598,57 @@ static int fetch_one(lmx_client *c, CURL *curl, uint64_t step, void *buf, size_t
             backoff(attempt / (unsigned)c->n_urls, k, deadline);
         if (cancelled(k))
             return lmx__err(err, LMX_EINTERNAL, "batch %llu: cancelled (client closed or seeked)", (unsigned long long)step);
-        long timeout = (long)c->o.timeout_ms;
-        if (deadline > 0) {
-            double left = deadline - now_ms();
-            if (left < 1) {
-                if (!last.code)
-                    lmx__err(&last, LMX_ETIMEOUT, "deadline of %u ms reached", c->o.deadline_ms);
-                break;
-            }
-            if (left < timeout)
-                timeout = (long)left;
-        }
         int ui = atomic_load(&c->cur) % c->n_urls;
         const char *base = c->urls[ui];
+        uint64_t limit = 0;
+        long timeout = request_timeout(c, deadline);
+        int rc = timeout ? batch_limit(c, curl, base, timeout, k, &limit, &last) : LMX_OK;
+        if (rc == LMX_OK && !(timeout = request_timeout(c, deadline))) {
+            if (!last.code)
+                lmx__err(&last, LMX_ETIMEOUT, "deadline of %u ms reached", c->o.deadline_ms);
+            break;
+        }
+        exchange x;
+        x.status = 0;
+        lmx__sink sk;
+        lmx__sink_init(&sk, limit, buf, cap);
         char url[4096];
-        snprintf(url, sizeof url, "%s/v1/plans/%s/batches/%llu?rank=%u&world=%u", base, c->plan,
-                 (unsigned long long)step, c->o.rank, c->o.world);
-        exchange x = {0};
-        x.body.cap_limit = MAX_BODY;
-        struct curl_slist *hdrs = NULL;
-        if (!c->o.no_zstd)
-            hdrs = curl_slist_append(hdrs, "Accept-Encoding: zstd");
-        if (c->auth_header)
-            hdrs = curl_slist_append(hdrs, c->auth_header);
-        curl_easy_reset(curl); /* keeps the connection cache: keep-alive across requests */
-        curl_easy_setopt(curl, CURLOPT_URL, url);
-        curl_easy_setopt(curl, CURLOPT_HTTPHEADER, hdrs);
-        curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
-        curl_easy_setopt(curl, CURLOPT_WRITEDATA, &x);
-        curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, on_header);
-        curl_easy_setopt(curl, CURLOPT_HEADERDATA, &x);
-        curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, timeout);
-        curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, timeout < 10000 ? timeout : 10000L);
-        curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-        curl_easy_setopt(curl, CURLOPT_TCP_NODELAY, 1L);
-        curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
-        curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, on_progress);
-        curl_easy_setopt(curl, CURLOPT_XFERINFODATA, (void *)k);
-        CURLcode cc = curl_easy_perform(curl);
-        curl_slist_free_all(hdrs);
-        long status = 0;
-        curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
-        int rc;
-        if (cc == CURLE_ABORTED_BY_CALLBACK) {
-            lmx__buf_free(&x.body);
+        int un = snprintf(url, sizeof url, "%s/v1/plans/%s/batches/%llu?rank=%u&world=%u", base, c->plan,
+                          (unsigned long long)step, c->o.rank, c->o.world);
+        if (c->o.cp_size && un > 0 && (size_t)un < sizeof url)
+            snprintf(url + un, sizeof url - (size_t)un, "&cp_rank=%u&cp_size=%u", c->o.cp_rank, c->o.cp_size);
+        if (rc == LMX_OK)
+            rc = do_get(c, curl, url, timeout, !c->o.no_zstd, &sk, k, &x, &last);
+        if (rc == CANCELLED) {
+            lmx__sink_free(&sk);
             return lmx__err(err, LMX_EINTERNAL, "batch %llu: cancelled (client closed or seeked)", (unsigned long long)step);
-        } else if (cc == CURLE_WEIRD_SERVER_REPLY || cc == CURLE_UNSUPPORTED_PROTOCOL) {
-            rc = lmx__err(&last, LMX_EFORMAT, "%s: the answer is not HTTP (%s)", url, curl_easy_strerror(cc));
-        } else if (cc != CURLE_OK) {
-            rc = lmx__err(&last, cc == CURLE_OPERATION_TIMEDOUT ? LMX_ETIMEOUT : LMX_ENETWORK, "%s: %s", url,
-                          curl_easy_strerror(cc));
-        } else if (status == 200) {
-            rc = make_batch(c, &x, step, buf, cap, needed, out, url, &last);
+        }
+        if (rc == LMX_ENOMEM && sk.needed) { /* the caller's buffer is too small: theirs to fix */
+            if (needed)
+                *needed = (size_t)sk.needed;
+            lmx__sink_free(&sk);
+            if (err)
+                *err = last;
+            return rc;
+        }
+        if (rc == LMX_OK && x.status == 200) {
+            if (needed)
+                *needed = sk.len;
+            rc = make_batch(c, &x, &sk, step, out, url, &last);
             if (rc == LMX_OK || rc == LMX_ENOMEM || rc == LMX_EHTTP) {
-                lmx__buf_free(&x.body);
+                lmx__sink_free(&sk);
                 if (rc != LMX_OK && err)
                     *err = last;
                 return rc;
             }
-        } else if (status >= 400 && status < 500 && status != 408 && status != 429) {
-            rc = http_error(status, &x, url, err); /* the request itself is wrong: no retry */
-            lmx__buf_free(&x.body);
+        } else if (rc == LMX_OK && x.status >= 400 && x.status < 500 && x.status != 408 && x.status != 429) {
+            rc = http_error(x.status, &x, url, err); /* the request itself is wrong: no retry */
+            lmx__sink_free(&sk);
             return rc;
-        } else {
-            rc = http_error(status, &x, url, &last); /* 5xx, 408, 429, 1xx/3xx: retried */
+        } else if (rc == LMX_OK) {
+            http_error(x.status, &x, url, &last); /* 5xx, 408, 429, 1xx/3xx, other 2xx: retried */
         }
-        lmx__buf_free(&x.body);
-        (void)rc;
+        lmx__sink_free(&sk);
         /* fail over: the next attempt goes to the next replica (unless another thread moved on) */
         atomic_compare_exchange_strong(&c->cur, &ui, (ui + 1) % c->n_urls);
     }
@@ -696,6 +843,21 @@ uint32_t lmx_batch_n_seqs(const lmx_batch *b) { return b->v.h.n_seqs; }
 uint32_t lmx_batch_seq_len(const lmx_batch *b) { return b->v.h.seq_len; }
 uint32_t lmx_batch_token_bytes(const lmx_batch *b) { return b->v.h.token_bytes; }
 const void *lmx_batch_tokens(const lmx_batch *b) { return b->v.base + b->v.at.tokens; }
+uint32_t lmx_batch_cp_rank(const lmx_batch *b) { return b->v.h.cp_rank; }
+uint32_t lmx_batch_cp_size(const lmx_batch *b) { return b->v.h.cp_size; }
+uint32_t lmx_batch_slice_len(const lmx_batch *b) { return lmx__wire_slice_len(&b->v.h); }
+int32_t lmx_batch_ignore_index(const lmx_batch *b) { return b->v.h.ignore_index; }
+/* Zero-copy views like lmx_batch_tokens: sections are 8-aligned in the body; values are little
+ * endian, the byte order of the hosts we build for. */
+const int32_t *lmx_batch_labels(const lmx_batch *b)
+{
+    return b->v.h.version == LMX_WIRE_VERSION_CP ? (const int32_t *)(const void *)(b->v.base + b->v.at.labels) : NULL;
+}
+const uint32_t *lmx_batch_position_ids(const lmx_batch *b)
+{
+    return b->v.h.version == LMX_WIRE_VERSION_CP ? (const uint32_t *)(const void *)(b->v.base + b->v.at.positions)
+                                                 : NULL;
+}
 uint32_t lmx_batch_next_token(const lmx_batch *b, uint32_t seq)
 {
     return seq < b->v.h.n_seqs ? lmx__wire_next_token(&b->v, seq) : UINT32_MAX;
@@ -703,7 +865,7 @@ uint32_t lmx_batch_next_token(const lmx_batch *b, uint32_t seq)
 
 int lmx_batch_tokens_u32(const lmx_batch *b, uint32_t *dst, size_t n_dst)
 {
-    size_t n = (size_t)b->v.h.n_seqs * b->v.h.seq_len;
+    size_t n = (size_t)b->v.h.n_seqs * lmx__wire_slice_len(&b->v.h);
     if (n_dst < n)
         return LMX_EINVAL;
     const uint8_t *p = b->v.base + b->v.at.tokens;
@@ -784,37 +946,30 @@ int lmx_get(const char *urls, const char *token, const char *path, uint32_t time
     for (int i = 0; i < c->n_urls; i++) {
         char url[4096];
         snprintf(url, sizeof url, "%s%s", c->urls[i], path);
-        exchange x = {0};
-        x.body.cap_limit = (size_t)1 << 30;
-        struct curl_slist *hdrs = c->auth_header ? curl_slist_append(NULL, c->auth_header) : NULL;
-        curl_easy_setopt(c->curl, CURLOPT_URL, url);
-        curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, hdrs);
-        curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, on_body);
-        curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, &x);
-        curl_easy_setopt(c->curl, CURLOPT_TIMEOUT_MS, (long)c->o.timeout_ms);
-        curl_easy_setopt(c->curl, CURLOPT_NOSIGNAL, 1L);
-        CURLcode cc = curl_easy_perform(c->curl);
-        curl_slist_free_all(hdrs);
-        long status = 0;
-        curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &status);
-        if (cc != CURLE_OK) {
-            rc = lmx__err(&last, cc == CURLE_OPERATION_TIMEDOUT ? LMX_ETIMEOUT : LMX_ENETWORK, "%s: %s", c->urls[i],
-                          curl_easy_strerror(cc));
-        } else if (status >= 200 && status < 300) {
-            lmx__buf_append(&x.body, "", 1);
-            *body = (char *)x.body.data;
-            if (len)
-                *len = x.body.len - 1;
-            lmx_client_close(c);
-            return LMX_OK;
-        } else {
-            rc = http_error(status, &x, c->urls[i], &last);
-            if (status < 500) {
-                lmx__buf_free(&x.body);
+        lmx__sink sk;
+        lmx__sink_init(&sk, LMX__GET_MAX, NULL, 0);
+        exchange x;
+        rc = do_get(c, c->curl, url, (long)c->o.timeout_ms, 0, &sk, NULL, &x, &last);
+        if (rc == LMX_OK && x.status >= 200 && x.status < 300) {
+            uint8_t *p = lmx__sink_take(&sk), *q = realloc(p, sk.len + 1);
+            if (!q) {
+                free(p);
+                rc = lmx__err(&last, LMX_ENOMEM, "%s: out of memory", url);
                 break;
             }
+            q[sk.len] = '\0';
+            *body = (char *)q;
+            if (len)
+                *len = sk.len;
+            lmx_client_close(c);
+            return LMX_OK;
         }
-        lmx__buf_free(&x.body);
+        lmx__sink_free(&sk);
+        if (rc == LMX_OK) {
+            rc = http_error(x.status, &x, url, &last);
+            if (x.status < 500)
+                break;
+        }
     }
     if (err)
         *err = last;

@@ -7,27 +7,56 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "longmix.h"
+
+/* The process umask (umask() can only be read by setting it). */
+static mode_t current_umask(void)
+{
+    mode_t m = umask(022);
+    umask(m);
+    return m;
+}
 
 static const char usage_main[] =
     "usage: longmix COMMAND [OPTIONS]\n"
     "\n"
-    "  fetch   one batch           longmix fetch --url URL --plan NAME --step S [--rank R --world W] [--token T] (--out FILE | --json)\n"
+    "  fetch   one batch           longmix fetch --url URL --plan NAME --step S [--rank R --world W] [--cp-rank C --cp-size K] [--token T] (--out FILE | --json)\n"
     "  stats   mixture statistics  longmix stats --url URL [--plan NAME] [--json]\n"
     "  show    a sequence as text  longmix show --url URL --plan NAME --step S --seq K\n"
     "  bench   load test           longmix bench --url URL --plan NAME --clients N --seconds T [--world W]\n"
     "\n"
-    "--url takes a comma separated list of replicas. The token may also come from $LONGMIX_TOKEN.\n";
+    "--url takes a comma separated list of replicas. The token may also come from $LONGMIX_TOKEN.\n"
+    "--timeout SECONDS bounds each HTTP request (default 60), --deadline SECONDS all attempts for one\n"
+    "batch together (default: none; fetch and show).\n";
 
 typedef struct args {
     const char *url, *plan, *token, *out;
     uint64_t step, seq;
-    uint32_t rank, world, clients;
+    uint32_t rank, world, clients, cp_rank, cp_size; /* cp_size 0: no --cp-* given */
     double seconds;
     int json, have_step, no_zstd;
+    uint32_t timeout_ms, deadline_ms; /* 0 = the library's default / none */
+    uint64_t max_batch_bytes;         /* 0 = derived from the plan */
 } args;
+
+/* A duration in seconds (decimals allowed) as milliseconds in [1, 2^31). */
+static int parse_seconds(const char *cmd, const char *name, const char *v, uint32_t *ms)
+{
+    char *end;
+    double x = strtod(v, &end);
+    if (!*v || *end || !(x >= 0.001) || x > 2e6) {
+        fprintf(stderr, "longmix %s: --%s must be a number of seconds in [0.001, 2000000], got '%s'\n", cmd, name, v);
+        return -1;
+    }
+    *ms = (uint32_t)(x * 1000 + 0.5);
+    return 0;
+}
 
 static int die(const char *cmd, const char *msg)
 {
@@ -58,7 +87,8 @@ static int parse_args(const char *cmd, const char *usage, int argc, char **argv,
         {"url", 1, 0, 'u'},   {"plan", 1, 0, 'p'},    {"step", 1, 0, 's'},    {"rank", 1, 0, 'r'},
         {"world", 1, 0, 'w'}, {"token", 1, 0, 't'},   {"out", 1, 0, 'o'},     {"json", 0, 0, 'j'},
         {"seq", 1, 0, 'k'},   {"clients", 1, 0, 'c'}, {"seconds", 1, 0, 'S'}, {"no-zstd", 0, 0, 'Z'},
-        {"help", 0, 0, 'h'},  {0, 0, 0, 0}};
+        {"timeout", 1, 0, 'T'}, {"deadline", 1, 0, 'D'}, {"max-batch-bytes", 1, 0, 'M'},
+        {"cp-rank", 1, 0, 'C'}, {"cp-size", 1, 0, 'K'}, {"help", 0, 0, 'h'},  {0, 0, 0, 0}};
     memset(a, 0, sizeof *a);
     a->world = 1;
     a->clients = 4;
@@ -75,6 +105,21 @@ static int parse_args(const char *cmd, const char *usage, int argc, char **argv,
         case 'o': a->out = optarg; break;
         case 'j': a->json = 1; break;
         case 'Z': a->no_zstd = 1; break;
+        case 'T':
+            if (parse_seconds(cmd, "timeout", optarg, &a->timeout_ms))
+                return 2;
+            break;
+        case 'D':
+            if (parse_seconds(cmd, "deadline", optarg, &a->deadline_ms))
+                return 2;
+            break;
+        case 'M':
+            if (parse_uint(cmd, "max-batch-bytes", optarg, UINT64_MAX >> 1, &a->max_batch_bytes) || !a->max_batch_bytes) {
+                if (!a->max_batch_bytes && optarg[0] == '0')
+                    fprintf(stderr, "longmix %s: --max-batch-bytes must be at least 1\n", cmd);
+                return 2;
+            }
+            break;
         case 's':
             if (parse_uint(cmd, "step", optarg, UINT64_MAX >> 2, &a->step))
                 return 2;
@@ -97,6 +142,20 @@ static int parse_args(const char *cmd, const char *usage, int argc, char **argv,
                 return 2;
             }
             a->world = (uint32_t)u;
+            break;
+        case 'C':
+            if (parse_uint(cmd, "cp-rank", optarg, 65535, &u))
+                return 2;
+            a->cp_rank = (uint32_t)u;
+            a->cp_size = a->cp_size ? a->cp_size : 1;
+            break;
+        case 'K':
+            if (parse_uint(cmd, "cp-size", optarg, 65536, &u) || u == 0) {
+                if (u == 0)
+                    fprintf(stderr, "longmix %s: --cp-size must be at least 1\n", cmd);
+                return 2;
+            }
+            a->cp_size = (uint32_t)u;
             break;
         case 'c':
             if (parse_uint(cmd, "clients", optarg, 4096, &u) || u == 0)
@@ -130,16 +189,24 @@ static int parse_args(const char *cmd, const char *usage, int argc, char **argv,
 static json_t *batch_json(const lmx_batch *b, const char *plan)
 {
     json_t *o = json_object(), *seqs = json_array();
-    uint32_t n = lmx_batch_n_seqs(b), L = lmx_batch_seq_len(b), tb = lmx_batch_token_bytes(b);
+    uint32_t n = lmx_batch_n_seqs(b), W = lmx_batch_seq_len(b), tb = lmx_batch_token_bytes(b);
+    uint32_t L = lmx_batch_slice_len(b); /* positions sent per sequence */
+    const int32_t *labels = lmx_batch_labels(b);
+    const uint32_t *pos = lmx_batch_position_ids(b);
     json_object_set_new(o, "plan", json_string(plan));
     json_object_set_new(o, "plan_id", json_string(lmx_batch_plan_id(b)));
     json_object_set_new(o, "step", json_integer((json_int_t)lmx_batch_step(b)));
     json_object_set_new(o, "rank", json_integer(lmx_batch_rank(b)));
     json_object_set_new(o, "world", json_integer(lmx_batch_world(b)));
-    json_object_set_new(o, "seq_len", json_integer(L));
+    json_object_set_new(o, "seq_len", json_integer(W));
     json_object_set_new(o, "token_bytes", json_integer(tb));
+    if (labels) {
+        json_object_set_new(o, "cp_rank", json_integer(lmx_batch_cp_rank(b)));
+        json_object_set_new(o, "cp_size", json_integer(lmx_batch_cp_size(b)));
+        json_object_set_new(o, "ignore_index", json_integer(lmx_batch_ignore_index(b)));
+    }
     const uint8_t *t = lmx_batch_tokens(b);
-    int32_t *cu = malloc(sizeof *cu * ((size_t)L + 2));
+    int32_t *cu = malloc(sizeof *cu * ((size_t)W + 2));
     for (uint32_t s = 0; s < n; s++) {
         json_t *so = json_object(), *toks = json_array(), *spans = json_array();
         for (uint32_t i = 0; i < L; i++) {
@@ -150,6 +217,15 @@ static json_t *batch_json(const lmx_batch *b, const char *plan)
             json_array_append_new(toks, json_integer(v));
         }
         json_object_set_new(so, "tokens", toks);
+        if (labels) {
+            json_t *la = json_array(), *pa = json_array();
+            for (uint32_t i = 0; i < L; i++) {
+                json_array_append_new(la, json_integer(labels[(size_t)s * L + i]));
+                json_array_append_new(pa, json_integer(pos[(size_t)s * L + i]));
+            }
+            json_object_set_new(so, "labels", la);
+            json_object_set_new(so, "position_ids", pa);
+        }
         json_object_set_new(so, "next_token", json_integer(lmx_batch_next_token(b, s)));
         for (uint32_t i = 0; i < lmx_batch_n_spans(b, s); i++) {
             lmx_span_info sp;
@@ -163,10 +239,10 @@ static json_t *batch_json(const lmx_batch *b, const char *plan)
             json_array_append_new(spans, x);
         }
         json_object_set_new(so, "spans", spans);
-        uint32_t ncu = lmx_batch_cu_seqlens(b, s, cu, L + 2);
+        uint32_t ncu = lmx_batch_cu_seqlens(b, s, cu, W + 2);
         if (ncu) {
             json_t *ca = json_array();
-            for (uint32_t i = 0; i < ncu && i < L + 2; i++)
+            for (uint32_t i = 0; i < ncu && i < W + 2; i++)
                 json_array_append_new(ca, json_integer(cu[i]));
             json_object_set_new(so, "cu_seqlens", ca);
         }
@@ -188,20 +264,104 @@ static int open_client(const char *cmd, const args *a, uint64_t start, lmx_clien
     o.token = a->token;
     o.start_step = start;
     o.no_zstd = a->no_zstd;
+    o.timeout_ms = a->timeout_ms;
+    o.deadline_ms = a->deadline_ms;
+    o.max_batch_bytes = a->max_batch_bytes;
+    o.cp_rank = a->cp_rank;
+    o.cp_size = a->cp_size;
     lmx_error e = {0};
     if (lmx_client_open(&o, c, &e) != LMX_OK)
         return die(cmd, e.message);
     return 0;
 }
 
+static int write_all(int fd, const void *data, size_t n)
+{
+    const char *p = data;
+    while (n) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* --out: "-" is standard output; a path that exists and is not a regular file (a FIFO, a device,
+ * a symbolic link such as /proc/self/fd/1) is opened and written in place; a regular file or a
+ * new name is written to a temporary file in the same folder, fsync'ed and renamed over it. */
+static int write_out(const char *path, const void *body, size_t n)
+{
+    if (strcmp(path, "-") == 0) {
+        if (write_all(STDOUT_FILENO, body, n) != 0) {
+            fprintf(stderr, "longmix fetch: writing the batch to standard output: %s\n", strerror(errno));
+            return -1;
+        }
+        return 0;
+    }
+    struct stat st;
+    if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        if (S_ISDIR(st.st_mode)) {
+            fprintf(stderr, "longmix fetch: --out %s is a directory\n", path);
+            return -1;
+        }
+        int fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+        if (fd < 0 || write_all(fd, body, n) != 0) {
+            fprintf(stderr, "longmix fetch: writing the batch to %s: %s\n", path, strerror(errno));
+            if (fd >= 0)
+                close(fd);
+            return -1;
+        }
+        if (close(fd) != 0) {
+            fprintf(stderr, "longmix fetch: writing the batch to %s: %s\n", path, strerror(errno));
+            return -1;
+        }
+        return 0;
+    }
+    size_t pl = strlen(path) + 16;
+    char *tmp = malloc(pl);
+    if (!tmp) {
+        fputs("longmix fetch: out of memory\n", stderr);
+        return -1;
+    }
+    snprintf(tmp, pl, "%s.XXXXXX", path);
+    int fd = mkstemp(tmp);
+    int ok = fd >= 0 && fchmod(fd, 0644 & ~current_umask()) == 0 && write_all(fd, body, n) == 0 && fsync(fd) == 0;
+    if (fd >= 0 && close(fd) != 0)
+        ok = 0;
+    if (ok && rename(tmp, path) != 0)
+        ok = 0;
+    if (!ok) {
+        fprintf(stderr, "longmix fetch: writing the batch to %s: %s\n", path, strerror(errno));
+        if (fd >= 0)
+            unlink(tmp);
+    }
+    free(tmp);
+    return ok ? 0 : -1;
+}
+
 static int cmd_fetch(int argc, char **argv)
 {
     static const char usage[] =
-        "usage: longmix fetch --url URL --plan NAME --step S [--rank R --world W] [--token T] (--out FILE | --json)\n"
+        "usage: longmix fetch --url URL --plan NAME --step S [--rank R --world W] [--cp-rank C --cp-size K]\n"
+        "                     [--token T] (--out FILE | --json)\n"
+        "                     [--timeout SECONDS] [--deadline SECONDS] [--max-batch-bytes N] [--no-zstd]\n"
         "\n"
         "Fetches batch S for rank R of W, verifies it (digest, format, identity) and either writes the\n"
         "uncompressed wire body (proto/WIRE.md) to FILE or prints it as JSON: plan, plan_id, step, rank,\n"
-        "world, seq_len and per sequence its tokens, next_token, spans and cu_seqlens.\n";
+        "world, seq_len and per sequence its tokens, next_token, spans and cu_seqlens.\n"
+        "--out - writes to standard output. A regular FILE (or a new one) is replaced atomically; a FIFO,\n"
+        "device or symbolic link is written in place (the link is followed, not replaced).\n"
+        "--timeout bounds each HTTP request (default 60 s), --deadline all attempts together (default:\n"
+        "retries x timeout). --max-batch-bytes refuses larger batches (default: derived from the plan).\n"
+        "\n"
+        "With --cp-rank C --cp-size K (either one; defaults 0 and 1) every sequence is context-parallel\n"
+        "rank C's zigzag slice (chunks C and 2K-1-C of 2K; wire v2) and the JSON also has, per sequence,\n"
+        "labels and position_ids of the slice (cu_seqlens stay the whole sequence's). --json alone asks\n"
+        "for K = 1 (the whole sequence with labels and position_ids); --out alone writes wire v1.\n";
     args a;
     int rc = parse_args("fetch", usage, argc, argv, &a);
     if (rc)
@@ -210,6 +370,10 @@ static int cmd_fetch(int argc, char **argv)
         return die("fetch", "--plan and --step are required");
     if (!a.out && !a.json)
         return die("fetch", "say where the batch goes: --out FILE or --json");
+    if (a.cp_size && a.cp_rank >= a.cp_size)
+        return die("fetch", "--cp-rank must be below --cp-size");
+    if (a.json && !a.out && !a.cp_size)
+        a.cp_size = 1; /* labels and position ids with the JSON */
     lmx_client *c;
     if ((rc = open_client("fetch", &a, a.step, &c)))
         return rc;
@@ -222,13 +386,8 @@ static int cmd_fetch(int argc, char **argv)
     if (a.out) {
         size_t n;
         const void *body = lmx_batch_body(b, &n);
-        char tmp[4200];
-        snprintf(tmp, sizeof tmp, "%s.tmp", a.out);
-        FILE *f = fopen(tmp, "wb");
-        if (!f || fwrite(body, 1, n, f) != n || fclose(f) != 0 || rename(tmp, a.out) != 0) {
-            perror(a.out);
+        if (write_out(a.out, body, n) != 0)
             rc = 1;
-        }
     }
     if (a.json) {
         json_t *j = batch_json(b, a.plan);
@@ -262,7 +421,7 @@ static int cmd_stats(int argc, char **argv)
     char path[256], *body = NULL;
     snprintf(path, sizeof path, "/v1/stats%s%s", a.plan ? "?plan=" : "", a.plan ? a.plan : "");
     lmx_error e = {0};
-    if (lmx_get(a.url, a.token, path, 0, &body, NULL, &e) != LMX_OK)
+    if (lmx_get(a.url, a.token, path, a.timeout_ms, &body, NULL, &e) != LMX_OK)
         return die("stats", e.message);
     if (a.json) {
         fputs(body, stdout);
@@ -347,7 +506,7 @@ static int cmd_show(int argc, char **argv)
     char path[1024], *body = NULL;
     snprintf(path, sizeof path, "/v1/plans/%s/sequences/%llu?format=text", a.plan, (unsigned long long)g);
     json_t *text = NULL;
-    if (lmx_get(a.url, a.token, path, 0, &body, NULL, &e) == LMX_OK)
+    if (lmx_get(a.url, a.token, path, a.timeout_ms, &body, NULL, &e) == LMX_OK)
         text = json_loads(body, 0, NULL);
     lmx_free(body);
     json_t *tspans = json_object_get(text, "spans");

@@ -7,6 +7,8 @@ PACKAGES="build-essential cmake pkg-config clang libclang-rt-14-dev
 libmicrohttpd-dev libjansson-dev libzstd-dev libsodium-dev libcurl4-openssl-dev libsystemd-dev
 libonig-dev libsnappy-dev liblz4-dev libbrotli-dev zlib1g-dev
 zstd curl python3 python3-numpy python3-torch nodejs npm chromium nginx-light faketime strace"
+# A one-node Slurm for tests/soak/slurm_index.py (the README's array + merge, issue #15).
+PACKAGES="$PACKAGES slurmctld slurmd slurm-client munge"
 
 missing=""
 for p in $PACKAGES; do

@@ -43,8 +43,9 @@ static int build_entry(server *s, plan_ref *r, const lmxd_request *rq, const lmx
 {
     lmx_buf body = {0};
     lmxd_guard_begin();
-    int rc = rq->kind == LMXD_R_BATCH ? lmx__plan_batch(r->plan, rq->step, rq->rank, rq->world, &body, err)
-                                      : lmx__plan_sequence(r->plan, rq->step, &body, err);
+    int rc = rq->kind != LMXD_R_BATCH ? lmx__plan_sequence(r->plan, rq->step, &body, err)
+             : rq->cp_size ? lmx__plan_batch_cp(r->plan, rq->step, rq->rank, rq->world, rq->cp_rank, rq->cp_size, &body, err)
+                           : lmx__plan_batch(r->plan, rq->step, rq->rank, rq->world, &body, err);
     const void *bad = lmxd_guard_end();
     if (bad) {
         lmxd_index_damage(s, bad);
@@ -114,7 +115,8 @@ static size_t token_bytes_of(server *s, plan_ref *r, const lmxd_request *rq)
 {
     const lmx_plan_spec *sp = lmx__plan_spec(r->plan);
     size_t n = rq->kind == LMXD_R_BATCH && rq->world ? sp->global_batch / rq->world : 1;
-    return n * sp->seq_len * lmx__index_token_bytes(s->ix);
+    size_t per_seq = rq->cp_size ? sp->seq_len / rq->cp_size : sp->seq_len; /* a CP slice */
+    return n * per_seq * lmx__index_token_bytes(s->ix);
 }
 
 static enum MHD_Result busy(server *s, struct MHD_Connection *c)
@@ -155,10 +157,12 @@ enum MHD_Result lmxd_handle_body(server *s, struct MHD_Connection *c, const lmxd
     if (rq->kind == LMXD_R_SEQUENCE && rq->text)
         return lmxd_handle_text(s, c, rq, r);
     /* A strong ETag names one representation: the zstd body gets its own. */
-    char etag[104];
+    char etag[128], cp[32] = "";
     int zstd = accepts_zstd(c);
-    snprintf(etag, sizeof etag, "\"%s-%llu-%u-%u%s%s\"", lmx__plan_id_hex(r->plan), (unsigned long long)rq->step, rq->rank,
-             rq->world, rq->kind == LMXD_R_SEQUENCE ? "-seq" : "", zstd ? "-zstd" : "");
+    if (rq->cp_size)
+        snprintf(cp, sizeof cp, "-cp%u.%u", rq->cp_rank, rq->cp_size);
+    snprintf(etag, sizeof etag, "\"%s-%llu-%u-%u%s%s%s\"", lmx__plan_id_hex(r->plan), (unsigned long long)rq->step,
+             rq->rank, rq->world, cp, rq->kind == LMXD_R_SEQUENCE ? "-seq" : "", zstd ? "-zstd" : "");
     const char *inm = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "If-None-Match");
     if (inm && strcmp(inm, etag) == 0) {
         lmxd_plan_put(r);
@@ -171,6 +175,8 @@ enum MHD_Result lmxd_handle_body(server *s, struct MHD_Connection *c, const lmxd
     lmxd_cache_key key;
     lmxd_cache_key_init(&key, lmx__plan_id_hex(r->plan), rq->kind, rq->step, rq->rank, rq->world, zstd,
                         s->cfg.zstd_level);
+    key.cp_rank = rq->cp_rank;
+    key.cp_size = rq->cp_size;
     lmxd_cache_entry *e = lmxd_cache_get(s->cache, &key);
     if (!e && !fits(s, zstd ? 0 : token_bytes_of(s, r, rq))) {
         lmxd_plan_put(r);

@@ -263,9 +263,17 @@ int lmxd_serve(const lmxd_serve_options *opts)
         lmxd_log("no index: set \"index\" in %s or pass --index DIR", opts->config_path);
         goto out;
     }
-    if (!opts->skip_verify && lmx__index_verify(index_dir, &err) != LMX_OK) {
-        lmxd_log("index %s failed verification: %s", index_dir, err.message);
-        goto out;
+    if (!opts->skip_verify) {
+        /* Only shards the verified record does not vouch for are read (all cores). */
+        lmx_verify_options vo = {.changed_only = 1, .state_dir = s->cfg.state_dir};
+        lmx_verify_report vr;
+        if (lmx__index_verify_run(index_dir, &vo, &vr, &err) != LMX_OK) {
+            lmxd_log("index %s failed verification: %s", index_dir, err.message);
+            goto out;
+        }
+        lmxd_log("index %s: %zu shard(s) verified: %zu read (%.1f MB in %.2f s), %zu remembered%s%s", index_dir,
+                 vr.shards, vr.checked, (double)vr.bytes / 1e6, vr.seconds, vr.remembered,
+                 vr.record_note[0] ? "; " : "", vr.record_note);
     }
     if (lmx__index_open(index_dir, &s->ix, &err) != LMX_OK) {
         lmxd_log("%s", err.message);

@@ -31,6 +31,8 @@ typedef struct lmx_doc {
     const uint8_t *tokens; /* n_tokens little-endian ids inside the mapping */
     const char *source;   /* NUL-terminated, owned by the index */
     uint64_t line;
+    const char *doc_id;   /* the --id-field value kept at index time, or NULL */
+    const char *kind;     /* the input kind of its shard (manifest "kind": "jsonl", "mds", ...) */
 } lmx_doc;
 
 /* Opens DIR: parses the manifest, maps every shard and checks each header against the manifest
@@ -54,6 +56,13 @@ const char *lmx__index_tokenizer_identity(const lmx_index *ix);
 const char *lmx__index_dir(const lmx_index *ix);
 uint32_t lmx__index_bos(const lmx_index *ix);
 uint32_t lmx__index_eos(const lmx_index *ix);
+/* The tokenizer's document-separator convention (plan defaults for bos/eos) and the BOS/EOS
+ * strings (NULL when unknown or none); proto/TOKENIZER.md "Document separators". */
+int lmx__index_default_bos(const lmx_index *ix);
+int lmx__index_default_eos(const lmx_index *ix);
+const char *lmx__index_sep_token(const lmx_index *ix, int eos);
+/* {"bos": {"id", "token", "default"}, "eos": {...}} (new reference). */
+json_t *lmx__index_separators_json(const lmx_index *ix);
 uint32_t lmx__index_vocab_size(const lmx_index *ix);
 
 /* The path of the shard whose mapping holds addr (borrowed from ix), or NULL: names the file
@@ -73,8 +82,36 @@ static inline uint32_t lmx__doc_token(const lmx_doc *d, uint64_t i)
                                      (uint32_t)p[3] << 24;
 }
 
-/* Recomputes every shard's BLAKE2b and compares it with the manifest. Prints one line per bad
- * file to stderr; returns LMX_ECHECKSUM (message names the first bad file) or LMX_OK. */
+/* ---- verification (lmx_index_verify.c) ----
+ * Recomputes shards' BLAKE2b (on `threads` threads) and compares them with the manifest. Good
+ * shards are remembered in DIR/verified.json (or, when DIR is not writable, in
+ * STATE_DIR/verified-<hash of DIR's real path>.json), each keyed by its file's size, device,
+ * inode, mtime and ctime (ns) and its manifest checksum; with changed_only a shard whose key
+ * still matches is not read again. Any write to a shard changes its ctime (which user space
+ * cannot set back), so it is read again; bytes that change on the medium without any metadata
+ * change are only found by a full run (scrub). */
+typedef struct lmx_verify_options {
+    int threads;           /* 0 = every online CPU */
+    int changed_only;      /* skip shards the record vouches for */
+    int scrub;             /* drop each shard's cached pages first, so the bytes come from the disk */
+    double rate_mb;        /* MB/s over all threads; 0 = unlimited */
+    const char *state_dir; /* the record's place when DIR is not writable; NULL = not remembered then */
+    int quiet;             /* no "BAD PATH: why" lines on stderr */
+} lmx_verify_options;
+
+typedef struct lmx_verify_report {
+    size_t shards, checked, remembered, bad;
+    uint64_t bytes; /* read and hashed */
+    double seconds;
+    char record[4200];     /* the record file used or written ("" when none) */
+    char record_note[600]; /* why the record could not be written ("" when it was) */
+} lmx_verify_report;
+
+/* Options NULL = every shard, all cores, unlimited. Prints one line per bad file to stderr (unless
+ * quiet); returns LMX_ECHECKSUM (message names the first bad file; a missing or unreadable shard
+ * counts as bad), an error of the manifest, or LMX_OK. rep (may be NULL) is filled either way. */
+int lmx__index_verify_run(const char *dir, const lmx_verify_options *o, lmx_verify_report *rep, lmx_error *err);
+/* lmx__index_verify_run(dir, NULL, NULL, err). */
 int lmx__index_verify(const char *dir, lmx_error *err);
 
 /* The `stats --json` document (contract) for ix: a new reference (json_decref), NULL on ENOMEM.
@@ -89,6 +126,10 @@ typedef struct lmx_index_options {
     const char *out_dir;
     int threads;              /* >= 1 */
     const char *domain_field; /* dotted JSON path, default "meta.redpajama_set_name" */
+    const char *text_field;   /* dotted path of the text (or token column), default "text" */
+    const char *id_field;     /* dotted path of a per-document id kept as provenance, or NULL */
+    const char *domain_from_path; /* --domain-from-path pattern (data/{domain}/...), or NULL */
+    int token_dtype;          /* enum lmx_token_dtype (inputs/lmx_inputs.h): untyped token bytes */
     int on_error;             /* LMX_ON_ERROR_* */
     int progress;             /* print progress to stderr */
     uint32_t shard_index;     /* --shard I/N: index only the inputs k (sorted by path) with */

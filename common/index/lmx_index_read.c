@@ -1,4 +1,4 @@
-/* Index reader: the manifest (lmx_index_manifest.c) and mmapped shards; statistics; verification. */
+/* Index reader: the manifest (lmx_index_manifest.c) and mmapped shards; statistics. */
 #include "lmx_index_internal.h"
 
 #include <fcntl.h>
@@ -15,12 +15,14 @@
 
 typedef struct shard {
     char *path;
+    char *kind; /* the manifest entry's input kind ("jsonl", "mds", ...), "" when absent */
     uint8_t *map;
     size_t size;
     uint64_t n_docs, n_tokens, doc_base;
     uint32_t token_bytes, n_domains;
     uint64_t n_strings;
     const uint8_t *tokens, *docs, *str_offsets, *str_blob;
+    const uint8_t *id_offsets, *id_blob; /* the ids section (--id-field), or NULL */
     uint32_t *domain_map; /* local domain string index -> global domain */
 } shard;
 
@@ -30,6 +32,8 @@ struct lmx_index {
     size_t n_shards;
     uint64_t n_docs, n_tokens;
     uint32_t token_bytes, bos, eos, vocab_size;
+    int add_bos, add_eos;
+    char *sep_token[2]; /* BOS / EOS strings or NULL */
     char **domains;
     uint32_t n_domains;
     lmx_domain_stats *stats;
@@ -71,6 +75,25 @@ static const char *shard_string(const shard *s, uint64_t i)
     return (const char *)s->str_blob + lmx__get64(s->str_offsets + 8 * i);
 }
 
+/* The optional ids section at off (after the strings): n_docs + 1 non-decreasing u64 offsets
+ * into the blob after them, first 0, each id NUL-terminated. */
+static int check_ids(shard *s, uint64_t off, uint64_t fsize, lmx_error *err)
+{
+    uint64_t strings_end = (uint64_t)(s->str_blob - s->map);
+    if (off % 8 || off < strings_end || off > fsize || s->n_docs >= (fsize - off) / 8)
+        return lmx__err(err, LMX_EFORMAT, "%s: ids section offset inconsistent with the file size", s->path);
+    s->id_offsets = s->map + off;
+    s->id_blob = s->id_offsets + 8 * (s->n_docs + 1);
+    uint64_t size = fsize - (uint64_t)(s->id_blob - s->map), prev = 0;
+    for (uint64_t i = 0; i <= s->n_docs; i++) {
+        uint64_t o = lmx__get64(s->id_offsets + 8 * i);
+        if ((i == 0 && o != 0) || o > size || (i > 0 && (o <= prev || s->id_blob[o - 1] != '\0')))
+            return lmx__err(err, LMX_EFORMAT, "%s: ids entry %llu invalid", s->path, (unsigned long long)i);
+        prev = o;
+    }
+    return LMX_OK;
+}
+
 /* Checks a mapped shard's header and sections against the file size and the manifest entry. */
 static int check_shard(shard *s, uint64_t want_docs, uint64_t want_tokens, lmx_error *err)
 {
@@ -108,7 +131,14 @@ static int check_shard(shard *s, uint64_t want_docs, uint64_t want_tokens, lmx_e
     s->docs = s->map + doc_off;
     s->str_offsets = s->map + str_off;
     s->str_blob = s->str_offsets + 8 * (s->n_strings + 1);
-    uint64_t blob_size = fsize - (uint64_t)(s->str_blob - s->map), prev = 0;
+    uint64_t blob_end = fsize, ids_off = lmx__get64(h + LMX_SH_IDS_OFFSET);
+    if (ids_off) {
+        int rc = check_ids(s, ids_off, fsize, err);
+        if (rc != LMX_OK)
+            return rc;
+        blob_end = ids_off;
+    }
+    uint64_t blob_size = blob_end - (uint64_t)(s->str_blob - s->map), prev = 0;
     for (uint64_t i = 0; i <= s->n_strings; i++) {
         uint64_t o = lmx__get64(s->str_offsets + 8 * i);
         if (o < prev || o > blob_size || (i > 0 && (o == prev || s->str_blob[o - 1] != '\0')))
@@ -149,6 +179,9 @@ static int open_shard(lmx_index *ix, json_t *e, size_t i, lmx_error *err)
     if (!s->path)
         return lmx__err(err, LMX_ENOMEM, "index: out of memory");
     snprintf(s->path, plen, "%s/shards/%s", ix->dir, file);
+    const char *kind = json_string_value(json_object_get(e, "kind"));
+    if (!(s->kind = strdup(kind ? kind : "")))
+        return lmx__err(err, LMX_ENOMEM, "index: out of memory");
     int rc;
     if ((rc = lmx__map_file(s->path, &s->map, &s->size, err)) || (rc = check_shard(s, nd, nt, err)))
         return rc;
@@ -219,6 +252,10 @@ int lmx__index_open(const char *dir, lmx_index **out, lmx_error *err)
         ix->eos = info.eos;
         ix->vocab_size = info.vocab_size;
         ix->tokenizer_identity = strdup(info.tokenizer_identity);
+        ix->add_bos = info.add_bos;
+        ix->add_eos = info.add_eos;
+        ix->sep_token[0] = info.bos_token ? strdup(info.bos_token) : NULL;
+        ix->sep_token[1] = info.eos_token ? strdup(info.eos_token) : NULL;
         ix->n_shards = json_array_size(shards);
         ix->shards = calloc(ix->n_shards + 1, sizeof *ix->shards);
     }
@@ -255,6 +292,7 @@ void lmx__index_close(lmx_index *ix)
         if (ix->shards[i].map)
             munmap(ix->shards[i].map, ix->shards[i].size);
         free(ix->shards[i].path);
+        free(ix->shards[i].kind);
         free(ix->shards[i].domain_map);
     }
     for (uint32_t d = 0; d < ix->n_domains; d++)
@@ -264,6 +302,8 @@ void lmx__index_close(lmx_index *ix)
     free(ix->shards);
     free(ix->dir);
     free(ix->tokenizer_identity);
+    free(ix->sep_token[0]);
+    free(ix->sep_token[1]);
     free(ix);
 }
 
@@ -278,6 +318,23 @@ const char *lmx__index_tokenizer_identity(const lmx_index *ix) { return ix->toke
 const char *lmx__index_dir(const lmx_index *ix) { return ix->dir; }
 uint32_t lmx__index_bos(const lmx_index *ix) { return ix->bos; }
 uint32_t lmx__index_eos(const lmx_index *ix) { return ix->eos; }
+int lmx__index_default_bos(const lmx_index *ix) { return ix->add_bos; }
+int lmx__index_default_eos(const lmx_index *ix) { return ix->add_eos; }
+const char *lmx__index_sep_token(const lmx_index *ix, int eos) { return ix->sep_token[eos != 0]; }
+
+json_t *lmx__index_separators_json(const lmx_index *ix)
+{
+    json_t *o = json_object();
+    for (int k = 0; k < 2; k++) {
+        uint32_t id = k ? ix->eos : ix->bos;
+        json_t *s = json_object();
+        json_object_set_new(s, "id", id == UINT32_MAX ? json_null() : json_integer(id));
+        json_object_set_new(s, "token", ix->sep_token[k] ? json_string(ix->sep_token[k]) : json_null());
+        json_object_set_new(s, "default", json_boolean(k ? ix->add_eos : ix->add_bos));
+        json_object_set_new(o, k ? "eos" : "bos", s);
+    }
+    return o;
+}
 uint32_t lmx__index_vocab_size(const lmx_index *ix) { return ix->vocab_size; }
 
 static const shard *find_shard(const lmx_index *ix, uint64_t id)
@@ -315,46 +372,13 @@ int lmx__index_doc(const lmx_index *ix, uint64_t id, lmx_doc *out, lmx_error *er
     out->tokens = s->tokens + lmx__get64(r + LMX_SD_TOKEN_START) * s->token_bytes;
     out->source = shard_string(s, lmx__get32(r + LMX_SD_SOURCE));
     out->line = lmx__get64(r + LMX_SD_LINE);
-    return LMX_OK;
-}
-
-int lmx__index_verify(const char *dir, lmx_error *err)
-{
-    json_t *m = NULL;
-    int rc = lmx__manifest_load(dir, &m, NULL, err), bad = 0;
-    if (rc != LMX_OK)
-        return rc;
-    json_t *shards = json_object_get(m, "shards");
-    char first_bad[4096] = "";
-    for (size_t i = 0; i < json_array_size(shards); i++) {
-        json_t *e = json_array_get(shards, i);
-        const char *file = json_string_value(json_object_get(e, "file"));
-        const char *want = json_string_value(json_object_get(e, "blake2b"));
-        char path[4096];
-        snprintf(path, sizeof path, "%s/shards/%s", dir, file ? file : "?");
-        uint8_t *map;
-        size_t size;
-        lmx_error e2 = {0};
-        if (!file || !want || lmx__map_file(path, &map, &size, &e2) != LMX_OK) {
-            fprintf(stderr, "BAD %s: %s\n", path, e2.message[0] ? e2.message : "manifest entry malformed");
-        } else {
-            uint8_t h[32];
-            char hex[65];
-            crypto_generichash(h, sizeof h, map, size, NULL, 0);
-            if (map)
-                munmap(map, size);
-            lmx__hex(h, sizeof h, hex);
-            if (strcmp(hex, want) == 0)
-                continue;
-            fprintf(stderr, "BAD %s: BLAKE2b %s, manifest says %s\n", path, hex, want);
-        }
-        if (!bad++)
-            snprintf(first_bad, sizeof first_bad, "%s", path);
+    out->doc_id = NULL;
+    out->kind = s->kind;
+    if (s->id_offsets) {
+        const char *t = (const char *)s->id_blob + lmx__get64(s->id_offsets + 8 * (id - s->doc_base));
+        out->doc_id = *t ? t : NULL;
     }
-    json_decref(m);
-    if (bad)
-        rc = lmx__err(err, LMX_ECHECKSUM, "%d shard(s) failed verification, first: %s", bad, first_bad);
-    return rc;
+    return LMX_OK;
 }
 
 json_t *lmx__index_stats_json(const lmx_index *ix)
@@ -364,6 +388,7 @@ json_t *lmx__index_stats_json(const lmx_index *ix)
     json_object_set_new(root, "total_tokens", json_integer((json_int_t)ix->n_tokens));
     json_object_set_new(root, "total_docs", json_integer((json_int_t)ix->n_docs));
     json_object_set_new(root, "tokenizer", json_string(ix->tokenizer_identity));
+    json_object_set_new(root, "separators", lmx__index_separators_json(ix));
     json_object_set_new(root, "index_id", json_string(ix->identity));
     for (uint32_t d = 0; d < ix->n_domains; d++) {
         const lmx_domain_stats *s = &ix->stats[d];

@@ -106,6 +106,23 @@ static void test_batches(void)
         snprintf(url, sizeof url, "/v1/plans/books/sequences/%s", steps[i]);
         expect_reject("GET", url, NULL, 400, "bad_step", NULL);
     }
+    /* context parallelism: either parameter asks for v2; bad values name the parameter */
+    const char *cp1[] = {"cp_rank", "3", "cp_size", "4", NULL};
+    CHECK_EQ_INT(route("GET", "/v1/plans/b/batches/1", cp1, &r), 0);
+    CHECK(r.cp_rank == 3 && r.cp_size == 4);
+    const char *cp2[] = {"cp_size", "2", NULL};
+    CHECK_EQ_INT(route("GET", "/v1/plans/b/batches/1", cp2, &r), 0);
+    CHECK(r.cp_rank == 0 && r.cp_size == 2);
+    CHECK_EQ_INT(route("GET", "/v1/plans/b/batches/1", rw, &r), 0);
+    CHECK(r.cp_size == 0); /* v1 */
+    const char *cp3[] = {"cp_rank", "4", "cp_size", "4", NULL};
+    expect_reject("GET", "/v1/plans/b/batches/1", cp3, 400, "bad_parameter", "'cp_rank'");
+    const char *cp4[] = {"cp_size", "0", NULL};
+    expect_reject("GET", "/v1/plans/b/batches/1", cp4, 400, "bad_parameter", "'cp_size'");
+    const char *cp5[] = {"cp_size", "65537", NULL};
+    expect_reject("GET", "/v1/plans/b/batches/1", cp5, 400, "bad_parameter", "'cp_size'");
+    const char *cp6[] = {"cp_rank", "-1", NULL};
+    expect_reject("GET", "/v1/plans/b/batches/1", cp6, 400, "bad_parameter", "'cp_rank'");
     /* bad rank/world: 400 naming the parameter */
     const char *r1[] = {"rank", "4", "world", "4", NULL};
     expect_reject("GET", "/v1/plans/b/batches/1", r1, 400, "bad_rank", "rank=4");
