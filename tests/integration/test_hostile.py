@@ -94,6 +94,14 @@ def rss_kb(pid):
     return 0
 
 
+def sanitized(pid):
+    """The daemon runs under AddressSanitizer (its runtime is mapped)."""
+    try:
+        return "libasan" in open(f"/proc/{pid}/maps").read()
+    except OSError:
+        return False
+
+
 # ---- 1: too many query parameters ----
 
 def test_many_params(wd):
@@ -307,7 +315,8 @@ def test_slow_readers(wd):
         check(m["longmix_inflight_body_bytes"] <= 24 << 20, f"in flight {m['longmix_inflight_body_bytes']}")
         check(m["longmix_busy_total"] == len(busy), f"busy_total {m['longmix_busy_total']} vs {len(busy)}")
         grown = (rss_kb(d.proc.pid) - rss0) / 1024
-        check(grown < 24 + 16, f"RSS grew {grown:.0f} MiB with inflight_mb 24")
+        # (Under ASan freed bodies sit in its quarantine: RSS says nothing about the budget there.)
+        check(grown < 24 + 16 or sanitized(d.proc.pid), f"RSS grew {grown:.0f} MiB with inflight_mb 24")
         # send_timeout: the slow readers are cut, the budget comes back.
         wait_metric(d, 'longmix_connections_cut_total{phase="send"}', lambda v: v >= len(served), "send cuts", 8)
         wait_metric(d, "longmix_inflight_body_bytes", lambda v: v == 0, "budget back", 8)
