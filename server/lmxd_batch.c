@@ -97,13 +97,46 @@ static void release_sent(void *p)
     free(b);
 }
 
-/* Charges len bytes against inflight_mb. One body is always allowed when nothing else is in
- * flight (a plan whose batches exceed the budget still works, one at a time). */
-static int charge(server *s, size_t len)
+static size_t limit_for(server *s, size_t len)
 {
     size_t budget = (size_t)s->cfg.inflight_mb << 20;
+    return len <= LMXD_SMALL_BODY ? budget : budget - budget / 8;
+}
+
+/* Whether a body of at least len bytes could be charged now (checked before building one). */
+static int fits(server *s, size_t len)
+{
+    size_t prev = atomic_load(&s->body_bytes);
+    return !s->cfg.inflight_mb || prev == 0 || prev + len <= limit_for(s, len);
+}
+
+/* The token bytes of the body rq asks for: a lower bound of its identity size. */
+static size_t token_bytes_of(server *s, plan_ref *r, const lmxd_request *rq)
+{
+    const lmx_plan_spec *sp = lmx__plan_spec(r->plan);
+    size_t n = rq->kind == LMXD_R_BATCH && rq->world ? sp->global_batch / rq->world : 1;
+    size_t per_seq = rq->cp_size ? sp->seq_len / rq->cp_size : sp->seq_len; /* a CP slice */
+    return n * per_seq * lmx__index_token_bytes(s->ix);
+}
+
+static enum MHD_Result busy(server *s, struct MHD_Connection *c)
+{
+    atomic_fetch_add(&s->busy, 1);
+    char d[160];
+    snprintf(d, sizeof d, "inflight_mb (%d MiB of response bodies being sent) is used up; retry shortly",
+             s->cfg.inflight_mb);
+    return lmxd_send_busy(c, 1, d);
+}
+
+/* Charges len bytes against inflight_mb. Bodies over LMXD_SMALL_BODY may fill only 7/8 of it:
+ * the rest is kept for small bodies, which slow readers cannot pin (they fit the socket buffers
+ * and are released at once), so clients of small batches get through while slow readers of large
+ * ones hold their share. One body is always allowed when nothing else is in flight (a plan whose
+ * batches exceed the budget still works, one at a time). */
+static int charge(server *s, size_t len)
+{
     size_t prev = atomic_fetch_add(&s->body_bytes, len);
-    if (budget && prev > 0 && prev + len > budget) {
+    if (s->cfg.inflight_mb && prev > 0 && prev + len > limit_for(s, len)) {
         atomic_fetch_sub(&s->body_bytes, len);
         return -1;
     }
@@ -145,6 +178,10 @@ enum MHD_Result lmxd_handle_body(server *s, struct MHD_Connection *c, const lmxd
     key.cp_rank = rq->cp_rank;
     key.cp_size = rq->cp_size;
     lmxd_cache_entry *e = lmxd_cache_get(s->cache, &key);
+    if (!e && !fits(s, zstd ? 0 : token_bytes_of(s, r, rq))) {
+        lmxd_plan_put(r);
+        return busy(s, c); /* refused before the work of building a body that could not be sent */
+    }
     if (!e) {
         lmx_error err = {0};
         int rc = build_entry(s, r, rq, &key, &e, &err);
@@ -177,11 +214,7 @@ enum MHD_Result lmxd_handle_body(server *s, struct MHD_Connection *c, const lmxd
         if (!sb)
             return MHD_NO;
         free(sb);
-        atomic_fetch_add(&s->busy, 1);
-        char d[160];
-        snprintf(d, sizeof d, "inflight_mb (%d MiB of response bodies being sent) is used up; retry shortly",
-                 s->cfg.inflight_mb);
-        return lmxd_send_busy(c, 1, d);
+        return busy(s, c);
     }
     sb->s = s;
     sb->e = e;

@@ -14,6 +14,7 @@
 #include "lmxd_internal.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -87,6 +88,7 @@ static void *watchdog(void *arg)
         tmin = s->cfg.send_timeout_s;
     /* A tenth of the shortest deadline, at most 1 s: a deadline is enforced within 10%. */
     long tick_ms = tmin >= 10 ? 1000 : tmin * 100L;
+    double last_trim = lmx__now();
     pthread_mutex_lock(&s->conn_lock);
     while (!s->watchdog_stop) {
         struct timespec ts;
@@ -96,6 +98,14 @@ static void *watchdog(void *arg)
         ts.tv_nsec %= 1000000000L;
         pthread_cond_timedwait(&s->watchdog_cv, &s->conn_lock, &ts);
         double now = lmx__now();
+        /* Housekeeping on the same tick: give freed heap pages back every few seconds, so that RSS
+         * follows the bodies in flight down again (glibc keeps freed chunks otherwise). */
+        if (now - last_trim > 5) {
+            pthread_mutex_unlock(&s->conn_lock); /* MHD threads open and close connections meanwhile */
+            malloc_trim(0);
+            pthread_mutex_lock(&s->conn_lock);
+            last_trim = now;
+        }
         for (lmxd_conn *k = s->conns; k; k = k->next) {
             double dl = atomic_load(&k->deadline);
             if (k->cut || dl == 0.0 || now < dl)

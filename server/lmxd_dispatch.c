@@ -2,6 +2,8 @@
  * handler per route. */
 #include "lmxd_internal.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +18,8 @@ typedef struct req_state {
     int routed;      /* the first call of the access handler happened */
     int query_bad;   /* the query string passed LMXD_MAX_PARAMS or LMXD_MAX_QUERY (then cut, see on_uri) */
     int too_big;     /* the body passed LMXD_MAX_BODY */
+    unsigned reject; /* the status check_request refused with, answered at the final call */
+    char method[16]; /* for the access log; "" until the headers are in */
     char *path;      /* the path as sent (not decoded), at most LMXD_MAX_URL + 1 bytes; NULL: none */
     lmxd_request rq;
     lmx_buf body;    /* POST /v1/plans only */
@@ -69,6 +73,38 @@ static unsigned too_big(lmxd_request *rq)
     snprintf(rq->error, sizeof rq->error, "body_too_large");
     snprintf(rq->detail, sizeof rq->detail, "request bodies are limited to %d bytes", LMXD_MAX_BODY);
     return 413;
+}
+
+/* Whether the request announces a body (Content-Length above 0, or chunked). */
+static int has_body(struct MHD_Connection *c)
+{
+    const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+    return MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Transfer-Encoding") != NULL ||
+           (cl && strcmp(cl, "0") != 0);
+}
+
+/* The access log line: client address, method and path (control bytes, quotes and backslashes
+ * escaped, at most 300 bytes of path), status, milliseconds. */
+static void access_log(struct MHD_Connection *c, const req_state *st, unsigned code, double dt)
+{
+    char client[INET6_ADDRSTRLEN] = "-";
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+    if (sa && sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, client, sizeof client);
+    else if (sa && sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, client, sizeof client);
+    char path[4 * 300 + 8];
+    size_t k = 0;
+    const unsigned char *p = (const unsigned char *)(st->path ? st->path : "-");
+    for (size_t i = 0; p[i] && i < 300; i++) {
+        if (p[i] < 0x20 || p[i] >= 0x7f || p[i] == '"' || p[i] == '\\')
+            k += (size_t)snprintf(path + k, sizeof path - k, "\\x%02x", p[i]);
+        else
+            path[k++] = (char)p[i];
+    }
+    path[k] = '\0';
+    lmxd_log("access %s \"%s %s\" %u %.1f ms", client, st->method[0] ? st->method : "-", path, code, dt * 1e3);
 }
 
 /* First call, headers only: the query limits, the route, auth and the Content-Length cap, so
@@ -151,13 +187,16 @@ enum MHD_Result lmxd_on_request(void *cls, struct MHD_Connection *c, const char 
     if (!st->routed) {
         st->routed = 1;
         atomic_fetch_add(&s->active, 1);
+        snprintf(st->method, sizeof st->method, "%s", method);
         /* Headers are in: a body (if any) now has body_timeout. */
         lmxd_conn_phase(s, lmxd_conn_of(c), LMXD_PHASE_BODY);
         unsigned code = check_request(s, c, st, method, url);
-        if (code) {
+        if (code && has_body(c)) {
+            /* Answer now, so that a refused body is never read (MHD then closes the connection). */
             lmxd_conn_phase(s, lmxd_conn_of(c), LMXD_PHASE_SEND);
             return lmxd_send_error(c, code, rq->error, rq->detail);
         }
+        st->reject = code; /* no body: answered at the final call, which keeps the connection alive */
         return MHD_YES;
     }
     if (*upload_size) {
@@ -171,6 +210,8 @@ enum MHD_Result lmxd_on_request(void *cls, struct MHD_Connection *c, const char 
     }
     /* The request is complete: from here the answer has send_timeout (building it included). */
     lmxd_conn_phase(s, lmxd_conn_of(c), LMXD_PHASE_SEND);
+    if (st->reject)
+        return lmxd_send_error(c, st->reject, rq->error, rq->detail);
     if (st->too_big) {
         unsigned code = too_big(rq);
         return lmxd_send_error(c, code, rq->error, rq->detail);
@@ -191,7 +232,7 @@ void lmxd_on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum
     double dt = lmx__now() - st->t0;
     lmxd_metrics_record(s, code, dt);
     if (s->cfg.access_log)
-        lmxd_log("access %u %.1f ms", code, dt * 1e3);
+        access_log(c, st, code, dt);
     int routed = st->routed;
     /* The connection waits for its next request: headers have header_timeout again. */
     lmxd_conn_phase(s, lmxd_conn_of(c), LMXD_PHASE_HEADERS);

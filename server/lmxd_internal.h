@@ -23,6 +23,7 @@
 #define LMXD_N_LAT_BUCKETS 12 /* request latency histogram (lmxd_metrics.c) */
 #define LMXD_N_STATUS 15      /* status codes counted one by one, plus "other" */
 #define LMXD_MAX_BODY 65536   /* request bodies (POST /v1/plans); larger ones get 413 */
+#define LMXD_SMALL_BODY (1u << 20) /* bodies up to this size keep 1/8 of inflight_mb for themselves */
 #define LMXD_MAX_PARAMS 32    /* query parameters; more get 414 (routes use at most three) */
 #define LMXD_MAX_QUERY 2048   /* query string bytes; more get 414 */
 #define LMXD_MAX_RUNTIME_PLANS 256 /* plans added over HTTP */

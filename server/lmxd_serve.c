@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -327,6 +328,11 @@ int lmxd_serve(const lmxd_serve_options *opts)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    /* Bodies over 1 MiB (a full 128K x 32 batch is 8-16 MiB) come straight from mmap, so a freed
+     * one goes back to the system at once: glibc's default raises the threshold after the first
+     * free and the heap then kept freed bodies as RSS (+60 MiB in tests/soak/hostile.py). Smaller
+     * ones (a rank's 512 KiB share) stay on the heap, as before (docs/BENCHMARKS.md). */
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
     if (lmxd_guard_install() != 0) {
         lmxd_log("cannot install the SIGBUS handler: %s", strerror(errno));
         goto out;

@@ -115,8 +115,11 @@ static int parse_weights(const char *name, const json_t *obj, lmx_plan_spec *s, 
         return LMX_OK;
     if (s->strategy != LMX_PER_SOURCE)
         return lmx__err(err, LMX_EINVAL, "plans.%s.domain_weights: only for strategy per_source", name);
-    if (!json_is_object(w) || json_object_size(w) == 0 || json_object_size(w) > LMX_MAX_WEIGHTS)
+    if (!json_is_object(w) || json_object_size(w) == 0)
         return lmx__err(err, LMX_EINVAL, "plans.%s.domain_weights: must be a non-empty object of domain -> weight", name);
+    if (json_object_size(w) > LMX_MAX_WEIGHTS)
+        return lmx__err(err, LMX_EINVAL, "plans.%s.domain_weights: %zu domains, at most %d are allowed", name,
+                        json_object_size(w), LMX_MAX_WEIGHTS);
     double sum = 0;
     const char *key;
     json_t *v;

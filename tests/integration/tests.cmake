@@ -90,7 +90,7 @@ endforeach()
 # test per Python test function, each bounded by short deadlines in its config. 77 = skipped.
 foreach(t many_params path_decoding metrics_poisoning slowloris per_address_limit slow_readers
           truncated_shard auth_reload state_dir_lock config_fifo nginx_metrics
-          bad_content_length)
+          bad_content_length smaller)
   add_test(NAME integration.hostile.${t}
            COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_hostile.py ${t})
   set_tests_properties(integration.hostile.${t} PROPERTIES ENVIRONMENT "${LMX_TEST_ENV}" TIMEOUT 120

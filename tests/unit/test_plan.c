@@ -576,6 +576,17 @@ static void test_spec(void)
     expect_spec_error("{\"strategy\": \"per_source\", \"domain_weights\": {\"a\": 0}}", "plans.p.domain_weights.a");
     expect_spec_error("{\"strategy\": \"per_source\", \"domain_weights\": {\"a\": -2}}", "plans.p.domain_weights.a");
     expect_spec_error("{\"strategy\": \"original\", \"sequence_length\": 64}", "plans.p.sequence_length");
+    {
+        /* Over the limit: the message names it (issue #16). */
+        lmx_buf b = {0};
+        lmx__buf_printf(&b, "{\"strategy\": \"per_source\", \"domain_weights\": {");
+        for (int i = 0; i <= LMX_MAX_WEIGHTS; i++)
+            lmx__buf_printf(&b, "%s\"d%d\": 1", i ? ", " : "", i);
+        lmx__buf_printf(&b, "}}");
+        lmx__buf_append(&b, "", 1);
+        expect_spec_error((const char *)b.data, "at most 256 are allowed");
+        lmx__buf_free(&b);
+    }
     expect_spec_error("[1, 2]", "plans.p");
 
     /* binding to the index: unknown domains and separators the tokenizer lacks */
