@@ -127,6 +127,7 @@ static int pretok_step(lmx_tok_loadctx *c, json_t *o, const char *type, const ch
             if (strcmp(pat, lmx__tok_re_llama3) == 0) { p->re = LMX_RE_LLAMA3; p->re_digits = 3; }
             else if (strcmp(pat, lmx__tok_re_qwen2) == 0) { p->re = LMX_RE_LLAMA3; p->re_digits = 1; }
             else if (strcmp(pat, lmx__tok_re_gpt2) == 0) p->re = LMX_RE_GPT2;
+            else if (strcmp(pat, lmx__tok_re_o200k) == 0) p->re = LMX_RE_O200K;
             /* every pattern is compiled: the fast scanners are only a shortcut for it */
             char msg[200];
             rc = lmx__tok_regex_compile(pat, plen, &p->rx, msg, sizeof msg);

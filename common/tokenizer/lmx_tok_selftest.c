@@ -10,6 +10,7 @@ static const struct { int re, digits; const char *pat; } known[LMX_TOK_N_FAST] =
     {LMX_RE_LLAMA3, 3, lmx__tok_re_llama3},
     {LMX_RE_LLAMA3, 1, lmx__tok_re_qwen2},
     {LMX_RE_GPT2, 0, lmx__tok_re_gpt2},
+    {LMX_RE_O200K, 0, lmx__tok_re_o200k},
 };
 static lmx_tok_regex *compiled[LMX_TOK_N_FAST];
 static pthread_once_t once = PTHREAD_ONCE_INIT;
