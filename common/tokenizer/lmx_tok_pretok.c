@@ -325,6 +325,97 @@ static inline size_t re_o200k_fast(const uint8_t *p, size_t i, size_t n)
     return re_o200k(p, i, n);
 }
 
+static inline int ascii_punct(uint32_t c)
+{
+    return (c >= '!' && c <= '/') || (c >= ':' && c <= '@') || (c >= '[' && c <= '`') ||
+           (c >= '{' && c <= '~');
+}
+
+/* DeepSeek-V3's third Split at i, or 0 when no alternative matches there:
+ *   [ASCII punct][A-Za-z]+ | [^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+ | ?[\p{P}\p{S}]+[\r\n]* |
+ *   \s*[\r\n]+ | \s+(?!\S) | \s+ */
+static size_t ds_match(const uint8_t *p, size_t i, size_t n)
+{
+    int l0, l1 = 0;
+    uint32_t c0;
+    unsigned f0 = flags_at(p, i, n, &l0, &c0), f1 = 0;
+    size_t a = i + (size_t)l0;
+    if (a < n)
+        f1 = flags_at(p, a, n, &l1, NULL);
+    const unsigned LM = LMX_UNI_L | LMX_UNI_UP; /* UP without L is M */
+    if (ascii_punct(c0) && a < n && ((p[a] | 0x20) >= 'a' && (p[a] | 0x20) <= 'z')) {
+        size_t k = a;
+        while (k < n && (p[k] | 0x20) >= 'a' && (p[k] | 0x20) <= 'z')
+            k++;
+        return k;
+    }
+    int prefix = !(f0 & (LMX_UNI_L | LMX_UNI_P | LMX_UNI_S)) && c0 != '\r' && c0 != '\n';
+    size_t s = SIZE_MAX;
+    if (prefix && a < n && (f1 & LM))
+        s = a;
+    else if (f0 & LM)
+        s = i;
+    if (s != SIZE_MAX) {
+        size_t k = s;
+        int l;
+        while (k < n && (flags_at(p, k, n, &l, NULL) & LM))
+            k += (size_t)l;
+        return k;
+    }
+    s = SIZE_MAX;
+    if (c0 == ' ' && a < n && (f1 & (LMX_UNI_P | LMX_UNI_S)))
+        s = a;
+    else if (f0 & (LMX_UNI_P | LMX_UNI_S))
+        s = i;
+    if (s != SIZE_MAX) {
+        size_t k = s;
+        int l;
+        while (k < n && (flags_at(p, k, n, &l, NULL) & (LMX_UNI_P | LMX_UNI_S)))
+            k += (size_t)l;
+        while (k < n && (p[k] == '\r' || p[k] == '\n'))
+            k++;
+        return k;
+    }
+    if (f0 & LMX_UNI_WS)
+        return ws_tail(p, i, n, 1);
+    return 0;
+}
+
+/* The DeepSeek piece at i: its match, or the gap up to the next position that matches (a
+ * piece too when the split is Isolated, the only way this scanner is used). */
+static size_t re_deepseek(const uint8_t *p, size_t i, size_t n)
+{
+    size_t e = ds_match(p, i, n);
+    if (e)
+        return e;
+    size_t j = i + lmx__utf8_len(p[i]);
+    while (j < n && !ds_match(p, j, n))
+        j += lmx__utf8_len(p[j]);
+    return j;
+}
+
+/* DeepSeek-V3's first two Splits, \p{N}{1,3} and [一-龥぀-ゟ゠-ヿ]+: the match at i, or the gap
+ * up to the next char that starts one (Isolated only, like re_deepseek). */
+static inline int ds_cjk(uint32_t c)
+{
+    return (c >= 0x4E00 && c <= 0x9FA5) || (c >= 0x3040 && c <= 0x309F) || (c >= 0x30A0 && c <= 0x30FF);
+}
+static size_t re_class_run(const uint8_t *p, size_t i, size_t n, int cjk)
+{
+    int l;
+    uint32_t cp;
+    unsigned f = flags_at(p, i, n, &l, &cp);
+    int in = cjk ? ds_cjk(cp) : (f & LMX_UNI_N) != 0;
+    size_t j = i + (size_t)l;
+    for (int k = 1; j < n && (cjk || !in || k < 3); k++) {
+        f = flags_at(p, j, n, &l, &cp);
+        if ((cjk ? ds_cjk(cp) : (f & LMX_UNI_N) != 0) != in)
+            break;
+        j += (size_t)l;
+    }
+    return j;
+}
+
 /* The patterns the scanners above implement, exactly as tokenizer.json writes them. */
 const char lmx__tok_re_llama3[] =
     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+"
@@ -337,6 +428,11 @@ const char lmx__tok_re_o200k[] =
     "(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+"
     "[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+"
     "[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+const char lmx__tok_re_deepseek[] =
+    "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\r\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+|"
+    " ?[\\p{P}\\p{S}]+[\r\n]*|\\s*[\r\n]+|\\s+(?!\\S)|\\s+";
+const char lmx__tok_re_digits3[] = "\\p{N}{1,3}";
+const char lmx__tok_re_dscjk[] = "[\xe4\xb8\x80-\xe9\xbe\xa5\xe3\x81\x80-\xe3\x82\x9f\xe3\x82\xa0-\xe3\x83\xbf]+";
 const char lmx__tok_re_gpt2[] =
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
 
@@ -344,6 +440,9 @@ size_t lmx__tok_scan_piece(int re, int digits, const uint8_t *p, size_t i, size_
 {
     return re == LMX_RE_LLAMA3 ? re_llama3(p, i, n, digits)
          : re == LMX_RE_O200K  ? re_o200k(p, i, n)
+         : re == LMX_RE_DEEPSEEK ? re_deepseek(p, i, n)
+         : re == LMX_RE_DIGITS3 ? re_class_run(p, i, n, 0)
+         : re == LMX_RE_DSCJK   ? re_class_run(p, i, n, 1)
                                : re_gpt2(p, i, n);
 }
 
@@ -448,7 +547,8 @@ static inline size_t piece_ahead(lmx_tokjson_enc *e, const uint8_t *text, size_t
 {
     size_t j = re == LMX_RE_LLAMA3 ? re_llama3_fast(text, i, n, dg)
              : re == LMX_RE_O200K  ? re_o200k_fast(text, i, n)
-                                   : re_gpt2(text, i, n);
+             : re == LMX_RE_GPT2   ? re_gpt2(text, i, n)
+                                   : lmx__tok_scan_piece(re, dg, text, i, n);
     *end = j;
     if (j - i <= LMX_TOK_HOT_KEY) {
         *h = lmx__tok_hash(text + i, j - i);
@@ -497,7 +597,8 @@ int lmx__tok_pretok_and_bpe(lmx_tokjson_enc *e, const uint8_t *text, size_t n, i
      * style, keeps the same pieces as Isolated) */
     if (steps == 1 && tj->pre[0].type == LMX_PRE_SPLIT_RE && tj->pre[0].re &&
         ((tj->pre[0].behavior == LMX_SPLIT_ISOLATED && !tj->pre[0].invert) ||
-         (tj->pre[0].behavior == LMX_SPLIT_REMOVED && tj->pre[0].invert))) {
+         (tj->pre[0].behavior == LMX_SPLIT_REMOVED && tj->pre[0].invert &&
+          tj->pre[0].re < LMX_RE_DEEPSEEK))) {
         int llama3 = tj->pre[0].re, dg = tj->pre[0].re_digits;
         /* Pieces are found PIECES_AHEAD ahead of their BPE and the hot-cache set of each is
          * prefetched then (the cache is megabytes: a lookup is a memory access otherwise). */

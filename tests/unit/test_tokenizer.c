@@ -393,7 +393,7 @@ static void test_pretok_diff(void)
             memcpy(buf + len, a, l);
             len += l;
         }
-        for (int which = 0; which < 4; which++) {
+        for (int which = 0; which < 7; which++) {
             size_t at = 0;
             int rc = lmx__tokenizer_pretok_diff(which, (const uint8_t *)buf, len, &at);
             if (rc)
