@@ -308,6 +308,7 @@ typedef struct lmx_tokjson {
      * Verified against every merge at load time; see lmx_tok_load_bpe.c. */
     int seg_enabled;
     uint8_t seg_char[4]; size_t seg_char_len;
+    uint64_t seg_block[2]; /* ASCII chars x with a merge x + "seg_char...": no cut after them */
     /* Same idea for ASCII: bit y of cut_ok[x] says the word may be cut between ASCII chars x and
      * y because no merge can join a symbol ending in x to one starting with y (and neither char
      * can be unk, dropped, or a byte-fallback symbol that merges). Built from every merge at

@@ -460,6 +460,28 @@ static void test_separators(void)
     lmx__tokenizer_free(gpt);
 }
 
+/* LLaMA-2 style long words are cut before each ▁, except after a char x that some merge joins
+ * to a "▁..." symbol (Gemma 3 has ">" + "▁</"): here "> ▁h" must still apply across the ▁. */
+static void test_seg_block(void)
+{
+    make_sp(0);
+    splice("\"<unk>\":0,", "\"<unk>\":0,\">\":400,\">" SP "h\":401,");
+    splice("\"merges\":[\"" SP " h\",", "\"merges\":[\"" SP " h\",\"> " SP "h\",");
+    lmx_error err = {0};
+    lmx_tokenizer *t = open_json(0, &err);
+    lmx_encoder *enc = NULL;
+    CHECK(t != NULL);
+    if (t && lmx__encoder_create(t, &enc, &err) == LMX_OK) {
+        /* > 64 bytes: the segmenting path */
+        IDS(enc, "> hi > hi > hi > hi > hi > hi > hi > hi > hi > hi",
+            SP_UNDER, 401, SP_I, SP_UNDER, 401, SP_I, SP_UNDER, 401, SP_I, SP_UNDER, 401, SP_I,
+            SP_UNDER, 401, SP_I, SP_UNDER, 401, SP_I, SP_UNDER, 401, SP_I, SP_UNDER, 401, SP_I,
+            SP_UNDER, 401, SP_I, SP_UNDER, 401, SP_I);
+    }
+    lmx__encoder_free(enc);
+    lmx__tokenizer_free(t);
+}
+
 static void expect_unsupported(const char *what, const char *needle)
 {
     lmx_error err = {0};
@@ -652,6 +674,7 @@ int main(int argc, char **argv)
     test_general_regex();
     test_pretok_diff();
     test_separators();
+    test_seg_block();
     test_unsupported_decoder();
     test_empty_vocab_key();
     test_escapes_and_fallback();
