@@ -22,6 +22,7 @@ typedef struct lmx_plan_spec {
     uint64_t long_threshold;
     double short_keep;
     int bos, eos; /* 1/0; -1 (key absent) = the tokenizer's convention, set by lmx__plan_create */
+    char *sep_token[2]; /* owned: "bos_token" / "eos_token" named explicitly (implies bos/eos) */
     uint64_t cut_len;
     uint64_t total_tokens; /* 0 = endless */
     int cu_seqlens;

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "lmx_plan_internal.h"
+#include "lmx_tokenizer.h"
 
 /* Items per domain and long-class items per domain (count[0, nd), nlong[0, nd)). */
 static int count_items(lmx_plan *p, uint64_t *count, uint64_t *nlong, lmx_error *err)
@@ -198,6 +199,33 @@ static int set_id(lmx_plan *p, lmx_error *err)
     return LMX_OK;
 }
 
+/* The id of a separator the plan names by string ("bos_token"/"eos_token"): looked up in the
+ * index's copy of tokenizer.json (added tokens first, then the vocabulary). */
+static int named_separator(lmx_plan *p, int eos, uint32_t *id, lmx_error *err)
+{
+    const char *key = eos ? "eos_token" : "bos_token", *want = p->spec.sep_token[eos];
+    const char *tid = lmx__index_tokenizer_identity(p->ix);
+    if (strcmp(tid, "bytes") == 0)
+        return lmx__err(err, LMX_EINVAL, "plans.%s.%s: the index's tokenizer is 'bytes' (no named tokens)", p->name, key);
+    size_t dl = strlen(lmx__index_dir(p->ix));
+    char *path = malloc(dl + sizeof "/tokenizer.json");
+    if (!path)
+        return lmx__err(err, LMX_ENOMEM, "plan %s: out of memory", p->name);
+    memcpy(path, lmx__index_dir(p->ix), dl);
+    strcpy(path + dl, "/tokenizer.json");
+    lmx_tokenizer *tok = NULL;
+    int rc = lmx__tokenizer_open(path, NULL, &tok, err);
+    free(path);
+    if (rc)
+        return lmx__err_prefix(err, "plans.%s.%s: ", p->name, key);
+    *id = lmx__tokenizer_token_id(tok, want, strlen(want));
+    lmx__tokenizer_free(tok);
+    if (*id == LMX_TOKEN_NONE)
+        return lmx__err(err, LMX_EINVAL, "plans.%s.%s: \"%s\" is not a token of the index's tokenizer %s", p->name,
+                        key, want, tid);
+    return LMX_OK;
+}
+
 /* Separators, block size, coin key and the domain tables; checks the spec against the index. */
 static int bind_index(lmx_plan *p, uint32_t nd, lmx_error *err)
 {
@@ -207,6 +235,12 @@ static int bind_index(lmx_plan *p, uint32_t nd, lmx_error *err)
         return lmx__err(err, LMX_EINVAL, "plan %s: the index has no documents", p->name);
     p->bos_id = lmx__index_bos(ix);
     p->eos_id = lmx__index_eos(ix);
+    for (int k = 0; k < 2; k++)
+        if (spec->sep_token[k]) {
+            int rc = named_separator(p, k, k ? &p->eos_id : &p->bos_id, err);
+            if (rc)
+                return rc;
+        }
     /* defaults: the model's own document separators (recorded in the index) */
     if (spec->bos < 0)
         p->spec.bos = lmx__index_default_bos(ix) && p->bos_id != UINT32_MAX;
@@ -250,6 +284,8 @@ int lmx__plan_create(const lmx_index *ix, const char *name, const lmx_plan_spec 
     p->spec = *spec;
     for (uint32_t i = 0; i < spec->n_weights; i++)
         p->spec.weight_names[i] = strdup(spec->weight_names[i]);
+    for (int k = 0; k < 2; k++)
+        p->spec.sep_token[k] = spec->sep_token[k] ? strdup(spec->sep_token[k]) : NULL;
     uint32_t nd = lmx__index_n_domains(ix);
     int rc = bind_index(p, nd, err);
     if (rc == LMX_OK)
@@ -297,7 +333,7 @@ json_t *lmx__plan_separators_json(const lmx_plan *p)
     for (int k = 0; k < 2; k++) {
         json_t *s = json_null();
         if (k ? p->spec.eos : p->spec.bos) {
-            const char *tok = lmx__index_sep_token(p->ix, k);
+            const char *tok = p->spec.sep_token[k] ? p->spec.sep_token[k] : lmx__index_sep_token(p->ix, k);
             s = json_object();
             json_object_set_new(s, "id", json_integer(k ? p->eos_id : p->bos_id));
             json_object_set_new(s, "token", tok ? json_string(tok) : json_null());

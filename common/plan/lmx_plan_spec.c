@@ -36,9 +36,9 @@ static int get_bool(const json_t *obj, const char *plan, const char *key, int *o
 static int check_keys(const char *name, const json_t *obj, lmx_error *err)
 {
     static const char *const known[] = {"strategy", "seq_len", "global_batch", "seed", "long_threshold",
-                                        "short_keep", "bos", "eos", "cut_len", "total_tokens",
-                                        "domain_weights", "cu_seqlens", "cross_doc_labels", "ignore_index",
-                                        NULL};
+                                        "short_keep", "bos", "eos", "bos_token", "eos_token",
+                                        "cut_len", "total_tokens", "domain_weights", "cu_seqlens",
+                                        "cross_doc_labels", "ignore_index", NULL};
     const char *key;
     json_t *v;
     json_object_foreach((json_t *)obj, key, v)
@@ -154,6 +154,22 @@ int lmx__plan_spec_parse(const char *name, const json_t *obj, lmx_plan_spec *s, 
     rc = rc ? rc : parse_strategy(name, obj, s, err);
     rc = rc ? rc : parse_numbers(name, obj, s, err);
     rc = rc ? rc : parse_weights(name, obj, s, err);
+    for (int k = 0; k < 2 && rc == LMX_OK; k++) {
+        /* a separator named by its string: the plan uses that token (and inserts it) */
+        const char *key = k ? "eos_token" : "bos_token";
+        json_t *v = json_object_get(obj, key);
+        if (!v)
+            continue;
+        int *on = k ? &s->eos : &s->bos;
+        if (!json_is_string(v) || !json_string_length(v))
+            rc = lmx__err(err, LMX_EINVAL, "plans.%s.%s: must be a non-empty string (a token of the tokenizer)", name, key);
+        else if (*on == 0)
+            rc = lmx__err(err, LMX_EINVAL, "plans.%s.%s: conflicts with \"%s\": false", name, key, k ? "eos" : "bos");
+        else if (!(s->sep_token[k] = strdup(json_string_value(v))))
+            rc = lmx__err(err, LMX_ENOMEM, "out of memory");
+        else
+            *on = 1;
+    }
     if (rc == LMX_OK && s->global_batch == 0)
         rc = lmx__err(err, LMX_EINVAL, "plans.%s.global_batch: must be >= 1", name);
     return rc;
@@ -166,6 +182,10 @@ void lmx__plan_spec_free(lmx_plan_spec *s)
     for (uint32_t i = 0; i < s->n_weights; i++)
         free(s->weight_names[i]);
     s->n_weights = 0;
+    for (int k = 0; k < 2; k++) {
+        free(s->sep_token[k]);
+        s->sep_token[k] = NULL;
+    }
 }
 
 json_t *lmx__plan_spec_json(const lmx_plan_spec *s)
@@ -180,6 +200,10 @@ json_t *lmx__plan_spec_json(const lmx_plan_spec *s)
     /* resolved specs (lmx__plan_spec of a plan) always have 0/1; null = not yet bound */
     json_object_set_new(o, "bos", s->bos < 0 ? json_null() : json_boolean(s->bos));
     json_object_set_new(o, "eos", s->eos < 0 ? json_null() : json_boolean(s->eos));
+    /* only when named: plans without them keep their ids */
+    for (int k = 0; k < 2; k++)
+        if (s->sep_token[k])
+            json_object_set_new(o, k ? "eos_token" : "bos_token", json_string(s->sep_token[k]));
     if (s->strategy == LMX_CUT)
         json_object_set_new(o, "cut_len", json_integer((json_int_t)s->cut_len));
     if (s->total_tokens)

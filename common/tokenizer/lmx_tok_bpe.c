@@ -320,7 +320,8 @@ int lmx__tok_bpe_word(lmx_tokjson_enc *e, const uint8_t *w, size_t n, lmx_ids *o
         else
             cut = tj->seg_enabled && y == sc[0] && i + 3 <= n && w[i + 1] == sc[1] &&
                   w[i + 2] == sc[2] &&
-                  !(i >= 3 && w[i - 3] == sc[0] && w[i - 2] == sc[1] && x == sc[2]);
+                  !(i >= 3 && w[i - 3] == sc[0] && w[i - 2] == sc[1] && x == sc[2]) &&
+                  !(x < 0x80 && (tj->seg_block[x >> 6] >> (x & 63) & 1));
         if (!cut)
             continue;
         int rc = hot ? lmx__tok_bpe_hot(e, w + start, i - start, out)

@@ -225,7 +225,9 @@ uint32_t lmx__uni_gc(uint32_t cp);
 
 /* Hand-written matchers for the regexes of known tokenizers (see proto/TOKENIZER.md); 0 = none
  * (the pattern runs on Oniguruma). */
-enum { LMX_RE_LLAMA3 = 1, LMX_RE_GPT2 };
+/* LMX_RE_DEEPSEEK and later have positions without a match (digits, controls): their gaps come
+ * out as pieces, so they are used only under Isolated without invert. */
+enum { LMX_RE_LLAMA3 = 1, LMX_RE_GPT2, LMX_RE_O200K, LMX_RE_DEEPSEEK, LMX_RE_DIGITS3, LMX_RE_DSCJK };
 enum { LMX_SPLIT_ISOLATED = 1, LMX_SPLIT_REMOVED, LMX_SPLIT_MERGED_PREV, LMX_SPLIT_MERGED_NEXT,
        LMX_SPLIT_CONTIGUOUS };
 enum { LMX_PRE_SPLIT_RE = 1, LMX_PRE_SPLIT_STR, LMX_PRE_BYTELEVEL, LMX_PRE_METASPACE,
@@ -306,6 +308,7 @@ typedef struct lmx_tokjson {
      * Verified against every merge at load time; see lmx_tok_load_bpe.c. */
     int seg_enabled;
     uint8_t seg_char[4]; size_t seg_char_len;
+    uint64_t seg_block[2]; /* ASCII chars x with a merge x + "seg_char...": no cut after them */
     /* Same idea for ASCII: bit y of cut_ok[x] says the word may be cut between ASCII chars x and
      * y because no merge can join a symbol ending in x to one starting with y (and neither char
      * can be unk, dropped, or a byte-fallback symbol that merges). Built from every merge at
@@ -513,8 +516,9 @@ int lmx__tok_pretok_and_bpe(lmx_tokjson_enc *e, const uint8_t *text, size_t n, i
 size_t lmx__tok_scan_piece(int re, int digits, const uint8_t *p, size_t i, size_t n);
 /* The patterns of the fast scanners (LLaMA-3 and cl100k, Qwen2/3, GPT-2), as tokenizer.json
  * writes them; the loader picks a scanner by exact string equality. */
-extern const char lmx__tok_re_llama3[], lmx__tok_re_qwen2[], lmx__tok_re_gpt2[];
-#define LMX_TOK_N_FAST 3 /* patterns with a fast scanner (lmx__tokenizer_pretok_diff's `which`) */
+extern const char lmx__tok_re_llama3[], lmx__tok_re_qwen2[], lmx__tok_re_gpt2[], lmx__tok_re_o200k[],
+    lmx__tok_re_deepseek[], lmx__tok_re_digits3[], lmx__tok_re_dscjk[];
+#define LMX_TOK_N_FAST 7 /* patterns with a fast scanner (lmx__tokenizer_pretok_diff's `which`) */
 
 /* ---- BPE (lmx_tok_bpe.c; the hot cache inline here, for the pre-tokenizer loop) ------------ */
 

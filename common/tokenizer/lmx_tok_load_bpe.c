@@ -479,8 +479,19 @@ static int merge_tables(lmx_tok_loadctx *c, lmx_tok_lists *L)
                     if (fb_sym[ch] != LMX_TOKEN_NONE && (fb_sym[ch] == ia || fb_sym[ch] == ib))
                         fb_merged[ch] = 1;
         }
-        if (seg_ok && bl >= 3 && memcmp(b, meta, 3) == 0 && !(al >= 3 && memcmp(a + al - 3, meta, 3) == 0))
-            seg_ok = 0;
+        if (seg_ok && bl >= 3 && memcmp(b, meta, 3) == 0 && !(al >= 3 && memcmp(a + al - 3, meta, 3) == 0)) {
+            /* a merge joins x + "▁...": no cut before a ▁ that follows the char x (Gemma 3 has
+             * one, ">" + "▁</"); only for an ordinary token ending in an ASCII x, else no
+             * segmentation at all */
+            uint8_t x = (uint8_t)a[al - 1];
+            int special = ia == t->unk_id;
+            for (int k = 0; k < 256 && !special && t->byte_fallback; k++)
+                special = t->byte_ids[k] == ia;
+            if (x < 0x80 && !special)
+                t->seg_block[x >> 6] |= 1ull << (x & 63);
+            else
+                seg_ok = 0;
+        }
     }
     free(cat);
     /* in rank order (a later duplicate pair wins, as in HF), prefetching ahead */

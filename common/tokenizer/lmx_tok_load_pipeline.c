@@ -127,6 +127,10 @@ static int pretok_step(lmx_tok_loadctx *c, json_t *o, const char *type, const ch
             if (strcmp(pat, lmx__tok_re_llama3) == 0) { p->re = LMX_RE_LLAMA3; p->re_digits = 3; }
             else if (strcmp(pat, lmx__tok_re_qwen2) == 0) { p->re = LMX_RE_LLAMA3; p->re_digits = 1; }
             else if (strcmp(pat, lmx__tok_re_gpt2) == 0) p->re = LMX_RE_GPT2;
+            else if (strcmp(pat, lmx__tok_re_o200k) == 0) p->re = LMX_RE_O200K;
+            else if (strcmp(pat, lmx__tok_re_deepseek) == 0) p->re = LMX_RE_DEEPSEEK;
+            else if (strcmp(pat, lmx__tok_re_digits3) == 0) p->re = LMX_RE_DIGITS3;
+            else if (strcmp(pat, lmx__tok_re_dscjk) == 0) p->re = LMX_RE_DSCJK;
             /* every pattern is compiled: the fast scanners are only a shortcut for it */
             char msg[200];
             rc = lmx__tok_regex_compile(pat, plen, &p->rx, msg, sizeof msg);
@@ -144,9 +148,13 @@ static int pretok_step(lmx_tok_loadctx *c, json_t *o, const char *type, const ch
                 return lmx__tokload_bad(c, LMX_EUNSUPPORTED, "%s.pattern.String: empty pattern is not supported",
                            path);
         }
-        if ((rc = get_behavior(c, o, path, NULL, &p->behavior)))
+        if ((rc = get_behavior(c, o, path, NULL, &p->behavior)) ||
+            (rc = lmx__tokload_getbool(c, o, "invert", path, 0, &p->invert)))
             return rc;
-        return lmx__tokload_getbool(c, o, "invert", path, 0, &p->invert);
+        /* scanners with gaps are exact only where gaps and matches are alike */
+        if (p->re >= LMX_RE_DEEPSEEK && (p->behavior != LMX_SPLIT_ISOLATED || p->invert))
+            p->re = 0;
+        return LMX_OK;
     }
     if (strcmp(type, "Digits") == 0 || strcmp(type, "WhitespaceSplit") == 0 ||
         strcmp(type, "Punctuation") == 0 || strcmp(type, "CharDelimiterSplit") == 0) {

@@ -200,6 +200,222 @@ static size_t re_gpt2(const uint8_t *p, size_t i, size_t n)
     return ws_tail(p, i, n, 0);
 }
 
+/* All flags of the char at p[i] (o200k: the letter classes need more than cls_at's three). */
+static inline unsigned flags_at(const uint8_t *p, size_t i, size_t n, int *len, uint32_t *cpo)
+{
+    uint32_t cp;
+    if (p[i] < 0x80) {
+        *len = 1;
+        cp = p[i];
+    } else {
+        *len = lmx__utf8_dec(p + i, n - i, &cp);
+    }
+    if (cpo)
+        *cpo = cp;
+    return lmx__uni_flags(cp);
+}
+
+/* o200k's optional contraction (?i:'s|'t|'re|'ve|'m|'ll|'d)? after a letter run ending at e. */
+static inline size_t o200k_contraction(const uint8_t *p, size_t e, size_t n)
+{
+    if (e < n && p[e] == '\'') {
+        size_t c = contraction(p, e, n, 1);
+        if (c)
+            return c;
+    }
+    return e;
+}
+
+/* [UP]*[LO]+ at j (UP = Lu Lt Lm Lo M, LO = Ll Lm Lo M), as backtracking gives it: the UP run,
+ * then the LO run when an Ll follows; else the run up to its last LO char. 0 = no match. */
+static size_t o200k_alt1(const uint8_t *p, size_t j, size_t n)
+{
+    size_t k = j, last_lo = 0;
+    unsigned f = 0;
+    int l = 0;
+    while (k < n) {
+        f = flags_at(p, k, n, &l, NULL);
+        if (!(f & LMX_UNI_UP))
+            break;
+        k += (size_t)l;
+        if (f & LMX_UNI_LO)
+            last_lo = k;
+    }
+    if (k < n && (f & LMX_UNI_LO)) { /* an Ll: L+ runs on */
+        while (k < n) {
+            f = flags_at(p, k, n, &l, NULL);
+            if (!(f & LMX_UNI_LO))
+                break;
+            k += (size_t)l;
+        }
+        return o200k_contraction(p, k, n);
+    }
+    return last_lo ? o200k_contraction(p, last_lo, n) : 0;
+}
+
+/* [UP]+[LO]* at j. 0 = no match. */
+static size_t o200k_alt2(const uint8_t *p, size_t j, size_t n)
+{
+    size_t k = j;
+    int l;
+    while (k < n && (flags_at(p, k, n, &l, NULL) & LMX_UNI_UP))
+        k += (size_t)l;
+    if (k == j)
+        return 0;
+    while (k < n && (flags_at(p, k, n, &l, NULL) & LMX_UNI_LO))
+        k += (size_t)l;
+    return o200k_contraction(p, k, n);
+}
+
+/* GPT-4o's o200k (also gpt-oss), leftmost-first as Oniguruma runs it:
+ *   P?[UP]*[LO]+C? | P?[UP]+[LO]*C? | \p{N}{1,3} | ?[^\s\p{L}\p{N}]+[\r\n/]* | \s*[\r\n]+ |
+ *   \s+(?!\S) | \s+      with P = [^\r\n\p{L}\p{N}], C = the contractions */
+static size_t re_o200k(const uint8_t *p, size_t i, size_t n)
+{
+    int l0;
+    uint32_t c0;
+    unsigned f0 = flags_at(p, i, n, &l0, &c0);
+    size_t after = i + (size_t)l0, e;
+    int pre = !(f0 & (LMX_UNI_L | LMX_UNI_N)) && c0 != '\r' && c0 != '\n';
+    int letterish = (f0 & (LMX_UNI_UP | LMX_UNI_LO)) != 0;
+    /* alternation order: alt1 with P, alt1 without, alt2 with P, alt2 without */
+    if (pre && after < n && (e = o200k_alt1(p, after, n)))
+        return e;
+    if (letterish && (e = o200k_alt1(p, i, n)))
+        return e;
+    if (pre && after < n && (e = o200k_alt2(p, after, n)))
+        return e;
+    if (letterish && (e = o200k_alt2(p, i, n)))
+        return e;
+    if (f0 & LMX_UNI_N) {
+        size_t j = after;
+        int l;
+        for (int k = 1; k < 3 && j < n && (flags_at(p, j, n, &l, NULL) & LMX_UNI_N); k++)
+            j += (size_t)l;
+        return j;
+    }
+    size_t k = SIZE_MAX;
+    if (!(f0 & LMX_UNI_WS))
+        k = i;
+    else if (c0 == ' ' && after < n) {
+        int l;
+        if (!(flags_at(p, after, n, &l, NULL) & (LMX_UNI_WS | LMX_UNI_L | LMX_UNI_N)))
+            k = after;
+    }
+    if (k != SIZE_MAX) {
+        k = run_of(p, k, n, LMX_UNI_WS | LMX_UNI_L | LMX_UNI_N, 1);
+        while (k < n && (p[k] == '\r' || p[k] == '\n' || p[k] == '/'))
+            k++;
+        return k;
+    }
+    return ws_tail(p, i, n, 1);
+}
+
+/* re_o200k for ASCII letter pieces (" Word", "word", "WORD"): [A-Z]*[a-z]* after an optional
+ * space, when an ASCII char other than an apostrophe follows; anything else, the full matcher. */
+static inline size_t re_o200k_fast(const uint8_t *p, size_t i, size_t n)
+{
+    size_t j = i + (p[i] == ' ' && i + 1 < n), k = j;
+    while (k < n && p[k] >= 'A' && p[k] <= 'Z')
+        k++;
+    while (k < n && p[k] >= 'a' && p[k] <= 'z')
+        k++;
+    if (k > j && (k == n || (p[k] < 0x80 && p[k] != '\'')))
+        return k;
+    return re_o200k(p, i, n);
+}
+
+static inline int ascii_punct(uint32_t c)
+{
+    return (c >= '!' && c <= '/') || (c >= ':' && c <= '@') || (c >= '[' && c <= '`') ||
+           (c >= '{' && c <= '~');
+}
+
+/* DeepSeek-V3's third Split at i, or 0 when no alternative matches there:
+ *   [ASCII punct][A-Za-z]+ | [^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+ | ?[\p{P}\p{S}]+[\r\n]* |
+ *   \s*[\r\n]+ | \s+(?!\S) | \s+ */
+static size_t ds_match(const uint8_t *p, size_t i, size_t n)
+{
+    int l0, l1 = 0;
+    uint32_t c0;
+    unsigned f0 = flags_at(p, i, n, &l0, &c0), f1 = 0;
+    size_t a = i + (size_t)l0;
+    if (a < n)
+        f1 = flags_at(p, a, n, &l1, NULL);
+    const unsigned LM = LMX_UNI_L | LMX_UNI_UP; /* UP without L is M */
+    if (ascii_punct(c0) && a < n && ((p[a] | 0x20) >= 'a' && (p[a] | 0x20) <= 'z')) {
+        size_t k = a;
+        while (k < n && (p[k] | 0x20) >= 'a' && (p[k] | 0x20) <= 'z')
+            k++;
+        return k;
+    }
+    int prefix = !(f0 & (LMX_UNI_L | LMX_UNI_P | LMX_UNI_S)) && c0 != '\r' && c0 != '\n';
+    size_t s = SIZE_MAX;
+    if (prefix && a < n && (f1 & LM))
+        s = a;
+    else if (f0 & LM)
+        s = i;
+    if (s != SIZE_MAX) {
+        size_t k = s;
+        int l;
+        while (k < n && (flags_at(p, k, n, &l, NULL) & LM))
+            k += (size_t)l;
+        return k;
+    }
+    s = SIZE_MAX;
+    if (c0 == ' ' && a < n && (f1 & (LMX_UNI_P | LMX_UNI_S)))
+        s = a;
+    else if (f0 & (LMX_UNI_P | LMX_UNI_S))
+        s = i;
+    if (s != SIZE_MAX) {
+        size_t k = s;
+        int l;
+        while (k < n && (flags_at(p, k, n, &l, NULL) & (LMX_UNI_P | LMX_UNI_S)))
+            k += (size_t)l;
+        while (k < n && (p[k] == '\r' || p[k] == '\n'))
+            k++;
+        return k;
+    }
+    if (f0 & LMX_UNI_WS)
+        return ws_tail(p, i, n, 1);
+    return 0;
+}
+
+/* The DeepSeek piece at i: its match, or the gap up to the next position that matches (a
+ * piece too when the split is Isolated, the only way this scanner is used). */
+static size_t re_deepseek(const uint8_t *p, size_t i, size_t n)
+{
+    size_t e = ds_match(p, i, n);
+    if (e)
+        return e;
+    size_t j = i + lmx__utf8_len(p[i]);
+    while (j < n && !ds_match(p, j, n))
+        j += lmx__utf8_len(p[j]);
+    return j;
+}
+
+/* DeepSeek-V3's first two Splits, \p{N}{1,3} and [一-龥぀-ゟ゠-ヿ]+: the match at i, or the gap
+ * up to the next char that starts one (Isolated only, like re_deepseek). */
+static inline int ds_cjk(uint32_t c)
+{
+    return (c >= 0x4E00 && c <= 0x9FA5) || (c >= 0x3040 && c <= 0x309F) || (c >= 0x30A0 && c <= 0x30FF);
+}
+static size_t re_class_run(const uint8_t *p, size_t i, size_t n, int cjk)
+{
+    int l;
+    uint32_t cp;
+    unsigned f = flags_at(p, i, n, &l, &cp);
+    int in = cjk ? ds_cjk(cp) : (f & LMX_UNI_N) != 0;
+    size_t j = i + (size_t)l;
+    for (int k = 1; j < n && (cjk || !in || k < 3); k++) {
+        f = flags_at(p, j, n, &l, &cp);
+        if ((cjk ? ds_cjk(cp) : (f & LMX_UNI_N) != 0) != in)
+            break;
+        j += (size_t)l;
+    }
+    return j;
+}
+
 /* The patterns the scanners above implement, exactly as tokenizer.json writes them. */
 const char lmx__tok_re_llama3[] =
     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+"
@@ -207,12 +423,27 @@ const char lmx__tok_re_llama3[] =
 const char lmx__tok_re_qwen2[] =
     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+"
     "[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+const char lmx__tok_re_o200k[] =
+    "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+"
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+"
+    "[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+"
+    "[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+const char lmx__tok_re_deepseek[] =
+    "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\r\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+|"
+    " ?[\\p{P}\\p{S}]+[\r\n]*|\\s*[\r\n]+|\\s+(?!\\S)|\\s+";
+const char lmx__tok_re_digits3[] = "\\p{N}{1,3}";
+const char lmx__tok_re_dscjk[] = "[\xe4\xb8\x80-\xe9\xbe\xa5\xe3\x81\x80-\xe3\x82\x9f\xe3\x82\xa0-\xe3\x83\xbf]+";
 const char lmx__tok_re_gpt2[] =
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
 
 size_t lmx__tok_scan_piece(int re, int digits, const uint8_t *p, size_t i, size_t n)
 {
-    return re == LMX_RE_LLAMA3 ? re_llama3(p, i, n, digits) : re_gpt2(p, i, n);
+    return re == LMX_RE_LLAMA3 ? re_llama3(p, i, n, digits)
+         : re == LMX_RE_O200K  ? re_o200k(p, i, n)
+         : re == LMX_RE_DEEPSEEK ? re_deepseek(p, i, n)
+         : re == LMX_RE_DIGITS3 ? re_class_run(p, i, n, 0)
+         : re == LMX_RE_DSCJK   ? re_class_run(p, i, n, 1)
+                               : re_gpt2(p, i, n);
 }
 
 /* ---- pre-tokenizer ------------------------------------------------------------------------- */
@@ -312,9 +543,12 @@ static int apply_behavior(int behavior, piece *pc, size_t np, lmx_tok_span **out
 /* The regex piece starting at i: its end in *end; for a piece the hot cache can hold, its hash
  * in *h and its hot set prefetched. Returns the end. */
 static inline size_t piece_ahead(lmx_tokjson_enc *e, const uint8_t *text, size_t i, size_t n,
-                                 int llama3, int dg, size_t *end, uint64_t *h)
+                                 int re, int dg, size_t *end, uint64_t *h)
 {
-    size_t j = llama3 ? re_llama3_fast(text, i, n, dg) : re_gpt2(text, i, n);
+    size_t j = re == LMX_RE_LLAMA3 ? re_llama3_fast(text, i, n, dg)
+             : re == LMX_RE_O200K  ? re_o200k_fast(text, i, n)
+             : re == LMX_RE_GPT2   ? re_gpt2(text, i, n)
+                                   : lmx__tok_scan_piece(re, dg, text, i, n);
     *end = j;
     if (j - i <= LMX_TOK_HOT_KEY) {
         *h = lmx__tok_hash(text + i, j - i);
@@ -359,9 +593,13 @@ int lmx__tok_pretok_and_bpe(lmx_tokjson_enc *e, const uint8_t *text, size_t n, i
         steps--;
     if (steps == 0)
         return lmx__tok_bpe_word(e, text, n, out);
+    /* (the fast scanners' patterns match at every position, so Removed + invert, tiktoken's
+     * style, keeps the same pieces as Isolated) */
     if (steps == 1 && tj->pre[0].type == LMX_PRE_SPLIT_RE && tj->pre[0].re &&
-        tj->pre[0].behavior == LMX_SPLIT_ISOLATED && !tj->pre[0].invert) {
-        int llama3 = tj->pre[0].re == LMX_RE_LLAMA3, dg = tj->pre[0].re_digits;
+        ((tj->pre[0].behavior == LMX_SPLIT_ISOLATED && !tj->pre[0].invert) ||
+         (tj->pre[0].behavior == LMX_SPLIT_REMOVED && tj->pre[0].invert &&
+          tj->pre[0].re < LMX_RE_DEEPSEEK))) {
+        int llama3 = tj->pre[0].re, dg = tj->pre[0].re_digits;
         /* Pieces are found PIECES_AHEAD ahead of their BPE and the hot-cache set of each is
          * prefetched then (the cache is megabytes: a lookup is a memory access otherwise). */
         size_t ends[PIECES_AHEAD];
@@ -481,9 +719,9 @@ int lmx__tok_pretok_and_bpe(lmx_tokjson_enc *e, const uint8_t *text, size_t n, i
                         }
                     } else {
                         ms = i;
-                        me = (p->type == LMX_PRE_BYTELEVEL || p->re == LMX_RE_GPT2)
+                        me = p->type == LMX_PRE_BYTELEVEL
                                  ? re_gpt2(buf + s0, i - s0, s1 - s0) + s0
-                                 : re_llama3(buf + s0, i - s0, s1 - s0, p->re_digits) + s0;
+                                 : lmx__tok_scan_piece(p->re, p->re_digits, buf + s0, i - s0, s1 - s0) + s0;
                     }
                     if (lmx__tok_grow(&e->pieces, &e->pieces_cap, np + 2, sizeof(piece)))
                         return LMX_ENOMEM;

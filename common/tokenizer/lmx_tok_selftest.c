@@ -10,6 +10,10 @@ static const struct { int re, digits; const char *pat; } known[LMX_TOK_N_FAST] =
     {LMX_RE_LLAMA3, 3, lmx__tok_re_llama3},
     {LMX_RE_LLAMA3, 1, lmx__tok_re_qwen2},
     {LMX_RE_GPT2, 0, lmx__tok_re_gpt2},
+    {LMX_RE_O200K, 0, lmx__tok_re_o200k},
+    {LMX_RE_DEEPSEEK, 0, lmx__tok_re_deepseek},
+    {LMX_RE_DIGITS3, 0, lmx__tok_re_digits3},
+    {LMX_RE_DSCJK, 0, lmx__tok_re_dscjk},
 };
 static lmx_tok_regex *compiled[LMX_TOK_N_FAST];
 static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -37,19 +41,26 @@ int lmx__tokenizer_pretok_diff(int which, const uint8_t *s, size_t n, size_t *at
     size_t i = 0, ms, me;
     int rc = 0;
     while (i < n) {
-        size_t want = lmx__tok_scan_piece(known[which].re, known[which].digits, s, i, n);
         int r = lmx__tok_regex_next(compiled[which], region, s, n, &st, &ms, &me);
         if (r < 0) {
             rc = r;
             break;
         }
-        /* the scanners match at every position: Oniguruma's next match must be that piece */
-        if (r == 0 || ms != i || me != want) {
+        if (r == 0)
+            ms = me = n;
+        /* a gap before Oniguruma's next match is one scanner piece, the match the next one */
+        if (ms > i && lmx__tok_scan_piece(known[which].re, known[which].digits, s, i, n) != ms) {
             *at = i;
             rc = 1;
             break;
         }
-        i = want;
+        i = ms;
+        if (i < n && lmx__tok_scan_piece(known[which].re, known[which].digits, s, i, n) != me) {
+            *at = i;
+            rc = 1;
+            break;
+        }
+        i = me;
     }
     lmx__tok_regex_region_free(region);
     return rc;

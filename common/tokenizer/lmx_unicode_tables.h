@@ -11,6 +11,10 @@
 #define LMX_UNI_N 2u      /* general category N* */
 #define LMX_UNI_WS 4u     /* White_Space */
 #define LMX_UNI_NFCQC 8u  /* NFC_Quick_Check is No or Maybe */
+#define LMX_UNI_UP 16u    /* Lu Lt Lm Lo M (o200k's first letter class) */
+#define LMX_UNI_LO 32u    /* Ll Lm Lo M (o200k's second letter class) */
+#define LMX_UNI_P 64u     /* general category P* */
+#define LMX_UNI_S 128u    /* general category S* */
 
 extern const uint16_t lmx__uni_flags_stage1[4352];
 extern const uint8_t lmx__uni_flags_stage2[];

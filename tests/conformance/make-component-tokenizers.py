@@ -47,8 +47,26 @@ NORM = {
 }
 
 
+def cut(base, n_merges):
+    """The base's first n_merges merges and the vocabulary they need (its 256 byte chars and the
+    merge results, ids unchanged): the same tokenizer on a smaller scale, quicker to load for
+    both tools (43 files)."""
+    m = base["model"]
+    merges = m["merges"][:n_merges]
+    keep = {tok for tok, i in m["vocab"].items() if i < 256}
+    # added tokens stay in the vocabulary: HF gives an added token missing from it a new id
+    # (vocabulary size + n), ignoring the one in the file
+    keep |= {a["content"] for a in base.get("added_tokens") or []}
+    for x in merges:
+        a, b = x if isinstance(x, list) else x.split(" ", 1)
+        keep.add(a + b)
+    t = dict(base)
+    t["model"] = dict(m, merges=merges, vocab={k: v for k, v in m["vocab"].items() if k in keep})
+    return t
+
+
 def main():
-    base = json.load(open(sys.argv[1], encoding="utf-8"))
+    base = cut(json.load(open(sys.argv[1], encoding="utf-8")), 6000)
     out = sys.argv[2]
     os.makedirs(out, exist_ok=True)
     for name, pre in PRE.items():

@@ -276,7 +276,8 @@ for k in range(4):
 open("%s/invalid-utf8" % out, "wb").write(b"\x00ab\xff\xfe\xc3(\xe2\x82 \xf0\x9f\x98")
 PY
 
-# ---- pretok: [selector][text]; selector = fast scanner (0 LLaMA-3, 1 Qwen2, 2 GPT-2) ----
+# ---- pretok: [selector][text]; selector = fast scanner (0 LLaMA-3, 1 Qwen2, 2 GPT-2, 3 o200k,
+# 4-6 DeepSeek-V3's three Splits) ----
 python3 - "$OUT/fuzz_pretok" <<'PY'
 import os, sys
 out = sys.argv[1]
@@ -285,7 +286,7 @@ texts = {"en": "The quick brown fox's 12345 tokens, and the rest.\n\n  indented\
          "uni": "caf\u00e9 \u65e5\u672c\u8a9e \U0001F600\u200d\U0001F600 \u2581x \u00a0nbsp \u0661\u0662\u0663\u0664 x\u0301",
          "contractions": "I'LL it's we'Re THEY'VE \u017F's 'd 'm\r\n\r\n \r\n",
          "spaces": "   leading and trailing   \r\n\r\n\t \u3000\u3000x  "}
-for k in range(3):
+for k in range(7):
     for name, t in texts.items():
         open("%s/s%d-%s" % (out, k, name), "wb").write(bytes([k]) + t.encode())
 PY

@@ -599,6 +599,21 @@ static void test_spec(void)
     CHECK(p == NULL);
     CHECK_CONTAINS(err.message, "plans.p.domain_weights.Nope");
     lmx__plan_spec_free(&s);
+
+    /* separators named by string: they imply bos/eos, conflict with false, and need a
+     * tokenizer.json (the bytes tokenizer has no named tokens) */
+    expect_spec_error("{\"strategy\": \"original\", \"bos\": false, \"bos_token\": \"<s>\"}", "plans.p.bos_token");
+    expect_spec_error("{\"strategy\": \"original\", \"eos_token\": 7}", "plans.p.eos_token");
+    CHECK_EQ_INT(parse_spec("{\"strategy\": \"original\", \"eos_token\": \"</s>\", \"seq_len\": 64}", &s, &err),
+                 LMX_OK);
+    CHECK(s.eos == 1 && s.sep_token[1] && strcmp(s.sep_token[1], "</s>") == 0);
+    json_t *sj = lmx__plan_spec_json(&s);
+    CHECK_EQ_STR(json_string_value(json_object_get(sj, "eos_token")), "</s>");
+    json_decref(sj);
+    lmx__err_clear(&err);
+    CHECK_EQ_INT(lmx__plan_create(ix, "p", &s, &p, &err), LMX_EINVAL);
+    CHECK_CONTAINS(err.message, "plans.p.eos_token");
+    lmx__plan_spec_free(&s);
 }
 
 /* Inside an epoch the order is a token-proportional merge of the long and the short items (by

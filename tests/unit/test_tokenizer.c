@@ -319,7 +319,7 @@ static void test_general_regex(void)
      * give what the hand-written scanner gives */
     static const char *texts[] = {
         "hi hi world! it's 12345\r\n\xc3\xa9", "  \t\n\nx  y \xe6\x97\xa5\xe6\x9c\xac 'LL 'Re",
-        "a\xf0\x9f\x98\x80\xe2\x80\x8d\xf0\x9f\x98\x80 1234567 ...\r\n\r\n  ", "\xd9\xa1\xd9\xa2\xd9\xa3\xd9\xa4 x\xcc\x81" "y",
+        "a\xf0\x9f\x98\x80\xe2\x80\x8d\xf0\x9f\x98\x80 1234567 ...\r\n\r\n  ", "\xd9\xa1\xd9\xa2\xd9\xa3\xd9\xa4 x\xcc\x81\x79",
     };
     lmx_tokenizer *tf = NULL;
     lmx_error err = {0};
@@ -376,6 +376,8 @@ static void test_pretok_diff(void)
         "\xc3\xa9", "\xe6\x97\xa5", "\xf0\x9f\x98\x80", "\xe2\x80\x8d", "\xd9\xa1", "\xcc\x81",
         "\xc2\xa0", "\xe3\x80\x80", "\xc5\xbf", "\xe2\x84\xaa", "\xef\xbc\x91", "\xf0\xb1\x8d\x90",
         "\xe1\xa0\x8e", "\xe2\x80\xa8", "\x0b", "\x0c", "\xc2\x85", "_", "\xe2\x85\xa0",
+        "/", "\xc7\x85", "\xca\xb0", "\xe2\x84\x8c", "\xce\xa3", "\xcf\x83", "\xe0\xa4\xbf", "\xe0\xa5\x8d",
+        "ab", "Cd", "EF", "\xe3\x81\x82",
     };
     const size_t na = sizeof alphabet / sizeof *alphabet;
     uint64_t x = 88172645463325252ull;
@@ -391,7 +393,7 @@ static void test_pretok_diff(void)
             memcpy(buf + len, a, l);
             len += l;
         }
-        for (int which = 0; which < 3; which++) {
+        for (int which = 0; which < 7; which++) {
             size_t at = 0;
             int rc = lmx__tokenizer_pretok_diff(which, (const uint8_t *)buf, len, &at);
             if (rc)
@@ -456,6 +458,28 @@ static void test_separators(void)
     lmx__tokenizer_free(plain);
     lmx__tokenizer_free(qwen);
     lmx__tokenizer_free(gpt);
+}
+
+/* LLaMA-2 style long words are cut before each ▁, except after a char x that some merge joins
+ * to a "▁..." symbol (Gemma 3 has ">" + "▁</"): here "> ▁h" must still apply across the ▁. */
+static void test_seg_block(void)
+{
+    make_sp(0);
+    splice("\"<unk>\":0,", "\"<unk>\":0,\">\":400,\">" SP "h\":401,");
+    splice("\"merges\":[\"" SP " h\",", "\"merges\":[\"" SP " h\",\"> " SP "h\",");
+    lmx_error err = {0};
+    lmx_tokenizer *t = open_json(0, &err);
+    lmx_encoder *enc = NULL;
+    CHECK(t != NULL);
+    if (t && lmx__encoder_create(t, &enc, &err) == LMX_OK) {
+        /* > 64 bytes: the segmenting path */
+        IDS(enc, "> hi > hi > hi > hi > hi > hi > hi > hi > hi > hi",
+            SP_UNDER, 401, SP_I, SP_UNDER, 401, SP_I, SP_UNDER, 401, SP_I, SP_UNDER, 401, SP_I,
+            SP_UNDER, 401, SP_I, SP_UNDER, 401, SP_I, SP_UNDER, 401, SP_I, SP_UNDER, 401, SP_I,
+            SP_UNDER, 401, SP_I, SP_UNDER, 401, SP_I);
+    }
+    lmx__encoder_free(enc);
+    lmx__tokenizer_free(t);
 }
 
 static void expect_unsupported(const char *what, const char *needle)
@@ -650,6 +674,7 @@ int main(int argc, char **argv)
     test_general_regex();
     test_pretok_diff();
     test_separators();
+    test_seg_block();
     test_unsupported_decoder();
     test_empty_vocab_key();
     test_escapes_and_fallback();
