@@ -11,9 +11,12 @@
  *   short_tok, offset of its items), then the items (each domain's at a 16-byte aligned offset).
  * DIR/<plan id>.items.ok holds the table file's identity (size, inode, mtime, ctime) after its
  * checksum was checked once: with it, a start maps the table without reading it. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sodium.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,6 +127,26 @@ int lmx__plan_table_load(lmx_plan *p, const char *dir, uint32_t nd)
     return 1;
 }
 
+/* Removes temporary tables of builds whose process is gone (a daemon killed mid-build). */
+static void sweep_stale(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        const char *t = strstr(e->d_name, ".tmp.");
+        char *end;
+        long pid = t ? strtol(t + 5, &end, 10) : 0;
+        if (pid > 0 && !*end && kill((pid_t)pid, 0) != 0 && errno == ESRCH) {
+            char path[4400];
+            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+            unlink(path);
+        }
+    }
+    closedir(d);
+}
+
 int lmx__plan_table_create(lmx_plan *p, const char *dir, uint32_t nd, const uint64_t *count, lmx_error *err)
 {
     uint64_t off = (HDR + (uint64_t)nd * DOM_FIELDS * 8 + 15) / 16 * 16, total = 0;
@@ -133,8 +156,11 @@ int lmx__plan_table_create(lmx_plan *p, const char *dir, uint32_t nd, const uint
     }
     if (lmx__mkdirs(dir, err) != LMX_OK)
         return LMX_EIO;
+    sweep_stale(dir);
     char tmp[4300];
-    snprintf(tmp, sizeof tmp, "%s/%s.items.tmp.%ld", dir, p->id_hex, (long)getpid());
+    static atomic_uint seq; /* two plans of one spec may be built at once (runtime plans) */
+    snprintf(tmp, sizeof tmp, "%s/%s.items.%u.tmp.%ld", dir, p->id_hex, atomic_fetch_add(&seq, 1),
+             (long)getpid());
     if (!(p->table_tmp = strdup(tmp)))
         return lmx__err(err, LMX_ENOMEM, "plan %s: out of memory", p->name);
     int fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
