@@ -112,6 +112,9 @@ int lmx_client_open(const lmx_client_options *o, lmx_client **out, lmx_error *er
     uint32_t world = o->world ? o->world : 1;
     if (o->rank >= world)
         return lmx__err(err, LMX_EINVAL, "client: rank %u must be below world %u", o->rank, world);
+    if (o->cp_size > LMX_MAX_CP_SIZE || (o->cp_size && o->cp_rank >= o->cp_size))
+        return lmx__err(err, LMX_EINVAL, "client: cp_rank %u of cp_size %u (want cp_rank < cp_size <= %u)", o->cp_rank,
+                        o->cp_size, LMX_MAX_CP_SIZE);
     if (o->prefetch > MAX_PREFETCH)
         return lmx__err(err, LMX_EINVAL, "client: prefetch %u is above the limit of %d batches", o->prefetch,
                         MAX_PREFETCH);
@@ -359,6 +362,15 @@ static int make_batch(lmx_client *c, exchange *x, lmx__sink *sk, uint64_t step, 
         return fail_batch(b, lmx__err(err, LMX_EFORMAT, "%s: got batch step %llu rank %u/%u, asked for %llu rank %u/%u",
                                       url, (unsigned long long)b->v.h.step, b->v.h.rank, b->v.h.world,
                                       (unsigned long long)step, c->o.rank, c->o.world));
+    if (c->o.cp_size && b->v.h.version != LMX_WIRE_VERSION_CP)
+        return fail_batch(b, lmx__err(err, LMX_EFORMAT,
+                                      "%s: answered wire v%u to a request with cp_size: that longmixd predates "
+                                      "context-parallel slices (upgrade it)", url, b->v.h.version));
+    if (!c->o.cp_size && b->v.h.version != LMX_WIRE_VERSION)
+        return fail_batch(b, lmx__err(err, LMX_EFORMAT, "%s: answered wire v%u, asked for v1", url, b->v.h.version));
+    if (c->o.cp_size && (b->v.h.cp_rank != c->o.cp_rank || b->v.h.cp_size != c->o.cp_size))
+        return fail_batch(b, lmx__err(err, LMX_EFORMAT, "%s: got cp slice %u of %u, asked for %u of %u", url,
+                                      b->v.h.cp_rank, b->v.h.cp_size, c->o.cp_rank, c->o.cp_size));
     if (x->plan_id[0] && strcmp(x->plan_id, b->plan_id) != 0) {
         char said[200];
         lmx__escape_text(said, sizeof said, x->plan_id, strlen(x->plan_id));
@@ -510,9 +522,10 @@ static int do_get(lmx_client *c, CURL *curl, const char *url, long timeout, int 
 /* The most uncompressed bytes a batch of a plan of this shape can take (proto/WIRE.md): per
  * sequence its tokens (at most 4 bytes), at most one 32-byte span and one cu_seqlens entry per
  * token, next_token and the two prefix indexes; plus the header and a domain table of up to 4 MiB. */
-static uint64_t shape_limit(uint64_t seq_len, uint64_t global_batch, uint32_t world)
+static uint64_t shape_limit(uint64_t seq_len, uint64_t global_batch, uint32_t world, int cp)
 {
-    uint64_t n = global_batch / world ? global_batch / world : 1, per = 40 * seq_len + 64;
+    /* wire v2 (cp): at most 8 more bytes a position (label, position id) and 2 spans cut at chunk edges */
+    uint64_t n = global_batch / world ? global_batch / world : 1, per = (cp ? 48 : 40) * seq_len + 128;
     uint64_t cap = (uint64_t)1 << 36; /* 64 GiB: beyond any plan the server accepts */
     if (per > cap / n)
         return cap;
@@ -546,7 +559,7 @@ static int batch_limit(lmx_client *c, CURL *curl, const char *base, long timeout
         json_int_t L = json_integer_value(json_object_get(spec, "seq_len"));
         json_int_t G = json_integer_value(json_object_get(spec, "global_batch"));
         if (L > 0 && G > 0 && L <= INT32_MAX && G <= INT32_MAX)
-            *limit = shape_limit((uint64_t)L, (uint64_t)G, c->o.world);
+            *limit = shape_limit((uint64_t)L, (uint64_t)G, c->o.world, c->o.cp_size != 0);
         json_decref(j);
         atomic_store(&c->learned_limit, *limit);
     } else if (x.sink_rc) {
@@ -600,8 +613,10 @@ static int fetch_one(lmx_client *c, CURL *curl, uint64_t step, void *buf, size_t
         lmx__sink sk;
         lmx__sink_init(&sk, limit, buf, cap);
         char url[4096];
-        snprintf(url, sizeof url, "%s/v1/plans/%s/batches/%llu?rank=%u&world=%u", base, c->plan,
-                 (unsigned long long)step, c->o.rank, c->o.world);
+        int un = snprintf(url, sizeof url, "%s/v1/plans/%s/batches/%llu?rank=%u&world=%u", base, c->plan,
+                          (unsigned long long)step, c->o.rank, c->o.world);
+        if (c->o.cp_size && un > 0 && (size_t)un < sizeof url)
+            snprintf(url + un, sizeof url - (size_t)un, "&cp_rank=%u&cp_size=%u", c->o.cp_rank, c->o.cp_size);
         if (rc == LMX_OK)
             rc = do_get(c, curl, url, timeout, !c->o.no_zstd, &sk, k, &x, &last);
         if (rc == CANCELLED) {
@@ -828,6 +843,21 @@ uint32_t lmx_batch_n_seqs(const lmx_batch *b) { return b->v.h.n_seqs; }
 uint32_t lmx_batch_seq_len(const lmx_batch *b) { return b->v.h.seq_len; }
 uint32_t lmx_batch_token_bytes(const lmx_batch *b) { return b->v.h.token_bytes; }
 const void *lmx_batch_tokens(const lmx_batch *b) { return b->v.base + b->v.at.tokens; }
+uint32_t lmx_batch_cp_rank(const lmx_batch *b) { return b->v.h.cp_rank; }
+uint32_t lmx_batch_cp_size(const lmx_batch *b) { return b->v.h.cp_size; }
+uint32_t lmx_batch_slice_len(const lmx_batch *b) { return lmx__wire_slice_len(&b->v.h); }
+int32_t lmx_batch_ignore_index(const lmx_batch *b) { return b->v.h.ignore_index; }
+/* Zero-copy views like lmx_batch_tokens: sections are 8-aligned in the body; values are little
+ * endian, the byte order of the hosts we build for. */
+const int32_t *lmx_batch_labels(const lmx_batch *b)
+{
+    return b->v.h.version == LMX_WIRE_VERSION_CP ? (const int32_t *)(const void *)(b->v.base + b->v.at.labels) : NULL;
+}
+const uint32_t *lmx_batch_position_ids(const lmx_batch *b)
+{
+    return b->v.h.version == LMX_WIRE_VERSION_CP ? (const uint32_t *)(const void *)(b->v.base + b->v.at.positions)
+                                                 : NULL;
+}
 uint32_t lmx_batch_next_token(const lmx_batch *b, uint32_t seq)
 {
     return seq < b->v.h.n_seqs ? lmx__wire_next_token(&b->v, seq) : UINT32_MAX;
@@ -835,7 +865,7 @@ uint32_t lmx_batch_next_token(const lmx_batch *b, uint32_t seq)
 
 int lmx_batch_tokens_u32(const lmx_batch *b, uint32_t *dst, size_t n_dst)
 {
-    size_t n = (size_t)b->v.h.n_seqs * b->v.h.seq_len;
+    size_t n = (size_t)b->v.h.n_seqs * lmx__wire_slice_len(&b->v.h);
     if (n_dst < n)
         return LMX_EINVAL;
     const uint8_t *p = b->v.base + b->v.at.tokens;

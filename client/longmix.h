@@ -91,12 +91,18 @@ typedef struct lmx_client_options {
     int no_zstd;          /* 1: do not ask for zstd (the server sends the body uncompressed) */
     uint32_t deadline_ms; /* total time for all attempts of one batch; 0 = no limit beyond retries */
     uint64_t max_batch_bytes; /* largest uncompressed batch accepted; 0 = derived from the plan (see below) */
+    /* Context parallelism (appended after max_batch_bytes; proto/WIRE.md "Wire v2"). cp_size 0
+     * (the default): whole sequences (wire v1). cp_size K >= 1: every sequence reduced to CP
+     * rank cp_rank's zigzag slice of seq_len / K positions, with labels and position ids
+     * (lmx_batch_labels). */
+    uint32_t cp_rank;     /* < cp_size */
+    uint32_t cp_size;     /* 0 = off; 1..65536; the plan's seq_len must be a multiple of 2*cp_size when > 1 */
 } lmx_client_options;
 
 /* lmx_client_options_init():
  * Fills *o with the defaults: no URL or plan, rank 0, world 1, no token, start_step 0,
- * prefetch 2, timeout_ms 60000, retries 6, zstd on, no deadline, max_batch_bytes 0. Always call
- * it first so fields added in later versions get their defaults.
+ * prefetch 2, timeout_ms 60000, retries 6, zstd on, no deadline, max_batch_bytes 0, cp_rank 0,
+ * cp_size 0 (off). Always call it first so fields added in later versions get their defaults.
  *
  * max_batch_bytes bounds the memory one answer can take: a batch whose (uncompressed) size is
  * larger is refused as soon as its Content-Length or zstd frame header says so, or as soon as
@@ -112,7 +118,7 @@ LMX_API void lmx_client_options_init(lmx_client_options *o);
  * Creates a client and stores it in *out. No request is made (and no thread started) until the
  * first fetch. The strings in *o are copied.
  * Errors: LMX_EINVAL (missing URL or plan, a URL that is not http:// or https://, more than 32
- * replicas, rank >= world, a plan name or token with forbidden characters, prefetch > 1024),
+ * replicas, rank >= world, cp_size over 65536 or cp_rank >= cp_size when cp_size > 0, a plan name or token with forbidden characters, prefetch > 1024),
  * LMX_ENOMEM, LMX_EINTERNAL (libcurl or libsodium failed to initialize).
  * Thread-safe: yes (any number of clients, from any thread). */
 LMX_API int lmx_client_open(const lmx_client_options *o, lmx_client **out, lmx_error *err);
@@ -183,11 +189,26 @@ LMX_API uint32_t lmx_batch_n_seqs(const lmx_batch *b);
 LMX_API uint32_t lmx_batch_seq_len(const lmx_batch *b);
 LMX_API uint32_t lmx_batch_token_bytes(const lmx_batch *b); /* 2 (u16) or 4 (u32) */
 
-/* lmx_batch_tokens(): n_seqs * seq_len little-endian token ids of token_bytes each, sequence after
- * sequence, 8-byte aligned inside the batch's buffer (zero copy). Valid until the batch is freed. */
+/* Context parallelism: cp_rank / cp_size of the batch (0 / 1 without), and slice_len, the
+ * positions per sequence in this batch: seq_len / cp_size (= seq_len without CP). Tokens, labels,
+ * position ids and spans are of the slice; cu_seqlens and next_token of the whole sequence. */
+LMX_API uint32_t lmx_batch_cp_rank(const lmx_batch *b);
+LMX_API uint32_t lmx_batch_cp_size(const lmx_batch *b);
+LMX_API uint32_t lmx_batch_slice_len(const lmx_batch *b);
+
+/* lmx_batch_tokens(): n_seqs * slice_len little-endian token ids of token_bytes each, sequence
+ * after sequence, 8-byte aligned inside the batch's buffer (zero copy). Valid until the batch is
+ * freed. */
 LMX_API const void *lmx_batch_tokens(const lmx_batch *b);
+/* lmx_batch_labels(), lmx_batch_position_ids(): n_seqs * slice_len little-endian i32 labels
+ * (the next token; lmx_batch_ignore_index() where the plan masks the target) and u32 position
+ * ids (0 at every cu_seqlens boundary), computed on the whole sequence and sliced; zero copy,
+ * 8-byte aligned. NULL when the client has cp_size 0 (they are sent only with CP options). */
+LMX_API const int32_t *lmx_batch_labels(const lmx_batch *b);
+LMX_API const uint32_t *lmx_batch_position_ids(const lmx_batch *b);
+LMX_API int32_t lmx_batch_ignore_index(const lmx_batch *b);
 /* lmx_batch_tokens_u32(): copies the tokens widened to u32 into dst (capacity n_dst ids).
- * Errors: LMX_EINVAL if n_dst < n_seqs * seq_len (nothing is written). */
+ * Errors: LMX_EINVAL if n_dst < n_seqs * slice_len (nothing is written). */
 LMX_API int lmx_batch_tokens_u32(const lmx_batch *b, uint32_t *dst, size_t n_dst);
 /* lmx_batch_next_token(): the token that follows sequence seq in the plan's stream (the label
  * for its last position); UINT32_MAX when seq >= n_seqs. */
@@ -196,7 +217,7 @@ LMX_API uint32_t lmx_batch_next_token(const lmx_batch *b, uint32_t seq);
 typedef struct lmx_span_info {
     uint64_t doc;       /* document id in the server's index (longmixd doc) */
     uint64_t offset;    /* first covered token's offset in the document's ids */
-    uint32_t start;     /* position in the sequence */
+    uint32_t start;     /* position in the sequence (in the slice with CP) */
     uint32_t length;
     const char *domain; /* NUL-terminated, owned by the batch */
 } lmx_span_info;
@@ -209,8 +230,8 @@ LMX_API uint32_t lmx_batch_n_spans(const lmx_batch *b, uint32_t seq);
 LMX_API int lmx_batch_span(const lmx_batch *b, uint32_t seq, uint32_t i, lmx_span_info *out);
 
 /* lmx_batch_cu_seqlens(): document boundaries of sequence seq as FlashAttention varlen
- * cu_seqlens (0, ..., seq_len): returns the count (0 when the plan has cu_seqlens off or seq is
- * out of range) and copies min(count, cap) entries into dst (dst may be NULL to ask the count). */
+ * cu_seqlens (0, ..., seq_len) of the whole sequence, also with CP: returns the count (0 when the
+ * plan has cu_seqlens off without CP, or seq is out of range) and copies min(count, cap) entries into dst (dst may be NULL to ask the count). */
 LMX_API uint32_t lmx_batch_cu_seqlens(const lmx_batch *b, uint32_t seq, int32_t *dst, uint32_t cap);
 
 /* lmx_batch_body(): the uncompressed, verified wire body (proto/WIRE.md), e.g. to store it; its

@@ -26,7 +26,7 @@ static mode_t current_umask(void)
 static const char usage_main[] =
     "usage: longmix COMMAND [OPTIONS]\n"
     "\n"
-    "  fetch   one batch           longmix fetch --url URL --plan NAME --step S [--rank R --world W] [--token T] (--out FILE | --json)\n"
+    "  fetch   one batch           longmix fetch --url URL --plan NAME --step S [--rank R --world W] [--cp-rank C --cp-size K] [--token T] (--out FILE | --json)\n"
     "  stats   mixture statistics  longmix stats --url URL [--plan NAME] [--json]\n"
     "  show    a sequence as text  longmix show --url URL --plan NAME --step S --seq K\n"
     "  bench   load test           longmix bench --url URL --plan NAME --clients N --seconds T [--world W]\n"
@@ -38,7 +38,7 @@ static const char usage_main[] =
 typedef struct args {
     const char *url, *plan, *token, *out;
     uint64_t step, seq;
-    uint32_t rank, world, clients;
+    uint32_t rank, world, clients, cp_rank, cp_size; /* cp_size 0: no --cp-* given */
     double seconds;
     int json, have_step, no_zstd;
     uint32_t timeout_ms, deadline_ms; /* 0 = the library's default / none */
@@ -88,7 +88,7 @@ static int parse_args(const char *cmd, const char *usage, int argc, char **argv,
         {"world", 1, 0, 'w'}, {"token", 1, 0, 't'},   {"out", 1, 0, 'o'},     {"json", 0, 0, 'j'},
         {"seq", 1, 0, 'k'},   {"clients", 1, 0, 'c'}, {"seconds", 1, 0, 'S'}, {"no-zstd", 0, 0, 'Z'},
         {"timeout", 1, 0, 'T'}, {"deadline", 1, 0, 'D'}, {"max-batch-bytes", 1, 0, 'M'},
-        {"help", 0, 0, 'h'},  {0, 0, 0, 0}};
+        {"cp-rank", 1, 0, 'C'}, {"cp-size", 1, 0, 'K'}, {"help", 0, 0, 'h'},  {0, 0, 0, 0}};
     memset(a, 0, sizeof *a);
     a->world = 1;
     a->clients = 4;
@@ -143,6 +143,20 @@ static int parse_args(const char *cmd, const char *usage, int argc, char **argv,
             }
             a->world = (uint32_t)u;
             break;
+        case 'C':
+            if (parse_uint(cmd, "cp-rank", optarg, 65535, &u))
+                return 2;
+            a->cp_rank = (uint32_t)u;
+            a->cp_size = a->cp_size ? a->cp_size : 1;
+            break;
+        case 'K':
+            if (parse_uint(cmd, "cp-size", optarg, 65536, &u) || u == 0) {
+                if (u == 0)
+                    fprintf(stderr, "longmix %s: --cp-size must be at least 1\n", cmd);
+                return 2;
+            }
+            a->cp_size = (uint32_t)u;
+            break;
         case 'c':
             if (parse_uint(cmd, "clients", optarg, 4096, &u) || u == 0)
                 return 2;
@@ -175,16 +189,24 @@ static int parse_args(const char *cmd, const char *usage, int argc, char **argv,
 static json_t *batch_json(const lmx_batch *b, const char *plan)
 {
     json_t *o = json_object(), *seqs = json_array();
-    uint32_t n = lmx_batch_n_seqs(b), L = lmx_batch_seq_len(b), tb = lmx_batch_token_bytes(b);
+    uint32_t n = lmx_batch_n_seqs(b), W = lmx_batch_seq_len(b), tb = lmx_batch_token_bytes(b);
+    uint32_t L = lmx_batch_slice_len(b); /* positions sent per sequence */
+    const int32_t *labels = lmx_batch_labels(b);
+    const uint32_t *pos = lmx_batch_position_ids(b);
     json_object_set_new(o, "plan", json_string(plan));
     json_object_set_new(o, "plan_id", json_string(lmx_batch_plan_id(b)));
     json_object_set_new(o, "step", json_integer((json_int_t)lmx_batch_step(b)));
     json_object_set_new(o, "rank", json_integer(lmx_batch_rank(b)));
     json_object_set_new(o, "world", json_integer(lmx_batch_world(b)));
-    json_object_set_new(o, "seq_len", json_integer(L));
+    json_object_set_new(o, "seq_len", json_integer(W));
     json_object_set_new(o, "token_bytes", json_integer(tb));
+    if (labels) {
+        json_object_set_new(o, "cp_rank", json_integer(lmx_batch_cp_rank(b)));
+        json_object_set_new(o, "cp_size", json_integer(lmx_batch_cp_size(b)));
+        json_object_set_new(o, "ignore_index", json_integer(lmx_batch_ignore_index(b)));
+    }
     const uint8_t *t = lmx_batch_tokens(b);
-    int32_t *cu = malloc(sizeof *cu * ((size_t)L + 2));
+    int32_t *cu = malloc(sizeof *cu * ((size_t)W + 2));
     for (uint32_t s = 0; s < n; s++) {
         json_t *so = json_object(), *toks = json_array(), *spans = json_array();
         for (uint32_t i = 0; i < L; i++) {
@@ -195,6 +217,15 @@ static json_t *batch_json(const lmx_batch *b, const char *plan)
             json_array_append_new(toks, json_integer(v));
         }
         json_object_set_new(so, "tokens", toks);
+        if (labels) {
+            json_t *la = json_array(), *pa = json_array();
+            for (uint32_t i = 0; i < L; i++) {
+                json_array_append_new(la, json_integer(labels[(size_t)s * L + i]));
+                json_array_append_new(pa, json_integer(pos[(size_t)s * L + i]));
+            }
+            json_object_set_new(so, "labels", la);
+            json_object_set_new(so, "position_ids", pa);
+        }
         json_object_set_new(so, "next_token", json_integer(lmx_batch_next_token(b, s)));
         for (uint32_t i = 0; i < lmx_batch_n_spans(b, s); i++) {
             lmx_span_info sp;
@@ -208,10 +239,10 @@ static json_t *batch_json(const lmx_batch *b, const char *plan)
             json_array_append_new(spans, x);
         }
         json_object_set_new(so, "spans", spans);
-        uint32_t ncu = lmx_batch_cu_seqlens(b, s, cu, L + 2);
+        uint32_t ncu = lmx_batch_cu_seqlens(b, s, cu, W + 2);
         if (ncu) {
             json_t *ca = json_array();
-            for (uint32_t i = 0; i < ncu && i < L + 2; i++)
+            for (uint32_t i = 0; i < ncu && i < W + 2; i++)
                 json_array_append_new(ca, json_integer(cu[i]));
             json_object_set_new(so, "cu_seqlens", ca);
         }
@@ -236,6 +267,8 @@ static int open_client(const char *cmd, const args *a, uint64_t start, lmx_clien
     o.timeout_ms = a->timeout_ms;
     o.deadline_ms = a->deadline_ms;
     o.max_batch_bytes = a->max_batch_bytes;
+    o.cp_rank = a->cp_rank;
+    o.cp_size = a->cp_size;
     lmx_error e = {0};
     if (lmx_client_open(&o, c, &e) != LMX_OK)
         return die(cmd, e.message);
@@ -313,7 +346,8 @@ static int write_out(const char *path, const void *body, size_t n)
 static int cmd_fetch(int argc, char **argv)
 {
     static const char usage[] =
-        "usage: longmix fetch --url URL --plan NAME --step S [--rank R --world W] [--token T] (--out FILE | --json)\n"
+        "usage: longmix fetch --url URL --plan NAME --step S [--rank R --world W] [--cp-rank C --cp-size K]\n"
+        "                     [--token T] (--out FILE | --json)\n"
         "                     [--timeout SECONDS] [--deadline SECONDS] [--max-batch-bytes N] [--no-zstd]\n"
         "\n"
         "Fetches batch S for rank R of W, verifies it (digest, format, identity) and either writes the\n"
@@ -322,7 +356,12 @@ static int cmd_fetch(int argc, char **argv)
         "--out - writes to standard output. A regular FILE (or a new one) is replaced atomically; a FIFO,\n"
         "device or symbolic link is written in place (the link is followed, not replaced).\n"
         "--timeout bounds each HTTP request (default 60 s), --deadline all attempts together (default:\n"
-        "retries x timeout). --max-batch-bytes refuses larger batches (default: derived from the plan).\n";
+        "retries x timeout). --max-batch-bytes refuses larger batches (default: derived from the plan).\n"
+        "\n"
+        "With --cp-rank C --cp-size K (either one; defaults 0 and 1) every sequence is context-parallel\n"
+        "rank C's zigzag slice (chunks C and 2K-1-C of 2K; wire v2) and the JSON also has, per sequence,\n"
+        "labels and position_ids of the slice (cu_seqlens stay the whole sequence's). --json alone asks\n"
+        "for K = 1 (the whole sequence with labels and position_ids); --out alone writes wire v1.\n";
     args a;
     int rc = parse_args("fetch", usage, argc, argv, &a);
     if (rc)
@@ -331,6 +370,10 @@ static int cmd_fetch(int argc, char **argv)
         return die("fetch", "--plan and --step are required");
     if (!a.out && !a.json)
         return die("fetch", "say where the batch goes: --out FILE or --json");
+    if (a.cp_size && a.cp_rank >= a.cp_size)
+        return die("fetch", "--cp-rank must be below --cp-size");
+    if (a.json && !a.out && !a.cp_size)
+        a.cp_size = 1; /* labels and position ids with the JSON */
     lmx_client *c;
     if ((rc = open_client("fetch", &a, a.step, &c)))
         return rc;

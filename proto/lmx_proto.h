@@ -28,7 +28,15 @@
 #define LMX_WH_N_SPANS 64     /* u32 */
 #define LMX_WH_N_CU 68        /* u32 */
 #define LMX_WH_TOTAL_SIZE 72  /* u64: size of the whole uncompressed body */
-/* 80..95 reserved, zero */
+/* v1: 80..95 reserved, zero. v2 (context-parallel slices with model-ready fields, WIRE.md): */
+#define LMX_WH_CP_RANK 80      /* u32 */
+#define LMX_WH_CP_SIZE 84      /* u32 */
+#define LMX_WH_IGNORE_INDEX 88 /* i32: the label of positions without a target */
+/* 92..95 reserved, zero */
+
+/* Wire v2: asked for with cp_rank/cp_size on the batches route; v1 stays the default. */
+#define LMX_WIRE_VERSION_CP 2
+#define LMX_MAX_CP_SIZE (1u << 16)
 
 /* Limits a reader enforces before trusting any size (and a server never exceeds). */
 #define LMX_MAX_SEQ_LEN (1u << 24)
@@ -60,7 +68,9 @@
 #define LMX_SH_N_STRINGS 56      /* u64 */
 #define LMX_SH_FILE_SIZE 64      /* u64 */
 #define LMX_SH_N_DOMAINS 72      /* u32: the first n_domains strings are domain names */
-/* 76..127 reserved, zero */
+/* 76..79 reserved, zero */
+#define LMX_SH_IDS_OFFSET 80     /* u64: the optional ids section (--id-field), 0 = none */
+/* 88..127 reserved, zero */
 
 /* Document record (32 bytes) */
 #define LMX_SD_TOKEN_START 0 /* u64: index of the first token in the shard's token array */

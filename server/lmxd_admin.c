@@ -12,6 +12,7 @@ static json_t *plan_json(plan_ref *r)
     json_object_set_new(o, "plan_id", json_string(lmx__plan_id_hex(r->plan)));
     json_object_set_new(o, "source", json_string(r->runtime ? "runtime" : "config"));
     json_object_set_new(o, "spec", lmx__plan_spec_json(lmx__plan_spec(r->plan)));
+    json_object_set_new(o, "separators", lmx__plan_separators_json(r->plan));
     uint64_t ms = lmx__plan_max_steps(r->plan);
     if (ms != UINT64_MAX)
         json_object_set_new(o, "max_steps", json_integer((json_int_t)ms));

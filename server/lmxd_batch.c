@@ -38,12 +38,19 @@ static ZSTD_CCtx *thread_cctx(void)
 /* Builds the response body for key: the wire body, its digest, and its compression when key asks
  * for zstd. On success *out is a new entry holding the caller's reference. When compression fails
  * the entry holds the identity body (entry->zstd 0): still a correct answer, only larger. */
-static int build_entry(plan_ref *r, const lmxd_request *rq, const lmxd_cache_key *key, lmxd_cache_entry **out,
+static int build_entry(server *s, plan_ref *r, const lmxd_request *rq, const lmxd_cache_key *key, lmxd_cache_entry **out,
                        lmx_error *err)
 {
     lmx_buf body = {0};
-    int rc = rq->kind == LMXD_R_BATCH ? lmx__plan_batch(r->plan, rq->step, rq->rank, rq->world, &body, err)
-                                      : lmx__plan_sequence(r->plan, rq->step, &body, err);
+    lmxd_guard_begin();
+    int rc = rq->kind != LMXD_R_BATCH ? lmx__plan_sequence(r->plan, rq->step, &body, err)
+             : rq->cp_size ? lmx__plan_batch_cp(r->plan, rq->step, rq->rank, rq->world, rq->cp_rank, rq->cp_size, &body, err)
+                           : lmx__plan_batch(r->plan, rq->step, rq->rank, rq->world, &body, err);
+    const void *bad = lmxd_guard_end();
+    if (bad) {
+        lmxd_index_damage(s, bad);
+        rc = lmx__err(err, LMX_EIO, "%s", s->damage);
+    }
     if (rc != LMX_OK) {
         lmx__buf_free(&body);
         return rc;
@@ -75,14 +82,39 @@ static int build_entry(plan_ref *r, const lmxd_request *rq, const lmxd_cache_key
     return LMX_OK;
 }
 
-/* MHD's free callback for a response sent from a cache entry. */
-static void release_entry(void *entry)
+/* A body being sent: its entry's reference and its charge against inflight_mb. MHD's free
+ * callback releases both once the last byte is sent or the connection is closed. */
+typedef struct sent_body {
+    server *s;
+    lmxd_cache_entry *e;
+} sent_body;
+
+static void release_sent(void *p)
 {
-    lmxd_cache_entry_unref(entry);
+    sent_body *b = p;
+    atomic_fetch_sub(&b->s->body_bytes, b->e->len);
+    lmxd_cache_entry_unref(b->e);
+    free(b);
+}
+
+/* Charges len bytes against inflight_mb. One body is always allowed when nothing else is in
+ * flight (a plan whose batches exceed the budget still works, one at a time). */
+static int charge(server *s, size_t len)
+{
+    size_t budget = (size_t)s->cfg.inflight_mb << 20;
+    size_t prev = atomic_fetch_add(&s->body_bytes, len);
+    if (budget && prev > 0 && prev + len > budget) {
+        atomic_fetch_sub(&s->body_bytes, len);
+        return -1;
+    }
+    return 0;
 }
 
 enum MHD_Result lmxd_handle_body(server *s, struct MHD_Connection *c, const lmxd_request *rq)
 {
+    const char *damaged = lmxd_index_damaged(s);
+    if (damaged)
+        return lmxd_send_error(c, 503, "index_damaged", damaged);
     plan_ref *r = lmxd_plan_find(s, rq->plan);
     if (!r) {
         char d[160];
@@ -92,10 +124,12 @@ enum MHD_Result lmxd_handle_body(server *s, struct MHD_Connection *c, const lmxd
     if (rq->kind == LMXD_R_SEQUENCE && rq->text)
         return lmxd_handle_text(s, c, rq, r);
     /* A strong ETag names one representation: the zstd body gets its own. */
-    char etag[104];
+    char etag[128], cp[32] = "";
     int zstd = accepts_zstd(c);
-    snprintf(etag, sizeof etag, "\"%s-%llu-%u-%u%s%s\"", lmx__plan_id_hex(r->plan), (unsigned long long)rq->step, rq->rank,
-             rq->world, rq->kind == LMXD_R_SEQUENCE ? "-seq" : "", zstd ? "-zstd" : "");
+    if (rq->cp_size)
+        snprintf(cp, sizeof cp, "-cp%u.%u", rq->cp_rank, rq->cp_size);
+    snprintf(etag, sizeof etag, "\"%s-%llu-%u-%u%s%s%s\"", lmx__plan_id_hex(r->plan), (unsigned long long)rq->step,
+             rq->rank, rq->world, cp, rq->kind == LMXD_R_SEQUENCE ? "-seq" : "", zstd ? "-zstd" : "");
     const char *inm = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "If-None-Match");
     if (inm && strcmp(inm, etag) == 0) {
         lmxd_plan_put(r);
@@ -108,12 +142,16 @@ enum MHD_Result lmxd_handle_body(server *s, struct MHD_Connection *c, const lmxd
     lmxd_cache_key key;
     lmxd_cache_key_init(&key, lmx__plan_id_hex(r->plan), rq->kind, rq->step, rq->rank, rq->world, zstd,
                         s->cfg.zstd_level);
+    key.cp_rank = rq->cp_rank;
+    key.cp_size = rq->cp_size;
     lmxd_cache_entry *e = lmxd_cache_get(s->cache, &key);
     if (!e) {
         lmx_error err = {0};
-        int rc = build_entry(r, rq, &key, &e, &err);
+        int rc = build_entry(s, r, rq, &key, &e, &err);
         if (rc != LMX_OK) {
             lmxd_plan_put(r);
+            if (lmxd_index_damaged(s))
+                return lmxd_send_error(c, 503, "index_damaged", err.message);
             unsigned st = lmxd_status_of(rc);
             return lmxd_send_error(c, st,
                               st == 416   ? "step_out_of_range"
@@ -131,23 +169,38 @@ enum MHD_Result lmxd_handle_body(server *s, struct MHD_Connection *c, const lmxd
         if (suffix)
             memcpy(suffix, "\"", 2);
     }
-    if (rq->kind == LMXD_R_BATCH) {
-        uint64_t want = rq->step + 1, cur = atomic_load(&r->max_step);
-        while (cur < want && !atomic_compare_exchange_weak(&r->max_step, &cur, want))
-            ;
+    /* Slow readers pin bodies for as long as they read: beyond the budget, come back later. */
+    sent_body *sb = malloc(sizeof *sb);
+    if (!sb || charge(s, e->len) != 0) {
+        lmxd_plan_put(r);
+        lmxd_cache_entry_unref(e);
+        if (!sb)
+            return MHD_NO;
+        free(sb);
+        atomic_fetch_add(&s->busy, 1);
+        char d[160];
+        snprintf(d, sizeof d, "inflight_mb (%d MiB of response bodies being sent) is used up; retry shortly",
+                 s->cfg.inflight_mb);
+        return lmxd_send_busy(c, 1, d);
+    }
+    sb->s = s;
+    sb->e = e;
+    /* HEAD sends no body: it is neither a served batch nor progress of a rank. */
+    if (rq->kind == LMXD_R_BATCH && !rq->head) {
         atomic_fetch_add(&r->batches, 1);
         lmxd_rank_track(r, rq->world, rq->rank, rq->step);
     }
-    atomic_fetch_add(&r->bytes, e->len);
+    if (!rq->head)
+        atomic_fetch_add(&r->bytes, e->len);
     char plan_id[2 * LMX_PLAN_ID_BYTES + 1];
     snprintf(plan_id, sizeof plan_id, "%s", lmx__plan_id_hex(r->plan));
     lmxd_plan_put(r);
     /* Zero copy: MHD sends from the entry's buffer and drops our reference when done with it, so
      * an entry evicted meanwhile stays alive until then. */
     struct MHD_Response *resp =
-        MHD_create_response_from_buffer_with_free_callback_cls(e->len, e->body, release_entry, e);
+        MHD_create_response_from_buffer_with_free_callback_cls(e->len, e->body, release_sent, sb);
     if (!resp) {
-        lmxd_cache_entry_unref(e);
+        release_sent(sb);
         return MHD_NO;
     }
     MHD_add_response_header(resp, "Content-Type", LMX_MEDIA_BATCH);
@@ -158,7 +211,8 @@ enum MHD_Result lmxd_handle_body(server *s, struct MHD_Connection *c, const lmxd
     MHD_add_response_header(resp, "Vary", "Accept-Encoding");
     if (e->zstd)
         MHD_add_response_header(resp, "Content-Encoding", "zstd");
-    atomic_fetch_add(&s->bytes_out, e->len);
+    if (!rq->head)
+        atomic_fetch_add(&s->bytes_out, e->len);
     enum MHD_Result ret = MHD_queue_response(c, 200, resp);
     MHD_destroy_response(resp);
     return ret;

@@ -20,6 +20,7 @@ typedef struct lmxd_cache_key {
     int kind;       /* the route (batch or sequence), as the caller numbers them */
     int zstd;       /* 0: identity body; 1: zstd-compressed */
     int zstd_level; /* only meaningful with zstd */
+    uint32_t cp_rank, cp_size; /* cp_size 0: wire v1; else the v2 slice (set after init) */
 } lmxd_cache_key;
 
 typedef struct lmxd_cache_entry {

@@ -1,9 +1,13 @@
 #include "lmxd_config.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "lmx_util.h"
 
@@ -83,11 +87,56 @@ void lmxd_plans_free(lmxd_plan_cfg *plans, size_t n)
     free(plans);
 }
 
+/* The config must be a regular file: opened without blocking (a FIFO would wait for a writer,
+ * holding up a reload and then SIGTERM), checked with fstat, read whole (at most 16 MiB). */
+static int read_regular(const char *path, char **out, size_t *out_len, int *mode, lmx_error *err)
+{
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0)
+        return lmx__err_errno(err, "config %s", path);
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return lmx__err(err, LMX_EINVAL, "config %s: not a regular file", path);
+    }
+    if (st.st_size > LMXD_CONFIG_MAX) {
+        close(fd);
+        return lmx__err(err, LMX_EINVAL, "config %s: larger than %d bytes", path, LMXD_CONFIG_MAX);
+    }
+    *mode = (int)(st.st_mode & 07777);
+    lmx_buf b = {0};
+    char chunk[65536];
+    for (;;) {
+        ssize_t n = read(fd, chunk, sizeof chunk);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            int e = errno;
+            close(fd);
+            lmx__buf_free(&b);
+            errno = e;
+            return lmx__err_errno(err, "config %s: read", path);
+        }
+        if (n == 0)
+            break;
+        if (b.len + (size_t)n > LMXD_CONFIG_MAX || lmx__buf_append(&b, chunk, (size_t)n) != LMX_OK) {
+            close(fd);
+            lmx__buf_free(&b);
+            return lmx__err(err, LMX_EINVAL, "config %s: larger than %d bytes", path, LMXD_CONFIG_MAX);
+        }
+    }
+    close(fd);
+    *out = (char *)b.data;
+    *out_len = b.len;
+    return LMX_OK;
+}
+
 int lmxd_config_load(const char *path, lmxd_config *cfg, lmx_error *err)
 {
     static const char *const known[] = {"listen", "index", "threads", "auth", "plans", "state_dir", "zstd_level",
                                         "connection_limit", "connection_timeout", "access_log", "lag_steps", "cache_mb",
-                                        NULL};
+                                        "header_timeout", "body_timeout", "per_address_limit", "send_timeout",
+                                        "inflight_mb", NULL};
     memset(cfg, 0, sizeof *cfg);
     cfg->threads = 2;
     cfg->zstd_level = 1;
@@ -95,15 +144,16 @@ int lmxd_config_load(const char *path, lmxd_config *cfg, lmx_error *err)
     cfg->connection_timeout_s = 30;
     cfg->lag_steps = 2;
     cfg->cache_mb = LMXD_CACHE_MB_DEFAULT;
+    char *text = NULL;
+    size_t len = 0;
+    int mode = 0;
+    if (read_regular(path, &text, &len, &mode, err) != LMX_OK)
+        return err->code;
     json_error_t je;
-    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
-    if (!root) {
-        FILE *f = fopen(path, "r");
-        if (!f)
-            return lmx__err_errno(err, "config %s", path);
-        fclose(f);
+    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+    free(text);
+    if (!root)
         return lmx__err(err, LMX_EINVAL, "%s:%d:%d: invalid JSON: %s", path, je.line, je.column, je.text);
-    }
     int rc = LMX_OK;
     if (!json_is_object(root)) {
         rc = lmx__err(err, LMX_EINVAL, "%s: the config must be a JSON object", path);
@@ -150,6 +200,15 @@ int lmxd_config_load(const char *path, lmxd_config *cfg, lmx_error *err)
     INT_KEY("connection_timeout", timeout, 1, 3600)
     cfg->connection_limit = (unsigned)limit;
     cfg->connection_timeout_s = (unsigned)timeout;
+    cfg->header_timeout_s = cfg->body_timeout_s = timeout;
+    INT_KEY("header_timeout", cfg->header_timeout_s, 1, 3600)
+    INT_KEY("body_timeout", cfg->body_timeout_s, 1, 3600)
+    cfg->send_timeout_s = 120;
+    INT_KEY("send_timeout", cfg->send_timeout_s, 1, 86400)
+    cfg->inflight_mb = LMXD_INFLIGHT_MB_DEFAULT;
+    INT_KEY("inflight_mb", cfg->inflight_mb, 0, LMXD_CACHE_MB_MAX)
+    cfg->per_address_limit = -1;
+    INT_KEY("per_address_limit", cfg->per_address_limit, 0, 65536)
 #undef INT_KEY
     if ((v = json_object_get(root, "access_log"))) {
         if (!json_is_boolean(v)) {
@@ -158,9 +217,12 @@ int lmxd_config_load(const char *path, lmxd_config *cfg, lmx_error *err)
         }
         cfg->access_log = json_is_true(v);
     }
-    if ((v = json_object_get(root, "auth"))) {
+    if ((v = json_object_get(root, "auth")) && json_is_string(v) && strcmp(json_string_value(v), "none") == 0) {
+        cfg->auth_none = 1; /* explicit: what a reload needs to turn auth off */
+    } else if (v) {
         if (!json_is_object(v)) {
-            rc = lmx__err(err, LMX_EINVAL, "%s: auth: must be an object {\"read\": [...], \"admin\": [...]}", path);
+            rc = lmx__err(err, LMX_EINVAL,
+                          "%s: auth: must be an object {\"read\": [...], \"admin\": [...]} or \"none\"", path);
             goto out;
         }
         json_t *role_v;
@@ -175,6 +237,7 @@ int lmxd_config_load(const char *path, lmxd_config *cfg, lmx_error *err)
             (rc = parse_hashes(path, json_object_get(v, "admin"), "admin", cfg->admin_hashes, &cfg->n_admin, err)))
             goto out;
         cfg->has_auth = 1;
+        cfg->exposed = (mode & 077) != 0;
     }
     if (!(v = json_object_get(root, "plans"))) {
         rc = lmx__err(err, LMX_EINVAL, "%s: plans: missing (at least one plan is needed)", path);

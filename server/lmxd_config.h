@@ -9,7 +9,9 @@
 #include "lmx_plan.h"
 
 #define LMXD_MAX_TOKENS 64
+#define LMXD_CONFIG_MAX (16 << 20) /* bytes */
 #define LMXD_CACHE_MB_DEFAULT 256
+#define LMXD_INFLIGHT_MB_DEFAULT 256
 /* 1 TiB: anything larger is a typo; and what size_t can count in bytes (32-bit hosts) */
 #define LMXD_CACHE_MB_MAX ((SIZE_MAX >> 20) < (1u << 20) ? (int)(SIZE_MAX >> 20) : (1 << 20))
 
@@ -25,9 +27,17 @@ typedef struct lmxd_config {
     int threads;
     int zstd_level;
     int has_auth;
+    int auth_none; /* "auth": "none": no tokens, said explicitly (a reload may then turn auth off) */
+    int exposed;   /* the file holds token hashes and is readable by group or others */
     uint8_t read_hashes[LMXD_MAX_TOKENS][32], admin_hashes[LMXD_MAX_TOKENS][32];
     int n_read, n_admin;
     unsigned connection_limit, connection_timeout_s;
+    /* Total time for a request's headers (from the accept, or the end of the previous request on
+     * the connection) and for its body; both default to connection_timeout_s. */
+    int header_timeout_s, body_timeout_s;
+    int send_timeout_s; /* total time from the complete request to the response's last byte */
+    int inflight_mb;    /* budget for batch/sequence bodies being sent, MiB; 0 = none */
+    int per_address_limit; /* connections per client address; 0 = no cap; -1 = default (lmxd_serve.c) */
     int access_log;
     int lag_steps; /* /metrics: a rank more than this many steps behind its world's highest is lagging */
     int cache_mb;  /* response cache budget in MiB; 0 = no cache */
@@ -35,7 +45,7 @@ typedef struct lmxd_config {
     size_t n_plans;
 } lmxd_config;
 
-/* Loads and validates FILE; errors name the file and the key ("config.json: plans.p.seq_len: ...").
+/* Loads and validates FILE, which must be a regular file; errors name the file and the key ("config.json: plans.p.seq_len: ...").
  * The caller owns *cfg (lmxd_config_free). */
 int lmxd_config_load(const char *path, lmxd_config *cfg, lmx_error *err);
 /* Parses the plans object (also used for plans added at runtime). */

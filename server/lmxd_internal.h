@@ -23,13 +23,17 @@
 #define LMXD_N_LAT_BUCKETS 12 /* request latency histogram (lmxd_metrics.c) */
 #define LMXD_N_STATUS 15      /* status codes counted one by one, plus "other" */
 #define LMXD_MAX_BODY 65536   /* request bodies (POST /v1/plans); larger ones get 413 */
+#define LMXD_MAX_PARAMS 32    /* query parameters; more get 414 (routes use at most three) */
+#define LMXD_MAX_QUERY 2048   /* query string bytes; more get 414 */
 #define LMXD_MAX_RUNTIME_PLANS 256 /* plans added over HTTP */
 #define LMXD_RANK_SLOTS 8192  /* open-addressing table of (world, rank) per plan, power of two */
 #define LMXD_RANK_CAP 4096    /* at most this many (world, rank) pairs tracked per plan */
 
+#define LMXD_RANK_REWIND 256 /* a step this far behind a rank's position moves it back (lmxd_ranks.c) */
+
 typedef struct rank_slot {
     uint32_t world, rank;
-    uint64_t step1; /* highest step served + 1; 0 = free slot */
+    uint64_t step1; /* the rank's position (lmxd_ranks.c) + 1; 0 = free slot */
 } rank_slot;
 
 /* A served plan, reference counted: a request holds one from lmxd_plan_find to lmxd_plan_put, so
@@ -39,7 +43,6 @@ typedef struct plan_ref {
     atomic_int refs;
     int runtime;       /* added by POST /v1/plans (else: from the config) */
     json_t *spec_json; /* runtime plans: the spec as posted, what the state file keeps */
-    atomic_uint_fast64_t max_step; /* highest step served + 1 (0 = none) */
     atomic_uint_fast64_t batches, bytes;
     pthread_mutex_t rk_lock; /* guards ranks, n_ranks, ranks_dropped */
     rank_slot *ranks;        /* LMXD_RANK_SLOTS entries, allocated at the first batch */
@@ -47,19 +50,33 @@ typedef struct plan_ref {
     uint64_t ranks_dropped; /* batches whose (world, rank) did not fit in LMXD_RANK_CAP */
 } plan_ref;
 
+/* lmxd_conn.c: a connection's phase, each with its own total deadline. */
+enum { LMXD_PHASE_HEADERS, LMXD_PHASE_BODY, LMXD_PHASE_SEND, LMXD_N_PHASES };
+typedef struct lmxd_conn lmxd_conn;
+
 typedef struct server {
     lmxd_serve_options opts;
     lmxd_config cfg; /* from the start; a reload replaces only the plans and the token lists */
     int loopback;     /* the listen address is a loopback one */
     lmx_index *ix;
     char *state_path;      /* STATE_DIR/plans.json, NULL without state_dir */
-    int lock_fd;           /* STATE_DIR/lock, held (flock) while running; -1 without state_dir */
+    int lock_fd;           /* STATE_DIR itself, held (flock) while running; -1 without state_dir */
     pthread_mutex_t admin; /* serializes registry changes: POST, DELETE, reload */
     pthread_rwlock_t lock; /* guards plans/n_plans (the array, not the plans) */
     plan_ref **plans;
     size_t n_plans;
     struct MHD_Daemon *mhd;
     lmxd_cache *cache; /* batch/sequence bodies; NULL when cache_mb is 0 */
+    pthread_mutex_t conn_lock; /* guards conns and watchdog_stop (lmxd_conn.c) */
+    pthread_cond_t watchdog_cv;
+    lmxd_conn *conns;          /* every open connection */
+    pthread_t watchdog;
+    int watchdog_on, watchdog_stop;
+    atomic_uint_fast64_t cut[LMXD_N_PHASES]; /* connections shut down past their deadline, by phase */
+    atomic_size_t body_bytes;  /* batch/sequence body bytes queued and not yet sent (inflight_mb) */
+    atomic_uint_fast64_t busy; /* 503s for want of inflight_mb */
+    atomic_int damage_claimed, damaged; /* a shard faulted (lmxd_guard.c); damage says which */
+    char damage[LMX_ERROR_MESSAGE_MAX];
     atomic_int inflight; /* request line parsed, not completed */
     atomic_int active;   /* headers complete and handled: what SIGTERM waits for */
     atomic_uint_fast64_t requests, bytes_out, latency[LMXD_N_LAT_BUCKETS + 1], status[LMXD_N_STATUS + 1];
@@ -71,7 +88,7 @@ typedef struct server {
     char detok_error[LMX_ERROR_MESSAGE_MAX];
 } server;
 
-/* lmxd_serve.c: one line on stderr, prefixed "longmixd: ". */
+/* lmxd_log.c: one line on stderr, prefixed "longmixd: ". */
 void lmxd_log(const char *fmt, ...) LMX_PRINTF(1, 2);
 
 /* lmxd_dispatch.c: the libmicrohttpd callbacks (cls is the server). */
@@ -79,6 +96,24 @@ void *lmxd_on_uri(void *cls, const char *uri, struct MHD_Connection *c);
 enum MHD_Result lmxd_on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
                                 const char *version, const char *upload, size_t *upload_size, void **con_cls);
 void lmxd_on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe);
+
+/* lmxd_conn.c: per-connection deadlines. lmxd_on_connection is MHD's connection notification;
+ * lmxd_conn_of returns NULL for a connection it could not track (out of memory). */
+void lmxd_on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                        enum MHD_ConnectionNotificationCode code);
+lmxd_conn *lmxd_conn_of(struct MHD_Connection *c);
+void lmxd_conn_phase(server *s, lmxd_conn *k, int phase); /* k may be NULL */
+int lmxd_watchdog_start(server *s);
+void lmxd_watchdog_stop(server *s); /* after MHD_stop_daemon; no-op when not started */
+
+/* lmxd_guard.c: index reads that survive a shard truncated while mapped. Wrap each call that
+ * reads the index in begin/end; a non-NULL end() means the result is garbage: call
+ * lmxd_index_damage with it and answer 503. lmxd_index_damaged: NULL, or why no body is served. */
+int lmxd_guard_install(void);
+void lmxd_guard_begin(void);
+const void *lmxd_guard_end(void);
+void lmxd_index_damage(server *s, const void *addr);
+const char *lmxd_index_damaged(server *s);
 
 /* lmxd_plans.c: the registry. Functions returning plan_ref pointers hand the caller a reference
  * (release with lmxd_plan_put / lmxd_plans_put, which also free the array). */
@@ -107,6 +142,8 @@ enum MHD_Result lmxd_send_json(struct MHD_Connection *c, unsigned status, json_t
 enum MHD_Result lmxd_send_error_field(struct MHD_Connection *c, unsigned status, const char *error,
                                       const char *detail, const char *field);
 enum MHD_Result lmxd_send_error(struct MHD_Connection *c, unsigned status, const char *error, const char *detail);
+/* 503 with Retry-After: SECONDS and the JSON error body. */
+enum MHD_Result lmxd_send_busy(struct MHD_Connection *c, unsigned retry_after_s, const char *detail);
 unsigned lmxd_status_of(int code); /* LMX_E* -> HTTP status */
 enum MHD_Result lmxd_handle_dashboard(struct MHD_Connection *c);
 

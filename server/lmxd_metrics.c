@@ -40,7 +40,7 @@ static const char *const fam_meta[N_FAM][3] = {
     {"longmix_plan_lagging_ranks", "gauge", "Ranks more than lag_steps steps behind the highest step of their world size."},
     {"longmix_plan_tracked_ranks", "gauge", "(world, rank) pairs tracked per plan (at most 4096)."},
     {"longmix_plan_untracked_batches_total", "counter", "Batches whose (world, rank) was not tracked (table full)."},
-    {"longmix_world_max_step", "gauge", "Highest step served to any rank of a world size."},
+    {"longmix_world_max_step", "gauge", "Highest position (step last asked for) of the ranks of a world size."},
     {"longmix_world_ranks_seen", "gauge", "Ranks of a world size that fetched at least one batch."},
     {"longmix_world_lagging_ranks", "gauge", "Lagging ranks of a world size."},
     {"longmix_rank_steps_behind", "gauge", "Steps a lagging rank is behind the highest step of its world size."}};
@@ -102,6 +102,21 @@ enum MHD_Result lmxd_handle_metrics(server *s, struct MHD_Connection *c)
     lmx__buf_printf(&b, "longmix_errors_total{code=\"other\"} %llu\n", (unsigned long long)atomic_load(&s->status[LMXD_N_STATUS]));
     lmx__buf_printf(&b, "# HELP longmix_response_bytes_total Batch body bytes sent (after compression).\n# TYPE longmix_response_bytes_total counter\n");
     lmx__buf_printf(&b, "longmix_response_bytes_total %llu\n", (unsigned long long)atomic_load(&s->bytes_out));
+    lmx__buf_printf(&b, "# HELP longmix_connections_cut_total Connections shut down past their deadline, by phase "
+                        "(header_timeout, body_timeout, send_timeout).\n# TYPE longmix_connections_cut_total counter\n");
+    static const char *const phase_name[LMXD_N_PHASES] = {"headers", "body", "send"};
+    for (int i = 0; i < LMXD_N_PHASES; i++)
+        lmx__buf_printf(&b, "longmix_connections_cut_total{phase=\"%s\"} %llu\n", phase_name[i],
+                        (unsigned long long)atomic_load(&s->cut[i]));
+    lmx__buf_printf(&b, "# HELP longmix_inflight_body_bytes Batch and sequence body bytes queued and not yet sent.\n"
+                        "# TYPE longmix_inflight_body_bytes gauge\nlongmix_inflight_body_bytes %zu\n",
+                    atomic_load(&s->body_bytes));
+    lmx__buf_printf(&b, "# HELP longmix_inflight_body_budget_bytes The budget for them (inflight_mb; 0: none).\n"
+                        "# TYPE longmix_inflight_body_budget_bytes gauge\nlongmix_inflight_body_budget_bytes %zu\n",
+                    (size_t)s->cfg.inflight_mb << 20);
+    lmx__buf_printf(&b, "# HELP longmix_busy_total 503 answers for want of inflight_mb.\n"
+                        "# TYPE longmix_busy_total counter\nlongmix_busy_total %llu\n",
+                    (unsigned long long)atomic_load(&s->busy));
     lmx__buf_printf(&b, "# HELP longmix_inflight_requests Requests being read, built or sent.\n# TYPE longmix_inflight_requests gauge\n");
     lmx__buf_printf(&b, "longmix_inflight_requests %d\n", atomic_load(&s->inflight));
     /* Snapshot the buckets first so that _count, +Inf and the buckets agree with each other. */
@@ -125,10 +140,15 @@ enum MHD_Result lmxd_handle_metrics(server *s, struct MHD_Connection *c)
     for (size_t i = 0; i < n; i++)
         n_rt += v[i]->runtime;
     lmx__buf_printf(&b, "longmix_plans{source=\"config\"} %zu\nlongmix_plans{source=\"runtime\"} %zu\n", n - n_rt, n_rt);
-    lmx__buf_printf(&b, "# HELP longmix_plan_max_step Highest step served per plan (-1: none yet).\n"
+    lmx__buf_printf(&b, "# HELP longmix_plan_max_step Highest position of a tracked rank per plan (-1: none yet).\n"
                         "# TYPE longmix_plan_max_step gauge\n");
     for (size_t i = 0; i < n; i++) {
-        uint64_t ms = atomic_load(&v[i]->max_step);
+        size_t nr;
+        uint64_t dropped, ms = 0;
+        rank_slot *rs = lmxd_ranks_sorted(v[i], &nr, &dropped);
+        for (size_t k = 0; k < nr; k++)
+            ms = rs[k].step1 > ms ? rs[k].step1 : ms;
+        free(rs);
         lmx__buf_printf(&b, "longmix_plan_max_step{plan=\"%s\"} %lld\n", lmx__plan_name(v[i]->plan),
                         ms ? (long long)(ms - 1) : -1LL);
     }

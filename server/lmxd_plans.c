@@ -23,6 +23,25 @@ static plan_ref *new_ref(lmx_plan *p, int runtime, json_t *spec_json)
     return r;
 }
 
+/* lmx__plan_create reads the index's document tables: under the SIGBUS guard (lmxd_guard.c), so a
+ * shard truncated under the daemon fails the plan, not the daemon. */
+static int create_guarded(server *s, const char *name, const lmx_plan_spec *spec, lmx_plan **out, lmx_error *err)
+{
+    const char *why = lmxd_index_damaged(s);
+    if (why)
+        return lmx__err(err, LMX_EIO, "%s", why);
+    lmxd_guard_begin();
+    int rc = lmx__plan_create(s->ix, name, spec, out, err);
+    const void *bad = lmxd_guard_end();
+    if (bad) {
+        if (rc == LMX_OK)
+            lmx__plan_free(*out);
+        lmxd_index_damage(s, bad);
+        return lmx__err(err, LMX_EIO, "%s", s->damage);
+    }
+    return rc;
+}
+
 void lmxd_plan_put(plan_ref *r)
 {
     if (r && atomic_fetch_sub(&r->refs, 1) == 1) {
@@ -80,7 +99,7 @@ int lmxd_plans_build(server *s, const lmxd_plan_cfg *pc, size_t n, plan_ref ***o
         return lmx__err(err, LMX_ENOMEM, "out of memory");
     for (size_t i = 0; i < n; i++) {
         lmx_plan *p;
-        int rc = lmx__plan_create(s->ix, pc[i].name, &pc[i].spec, &p, err);
+        int rc = create_guarded(s, pc[i].name, &pc[i].spec, &p, err);
         if (rc != LMX_OK) {
             lmxd_plans_put(v, i);
             return rc;
@@ -121,7 +140,7 @@ int lmxd_plan_make_runtime(server *s, const char *name, json_t *spec_obj, plan_r
     int rc = lmx__plan_spec_parse(name, spec_obj, &spec, err);
     lmx_plan *p = NULL;
     if (rc == LMX_OK)
-        rc = lmx__plan_create(s->ix, name, &spec, &p, err);
+        rc = create_guarded(s, name, &spec, &p, err);
     lmx__plan_spec_free(&spec);
     if (rc != LMX_OK)
         return rc;

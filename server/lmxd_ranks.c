@@ -1,4 +1,10 @@
-/* Per-(world, rank) step tracking for the lag metrics: an open-addressing table per plan. */
+/* Per-(world, rank) step tracking for the lag metrics: an open-addressing table per plan.
+ *
+ * A rank's position is the step it asked for last, except that a step less than
+ * LMXD_RANK_REWIND behind the position leaves it where it is (prefetching workers and retries
+ * arrive a little out of order). So one bogus request (any reader can ask for step 3.5e13) moves
+ * only the (world, rank) it names, and only until that rank's next real request, which is far
+ * behind it and moves it back; a trainer restarted from an older checkpoint is followed too. */
 #include "lmxd_internal.h"
 
 #include <stdlib.h>
@@ -25,7 +31,7 @@ void lmxd_rank_track(plan_ref *r, uint32_t world, uint32_t rank, uint64_t step)
                 break;
             }
             if (sl->world == world && sl->rank == rank) {
-                if (sl->step1 < step + 1)
+                if (sl->step1 < step + 1 || sl->step1 - (step + 1) >= LMXD_RANK_REWIND)
                     sl->step1 = step + 1;
                 break;
             }

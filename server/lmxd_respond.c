@@ -1,6 +1,7 @@
 /* HTTP response helpers: JSON and error bodies, the LMX_E* -> status mapping, the static dashboard. */
 #include "lmxd_internal.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,6 +45,31 @@ enum MHD_Result lmxd_send_error_field(struct MHD_Connection *c, unsigned status,
 enum MHD_Result lmxd_send_error(struct MHD_Connection *c, unsigned status, const char *error, const char *detail)
 {
     return lmxd_send_error_field(c, status, error, detail, NULL);
+}
+
+enum MHD_Result lmxd_send_busy(struct MHD_Connection *c, unsigned retry_after_s, const char *detail)
+{
+    json_t *j = json_object();
+    json_object_set_new(j, "error", json_string("busy"));
+    json_object_set_new(j, "detail", json_string(detail));
+    char *txt = json_dumps(j, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
+    json_decref(j);
+    if (!txt)
+        return MHD_NO;
+    size_t n = strlen(txt);
+    txt[n] = '\n';
+    struct MHD_Response *r = MHD_create_response_from_buffer_with_free_callback(n + 1, txt, free);
+    if (!r) {
+        free(txt);
+        return MHD_NO;
+    }
+    char ra[16];
+    snprintf(ra, sizeof ra, "%u", retry_after_s);
+    MHD_add_response_header(r, "Content-Type", "application/json");
+    MHD_add_response_header(r, "Retry-After", ra);
+    enum MHD_Result ret = MHD_queue_response(c, 503, r);
+    MHD_destroy_response(r);
+    return ret;
 }
 
 unsigned lmxd_status_of(int code)

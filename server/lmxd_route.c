@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "lmx_proto.h"
 #include "lmx_util.h"
 
 static int reject(lmxd_request *r, int status, const char *error, const char *detail)
@@ -48,6 +49,7 @@ int lmxd_route(const char *method, const char *url, lmxd_arg_fn arg, void *ctx, 
 {
     memset(r, 0, sizeof *r);
     r->world = 1;
+    r->head = strcmp(method, "HEAD") == 0;
     size_t ulen = strlen(url);
     if (ulen > LMXD_MAX_URL)
         return reject(r, 414, "uri_too_long", "the request path is longer than 2048 bytes");
@@ -57,8 +59,17 @@ int lmxd_route(const char *method, const char *url, lmxd_arg_fn arg, void *ctx, 
     const char *p = url;
     if (*p != '/')
         return reject(r, 400, "bad_path", "the path must start with '/'");
+    /* The path is routed as sent: no name or number here needs escaping, and decoding would let
+     * %00 cut a path or %2F make separators that a proxy in front did not see. */
+    if (strchr(url, '%')) {
+        char d[200];
+        snprintf(d, sizeof d, "percent-encoding is not allowed in the path: '%.120s'", url);
+        return reject(r, 400, "bad_path", d);
+    }
     while (*p == '/') {
         p++;
+        if (!*p && n > 0) /* one path per resource: /metrics/ is not /metrics (a proxy rule sees one) */
+            return reject(r, 404, "not_found", "no such path (no trailing '/')");
         if (!*p)
             break;
         if (n == 8)
@@ -129,6 +140,23 @@ int lmxd_route(const char *method, const char *url, lmxd_arg_fn arg, void *ctx, 
                 }
                 r->rank = (uint32_t)rank;
                 r->world = (uint32_t)world;
+                /* Either CP parameter asks for wire v2 (proto/WIRE.md); absent, v1 as before. */
+                if (arg && (arg(ctx, "cp_rank") || arg(ctx, "cp_size"))) {
+                    uint64_t cr, cs;
+                    if (uint_arg(r, arg, ctx, "cp_rank", 0, LMX_MAX_CP_SIZE, &cr) ||
+                        uint_arg(r, arg, ctx, "cp_size", 1, LMX_MAX_CP_SIZE, &cs))
+                        return r->status;
+                    if (cs == 0)
+                        return reject(r, 400, "bad_parameter", "parameter 'cp_size' must be at least 1");
+                    if (cr >= cs) {
+                        char d[200];
+                        snprintf(d, sizeof d, "parameter 'cp_rank'=%llu must be below cp_size=%llu",
+                                 (unsigned long long)cr, (unsigned long long)cs);
+                        return reject(r, 400, "bad_parameter", d);
+                    }
+                    r->cp_rank = (uint32_t)cr;
+                    r->cp_size = (uint32_t)cs;
+                }
             } else {
                 r->kind = LMXD_R_SEQUENCE;
                 const char *f = arg ? arg(ctx, "format") : NULL;

@@ -11,7 +11,7 @@ enum lmxd_route_kind {
     LMXD_R_PLANS,       /* GET /v1/plans */
     LMXD_R_PLAN_ADD,    /* POST /v1/plans */
     LMXD_R_PLAN_DELETE, /* DELETE /v1/plans/NAME */
-    LMXD_R_BATCH,       /* GET /v1/plans/NAME/batches/STEP?rank=R&world=W */
+    LMXD_R_BATCH,       /* GET /v1/plans/NAME/batches/STEP?rank=R&world=W[&cp_rank=C&cp_size=K] */
     LMXD_R_SEQUENCE,    /* GET /v1/plans/NAME/sequences/G[?format=text] */
     LMXD_R_STATS,       /* GET /v1/stats[?plan=NAME] */
     LMXD_R_METRICS,     /* GET /metrics */
@@ -28,6 +28,8 @@ typedef struct lmxd_request {
     uint64_t step;                     /* STEP or G */
     uint32_t rank, world;
     int text; /* format=text */
+    int head; /* HEAD: answered like GET, but not counted as served */
+    uint32_t cp_rank, cp_size; /* batches: cp_size 0 = no cp_rank/cp_size given (wire v1) */
     /* on rejection */
     int status;
     char error[48];
@@ -40,7 +42,8 @@ int lmxd_valid_plan_name(const char *s, size_t n);
 /* Returns a query argument's value or NULL. */
 typedef const char *(*lmxd_arg_fn)(void *ctx, const char *key);
 
-/* Parses and validates method + url (path only, no query string) + arguments. Returns 0 and fills
+/* Parses and validates method + url (the path as sent, not percent-decoded; no query string) +
+ * arguments. Returns 0 and fills
  * req, or an HTTP status (400, 404, 405, 414) with req->error/detail set for the JSON error body. */
 int lmxd_route(const char *method, const char *url, lmxd_arg_fn arg, void *ctx, lmxd_request *req);
 

@@ -7,7 +7,6 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sodium.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,16 +19,7 @@
 #endif
 
 #define STATE_FILE "plans.json"
-
-void lmxd_log(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("longmixd: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-}
+#define LMXD_RELOAD_READ_S 10 /* seconds a SIGHUP waits for the config to be read */
 
 static void notify(const char *state)
 {
@@ -76,30 +66,31 @@ static int parse_listen(const char *hp, struct sockaddr_storage *sa, int *loopba
     return LMX_OK;
 }
 
-static int reload(server *s)
+static int same(const char *a, const char *b)
 {
-    lmxd_config cfg;
+    return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+/* What SIGHUP does with a freshly read config: plans and token lists follow it; the rest keeps
+ * its start value (listen and index changes are named: they need a restart). */
+static void apply_reload(server *s, lmxd_config *cfg)
+{
     lmx_error err = {0};
-    char msg[64];
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    /* MONOTONIC_USEC: what systemd's Type=notify-reload wants alongside RELOADING=1. */
-    snprintf(msg, sizeof msg, "RELOADING=1\nMONOTONIC_USEC=%llu",
-             (unsigned long long)ts.tv_sec * 1000000ull + (unsigned long long)ts.tv_nsec / 1000);
-    notify(msg);
-    if (lmxd_config_load(s->opts.config_path, &cfg, &err) != LMX_OK) {
-        lmxd_log("reload failed, keeping the running plans: %s", err.message);
-        notify("READY=1");
-        return -1;
-    }
+    if (!s->opts.listen && !same(cfg->listen, s->cfg.listen))
+        lmxd_log("reload: \"listen\" changed to %s: that needs a restart (still listening on %s)",
+                 cfg->listen ? cfg->listen : "(default)", s->cfg.listen ? s->cfg.listen : "the start address");
+    if (!s->opts.index_dir && !same(cfg->index_dir, s->cfg.index_dir))
+        lmxd_log("reload: \"index\" changed to %s: that needs a restart (still serving %s)",
+                 cfg->index_dir ? cfg->index_dir : "(none)", lmx__index_dir(s->ix));
+    if (cfg->exposed)
+        lmxd_log("warning: %s holds token hashes and is readable by group or others (chmod 600 it)",
+                 s->opts.config_path);
     pthread_mutex_lock(&s->admin);
     plan_ref **cv;
-    if (lmxd_plans_build(s, cfg.plans, cfg.n_plans, &cv, &err) != LMX_OK) {
+    if (lmxd_plans_build(s, cfg->plans, cfg->n_plans, &cv, &err) != LMX_OK) {
         pthread_mutex_unlock(&s->admin);
         lmxd_log("reload failed, keeping the running plans: %s", err.message);
-        lmxd_config_free(&cfg);
-        notify("READY=1");
-        return -1;
+        return;
     }
     /* The runtime plans carry over (the config wins on a name clash). */
     size_t n, nr = 0;
@@ -111,26 +102,114 @@ static int reload(server *s)
             lmxd_plan_put(rv[i]);
     }
     size_t total;
-    plan_ref **v = lmxd_plans_assemble(s, cv, cfg.n_plans, rv, nr, &total);
+    plan_ref **v = lmxd_plans_assemble(s, cv, cfg->n_plans, rv, nr, &total);
     lmxd_plans_swap(s, v, total);
-    /* Token lists follow the config too (rotation without a restart); dropping auth is refused
-     * on a non-loopback address unless --insecure, as at start. */
-    if (!cfg.has_auth && !s->loopback && !s->opts.insecure) {
-        lmxd_log("reload: the config has no \"auth\" but the address is not loopback; keeping the current tokens");
+    /* Token lists follow the config too (rotation without a restart). Turning auth off takes an
+     * explicit "auth": "none" (a config that merely lost its "auth" keeps the tokens: behind a
+     * same-host proxy "loopback" is every client), and never on a non-loopback address without
+     * --insecure, as at start. Every change is logged. */
+    if (!cfg->has_auth && s->cfg.has_auth && !cfg->auth_none) {
+        lmxd_log("reload: the config has no \"auth\"; keeping the current tokens (\"auth\": \"none\" turns "
+                 "authentication off)");
+    } else if (!cfg->has_auth && !s->loopback && !s->opts.insecure) {
+        lmxd_log("reload: the config has no tokens but the address is not loopback; keeping the current tokens");
     } else {
+        if (s->cfg.has_auth && !cfg->has_auth)
+            lmxd_log("reload: authentication turned OFF (\"auth\": \"none\"): anyone who reaches the port reads "
+                     "and changes plans");
+        else if (cfg->has_auth)
+            lmxd_log("reload: authentication %s: %d read and %d admin token hash(es)",
+                     s->cfg.has_auth ? "on" : "turned ON", cfg->n_read, cfg->n_admin);
         pthread_rwlock_wrlock(&s->lock);
-        s->cfg.has_auth = cfg.has_auth;
-        s->cfg.n_read = cfg.n_read;
-        s->cfg.n_admin = cfg.n_admin;
-        memcpy(s->cfg.read_hashes, cfg.read_hashes, sizeof cfg.read_hashes);
-        memcpy(s->cfg.admin_hashes, cfg.admin_hashes, sizeof cfg.admin_hashes);
+        s->cfg.has_auth = cfg->has_auth;
+        s->cfg.n_read = cfg->n_read;
+        s->cfg.n_admin = cfg->n_admin;
+        memcpy(s->cfg.read_hashes, cfg->read_hashes, sizeof cfg->read_hashes);
+        memcpy(s->cfg.admin_hashes, cfg->admin_hashes, sizeof cfg->admin_hashes);
         pthread_rwlock_unlock(&s->lock);
     }
     pthread_mutex_unlock(&s->admin);
-    lmxd_log("reloaded %s: %zu plan(s) from the config, %zu in all", s->opts.config_path, cfg.n_plans, total);
-    lmxd_config_free(&cfg);
-    notify("READY=1");
-    return 0;
+    lmxd_log("reloaded %s: %zu plan(s) from the config, %zu in all", s->opts.config_path, cfg->n_plans, total);
+}
+
+/* SIGHUP reads the config on a helper thread and waits at most LMXD_RELOAD_READ_S for it, taking
+ * SIGTERM meanwhile: a hung file system costs a failed reload, not the ability to stop. An
+ * abandoned read frees its own job whenever it returns. */
+typedef struct load_job {
+    char *path;
+    lmxd_config cfg;
+    lmx_error err;
+    int rc;
+    atomic_int state; /* 0 reading, 1 read, 2 abandoned */
+} load_job;
+
+static void job_free(load_job *j)
+{
+    if (j->rc == LMX_OK)
+        lmxd_config_free(&j->cfg);
+    free(j->path);
+    free(j);
+}
+
+static void *load_main(void *p)
+{
+    load_job *j = p;
+    j->rc = lmxd_config_load(j->path, &j->cfg, &j->err);
+    int reading = 0;
+    if (!atomic_compare_exchange_strong(&j->state, &reading, 1))
+        job_free(j);
+    return NULL;
+}
+
+/* Returns 1 when SIGTERM/SIGINT arrived during the reload (the caller stops), else 0. */
+static int reload(server *s, const sigset_t *set)
+{
+    char msg[64];
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    /* MONOTONIC_USEC: what systemd's Type=notify-reload wants alongside RELOADING=1. */
+    snprintf(msg, sizeof msg, "RELOADING=1\nMONOTONIC_USEC=%llu",
+             (unsigned long long)ts.tv_sec * 1000000ull + (unsigned long long)ts.tv_nsec / 1000);
+    notify(msg);
+    load_job *j = calloc(1, sizeof *j);
+    pthread_t t;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    if (!j || !(j->path = strdup(s->opts.config_path)) || pthread_create(&t, &attr, load_main, j) != 0) {
+        pthread_attr_destroy(&attr);
+        if (j)
+            free(j->path);
+        free(j);
+        lmxd_log("reload failed: cannot start the config reader");
+        notify("READY=1");
+        return 0;
+    }
+    pthread_attr_destroy(&attr);
+    double deadline = lmx__now() + LMXD_RELOAD_READ_S;
+    int stop = 0;
+    while (!stop && atomic_load(&j->state) == 0 && lmx__now() < deadline) {
+        int sig = sigtimedwait(set, NULL, &(struct timespec){0, 20000000L});
+        if (sig == SIGTERM || sig == SIGINT)
+            stop = 1;
+        else if (sig == SIGHUP)
+            lmxd_log("reload: SIGHUP during a reload, ignored");
+    }
+    int reading = 0;
+    if (atomic_compare_exchange_strong(&j->state, &reading, 2)) {
+        if (!stop)
+            lmxd_log("reload failed, keeping the running config: reading %s took more than %d s (hung file system?)",
+                     s->opts.config_path, LMXD_RELOAD_READ_S);
+    } else {
+        if (!stop && j->rc != LMX_OK)
+            lmxd_log("reload failed, keeping the running plans: %s", j->err.message);
+        else if (!stop)
+            apply_reload(s, &j->cfg);
+        job_free(j);
+    }
+    if (!stop)
+        notify("READY=1");
+    return stop;
 }
 
 /* Plans keep their item tables in files, mapped (common/plan/lmx_plan_table.c): in
@@ -161,6 +240,8 @@ int lmxd_serve(const lmxd_serve_options *opts)
     pthread_rwlock_init(&s->lock, NULL);
     pthread_mutex_init(&s->detok_lock, NULL);
     pthread_mutex_init(&s->admin, NULL);
+    pthread_mutex_init(&s->conn_lock, NULL);
+    pthread_cond_init(&s->watchdog_cv, NULL);
     /* A SIGHUP during start-up (index verification can take minutes) must not kill the daemon:
      * it stays pending and becomes a reload once serving. SIGTERM keeps its default until then. */
     sigset_t hup;
@@ -175,6 +256,8 @@ int lmxd_serve(const lmxd_serve_options *opts)
         lmxd_log("%s", err.message);
         goto out;
     }
+    if (s->cfg.exposed)
+        lmxd_log("warning: %s holds token hashes and is readable by group or others (chmod 600 it)", opts->config_path);
     const char *listen = opts->listen ? opts->listen : s->cfg.listen ? s->cfg.listen : "127.0.0.1:8470";
     const char *index_dir = opts->index_dir ? opts->index_dir : s->cfg.index_dir;
     struct sockaddr_storage sa;
@@ -220,9 +303,10 @@ int lmxd_serve(const lmxd_serve_options *opts)
         size_t sl = strlen(s->cfg.state_dir) + sizeof "/" STATE_FILE;
         if (!(s->state_path = malloc(sl)))
             goto out;
-        /* One daemon per state directory: two would overwrite each other's runtime plans. */
-        snprintf(s->state_path, sl, "%s/%s", s->cfg.state_dir, "lock");
-        s->lock_fd = open(s->state_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        /* One daemon per state directory: two would overwrite each other's runtime plans. The lock
+         * is on the directory itself, which cannot be deleted away while in use (a lock file
+         * could: `rm STATE_DIR/lock` let a second daemon in). */
+        s->lock_fd = open(s->cfg.state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (s->lock_fd < 0 || flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0) {
             lmxd_log("state_dir %s: %s", s->cfg.state_dir,
                   s->lock_fd >= 0 && errno == EWOULDBLOCK ? "in use by another longmixd (one daemon per state_dir)"
@@ -262,18 +346,32 @@ int lmxd_serve(const lmxd_serve_options *opts)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    if (lmxd_guard_install() != 0) {
+        lmxd_log("cannot install the SIGBUS handler: %s", strerror(errno));
+        goto out;
+    }
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG | MHD_USE_ITC;
     if (MHD_is_feature_supported(MHD_FEATURE_EPOLL) == MHD_YES)
         flags |= MHD_USE_EPOLL;
     if (sa.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
+    /* Connections per client address: on a loopback address every client is the local proxy (one
+     * address for all), so no cap there unless configured; elsewhere 64 (docs/OPERATIONS.md). */
+    if (s->cfg.per_address_limit < 0)
+        s->cfg.per_address_limit = loopback ? 0 : 64;
     s->mhd = MHD_start_daemon(flags, 0, NULL, NULL, lmxd_on_request, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
                               MHD_OPTION_THREAD_POOL_SIZE, (unsigned)s->cfg.threads, MHD_OPTION_CONNECTION_LIMIT,
                               s->cfg.connection_limit, MHD_OPTION_CONNECTION_TIMEOUT, s->cfg.connection_timeout_s,
+                              MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)s->cfg.per_address_limit,
                               MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)65536, MHD_OPTION_NOTIFY_COMPLETED,
-                              lmxd_on_completed, s, MHD_OPTION_URI_LOG_CALLBACK, lmxd_on_uri, s, MHD_OPTION_END);
+                              lmxd_on_completed, s, MHD_OPTION_NOTIFY_CONNECTION, lmxd_on_connection, s,
+                              MHD_OPTION_URI_LOG_CALLBACK, lmxd_on_uri, s, MHD_OPTION_END);
     if (!s->mhd) {
         lmxd_log("cannot listen on %s: %s", listen, strerror(errno));
+        goto out;
+    }
+    if (lmxd_watchdog_start(s) != 0) {
+        lmxd_log("cannot start the connection watchdog thread");
         goto out;
     }
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_BIND_PORT);
@@ -298,7 +396,8 @@ int lmxd_serve(const lmxd_serve_options *opts)
         if (sigwait(&set, &sig) != 0)
             continue;
         if (sig == SIGHUP) {
-            reload(s);
+            if (reload(s, &set))
+                break;
             continue;
         }
         break;
@@ -312,11 +411,13 @@ int lmxd_serve(const lmxd_serve_options *opts)
         nanosleep(&(struct timespec){0, 100000000L}, NULL);
     MHD_stop_daemon(s->mhd);
     s->mhd = NULL;
+    lmxd_watchdog_stop(s);
     lmxd_log("stopped");
     exit_code = 0;
 out:
     if (s->mhd)
         MHD_stop_daemon(s->mhd);
+    lmxd_watchdog_stop(s);
     lmxd_plans_swap(s, NULL, 0);
     lmxd_cache_free(s->cache); /* after MHD stopped: every response has released its entry */
     lmx__index_close(s->ix);
@@ -325,6 +426,8 @@ out:
     lmx__tokenizer_free(s->detok);
     pthread_mutex_destroy(&s->detok_lock);
     pthread_mutex_destroy(&s->admin);
+    pthread_mutex_destroy(&s->conn_lock);
+    pthread_cond_destroy(&s->watchdog_cv);
     free(s->state_path);
     if (s->lock_fd >= 0)
         close(s->lock_fd);

@@ -51,7 +51,15 @@ enum MHD_Result lmxd_handle_text(server *s, struct MHD_Connection *c, const lmxd
     lmx_ids ids = {0};
     lmx_error err = {0};
     lmx_wire_view v;
+    lmxd_guard_begin();
     int rc = lmx__plan_sequence(r->plan, rq->step, &body, &err);
+    const void *bad = lmxd_guard_end();
+    if (bad) {
+        lmxd_index_damage(s, bad);
+        lmxd_plan_put(r);
+        lmx__buf_free(&body);
+        return lmxd_send_error(c, 503, "index_damaged", s->damage);
+    }
     if (rc == LMX_OK)
         rc = lmx__wire_parse(body.data, body.len, &v, &err);
     json_t *out = NULL;

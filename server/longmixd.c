@@ -1,4 +1,4 @@
-/* longmixd: the data node. Subcommands: index, verify, stats, doc, tokenize, serve, keygen. */
+/* longmixd: the data node. Subcommands: index, verify, stats, doc, tokenize, serve, keygen, export. */
 #include <getopt.h>
 #include <jansson.h>
 #include <sodium.h>
@@ -13,6 +13,7 @@
 #include "lmxd_serve.h"
 
 #include "cmd_tokenize.h"
+#include "lmxd_export.h"
 
 static const char usage_main[] =
     "usage: longmixd COMMAND [OPTIONS]\n"
@@ -25,6 +26,7 @@ static const char usage_main[] =
     "  tokenize  JSON Lines text -> ids                longmixd tokenize --tokenizer FILE [--threads N]\n"
     "  serve     the HTTP data service                 longmixd serve --config FILE [--listen HOST:PORT] [--index DIR]\n"
     "  keygen    a new access token and its hash       longmixd keygen [--json]\n"
+    "  export    a plan's first steps to files         longmixd export --config FILE --plan NAME --steps N --format megatron|npy --out PREFIX\n"
     "\n"
     "`longmixd COMMAND --help` describes each command.\n";
 
@@ -52,7 +54,8 @@ static int cmd_index(int argc, char **argv)
 {
     static const char usage[] =
         "usage: longmixd index --tokenizer FILE|bytes --out DIR [--threads N] [--shard I/N]\n"
-        "                      [--domain-field meta.redpajama_set_name] [--on-error fail|skip] INPUT...\n"
+        "                      [--domain-field meta.redpajama_set_name] [--text-field text] [--id-field PATH]\n"
+        "                      [--domain-from-path PATTERN] [--token-dtype T] [--on-error fail|skip] INPUT...\n"
         "       longmixd index --merge --out DIR SRC_DIR...\n"
         "\n"
         "INPUT is a .jsonl or .jsonl.zst file (one JSON document a line, text in \"text\"), a .txt file (one\n"
@@ -71,8 +74,15 @@ static int cmd_index(int argc, char **argv)
         "  --tokenizer FILE|bytes  tokenizer.json, or the built-in byte tokenizer\n"
         "  --out DIR               index folder (created)\n"
         "  --threads N             parallel input files (default: 2)\n"
-        "  --domain-field PATH     dotted JSON path of the domain (default meta.redpajama_set_name)\n"
-        "  --on-error fail|skip    a bad record (invalid JSON, no text, no domain, non-UTF-8 .txt, token id\n"
+        "  --domain-field PATH     dotted field path of the domain (default meta.redpajama_set_name)\n"
+        "  --text-field PATH       dotted field path of the text (default text; e.g. content), or of the\n"
+        "                          token column of a pre-tokenized MDS input\n"
+        "  --id-field PATH         dotted field path of a document id kept as provenance (longmixd doc\n"
+        "                          shows it as doc_id); documents without one are indexed all the same\n"
+        "  --domain-from-path PATTERN  domain from each input's path, e.g. 'data/{domain}/*.jsonl'\n"
+        "                          ('*' and {domain} match within one path component; DOMAIN=PATH wins)\n"
+        "  --token-dtype uint16|uint32|int32|int64  element type of MDS `bytes` token columns\n"
+        "  --on-error fail|skip    (also --bad-input) a bad record (invalid JSON, no text, no domain, non-UTF-8 .txt, token id\n"
         "                          outside the vocabulary) or input (empty, unreadable) fails the run\n"
         "                          (default) or is skipped, counted and reported\n"
         "  --progress / --no-progress  progress on stderr (default: when stderr is a terminal)\n"
@@ -89,6 +99,9 @@ static int cmd_index(int argc, char **argv)
                                        {"domain-field", 1, 0, 'd'}, {"on-error", 1, 0, 'e'}, {"progress", 0, 0, 'p'},
                                        {"no-progress", 0, 0, 'P'},  {"help", 0, 0, 'h'},     {"shard", 1, 0, 's'},
                                        {"merge", 0, 0, 'm'},        {"match-added-tokens", 0, 0, 'A'},
+                                       {"text-field", 1, 0, 'T'},   {"id-field", 1, 0, 'I'},
+                                       {"domain-from-path", 1, 0, 'D'}, {"bad-input", 1, 0, 'e'},
+                                       {"token-dtype", 1, 0, 'y'},
                                        {0, 0, 0, 0}};
     int c, merge = 0;
     uint64_t u;
@@ -102,6 +115,19 @@ static int cmd_index(int argc, char **argv)
             o.threads = (int)u;
             break;
         case 'd': o.domain_field = optarg; break;
+        case 'T': o.text_field = optarg; break;
+        case 'I': o.id_field = optarg; break;
+        case 'D': o.domain_from_path = optarg; break;
+        case 'y': {
+            static const char *const names[] = {"", "uint16", "uint32", "int32", "int64"};
+            o.token_dtype = 0;
+            for (int k = 1; k < 5; k++)
+                if (strcmp(optarg, names[k]) == 0)
+                    o.token_dtype = k;
+            if (!o.token_dtype)
+                return usage_error("index", "--token-dtype must be uint16, uint32, int32 or int64");
+            break;
+        }
         case 'A': o.match_added_tokens = 1; break;
         case 'e':
             if (strcmp(optarg, "fail") == 0)
@@ -109,7 +135,7 @@ static int cmd_index(int argc, char **argv)
             else if (strcmp(optarg, "skip") == 0)
                 o.on_error = LMX_ON_ERROR_SKIP;
             else
-                return usage_error("index", "--on-error must be fail or skip");
+                return usage_error("index", "--on-error (--bad-input) must be fail or skip");
             break;
         case 'p': o.progress = 1; break;
         case 'P': o.progress = 0; break;
@@ -282,11 +308,12 @@ static int cmd_stats(int argc, char **argv)
     return 0;
 }
 
+/* A Parquet source is addressed by row, every other by line (proto/INDEX.md, "Provenance"). */
 static int cmd_doc(int argc, char **argv)
 {
     if (wants_help(argc, argv)) {
         puts("usage: longmixd doc DIR ID... [--json] [--tokens]\n\nOne JSON object a line, in the order asked: id, domain, "
-             "tokens, source, line\n(1-based; 0 for one-document files). --tokens adds the token ids.");
+             "tokens, source, line\n(1-based; 0 for one-document files), row (= line, for Parquet and MDS: the row or sample\nnumber), doc_id (when indexed with --id-field). --tokens adds the token ids.");
         return 0;
     }
     const char *dir = NULL;
@@ -332,6 +359,11 @@ static int cmd_doc(int argc, char **argv)
         json_object_set_new(o, "tokens", json_integer((json_int_t)d.n_tokens));
         json_object_set_new(o, "source", json_string(d.source));
         json_object_set_new(o, "line", json_integer((json_int_t)d.line));
+        /* row-oriented inputs also name the row (1-based; "line" stays for every input) */
+        if (strcmp(d.kind, "parquet") == 0 || strcmp(d.kind, "mds") == 0)
+            json_object_set_new(o, "row", json_integer((json_int_t)d.line));
+        if (d.doc_id)
+            json_object_set_new(o, "doc_id", json_string(d.doc_id));
         if (with_tokens) {
             json_t *a = json_array();
             for (uint64_t t = 0; t < d.n_tokens; t++)
@@ -427,7 +459,8 @@ int main(int argc, char **argv)
         const char *name;
         int (*fn)(int, char **);
     } cmds[] = {{"index", cmd_index}, {"verify", cmd_verify},     {"stats", cmd_stats}, {"doc", cmd_doc},
-                {"serve", cmd_serve}, {"tokenize", lmxd_cmd_tokenize}, {"keygen", cmd_keygen}};
+                {"serve", cmd_serve}, {"tokenize", lmxd_cmd_tokenize}, {"keygen", cmd_keygen},
+                {"export", lmxd_cmd_export}};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         if (strcmp(argv[1], cmds[i].name) == 0)
             return cmds[i].fn(argc - 1, argv + 1);

@@ -23,3 +23,20 @@ add_test(NAME conformance.index COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/conformance/
 set_tests_properties(conformance.index PROPERTIES
   ENVIRONMENT "${LMX_TEST_ENV};LMX_INDEXTEST_DIR=${CMAKE_CURRENT_BINARY_DIR}/index-conformance"
   TIMEOUT 300 SKIP_RETURN_CODE 77)
+
+# conformance.tokenizer_families: the real tokenizer.json of 10 model families (npm, pinned in
+# tests/tools/tokenizers/package-lock.json) against the HF peer on a mixed-script stress set, the
+# cases and 1 MB of real text. Skips (77) without node/npm, the peer or the registry.
+add_test(NAME conformance.tokenizer_families
+         COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/conformance/run-tokenizer-families.sh)
+set_tests_properties(conformance.tokenizer_families PROPERTIES
+  ENVIRONMENT "${LMX_TEST_ENV};LMX_TOKFAM_DIR=${CMAKE_CURRENT_BINARY_DIR}/tokenizer-families"
+  TIMEOUT 300 SKIP_RETURN_CODE 77 RESOURCE_LOCK tokenizer-families)
+
+# conformance.tokenizer_components: the component matrix (each normalizer / pre-tokenizer variant
+# swapped into GPT-2's vocabulary by make-component-tokenizers.py) against the HF peer.
+add_test(NAME conformance.tokenizer_components
+         COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/conformance/run-tokenizer-families.sh components)
+set_tests_properties(conformance.tokenizer_components PROPERTIES
+  ENVIRONMENT "${LMX_TEST_ENV};LMX_TOKFAM_DIR=${CMAKE_CURRENT_BINARY_DIR}/tokenizer-families"
+  TIMEOUT 300 SKIP_RETURN_CODE 77 RESOURCE_LOCK tokenizer-families)

@@ -31,6 +31,8 @@ typedef struct lmx_doc {
     const uint8_t *tokens; /* n_tokens little-endian ids inside the mapping */
     const char *source;   /* NUL-terminated, owned by the index */
     uint64_t line;
+    const char *doc_id;   /* the --id-field value kept at index time, or NULL */
+    const char *kind;     /* the input kind of its shard (manifest "kind": "jsonl", "mds", ...) */
 } lmx_doc;
 
 /* Opens DIR: parses the manifest, maps every shard and checks each header against the manifest
@@ -59,7 +61,18 @@ int lmx__index_set_table_dir(lmx_index *ix, const char *dir);
 const char *lmx__index_table_dir(const lmx_index *ix);
 uint32_t lmx__index_bos(const lmx_index *ix);
 uint32_t lmx__index_eos(const lmx_index *ix);
+/* The tokenizer's document-separator convention (plan defaults for bos/eos) and the BOS/EOS
+ * strings (NULL when unknown or none); proto/TOKENIZER.md "Document separators". */
+int lmx__index_default_bos(const lmx_index *ix);
+int lmx__index_default_eos(const lmx_index *ix);
+const char *lmx__index_sep_token(const lmx_index *ix, int eos);
+/* {"bos": {"id", "token", "default"}, "eos": {...}} (new reference). */
+json_t *lmx__index_separators_json(const lmx_index *ix);
 uint32_t lmx__index_vocab_size(const lmx_index *ix);
+
+/* The path of the shard whose mapping holds addr (borrowed from ix), or NULL: names the file
+ * behind a SIGBUS (a shard truncated while mapped; server/lmxd_guard.c). */
+const char *lmx__index_shard_at(const lmx_index *ix, const void *addr);
 
 /* Document id -> record in O(log shards). LMX_ENOTFOUND for id >= n_docs. */
 int lmx__index_doc(const lmx_index *ix, uint64_t id, lmx_doc *out, lmx_error *err);
@@ -118,6 +131,10 @@ typedef struct lmx_index_options {
     const char *out_dir;
     int threads;              /* >= 1 */
     const char *domain_field; /* dotted JSON path, default "meta.redpajama_set_name" */
+    const char *text_field;   /* dotted path of the text (or token column), default "text" */
+    const char *id_field;     /* dotted path of a per-document id kept as provenance, or NULL */
+    const char *domain_from_path; /* --domain-from-path pattern (data/{domain}/...), or NULL */
+    int token_dtype;          /* enum lmx_token_dtype (inputs/lmx_inputs.h): untyped token bytes */
     int on_error;             /* LMX_ON_ERROR_* */
     int progress;             /* print progress to stderr */
     uint32_t shard_index;     /* --shard I/N: index only the inputs k (sorted by path) with */

@@ -25,6 +25,8 @@ static int discover(const lmx_index_options *opts, char *const *inputs, int n_in
     for (int i = 0; rc == LMX_OK && i < n_inputs; i++)
         rc = lmx__jobs_add_input(jobs, inputs[i], err);
     if (rc == LMX_OK)
+        rc = lmx__jobs_domain_from_path(jobs, opts->domain_from_path, err);
+    if (rc == LMX_OK)
         rc = lmx__jobs_sort(jobs, err);
     if (rc == LMX_OK)
         rc = lmx__jobs_keep_slice(jobs, opts->shard_index, opts->shard_count, err);
@@ -82,7 +84,7 @@ static int reusable(const lmx_index_options *opts, lmx_job *j, json_t *e)
     if (entry_u64(e, "input_mtime_ns") == j->mtime_ns)
         return 1;
     char hex[65];
-    if (!(j->fmt->flags & LMX_INPUT_HASH_REUSE) || lmx__file_blake2b(j->path, hex) != 0 ||
+    if (!(j->fmt->flags & LMX_INPUT_HASH_REUSE) || lmx__files_blake2b(j->files, j->n_files, hex) != 0 ||
         strcmp(hex, entry_str(e, "input_blake2b")) != 0)
         return 0;
     json_object_set_new(e, "input_mtime_ns", json_integer((json_int_t)j->mtime_ns));
@@ -185,6 +187,14 @@ static json_t *tokenizer_json(const lmx_build *B)
     json_object_set_new(tj, "vocab_size", json_integer(lmx__tokenizer_vocab_size(B->tok)));
     json_object_set_new(tj, "bos", json_integer(lmx__tokenizer_bos(B->tok)));
     json_object_set_new(tj, "eos", json_integer(lmx__tokenizer_eos(B->tok)));
+    /* the model's document-separator convention (plan defaults) and the token strings */
+    json_object_set_new(tj, "add_bos", json_boolean(lmx__tokenizer_default_bos(B->tok)));
+    json_object_set_new(tj, "add_eos", json_boolean(lmx__tokenizer_default_eos(B->tok)));
+    for (int k = 0; k < 2; k++) {
+        size_t n;
+        const char *s = lmx__tokenizer_token_str(B->tok, k ? lmx__tokenizer_eos(B->tok) : lmx__tokenizer_bos(B->tok), &n);
+        json_object_set_new(tj, k ? "eos_token" : "bos_token", s ? json_stringn(s, n) : json_null());
+    }
     return tj;
 }
 
@@ -280,6 +290,10 @@ int lmx__index_build(const lmx_index_options *opts_in, char *const *inputs, int 
     lmx_index_options opts = *opts_in;
     if (!opts.domain_field || !*opts.domain_field)
         opts.domain_field = "meta.redpajama_set_name";
+    if (!opts.text_field || !*opts.text_field)
+        opts.text_field = "text";
+    if (opts.id_field && !*opts.id_field)
+        opts.id_field = NULL;
     if (n_inputs < 1)
         return lmx__err(err, LMX_EINVAL, "index: no INPUT given");
     if (sodium_init() < 0)

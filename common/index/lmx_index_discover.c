@@ -186,9 +186,7 @@ static int add_file_input(lmx_job_list *jobs, const char *path, const char *doma
     char *job_path = NULL;
     const lmx_input_format *fmt = lmx__input_match(path, &job_path);
     if (!fmt)
-        return lmx__err(err, LMX_EINVAL,
-                        "input %s: not a .jsonl, .jsonl.zst, .txt file, a folder or a Megatron PREFIX (PREFIX.bin + PREFIX.idx)",
-                        path);
+        return lmx__err(err, LMX_EINVAL, "input %s: not %s, nor a folder holding them", path, lmx__input_kinds());
     long k = new_job(jobs, fmt, job_path ? job_path : strdup(path), domain, err);
     if (k >= 0 && (fmt->flags & LMX_INPUT_FOLDER_JOB) && add_file(&jobs->v[k], path) != LMX_OK)
         k = lmx__err(err, LMX_ENOMEM, "out of memory");
@@ -225,7 +223,7 @@ int lmx__jobs_add_input(lmx_job_list *jobs, const char *arg, lmx_error *err)
         size_t before = jobs->n;
         rc = walk(path, domain, jobs, err);
         if (rc == LMX_OK && jobs->n == before)
-            rc = lmx__err(err, LMX_EINVAL, "input %s: no .jsonl, .jsonl.zst or .txt files in this folder", path);
+            rc = lmx__err(err, LMX_EINVAL, "input %s: this folder holds no input (%s)", path, lmx__input_kinds());
     } else {
         rc = add_file_input(jobs, path, domain, err);
     }
@@ -281,10 +279,69 @@ void lmx__jobs_stat(lmx_job_list *jobs)
 
 void lmx__job_domain_rule(const lmx_index_options *opts, const lmx_job *j, char *out, size_t n)
 {
+    int k;
     if (j->domain)
-        snprintf(out, n, "forced:%s", j->domain);
+        k = snprintf(out, n, "forced:%s", j->domain);
     else if (j->fmt->flags & LMX_INPUT_FOLDER_JOB)
-        snprintf(out, n, "folder");
+        k = snprintf(out, n, "folder");
     else
-        snprintf(out, n, "field:%s", opts->domain_field);
+        k = snprintf(out, n, "field:%s", opts->domain_field);
+    if (j->fmt->flags & LMX_INPUT_NO_FIELDS)
+        return;
+    if (k >= 0 && (size_t)k < n && opts->text_field && strcmp(opts->text_field, "text") != 0)
+        k += snprintf(out + k, n - (size_t)k, ";text:%s", opts->text_field);
+    if (k >= 0 && (size_t)k < n && opts->id_field)
+        k += snprintf(out + k, n - (size_t)k, ";id:%s", opts->id_field);
+    if (k >= 0 && (size_t)k < n && opts->token_dtype)
+        snprintf(out + k, n - (size_t)k, ";dtype:%d", opts->token_dtype);
+}
+
+#define DOMAIN_TAG "{domain}"
+
+/* Glob match of pattern p against all of s: '*' is any run of characters but '/', "{domain}" a
+ * non-empty one, captured into dom[0..*dom_len). */
+static int glob_match(const char *p, const char *s, const char **dom, size_t *dom_len)
+{
+    int tag = strncmp(p, DOMAIN_TAG, strlen(DOMAIN_TAG)) == 0;
+    if (tag || *p == '*') {
+        const char *rest = p + (tag ? strlen(DOMAIN_TAG) : 1);
+        for (size_t k = 0;; k++) { /* s[0..k) is what the wildcard takes */
+            if (k >= (size_t)tag && glob_match(rest, s + k, dom, dom_len)) {
+                if (tag) {
+                    *dom = s;
+                    *dom_len = k;
+                }
+                return 1;
+            }
+            if (!s[k] || s[k] == '/')
+                return 0;
+        }
+    }
+    if (!*p)
+        return !*s;
+    return *p == *s && glob_match(p + 1, s + 1, dom, dom_len);
+}
+
+int lmx__jobs_domain_from_path(lmx_job_list *jobs, const char *pattern, lmx_error *err)
+{
+    if (!pattern)
+        return LMX_OK;
+    if (!strstr(pattern, DOMAIN_TAG))
+        return lmx__err(err, LMX_EINVAL, "--domain-from-path %s: the pattern needs a {domain} part", pattern);
+    for (size_t i = 0; i < jobs->n; i++) {
+        lmx_job *j = &jobs->v[i];
+        if (j->domain)
+            continue; /* DOMAIN=PATH wins */
+        const char *dom = NULL;
+        size_t dl = 0;
+        /* the whole path, else any tail after a '/' (a relative pattern under an absolute INPUT) */
+        for (const char *s = j->path; s && !dom; s = strchr(s, '/') ? strchr(s, '/') + 1 : NULL)
+            if (!glob_match(pattern, s, &dom, &dl))
+                dom = NULL;
+        if (!dom)
+            return lmx__err(err, LMX_EINVAL, "input %s does not match --domain-from-path %s", j->path, pattern);
+        if (!(j->domain = strndup(dom, dl)))
+            return lmx__err(err, LMX_ENOMEM, "out of memory");
+    }
+    return LMX_OK;
 }

@@ -34,6 +34,9 @@ typedef struct lmx_job_list {
 
 /* Adds the jobs of one INPUT argument (file, folder, DOMAIN=PATH, Megatron PREFIX). */
 int lmx__jobs_add_input(lmx_job_list *jobs, const char *arg, lmx_error *err);
+/* --domain-from-path: the domain of every job not forced by DOMAIN= from its path; a job whose
+ * path does not match the pattern is LMX_EINVAL naming both. */
+int lmx__jobs_domain_from_path(lmx_job_list *jobs, const char *pattern, lmx_error *err);
 /* Sorts by path; a path twice is LMX_EINVAL. */
 int lmx__jobs_sort(lmx_job_list *jobs, lmx_error *err);
 /* --shard I/N: keeps the jobs k with k % N == I (frees the others). */
@@ -41,8 +44,10 @@ int lmx__jobs_keep_slice(lmx_job_list *jobs, uint32_t index, uint32_t count, lmx
 /* Sums the sizes and takes the newest mtime of each job's files. */
 void lmx__jobs_stat(lmx_job_list *jobs);
 void lmx__jobs_free(lmx_job_list *jobs);
-/* How a job's documents get their domain ("forced:NAME", "folder", "field:PATH"): part of the
- * reuse key, so another --domain-field or DOMAIN= re-indexes. */
+/* How a job's records become documents: the domain ("forced:NAME", "folder", "field:PATH"), then
+ * ";text:PATH" / ";id:PATH" / ";dtype:N" when not the defaults and the format has fields (so indexes written before these
+ * options keep their key). Part of the reuse key: another --domain-field, DOMAIN=,
+ * --domain-from-path, --text-field, --id-field or --token-dtype re-indexes. */
 void lmx__job_domain_rule(const lmx_index_options *opts, const lmx_job *j, char *out, size_t n);
 
 /* ---- shard writer (lmx_shard_writer.c; layout in proto/INDEX.md) ---- */
@@ -53,6 +58,9 @@ typedef struct lmx_shard_writer {
     uint64_t n_tokens, n_docs;
     lmx_buf docs;
     char **strings; /* domains first (n_domains), then sources */
+    lmx_buf ids;     /* per document: u64 end offset of its id in id_blob (ids section) */
+    lmx_buf id_blob; /* the documents' ids, each NUL-terminated ("" = none) */
+    int has_ids;     /* some document has an id: the shard gets an ids section */
     uint32_t n_strings, n_domains, cap_strings;
     lmx_domain_stats *dstats; /* per shard-local domain */
 } lmx_shard_writer;
@@ -62,7 +70,7 @@ int lmx__shard_open(lmx_shard_writer *w, const char *out_dir, const char *name, 
                     lmx_error *err);
 /* One document whose n_tokens ids are packed little-endian in token_bytes each. */
 int lmx__shard_add(lmx_shard_writer *w, const uint8_t *toks, uint64_t n_tokens, const char *domain,
-                   const char *source, uint64_t line, lmx_error *err);
+                   const char *source, uint64_t line, const char *doc_id, lmx_error *err);
 /* Sections, header, fsync; hashes the file as written and renames it into place. */
 int lmx__shard_finish(lmx_shard_writer *w, char hex_sum[65], uint64_t *file_size, lmx_error *err);
 /* Removes the temp file of an unfinished shard. */
@@ -75,6 +83,10 @@ void lmx__pack_ids(uint8_t *out, const uint32_t *ids, size_t n, uint32_t token_b
 typedef struct lmx_manifest_info {
     uint32_t token_bytes, bos, eos, vocab_size;
     const char *tokenizer_identity; /* inside the manifest */
+    /* separators convention and strings (optional in the manifest: absent in indexes from
+     * before #12 = BOS when there is one, no EOS; strings NULL) */
+    int add_bos, add_eos;
+    const char *bos_token, *eos_token; /* inside the manifest, or NULL */
 } lmx_manifest_info;
 
 /* Loads DIR/manifest.json and checks every field the format requires (proto/INDEX.md):

@@ -25,6 +25,7 @@ typedef struct brec {
     size_t src_off;  /* source path in strs */
     size_t dom_off;  /* domain in strs, or NONE */
     size_t why_off;  /* BAD: the reason in strs */
+    size_t id_off;   /* the document's --id-field value in strs, or NONE */
     size_t tok_off;  /* a document: packed ids in toks */
     uint64_t n_tokens, where, bytes;
 } brec;
@@ -94,9 +95,13 @@ static int batch_add(batch *b, const lmx_input_rec *rec, size_t *last_src, size_
     brec *x = &b->recs[b->n];
     const char *dom = j->domain ? j->domain : rec->domain;
     *x = (brec){.kind = rec->kind, .off = b->text.len, .len = rec->len, .where = rec->where, .bytes = rec->bytes,
-                .dom_off = NONE, .tok_off = b->toks.len, .n_tokens = rec->n_ids};
+                .dom_off = NONE, .id_off = NONE, .tok_off = b->toks.len, .n_tokens = rec->n_ids};
     x->src_off = put_str(b, rec->source, last_src);
     int oom = x->src_off == NONE || (dom && (x->dom_off = put_str(b, dom, last_dom)) == NONE);
+    if (rec->doc_id && rec->kind != LMX_REC_BAD) {
+        x->id_off = b->strs.len;
+        oom |= lmx__buf_append(&b->strs, rec->doc_id, strlen(rec->doc_id) + 1) != LMX_OK;
+    }
     if (rec->kind == LMX_REC_BAD) {
         x->why_off = b->strs.len;
         oom |= lmx__buf_append(&b->strs, rec->why, strlen(rec->why) + 1) != LMX_OK;
@@ -199,6 +204,13 @@ static void process_text(batch *b, brec *x, lmx_input_parsed *parsed, const lmx_
         }
         text = parsed->text;
         len = parsed->text_len;
+        if (parsed->doc_id) {
+            x->id_off = b->strs.len;
+            if (lmx__buf_append(&b->strs, parsed->doc_id, strlen(parsed->doc_id) + 1) != LMX_OK) {
+                mark_bad(b, x, "out of memory");
+                return;
+            }
+        }
         if (x->dom_off == NONE && parsed->domain) {
             x->dom_off = b->strs.len;
             if (lmx__buf_append(&b->strs, parsed->domain, strlen(parsed->domain) + 1) != LMX_OK) {
@@ -232,6 +244,7 @@ void lmx__job_batch_work(lmx_pool_item *it, void *worker)
     }
     lmx__buf_free(&parsed.scratch[0]);
     lmx__buf_free(&parsed.scratch[1]);
+    lmx__buf_free(&parsed.scratch[2]);
 }
 
 /* A bad record: with --on-error=skip it is counted and reported, else it fails the job. */
@@ -265,7 +278,8 @@ static int consume(void *arg, lmx_pool_item *it)
             jc->rc = b->err.code ? b->err.code : LMX_EINTERNAL;
         } else if (x->kind == LMX_REC_TOKENS)
             jc->rc = lmx__shard_add(jc->w, b->toks.data + x->tok_off, x->n_tokens, strs + x->dom_off,
-                                    strs + x->src_off, x->where, jc->err);
+                                    strs + x->src_off, x->where, x->id_off == NONE ? NULL : strs + x->id_off,
+                                    jc->err);
     }
     atomic_fetch_add(&jc->B->bytes_done, bytes);
     batch_free(b);
@@ -279,7 +293,9 @@ static int read_input(lmx_build *B, lmx_job *j, lmx_shard_writer *w, lmx_build_w
                       char hex[65])
 {
     lmx_input_params p = {.path = j->path, .files = j->files, .n_files = j->n_files, .domain = j->domain,
-                          .domain_field = B->opts->domain_field, .vocab_size = lmx__tokenizer_vocab_size(B->tok)};
+                          .domain_field = B->opts->domain_field, .text_field = B->opts->text_field,
+                          .id_field = B->opts->id_field, .token_dtype = B->opts->token_dtype,
+                          .vocab_size = lmx__tokenizer_vocab_size(B->tok)};
     job_ctx jc = {.B = B, .j = j, .w = w, .err = &j->err};
     int rc = j->fmt->open(&p, &jc.in, &j->err);
     if (rc == LMX_OK) {
@@ -378,6 +394,16 @@ int lmx__job_run(lmx_build *B, lmx_job *j, lmx_build_worker *wk)
     rc = lmx__shard_open(&w, B->opts->out_dir, name, B->token_bytes, &j->err);
     if (rc == LMX_OK)
         rc = read_input(B, j, &w, wk, &kind, input_hash);
+    if (rc == LMX_EFORMAT && B->opts->on_error == LMX_ON_ERROR_SKIP) {
+        /* a corrupt or truncated input (the reader's error): rejected whole, like an unreadable
+         * one, so no partial shard stands for it; looked at again on the next run */
+        j->skipped++;
+        fprintf(stderr, "longmixd index: skipped corrupt input: %s\n", j->err.message);
+        j->err = (lmx_error){0};
+        lmx__shard_abort(&w);
+        lmx__shard_free(&w);
+        return LMX_OK;
+    }
     if (rc == LMX_OK && w.n_docs == 0 && j->skipped == 0) {
         if (B->opts->on_error == LMX_ON_ERROR_SKIP) {
             j->skipped++;

@@ -53,6 +53,13 @@ static int check_header(json_t *m, const char *mpath, lmx_manifest_info *info, l
     info->eos = (uint32_t)eos;
     info->vocab_size = (uint32_t)vocab;
     info->tokenizer_identity = json_string_value(json_object_get(tok, "identity"));
+    json_t *ab = json_object_get(tok, "add_bos"), *ae = json_object_get(tok, "add_eos");
+    if ((ab && !json_is_boolean(ab)) || (ae && !json_is_boolean(ae)))
+        return lmx__err(err, LMX_EFORMAT, "%s: tokenizer.add_bos/add_eos must be booleans", mpath);
+    info->add_bos = ab ? json_is_true(ab) : bos != UINT32_MAX;
+    info->add_eos = ae ? json_is_true(ae) : 0;
+    info->bos_token = json_string_value(json_object_get(tok, "bos_token"));
+    info->eos_token = json_string_value(json_object_get(tok, "eos_token"));
     return LMX_OK;
 }
 

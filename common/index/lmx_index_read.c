@@ -15,12 +15,14 @@
 
 typedef struct shard {
     char *path;
+    char *kind; /* the manifest entry's input kind ("jsonl", "mds", ...), "" when absent */
     uint8_t *map;
     size_t size;
     uint64_t n_docs, n_tokens, doc_base;
     uint32_t token_bytes, n_domains;
     uint64_t n_strings;
     const uint8_t *tokens, *docs, *str_offsets, *str_blob;
+    const uint8_t *id_offsets, *id_blob; /* the ids section (--id-field), or NULL */
     uint32_t *domain_map; /* local domain string index -> global domain */
 } shard;
 
@@ -30,6 +32,8 @@ struct lmx_index {
     size_t n_shards;
     uint64_t n_docs, n_tokens;
     uint32_t token_bytes, bos, eos, vocab_size;
+    int add_bos, add_eos;
+    char *sep_token[2]; /* BOS / EOS strings or NULL */
     char **domains;
     uint32_t n_domains;
     lmx_domain_stats *stats;
@@ -37,6 +41,15 @@ struct lmx_index {
     char *tokenizer_identity;
     char *table_dir; /* plans' item tables (lmx__index_set_table_dir), NULL = heap */
 };
+
+const char *lmx__index_shard_at(const lmx_index *ix, const void *addr)
+{
+    const uint8_t *a = addr;
+    for (size_t i = 0; ix && a && i < ix->n_shards; i++)
+        if (ix->shards[i].map && a >= ix->shards[i].map && a < ix->shards[i].map + ix->shards[i].size)
+            return ix->shards[i].path;
+    return NULL;
+}
 
 int lmx__bucket_of(uint64_t n)
 {
@@ -61,6 +74,25 @@ void lmx__stats_add(lmx_domain_stats *s, uint64_t n, uint64_t long_threshold)
 static const char *shard_string(const shard *s, uint64_t i)
 {
     return (const char *)s->str_blob + lmx__get64(s->str_offsets + 8 * i);
+}
+
+/* The optional ids section at off (after the strings): n_docs + 1 non-decreasing u64 offsets
+ * into the blob after them, first 0, each id NUL-terminated. */
+static int check_ids(shard *s, uint64_t off, uint64_t fsize, lmx_error *err)
+{
+    uint64_t strings_end = (uint64_t)(s->str_blob - s->map);
+    if (off % 8 || off < strings_end || off > fsize || s->n_docs >= (fsize - off) / 8)
+        return lmx__err(err, LMX_EFORMAT, "%s: ids section offset inconsistent with the file size", s->path);
+    s->id_offsets = s->map + off;
+    s->id_blob = s->id_offsets + 8 * (s->n_docs + 1);
+    uint64_t size = fsize - (uint64_t)(s->id_blob - s->map), prev = 0;
+    for (uint64_t i = 0; i <= s->n_docs; i++) {
+        uint64_t o = lmx__get64(s->id_offsets + 8 * i);
+        if ((i == 0 && o != 0) || o > size || (i > 0 && (o <= prev || s->id_blob[o - 1] != '\0')))
+            return lmx__err(err, LMX_EFORMAT, "%s: ids entry %llu invalid", s->path, (unsigned long long)i);
+        prev = o;
+    }
+    return LMX_OK;
 }
 
 /* Checks a mapped shard's header and sections against the file size and the manifest entry. */
@@ -100,7 +132,14 @@ static int check_shard(shard *s, uint64_t want_docs, uint64_t want_tokens, lmx_e
     s->docs = s->map + doc_off;
     s->str_offsets = s->map + str_off;
     s->str_blob = s->str_offsets + 8 * (s->n_strings + 1);
-    uint64_t blob_size = fsize - (uint64_t)(s->str_blob - s->map), prev = 0;
+    uint64_t blob_end = fsize, ids_off = lmx__get64(h + LMX_SH_IDS_OFFSET);
+    if (ids_off) {
+        int rc = check_ids(s, ids_off, fsize, err);
+        if (rc != LMX_OK)
+            return rc;
+        blob_end = ids_off;
+    }
+    uint64_t blob_size = blob_end - (uint64_t)(s->str_blob - s->map), prev = 0;
     for (uint64_t i = 0; i <= s->n_strings; i++) {
         uint64_t o = lmx__get64(s->str_offsets + 8 * i);
         if (o < prev || o > blob_size || (i > 0 && (o == prev || s->str_blob[o - 1] != '\0')))
@@ -141,6 +180,9 @@ static int open_shard(lmx_index *ix, json_t *e, size_t i, lmx_error *err)
     if (!s->path)
         return lmx__err(err, LMX_ENOMEM, "index: out of memory");
     snprintf(s->path, plen, "%s/shards/%s", ix->dir, file);
+    const char *kind = json_string_value(json_object_get(e, "kind"));
+    if (!(s->kind = strdup(kind ? kind : "")))
+        return lmx__err(err, LMX_ENOMEM, "index: out of memory");
     int rc;
     if ((rc = lmx__map_file(s->path, &s->map, &s->size, err)) || (rc = check_shard(s, nd, nt, err)))
         return rc;
@@ -211,6 +253,10 @@ int lmx__index_open(const char *dir, lmx_index **out, lmx_error *err)
         ix->eos = info.eos;
         ix->vocab_size = info.vocab_size;
         ix->tokenizer_identity = strdup(info.tokenizer_identity);
+        ix->add_bos = info.add_bos;
+        ix->add_eos = info.add_eos;
+        ix->sep_token[0] = info.bos_token ? strdup(info.bos_token) : NULL;
+        ix->sep_token[1] = info.eos_token ? strdup(info.eos_token) : NULL;
         ix->n_shards = json_array_size(shards);
         ix->shards = calloc(ix->n_shards + 1, sizeof *ix->shards);
     }
@@ -247,6 +293,7 @@ void lmx__index_close(lmx_index *ix)
         if (ix->shards[i].map)
             munmap(ix->shards[i].map, ix->shards[i].size);
         free(ix->shards[i].path);
+        free(ix->shards[i].kind);
         free(ix->shards[i].domain_map);
     }
     for (uint32_t d = 0; d < ix->n_domains; d++)
@@ -257,6 +304,8 @@ void lmx__index_close(lmx_index *ix)
     free(ix->dir);
     free(ix->tokenizer_identity);
     free(ix->table_dir);
+    free(ix->sep_token[0]);
+    free(ix->sep_token[1]);
     free(ix);
 }
 
@@ -282,6 +331,23 @@ int lmx__index_set_table_dir(lmx_index *ix, const char *dir)
 }
 uint32_t lmx__index_bos(const lmx_index *ix) { return ix->bos; }
 uint32_t lmx__index_eos(const lmx_index *ix) { return ix->eos; }
+int lmx__index_default_bos(const lmx_index *ix) { return ix->add_bos; }
+int lmx__index_default_eos(const lmx_index *ix) { return ix->add_eos; }
+const char *lmx__index_sep_token(const lmx_index *ix, int eos) { return ix->sep_token[eos != 0]; }
+
+json_t *lmx__index_separators_json(const lmx_index *ix)
+{
+    json_t *o = json_object();
+    for (int k = 0; k < 2; k++) {
+        uint32_t id = k ? ix->eos : ix->bos;
+        json_t *s = json_object();
+        json_object_set_new(s, "id", id == UINT32_MAX ? json_null() : json_integer(id));
+        json_object_set_new(s, "token", ix->sep_token[k] ? json_string(ix->sep_token[k]) : json_null());
+        json_object_set_new(s, "default", json_boolean(k ? ix->add_eos : ix->add_bos));
+        json_object_set_new(o, k ? "eos" : "bos", s);
+    }
+    return o;
+}
 uint32_t lmx__index_vocab_size(const lmx_index *ix) { return ix->vocab_size; }
 
 static const shard *find_shard(const lmx_index *ix, uint64_t id)
@@ -319,6 +385,12 @@ int lmx__index_doc(const lmx_index *ix, uint64_t id, lmx_doc *out, lmx_error *er
     out->tokens = s->tokens + lmx__get64(r + LMX_SD_TOKEN_START) * s->token_bytes;
     out->source = shard_string(s, lmx__get32(r + LMX_SD_SOURCE));
     out->line = lmx__get64(r + LMX_SD_LINE);
+    out->doc_id = NULL;
+    out->kind = s->kind;
+    if (s->id_offsets) {
+        const char *t = (const char *)s->id_blob + lmx__get64(s->id_offsets + 8 * (id - s->doc_base));
+        out->doc_id = *t ? t : NULL;
+    }
     return LMX_OK;
 }
 
@@ -329,6 +401,7 @@ json_t *lmx__index_stats_json(const lmx_index *ix)
     json_object_set_new(root, "total_tokens", json_integer((json_int_t)ix->n_tokens));
     json_object_set_new(root, "total_docs", json_integer((json_int_t)ix->n_docs));
     json_object_set_new(root, "tokenizer", json_string(ix->tokenizer_identity));
+    json_object_set_new(root, "separators", lmx__index_separators_json(ix));
     json_object_set_new(root, "index_id", json_string(ix->identity));
     for (uint32_t d = 0; d < ix->n_domains; d++) {
         const lmx_domain_stats *s = &ix->stats[d];

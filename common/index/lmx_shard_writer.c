@@ -25,6 +25,7 @@ int lmx__shard_open(lmx_shard_writer *w, const char *out_dir, const char *name, 
     if (fwrite(zero, 1, sizeof zero, w->f) != sizeof zero)
         return lmx__err_errno(err, "write %s", w->tmp_path);
     w->docs.cap_limit = (size_t)1 << 34;
+    w->ids.cap_limit = w->id_blob.cap_limit = (size_t)1 << 34;
     return LMX_OK;
 }
 
@@ -47,6 +48,8 @@ void lmx__shard_free(lmx_shard_writer *w)
     free(w->tmp_path);
     free(w->final_path);
     lmx__buf_free(&w->docs);
+    lmx__buf_free(&w->ids);
+    lmx__buf_free(&w->id_blob);
 }
 
 /* Domains must all be added before the first source string: domains are strings [0, n_domains). */
@@ -111,12 +114,22 @@ static int doc_record(lmx_shard_writer *w, uint64_t n_tokens, const char *domain
 
 /* One document whose tokens are already packed (n_tokens little-endian ids of token_bytes). */
 int lmx__shard_add(lmx_shard_writer *w, const uint8_t *toks, uint64_t n_tokens, const char *domain,
-                         const char *source, uint64_t line, lmx_error *err)
+                         const char *source, uint64_t line, const char *doc_id, lmx_error *err)
 {
     uint32_t di = 0;
     int rc = doc_record(w, n_tokens, domain, source, line, &di, err);
     if (rc != LMX_OK)
         return rc;
+    /* Every document gets an ids entry ("" = none): whether the section is written is only known
+     * at the end. */
+    uint8_t end[8];
+    const char *id = doc_id ? doc_id : "";
+    if (lmx__buf_append(&w->id_blob, id, strlen(id) + 1) != LMX_OK)
+        return lmx__err(err, LMX_ENOMEM, "out of memory");
+    lmx__put64(end, w->id_blob.len);
+    if (lmx__buf_append(&w->ids, end, 8) != LMX_OK)
+        return lmx__err(err, LMX_ENOMEM, "out of memory");
+    w->has_ids |= *id != '\0';
     size_t nb = (size_t)n_tokens * w->token_bytes;
     if (nb && fwrite(toks, 1, nb, w->f) != nb)
         return lmx__err_errno(err, "write %s", w->tmp_path);
@@ -144,9 +157,23 @@ static int write_pad(FILE *f, uint64_t *off)
     return pad && fwrite(z, 1, pad, f) != pad ? -1 : 0;
 }
 
-/* Writes the doc records and the string table after the tokens; returns the file size, or 0 on
- * a write error. */
-static uint64_t write_sections(lmx_shard_writer *w, uint64_t *docs_off, uint64_t *str_off)
+/* The ids section at *off (8-aligned first): n_docs + 1 u64 offsets into the blob (first 0), then
+ * the blob of NUL-terminated ids; the new end, or 0 on a write error. */
+static uint64_t write_ids(lmx_shard_writer *w, uint64_t off, uint64_t *ids_off)
+{
+    static const uint8_t zero[8];
+    if (write_pad(w->f, &off) || fwrite(zero, 1, 8, w->f) != 8)
+        return 0;
+    *ids_off = off;
+    if ((w->ids.len && fwrite(w->ids.data, 1, w->ids.len, w->f) != w->ids.len) ||
+        (w->id_blob.len && fwrite(w->id_blob.data, 1, w->id_blob.len, w->f) != w->id_blob.len))
+        return 0;
+    return off + 8 + w->ids.len + w->id_blob.len;
+}
+
+/* Writes the doc records, the string table and the ids (if any) after the tokens; returns the
+ * file size, or 0 on a write error. */
+static uint64_t write_sections(lmx_shard_writer *w, uint64_t *docs_off, uint64_t *str_off, uint64_t *ids_off)
 {
     uint64_t off = LMX_SHARD_HEADER_SIZE + w->n_tokens * w->token_bytes, so = 0;
     if (write_pad(w->f, &off))
@@ -169,11 +196,12 @@ static uint64_t write_sections(lmx_shard_writer *w, uint64_t *docs_off, uint64_t
     for (uint32_t i = 0; i < w->n_strings; i++)
         if (fwrite(w->strings[i], 1, strlen(w->strings[i]) + 1, w->f) != strlen(w->strings[i]) + 1)
             return 0;
-    return off + 8 * ((uint64_t)w->n_strings + 1) + so;
+    off += 8 * ((uint64_t)w->n_strings + 1) + so;
+    return w->has_ids ? write_ids(w, off, ids_off) : off;
 }
 
 /* Rewrites the header, flushes, fsyncs and closes the file; 0 or -1. */
-static int write_header(lmx_shard_writer *w, uint64_t docs_off, uint64_t str_off, uint64_t size)
+static int write_header(lmx_shard_writer *w, uint64_t docs_off, uint64_t str_off, uint64_t ids_off, uint64_t size)
 {
     uint8_t hdr[LMX_SHARD_HEADER_SIZE] = {0};
     memcpy(hdr, LMX_SHARD_MAGIC, 8);
@@ -187,6 +215,7 @@ static int write_header(lmx_shard_writer *w, uint64_t docs_off, uint64_t str_off
     lmx__put64(hdr + LMX_SH_N_STRINGS, w->n_strings);
     lmx__put64(hdr + LMX_SH_FILE_SIZE, size);
     lmx__put32(hdr + LMX_SH_N_DOMAINS, w->n_domains);
+    lmx__put64(hdr + LMX_SH_IDS_OFFSET, ids_off);
     if (fseek(w->f, 0, SEEK_SET) != 0 || fwrite(hdr, 1, sizeof hdr, w->f) != sizeof hdr || fflush(w->f) != 0 ||
         fsync(fileno(w->f)) != 0)
         return -1;
@@ -214,8 +243,8 @@ static int hash_written(const char *path, uint64_t size, char hex[65])
 
 int lmx__shard_finish(lmx_shard_writer *w, char hex_sum[65], uint64_t *file_size, lmx_error *err)
 {
-    uint64_t docs_off = 0, str_off = 0, size = write_sections(w, &docs_off, &str_off);
-    if (size == 0 || write_header(w, docs_off, str_off, size) != 0 || hash_written(w->tmp_path, size, hex_sum) != 0 ||
+    uint64_t docs_off = 0, str_off = 0, ids_off = 0, size = write_sections(w, &docs_off, &str_off, &ids_off);
+    if (size == 0 || write_header(w, docs_off, str_off, ids_off, size) != 0 || hash_written(w->tmp_path, size, hex_sum) != 0 ||
         rename(w->tmp_path, w->final_path) != 0) {
         lmx__err_errno(err, "write %s", w->tmp_path);
         lmx__shard_abort(w);

@@ -49,5 +49,15 @@ enum {
  * out of memory); text and field are then unspecified. */
 int lmx__jsonl_fast(const char *s, size_t n, unsigned flags, const lmx__jsonl_path *path, lmx_buf *text,
                     lmx_buf *field, int *field_found);
+/* The same with the text under another top-level key (`--text-field content`): the answer of
+ * json_object_get(doc, text_key) instead of "text". Declines (0) for a key with a '.' (a nested
+ * path) or equal to the field path's first segment. */
+int lmx__jsonl_fast_key(const char *s, size_t n, unsigned flags, const char *text_key, const lmx__jsonl_path *path,
+                        lmx_buf *text, lmx_buf *field, int *field_found);
+/* The same with up to 2 field paths (the indexer's domain and --id-field): fields[k] and
+ * found[k] as field and field_found above, for paths[k]. Declines also when a path starts with
+ * the text key. */
+int lmx__jsonl_fast_fields(const char *s, size_t n, unsigned flags, const char *text_key, lmx_buf *text,
+                           size_t n_fields, const lmx__jsonl_path *const *paths, lmx_buf *const *fields, int *found);
 
 #endif

@@ -21,10 +21,12 @@ typedef struct lmx_plan_spec {
     uint64_t seed;
     uint64_t long_threshold;
     double short_keep;
-    int bos, eos;
+    int bos, eos; /* 1/0; -1 (key absent) = the tokenizer's convention, set by lmx__plan_create */
     uint64_t cut_len;
     uint64_t total_tokens; /* 0 = endless */
     int cu_seqlens;
+    int cross_doc_labels; /* wire v2 labels: keep targets across document boundaries (default 0) */
+    int32_t ignore_index; /* wire v2 label of positions without a target (default -100) */
     uint32_t n_weights;
     char *weight_names[LMX_MAX_WEIGHTS]; /* owned */
     double weights[LMX_MAX_WEIGHTS];
@@ -50,6 +52,8 @@ const lmx_plan_spec *lmx__plan_spec(const lmx_plan *p);
 /* Hex of the 16-byte plan id (BLAKE2b of the index identity and the resolved spec). */
 const char *lmx__plan_id_hex(const lmx_plan *p);
 const uint8_t *lmx__plan_id(const lmx_plan *p);
+/* The separators the plan inserts: {"bos": {"id", "token"} or null, "eos": ...} (new ref). */
+json_t *lmx__plan_separators_json(const lmx_plan *p);
 /* Number of steps when total_tokens is set, else UINT64_MAX. */
 uint64_t lmx__plan_max_steps(const lmx_plan *p);
 
@@ -57,6 +61,13 @@ uint64_t lmx__plan_max_steps(const lmx_plan *p);
  * Errors: LMX_EINVAL (rank >= world, world does not divide global_batch), LMX_ERANGE (step past
  * total_tokens), LMX_ENOMEM. */
 int lmx__plan_batch(lmx_plan *p, uint64_t step, uint32_t rank, uint32_t world, lmx_buf *out, lmx_error *err);
+/* lmx__plan_batch as wire v2 (proto/WIRE.md): every sequence reduced to context-parallel rank
+ * cp_rank's zigzag slice (chunks cp_rank and 2*cp_size-1-cp_rank of 2*cp_size), with labels,
+ * position ids and the whole sequence's cu_seqlens. Errors: those of lmx__plan_batch; LMX_EINVAL
+ * naming cp_size or cp_rank (cp_size 0 or over LMX_MAX_CP_SIZE, cp_rank >= cp_size, seq_len not
+ * a multiple of 2*cp_size when cp_size > 1). */
+int lmx__plan_batch_cp(lmx_plan *p, uint64_t step, uint32_t rank, uint32_t world, uint32_t cp_rank,
+                       uint32_t cp_size, lmx_buf *out, lmx_error *err);
 /* The body of one global sequence g (a batch of one, step = g, rank 0, world 1). */
 int lmx__plan_sequence(lmx_plan *p, uint64_t g, lmx_buf *out, lmx_error *err);
 

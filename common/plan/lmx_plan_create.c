@@ -219,9 +219,15 @@ static int bind_index(lmx_plan *p, uint32_t nd, lmx_error *err)
         return lmx__err(err, LMX_EINVAL, "plan %s: the index has no documents", p->name);
     p->bos_id = lmx__index_bos(ix);
     p->eos_id = lmx__index_eos(ix);
-    if ((spec->bos && p->bos_id == UINT32_MAX) || (spec->eos && p->eos_id == UINT32_MAX))
-        return lmx__err(err, LMX_EINVAL, "plans.%s.%s: the index's tokenizer has no such token", p->name,
-                        spec->bos ? "bos" : "eos");
+    /* defaults: the model's own document separators (recorded in the index) */
+    if (spec->bos < 0)
+        p->spec.bos = lmx__index_default_bos(ix) && p->bos_id != UINT32_MAX;
+    if (spec->eos < 0)
+        p->spec.eos = lmx__index_default_eos(ix) && p->eos_id != UINT32_MAX;
+    for (int k = 0; k < 2; k++)
+        if ((k ? spec->eos : spec->bos) > 0 && (k ? p->eos_id : p->bos_id) == UINT32_MAX)
+            return lmx__err(err, LMX_EINVAL, "plans.%s.%s: the index's tokenizer %s has no %s token", p->name,
+                            k ? "eos" : "bos", lmx__index_tokenizer_identity(ix), k ? "EOS" : "BOS");
     p->nsep = (uint32_t)(spec->bos != 0) + (uint32_t)(spec->eos != 0);
     p->B = (uint64_t)spec->seq_len * ((BLOCK_TARGET + spec->seq_len - 1) / spec->seq_len);
     uint8_t h[8];
@@ -298,6 +304,22 @@ const char *lmx__plan_name(const lmx_plan *p) { return p->name; }
 const lmx_plan_spec *lmx__plan_spec(const lmx_plan *p) { return &p->spec; }
 const char *lmx__plan_id_hex(const lmx_plan *p) { return p->id_hex; }
 const uint8_t *lmx__plan_id(const lmx_plan *p) { return p->id; }
+
+json_t *lmx__plan_separators_json(const lmx_plan *p)
+{
+    json_t *o = json_object();
+    for (int k = 0; k < 2; k++) {
+        json_t *s = json_null();
+        if (k ? p->spec.eos : p->spec.bos) {
+            const char *tok = lmx__index_sep_token(p->ix, k);
+            s = json_object();
+            json_object_set_new(s, "id", json_integer(k ? p->eos_id : p->bos_id));
+            json_object_set_new(s, "token", tok ? json_string(tok) : json_null());
+        }
+        json_object_set_new(o, k ? "eos" : "bos", s);
+    }
+    return o;
+}
 
 uint64_t lmx__plan_max_steps(const lmx_plan *p)
 {

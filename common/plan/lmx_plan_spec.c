@@ -37,7 +37,8 @@ static int check_keys(const char *name, const json_t *obj, lmx_error *err)
 {
     static const char *const known[] = {"strategy", "seq_len", "global_batch", "seed", "long_threshold",
                                         "short_keep", "bos", "eos", "cut_len", "total_tokens",
-                                        "domain_weights", "cu_seqlens", NULL};
+                                        "domain_weights", "cu_seqlens", "cross_doc_labels", "ignore_index",
+                                        NULL};
     const char *key;
     json_t *v;
     json_object_foreach((json_t *)obj, key, v)
@@ -84,8 +85,16 @@ static int parse_numbers(const char *name, const json_t *obj, lmx_plan_spec *s, 
         (rc = get_uint(obj, name, "cut_len", 1, UINT32_MAX, &s->cut_len, err)) ||
         (rc = get_uint(obj, name, "total_tokens", 1, UINT64_MAX >> 2, &s->total_tokens, err)) ||
         (rc = get_bool(obj, name, "bos", &s->bos, err)) || (rc = get_bool(obj, name, "eos", &s->eos, err)) ||
-        (rc = get_bool(obj, name, "cu_seqlens", &s->cu_seqlens, err)))
+        (rc = get_bool(obj, name, "cu_seqlens", &s->cu_seqlens, err)) ||
+        (rc = get_bool(obj, name, "cross_doc_labels", &s->cross_doc_labels, err)))
         return rc;
+    json_t *ii = json_object_get(obj, "ignore_index");
+    if (ii) {
+        if (!json_is_integer(ii) || json_integer_value(ii) >= 0 || json_integer_value(ii) < INT32_MIN)
+            return lmx__err(err, LMX_EINVAL, "plans.%s.ignore_index: must be a negative integer >= %d", name,
+                            INT32_MIN);
+        s->ignore_index = (int32_t)json_integer_value(ii);
+    }
     json_t *k = json_object_get(obj, "short_keep");
     if (k) {
         if (s->strategy != LMX_PER_SOURCE && s->strategy != LMX_GLOBAL)
@@ -131,9 +140,11 @@ int lmx__plan_spec_parse(const char *name, const json_t *obj, lmx_plan_spec *s, 
     s->global_batch = 32;
     s->long_threshold = LMX_LONG_THRESHOLD;
     s->short_keep = 1.0;
-    s->bos = 1;
+    s->bos = -1; /* -1: the tokenizer's convention, resolved when the plan binds its index */
+    s->eos = -1;
     s->cut_len = 4096;
     s->cu_seqlens = 1;
+    s->ignore_index = -100;
     if (!json_is_object(obj))
         return lmx__err(err, LMX_EINVAL, "plans.%s: must be an object", name);
     int rc = check_keys(name, obj, err);
@@ -163,13 +174,19 @@ json_t *lmx__plan_spec_json(const lmx_plan_spec *s)
     json_object_set_new(o, "seed", json_integer((json_int_t)s->seed));
     json_object_set_new(o, "long_threshold", json_integer((json_int_t)s->long_threshold));
     json_object_set_new(o, "short_keep", json_real(s->short_keep));
-    json_object_set_new(o, "bos", json_boolean(s->bos));
-    json_object_set_new(o, "eos", json_boolean(s->eos));
+    /* resolved specs (lmx__plan_spec of a plan) always have 0/1; null = not yet bound */
+    json_object_set_new(o, "bos", s->bos < 0 ? json_null() : json_boolean(s->bos));
+    json_object_set_new(o, "eos", s->eos < 0 ? json_null() : json_boolean(s->eos));
     if (s->strategy == LMX_CUT)
         json_object_set_new(o, "cut_len", json_integer((json_int_t)s->cut_len));
     if (s->total_tokens)
         json_object_set_new(o, "total_tokens", json_integer((json_int_t)s->total_tokens));
     json_object_set_new(o, "cu_seqlens", json_boolean(s->cu_seqlens));
+    /* Label keys only when not the default, so plan ids from before they existed stay the same. */
+    if (s->cross_doc_labels)
+        json_object_set_new(o, "cross_doc_labels", json_true());
+    if (s->ignore_index != -100)
+        json_object_set_new(o, "ignore_index", json_integer(s->ignore_index));
     if (s->n_weights) {
         json_t *w = json_object();
         for (uint32_t i = 0; i < s->n_weights; i++)

@@ -27,6 +27,8 @@ Tables (see lmx_unicode_tables.h for the lookup functions):
   * canonical combining class (two-stage);
   * canonical decompositions (one or two code points; applied recursively at run time);
   * canonical compositions (pairs -> composite) minus Full_Composition_Exclusion;
+  * general category of every code point as runs (the regex path rewrites \\p{..} with it);
+  * compatibility decompositions (NFKC/NFKD) and the simple lowercase mapping (Lowercase);
   * code points whose simple case folding is one of the ASCII letters of the contractions
     ('s 't 're 've 'm 'll 'd) besides the ASCII letters themselves (e.g. U+017F -> s).
 """
@@ -83,7 +85,9 @@ const dir = process.argv[1];
 const pkg = JSON.parse(fs.readFileSync(dir + '/package.json', 'utf8'));
 const load = async (p) => (await import(dir + '/' + p)).default;
 const ranges = async (p) => (await load(p)).map((r) => [r.begin, r.end]);
+const GC_LONG = JSON.parse(process.argv[2]);
 const fold = [];
+const lower = [...(await load('Simple_Case_Mapping/Lowercase/code-points.mjs'))];
 for (const st of ['C', 'S'])
   for (const [cp, to] of await load('Case_Folding/' + st + '/code-points.mjs')) fold.push([cp, to]);
 console.log(JSON.stringify({
@@ -91,21 +95,40 @@ console.log(JSON.stringify({
   L: await ranges('General_Category/Letter/ranges.mjs'),
   N: await ranges('General_Category/Number/ranges.mjs'),
   WS: await ranges('Binary_Property/White_Space/ranges.mjs'),
-  fold,
+  GC: Object.fromEntries(await Promise.all(GC_LONG.map(async (n) =>
+    [n, await ranges('General_Category/' + n + '/ranges.mjs')]))),
+  fold, lower,
 }));
 """
 
 
 def npm_props(path):
     path = os.path.abspath(path)
-    out = subprocess.run(["node", "--input-type=module", "-e", NODE_DUMP, path],
+    out = subprocess.run(["node", "--input-type=module", "-e", NODE_DUMP, path,
+                          json.dumps([long for _, long in GC_NAMES])],
                          check=True, capture_output=True, text=True).stdout
     return json.loads(out)
 
 
+# The 30 leaf general categories, in the order of the LMX_GC_* indices (Cn = unassigned).
+GC_NAMES = [("Lu", "Uppercase_Letter"), ("Ll", "Lowercase_Letter"), ("Lt", "Titlecase_Letter"),
+            ("Lm", "Modifier_Letter"), ("Lo", "Other_Letter"), ("Mn", "Nonspacing_Mark"),
+            ("Mc", "Spacing_Mark"), ("Me", "Enclosing_Mark"), ("Nd", "Decimal_Number"),
+            ("Nl", "Letter_Number"), ("No", "Other_Number"), ("Pc", "Connector_Punctuation"),
+            ("Pd", "Dash_Punctuation"), ("Ps", "Open_Punctuation"), ("Pe", "Close_Punctuation"),
+            ("Pi", "Initial_Punctuation"), ("Pf", "Final_Punctuation"), ("Po", "Other_Punctuation"),
+            ("Sm", "Math_Symbol"), ("Sc", "Currency_Symbol"), ("Sk", "Modifier_Symbol"),
+            ("So", "Other_Symbol"), ("Zs", "Space_Separator"), ("Zl", "Line_Separator"),
+            ("Zp", "Paragraph_Separator"), ("Cc", "Control"), ("Cf", "Format"), ("Cs", "Surrogate"),
+            ("Co", "Private_Use"), ("Cn", "Unassigned")]
+GC_INDEX = {short: i for i, (short, _) in enumerate(GC_NAMES)}
+
 flags = bytearray(NCP)
 ccc = bytearray(NCP)
+gcat = bytearray([GC_INDEX["Cn"]]) * NCP
 decomp = {}
+kdecomp = {}    # compatibility (tagged) decompositions, one level
+lower_map = {}  # simple lowercase mapping
 first = None
 for fields in ucd_lines("UnicodeData.txt"):
     cp = int(fields[0], 16)
@@ -123,8 +146,13 @@ for fields in ucd_lines("UnicodeData.txt"):
     for c in rng:
         flags[c] |= f
         ccc[c] = int(fields[3])
+        gcat[c] = GC_INDEX[gc]
     if fields[5] and not fields[5].startswith("<"):
         decomp[cp] = [int(x, 16) for x in fields[5].split()]
+    elif fields[5]:
+        kdecomp[cp] = [int(x, 16) for x in fields[5].split()[1:]]
+    if len(fields) > 13 and fields[13]:
+        lower_map[cp] = int(fields[13], 16)
 
 for fields in ucd_lines("PropList.txt"):
     if fields[1] == "White_Space":
@@ -152,6 +180,18 @@ if PROPS:
         for b, e in P[key]:
             for c in range(b, e):
                 flags[c] |= bit
+    lower_map = {cp: to for cp, to in P["lower"] if cp != to}
+    gcat = bytearray([GC_INDEX["Cn"]]) * NCP
+    for short, long in GC_NAMES:
+        for b, e in P["GC"][long]:
+            for c in range(b, e):
+                gcat[c] = GC_INDEX[short]
+
+# General category as runs: (start << 8 | category), one entry where the category changes.
+gc_runs = []
+for c in range(NCP):
+    if c == 0 or gcat[c] != gcat[c - 1]:
+        gc_runs.append((c << 8) | gcat[c])
 
 compose = {}
 for cp, d in decomp.items():
@@ -227,6 +267,24 @@ extern const lmx_uni_fold lmx__uni_fold_ascii[];
 extern const uint32_t lmx__uni_fold_ascii_n;
 extern const char lmx__uni_version[];
 
+/* General category (the \\p{..} classes the general regex path rewrites, see lmx_tok_regex.c):
+ * runs sorted by start, each (start << 8 | LMX_GC_* index), the first starting at 0; a run lasts
+ * until the next one's start (the last until 0x10FFFF). Names in index order: */
+#define LMX_GC_N_CATS 30
+#define LMX_GC_NAMES "%s"
+extern const uint32_t lmx__uni_gc_runs[];
+extern const uint32_t lmx__uni_gc_runs_n;
+/* Compatibility decompositions (one level; NFKD applies them and the canonical ones
+ * recursively): sorted by cp, the mapping at lmx__uni_kpool[off .. off + len). */
+typedef struct lmx_uni_kdecomp { uint32_t cp; uint16_t off, len; } lmx_uni_kdecomp;
+extern const lmx_uni_kdecomp lmx__uni_kdecomp[];
+extern const uint32_t lmx__uni_kdecomp_n;
+extern const uint32_t lmx__uni_kpool[];
+/* Simple lowercase mapping (cp -> lowercase cp, only where they differ), sorted by cp. */
+typedef struct lmx_uni_lower { uint32_t cp, lower; } lmx_uni_lower;
+extern const lmx_uni_lower lmx__uni_lower[];
+extern const uint32_t lmx__uni_lower_n;
+
 static inline unsigned lmx__uni_flags(uint32_t cp)
 {
     if (cp >= 0x110000u) return 0;
@@ -239,7 +297,7 @@ static inline unsigned lmx__uni_ccc(uint32_t cp)
 }
 
 #endif
-""" % origin
+""" % (origin, "".join(short for short, _ in GC_NAMES))
 
 src = ["/* GENERATED by common/tokenizer/gen_unicode_tables.py from the Unicode Character Database",
        " * (%s). Do not edit: re-run the script. */" % origin,
@@ -269,6 +327,30 @@ if not fold:
     src.append("    {0, 0},")
 src.append("};")
 src.append("const uint32_t lmx__uni_fold_ascii_n = %d;" % len(fold))
+src.append("")
+src.append("const uint32_t lmx__uni_gc_runs[%d] = {" % len(gc_runs))
+for i in range(0, len(gc_runs), 8):
+    src.append("    " + ", ".join("0x%X" % x for x in gc_runs[i:i + 8]) + ",")
+src.append("};")
+src.append("const uint32_t lmx__uni_gc_runs_n = %d;" % len(gc_runs))
+src.append("")
+pool = []
+src.append("const lmx_uni_kdecomp lmx__uni_kdecomp[] = {")
+for cp in sorted(kdecomp):
+    src.append("    {0x%X, %d, %d}," % (cp, len(pool), len(kdecomp[cp])))
+    pool += kdecomp[cp]
+src.append("};")
+src.append("const uint32_t lmx__uni_kdecomp_n = %d;" % len(kdecomp))
+src.append("const uint32_t lmx__uni_kpool[%d] = {" % len(pool))
+for i in range(0, len(pool), 12):
+    src.append("    " + ", ".join("0x%X" % x for x in pool[i:i + 12]) + ",")
+src.append("};")
+src.append("")
+src.append("const lmx_uni_lower lmx__uni_lower[] = {")
+for cp in sorted(lower_map):
+    src.append("    {0x%X, 0x%X}," % (cp, lower_map[cp]))
+src.append("};")
+src.append("const uint32_t lmx__uni_lower_n = %d;" % len(lower_map))
 
 with open(os.path.join(OUT, "lmx_unicode_tables.h"), "w", encoding="utf-8") as f:
     f.write(hdr)

@@ -10,21 +10,6 @@
 
 /* ---- scratch ------------------------------------------------------------------------------- */
 
-int lmx__tok_grow(void **p, size_t *cap, size_t need, size_t elem)
-{
-    if (need <= *cap)
-        return LMX_OK;
-    size_t nc = *cap ? *cap : 64;
-    while (nc < need)
-        nc *= 2;
-    void *np = realloc(*p, nc * elem);
-    if (!np)
-        return LMX_ENOMEM;
-    *p = np;
-    *cap = nc;
-    return LMX_OK;
-}
-
 int lmx__tokjson_enc_init(lmx_tokjson_enc *e, const lmx_tokjson *tj, int match_added)
 {
     memset(e, 0, sizeof *e);
@@ -35,7 +20,8 @@ int lmx__tokjson_enc_init(lmx_tokjson_enc *e, const lmx_tokjson *tj, int match_a
     /* 2 MB aligned, so a set (two 64-byte entries) is exactly one pair of cache lines */
     _Static_assert(LMX_TOK_HOT_SLOTS * sizeof(lmx_tok_hot) >= (2u << 20), "the hot cache must be 2 MB aligned");
     e->hot = lmx__tok_table_alloc(LMX_TOK_HOT_SLOTS * sizeof *e->hot, 1);
-    if (!e->cache || !e->cache_arena || !e->hot) {
+    e->region = lmx__tok_regex_region_new();
+    if (!e->cache || !e->cache_arena || !e->hot || !e->region) {
         lmx__tokjson_enc_free(e);
         return LMX_ENOMEM;
     }
@@ -61,6 +47,7 @@ void lmx__tokjson_enc_free(lmx_tokjson_enc *e)
     free(e->cache);
     free(e->cache_arena);
     free(e->hot);
+    lmx__tok_regex_region_free(e->region);
     memset(e, 0, sizeof *e);
 }
 

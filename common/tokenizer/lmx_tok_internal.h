@@ -20,6 +20,16 @@
 #define LMX_TOK_MAX_STEPS 16        /* normalizer / pre-tokenizer / decoder steps */
 #define LMX_TOK_MAX_AFFIX 64        /* continuing_subword_prefix / end_of_word_suffix bytes */
 
+/* ---- memory (lmx_tok_mem.c, a leaf) ------------------------------------------------------- */
+
+/* Memory for the big randomly accessed tables (vocab and merge maps, word caches): from 2 MB
+ * up, 2 MB aligned and, where the system offers transparent huge pages, backed by them (their
+ * lookups otherwise miss the TLB as well as the caches). Zeroed when zero; freed with free(). */
+void *lmx__tok_table_alloc(size_t bytes, int zero);
+
+/* Grows *p (elements of elem bytes, capacity *cap) to hold need elements (doubling). */
+int lmx__tok_grow(void **p, size_t *cap, size_t need, size_t elem);
+
 /* ---- hashing and maps (lmx_tok_maps.c) ---------------------------------------------------- */
 
 static inline uint64_t lmx__tok_load64(const uint8_t *p)
@@ -64,11 +74,6 @@ static inline uint64_t lmx__tok_hash(const uint8_t *p, size_t n)
     h ^= h >> 32;
     return h;
 }
-
-/* Memory for the big randomly accessed tables (vocab and merge maps, word caches): from 2 MB
- * up, 2 MB aligned and, where the system offers transparent huge pages, backed by them (their
- * lookups otherwise miss the TLB as well as the caches). Zeroed when zero; freed with free(). */
-void *lmx__tok_table_alloc(size_t bytes, int zero);
 
 /* a[0..n) == b[0..n) for the short keys of the maps, without a call: overlapping loads. */
 static inline int lmx__tok_eq(const uint8_t *a, const uint8_t *b, size_t n)
@@ -185,28 +190,62 @@ static inline const lmx_tok_merge *lmx__tok_merge_get(const lmx_tok_mergemap *m,
 
 /* ---- pipeline description ----------------------------------------------------------------- */
 
-enum { LMX_NORM_PREPEND = 1, LMX_NORM_REPLACE, LMX_NORM_NFC };
+enum { LMX_NORM_PREPEND = 1, LMX_NORM_REPLACE, LMX_NORM_NFC, LMX_NORM_NFD, LMX_NORM_NFKC,
+       LMX_NORM_NFKD, LMX_NORM_LOWERCASE, LMX_NORM_STRIP, LMX_NORM_STRIP_ACCENTS };
+struct lmx_tok_regex;
 typedef struct lmx_tok_norm {
     int type;
+    struct lmx_tok_regex *rx; /* Replace with a Regex pattern */
+    int left, right;          /* Strip */
     char *a; size_t alen; /* Prepend: prepend; Replace: pattern */
     char *b; size_t blen; /* Replace: content */
 } lmx_tok_norm;
 
-/* Hand-written matchers for the regexes of known tokenizers (see proto/TOKENIZER.md). */
+/* ---- general regex path (lmx_tok_regex.c, a leaf; Oniguruma, as HF) ----------------------- */
+
+typedef struct lmx_tok_regex lmx_tok_regex;
+/* Compiles a tokenizer.json pattern (general-category classes rewritten into Unicode 16
+ * ranges). On error a message in msg[0..cap). *out is freed with lmx__tok_regex_free (NULL ok). */
+int lmx__tok_regex_compile(const char *pat, size_t n, lmx_tok_regex **out, char *msg, size_t cap);
+void lmx__tok_regex_free(lmx_tok_regex *r);
+/* Match positions (one per encoder: searches share the compiled regex across threads). */
+void *lmx__tok_regex_region_new(void);
+void lmx__tok_regex_region_free(void *region);
+/* find_iter state over one haystack: start with {0}. */
+typedef struct lmx_tok_refind {
+    size_t last_end, last_match_end;
+    int has_last;
+} lmx_tok_refind;
+/* Next match of r in s[0..n) as the onig crate's find_iter gives it (HF's Split): 1 with
+ * [*ms, *me), 0 when there is none, LMX_EINTERNAL when the engine fails (retry limit). */
+int lmx__tok_regex_next(const lmx_tok_regex *r, void *region, const uint8_t *s, size_t n,
+                        lmx_tok_refind *st, size_t *ms, size_t *me);
+/* General category of cp (LMX_GC_* index, lmx_unicode_tables.h). */
+uint32_t lmx__uni_gc(uint32_t cp);
+
+/* Hand-written matchers for the regexes of known tokenizers (see proto/TOKENIZER.md); 0 = none
+ * (the pattern runs on Oniguruma). */
 enum { LMX_RE_LLAMA3 = 1, LMX_RE_GPT2 };
 enum { LMX_SPLIT_ISOLATED = 1, LMX_SPLIT_REMOVED, LMX_SPLIT_MERGED_PREV, LMX_SPLIT_MERGED_NEXT,
        LMX_SPLIT_CONTIGUOUS };
-enum { LMX_PRE_SPLIT_RE = 1, LMX_PRE_SPLIT_STR, LMX_PRE_BYTELEVEL, LMX_PRE_METASPACE };
+enum { LMX_PRE_SPLIT_RE = 1, LMX_PRE_SPLIT_STR, LMX_PRE_BYTELEVEL, LMX_PRE_METASPACE,
+       LMX_PRE_SPLIT_CHAR };
+/* LMX_PRE_SPLIT_CHAR: every char the predicate holds for is its own match (HF's Fn(char)
+ * pattern): Digits (char::is_numeric, N*), WhitespaceSplit (White_Space), Punctuation (ASCII punctuation
+ * or general category P*), CharDelimiterSplit (one char). */
+enum { LMX_CHAR_DIGIT = 1, LMX_CHAR_WS, LMX_CHAR_PUNCT, LMX_CHAR_EQ };
 enum { LMX_PREPEND_ALWAYS = 0, LMX_PREPEND_FIRST, LMX_PREPEND_NEVER };
 typedef struct lmx_tok_pre {
     int type;
-    int re;          /* LMX_RE_* for SPLIT_RE */
+    int re;          /* LMX_RE_* for SPLIT_RE; 0: rx */
+    lmx_tok_regex *rx; /* SPLIT_RE: the compiled pattern (always, also behind a fast scanner) */
     int re_digits;   /* LLaMA-3 family: max digits per \p{N}{1,k} piece (1 or 3) */
     int behavior;    /* LMX_SPLIT_* */
     int invert;
     char *str; size_t slen; /* SPLIT_STR pattern; METASPACE replacement (UTF-8) */
     int add_prefix_space, use_regex; /* BYTELEVEL */
     int prepend_scheme, split;       /* METASPACE */
+    int pred; uint32_t pred_cp;      /* SPLIT_CHAR: LMX_CHAR_*, the char for LMX_CHAR_EQ */
 } lmx_tok_pre;
 
 enum { LMX_DEC_BYTELEVEL = 1, LMX_DEC_BYTEFALLBACK, LMX_DEC_REPLACE, LMX_DEC_FUSE, LMX_DEC_STRIP,
@@ -286,8 +325,17 @@ typedef struct lmx_tokjson {
     lmx_buf id_arena;
     uint32_t id_limit; /* max id + 1 */
 
+    /* document separators (lmx_tok_load_sep.c): the model's BOS/EOS tokens and its convention */
     uint32_t bos, eos;
+    int add_bos, add_eos;
+    /* tokenizer_config.json changed them (vs tokenizer.json alone): part of the identity */
+    int seps_from_config;
 } lmx_tokjson;
+
+typedef struct lmx_tok_seps {
+    uint32_t bos, eos;
+    int add_bos, add_eos;
+} lmx_tok_seps;
 
 /* ---- loader (lmx_tok_load.c, lmx_tok_load_pipeline.c, lmx_tok_load_bpe.c, lmx_tok_vocab_scan.c) */
 
@@ -327,7 +375,7 @@ typedef struct lmx_tok_loadctx {
  * key): the load restarts on the plain jansson path. */
 #define LMX_TOKLOAD_FALLBACK (-1000)
 
-/* Shared helpers (lmx_tok_load.c). _bad sets c->err and returns code. */
+/* Shared helpers (lmx_tok_load_util.c, a leaf). _bad sets c->err and returns code. */
 int lmx__tokload_bad(lmx_tok_loadctx *c, int code, const char *fmt, ...) LMX_PRINTF(3, 4);
 /* Copies a JSON string into a malloc'ed NUL-terminated buffer (*len may be NULL). */
 int lmx__tokload_dupstr(lmx_tok_loadctx *c, struct json_t *v, const char *path, char **out,
@@ -348,9 +396,15 @@ int lmx__tokload_normalizer(lmx_tok_loadctx *c, struct json_t *o, const char *pa
 int lmx__tokload_pretok(lmx_tok_loadctx *c, struct json_t *o, const char *path);
 int lmx__tokload_decoder(lmx_tok_loadctx *c, struct json_t *o, const char *path);
 
+/* The document separators (lmx_tok_load_sep.c) from the post_processor of root and cfg
+ * (tokenizer_config.json's object, or NULL); needs the added tokens and vocab loaded. */
+void lmx__tokload_separators(lmx_tok_loadctx *c, struct json_t *root, struct json_t *cfg,
+                             lmx_tok_seps *out);
+
 /* The BPE model (lmx_tok_load_bpe.c): m = the "model" object, added = "added_tokens" (ids
  * counted into the id limit). Uses c->fast's lists when set, else reads them from m. */
 int lmx__tokload_model(lmx_tok_loadctx *c, struct json_t *m, struct json_t *added);
+/* The lists (lmx_tok_lists.c, a leaf). */
 void lmx__toklists_free(lmx_tok_lists *L);
 int lmx__toklists_vocab_add(lmx_tok_lists *L, uint32_t off, size_t len, uint32_t id);
 int lmx__toklists_merge_add(lmx_tok_lists *L, uint32_t aoff, size_t al, uint32_t boff, size_t bl);
@@ -430,14 +484,13 @@ typedef struct lmx_tokjson_enc {
     uint8_t *cache_arena;
     size_t cache_arena_len, cache_arena_cap;
     lmx_tok_hot *hot;         /* hot word cache, 2-way set associative (below) */
+    void *region;             /* Oniguruma match positions (lmx__tok_regex_region_new) */
 } lmx_tokjson_enc;
 
 int lmx__tokjson_enc_init(lmx_tokjson_enc *e, const lmx_tokjson *tj, int match_added);
 void lmx__tokjson_enc_free(lmx_tokjson_enc *e);
 int lmx__tokjson_encode(lmx_tokjson_enc *e, const uint8_t *text, size_t len, lmx_ids *ids,
                         lmx_error *err);
-/* Grows *p (elements of elem bytes, capacity *cap) to hold need elements (doubling). */
-int lmx__tok_grow(void **p, size_t *cap, size_t need, size_t elem);
 
 /* ---- normalizer (lmx_tok_normalize.c) ------------------------------------------------------ */
 
@@ -455,6 +508,13 @@ int lmx__tokjson_normalize(const lmx_tokjson *tj, const uint8_t *s, size_t n, lm
  * Metaspace(prepend_scheme=first) that this piece starts the original text. */
 int lmx__tok_pretok_and_bpe(lmx_tokjson_enc *e, const uint8_t *text, size_t n, int first,
                             lmx_ids *out);
+/* End of the piece of the fast scanner `re` (LMX_RE_*, digits for LLaMA-3) that starts at p[i]
+ * (i < n): the leftmost-first match at i, which the known patterns always have. */
+size_t lmx__tok_scan_piece(int re, int digits, const uint8_t *p, size_t i, size_t n);
+/* The patterns of the fast scanners (LLaMA-3 and cl100k, Qwen2/3, GPT-2), as tokenizer.json
+ * writes them; the loader picks a scanner by exact string equality. */
+extern const char lmx__tok_re_llama3[], lmx__tok_re_qwen2[], lmx__tok_re_gpt2[];
+#define LMX_TOK_N_FAST 3 /* patterns with a fast scanner (lmx__tokenizer_pretok_diff's `which`) */
 
 /* ---- BPE (lmx_tok_bpe.c; the hot cache inline here, for the pre-tokenizer loop) ------------ */
 
@@ -569,6 +629,12 @@ static inline unsigned lmx__tok_cls_cp(uint32_t cp)
 /* lmx__utf8_* (validation, repair, decode/encode one char): base/lmx_utf8.h */
 /* NFC of valid UTF-8 s[0..n) appended to out; scratch is a reusable u32 buffer. */
 int lmx__nfc(const uint8_t *s, size_t n, lmx_buf *out, uint32_t **scratch, size_t *scratch_cap);
+/* The same for any form (LMX_NF_*; compatibility data: Unicode 15.0, Debian unicode-data). */
+enum { LMX_NF_C = 1, LMX_NF_D, LMX_NF_KC, LMX_NF_KD };
+int lmx__unorm(int form, const uint8_t *s, size_t n, lmx_buf *out, uint32_t **scratch,
+               size_t *scratch_cap);
+/* Rust's char::to_lowercase of every char of valid UTF-8 s[0..n), appended to out. */
+int lmx__lowercase(const uint8_t *s, size_t n, lmx_buf *out);
 /* GPT-2 bytes_to_unicode: code point standing for byte b. */
 uint32_t lmx__bytelevel_char(uint8_t b);
 #endif

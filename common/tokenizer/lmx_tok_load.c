@@ -1,82 +1,13 @@
 /* tokenizer.json loader, the document: JSON (jansson, with model.vocab/merges read by the fast
- * scanner when it can) -> lmx_tokjson; added tokens, BOS/EOS, and the helpers the other loader
- * files share. The loader files are the only ones of the tokenizer that touch JSON. Every error
- * names the JSON path of the offending value. */
+ * scanner when it can) -> lmx_tokjson; added tokens, BOS/EOS. The loader files are the only ones
+ * of the tokenizer that touch JSON (their shared helpers: lmx_tok_load_util.c). Every error names
+ * the JSON path of the offending value. */
 #include "lmx_tok_internal.h"
 
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-int lmx__tokload_bad(lmx_tok_loadctx *c, int code, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int rc = lmx__verr(c->err, code, fmt, ap);
-    va_end(ap);
-    return rc;
-}
-
-/* Copies a JSON string into a malloc'ed NUL-terminated buffer. */
-int lmx__tokload_dupstr(lmx_tok_loadctx *c, json_t *v, const char *path, char **out, size_t *len)
-{
-    if (!json_is_string(v))
-        return lmx__tokload_bad(c, LMX_EFORMAT, "%s: expected a string", path);
-    size_t n = json_string_length(v);
-    char *s = malloc(n + 1);
-    if (!s)
-        return lmx__tokload_bad(c, LMX_ENOMEM, "%s: out of memory", path);
-    memcpy(s, json_string_value(v), n);
-    s[n] = 0;
-    *out = s;
-    if (len)
-        *len = n;
-    return LMX_OK;
-}
-
-/* Optional boolean: absent or null -> def. */
-int lmx__tokload_getbool(lmx_tok_loadctx *c, json_t *o, const char *key, const char *path, int def, int *out)
-{
-    json_t *v = json_object_get(o, key);
-    if (!v || json_is_null(v)) {
-        *out = def;
-        return LMX_OK;
-    }
-    if (!json_is_boolean(v))
-        return lmx__tokload_bad(c, LMX_EFORMAT, "%s.%s: expected true or false", path, key);
-    *out = json_is_true(v);
-    return LMX_OK;
-}
-
-const char *lmx__tokload_type(json_t *o)
-{
-    json_t *t = json_object_get(o, "type");
-    return json_is_string(t) ? json_string_value(t) : NULL;
-}
-
-int lmx__tokload_id(lmx_tok_loadctx *c, json_t *v, const char *path, uint32_t *id)
-{
-    if (!json_is_integer(v) || json_integer_value(v) < 0 ||
-        json_integer_value(v) >= (json_int_t)LMX_TOK_MAX_ID)
-        return lmx__tokload_bad(c, LMX_EFORMAT, "%s: expected an id in [0, %u)", path, LMX_TOK_MAX_ID);
-    *id = (uint32_t)json_integer_value(v);
-    return LMX_OK;
-}
-
-void lmx__tokload_quote(char *dst, size_t cap, const char *s, size_t n)
-{
-    /* short, printable rendition of a token for messages */
-    size_t j = 0;
-    for (size_t i = 0; i < n && j + 5 < cap; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (ch == '"' || ch == '\\') { dst[j++] = '\\'; dst[j++] = (char)ch; }
-        else if (ch < 0x20) j += (size_t)snprintf(dst + j, cap - j, "\\x%02x", ch);
-        else dst[j++] = (char)ch;
-    }
-    if (j + 5 >= cap && cap > 4) { dst[j++] = '.'; dst[j++] = '.'; dst[j++] = '.'; }
-    dst[j] = 0;
-}
 
 static int set_display(lmx_tok_loadctx *c, uint32_t id, const char *s, size_t n)
 {
@@ -171,28 +102,6 @@ static int load_added(lmx_tok_loadctx *c, json_t *added)
     return rc;
 }
 
-/* BOS/EOS: tokenizer_config.json's bos_token/eos_token (string or {"content": ...}) when given,
- * else an added token (or vocab entry) named <s>/</s> or <|begin_of_text|>/<|end_of_text|>. */
-static uint32_t find_token(lmx_tok_loadctx *c, const char *s)
-{
-    lmx_tokjson *t = c->t;
-    size_t n = strlen(s);
-    for (uint32_t i = 0; i < t->n_added; i++)
-        if (t->id_len[t->added[i].id] == n &&
-            memcmp(t->id_arena.data + t->id_off[t->added[i].id], s, n) == 0)
-            return t->added[i].id;
-    const lmx_tok_strmap *ov = t->byte_level ? &c->orig : &t->vocab;
-    return ov->slots ? lmx__tok_strmap_get(ov, (const uint8_t *)s, n) : LMX_TOKEN_NONE;
-}
-
-static uint32_t cfg_token(lmx_tok_loadctx *c, json_t *cfg, const char *key)
-{
-    json_t *v = cfg ? json_object_get(cfg, key) : NULL;
-    if (json_is_object(v))
-        v = json_object_get(v, "content");
-    return json_is_string(v) ? find_token(c, json_string_value(v)) : LMX_TOKEN_NONE;
-}
-
 static int load_doc(const char *data, size_t len, const char *cfgdata, size_t cfg_len,
                     lmx_tok_lists *fast, lmx_tokjson **out, lmx_error *err);
 
@@ -276,17 +185,19 @@ static int load_doc(const char *data, size_t len, const char *cfgdata, size_t cf
     json_t *cfg = NULL;
     if (cfgdata)
         cfg = json_loadb(cfgdata, cfg_len, 0, NULL);
-    t->bos = cfg_token(&c, cfg, "bos_token");
-    t->eos = cfg_token(&c, cfg, "eos_token");
+    if (!json_is_object(cfg)) {
+        json_decref(cfg);
+        cfg = NULL;
+    }
+    lmx_tok_seps alone, seps;
+    lmx__tokload_separators(&c, root, NULL, &alone);
+    lmx__tokload_separators(&c, root, cfg, &seps);
     json_decref(cfg);
-    if (t->bos == LMX_TOKEN_NONE)
-        t->bos = find_token(&c, "<s>");
-    if (t->bos == LMX_TOKEN_NONE)
-        t->bos = find_token(&c, "<|begin_of_text|>");
-    if (t->eos == LMX_TOKEN_NONE)
-        t->eos = find_token(&c, "</s>");
-    if (t->eos == LMX_TOKEN_NONE)
-        t->eos = find_token(&c, "<|end_of_text|>");
+    t->bos = seps.bos;
+    t->eos = seps.eos;
+    t->add_bos = seps.add_bos;
+    t->add_eos = seps.add_eos;
+    t->seps_from_config = memcmp(&alone, &seps, sizeof seps) != 0;
     rc = LMX_OK;
 done:
     if (c.orig_borrowed)
@@ -307,11 +218,14 @@ void lmx__tokjson_free(lmx_tokjson *t)
     if (!t)
         return;
     for (int i = 0; i < t->n_norm; i++) {
+        lmx__tok_regex_free(t->norm[i].rx);
         free(t->norm[i].a);
         free(t->norm[i].b);
     }
-    for (int i = 0; i < t->n_pre; i++)
+    for (int i = 0; i < t->n_pre; i++) {
         free(t->pre[i].str);
+        lmx__tok_regex_free(t->pre[i].rx);
+    }
     for (int i = 0; i < t->n_dec; i++) {
         free(t->dec[i].a);
         free(t->dec[i].b);

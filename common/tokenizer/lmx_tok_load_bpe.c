@@ -30,16 +30,7 @@ static int bytelevel_unmap(const int32_t *inv, const char *s, size_t n, uint8_t 
     return 1;
 }
 
-/* ---- vocab and merges lists ---------------------------------------------------------------- */
-
-void lmx__toklists_free(lmx_tok_lists *L)
-{
-    if (!L->arena_borrowed)
-        lmx__buf_free(&L->arena);
-    free(L->v);
-    free(L->m);
-    memset(L, 0, sizeof *L);
-}
+/* ---- vocab and merges lists from jansson's tree (the list type: lmx_tok_lists.c) ---------- */
 
 /* Appends string s[0..n) to the arena; its offset in *off. */
 static int arena_str(lmx_tok_lists *L, const void *s, size_t n, uint32_t *off)
@@ -50,40 +41,6 @@ static int arena_str(lmx_tok_lists *L, const void *s, size_t n, uint32_t *off)
     return n ? lmx__buf_append(&L->arena, s, n) : LMX_OK;
 }
 
-int lmx__toklists_vocab_add(lmx_tok_lists *L, uint32_t off, size_t len, uint32_t id)
-{
-    if (L->nv == L->vcap) {
-        size_t nc = L->vcap ? L->vcap * 2 : 1024;
-        uint32_t *nv = realloc(L->v, nc * 3 * sizeof *nv);
-        if (!nv)
-            return LMX_ENOMEM;
-        L->v = nv;
-        L->vcap = nc;
-    }
-    L->v[3 * L->nv] = off;
-    L->v[3 * L->nv + 1] = (uint32_t)len;
-    L->v[3 * L->nv + 2] = id;
-    L->nv++;
-    return LMX_OK;
-}
-
-int lmx__toklists_merge_add(lmx_tok_lists *L, uint32_t aoff, size_t al, uint32_t boff, size_t bl)
-{
-    if (L->nm == L->mcap) {
-        size_t nc = L->mcap ? L->mcap * 2 : 1024;
-        uint32_t *nm = realloc(L->m, nc * 4 * sizeof *nm);
-        if (!nm)
-            return LMX_ENOMEM;
-        L->m = nm;
-        L->mcap = nc;
-    }
-    uint32_t *e = L->m + 4 * L->nm++;
-    e[0] = aoff;
-    e[1] = (uint32_t)al;
-    e[2] = boff;
-    e[3] = (uint32_t)bl;
-    return LMX_OK;
-}
 
 /* jansson path: vocab object -> lists (ids checked, errors name the key). */
 static int vocab_from_json(lmx_tok_loadctx *c, json_t *vocab, lmx_tok_lists *L)

@@ -47,22 +47,37 @@ static int normalizer_step(lmx_tok_loadctx *c, json_t *o, const char *type, cons
         int is_re;
         n->type = LMX_NORM_REPLACE;
         rc = get_pattern(c, o, path, &is_re, &n->a, &n->alen);
-        if (!rc && is_re)
-            rc = lmx__tokload_bad(c, LMX_EUNSUPPORTED,
-                     "%s.pattern.Regex: Replace with a regex is not supported (only String patterns)",
-                     path);
-        if (!rc && n->alen == 0)
+        if (!rc && is_re) {
+            char msg[200];
+            rc = lmx__tok_regex_compile(n->a, n->alen, &n->rx, msg, sizeof msg);
+            if (rc)
+                rc = lmx__tokload_bad(c, rc, "%s.pattern.Regex: %s", path, msg);
+        }
+        if (!rc && !is_re && n->alen == 0)
             rc = lmx__tokload_bad(c, LMX_EUNSUPPORTED, "%s.pattern.String: empty pattern is not supported", path);
         snprintf(sub, sizeof sub, "%s.content", path);
         if (!rc)
             rc = lmx__tokload_dupstr(c, json_object_get(o, "content"), sub, &n->b, &n->blen);
-    } else if (strcmp(type, "NFC") == 0) {
-        n->type = LMX_NORM_NFC;
+    } else if (strcmp(type, "NFC") == 0 || strcmp(type, "NFD") == 0 || strcmp(type, "NFKC") == 0 ||
+               strcmp(type, "NFKD") == 0) {
+        n->type = type[2] == 'C' ? LMX_NORM_NFC : type[2] == 'D' ? LMX_NORM_NFD
+                : type[3] == 'C' ? LMX_NORM_NFKC : LMX_NORM_NFKD;
         rc = LMX_OK;
+    } else if (strcmp(type, "Lowercase") == 0) {
+        n->type = LMX_NORM_LOWERCASE;
+        rc = LMX_OK;
+    } else if (strcmp(type, "StripAccents") == 0) {
+        n->type = LMX_NORM_STRIP_ACCENTS;
+        rc = LMX_OK;
+    } else if (strcmp(type, "Strip") == 0) {
+        n->type = LMX_NORM_STRIP;
+        rc = lmx__tokload_getbool(c, o, "strip_left", path, 1, &n->left);
+        if (!rc)
+            rc = lmx__tokload_getbool(c, o, "strip_right", path, 1, &n->right);
     } else {
         return lmx__tokload_bad(c, LMX_EUNSUPPORTED,
                    "%s.type: normalizer \"%s\" is not supported (supported: Sequence, Prepend, "
-                   "Replace with a String pattern, NFC)", path, type);
+                   "Replace, NFC, NFD, NFKC, NFKD, Lowercase, Strip, StripAccents)", path, type);
     }
     t->n_norm++; /* counted even on error so free() releases the strings */
     return rc;
@@ -70,15 +85,21 @@ static int normalizer_step(lmx_tok_loadctx *c, json_t *o, const char *type, cons
 
 /* ---- pre-tokenizer ------------------------------------------------------------------------- */
 
-/* The regexes longmix implements by hand (exact strings as they appear in tokenizer.json). */
-static const char RE_LLAMA3[] =
-    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+"
-    "[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
-static const char RE_QWEN2[] =
-    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+"
-    "[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
-static const char RE_GPT2[] =
-    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
+/* o.behavior (absent: def, or an error when def is NULL) into *out. */
+static int get_behavior(lmx_tok_loadctx *c, json_t *o, const char *path, const char *def, int *out)
+{
+    json_t *b = json_object_get(o, "behavior");
+    const char *bs = json_is_string(b) ? json_string_value(b) : (!b && def) ? def : "";
+    if (strcmp(bs, "Isolated") == 0) *out = LMX_SPLIT_ISOLATED;
+    else if (strcmp(bs, "Removed") == 0) *out = LMX_SPLIT_REMOVED;
+    else if (strcmp(bs, "MergedWithPrevious") == 0) *out = LMX_SPLIT_MERGED_PREV;
+    else if (strcmp(bs, "MergedWithNext") == 0) *out = LMX_SPLIT_MERGED_NEXT;
+    else if (strcmp(bs, "Contiguous") == 0) *out = LMX_SPLIT_CONTIGUOUS;
+    else
+        return lmx__tokload_bad(c, LMX_EFORMAT, "%s.behavior: expected Isolated, Removed, MergedWithPrevious, "
+                                "MergedWithNext or Contiguous", path);
+    return LMX_OK;
+}
 
 static int pretok_step(lmx_tok_loadctx *c, json_t *o, const char *type, const char *path)
 {
@@ -103,18 +124,18 @@ static int pretok_step(lmx_tok_loadctx *c, json_t *o, const char *type, const ch
         t->n_pre++;
         if (is_re) {
             p->type = LMX_PRE_SPLIT_RE;
-            if (strcmp(pat, RE_LLAMA3) == 0) { p->re = LMX_RE_LLAMA3; p->re_digits = 3; }
-            else if (strcmp(pat, RE_QWEN2) == 0) { p->re = LMX_RE_LLAMA3; p->re_digits = 1; }
-            else if (strcmp(pat, RE_GPT2) == 0) p->re = LMX_RE_GPT2;
-            else {
-                rc = lmx__tokload_bad(c, LMX_EUNSUPPORTED,
-                         "%s.pattern.Regex: regex %.120s%s is not supported (longmix implements the "
-                         "LLaMA-3, Qwen2 and GPT-2 patterns by hand, no general regex engine)",
-                         path, pat, plen > 120 ? "..." : "");
-                free(pat);
-                return rc;
-            }
+            if (strcmp(pat, lmx__tok_re_llama3) == 0) { p->re = LMX_RE_LLAMA3; p->re_digits = 3; }
+            else if (strcmp(pat, lmx__tok_re_qwen2) == 0) { p->re = LMX_RE_LLAMA3; p->re_digits = 1; }
+            else if (strcmp(pat, lmx__tok_re_gpt2) == 0) p->re = LMX_RE_GPT2;
+            /* every pattern is compiled: the fast scanners are only a shortcut for it */
+            char msg[200];
+            rc = lmx__tok_regex_compile(pat, plen, &p->rx, msg, sizeof msg);
+            if (rc)
+                rc = lmx__tokload_bad(c, rc, "%s.pattern.Regex: regex %.120s%s: %s", path, pat,
+                                      plen > 120 ? "..." : "", msg);
             free(pat);
+            if (rc)
+                return rc;
         } else {
             p->type = LMX_PRE_SPLIT_STR;
             p->str = pat;
@@ -123,17 +144,49 @@ static int pretok_step(lmx_tok_loadctx *c, json_t *o, const char *type, const ch
                 return lmx__tokload_bad(c, LMX_EUNSUPPORTED, "%s.pattern.String: empty pattern is not supported",
                            path);
         }
-        json_t *b = json_object_get(o, "behavior");
-        const char *bs = json_is_string(b) ? json_string_value(b) : "";
-        if (strcmp(bs, "Isolated") == 0) p->behavior = LMX_SPLIT_ISOLATED;
-        else if (strcmp(bs, "Removed") == 0) p->behavior = LMX_SPLIT_REMOVED;
-        else if (strcmp(bs, "MergedWithPrevious") == 0) p->behavior = LMX_SPLIT_MERGED_PREV;
-        else if (strcmp(bs, "MergedWithNext") == 0) p->behavior = LMX_SPLIT_MERGED_NEXT;
-        else if (strcmp(bs, "Contiguous") == 0) p->behavior = LMX_SPLIT_CONTIGUOUS;
-        else
-            return lmx__tokload_bad(c, LMX_EFORMAT, "%s.behavior: expected Isolated, Removed, MergedWithPrevious, "
-                       "MergedWithNext or Contiguous", path);
+        if ((rc = get_behavior(c, o, path, NULL, &p->behavior)))
+            return rc;
         return lmx__tokload_getbool(c, o, "invert", path, 0, &p->invert);
+    }
+    if (strcmp(type, "Digits") == 0 || strcmp(type, "WhitespaceSplit") == 0 ||
+        strcmp(type, "Punctuation") == 0 || strcmp(type, "CharDelimiterSplit") == 0) {
+        /* HF splits on a char predicate */
+        p->type = LMX_PRE_SPLIT_CHAR;
+        t->n_pre++;
+        p->behavior = LMX_SPLIT_REMOVED;
+        if (type[0] == 'D') {
+            int ind = 0;
+            if ((rc = lmx__tokload_getbool(c, o, "individual_digits", path, 0, &ind)))
+                return rc;
+            p->pred = LMX_CHAR_DIGIT;
+            p->behavior = ind ? LMX_SPLIT_ISOLATED : LMX_SPLIT_CONTIGUOUS;
+        } else if (type[0] == 'W') {
+            p->pred = LMX_CHAR_WS;
+        } else if (type[0] == 'P') {
+            p->pred = LMX_CHAR_PUNCT;
+            if ((rc = get_behavior(c, o, path, "Isolated", &p->behavior)))
+                return rc;
+        } else {
+            json_t *d = json_object_get(o, "delimiter");
+            const char *ds = json_is_string(d) ? json_string_value(d) : "";
+            uint32_t cp = 0;
+            if (!*ds || (size_t)lmx__utf8_dec((const uint8_t *)ds, strlen(ds), &cp) != strlen(ds))
+                return lmx__tokload_bad(c, LMX_EFORMAT, "%s.delimiter: expected one character", path);
+            p->pred = LMX_CHAR_EQ;
+            p->pred_cp = cp;
+        }
+        return LMX_OK;
+    }
+    if (strcmp(type, "Whitespace") == 0) {
+        /* HF: the regex \w+|[^\w\s]+, non-matches removed */
+        static const char ws_re[] = "\\w+|[^\\w\\s]+";
+        char msg[200];
+        p->type = LMX_PRE_SPLIT_RE;
+        t->n_pre++;
+        p->behavior = LMX_SPLIT_REMOVED;
+        p->invert = 1;
+        rc = lmx__tok_regex_compile(ws_re, strlen(ws_re), &p->rx, msg, sizeof msg);
+        return rc ? lmx__tokload_bad(c, rc, "%s: %s", path, msg) : LMX_OK;
     }
     if (strcmp(type, "ByteLevel") == 0) {
         p->type = LMX_PRE_BYTELEVEL;
@@ -171,7 +224,8 @@ static int pretok_step(lmx_tok_loadctx *c, json_t *o, const char *type, const ch
     }
     return lmx__tokload_bad(c, LMX_EUNSUPPORTED,
                "%s.type: pre-tokenizer \"%s\" is not supported (supported: Sequence, Split, "
-               "ByteLevel, Metaspace)", path, type);
+               "ByteLevel, Metaspace, Digits, Whitespace, WhitespaceSplit, Punctuation, "
+               "CharDelimiterSplit)", path, type);
 }
 
 /* ---- decoder (only used by decode, but an unsupported one fails the load like any component) */

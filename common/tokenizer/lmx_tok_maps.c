@@ -1,31 +1,9 @@
 /* The tokenizer's tables: string -> id maps, the merge map, the trie of added tokens, and the
- * memory they live in (lmx_tok_internal.h declares them; lookups are inline there). */
-/* MADV_HUGEPAGE (Linux) is outside POSIX: ask libc for its extensions in this file. */
-#define _DEFAULT_SOURCE 1
+ * (lmx_tok_internal.h declares them; lookups are inline there; their memory: lmx_tok_mem.c). */
 #include "lmx_tok_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-
-void *lmx__tok_table_alloc(size_t bytes, int zero)
-{
-    const size_t huge = (size_t)2 << 20;
-    if (bytes < huge)
-        return zero ? calloc(1, bytes ? bytes : 1) : malloc(bytes ? bytes : 1);
-    if (bytes > SIZE_MAX - huge)
-        return NULL;
-    size_t rounded = (bytes + huge - 1) & ~(huge - 1);
-    void *p = aligned_alloc(huge, rounded);
-    if (!p)
-        return NULL;
-#ifdef MADV_HUGEPAGE
-    (void)madvise(p, rounded, MADV_HUGEPAGE); /* a hint: without it, plain pages */
-#endif
-    if (zero)
-        memset(p, 0, rounded);
-    return p;
-}
 
 static uint32_t pow2_at_least(uint64_t n)
 {

@@ -60,6 +60,29 @@ int lmx__tok_normalize(const lmx_tokjson *tj, const uint8_t *s, size_t n, lmx_bu
             b->len = nm->alen + cn;
             break;
         case LMX_NORM_REPLACE: {
+            if (nm->rx) {
+                /* Regex: every match (empty ones too, as HF's find_iter gives them) becomes
+                 * the content */
+                void *rg = lmx__tok_regex_region_new();
+                if (!rg)
+                    return LMX_ENOMEM;
+                lmx_tok_refind st = {0};
+                size_t ms, me, last = 0;
+                int r;
+                while ((r = lmx__tok_regex_next(nm->rx, rg, cur, cn, &st, &ms, &me)) == 1) {
+                    if (lmx__buf_append(b, cur + last, ms - last) || lmx__buf_append(b, nm->b, nm->blen)) {
+                        r = LMX_ENOMEM;
+                        break;
+                    }
+                    last = me;
+                }
+                lmx__tok_regex_region_free(rg);
+                if (r < 0)
+                    return r;
+                if (lmx__buf_append(b, cur + last, cn - last))
+                    return LMX_ENOMEM;
+                break;
+            }
             const uint8_t *pat = (const uint8_t *)nm->a;
             size_t pl = nm->alen, i = 0, last = 0;
             if (!memchr(cur, pat[0], cn))
@@ -93,8 +116,53 @@ int lmx__tok_normalize(const lmx_tokjson *tj, const uint8_t *s, size_t n, lmx_bu
             break;
         }
         case LMX_NORM_NFC:
-            if (lmx__nfc(cur, cn, b, u32, u32cap) != LMX_OK)
+        case LMX_NORM_NFD:
+        case LMX_NORM_NFKC:
+        case LMX_NORM_NFKD: {
+            int form = nm->type == LMX_NORM_NFC ? LMX_NF_C : nm->type == LMX_NORM_NFD ? LMX_NF_D
+                     : nm->type == LMX_NORM_NFKC ? LMX_NF_KC : LMX_NF_KD;
+            if (lmx__unorm(form, cur, cn, b, u32, u32cap) != LMX_OK)
                 return LMX_ENOMEM;
+            break;
+        }
+        case LMX_NORM_LOWERCASE:
+            if (lmx__lowercase(cur, cn, b) != LMX_OK)
+                return LMX_ENOMEM;
+            break;
+        case LMX_NORM_STRIP: {
+            /* HF Strip: White_Space chars off the left and/or right end */
+            size_t a = 0, z = cn;
+            while (nm->left && a < z) {
+                uint32_t cp;
+                int l = lmx__utf8_dec(cur + a, z - a, &cp);
+                if (!(lmx__tok_cls_cp(cp) & LMX_UNI_WS))
+                    break;
+                a += (size_t)l;
+            }
+            while (nm->right && z > a) {
+                size_t q = z - 1;
+                while (q > a && (cur[q] & 0xC0) == 0x80)
+                    q--;
+                uint32_t cp;
+                lmx__utf8_dec(cur + q, z - q, &cp);
+                if (!(lmx__tok_cls_cp(cp) & LMX_UNI_WS))
+                    break;
+                z = q;
+            }
+            if (lmx__buf_append(b, cur + a, z - a))
+                return LMX_ENOMEM;
+            break;
+        }
+        case LMX_NORM_STRIP_ACCENTS:
+            /* HF StripAccents: drop combining marks (unicode-normalization's is_combining_mark:
+             * general category M) */
+            for (size_t i = 0; i < cn;) {
+                uint32_t cp;
+                int l = cur[i] < 0x80 ? (cp = cur[i], 1) : lmx__utf8_dec(cur + i, cn - i, &cp);
+                if ((cp < 0x300 || lmx__uni_gc(cp) < 5 || lmx__uni_gc(cp) > 7 /* Mn Mc Me */) && lmx__buf_append(b, cur + i, (size_t)l))
+                    return LMX_ENOMEM;
+                i += (size_t)l;
+            }
             break;
         default:
             return LMX_EINTERNAL;

@@ -200,7 +200,41 @@ static size_t re_gpt2(const uint8_t *p, size_t i, size_t n)
     return ws_tail(p, i, n, 0);
 }
 
+/* The patterns the scanners above implement, exactly as tokenizer.json writes them. */
+const char lmx__tok_re_llama3[] =
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+"
+    "[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+const char lmx__tok_re_qwen2[] =
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+"
+    "[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+const char lmx__tok_re_gpt2[] =
+    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
+
+size_t lmx__tok_scan_piece(int re, int digits, const uint8_t *p, size_t i, size_t n)
+{
+    return re == LMX_RE_LLAMA3 ? re_llama3(p, i, n, digits) : re_gpt2(p, i, n);
+}
+
 /* ---- pre-tokenizer ------------------------------------------------------------------------- */
+
+static int char_pred(const lmx_tok_pre *p, uint32_t cp)
+{
+    switch (p->pred) {
+    case LMX_CHAR_DIGIT: /* Rust's char::is_numeric: N* */
+        return (lmx__tok_cls_cp(cp) & LMX_UNI_N) != 0;
+    case LMX_CHAR_WS:
+        return (lmx__tok_cls_cp(cp) & LMX_UNI_WS) != 0;
+    case LMX_CHAR_PUNCT: {
+        if (cp < 0x80)
+            return (cp >= '!' && cp <= '/') || (cp >= ':' && cp <= '@') || (cp >= '[' && cp <= '`') ||
+                   (cp >= '{' && cp <= '~');
+        uint32_t gc = lmx__uni_gc(cp);
+        return gc >= 11 && gc <= 17; /* Pc Pd Ps Pe Pi Pf Po */
+    }
+    default:
+        return cp == p->pred_cp;
+    }
+}
 
 typedef struct piece {
     uint32_t start, end;
@@ -325,8 +359,8 @@ int lmx__tok_pretok_and_bpe(lmx_tokjson_enc *e, const uint8_t *text, size_t n, i
         steps--;
     if (steps == 0)
         return lmx__tok_bpe_word(e, text, n, out);
-    if (steps == 1 && tj->pre[0].type == LMX_PRE_SPLIT_RE && tj->pre[0].behavior == LMX_SPLIT_ISOLATED &&
-        !tj->pre[0].invert) {
+    if (steps == 1 && tj->pre[0].type == LMX_PRE_SPLIT_RE && tj->pre[0].re &&
+        tj->pre[0].behavior == LMX_SPLIT_ISOLATED && !tj->pre[0].invert) {
         int llama3 = tj->pre[0].re == LMX_RE_LLAMA3, dg = tj->pre[0].re_digits;
         /* Pieces are found PIECES_AHEAD ahead of their BPE and the hot-cache set of each is
          * prefetched then (the cache is megabytes: a lookup is a memory access otherwise). */
@@ -369,7 +403,7 @@ int lmx__tok_pretok_and_bpe(lmx_tokjson_enc *e, const uint8_t *text, size_t n, i
         lmx_tok_span *in = e->spans[sw];
         size_t on = 0;
         int ow = sw ^ 1;
-        if (p->type == LMX_PRE_SPLIT_RE || p->type == LMX_PRE_SPLIT_STR ||
+        if (p->type == LMX_PRE_SPLIT_RE || p->type == LMX_PRE_SPLIT_STR || p->type == LMX_PRE_SPLIT_CHAR ||
             (p->type == LMX_PRE_BYTELEVEL && !p->add_prefix_space)) {
             /* text unchanged: only the spans move */
             int behavior = p->type == LMX_PRE_BYTELEVEL ? LMX_SPLIT_ISOLATED : p->behavior;
@@ -379,6 +413,57 @@ int lmx__tok_pretok_and_bpe(lmx_tokjson_enc *e, const uint8_t *text, size_t n, i
             for (size_t si = 0; si < ns; si++) {
                 size_t s0 = in[si].start, s1 = s0 + in[si].len;
                 size_t np = 0;
+                if (p->type == LMX_PRE_SPLIT_CHAR) {
+                    /* each char the predicate holds for is a match of its own */
+                    size_t last = s0;
+                    for (size_t i = s0; i < s1;) {
+                        uint32_t cp;
+                        int l = lmx__utf8_dec(buf + i, s1 - i, &cp);
+                        if (char_pred(p, cp)) {
+                            if (lmx__tok_grow(&e->pieces, &e->pieces_cap, np + 2, sizeof(piece)))
+                                return LMX_ENOMEM;
+                            piece *pc = e->pieces;
+                            if (i > last)
+                                pc[np++] = (piece){(uint32_t)last, (uint32_t)i, invert};
+                            pc[np++] = (piece){(uint32_t)i, (uint32_t)(i + (size_t)l), !invert};
+                            last = i + (size_t)l;
+                        }
+                        i += (size_t)l;
+                    }
+                    if (lmx__tok_grow(&e->pieces, &e->pieces_cap, np + 1, sizeof(piece)))
+                        return LMX_ENOMEM;
+                    if (last < s1)
+                        ((piece *)e->pieces)[np++] = (piece){(uint32_t)last, (uint32_t)s1, invert};
+                    if (np && apply_behavior(behavior, e->pieces, np, &e->spans[ow], &on,
+                                             &e->span_cap[ow]))
+                        return LMX_ENOMEM;
+                    continue;
+                }
+                if (p->type == LMX_PRE_SPLIT_RE && !p->re) {
+                    /* general pattern: Oniguruma's matches (possibly empty) and the gaps */
+                    lmx_tok_refind st = {0};
+                    size_t prev = 0, ms, me;
+                    for (;;) {
+                        int r = lmx__tok_regex_next(p->rx, e->region, buf + s0, s1 - s0, &st, &ms, &me);
+                        if (r < 0)
+                            return r;
+                        if (lmx__tok_grow(&e->pieces, &e->pieces_cap, np + 3, sizeof(piece)))
+                            return LMX_ENOMEM;
+                        piece *pc = e->pieces;
+                        if (!r)
+                            break;
+                        if (ms > prev)
+                            pc[np++] = (piece){(uint32_t)(s0 + prev), (uint32_t)(s0 + ms), invert};
+                        pc[np++] = (piece){(uint32_t)(s0 + ms), (uint32_t)(s0 + me), !invert};
+                        prev = me;
+                    }
+                    if (prev < s1 - s0)
+                        ((piece *)e->pieces)[np++] = (piece){(uint32_t)(s0 + prev), (uint32_t)s1, invert};
+                    if (np && apply_behavior(behavior, e->pieces, np, &e->spans[ow], &on,
+                                             &e->span_cap[ow]))
+                        return LMX_ENOMEM;
+                    continue;
+                }
                 for (size_t i = s0; i < s1;) {
                     size_t ms, me;
                     if (p->type == LMX_PRE_SPLIT_STR) {

@@ -59,8 +59,30 @@ static int push_u32(uint32_t **v, size_t *n, size_t *cap, uint32_t x)
     return LMX_OK;
 }
 
-static int decompose(uint32_t cp, uint32_t **v, size_t *n, size_t *cap)
+static const lmx_uni_kdecomp *find_kdecomp(uint32_t cp)
 {
+    uint32_t lo = 0, hi = lmx__uni_kdecomp_n;
+    while (lo < hi) {
+        uint32_t mid = (lo + hi) / 2;
+        if (lmx__uni_kdecomp[mid].cp < cp) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < lmx__uni_kdecomp_n && lmx__uni_kdecomp[lo].cp == cp ? &lmx__uni_kdecomp[lo] : NULL;
+}
+
+static int decompose(uint32_t cp, int compat, uint32_t **v, size_t *n, size_t *cap)
+{
+    if (compat && cp >= 0xA0) {
+        const lmx_uni_kdecomp *k = find_kdecomp(cp);
+        if (k) {
+            for (uint32_t i = 0; i < k->len; i++) {
+                int rc = decompose(lmx__uni_kpool[k->off + i], compat, v, n, cap);
+                if (rc)
+                    return rc;
+            }
+            return LMX_OK;
+        }
+    }
     if (cp >= SBASE && cp < SBASE + SCOUNT) {
         uint32_t s = cp - SBASE;
         int rc = push_u32(v, n, cap, LBASE + s / NCOUNT);
@@ -71,31 +93,39 @@ static int decompose(uint32_t cp, uint32_t **v, size_t *n, size_t *cap)
     const lmx_uni_decomp *d = cp >= 0xC0 ? find_decomp(cp) : NULL;
     if (!d)
         return push_u32(v, n, cap, cp);
-    int rc = decompose(d->d1, v, n, cap);
+    int rc = decompose(d->d1, compat, v, n, cap);
     if (!rc && d->d2)
-        rc = decompose(d->d2, v, n, cap);
+        rc = decompose(d->d2, compat, v, n, cap);
     return rc;
 }
 
 int lmx__nfc(const uint8_t *s, size_t n, lmx_buf *out, uint32_t **scratch, size_t *scratch_cap)
 {
-    /* Quick check: text without NFC_QC No/Maybe chars and without non-starters is NFC. */
+    return lmx__unorm(LMX_NF_C, s, n, out, scratch, scratch_cap);
+}
+
+int lmx__unorm(int form, const uint8_t *s, size_t n, lmx_buf *out, uint32_t **scratch,
+               size_t *scratch_cap)
+{
+    /* Quick check: ASCII is in every form; for NFC, text without NFC_QC No/Maybe chars and
+     * without non-starters is NFC. */
     int quick = 1;
     for (size_t i = 0; i < n && quick;) {
         if (s[i] < 0x80) { i++; continue; }
         uint32_t cp;
         i += (size_t)lmx__utf8_dec(s + i, n - i, &cp);
-        if ((lmx__uni_flags(cp) & LMX_UNI_NFCQC) || lmx__uni_ccc(cp))
+        if (form != LMX_NF_C || (lmx__uni_flags(cp) & LMX_UNI_NFCQC) || lmx__uni_ccc(cp))
             quick = 0;
     }
     if (quick)
         return lmx__buf_append(out, s, n);
+    int compat = form == LMX_NF_KC || form == LMX_NF_KD;
 
     size_t m = 0;
     for (size_t i = 0; i < n;) {
         uint32_t cp;
         i += (size_t)lmx__utf8_dec(s + i, n - i, &cp);
-        if (decompose(cp, scratch, &m, scratch_cap) != LMX_OK)
+        if (decompose(cp, compat, scratch, &m, scratch_cap) != LMX_OK)
             return LMX_ENOMEM;
     }
     uint32_t *v = *scratch;
@@ -113,7 +143,7 @@ int lmx__nfc(const uint8_t *s, size_t n, lmx_buf *out, uint32_t **scratch, size_
         v[j] = x;
     }
     /* canonical composition */
-    if (m) {
+    if (m && (form == LMX_NF_C || form == LMX_NF_KC)) {
         size_t starter = 0, w = 1;
         unsigned last = lmx__uni_ccc(v[0]) ? 256u : 0u;
         for (size_t i = 1; i < m; i++) {
@@ -135,6 +165,43 @@ int lmx__nfc(const uint8_t *s, size_t n, lmx_buf *out, uint32_t **scratch, size_
         return LMX_ENOMEM;
     for (size_t i = 0; i < m; i++)
         out->len += (size_t)lmx__utf8_enc(v[i], out->data + out->len);
+    return LMX_OK;
+}
+
+/* ---- Lowercase ----------------------------------------------------------------------------- */
+
+int lmx__lowercase(const uint8_t *s, size_t n, lmx_buf *out)
+{
+    if (lmx__buf_reserve(out, n + 8) != LMX_OK)
+        return LMX_ENOMEM;
+    for (size_t i = 0; i < n;) {
+        if (s[i] < 0x80) {
+            uint8_t c = s[i++];
+            c = (uint8_t)(c >= 'A' && c <= 'Z' ? c | 0x20 : c);
+            if (lmx__buf_append(out, &c, 1))
+                return LMX_ENOMEM;
+            continue;
+        }
+        uint32_t cp, lo;
+        i += (size_t)lmx__utf8_dec(s + i, n - i, &cp);
+        uint8_t tmp[8];
+        size_t l;
+        if (cp == 0x130) { /* Rust's char::to_lowercase: the one unconditional special casing */
+            l = (size_t)lmx__utf8_enc('i', tmp);
+            l += (size_t)lmx__utf8_enc(0x307, tmp + l);
+        } else {
+            uint32_t a = 0, b = lmx__uni_lower_n;
+            while (a < b) {
+                uint32_t mid = (a + b) / 2;
+                if (lmx__uni_lower[mid].cp < cp) a = mid + 1;
+                else b = mid;
+            }
+            lo = a < lmx__uni_lower_n && lmx__uni_lower[a].cp == cp ? lmx__uni_lower[a].lower : cp;
+            l = (size_t)lmx__utf8_enc(lo, tmp);
+        }
+        if (lmx__buf_append(out, tmp, l))
+            return LMX_ENOMEM;
+    }
     return LMX_OK;
 }
 

@@ -18,7 +18,7 @@ struct lmx_tokenizer {
     int is_bytes;
     lmx_tokenizer_options opts;
     lmx_tokjson *tj;
-    char identity[32 + 2 * 32];
+    char identity[32 + 2 * 32 + 96];
 };
 
 struct lmx_encoder {
@@ -50,6 +50,18 @@ static int finish_open(char *data, size_t len, const char *cfg, size_t cfg_len,
      * built with (reuse, merge and plan ids follow from the identity). */
     if (t->opts.match_added_tokens)
         strcat(t->identity, LMX_TOKENIZER_MATCH_ADDED_SUFFIX);
+    /* tokenizer_config.json is covered only where it decides something: the separators */
+    const lmx_tokjson *tj = t->tj;
+    if (tj->seps_from_config) {
+        char sep[80], b[12] = "none", e[12] = "none";
+        if (tj->bos != LMX_TOKEN_NONE)
+            snprintf(b, sizeof b, "%u", tj->bos);
+        if (tj->eos != LMX_TOKEN_NONE)
+            snprintf(e, sizeof e, "%u", tj->eos);
+        snprintf(sep, sizeof sep, "+separators:bos=%s%s,eos=%s%s", b, tj->add_bos ? "" : "(off)", e,
+                 tj->add_eos ? "" : "(off)");
+        strcat(t->identity, sep);
+    }
     *out = t;
     return LMX_OK;
 }
@@ -127,6 +139,17 @@ const char *lmx__tokenizer_identity(const lmx_tokenizer *tok) { return tok->iden
 uint32_t lmx__tokenizer_vocab_size(const lmx_tokenizer *tok) { return tok->is_bytes ? 258u : tok->tj->id_limit; }
 uint32_t lmx__tokenizer_bos(const lmx_tokenizer *tok) { return tok->is_bytes ? BYTES_BOS : tok->tj->bos; }
 uint32_t lmx__tokenizer_eos(const lmx_tokenizer *tok) { return tok->is_bytes ? BYTES_EOS : tok->tj->eos; }
+int lmx__tokenizer_default_bos(const lmx_tokenizer *tok) { return tok->is_bytes ? 1 : tok->tj->add_bos; }
+int lmx__tokenizer_default_eos(const lmx_tokenizer *tok) { return tok->is_bytes ? 0 : tok->tj->add_eos; }
+
+const char *lmx__tokenizer_token_str(const lmx_tokenizer *tok, uint32_t id, size_t *len)
+{
+    *len = 0;
+    if (tok->is_bytes || id >= tok->tj->id_limit || tok->tj->id_off[id] == UINT32_MAX)
+        return NULL;
+    *len = tok->tj->id_len[id];
+    return (const char *)tok->tj->id_arena.data + tok->tj->id_off[id];
+}
 
 uint32_t lmx__tokenizer_token_id(const lmx_tokenizer *tok, const char *s, size_t n)
 {

@@ -44,13 +44,22 @@ int lmx__tokenizer_open_buffer(const void *data, size_t len, const void *config,
 
 /* "bytes" or "tokenizer.json". */
 const char *lmx__tokenizer_kind(const lmx_tokenizer *tok);
-/* Identity recorded in an index: "bytes" or "blake2b-256:<hex of the tokenizer.json bytes>". */
+/* Identity recorded in an index: "bytes" or "blake2b-256:<hex of the tokenizer.json bytes>",
+ * then "+match-added-tokens" and "+separators:..." when tokenizer_config.json changed them. */
 const char *lmx__tokenizer_identity(const lmx_tokenizer *tok);
 /* One more than the largest id the tokenizer can produce (bytes: 258). */
 uint32_t lmx__tokenizer_vocab_size(const lmx_tokenizer *tok);
-/* Ids of the BOS / EOS tokens, LMX_TOKEN_NONE when the tokenizer has none. */
+/* Ids of the model's BOS / document-end EOS tokens, LMX_TOKEN_NONE when it has none (never a
+ * chat turn end; proto/TOKENIZER.md "Document separators"). */
 uint32_t lmx__tokenizer_bos(const lmx_tokenizer *tok);
 uint32_t lmx__tokenizer_eos(const lmx_tokenizer *tok);
+/* The model's convention: 1 when a document gets BOS before it / EOS after it (the plan
+ * defaults). bytes: BOS yes, EOS no. */
+int lmx__tokenizer_default_bos(const lmx_tokenizer *tok);
+int lmx__tokenizer_default_eos(const lmx_tokenizer *tok);
+/* The string of token id as written in tokenizer.json (borrowed, *len bytes, not terminated);
+ * NULL for bytes or an id without one. */
+const char *lmx__tokenizer_token_str(const lmx_tokenizer *tok, uint32_t id, size_t *len);
 /* Id of the token whose string (as written in tokenizer.json; added tokens first) is s[0..n),
  * LMX_TOKEN_NONE if none. A linear scan: for setup code, not hot paths. */
 uint32_t lmx__tokenizer_token_id(const lmx_tokenizer *tok, const char *s, size_t n);
@@ -69,5 +78,11 @@ int lmx__encode(lmx_encoder *enc, const char *text, size_t len, lmx_ids *ids, lm
 /* Appends the decoded UTF-8 text of ids to out. Unknown ids are an LMX_EINVAL error. */
 int lmx__decode(const lmx_tokenizer *tok, const uint32_t *ids, size_t n, lmx_buf *out,
                 lmx_error *err);
+
+/* Test hook (tests/fuzz/fuzz_pretok.c, unit tests): pre-tokenizes valid UTF-8 s[0..n) with fast
+ * scanner `which` (0 LLaMA-3/cl100k, 1 Qwen2/3, 2 GPT-2; more as they are added) and with
+ * Oniguruma running the same pattern. 0: identical pieces; 1: they differ, *at is where;
+ * LMX_EINVAL: bad which or invalid UTF-8. Implemented in lmx_tok_selftest.c. */
+int lmx__tokenizer_pretok_diff(int which, const uint8_t *s, size_t n, size_t *at);
 
 #endif

@@ -31,6 +31,24 @@ extern const lmx_uni_fold lmx__uni_fold_ascii[];
 extern const uint32_t lmx__uni_fold_ascii_n;
 extern const char lmx__uni_version[];
 
+/* General category (the \p{..} classes the general regex path rewrites, see lmx_tok_regex.c):
+ * runs sorted by start, each (start << 8 | LMX_GC_* index), the first starting at 0; a run lasts
+ * until the next one's start (the last until 0x10FFFF). Names in index order: */
+#define LMX_GC_N_CATS 30
+#define LMX_GC_NAMES "LuLlLtLmLoMnMcMeNdNlNoPcPdPsPePiPfPoSmScSkSoZsZlZpCcCfCsCoCn"
+extern const uint32_t lmx__uni_gc_runs[];
+extern const uint32_t lmx__uni_gc_runs_n;
+/* Compatibility decompositions (one level; NFKD applies them and the canonical ones
+ * recursively): sorted by cp, the mapping at lmx__uni_kpool[off .. off + len). */
+typedef struct lmx_uni_kdecomp { uint32_t cp; uint16_t off, len; } lmx_uni_kdecomp;
+extern const lmx_uni_kdecomp lmx__uni_kdecomp[];
+extern const uint32_t lmx__uni_kdecomp_n;
+extern const uint32_t lmx__uni_kpool[];
+/* Simple lowercase mapping (cp -> lowercase cp, only where they differ), sorted by cp. */
+typedef struct lmx_uni_lower { uint32_t cp, lower; } lmx_uni_lower;
+extern const lmx_uni_lower lmx__uni_lower[];
+extern const uint32_t lmx__uni_lower_n;
+
 static inline unsigned lmx__uni_flags(uint32_t cp)
 {
     if (cp >= 0x110000u) return 0;

@@ -13,6 +13,15 @@ int lmx__wire_layout(const lmx_wire_header *h, uint64_t domain_blob, lmx_wire_la
         return lmx__err(err, LMX_EFORMAT, "batch: seq_len %u outside [1, %u]", h->seq_len, LMX_MAX_SEQ_LEN);
     if (h->n_seqs > LMX_MAX_SEQS_PER_BATCH)
         return lmx__err(err, LMX_EFORMAT, "batch: n_seqs %u over %u", h->n_seqs, LMX_MAX_SEQS_PER_BATCH);
+    if (h->version == LMX_WIRE_VERSION_CP) {
+        if (h->cp_size < 1 || h->cp_size > LMX_MAX_CP_SIZE || h->cp_rank >= h->cp_size)
+            return lmx__err(err, LMX_EFORMAT, "batch: cp_rank %u of cp_size %u", h->cp_rank, h->cp_size);
+        if (h->cp_size > 1 && h->seq_len % (2 * h->cp_size) != 0)
+            return lmx__err(err, LMX_EFORMAT, "batch: seq_len %u is not a multiple of 2*cp_size %u", h->seq_len,
+                            2 * h->cp_size);
+        if (!(h->flags & LMX_WIRE_FLAG_CU_SEQLENS))
+            return lmx__err(err, LMX_EFORMAT, "batch: wire v2 without the cu_seqlens flag");
+    }
     if (h->n_domains > LMX_MAX_DOMAINS)
         return lmx__err(err, LMX_EFORMAT, "batch: n_domains %u over %u", h->n_domains, LMX_MAX_DOMAINS);
     if (domain_blob > (uint64_t)h->n_domains * LMX_MAX_DOMAIN_NAME)
@@ -20,8 +29,11 @@ int lmx__wire_layout(const lmx_wire_header *h, uint64_t domain_blob, lmx_wire_la
                         (unsigned long long)domain_blob);
     /* All products below fit in 64 bits given the limits above (n_spans, n_cu are u32). */
     uint64_t n = h->n_seqs, cu_flag = (h->flags & LMX_WIRE_FLAG_CU_SEQLENS) != 0;
+    uint64_t S = lmx__wire_slice_len(h), v2 = h->version == LMX_WIRE_VERSION_CP;
     at->tokens = LMX_WIRE_HEADER_SIZE;
-    at->next_tokens = align8(at->tokens + n * h->seq_len * h->token_bytes);
+    at->labels = align8(at->tokens + n * S * h->token_bytes);
+    at->positions = align8(at->labels + (v2 ? 4 * n * S : 0));
+    at->next_tokens = align8(at->positions + (v2 ? 4 * n * S : 0));
     at->span_index = align8(at->next_tokens + 4 * n);
     at->spans = align8(at->span_index + 4 * (n + 1));
     at->cu_index = align8(at->spans + (uint64_t)LMX_WIRE_SPAN_SIZE * h->n_spans);
@@ -36,6 +48,7 @@ int lmx__wire_layout(const lmx_wire_header *h, uint64_t domain_blob, lmx_wire_la
 
 static void read_header(const uint8_t *b, lmx_wire_header *h)
 {
+    h->version = lmx__get16(b + LMX_WH_VERSION);
     h->flags = lmx__get32(b + LMX_WH_FLAGS);
     memcpy(h->plan_id, b + LMX_WH_PLAN_ID, LMX_PLAN_ID_BYTES);
     h->step = lmx__get64(b + LMX_WH_STEP);
@@ -48,13 +61,19 @@ static void read_header(const uint8_t *b, lmx_wire_header *h)
     h->n_spans = lmx__get32(b + LMX_WH_N_SPANS);
     h->n_cu = lmx__get32(b + LMX_WH_N_CU);
     h->total_size = lmx__get64(b + LMX_WH_TOTAL_SIZE);
+    h->cp_rank = 0, h->cp_size = 1, h->ignore_index = 0;
+    if (h->version == LMX_WIRE_VERSION_CP) {
+        h->cp_rank = lmx__get32(b + LMX_WH_CP_RANK);
+        h->cp_size = lmx__get32(b + LMX_WH_CP_SIZE);
+        h->ignore_index = (int32_t)lmx__get32(b + LMX_WH_IGNORE_INDEX);
+    }
 }
 
 static void write_header(uint8_t *b, const lmx_wire_header *h)
 {
     memset(b, 0, LMX_WIRE_HEADER_SIZE);
     memcpy(b + LMX_WH_MAGIC, LMX_WIRE_MAGIC, 8);
-    lmx__put16(b + LMX_WH_VERSION, LMX_WIRE_VERSION);
+    lmx__put16(b + LMX_WH_VERSION, (uint16_t)h->version);
     lmx__put16(b + LMX_WH_HEADER_SIZE, LMX_WIRE_HEADER_SIZE);
     lmx__put32(b + LMX_WH_FLAGS, h->flags);
     memcpy(b + LMX_WH_PLAN_ID, h->plan_id, LMX_PLAN_ID_BYTES);
@@ -68,6 +87,11 @@ static void write_header(uint8_t *b, const lmx_wire_header *h)
     lmx__put32(b + LMX_WH_N_SPANS, h->n_spans);
     lmx__put32(b + LMX_WH_N_CU, h->n_cu);
     lmx__put64(b + LMX_WH_TOTAL_SIZE, h->total_size);
+    if (h->version == LMX_WIRE_VERSION_CP) {
+        lmx__put32(b + LMX_WH_CP_RANK, h->cp_rank);
+        lmx__put32(b + LMX_WH_CP_SIZE, h->cp_size);
+        lmx__put32(b + LMX_WH_IGNORE_INDEX, (uint32_t)h->ignore_index);
+    }
 }
 
 /* Checks a prefix-count index: starts at 0, never decreases, ends at total. */
@@ -93,9 +117,10 @@ int lmx__wire_parse(const uint8_t *buf, size_t len, lmx_wire_view *v, lmx_error 
                         len, LMX_WIRE_HEADER_SIZE);
     if (memcmp(buf, LMX_WIRE_MAGIC, 8) != 0)
         return lmx__err(err, LMX_EFORMAT, "batch: bad magic (not a longmix batch)");
-    if (lmx__get16(buf + LMX_WH_VERSION) != LMX_WIRE_VERSION)
-        return lmx__err(err, LMX_EUNSUPPORTED, "batch: wire version %u (this build reads %d)",
-                        lmx__get16(buf + LMX_WH_VERSION), LMX_WIRE_VERSION);
+    uint16_t version = lmx__get16(buf + LMX_WH_VERSION);
+    if (version != LMX_WIRE_VERSION && version != LMX_WIRE_VERSION_CP)
+        return lmx__err(err, LMX_EUNSUPPORTED, "batch: wire version %u (this build reads %d and %d)", version,
+                        LMX_WIRE_VERSION, LMX_WIRE_VERSION_CP);
     if (lmx__get16(buf + LMX_WH_HEADER_SIZE) != LMX_WIRE_HEADER_SIZE)
         return lmx__err(err, LMX_EFORMAT, "batch: header_size %u", lmx__get16(buf + LMX_WH_HEADER_SIZE));
     read_header(buf, &v->h);
@@ -136,12 +161,13 @@ int lmx__wire_parse(const uint8_t *buf, size_t len, lmx_wire_view *v, lmx_error 
         return rc;
     if ((rc = check_index(buf + v->at.span_index, v->h.n_seqs, v->h.n_spans, "span_index", err)))
         return rc;
+    const uint32_t S = lmx__wire_slice_len(&v->h); /* spans are in slice positions */
     for (uint32_t s = 0; s < v->h.n_seqs; s++) {
         uint32_t a, e;
         lmx__wire_seq_spans(v, s, &a, &e);
         for (uint32_t i = a; i < e; i++) {
             lmx_span sp = lmx__wire_span(v, i);
-            if (sp.length == 0 || sp.start > v->h.seq_len || sp.length > v->h.seq_len - sp.start ||
+            if (sp.length == 0 || sp.start > S || sp.length > S - sp.start ||
                 sp.domain >= v->h.n_domains)
                 return lmx__err(err, LMX_EFORMAT, "batch: span %u of sequence %u out of bounds", i - a, s);
         }
@@ -164,9 +190,21 @@ int lmx__wire_parse(const uint8_t *buf, size_t len, lmx_wire_view *v, lmx_error 
 
 uint32_t lmx__wire_token(const lmx_wire_view *v, uint32_t seq, uint32_t pos)
 {
-    size_t i = (size_t)seq * v->h.seq_len + pos;
+    size_t i = (size_t)seq * lmx__wire_slice_len(&v->h) + pos;
     const uint8_t *p = v->base + v->at.tokens;
     return v->h.token_bytes == 2 ? lmx__get16(p + 2 * i) : lmx__get32(p + 4 * i);
+}
+
+int32_t lmx__wire_label(const lmx_wire_view *v, uint32_t seq, uint32_t pos)
+{
+    size_t i = (size_t)seq * lmx__wire_slice_len(&v->h) + pos;
+    return (int32_t)lmx__get32(v->base + v->at.labels + 4 * i);
+}
+
+uint32_t lmx__wire_position(const lmx_wire_view *v, uint32_t seq, uint32_t pos)
+{
+    size_t i = (size_t)seq * lmx__wire_slice_len(&v->h) + pos;
+    return lmx__get32(v->base + v->at.positions + 4 * i);
 }
 
 uint32_t lmx__wire_next_token(const lmx_wire_view *v, uint32_t seq)
@@ -224,6 +262,10 @@ int lmx__wire_begin(lmx_wire_writer *w, const lmx_wire_header *h, lmx_buf *out, 
 {
     memset(w, 0, sizeof *w);
     w->h = *h;
+    if (w->h.version == 0)
+        w->h.version = LMX_WIRE_VERSION;
+    if (w->h.version == LMX_WIRE_VERSION)
+        w->h.cp_rank = 0, w->h.cp_size = 1, w->h.ignore_index = 0;
     w->h.n_spans = w->h.n_cu = w->h.n_domains = 0;
     w->out = out;
     lmx_wire_layout at;
@@ -238,6 +280,8 @@ int lmx__wire_begin(lmx_wire_writer *w, const lmx_wire_header *h, lmx_buf *out, 
         return lmx__err(err, LMX_ENOMEM, "batch: cannot allocate %llu bytes", (unsigned long long)at.span_index);
     memset(out->data, 0, at.span_index);
     out->len = at.span_index;
+    w->labels = at.labels;
+    w->positions = at.positions;
     w->next_tokens = at.next_tokens;
     if (put_u32(&w->sidx, 0) || put_u32(&w->cidx, 0))
         return lmx__err(err, LMX_ENOMEM, "batch: out of memory");
@@ -246,7 +290,17 @@ int lmx__wire_begin(lmx_wire_writer *w, const lmx_wire_header *h, lmx_buf *out, 
 
 uint8_t *lmx__wire_tokens(lmx_wire_writer *w, uint32_t seq)
 {
-    return w->out->data + LMX_WIRE_HEADER_SIZE + (size_t)seq * w->h.seq_len * w->h.token_bytes;
+    return w->out->data + LMX_WIRE_HEADER_SIZE + (size_t)seq * lmx__wire_slice_len(&w->h) * w->h.token_bytes;
+}
+
+uint8_t *lmx__wire_labels(lmx_wire_writer *w, uint32_t seq)
+{
+    return w->out->data + w->labels + (size_t)seq * lmx__wire_slice_len(&w->h) * 4;
+}
+
+uint8_t *lmx__wire_positions(lmx_wire_writer *w, uint32_t seq)
+{
+    return w->out->data + w->positions + (size_t)seq * lmx__wire_slice_len(&w->h) * 4;
 }
 
 void lmx__wire_set_next(lmx_wire_writer *w, uint32_t seq, uint32_t next_token)

@@ -1,4 +1,5 @@
-/* Batch wire format v1 (proto/WIRE.md): layout, writer and validating reader. */
+/* Batch wire formats v1 and v2 (proto/WIRE.md): layout, writer and validating reader. v2 is v1
+ * with a context-parallel slice of each sequence and per-position labels and position ids. */
 #ifndef LMX_WIRE_H
 #define LMX_WIRE_H
 
@@ -17,16 +18,27 @@ typedef struct lmx_span {
 } lmx_span;
 
 typedef struct lmx_wire_header {
+    uint32_t version; /* LMX_WIRE_VERSION (1) or LMX_WIRE_VERSION_CP (2); the writer takes 0 as 1 */
     uint32_t flags;
     uint8_t plan_id[LMX_PLAN_ID_BYTES];
     uint64_t step;
     uint32_t rank, world, seq_len, n_seqs, token_bytes, n_domains, n_spans, n_cu;
     uint64_t total_size;
+    /* v2 only (v1: 0, 1, 0) */
+    uint32_t cp_rank, cp_size;
+    int32_t ignore_index;
 } lmx_wire_header;
 
-/* Section offsets from the start of the body (all 8-aligned). */
+/* Positions per sequence in the body: seq_len / cp_size (v1: seq_len). */
+static inline uint32_t lmx__wire_slice_len(const lmx_wire_header *h)
+{
+    return h->version == LMX_WIRE_VERSION_CP && h->cp_size > 0 ? h->seq_len / h->cp_size : h->seq_len;
+}
+
+/* Section offsets from the start of the body (8-aligned except domain_bytes); labels and
+ * positions are empty (offset = next section) in v1. */
 typedef struct lmx_wire_layout {
-    uint64_t tokens, next_tokens, span_index, spans, cu_index, cu, domain_offsets, domain_bytes,
+    uint64_t tokens, labels, positions, next_tokens, span_index, spans, cu_index, cu, domain_offsets, domain_bytes,
         end;
 } lmx_wire_layout;
 
@@ -47,7 +59,10 @@ typedef struct lmx_wire_view {
  * is rejected), span and cu_seqlens bounds, domain table. Errors: LMX_EFORMAT naming the field. */
 int lmx__wire_parse(const uint8_t *buf, size_t len, lmx_wire_view *v, lmx_error *err);
 
+/* pos < lmx__wire_slice_len(&v->h). labels and position ids: v2 only. */
 uint32_t lmx__wire_token(const lmx_wire_view *v, uint32_t seq, uint32_t pos);
+int32_t lmx__wire_label(const lmx_wire_view *v, uint32_t seq, uint32_t pos);
+uint32_t lmx__wire_position(const lmx_wire_view *v, uint32_t seq, uint32_t pos);
 uint32_t lmx__wire_next_token(const lmx_wire_view *v, uint32_t seq);
 /* Spans of sequence seq are [first, end). */
 void lmx__wire_seq_spans(const lmx_wire_view *v, uint32_t seq, uint32_t *first, uint32_t *end);
@@ -67,12 +82,15 @@ typedef struct lmx_wire_writer {
     lmx_buf cu;     /* i32 entries */
     lmx_buf sidx;   /* u32 span_index */
     lmx_buf cidx;   /* u32 cu_index */
-    uint64_t next_tokens; /* offset of the next-token section (fixed by begin) */
+    uint64_t labels, positions, next_tokens; /* section offsets fixed by begin */
 } lmx_wire_writer;
 
 int lmx__wire_begin(lmx_wire_writer *w, const lmx_wire_header *h, lmx_buf *out, lmx_error *err);
-/* Start of sequence seq's tokens inside out (token_bytes each, little endian). */
+/* Start of sequence seq's tokens inside out (token_bytes each, little endian; slice_len of
+ * them). v2: its labels (i32) and position ids (u32), slice_len each, little endian. */
 uint8_t *lmx__wire_tokens(lmx_wire_writer *w, uint32_t seq);
+uint8_t *lmx__wire_labels(lmx_wire_writer *w, uint32_t seq);
+uint8_t *lmx__wire_positions(lmx_wire_writer *w, uint32_t seq);
 void lmx__wire_set_next(lmx_wire_writer *w, uint32_t seq, uint32_t next_token);
 /* Spans and cu entries must be added in sequence order; end_seq closes the current sequence. */
 int lmx__wire_add_span(lmx_wire_writer *w, const lmx_span *s);

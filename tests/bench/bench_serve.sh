@@ -16,18 +16,11 @@ set -eu
 build=$1
 secs=${2:-10}
 conns=${3:-32}
-shared=$(cd "$(dirname "$0")/../../../shared" && pwd)
 longmixd=$build/server/longmixd
 work=$(mktemp -d /tmp/lmx-bench-serve-XXXXXX)
 trap 'kill $LPID $NPID 2>/dev/null; rm -rf "$work"' EXIT
-corpus=/tmp/lmx-bench-corpus-20
-[ -d "$corpus/train" ] || python3 "$shared/corpus/build-corpus.py" "$corpus" --mb 20 >/dev/null
-"$longmixd" index --tokenizer "$shared/fixtures/tokenizers/llama3-bytelevel/tokenizer.json" --out "$work/idx" \
-  --no-progress "$corpus/train" 2>/dev/null
-cat > "$work/cfg.json" <<JSON
-{"listen": "127.0.0.1:0", "index": "$work/idx", "threads": 2,
- "plans": {"p": {"strategy": "per_source", "seq_len": 131072, "global_batch": 32, "seed": 1}}}
-JSON
+. "$(dirname "$0")/serve_setup.sh"
+serve_setup "$longmixd" 2
 "$longmixd" serve --config "$work/cfg.json" --port-file "$work/port" 2>"$work/longmixd.log" &
 LPID=$!
 while [ ! -s "$work/port" ]; do sleep 0.1; done

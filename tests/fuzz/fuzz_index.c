@@ -118,6 +118,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             acc += lmx__doc_token(&doc, i);
         tokens_seen += doc.n_tokens;
         acc += strlen(doc.source) + strlen(lmx__index_domain_name(ix, doc.domain)) + doc.line;
+        acc += doc.doc_id ? strlen(doc.doc_id) : 0; /* the ids section (--id-field) */
     }
     /* Documents may overlap in the token array (the reader checks bounds only), so tokens_seen is
      * not compared with n_tokens. */

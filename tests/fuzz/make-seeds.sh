@@ -10,6 +10,8 @@
 #   fuzz_encode     texts for each built-in tokenizer
 #   fuzz_client_body the fuzz_wire bodies plain and zstd-compressed (zstd CLI), a zstd RLE bomb
 #                   and one that lies about its size, error texts with escapes
+#   fuzz_parquet    12-row files from DuckDB, arrow-rs and hyparquet-writer (tests/tools/parquet/gen.mjs;
+#                   needs node + `npm ci` there, else the committed seeds stay)
 # Usage: tests/fuzz/make-seeds.sh BUILD_DIR   (a build with longmixd; fuzz_encode if LMX_FUZZ=ON)
 # The seeds are committed; run this only to refresh them. Needs python3 and curl.
 set -euo pipefail
@@ -27,6 +29,59 @@ trap cleanup EXIT
 for t in fuzz_index fuzz_wire fuzz_config fuzz_request fuzz_tokenizer fuzz_encode fuzz_client_body; do
   rm -rf "${OUT:?}/$t"; mkdir -p "$OUT/$t"
 done
+
+# ---- fuzz_gzip, fuzz_mds (issue #13): the committed input fixtures (independent writers) ----
+# fuzz_gzip: [name/layout byte][file]; fuzz_mds: [u16 len][index.json][shard 0 decompressed]
+rm -rf "$OUT/fuzz_gzip" "$OUT/fuzz_mds"; mkdir -p "$OUT/fuzz_gzip" "$OUT/fuzz_mds"
+python3 - "$SRC/tests/fixtures/inputs" "$OUT" <<'PY'
+import gzip, json, os, struct, sys, zlib
+fx, out = sys.argv[1], sys.argv[2]
+g = os.path.join(fx, "gzip")
+small = open(os.path.join(g, "docs.jsonl"), "rb").read()[:1500]
+seeds = {"cli": (1, open(os.path.join(g, "docs.gzip-cli.jsonl.gz"), "rb").read()),
+         "multi": (1, open(os.path.join(g, "docs.multi-member.jsonl.gz"), "rb").read()),
+         "python": (3, open(os.path.join(g, "docs.python.json.gz"), "rb").read()),
+         "zstd": (2, open(os.path.join(g, "docs.jsonl.zstd"), "rb").read()),
+         "plain": (0, small),
+         "layout": (5, gzip.compress(b'{"content": "x", "id": 7, "meta": {"redpajama_set_name": "a"}}\n', mtime=0)),
+         "truncated": (1, gzip.compress(small, mtime=0)[:300])}
+for name, (flag, data) in seeds.items():
+    open(os.path.join(out, "fuzz_gzip", name), "wb").write(bytes([flag]) + data)
+m = os.path.join(fx, "mds")
+for folder in ("plain", "zstd", "gz-noconfig"):
+    ix = json.load(open(os.path.join(m, folder, "index.json")))
+    ix["shards"] = ix["shards"][:1]
+    sh = ix["shards"][0]
+    raw = os.path.join(m, folder, sh["raw_data"]["basename"])
+    if os.path.exists(raw):
+        data = open(raw, "rb").read()
+    elif sh["compression"].startswith("gz"):
+        data = gzip.decompress(open(os.path.join(m, folder, sh["zip_data"]["basename"]), "rb").read())
+    else:
+        continue  # zstd: no zstd module in the standard library; plain/gz cover the layout
+    j = json.dumps(ix, separators=(",", ":")).encode()
+    open(os.path.join(out, "fuzz_mds", folder), "wb").write(struct.pack("<H", len(j)) + j + data)
+PY
+
+# fuzz_index: an index with the optional ids section (--id-field), packed like the others
+python3 - "$WORK/ids.jsonl" <<'PY'
+import json, sys
+with open(sys.argv[1], "w") as f:
+    for i, t in enumerate(["alpha", "", "beta gamma", "delta"]):
+        f.write(json.dumps({"text": t, "id": f"doc-{i}" if i != 2 else 7, "meta": {"redpajama_set_name": "S"}}) + "\n")
+PY
+(cd "$WORK" && "$LONGMIXD" index --tokenizer bytes --id-field id --out idx-ids ids.jsonl >/dev/null 2>&1)
+python3 - "$WORK/idx-ids" "$OUT/fuzz_index/ids-f0" <<'PY'
+import json, os, struct, sys
+idx, out = sys.argv[1], sys.argv[2]
+m = json.load(open(os.path.join(idx, "manifest.json")))
+mb = json.dumps(m, separators=(",", ":")).encode()
+b = bytes([0]) + struct.pack("<H", len(mb)) + mb
+for s in m["shards"]:
+    sb = open(os.path.join(idx, "shards", s["file"]), "rb").read()
+    b += struct.pack("<H", len(sb)) + sb
+open(out, "wb").write(b)
+PY
 
 # ---- a small real index ----
 mkdir -p "$WORK/in/books" "$WORK/in/web"
@@ -219,6 +274,20 @@ for k in range(4):
 open("%s/invalid-utf8" % out, "wb").write(b"\x00ab\xff\xfe\xc3(\xe2\x82 \xf0\x9f\x98")
 PY
 
+# ---- pretok: [selector][text]; selector = fast scanner (0 LLaMA-3, 1 Qwen2, 2 GPT-2) ----
+python3 - "$OUT/fuzz_pretok" <<'PY'
+import os, sys
+out = sys.argv[1]
+os.makedirs(out, exist_ok=True)
+texts = {"en": "The quick brown fox's 12345 tokens, and the rest.\n\n  indented\ttab  ",
+         "uni": "caf\u00e9 \u65e5\u672c\u8a9e \U0001F600\u200d\U0001F600 \u2581x \u00a0nbsp \u0661\u0662\u0663\u0664 x\u0301",
+         "contractions": "I'LL it's we'Re THEY'VE \u017F's 'd 'm\r\n\r\n \r\n",
+         "spaces": "   leading and trailing   \r\n\r\n\t \u3000\u3000x  "}
+for k in range(3):
+    for name, t in texts.items():
+        open("%s/s%d-%s" % (out, k, name), "wb").write(bytes([k]) + t.encode())
+PY
+
 # ---- client body sink: [flags: bit 0 zstd, bit 1 caller buffer, bits 2-4 limit][chunk-1][body] ----
 python3 - "$OUT/fuzz_wire" "$OUT/fuzz_client_body" <<'PY'
 import os, struct, subprocess, sys
@@ -240,5 +309,11 @@ open(f"{out}/lie", "wb").write(bytes([1 | 6 << 2, 63]) + rle(1 << 16, 1 << 20))
 open(f"{out}/escapes", "wb").write(bytes([3 << 2, 40]) +
      '{"error": "bad\x1b[31m", "detail": "a\nb\r\x07 \u009b2J \u202e \xff"}'.encode("utf-8", "surrogateescape"))
 PY
+# ---- parquet: small files from the three independent writers ----
+if [ -d "$SRC/tests/tools/parquet/node_modules" ] && command -v node >/dev/null; then
+  rm -rf "${OUT:?}/fuzz_parquet"; mkdir -p "$OUT/fuzz_parquet"
+  node "$SRC/tests/tools/parquet/gen.mjs" "$WORK/parquet" 12 fixtures >/dev/null
+  cp "$WORK"/parquet/*.parquet "$OUT/fuzz_parquet/"
+fi
 
 for t in "$OUT"/*/; do printf '%-16s %3d seeds\n' "$(basename "$t")" "$(ls "$t" | wc -l)"; done

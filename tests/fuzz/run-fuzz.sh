@@ -35,6 +35,9 @@ max_len() {
     fuzz_index) echo 16384 ;;
     fuzz_wire) echo 16384 ;;
     fuzz_config) echo 8192 ;;
+    fuzz_gzip) echo 65536 ;;
+    fuzz_mds) echo 32768 ;;
+    fuzz_parquet) echo 8192 ;;
     *) echo 4096 ;;
   esac
 }

@@ -86,6 +86,38 @@ foreach(t kill9_restart corrupt_shard readonly_index disk_full clock_jump)
                        SKIP_RETURN_CODE 77)
 endforeach()
 
+# Hostile clients and careless operators (issue #16): tests/integration/test_hostile.py, one ctest
+# test per Python test function, each bounded by short deadlines in its config. 77 = skipped.
+foreach(t many_params path_decoding metrics_poisoning slowloris per_address_limit slow_readers
+          truncated_shard auth_reload state_dir_lock config_fifo nginx_metrics
+          bad_content_length)
+  add_test(NAME integration.hostile.${t}
+           COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_hostile.py ${t})
+  set_tests_properties(integration.hostile.${t} PROPERTIES ENVIRONMENT "${LMX_TEST_ENV}" TIMEOUT 120
+                       SKIP_RETURN_CODE 77)
+endforeach()
+
+# Input formats and field layouts (issue #13): tests/integration/test_inputs.py, one ctest test per
+# Python test function (registered as integration.index.*).
+foreach(t field_layout gzip_fixtures gzip_corrupt mds_fixtures mds_corrupt gzip_workflow mds_workflow)
+  add_test(NAME integration.index.${t}
+           COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_inputs.py ${t})
+  set_tests_properties(integration.index.${t} PROPERTIES ENVIRONMENT "${LMX_TEST_ENV}" TIMEOUT 300
+                       SKIP_RETURN_CODE 77)
+endforeach()
+
+# Into the trainer (issue #14, tests/integration/test_trainer.py): context-parallel slices (wire
+# v2) with labels/position ids/cu_seqlens, the 400s, fetch --cp-*, the Python package with torch,
+# longmixd export. Debian's /usr/bin/python3 (numpy, torch); exit 77 = skipped (Not Run).
+foreach(t cp_reassembly v1_unchanged bad_parameters cli_json python_package torch_document_mask hf_dataloader
+          export example_cp_loop)
+  add_test(NAME integration.trainer.${t}
+           COMMAND ${LMX_CLIENT_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_trainer.py ${t})
+  set_tests_properties(integration.trainer.${t} PROPERTIES
+                       ENVIRONMENT "${LMX_TEST_ENV};LONGMIX_LIBRARY=$<TARGET_FILE:longmix_shared>;CMAKE_COMMAND=${CMAKE_COMMAND}"
+                       TIMEOUT 300 SKIP_RETURN_CODE 77)
+endforeach()
+
 # The client against hostile servers (issue #16 items 12-14): tests/integration/test_client_hostile.py,
 # one ctest test per Python test function: zstd bombs, floods, huge error bodies (peak RSS bounded),
 # --timeout/--deadline, --out targets, escaped error text. 77 = skipped.
@@ -94,6 +126,14 @@ foreach(t zstd_bomb chunked_flood error_body_flood timeout_deadline error_text_e
            COMMAND ${LMX_CLIENT_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_client_hostile.py ${t})
   set_tests_properties(integration.client_hostile.${t} PROPERTIES ENVIRONMENT "${lmx_client_env}" TIMEOUT 120
                        SKIP_RETURN_CODE 77)
+endforeach()
+
+# Parquet inputs (issue #13): tests/integration/test_parquet.py on tests/unit/parquet/ (files from
+# DuckDB, arrow-rs and hyparquet-writer), one ctest test per Python test function.
+foreach(t same_as_jsonl fields tokens refusals reuse_shard_merge corrupt)
+  add_test(NAME integration.parquet.${t}
+           COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_parquet.py ${t})
+  set_tests_properties(integration.parquet.${t} PROPERTIES ENVIRONMENT "${LMX_TEST_ENV}" TIMEOUT 300)
 endforeach()
 
 # Verify once (issue #15): tests/integration/test_verify.py: the verified record (restart reads

@@ -132,6 +132,11 @@ static void test_defaults(void)
     CHECK_EQ_INT(cfg.zstd_level, 1);
     CHECK_EQ_U64(cfg.connection_limit, 1024);
     CHECK_EQ_U64(cfg.connection_timeout_s, 30);
+    CHECK_EQ_INT(cfg.header_timeout_s, 30);
+    CHECK_EQ_INT(cfg.body_timeout_s, 30);
+    CHECK_EQ_INT(cfg.per_address_limit, -1);
+    CHECK_EQ_INT(cfg.send_timeout_s, 120);
+    CHECK_EQ_INT(cfg.inflight_mb, 256);
     CHECK_EQ_INT(cfg.access_log, 0);
     CHECK_EQ_INT(cfg.has_auth, 0); /* no auth section: no auth */
     CHECK_EQ_U64(cfg.n_plans, 1);
@@ -192,6 +197,11 @@ static void test_errors(void)
     E("\"zstd_level\": 20", "zstd_level");
     E("\"connection_limit\": 0", "connection_limit");
     E("\"connection_timeout\": 3601", "connection_timeout");
+    E("\"header_timeout\": 0", "header_timeout");
+    E("\"body_timeout\": 3601", "body_timeout");
+    E("\"per_address_limit\": -1", "per_address_limit");
+    E("\"send_timeout\": 0", "send_timeout");
+    E("\"inflight_mb\": -1", "inflight_mb");
     E("\"access_log\": 1", "access_log");
     E("\"auth\": []", "auth");
     E("\"auth\": {\"write\": []}", "auth.write");

@@ -482,7 +482,7 @@ static void test_bad_inputs(void)
     lmx__err_clear(&err);
     CHECK_EQ_INT(build(out, in2, 1, LMX_ON_ERROR_FAIL, &err), LMX_EFORMAT);
     CHECK_CONTAINS(err.message, p);
-    CHECK_CONTAINS(err.message, "line 1");
+    CHECK_CONTAINS(err.message, "not zstd data"); /* magic bytes decide, the name only promises */
 
     /* Malformed JSON at line 3 (after a good line and a blank one); a record without text at
      * line 4 and one without the domain at line 5; a good one at line 6. */

@@ -202,8 +202,44 @@ static void test_paths(void)
     LINE("{\"text\": \"t\", \"meta\": {\"text\": \"a\", \"text\": \"b\"}}", "meta.text", U8, DECLINE);
 }
 
+/* Two field paths (domain and --id-field) and another text key in one pass. */
+static void test_two_fields(void)
+{
+    lmx__jsonl_path a, b;
+    const lmx__jsonl_path *paths[2] = {&a, &b};
+    lmx_buf text = {0}, f1 = {0}, f2 = {0};
+    lmx_buf *bufs[2] = {&f1, &f2};
+    int found[2];
+    const char *l1 = "{\"content\": \"t\\u00e9\", \"meta\": {\"src\": \"web\", \"id\": \"d\\n7\"}}";
+    CHECK(lmx__jsonl_path_init(&a, "meta.src") && lmx__jsonl_path_init(&b, "meta.id"));
+    CHECK_EQ_INT(lmx__jsonl_fast_fields(l1, strlen(l1), LMX__JSONL_UTF8, "content", &text, 2, paths, bufs, found), 1);
+    CHECK(text.len == 3 && memcmp(text.data, "t\xc3\xa9", 3) == 0);
+    CHECK_EQ_STR((const char *)f1.data, "web");
+    CHECK_EQ_STR((const char *)f2.data, "d\n7");
+    CHECK(found[0] == 1 && found[1] == 1);
+    /* the id a number: not found (the caller asks jansson); the same path twice */
+    const char *l2 = "{\"content\": \"x\", \"meta\": {\"src\": \"web\", \"id\": 7}}";
+    CHECK_EQ_INT(lmx__jsonl_fast_fields(l2, strlen(l2), LMX__JSONL_UTF8, "content", &text, 2, paths, bufs, found), 1);
+    CHECK(found[0] == 1 && found[1] == 0);
+    paths[1] = &a;
+    CHECK_EQ_INT(lmx__jsonl_fast_fields(l2, strlen(l2), LMX__JSONL_UTF8, "content", &text, 2, paths, bufs, found), 1);
+    CHECK_EQ_STR((const char *)f2.data, "web");
+    /* a repeated key on a path, a missing text key, a dotted text key, a path through the text key */
+    const char *l3 = "{\"content\": \"x\", \"meta\": {\"src\": \"a\", \"src\": \"b\"}}";
+    CHECK_EQ_INT(lmx__jsonl_fast_fields(l3, strlen(l3), LMX__JSONL_UTF8, "content", &text, 2, paths, bufs, found), 0);
+    CHECK_EQ_INT(lmx__jsonl_fast_fields(l1, strlen(l1), LMX__JSONL_UTF8, "text", &text, 2, paths, bufs, found), 0);
+    CHECK_EQ_INT(lmx__jsonl_fast_fields(l1, strlen(l1), LMX__JSONL_UTF8, "meta.src", &text, 0, paths, bufs, found), 0);
+    CHECK(lmx__jsonl_path_init(&b, "content.x"));
+    paths[1] = &b;
+    CHECK_EQ_INT(lmx__jsonl_fast_fields(l1, strlen(l1), LMX__JSONL_UTF8, "content", &text, 2, paths, bufs, found), 0);
+    lmx__buf_free(&text);
+    lmx__buf_free(&f1);
+    lmx__buf_free(&f2);
+}
+
 int main(void)
 {
+    test_two_fields();
     test_ordinary();
     test_declined();
     test_paths();

@@ -526,7 +526,7 @@ static void test_spec(void)
     CHECK_EQ_U64(s.seed, 0);
     CHECK_EQ_U64(s.long_threshold, 4096);
     CHECK(fabs(s.short_keep - 0.1) < 1e-12);
-    CHECK(s.bos == 1 && s.eos == 0);
+    CHECK(s.bos == -1 && s.eos == -1); /* the tokenizer's convention, resolved when bound */
     lmx__plan_spec_free(&s);
     CHECK_EQ_INT(parse_spec("{\"strategy\": \"global\", \"short_keep\": 1}", &s, &err), LMX_OK);
     CHECK(s.short_keep == 1.0);
@@ -832,6 +832,160 @@ static void test_item_tables(void)
     CHECK_EQ_INT(lmx__index_set_table_dir(ix, NULL), LMX_OK);
 }
 
+/* Wire v2: the cp_size slices of every sequence reassemble to the v1 sequence; labels are the
+ * next token, ignore_index where the target starts another segment (unless cross_doc_labels);
+ * positions restart at every cu_seqlens boundary; spans cover the slice exactly. */
+static void check_cp(const char *json, uint64_t step, uint32_t rank, uint32_t world)
+{
+    lmx_plan *p = make_plan(json);
+    if (!p)
+        return;
+    const lmx_plan_spec *sp = lmx__plan_spec(p);
+    lmx_buf wb = {0};
+    lmx_wire_view w;
+    lmx_error err = {0};
+    if (get_batch(p, step, rank, world, &wb, &w) != LMX_OK) {
+        lmx_test_failures++;
+        lmx__plan_free(p);
+        return;
+    }
+    const uint32_t L = w.h.seq_len, n = w.h.n_seqs;
+    uint32_t *lab = malloc(sizeof *lab * L), *pos = malloc(sizeof *pos * L), *tok = malloc(sizeof *tok * L);
+    uint32_t *cov = malloc(sizeof *cov * L);
+    static const uint32_t Ks[] = {1, 2, 4, 8};
+    for (size_t ki = 0; ki < 4; ki++) {
+        const uint32_t K = Ks[ki];
+        for (uint32_t s = 0; s < n; s++)
+            for (uint32_t C = 0; C < K; C++) {
+                lmx_buf b = {0};
+                lmx_wire_view v;
+                CHECK_EQ_INT(lmx__plan_batch_cp(p, step, rank, world, C, K, &b, &err), LMX_OK);
+                CHECK_EQ_INT(lmx__wire_parse(b.data, b.len, &v, &err), LMX_OK);
+                if (!b.len || v.base == NULL) {
+                    lmx__buf_free(&b);
+                    continue;
+                }
+                const uint32_t S = L / K, c = K == 1 ? L : S / 2;
+                CHECK_EQ_U64(lmx__wire_slice_len(&v.h), S);
+                CHECK_EQ_U64(lmx__wire_next_token(&v, s), lmx__wire_next_token(&w, s));
+                if (C == 0)
+                    memset(cov, 0, sizeof *cov * L);
+                for (uint32_t j = 0; j < S; j++) {
+                    uint32_t q = K == 1 ? j : j < c ? C * c + j : (2 * K - 1 - C) * c + (j - c);
+                    tok[q] = lmx__wire_token(&v, s, j);
+                    lab[q] = (uint32_t)lmx__wire_label(&v, s, j);
+                    pos[q] = lmx__wire_position(&v, s, j);
+                }
+                /* spans of the slice, mapped back, mark covered positions with doc tokens */
+                uint32_t a, e;
+                lmx__wire_seq_spans(&v, s, &a, &e);
+                for (uint32_t i = a; i < e; i++) {
+                    lmx_span x = lmx__wire_span(&v, i);
+                    for (uint32_t t = 0; t < x.length; t++) {
+                        uint32_t j = x.start + t;
+                        uint32_t q = K == 1 ? j : j < c ? C * c + j : (2 * K - 1 - C) * c + (j - c);
+                        lmx_doc d;
+                        lmx__index_doc(ix, x.doc, &d, NULL);
+                        CHECK_EQ_U64(tok[q], lmx__doc_token(&d, x.offset + t));
+                        cov[q]++;
+                    }
+                }
+                /* cu_seqlens are the whole sequence's */
+                uint32_t ca, ce, wa, we;
+                lmx__wire_seq_cu(&v, s, &ca, &ce);
+                lmx__wire_seq_cu(&w, s, &wa, &we);
+                if (sp->cu_seqlens) {
+                    CHECK_EQ_U64(ce - ca, we - wa);
+                    for (uint32_t i = 0; i < ce - ca && i < we - wa; i++)
+                        CHECK_EQ_INT(lmx__wire_cu(&v, ca + i), lmx__wire_cu(&w, wa + i));
+                } else {
+                    CHECK_EQ_U64(ce - ca, 2);
+                }
+                lmx__buf_free(&b);
+                if (C + 1 < K)
+                    continue;
+                /* the whole sequence is back: compare with v1 */
+                uint32_t fa, fe;
+                lmx__wire_seq_spans(&w, s, &fa, &fe);
+                uint32_t covered = 0;
+                for (uint32_t i = fa; i < fe; i++)
+                    covered += lmx__wire_span(&w, i).length;
+                uint32_t covered2 = 0, bad = 0;
+                for (uint32_t q = 0; q < L; q++) {
+                    covered2 += cov[q];
+                    bad += tok[q] != lmx__wire_token(&w, s, q);
+                }
+                CHECK_EQ_U64(covered2, covered);
+                CHECK_EQ_U64(bad, 0);
+                uint32_t seg = 0, i = wa;
+                for (uint32_t q = 0; q < L; q++) {
+                    if (sp->cu_seqlens) {
+                        while (i + 1 < we && (uint32_t)lmx__wire_cu(&w, i + 1) <= q)
+                            i++;
+                        seg = (uint32_t)lmx__wire_cu(&w, i);
+                    }
+                    if (pos[q] != q - seg)
+                        bad++;
+                    int boundary = sp->cu_seqlens && i + 1 < we && (uint32_t)lmx__wire_cu(&w, i + 1) == q + 1 &&
+                                   q + 1 < L;
+                    uint32_t want = q + 1 < L ? lmx__wire_token(&w, s, q + 1) : lmx__wire_next_token(&w, s);
+                    if (boundary && !sp->cross_doc_labels)
+                        want = (uint32_t)sp->ignore_index;
+                    /* Masked targets the v1 body cannot show: past the end (the next sequence
+                     * decides), and without cu_seqlens at a separator (a document boundary). */
+                    int maybe = q + 1 == L || (!sp->cu_seqlens && (!cov[q] || !cov[q + 1]));
+                    if (maybe)
+                        bad += lab[q] != want && lab[q] != (uint32_t)sp->ignore_index;
+                    else
+                        bad += lab[q] != want;
+                }
+                CHECK_EQ_U64(bad, 0);
+            }
+    }
+    lmx_buf b = {0};
+    CHECK_EQ_INT(lmx__plan_batch_cp(p, step, rank, world, 0, 0, &b, &err), LMX_EINVAL);
+    CHECK_CONTAINS(err.message, "cp_size");
+    CHECK_EQ_INT(lmx__plan_batch_cp(p, step, rank, world, 2, 2, &b, &err), LMX_EINVAL);
+    CHECK_CONTAINS(err.message, "cp_rank");
+    CHECK_EQ_INT(lmx__plan_batch_cp(p, step, rank, world, 0, LMX_MAX_CP_SIZE + 1, &b, &err), LMX_EINVAL);
+    CHECK_CONTAINS(err.message, "cp_size");
+    CHECK_EQ_INT(lmx__plan_batch_cp(p, step, rank, world, 0, 3, &b, &err), LMX_EINVAL);
+    CHECK_CONTAINS(err.message, "seq_len");
+    lmx__buf_free(&b);
+    free(lab);
+    free(pos);
+    free(tok);
+    free(cov);
+    lmx__buf_free(&wb);
+    lmx__plan_free(p);
+}
+
+static void test_cp(void)
+{
+    check_cp("{\"strategy\": \"original\", \"seq_len\": 256, \"global_batch\": 4}", 0, 0, 1);
+    check_cp("{\"strategy\": \"original\", \"seq_len\": 256, \"global_batch\": 4, \"eos\": true}", 3, 1, 2);
+    check_cp("{\"strategy\": \"cut\", \"cut_len\": 40, \"seq_len\": 128, \"global_batch\": 2}", 5, 0, 1);
+    check_cp("{\"strategy\": \"per_source\", \"seq_len\": 512, \"global_batch\": 2, \"bos\": false, "
+             "\"cross_doc_labels\": true, \"ignore_index\": -1}", 1, 1, 2);
+    check_cp("{\"strategy\": \"original\", \"seq_len\": 256, \"global_batch\": 2, \"cu_seqlens\": false}", 2, 0, 1);
+    /* the last sequence of block 0 (its next token is in block 1) */
+    check_cp("{\"strategy\": \"original\", \"seq_len\": 4096, \"global_batch\": 2}",
+             (((uint64_t)1 << 26) / 4096 - 1) / 2, 1, 2);
+    /* the label keys are in the plan id only when set */
+    lmx_plan *a = make_plan("{\"strategy\": \"original\"}");
+    lmx_plan *b = make_plan("{\"strategy\": \"original\", \"cross_doc_labels\": false, \"ignore_index\": -100}");
+    lmx_plan *c = make_plan("{\"strategy\": \"original\", \"ignore_index\": -1}");
+    if (a && b && c) {
+        CHECK(strcmp(lmx__plan_id_hex(a), lmx__plan_id_hex(b)) == 0);
+        CHECK(strcmp(lmx__plan_id_hex(a), lmx__plan_id_hex(c)) != 0);
+    }
+    lmx__plan_free(a);
+    lmx__plan_free(b);
+    lmx__plan_free(c);
+    expect_spec_error("{\"strategy\": \"original\", \"ignore_index\": 0}", "plans.p.ignore_index");
+    expect_spec_error("{\"strategy\": \"original\", \"cross_doc_labels\": 1}", "plans.p.cross_doc_labels");
+}
+
 int main(void)
 {
     lmx_test_tmpdir("plan", root, sizeof root);
@@ -843,6 +997,7 @@ int main(void)
     test_prefix_long_share();
     test_golden_bytes();
     test_item_tables();
+    test_cp();
     lmx__index_close(ix);
     CHECK_EQ_INT(lmx_test_rmtree(root), 0);
     TEST_MAIN_END();

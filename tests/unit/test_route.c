@@ -106,6 +106,23 @@ static void test_batches(void)
         snprintf(url, sizeof url, "/v1/plans/books/sequences/%s", steps[i]);
         expect_reject("GET", url, NULL, 400, "bad_step", NULL);
     }
+    /* context parallelism: either parameter asks for v2; bad values name the parameter */
+    const char *cp1[] = {"cp_rank", "3", "cp_size", "4", NULL};
+    CHECK_EQ_INT(route("GET", "/v1/plans/b/batches/1", cp1, &r), 0);
+    CHECK(r.cp_rank == 3 && r.cp_size == 4);
+    const char *cp2[] = {"cp_size", "2", NULL};
+    CHECK_EQ_INT(route("GET", "/v1/plans/b/batches/1", cp2, &r), 0);
+    CHECK(r.cp_rank == 0 && r.cp_size == 2);
+    CHECK_EQ_INT(route("GET", "/v1/plans/b/batches/1", rw, &r), 0);
+    CHECK(r.cp_size == 0); /* v1 */
+    const char *cp3[] = {"cp_rank", "4", "cp_size", "4", NULL};
+    expect_reject("GET", "/v1/plans/b/batches/1", cp3, 400, "bad_parameter", "'cp_rank'");
+    const char *cp4[] = {"cp_size", "0", NULL};
+    expect_reject("GET", "/v1/plans/b/batches/1", cp4, 400, "bad_parameter", "'cp_size'");
+    const char *cp5[] = {"cp_size", "65537", NULL};
+    expect_reject("GET", "/v1/plans/b/batches/1", cp5, 400, "bad_parameter", "'cp_size'");
+    const char *cp6[] = {"cp_rank", "-1", NULL};
+    expect_reject("GET", "/v1/plans/b/batches/1", cp6, 400, "bad_parameter", "'cp_rank'");
     /* bad rank/world: 400 naming the parameter */
     const char *r1[] = {"rank", "4", "world", "4", NULL};
     expect_reject("GET", "/v1/plans/b/batches/1", r1, 400, "bad_rank", "rank=4");
@@ -156,13 +173,20 @@ static void test_bad_paths(void)
     expect_reject("GET", "/v1", NULL, 404, "not_found", NULL);
     expect_reject("GET", "/healthz/x", NULL, 404, "not_found", NULL);
     expect_reject("GET", "//healthz", NULL, 404, "not_found", NULL);
+    expect_reject("GET", "/healthz/", NULL, 404, "not_found", NULL);
+    expect_reject("GET", "/metrics/", NULL, 404, "not_found", NULL);
+    expect_reject("GET", "/v1/plans/", NULL, 404, "not_found", NULL);
+    /* Paths are routed as sent: any percent-encoding is refused, naming the path (issue #16). */
+    expect_reject("GET", "/v1/plans/per-source%00/batches/0", NULL, 400, "bad_path", "per-source%00");
+    expect_reject("GET", "/v1/plans/per-source%2Fbatches%2F0", NULL, 400, "bad_path", "%2F");
+    expect_reject("GET", "/%6detrics", NULL, 400, "bad_path", NULL);
     expect_reject("GET", "/v1/plans/p/batches", NULL, 404, "not_found", NULL);
     expect_reject("GET", "/v1/plans/p/batches/1/2", NULL, 404, "not_found", NULL);
     expect_reject("GET", "/v1/plans/p/steps/1", NULL, 404, "not_found", NULL);
     expect_reject("GET", "/a/b/c/d/e/f/g/h/i/j", NULL, 404, "not_found", NULL);
     expect_reject("GET", "/v1/plans/p/batches//1", NULL, 404, "not_found", NULL);
     /* plan names: 1-64 of [A-Za-z0-9._-], not . or .. */
-    expect_reject("GET", "/v1/plans/a%2Fb/batches/1", NULL, 404, "unknown_plan", NULL);
+    expect_reject("GET", "/v1/plans/a%2Fb/batches/1", NULL, 400, "bad_path", "a%2Fb");
     expect_reject("GET", "/v1/plans/a b", NULL, 404, "unknown_plan", NULL);
     expect_reject("GET", "/v1/plans/./batches/1", NULL, 404, "unknown_plan", NULL);
     expect_reject("GET", "/v1/plans/../batches/1", NULL, 404, "unknown_plan", NULL);

@@ -257,6 +257,207 @@ static void test_bytelevel(void)
     lmx__tokenizer_free(t);
 }
 
+/* Split(pattern, behavior, invert) + ByteLevel(use_regex false) over the byte-level fixture. */
+static lmx_encoder *open_split(const char *re_json, const char *behavior, int invert,
+                               lmx_tokenizer **t)
+{
+    char pre[1024];
+    snprintf(pre, sizeof pre, "{\"type\":\"Sequence\",\"pretokenizers\":[{\"type\":\"Split\","
+             "\"pattern\":{\"Regex\":\"%s\"},\"behavior\":\"%s\",\"invert\":%s},{\"type\":"
+             "\"ByteLevel\",\"add_prefix_space\":false,\"trim_offsets\":true,\"use_regex\":false}]}",
+             re_json, behavior, invert ? "true" : "false");
+    make_bl(pre);
+    lmx_error err = {0};
+    lmx_encoder *enc = NULL;
+    *t = open_json(0, &err);
+    CHECK(*t != NULL);
+    if (!*t) {
+        fprintf(stderr, "  %s\n", err.message);
+        return NULL;
+    }
+    CHECK_EQ_INT(lmx__encoder_create(*t, &enc, &err), LMX_OK);
+    return enc;
+}
+
+/* Patterns without a fast scanner run on Oniguruma with the onig crate's find_iter semantics
+ * (empty matches included) and every split behavior; expected ids worked out by hand. */
+static void test_general_regex(void)
+{
+    static const struct { const char *beh; int inv; const char *text; uint32_t want[8]; size_t n; } cases[] = {
+        {"Isolated", 0, "hi, hi", {BL_HI, ',', ' ', BL_HI}, 4},
+        {"Removed", 0, "hi, hi!", {',', ' ', '!'}, 3},
+        {"Removed", 1, "hi, hi", {BL_HI, BL_HI}, 2},
+        {"MergedWithNext", 0, "hi, hi", {BL_HI, ',', ' ', BL_HI}, 4},
+        {"MergedWithPrevious", 0, ",hi hi", {',', BL_HI, BL_GHI}, 3},
+        {"Contiguous", 1, "hi, !hi", {BL_HI, ',', ' ', '!', BL_HI}, 5},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        lmx_tokenizer *t;
+        lmx_encoder *enc = open_split("[a-z]+", cases[k].beh, cases[k].inv, &t);
+        if (enc)
+            check_ids(enc, cases[k].text, cases[k].want, cases[k].n, cases[k].beh);
+        lmx__encoder_free(enc);
+        lmx__tokenizer_free(t);
+    }
+    /* x* matches empty everywhere: "hi" is cut between h and i (else h+i would merge) */
+    lmx_tokenizer *t;
+    lmx_encoder *enc = open_split("x*", "Isolated", 0, &t);
+    if (enc)
+        IDS(enc, "hi", 'h', 'i');
+    lmx__encoder_free(enc);
+    lmx__tokenizer_free(t);
+    /* Unicode 16 classes, not the library's Unicode 14: U+31350 (CJK Ext. H, Unicode 15.0) is a
+     * letter, so the whole text is one \p{L}+ match and is removed */
+    enc = open_split("\\\\p{L}+", "Removed", 0, &t);
+    if (enc) {
+        NO_IDS(enc, "a\xf0\xb1\x8d\x90" "b");
+        IDS(enc, "a1", '1');
+    }
+    lmx__encoder_free(enc);
+    lmx__tokenizer_free(t);
+    /* the LLaMA-3 pattern spelled differently (long category names) runs on Oniguruma and must
+     * give what the hand-written scanner gives */
+    static const char *texts[] = {
+        "hi hi world! it's 12345\r\n\xc3\xa9", "  \t\n\nx  y \xe6\x97\xa5\xe6\x9c\xac 'LL 'Re",
+        "a\xf0\x9f\x98\x80\xe2\x80\x8d\xf0\x9f\x98\x80 1234567 ...\r\n\r\n  ", "\xd9\xa1\xd9\xa2\xd9\xa3\xd9\xa4 x\xcc\x81" "y",
+    };
+    lmx_tokenizer *tf = NULL;
+    lmx_error err = {0};
+    make_bl(NULL);
+    tf = open_json(0, &err);
+    lmx_encoder *ef = NULL;
+    CHECK(tf && lmx__encoder_create(tf, &ef, &err) == LMX_OK);
+    char re[512];
+    snprintf(re, sizeof re, "%s", RE_LLAMA3);
+    lmx_buf alt = {0};
+    for (const char *q = re; *q; q++) {
+        if (strncmp(q, "p{L}", 4) == 0) {
+            CHECK(lmx__buf_append(&alt, "p{Letter}", 9) == LMX_OK);
+            q += 3;
+        } else if (strncmp(q, "p{N}", 4) == 0) {
+            CHECK(lmx__buf_append(&alt, "p{Number}", 9) == LMX_OK);
+            q += 3;
+        } else {
+            CHECK(lmx__buf_append(&alt, q, 1) == LMX_OK);
+        }
+    }
+    CHECK(lmx__buf_append(&alt, "", 1) == LMX_OK);
+    enc = open_split((const char *)alt.data, "Isolated", 0, &t);
+    for (size_t k = 0; enc && ef && k < sizeof texts / sizeof *texts; k++) {
+        lmx_ids a = {0}, b = {0};
+        CHECK_EQ_INT(lmx__encode(ef, texts[k], strlen(texts[k]), &a, &err), LMX_OK);
+        CHECK_EQ_INT(lmx__encode(enc, texts[k], strlen(texts[k]), &b, &err), LMX_OK);
+        CHECK(a.n == b.n && memcmp(a.v, b.v, a.n * sizeof *a.v) == 0);
+        lmx__ids_free(&a);
+        lmx__ids_free(&b);
+    }
+    lmx__buf_free(&alt);
+    lmx__encoder_free(enc);
+    lmx__tokenizer_free(t);
+    lmx__encoder_free(ef);
+    lmx__tokenizer_free(tf);
+    /* a pattern Oniguruma refuses fails the load, naming the JSON path */
+    make_bl("{\"type\":\"Split\",\"pattern\":{\"Regex\":\"[a-z\"},\"behavior\":\"Isolated\","
+            "\"invert\":false}");
+    t = open_json(0, &err);
+    CHECK(t == NULL);
+    lmx__tokenizer_free(t);
+    CHECK_EQ_INT(err.code, LMX_EFORMAT);
+    CHECK_CONTAINS(err.message, "pre_tokenizer.pattern.Regex");
+    CHECK_CONTAINS(err.message, "Oniguruma");
+}
+
+/* The fast scanners equal Oniguruma on the same pattern (the fuzz target fuzz_pretok does this
+ * on arbitrary text): random strings over the chars where the patterns' alternatives meet. */
+static void test_pretok_diff(void)
+{
+    static const char *alphabet[] = {
+        "a", "Z", "7", " ", "  ", "\t", "\r", "\n", "'", "s", "t", "re", "LL", "D", "!", ".", "-",
+        "\xc3\xa9", "\xe6\x97\xa5", "\xf0\x9f\x98\x80", "\xe2\x80\x8d", "\xd9\xa1", "\xcc\x81",
+        "\xc2\xa0", "\xe3\x80\x80", "\xc5\xbf", "\xe2\x84\xaa", "\xef\xbc\x91", "\xf0\xb1\x8d\x90",
+        "\xe1\xa0\x8e", "\xe2\x80\xa8", "\x0b", "\x0c", "\xc2\x85", "_", "\xe2\x85\xa0",
+    };
+    const size_t na = sizeof alphabet / sizeof *alphabet;
+    uint64_t x = 88172645463325252ull;
+    char buf[512];
+    for (int it = 0; it < 6000; it++) {
+        size_t len = 0;
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        int pieces = (int)(x % 40);
+        for (int k = 0; k < pieces; k++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            const char *a = alphabet[x % na];
+            size_t l = strlen(a);
+            memcpy(buf + len, a, l);
+            len += l;
+        }
+        for (int which = 0; which < 3; which++) {
+            size_t at = 0;
+            int rc = lmx__tokenizer_pretok_diff(which, (const uint8_t *)buf, len, &at);
+            if (rc)
+                fprintf(stderr, "scanner %d differs at %zu: \"%.*s\"\n", which, at, (int)len, buf);
+            CHECK_EQ_INT(rc, 0);
+        }
+    }
+}
+
+static void splice(const char *from, const char *to);
+
+static lmx_tokenizer *open_with_config(const char *cfg, lmx_error *err)
+{
+    lmx_tokenizer *t = NULL;
+    if (lmx__tokenizer_open_buffer(jb.data, jb.len, cfg, cfg ? strlen(cfg) : 0, NULL, &t, err))
+        return NULL;
+    return t;
+}
+
+/* Document separators from the model: a Qwen-like config (bos_token null, the chat turn end
+ * <|im_end|> as eos_token) gives no BOS (never the vocabulary string "<s>") and <|endoftext|>
+ * after each document; an identity suffix only when the config changes the separators. */
+static void test_separators(void)
+{
+    make_bl(NULL);
+    /* two added special tokens after the fixture's one, and "<s>" as an ordinary vocab entry */
+    splice("\"special\":true}]", "\"special\":true},{\"id\":270,\"content\":\"<|endoftext|>\","
+           "\"special\":true},{\"id\":271,\"content\":\"<|im_end|>\",\"special\":true}]");
+    splice("\"34\":", "\"<s>\":269,\"34\":");
+    lmx_error err = {0};
+    lmx_tokenizer *plain = open_with_config(NULL, &err);
+    lmx_tokenizer *qwen = open_with_config("{\"bos_token\":null,\"eos_token\":\"<|im_end|>\"}", &err);
+    lmx_tokenizer *gpt = open_with_config("{\"bos_token\":\"<|endoftext|>\",\"eos_token\":"
+                                          "{\"content\":\"<|endoftext|>\"}}", &err);
+    CHECK(plain && qwen && gpt);
+    if (plain && qwen && gpt) {
+        CHECK_EQ_U64(lmx__tokenizer_token_id(qwen, "<s>", 3), 269);
+        CHECK_EQ_U64(lmx__tokenizer_bos(qwen), LMX_TOKEN_NONE);
+        CHECK_EQ_U64(lmx__tokenizer_eos(qwen), 270);
+        CHECK_EQ_INT(lmx__tokenizer_default_bos(qwen), 0);
+        CHECK_EQ_INT(lmx__tokenizer_default_eos(qwen), 1);
+        size_t n;
+        const char *s = lmx__tokenizer_token_str(qwen, 270, &n);
+        CHECK(s && n == 13 && memcmp(s, "<|endoftext|>", 13) == 0);
+        /* without the config, the special <|begin_of_text|> would be the BOS: the config decides,
+         * so it is in the identity */
+        CHECK_EQ_INT(lmx__tokenizer_default_bos(plain), 1);
+        CHECK_CONTAINS(lmx__tokenizer_identity(qwen), "+separators:bos=none(off),eos=270");
+        /* a config that says what tokenizer.json alone gives leaves the identity alone */
+        lmx_tokenizer *same = open_with_config("{\"bos_token\":\"<|begin_of_text|>\",\"eos_token\":"
+                                               "\"<|endoftext|>\"}", &err);
+        CHECK(same != NULL);
+        if (same)
+            CHECK_EQ_STR(lmx__tokenizer_identity(same), lmx__tokenizer_identity(plain));
+        lmx__tokenizer_free(same);
+        /* GPT-2 style: BOS == EOS, so only EOS separates documents; the config named a BOS */
+        CHECK_EQ_U64(lmx__tokenizer_bos(gpt), 270);
+        CHECK_EQ_INT(lmx__tokenizer_default_bos(gpt), 0);
+        CHECK_EQ_INT(lmx__tokenizer_default_eos(gpt), 1);
+        CHECK_CONTAINS(lmx__tokenizer_identity(gpt), "+separators:bos=270(off),eos=270");
+    }
+    lmx__tokenizer_free(plain);
+    lmx__tokenizer_free(qwen);
+    lmx__tokenizer_free(gpt);
+}
+
 static void expect_unsupported(const char *what, const char *needle)
 {
     lmx_error err = {0};
@@ -273,11 +474,8 @@ static void test_unsupported(void)
 {
     make_sp(1);
     expect_unsupported("Unigram model", "Unigram");
-    make_bl("{\"type\":\"Whitespace\"}");
-    expect_unsupported("Whitespace pre-tokenizer", "Whitespace");
-    make_bl("{\"type\":\"Split\",\"pattern\":{\"Regex\":\"[a-z]+\"},\"behavior\":\"Isolated\","
-            "\"invert\":false}");
-    expect_unsupported("unknown Split regex", "[a-z]+ is not supported");
+    make_bl("{\"type\":\"UnicodeScripts\"}");
+    expect_unsupported("UnicodeScripts pre-tokenizer", "UnicodeScripts");
     /* an unsupported normalizer, spliced into the SP fixture */
     make_sp(0);
     const char *from = "\"normalizer\":{";
@@ -287,12 +485,12 @@ static void test_unsupported(void)
         lmx_buf b = {0};
         size_t head = (size_t)(p - (char *)jb.data) + strlen(from);
         CHECK(lmx__buf_append(&b, jb.data, head) == LMX_OK);
-        const char *lc = "\"type\":\"Sequence\",\"normalizers\":[{\"type\":\"Lowercase\"}]},\"x\":{";
+        const char *lc = "\"type\":\"Sequence\",\"normalizers\":[{\"type\":\"Precompiled\"}]},\"x\":{";
         CHECK(lmx__buf_append(&b, lc, strlen(lc)) == LMX_OK);
         CHECK(lmx__buf_append(&b, jb.data + head, jb.len - head) == LMX_OK);
         lmx__buf_free(&jb);
         jb = b;
-        expect_unsupported("Lowercase normalizer", "Lowercase");
+        expect_unsupported("Precompiled normalizer", "Precompiled");
     }
 }
 
@@ -449,6 +647,9 @@ int main(int argc, char **argv)
     test_sp();
     test_bytelevel();
     test_unsupported();
+    test_general_regex();
+    test_pretok_diff();
+    test_separators();
     test_unsupported_decoder();
     test_empty_vocab_key();
     test_escapes_and_fallback();

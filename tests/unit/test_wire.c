@@ -228,7 +228,8 @@ static void test_round_trip(uint32_t tb, int with_cu)
         CHECK_CONTAINS(e2.message, "magic");
         free(m);
     }
-    expect_reject(&b, LMX_WH_VERSION, 2, 2, "version", LMX_EUNSUPPORTED);
+    expect_reject(&b, LMX_WH_VERSION, 2, 3, "version", LMX_EUNSUPPORTED);
+    expect_reject(&b, LMX_WH_VERSION, 2, 2, "version", LMX_EFORMAT); /* v2 needs cp fields, other sizes */
     expect_reject(&b, LMX_WH_VERSION, 2, 0, "version", LMX_EUNSUPPORTED);
     expect_reject(&b, LMX_WH_HEADER_SIZE, 2, 104, "header_size", LMX_EFORMAT);
     expect_reject(&b, LMX_WH_TOTAL_SIZE, 8, b.len + 8, "total_size", LMX_EFORMAT);
@@ -381,8 +382,79 @@ static void test_empty_and_writer_errors(void)
     lmx__buf_free(&b);
 }
 
+/* Wire v2: a slice of seq_len / cp_size positions with labels and positions; spans bounded by
+ * the slice, cu_seqlens by the whole sequence; cp fields checked. */
+static void test_v2(void)
+{
+    lmx_wire_header h = {.version = LMX_WIRE_VERSION_CP, .flags = LMX_WIRE_FLAG_CU_SEQLENS, .step = 7, .rank = 0,
+                         .world = 1, .seq_len = 16, .n_seqs = 2, .token_bytes = 2, .cp_rank = 1, .cp_size = 2,
+                         .ignore_index = -100};
+    lmx_buf b = {0};
+    lmx_wire_writer w;
+    lmx_error err = {0};
+    CHECK_EQ_INT(lmx__wire_begin(&w, &h, &b, &err), LMX_OK);
+    for (uint32_t s = 0; s < 2; s++) {
+        uint8_t *t = lmx__wire_tokens(&w, s), *l = lmx__wire_labels(&w, s), *q = lmx__wire_positions(&w, s);
+        for (uint32_t i = 0; i < 8; i++) {
+            lmx__put16(t + 2 * i, (uint16_t)(100 * s + i));
+            lmx__put32(l + 4 * i, (uint32_t)(i == 7 ? -100 : (int32_t)(100 * s + i + 1)));
+            lmx__put32(q + 4 * i, i + 4);
+        }
+        lmx__wire_set_next(&w, s, 5);
+        lmx_span sp = {1, 2, 0, 8, 0};
+        CHECK_EQ_INT(lmx__wire_add_span(&w, &sp), LMX_OK);
+        CHECK_EQ_INT(lmx__wire_add_cu(&w, 0), LMX_OK);
+        CHECK_EQ_INT(lmx__wire_add_cu(&w, 12), LMX_OK);
+        CHECK_EQ_INT(lmx__wire_add_cu(&w, 16), LMX_OK);
+        CHECK_EQ_INT(lmx__wire_end_seq(&w), LMX_OK);
+    }
+    CHECK_EQ_INT(lmx__wire_finish(&w, domains, 3, &err), LMX_OK);
+    lmx__wire_writer_free(&w);
+    lmx_wire_view v;
+    CHECK_EQ_INT(lmx__wire_parse(b.data, b.len, &v, &err), LMX_OK);
+    CHECK_EQ_U64(v.h.version, 2);
+    CHECK_EQ_U64(v.h.cp_rank, 1);
+    CHECK_EQ_U64(v.h.cp_size, 2);
+    CHECK_EQ_INT(v.h.ignore_index, -100);
+    CHECK_EQ_U64(lmx__wire_slice_len(&v.h), 8);
+    CHECK_EQ_U64(lmx__wire_token(&v, 1, 3), 103);
+    CHECK_EQ_INT(lmx__wire_label(&v, 1, 3), 104);
+    CHECK_EQ_INT(lmx__wire_label(&v, 0, 7), -100);
+    CHECK_EQ_U64(lmx__wire_position(&v, 1, 6), 10);
+    uint32_t a, e;
+    lmx__wire_seq_cu(&v, 1, &a, &e);
+    CHECK_EQ_U64(e - a, 3);
+    CHECK_EQ_INT(lmx__wire_cu(&v, e - 1), 16);
+    const uint64_t spans_at = v.at.spans;
+    /* Every truncation is rejected. */
+    int all = 1;
+    for (size_t n = 0; n < b.len; n++) {
+        uint8_t *t = malloc(n ? n : 1);
+        memcpy(t, b.data, n);
+        lmx_error e2 = {0};
+        all &= lmx__wire_parse(t, n, &v, &e2) == LMX_EFORMAT;
+        free(t);
+    }
+    CHECK(all);
+    expect_reject(&b, LMX_WH_CP_SIZE, 4, 0, "cp_size", LMX_EFORMAT);
+    expect_reject(&b, LMX_WH_CP_SIZE, 4, 3, "cp_size", LMX_EFORMAT); /* 16 % 6 != 0 */
+    expect_reject(&b, LMX_WH_CP_SIZE, 4, 1, "cp_size", LMX_EFORMAT); /* sizes no longer match */
+    expect_reject(&b, LMX_WH_CP_RANK, 4, 2, "cp_rank", LMX_EFORMAT);
+    expect_reject(&b, LMX_WH_FLAGS, 4, 0, "flags", LMX_EFORMAT);
+    expect_reject(&b, LMX_WH_VERSION, 2, 1, "version", LMX_EFORMAT);
+    /* A span past the slice (but inside seq_len) is refused. */
+    uint8_t *m = malloc(b.len);
+    memcpy(m, b.data, b.len);
+    lmx__put32(m + spans_at + 16, 1); /* start 1 + length 8 > 8 */
+    CHECK_EQ_INT(lmx__wire_parse(m, b.len, &v, &err), LMX_EFORMAT);
+    CHECK_CONTAINS(err.message, "out of bounds");
+    free(m);
+    lmx__buf_free(&b);
+}
+
 int main(void)
 {
+    test_v2();
     test_round_trip(2, 1);
     test_round_trip(4, 1);
     test_round_trip(2, 0);

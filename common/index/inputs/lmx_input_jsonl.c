@@ -1,6 +1,7 @@
-/* JSON Lines input (`.jsonl`, `.jsonl.zst`): one document per line, the text in "text" and the
- * domain at the dotted path --domain-field (proto/INDEX.md, "Inputs"). The reader only splits
- * lines (streaming, 1-based line numbers); parse() extracts the fields on any thread. */
+/* JSON Lines input (`.jsonl`, `.jsonl.zst`, `.jsonl.zstd`, `.jsonl.gz`, `.json.gz`): one document
+ * per line, the text at --text-field and the domain at --domain-field (proto/INDEX.md, "Inputs").
+ * The compression comes from the file's magic bytes, the name only selects the format. The reader
+ * only splits lines (streaming, 1-based line numbers); parse() extracts the fields on any thread. */
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,7 +23,11 @@ typedef struct jsonl {
 static int jsonl_match(const char *path, char **job_path)
 {
     (void)job_path;
-    return lmx__ends_with(path, ".jsonl") || lmx__ends_with(path, ".jsonl.zst");
+    static const char *const ext[] = {".jsonl", ".jsonl.zst", ".jsonl.zstd", ".jsonl.gz", ".json.gz"};
+    for (size_t i = 0; i < sizeof ext / sizeof *ext; i++)
+        if (lmx__ends_with(path, ext[i]))
+            return 1;
+    return 0;
 }
 
 static int jsonl_open(const lmx_input_params *p, lmx_input **out, lmx_error *err)
@@ -31,11 +36,18 @@ static int jsonl_open(const lmx_input_params *p, lmx_input **out, lmx_error *err
     if (!r)
         return lmx__err(err, LMX_ENOMEM, "%s: out of memory", p->path);
     r->base.params = p;
-    int zst = lmx__ends_with(p->path, ".zst");
-    r->base.kind = zst ? "jsonl.zst" : "jsonl";
     r->line.cap_limit = LMX_INPUT_MAX_RECORD;
     *out = &r->base;
-    return lmx__instream_open(&r->s, p->path, zst ? LMX_CODEC_ZSTD : LMX_CODEC_NONE, err);
+    int codec, rc = lmx__instream_sniff(p->path, &codec, err);
+    if (rc != LMX_OK)
+        return rc;
+    /* a name promising compression over plain bytes is a damaged or mislabeled file */
+    if (codec == LMX_CODEC_NONE && !lmx__ends_with(p->path, ".jsonl"))
+        return lmx__err(err, LMX_EFORMAT, "%s: not %s data (the file does not start with its magic bytes)", p->path,
+                        lmx__ends_with(p->path, ".gz") ? "gzip" : "zstd");
+    static const char *const kinds[] = {"jsonl", "jsonl.zst", "jsonl.gz"};
+    r->base.kind = kinds[codec];
+    return lmx__instream_open(&r->s, p->path, codec, err);
 }
 
 static void jsonl_close(lmx_input *in)
@@ -102,30 +114,58 @@ static int jsonl_finish(lmx_input *in, char hex[65], lmx_error *err)
     return LMX_OK;
 }
 
-/* Ordinary records take lmx__jsonl_fast (no jansson tree per line, which was a third of the
- * indexer's time); any other line goes through jansson, which gives the rejection reasons. */
+/* The text at --text-field of a JSON object, or NULL with the reason in why. */
+static json_t *text_of(json_t *doc, const lmx_input_params *p, char *why, size_t n)
+{
+    json_t *t = lmx__json_at_path(doc, p->text_field);
+    if (!json_is_string(t)) {
+        snprintf(why, n, "field '%s' missing or not a string", p->text_field);
+        return NULL;
+    }
+    return t;
+}
+
+/* Ordinary records take lmx__jsonl_fast_fields (no jansson tree per line, which was a third of
+ * the indexer's time) when the text is at a top-level key and the id (if asked) is a string; any
+ * other line or layout goes through jansson, which gives the rejection reasons. */
 static void jsonl_parse(const lmx_input_params *p, const char *line, size_t len, lmx_input_parsed *out)
 {
-    lmx_buf *text = &out->scratch[0], *dom = &out->scratch[1];
-    lmx__jsonl_path path;
-    int found = 0;
-    out->text = out->domain = NULL;
-    int fast_ok = p->domain || lmx__jsonl_path_init(&path, p->domain_field);
-    if (fast_ok && lmx__jsonl_fast(line, len, LMX__JSONL_UTF8, p->domain ? NULL : &path, text, dom, &found)) {
+    lmx_buf *text = &out->scratch[0], *dom = &out->scratch[1], *id = &out->scratch[2];
+    lmx__jsonl_path dpath, ipath;
+    const lmx__jsonl_path *paths[2];
+    lmx_buf *bufs[2];
+    int found[2] = {0, 0};
+    size_t nf = 0;
+    out->text = out->domain = out->doc_id = NULL;
+    int fast_ok = 1;
+    if (!p->domain) {
+        fast_ok &= lmx__jsonl_path_init(&dpath, p->domain_field);
+        paths[nf] = &dpath;
+        bufs[nf++] = dom;
+    }
+    if (p->id_field) {
+        fast_ok &= lmx__jsonl_path_init(&ipath, p->id_field);
+        paths[nf] = &ipath;
+        bufs[nf++] = id;
+    }
+    /* an id that is not a string (a number) is shown as JSON text: jansson's business */
+    if (fast_ok && lmx__jsonl_fast_fields(line, len, LMX__JSONL_UTF8, p->text_field, text, nf, paths, bufs, found) &&
+        (!p->id_field || found[nf - 1])) {
         out->text = (const char *)text->data;
         out->text_len = text->len;
-        out->domain = found ? (const char *)dom->data : NULL;
+        out->domain = !p->domain && found[0] ? (const char *)dom->data : NULL;
+        out->doc_id = p->id_field ? (const char *)id->data : NULL;
         return;
     }
     json_error_t je;
-    json_t *doc = json_loadb(line, len, JSON_ALLOW_NUL, &je);
-    json_t *t = json_object_get(doc, "text");
+    json_t *doc = json_loadb(line, len, JSON_ALLOW_NUL, &je), *t = NULL;
     const char *d = doc && !p->domain ? lmx__jsonl_get_path(doc, p->domain_field) : NULL;
+    json_t *idv = doc && p->id_field ? lmx__json_at_path(doc, p->id_field) : NULL;
     text->len = dom->len = 0;
     if (!doc || !json_is_object(doc))
         snprintf(out->why, sizeof out->why, "invalid JSON: %s", doc ? "not an object" : je.text);
-    else if (!json_is_string(t))
-        snprintf(out->why, sizeof out->why, "field 'text' missing or not a string");
+    else if (!(t = text_of(doc, p, out->why, sizeof out->why)))
+        ;
     else if (lmx__buf_append(text, json_string_value(t), json_string_length(t) + 1) != LMX_OK ||
              (d && lmx__buf_append(dom, d, strlen(d) + 1) != LMX_OK))
         snprintf(out->why, sizeof out->why, "out of memory");
@@ -133,12 +173,15 @@ static void jsonl_parse(const lmx_input_params *p, const char *line, size_t len,
         out->text = (const char *)text->data;
         out->text_len = json_string_length(t);
         out->domain = d ? (const char *)dom->data : NULL;
+        /* an id that is absent (or an object/array) is simply not kept: it is provenance only */
+        out->doc_id = idv && lmx__json_id_text(idv, id) == 0 ? (const char *)id->data : NULL;
     }
     json_decref(doc);
 }
 
 const lmx_input_format lmx__input_jsonl = {
     .name = "jsonl",
+    .what = "a .jsonl, .jsonl.gz, .json.gz, .jsonl.zst, .jsonl.zstd file",
     .flags = LMX_INPUT_HASH_REUSE,
     .match = jsonl_match,
     .open = jsonl_open,

@@ -257,7 +257,8 @@ static int mega_finish(lmx_input *in, char hex[65], lmx_error *err)
 
 const lmx_input_format lmx__input_megatron = {
     .name = "megatron",
-    .flags = LMX_INPUT_NEEDS_DOMAIN,
+    .what = "a Megatron PREFIX (PREFIX.bin + PREFIX.idx)",
+    .flags = LMX_INPUT_NEEDS_DOMAIN | LMX_INPUT_NO_FIELDS,
     .match = mega_match,
     .list_files = mega_files,
     .open = mega_open,

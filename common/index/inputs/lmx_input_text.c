@@ -111,7 +111,8 @@ static int text_finish(lmx_input *in, char hex[65], lmx_error *err)
 
 const lmx_input_format lmx__input_text = {
     .name = "txt",
-    .flags = LMX_INPUT_FOLDER_JOB,
+    .what = "a .txt file",
+    .flags = LMX_INPUT_FOLDER_JOB | LMX_INPUT_NO_FIELDS,
     .match = text_match,
     .open = text_open,
     .next = text_next,

@@ -1,0 +1,37 @@
+#!/usr/bin/env python3
+"""Writes a deterministic mixed-script stress set as JSON Lines ({"text": ...}) to stdout, for the
+tokenizer conformance suites: CJK, Arabic, Devanagari, Thai, Hangul, Cyrillic, Greek, emoji with
+ZWJ and skin tones, flags, combining marks, fullwidth forms, ligatures, Unicode 15/16 letters,
+digit runs in several scripts, whitespace runs, CRLF, contractions, code, URLs and the special
+token strings of the common families. Usage: make-stress-text.py [N_DOCS] [SEED]"""
+import json
+import random
+import sys
+
+FRAGMENTS = [
+    "The quick brown fox jumps over the lazy dog.", "I'LL", "we're", "THEY'VE", "don't", "'s", "'D",
+    "日本語のテキスト、漢字とカタカナ。", "中文文本测试，标点符号！", "한국어 텍스트", "ｶﾀｶﾅ",
+    "مرحبا بالعالم", "١٢٣٤٥٦", "हिन्दी पाठ", "१२३", "ภาษาไทย สวัสดีครับ", "Привет, мир!", "Ωμέγα λόγος",
+    "👩‍👩‍👧‍👦", "👍🏽", "🏳️‍🌈", "🇩🇪🇯🇵", "😀😃", "e\u0301", "a\u0308\u0323", "x\u0327\u0301", "Å", "Å",
+    "ＡＢＣ１２３", "ﬁﬂ ligatures", "Ⅻ ½ ² ③", "\U00031350\U00031351", "\U00010D50\U00010D51", "\U00016D40",
+    "12345678901234", "3.14159", "1,000,000", "   ", "\t\t", "\n", "\n\n\n", "\r\n", "\r\n\r\n", "\u3000",
+    "\u00a0", "\u2028", "\u200b", "def f(x):\n    return x**2 // 3", "if (a && b) { c++; }",
+    "https://example.com/a/b?c=d&e=f", "user@example.org", "<s>", "</s>", "<|endoftext|>",
+    "<|im_end|>", "<|begin_of_text|>", "<|eot_id|>", "<bos>", "<end_of_turn>",
+    "<｜begin▁of▁sentence｜>", "▁", "ſ's", "ǅ", "İstanbul", "ß", "ﬀ", "ℌ𝔢𝔩𝔩𝔬", "Ꙩ", "𐍈",
+]
+
+
+def main():
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 400
+    rng = random.Random(int(sys.argv[2]) if len(sys.argv) > 2 else 12)
+    for _ in range(n):
+        k = rng.randint(1, 40)
+        parts = []
+        for _ in range(k):
+            parts.append(rng.choice(FRAGMENTS))
+            parts.append(rng.choice(["", " ", " ", "  ", "\n", ", ", "."]))
+        print(json.dumps({"text": "".join(parts)}, ensure_ascii=False))
+
+
+main()
