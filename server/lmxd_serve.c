@@ -213,6 +213,21 @@ static int reload(server *s, const sigset_t *set)
     return stop;
 }
 
+/* Plans keep their item tables in files, mapped (common/plan/lmx_plan_table.c): in
+ * INDEX/plan-tables when the index folder is writable (like verified.json), else in
+ * STATE_DIR/plan-tables, else on the heap. Built once per (index, spec); a restart maps them. */
+static void set_table_dir(server *s, const char *index_dir, char *note, size_t cap)
+{
+    const char *base = access(index_dir, W_OK) == 0 ? index_dir : s->cfg.state_dir;
+    char dir[4200];
+    if (!base) {
+        snprintf(note, cap, "plan tables on the heap: %s is not writable and there is no state_dir", index_dir);
+        return;
+    }
+    snprintf(dir, sizeof dir, "%s/plan-tables", base);
+    lmx__index_set_table_dir(s->ix, dir);
+}
+
 int lmxd_serve(const lmxd_serve_options *opts)
 {
     server *s = calloc(1, sizeof *s);
@@ -263,6 +278,7 @@ int lmxd_serve(const lmxd_serve_options *opts)
         lmxd_log("no index: set \"index\" in %s or pass --index DIR", opts->config_path);
         goto out;
     }
+    char verified[5000] = "";
     if (!opts->skip_verify) {
         /* Only shards the verified record does not vouch for are read (all cores). */
         lmx_verify_options vo = {.changed_only = 1, .state_dir = s->cfg.state_dir};
@@ -271,8 +287,9 @@ int lmxd_serve(const lmxd_serve_options *opts)
             lmxd_log("index %s failed verification: %s", index_dir, err.message);
             goto out;
         }
-        lmxd_log("index %s: %zu shard(s) verified: %zu read (%.1f MB in %.2f s), %zu remembered%s%s", index_dir,
-                 vr.shards, vr.checked, (double)vr.bytes / 1e6, vr.seconds, vr.remembered,
+        /* logged once serving: a start that fails prints only its reason */
+        snprintf(verified, sizeof verified, "index %s: %zu shard(s) verified: %zu read (%.1f MB in %.2f s), %zu remembered%s%s",
+                 index_dir, vr.shards, vr.checked, (double)vr.bytes / 1e6, vr.seconds, vr.remembered,
                  vr.record_note[0] ? "; " : "", vr.record_note);
     }
     if (lmx__index_open(index_dir, &s->ix, &err) != LMX_OK) {
@@ -299,6 +316,8 @@ int lmxd_serve(const lmxd_serve_options *opts)
         }
         snprintf(s->state_path, sl, "%s/%s", s->cfg.state_dir, STATE_FILE);
     }
+    char tables_note[4200] = "";
+    set_table_dir(s, index_dir, tables_note, sizeof tables_note);
     if (s->cfg.cache_mb > 0 && !(s->cache = lmxd_cache_create((size_t)s->cfg.cache_mb << 20))) {
         lmxd_log("cache_mb %d: out of memory", s->cfg.cache_mb);
         goto out;
@@ -362,6 +381,10 @@ int lmxd_serve(const lmxd_serve_options *opts)
         goto out;
     }
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_BIND_PORT);
+    if (verified[0])
+        lmxd_log("%s", verified);
+    if (tables_note[0])
+        lmxd_log("%s", tables_note);
     lmxd_log("serving %s (%llu documents, %llu tokens, %zu plan(s)) on %s port %u", index_dir,
           (unsigned long long)lmx__index_n_docs(s->ix), (unsigned long long)lmx__index_n_tokens(s->ix), s->n_plans,
           listen, di ? di->port : 0);

@@ -54,6 +54,11 @@ const lmx_domain_stats *lmx__index_domain_stats(const lmx_index *ix, uint32_t d)
 const char *lmx__index_identity(const lmx_index *ix);
 const char *lmx__index_tokenizer_identity(const lmx_index *ix);
 const char *lmx__index_dir(const lmx_index *ix);
+/* Where plans over ix keep their item tables (files, mmap'd; common/plan/lmx_plan_table.c);
+ * NULL (the default) = on the heap. The string is copied; LMX_OK or LMX_ENOMEM. Set it before
+ * plans are created (not thread-safe against lmx__plan_create). */
+int lmx__index_set_table_dir(lmx_index *ix, const char *dir);
+const char *lmx__index_table_dir(const lmx_index *ix);
 uint32_t lmx__index_bos(const lmx_index *ix);
 uint32_t lmx__index_eos(const lmx_index *ix);
 /* The tokenizer's document-separator convention (plan defaults for bos/eos) and the BOS/EOS

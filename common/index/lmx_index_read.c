@@ -39,6 +39,7 @@ struct lmx_index {
     lmx_domain_stats *stats;
     char identity[65];
     char *tokenizer_identity;
+    char *table_dir; /* plans' item tables (lmx__index_set_table_dir), NULL = heap */
 };
 
 const char *lmx__index_shard_at(const lmx_index *ix, const void *addr)
@@ -302,6 +303,7 @@ void lmx__index_close(lmx_index *ix)
     free(ix->shards);
     free(ix->dir);
     free(ix->tokenizer_identity);
+    free(ix->table_dir);
     free(ix->sep_token[0]);
     free(ix->sep_token[1]);
     free(ix);
@@ -316,6 +318,17 @@ const lmx_domain_stats *lmx__index_domain_stats(const lmx_index *ix, uint32_t d)
 const char *lmx__index_identity(const lmx_index *ix) { return ix->identity; }
 const char *lmx__index_tokenizer_identity(const lmx_index *ix) { return ix->tokenizer_identity; }
 const char *lmx__index_dir(const lmx_index *ix) { return ix->dir; }
+const char *lmx__index_table_dir(const lmx_index *ix) { return ix->table_dir; }
+
+int lmx__index_set_table_dir(lmx_index *ix, const char *dir)
+{
+    char *copy = dir ? strdup(dir) : NULL;
+    if (dir && !copy)
+        return LMX_ENOMEM;
+    free(ix->table_dir);
+    ix->table_dir = copy;
+    return LMX_OK;
+}
 uint32_t lmx__index_bos(const lmx_index *ix) { return ix->bos; }
 uint32_t lmx__index_eos(const lmx_index *ix) { return ix->eos; }
 int lmx__index_default_bos(const lmx_index *ix) { return ix->add_bos; }

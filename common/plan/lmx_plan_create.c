@@ -60,16 +60,26 @@ static void place_items(lmx_plan *p, uint64_t id, uint64_t *nl)
 }
 
 /* Items per domain, in document order: those of long documents first (the long class, see
- * the cursor in lmx_plan_stream.c), then the others. */
+ * the cursor in lmx_plan_stream.c), then the others. With the index's table folder they live
+ * in a mapped file (lmx_plan_table.c): mapped as they are when a valid one exists, else built
+ * straight into a new one; on the heap when there is no folder or it cannot be written. */
 static int build_items(lmx_plan *p, uint32_t nd, lmx_error *err)
 {
+    const char *dir = lmx__index_table_dir(p->ix);
+    if (dir && lmx__plan_table_load(p, dir, nd))
+        return LMX_OK;
     uint64_t *count = calloc(2 * (nd + 1), sizeof *count), *nlong = count ? count + nd + 1 : NULL;
     if (!count)
         return lmx__err(err, LMX_ENOMEM, "plan %s: out of memory", p->name);
     int rc = count_items(p, count, nlong, err);
+    int mapped = rc == LMX_OK && dir && lmx__plan_table_create(p, dir, nd, count, NULL) == LMX_OK;
+    if (dir && rc == LMX_OK && !mapped)
+        lmx__plan_table_drop(p);
     for (uint32_t d = 0; rc == LMX_OK && d < nd; d++) {
         p->doms[d].ixdom = d;
         p->doms[d].n_long = nlong[d];
+        if (mapped)
+            continue;
         p->doms[d].items = count[d] ? malloc(count[d] * sizeof(item)) : NULL;
         if (count[d] && !p->doms[d].items)
             rc = lmx__err(err, LMX_ENOMEM, "plan %s: out of memory for %llu items", p->name,
@@ -81,6 +91,8 @@ static int build_items(lmx_plan *p, uint32_t nd, lmx_error *err)
         uint64_t n_docs = lmx__index_n_docs(p->ix);
         for (uint64_t id = 0; id < n_docs; id++)
             place_items(p, id, nl);
+        if (mapped)
+            lmx__plan_table_finish(p, dir, nd, NULL); /* not persisted: only costs a rebuild next start */
     }
     free(count);
     return rc;
@@ -288,13 +300,13 @@ int lmx__plan_create(const lmx_index *ix, const char *name, const lmx_plan_spec 
         p->spec.sep_token[k] = spec->sep_token[k] ? strdup(spec->sep_token[k]) : NULL;
     uint32_t nd = lmx__index_n_domains(ix);
     int rc = bind_index(p, nd, err);
+    if (rc == LMX_OK) /* the id names the item table file: it depends only on the index and spec */
+        rc = set_id(p, err);
     if (rc == LMX_OK)
         rc = build_items(p, nd, err);
     if (rc == LMX_OK)
         rc = set_weights(p, nd, err);
     p->n_doms = nd;
-    if (rc == LMX_OK)
-        rc = set_id(p, err);
     if (rc != LMX_OK) {
         lmx__plan_free(p);
         return rc;
@@ -308,11 +320,13 @@ void lmx__plan_free(lmx_plan *p)
     if (!p)
         return;
     for (uint32_t d = 0; p->doms && d < lmx__index_n_domains(p->ix); d++) {
-        free(p->doms[d].items);
+        if (!p->table)
+            free(p->doms[d].items);
         for (int i = 0; i < EPOCH_CACHE; i++)
             free(p->doms[d].ep[i].ck);
     }
     lmx__plan_blocks_free(p);
+    lmx__plan_table_drop(p);
     free(p->doms);
     free(p->domain_names);
     json_decref(p->stats_cache);

@@ -127,6 +127,9 @@ struct lmx_plan {
     uint64_t tick;
     const char **domain_names; /* index domain names, for the wire's domain table */
     json_t *stats_cache;
+    uint8_t *table;   /* the mapped item table file holding every domain's items, or NULL (heap) */
+    size_t table_size;
+    char *table_tmp;  /* its temporary name while it is being built */
 };
 
 
@@ -139,6 +142,19 @@ typedef struct piece_list {
     piece *v;
     uint64_t n, cap;
 } piece_list;
+
+/* ---- item tables in files (lmx_plan_table.c) ---- */
+/* Maps DIR/<plan id>.items when it is a valid table of this plan (checksum read once per file
+ * identity) and points every domain into it; 1 when done, 0 when the caller must build. */
+int lmx__plan_table_load(lmx_plan *p, const char *dir, uint32_t nd);
+/* Creates the temporary table file sized for count[d] items per domain, maps it and points
+ * each domain's items into it (the caller fills them). LMX_OK, or an error (then use the heap). */
+int lmx__plan_table_create(lmx_plan *p, const char *dir, uint32_t nd, const uint64_t *count, lmx_error *err);
+/* After the items and sums are in: header, checksum, fsync, rename; the mapping stays (read-only)
+ * even when persisting fails (returned error: the table is then rebuilt at the next start). */
+int lmx__plan_table_finish(lmx_plan *p, const char *dir, uint32_t nd, lmx_error *err);
+/* Unmaps the table (and removes an unfinished temporary file). */
+void lmx__plan_table_drop(lmx_plan *p);
 
 /* ---- spec (lmx_plan_spec.c) ---- */
 const char *lmx__plan_strategy_name(int strategy);

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Verify once (issue #15): shards verified by `serve` or `verify` are remembered in
+"""Start-up at scale (issue #15). Verify once: shards verified by `serve` or `verify` are remembered in
 INDEX/verified.json (or the state dir for a read-only index), keyed by size, inode, mtime and
 ctime, so an unchanged index is not re-read at start; a changed shard is read again and refused;
-`verify --changed`, `--threads`, `--scrub [--rate]`.
+`verify --changed`, `--threads`, `--scrub [--rate]`. Plan tables: each plan's items in a mapped
+file (INDEX/plan-tables, or the state dir), built once, mapped at restart, rebuilt when damaged.
 
   test_verify.py [TEST...]      (ctest runs one test per process; exit 77 = skipped)"""
 import json, os, re, subprocess, sys, time
@@ -156,6 +157,8 @@ def test_readonly_index_state_dir(wd):
         check(start_line(d) == (n, 0), f"first start {start_line(d)}")
         recs = [f for f in os.listdir(wd("state")) if f.startswith("verified-")]
         check(len(recs) == 1, f"state dir {os.listdir(wd('state'))}")
+        tabs = os.listdir(wd("state", "plan-tables"))
+        check(len([f for f in tabs if f.endswith(".items")]) == 1, f"state_dir/plan-tables: {tabs}")
         d = Daemon(wd, cfg)
         d.stop()
         check(start_line(d) == (0, n), f"restart from a read-only index: {start_line(d)}")
@@ -165,8 +168,57 @@ def test_readonly_index_state_dir(wd):
         subprocess.run(["umount", idx])
 
 
+def batches(d, plans, steps=(0, 1, 5, 1000)):
+    out = []
+    for name in plans:
+        for step in steps:
+            st, h, body = http(f"{d.url}/v1/plans/{name}/batches/{step}")
+            check(st == 200, f"{name} batch {step}: {st}")
+            out.append(body)
+    return out
+
+
+def test_plan_tables(wd):
+    """Plan item tables: built into INDEX/plan-tables at the first start, mapped (same files) at
+    the next, rebuilt when one fails its checksum; the batches are the same bytes each time."""
+    idx = make_index(wd)
+    plans = {"o": PLANS["o"], "ps": {"strategy": "per_source", "seq_len": 2048, "global_batch": 4, "seed": 3},
+             "cut": {"strategy": "cut", "cut_len": 100, "seq_len": 1024, "global_batch": 4}}
+    cfg = write_config(wd, plans)
+    tdir = os.path.join(idx, "plan-tables")
+    d = Daemon(wd, cfg)
+    try:
+        want = batches(d, plans)
+    finally:
+        d.stop()
+    tables = sorted(f for f in os.listdir(tdir) if f.endswith(".items"))
+    check(len(tables) == 3 and len([f for f in os.listdir(tdir) if f.endswith(".items.ok")]) == 3,
+          f"plan-tables: {os.listdir(tdir)}")
+    inodes = [os.stat(os.path.join(tdir, f)).st_ino for f in tables]
+    d = Daemon(wd, cfg)
+    try:
+        check(batches(d, plans) == want, "batches from mapped tables differ")
+    finally:
+        d.stop()
+    check([os.stat(os.path.join(tdir, f)).st_ino for f in tables] == inodes, "the tables were rebuilt at restart")
+    for f in tables:  # damage every table; without its .ok the checksum is read, fails, table rebuilt
+        p = os.path.join(tdir, f)
+        os.unlink(p + ".ok")
+        with open(p, "r+b") as fh:
+            fh.seek(-3, 2)
+            b = fh.read(1)
+            fh.seek(-3, 2)
+            fh.write(bytes([b[0] ^ 0x10]))
+    d = Daemon(wd, cfg)
+    try:
+        check(batches(d, plans) == want, "batches after rebuilding damaged tables differ")
+    finally:
+        d.stop()
+    check(all(os.stat(os.path.join(tdir, f)).st_ino != i for f, i in zip(tables, inodes)), "damaged tables kept")
+
+
 TESTS = {t.__name__[5:]: t for t in [test_restart_remembers, test_scrub_finds_silent_rot,
-                                      test_readonly_index_state_dir]}
+                                      test_readonly_index_state_dir, test_plan_tables]}
 
 if __name__ == "__main__":
     sys.exit(main(TESTS))

@@ -1,8 +1,12 @@
 /* common/plan/: plan specs, determinism, packing (spans vs document tokens, separators,
  * next_token, cu_seqlens), rank/world slicing, strategies. Uses a small index built with the
  * `bytes` tokenizer in a temp dir. */
+#include <dirent.h>
 #include <jansson.h>
 #include <math.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <sodium.h>
 #include <string.h>
 
@@ -724,7 +728,8 @@ static void test_prefix_long_share(void)
 /* Golden digest of many batches of several strategies (plan_id bytes zeroed, since they depend
  * on the index identity): pins the packing byte for byte across refactors. A change that is
  * meant to alter bytes must bump LMX_PLAN_ALGORITHM and update this value. */
-static void test_golden_bytes(void)
+/* BLAKE2b over the batches of the golden specs at the first n_steps of the golden steps. */
+static void golden_hex(char hex[65], size_t n_steps)
 {
     static const char *const specs[] = {
         "{\"strategy\": \"cut\", \"cut_len\": 16, \"seq_len\": 64, \"global_batch\": 4}",
@@ -743,7 +748,7 @@ static void test_golden_bytes(void)
         lmx_plan *p = make_plan(specs[i]);
         if (!p)
             continue;
-        for (size_t k = 0; k < sizeof steps / sizeof *steps; k++)
+        for (size_t k = 0; k < sizeof steps / sizeof *steps && k < n_steps; k++)
             for (uint32_t world = 1; world <= 2; world++)
                 for (uint32_t rank = 0; rank < world; rank++) {
                     lmx_buf b = {0};
@@ -757,12 +762,100 @@ static void test_golden_bytes(void)
         lmx__plan_free(p);
     }
     uint8_t h[32];
-    char hex[65];
     crypto_generichash_final(&hs, h, sizeof h);
     lmx__hex(h, sizeof h, hex);
+}
+
+static void test_golden_bytes(void)
+{
+    char hex[65];
+    golden_hex(hex, SIZE_MAX);
     if (strcmp(hex, GOLDEN_HEX) != 0)
         fprintf(stderr, "golden batches: got %s\n", hex);
     CHECK(strcmp(hex, GOLDEN_HEX) == 0);
+}
+
+/* Inode of every DIR/ *.items file, in readdir order of a sorted scan; returns the count. */
+static int table_inodes(const char *dir, unsigned long long *ino, int cap, int *n_ok)
+{
+    struct dirent **e;
+    int n = scandir(dir, &e, NULL, alphasort), k = 0;
+    *n_ok = 0;
+    for (int i = 0; i < n; i++) {
+        size_t l = strlen(e[i]->d_name);
+        char p[1024];
+        snprintf(p, sizeof p, "%s/%s", dir, e[i]->d_name);
+        struct stat st;
+        if (l > 6 && strcmp(e[i]->d_name + l - 6, ".items") == 0 && stat(p, &st) == 0 && k < cap)
+            ino[k++] = (unsigned long long)st.st_ino;
+        if (l > 9 && strcmp(e[i]->d_name + l - 9, ".items.ok") == 0)
+            (*n_ok)++;
+        free(e[i]);
+    }
+    free(e);
+    return k;
+}
+
+/* Each .items file under dir: flip a byte in its items (and drop its .ok), or truncate it. */
+static void damage_tables(const char *dir, int truncate_it)
+{
+    struct dirent **e;
+    int n = scandir(dir, &e, NULL, alphasort);
+    for (int i = 0; i < n; i++) {
+        size_t l = strlen(e[i]->d_name);
+        char p[1024];
+        snprintf(p, sizeof p, "%s/%s", dir, e[i]->d_name);
+        if (l > 9 && strcmp(e[i]->d_name + l - 9, ".items.ok") == 0 && !truncate_it)
+            CHECK_EQ_INT(unlink(p), 0);
+        if (l > 6 && strcmp(e[i]->d_name + l - 6, ".items") == 0) {
+            struct stat st;
+            CHECK_EQ_INT(stat(p, &st), 0);
+            FILE *f = fopen(p, "r+b");
+            CHECK(f != NULL);
+            if (f && truncate_it) {
+                CHECK_EQ_INT(ftruncate(fileno(f), 100), 0);
+            } else if (f) {
+                fseek(f, st.st_size - 5, SEEK_SET);
+                int c = fgetc(f);
+                fseek(f, st.st_size - 5, SEEK_SET);
+                fputc(c ^ 1, f);
+            }
+            if (f)
+                fclose(f);
+        }
+        free(e[i]);
+    }
+    free(e);
+}
+
+/* Item tables in files (lmx_plan_table.c): built into the index's table folder, mapped at the
+ * next create (same files), rebuilt when a table fails its checksum or is truncated; the bytes
+ * are the golden ones every time. */
+static void test_item_tables(void)
+{
+    char dir[600], want[65], hex[65];
+    golden_hex(want, 5); /* heap tables: the reference (steps 0..31) */
+    snprintf(dir, sizeof dir, "%s/tables", root);
+    CHECK_EQ_INT(lmx__index_set_table_dir(ix, dir), LMX_OK);
+    unsigned long long a[16], b[16];
+    int ok_a, ok_b;
+    golden_hex(hex, 5); /* builds the tables */
+    CHECK(strcmp(hex, want) == 0);
+    int n = table_inodes(dir, a, 16, &ok_a);
+    CHECK(n == 6 && ok_a == 6);
+    golden_hex(hex, 5); /* maps them */
+    CHECK(strcmp(hex, want) == 0);
+    CHECK(table_inodes(dir, b, 16, &ok_b) == n && memcmp(a, b, sizeof a[0] * (size_t)n) == 0);
+    damage_tables(dir, 0); /* a flipped item byte, checksum not yet vouched for: rebuilt */
+    golden_hex(hex, 5);
+    CHECK(strcmp(hex, want) == 0);
+    CHECK(table_inodes(dir, b, 16, &ok_b) == n && ok_b == n);
+    for (int i = 0; i < n; i++)
+        CHECK(a[i] != b[i]);
+    damage_tables(dir, 1); /* truncated: the header no longer fits the size: rebuilt */
+    golden_hex(hex, 5);
+    CHECK(strcmp(hex, want) == 0);
+    CHECK_EQ_INT(lmx__index_set_table_dir(ix, NULL), LMX_OK);
 }
 
 /* Wire v2: the cp_size slices of every sequence reassemble to the v1 sequence; labels are the
@@ -929,6 +1022,7 @@ int main(void)
     test_block_boundary();
     test_prefix_long_share();
     test_golden_bytes();
+    test_item_tables();
     test_cp();
     lmx__index_close(ix);
     CHECK_EQ_INT(lmx_test_rmtree(root), 0);
