@@ -1,4 +1,4 @@
-/* liblongmix internals shared by lmx_client.c, the sink and the escaper (and the fuzz target). */
+/* liblongmix internals shared by its files (client, batch, sink, escaper, fork guard) and the fuzz target. */
 #ifndef LMX_CLIENT_INTERNAL_H
 #define LMX_CLIENT_INTERNAL_H
 
@@ -7,6 +7,7 @@
 #include <zstd.h>
 
 #include "lmx_error.h"
+#include "lmx_wire.h"
 
 /* Bytes of a non-2xx answer kept for its error message; the transfer stops there. */
 #define LMX__ERROR_BODY_MAX 4096
@@ -75,5 +76,15 @@ typedef struct lmx__fork_hook {
 void lmx__fork_register(lmx__fork_hook *h);
 /* Accepts a hook never registered. */
 void lmx__fork_unregister(lmx__fork_hook *h);
+
+
+/* A decoded batch (lmx_batch.c has its accessors; lmx_client.c builds it from a verified body). */
+struct lmx_batch {
+    lmx_wire_view v;
+    uint8_t *owned; /* NULL when the body lives in a caller buffer */
+    size_t size;
+    char plan_id[2 * LMX_PLAN_ID_BYTES + 1];
+    char **domains; /* NUL-terminated copies of the wire's domain names */
+};
 
 #endif
