@@ -2,7 +2,8 @@
  *   footer/page metadata  lmx_parquet_thrift.c   (Thrift compact protocol, parquet.thrift ids)
  *   page decompression    lmx_parquet_codec.c
  *   value/level encodings lmx_parquet_encoding.c (RLE/bit-packed hybrid, DELTA_BINARY_PACKED)
- *   files and cursors     lmx_parquet.c */
+ *   files and schema      lmx_parquet.c      (mmap, footer, leaf columns by dotted path)
+ *   column cursors        lmx_parquet_col.c  (row group -> pages -> levels and values) */
 #ifndef LMX_PARQUET_INTERNAL_H
 #define LMX_PARQUET_INTERNAL_H
 
@@ -124,5 +125,29 @@ void lmx__pq_dbp_free(pq_dbp *d);
 
 /* Bits needed for values 0..max. */
 unsigned lmx__pq_bit_width(uint32_t max);
+
+/* ---- files (lmx_parquet.c), read by the cursors (lmx_parquet_col.c) ---- */
+typedef struct pq_leaf {
+    char *path;  /* dotted */
+    int type;    /* physical type, -1 for a childless group */
+    int max_def, max_rep;
+    int rep_def; /* the definition level of the (innermost) repeated node: below it, no element */
+    int in_list; /* repeated itself or below a repeated/LIST/MAP node */
+    int in_map;  /* below a MAP node */
+} pq_leaf;
+
+struct lmx_parquet {
+    char *path;
+    const uint8_t *data;
+    size_t size;
+    int mapped;
+    size_t meta_start; /* first byte of the footer: column chunks must end before it */
+    pq_meta m;
+    pq_leaf *leaves;
+    size_t n_leaves;
+};
+
+/* The name of a physical type ("group" when not one). */
+const char *lmx__pq_type_name(int t);
 
 #endif
