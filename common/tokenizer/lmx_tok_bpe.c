@@ -1,6 +1,6 @@
-/* tokenizer.json encoding, the BPE model: HF's merge loop over one pre-token, behind the word
- * caches (the big cache here, the hot cache inline in lmx_tok_internal.h), and the cutting of
- * long words where no merge can cross. */
+/* tokenizer.json encoding, the BPE model: HF's merge loop over one pre-token, behind the big word
+ * cache. The hot cache (lmx_tok_hot.h) and the cutting of long words (lmx_tok_word.c) sit in
+ * front of it. */
 #include "lmx_tok_internal.h"
 
 #include <stdlib.h>
@@ -231,7 +231,7 @@ static void cache_clear(lmx_tokjson_enc *e)
     e->cache_arena_len = 0;
 }
 
-static int bpe_cached(lmx_tokjson_enc *e, const uint8_t *w, size_t n, lmx_ids *out)
+int lmx__tok_bpe_cached(lmx_tokjson_enc *e, const uint8_t *w, size_t n, lmx_ids *out)
 {
     if (n > LMX_TOK_CACHE_MAX_KEY)
         return bpe_merge_word(e, w, n, out);
@@ -288,48 +288,5 @@ int lmx__tok_bpe_short(lmx_tokjson_enc *e, const uint8_t *w, size_t n, lmx_ids *
     }
     /* words the hot cache can hold go straight to the merge: it is the bigger cache for them,
      * so the big one would rarely hit and only cost a lookup */
-    return n <= LMX_TOK_HOT_KEY ? bpe_merge_word(e, w, n, out) : bpe_cached(e, w, n, out);
-}
-
-/* HF BPE::tokenize for one pre-token. */
-int lmx__tok_bpe_word(lmx_tokjson_enc *e, const uint8_t *w, size_t n, lmx_ids *out)
-{
-    const lmx_tokjson *tj = e->tj;
-    if (!n)
-        return LMX_OK;
-    if (!(tj->seg_enabled || tj->cut_enabled) || n <= LMX_TOK_CACHE_MAX_KEY / 2)
-        return lmx__tok_bpe_hot(e, w, n, out);
-    if (tj->ignore_merges) {
-        uint32_t id = lmx__tok_strmap_get(&tj->vocab, w, n);
-        if (id != LMX_TOKEN_NONE)
-            return lmx__ids_push(out, id);
-    }
-    /* A long word (LLaMA-2: the whole document) is cut where no merge can cross, and the parts
-     * are merged independently (see lmx_tokjson.seg_enabled / cut_enabled): before each
-     * seg_char that follows another char, and between ASCII chars allowed by cut_ok. Parts are
-     * merged without the ignore_merges lookup (it applies to whole words only), so they share
-     * the hot cache with whole words only when ignore_merges is off (bpe_short == bpe_cached). */
-    int hot = !tj->ignore_merges;
-    const uint8_t *sc = tj->seg_char;
-    size_t start = 0;
-    for (size_t i = 1; i < n; i++) {
-        uint8_t x = w[i - 1], y = w[i];
-        int cut;
-        if ((x | y) < 0x80)
-            cut = tj->cut_enabled && (tj->cut_ok[x][y >> 6] >> (y & 63) & 1);
-        else
-            cut = tj->seg_enabled && y == sc[0] && i + 3 <= n && w[i + 1] == sc[1] &&
-                  w[i + 2] == sc[2] &&
-                  !(i >= 3 && w[i - 3] == sc[0] && w[i - 2] == sc[1] && x == sc[2]) &&
-                  !(x < 0x80 && (tj->seg_block[x >> 6] >> (x & 63) & 1));
-        if (!cut)
-            continue;
-        int rc = hot ? lmx__tok_bpe_hot(e, w + start, i - start, out)
-                     : bpe_cached(e, w + start, i - start, out);
-        if (rc)
-            return rc;
-        start = i;
-    }
-    return hot ? lmx__tok_bpe_hot(e, w + start, n - start, out)
-               : bpe_cached(e, w + start, n - start, out);
+    return n <= LMX_TOK_HOT_KEY ? bpe_merge_word(e, w, n, out) : lmx__tok_bpe_cached(e, w, n, out);
 }

@@ -1,7 +1,7 @@
 /* tokenizer.json encoding, the pre-tokenizer: the hand-written matchers for the regexes of known
  * tokenizers (proto/TOKENIZER.md), split behaviors, ByteLevel and Metaspace, and the loop that
  * hands every piece to BPE. */
-#include "lmx_tok_internal.h"
+#include "lmx_tok_hot.h"
 
 #include <stdlib.h>
 #include <string.h>
