@@ -520,9 +520,15 @@ static int cmd_show(int argc, char **argv)
     for (uint32_t i = 0; i < lmx_batch_n_spans(b, s); i++) {
         lmx_span_info sp;
         lmx_batch_span(b, s, i, &sp);
-        printf("=== [%s] doc %llu tokens %llu..%llu at %u ===\n", sp.domain, (unsigned long long)sp.doc,
+        json_t *ts = json_array_get(tspans, i), *src = json_object_get(ts, "source");
+        const char *where = json_object_get(ts, "row") ? "row" : "line";
+        printf("=== [%s] doc %llu tokens %llu..%llu at %u", sp.domain, (unsigned long long)sp.doc,
                (unsigned long long)sp.offset, (unsigned long long)(sp.offset + sp.length), sp.start);
-        json_t *t = json_object_get(json_array_get(tspans, i), "text");
+        if (json_is_string(src)) /* the source file and line (row for Parquet/MDS), as longmixd doc */
+            printf(" from %s %s %lld", json_string_value(src), where,
+                   (long long)json_integer_value(json_object_get(ts, where)));
+        printf(" ===\n");
+        json_t *t = json_object_get(ts, "text");
         if (t) {
             fwrite(json_string_value(t), 1, json_string_length(t), stdout);
         } else if (ids) {

@@ -39,6 +39,19 @@ static const lmx_tokenizer *get_detok(server *s)
     return s->detok;
 }
 
+/* The document's source file and line, as `longmixd doc --json` names them ("row" as well for
+ * row-oriented inputs: Parquet, MDS). Best effort: the text is the point of this view. */
+static void add_provenance(server *s, json_t *o, uint64_t doc)
+{
+    lmx_doc d;
+    if (lmx__index_doc(s->ix, doc, &d, NULL) != LMX_OK || !d.source)
+        return;
+    json_object_set_new(o, "source", json_string(d.source));
+    json_object_set_new(o, "line", json_integer((json_int_t)d.line));
+    if (d.kind && (strcmp(d.kind, "parquet") == 0 || strcmp(d.kind, "mds") == 0))
+        json_object_set_new(o, "row", json_integer((json_int_t)d.line));
+}
+
 /* GET /v1/plans/NAME/sequences/G?format=text: the sequence's spans with their decoded text. */
 enum MHD_Result lmxd_handle_text(server *s, struct MHD_Connection *c, const lmxd_request *rq, plan_ref *r)
 {
@@ -85,10 +98,12 @@ enum MHD_Result lmxd_handle_text(server *s, struct MHD_Connection *c, const lmxd
                 break;
             uint32_t dlen;
             const char *dname = lmx__wire_domain(&v, sp.domain, &dlen);
-            json_array_append_new(spans, json_pack("{s:s#, s:I, s:I, s:I, s:I, s:s#}", "domain", dname, (int)dlen, "doc",
-                                                   (json_int_t)sp.doc, "offset", (json_int_t)sp.offset, "start",
-                                                   (json_int_t)sp.start, "length", (json_int_t)sp.length, "text",
-                                                   clean.len ? (const char *)clean.data : "", (int)clean.len));
+            json_t *o = json_pack("{s:s#, s:I, s:I, s:I, s:I, s:s#}", "domain", dname, (int)dlen, "doc",
+                                  (json_int_t)sp.doc, "offset", (json_int_t)sp.offset, "start", (json_int_t)sp.start,
+                                  "length", (json_int_t)sp.length, "text",
+                                  clean.len ? (const char *)clean.data : "", (int)clean.len);
+            add_provenance(s, o, sp.doc);
+            json_array_append_new(spans, o);
             covered += sp.length;
         }
         json_object_set_new(out, "separators", json_integer((json_int_t)(v.h.seq_len - covered)));

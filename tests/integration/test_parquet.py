@@ -9,7 +9,7 @@ unsupported files fail naming the file and the row group/column/page.
 import glob, json, os, shutil, sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lmx_itest import LONGMIXD, check, main, run
+from lmx_itest import LONGMIX, LONGMIXD, Daemon, check, http, main, run, write_config
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.dirname(os.path.dirname(HERE))
@@ -200,8 +200,26 @@ def test_kill9_resume(wd):
     run([LONGMIXD, "verify", wd("k")])
 
 
+
+def test_show_names_row(wd):
+    """The served text view and `longmix show` name a Parquet document's file and row, as
+    `longmixd doc` does (and as they name a JSON Lines file and line)."""
+    f = PARQUETS[0]
+    index(wd("index"), "--on-error", "skip", f)
+    d = Daemon(wd, write_config(wd, {"o": {"strategy": "original", "seq_len": 1024, "global_batch": 2, "seed": 1}}))
+    try:
+        tv = json.loads(http(d.url + "/v1/plans/o/sequences/0?format=text")[2])
+        t = tv["spans"][0]
+        doc = json.loads(run([LONGMIXD, "doc", wd("index"), str(t["doc"]), "--json"]).stdout)
+        check((t.get("source"), t.get("row")) == (f, doc["row"]), f"text view span {t} vs doc {doc}")
+        out = run([LONGMIX, "show", "--url", d.url, "--plan", "o", "--step", "0", "--seq", "0"]).stdout.decode()
+        check(f"from {f} row {doc['row']} " in out, f"longmix show does not name {f} and the row: {out[:300]!r}")
+    finally:
+        d.stop()
+
+
 TESTS = {f.__name__[5:]: f for f in [test_same_as_jsonl, test_fields, test_tokens, test_kill9_resume, test_refusals, test_reuse_shard_merge,
-                                      test_corrupt]}
+                                      test_corrupt, test_show_names_row]}
 
 if __name__ == "__main__":
     sys.exit(main(TESTS))

@@ -254,11 +254,15 @@ def test_text_view(wd):
                       (sp["doc"], sp["offset"], sp["start"], sp["length"]), f"span {t} != {sp}")
                 raw = source_record(docs[sp["doc"]])[sp["offset"]:sp["offset"] + sp["length"]]
                 check(t["text"] == raw.decode("utf-8", errors="replace"), f"decoded text of doc {sp['doc']} differs")
+                dd = docs[sp["doc"]]
+                check((t.get("source"), t.get("line")) == (dd["source"], dd["line"]), f"span provenance {t} != doc {dd}")
             p = run([LONGMIX, "show", "--url", d.url, "--plan", "orig", "--step", str(step), "--seq", str(seq),
                      "--rank", str(rank), "--world", str(world)])
             out = p.stdout.decode("utf-8", errors="replace")
             check(tv["spans"][0]["text"][:40] in out, "longmix show does not print the decoded text")
             check(f"doc {spans[0]['doc']} " in out and spans[0]["domain"] in out, "show misses the span header")
+            t0 = tv["spans"][0]
+            check(f"from {t0['source']} line {t0['line']} " in out, "show does not name the source file and line")
         s, _, body = http(f"{d.url}/v1/plans/orig/sequences/0?format=xml")
         check(s == 400, f"format=xml gave {s}")
     finally:

@@ -130,7 +130,7 @@ endforeach()
 
 # Parquet inputs (issue #13): tests/integration/test_parquet.py on tests/unit/parquet/ (files from
 # DuckDB, arrow-rs and hyparquet-writer), one ctest test per Python test function.
-foreach(t same_as_jsonl fields tokens kill9_resume refusals reuse_shard_merge corrupt)
+foreach(t same_as_jsonl fields tokens kill9_resume refusals reuse_shard_merge corrupt show_names_row)
   add_test(NAME integration.parquet.${t}
            COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_parquet.py ${t})
   set_tests_properties(integration.parquet.${t} PROPERTIES ENVIRONMENT "${LMX_TEST_ENV}" TIMEOUT 300)
