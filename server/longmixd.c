@@ -259,6 +259,29 @@ static int cmd_verify(int argc, char **argv)
     return 0;
 }
 
+/* "tokenizer: ID" and "separators: bos ID "STR" per document | available, eos ..." (the plans'
+ * defaults); strings JSON-escaped so a control character cannot break the line. */
+static void print_separators(const lmx_index *ix)
+{
+    printf("tokenizer: %s\nseparators:", lmx__index_tokenizer_identity(ix));
+    for (int k = 0; k < 2; k++) {
+        uint32_t id = k ? lmx__index_eos(ix) : lmx__index_bos(ix);
+        const char *tok = lmx__index_sep_token(ix, k);
+        printf("%s %s ", k ? "," : "", k ? "eos" : "bos");
+        if (id == UINT32_MAX) {
+            fputs("none", stdout);
+            continue;
+        }
+        json_t *js = json_string(tok ? tok : "");
+        char *q = js ? json_dumps(js, JSON_ENCODE_ANY) : NULL;
+        printf("%u %s %s", id, q ? q : "\"?\"",
+               (k ? lmx__index_default_eos(ix) : lmx__index_default_bos(ix)) ? "per document" : "available (off by default)");
+        free(q);
+        json_decref(js);
+    }
+    putchar('\n');
+}
+
 static int cmd_stats(int argc, char **argv)
 {
     if (wants_help(argc, argv)) {
@@ -309,6 +332,7 @@ static int cmd_stats(int argc, char **argv)
             putchar('\n');
         }
         printf("%-24s %10llu %14llu\n", "total", (unsigned long long)lmx__index_n_docs(ix), (unsigned long long)total);
+        print_separators(ix);
     }
     lmx__index_close(ix);
     return 0;

@@ -40,3 +40,12 @@ add_test(NAME conformance.tokenizer_components
 set_tests_properties(conformance.tokenizer_components PROPERTIES
   ENVIRONMENT "${LMX_TEST_ENV};LMX_TOKFAM_DIR=${CMAKE_CURRENT_BINARY_DIR}/tokenizer-families"
   TIMEOUT 300 SKIP_RETURN_CODE 77 RESOURCE_LOCK tokenizer-families)
+
+# conformance.tokenizer_separators: each family's document separators (index, `longmixd stats`,
+# HF's post_processor) against the models' conventions, and served end to end by the real daemon
+# (defaults, plans naming bos_token/eos_token, refused plans). Same npm install as the families.
+add_test(NAME conformance.tokenizer_separators
+         COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/conformance/tokenizer_separators.py)
+set_tests_properties(conformance.tokenizer_separators PROPERTIES
+  ENVIRONMENT "${LMX_TEST_ENV};LMX_TOKFAM_DIR=${CMAKE_CURRENT_BINARY_DIR}/tokenizer-families"
+  TIMEOUT 300 SKIP_RETURN_CODE 77 RESOURCE_LOCK tokenizer-families)

@@ -182,8 +182,10 @@ static int set_weights(lmx_plan *p, uint32_t nd, lmx_error *err)
     }
     fixed_weights(p, nd, K, raw, sum);
     free(raw);
+    /* W/2^40 < 1/B, without the product W·B (it overflows 64 bits for shares above 1/2^(64-40-26)) */
+    uint64_t min_w = (WEIGHT_ONE + p->B - 1) / p->B;
     for (uint32_t d = 0; d < nd; d++)
-        if (p->doms[d].n && p->doms[d].W * p->B < WEIGHT_ONE)
+        if (p->doms[d].n && p->doms[d].W < min_w)
             return lmx__err(err, LMX_EINVAL, "plan %s: domain %s's weight %.3g is below 1/%llu, the block size",
                             p->name, lmx__index_domain_name(p->ix, d), p->doms[d].share, (unsigned long long)p->B);
     return LMX_OK;
@@ -233,8 +235,8 @@ static int named_separator(lmx_plan *p, int eos, uint32_t *id, lmx_error *err)
     *id = lmx__tokenizer_token_id(tok, want, strlen(want));
     lmx__tokenizer_free(tok);
     if (*id == LMX_TOKEN_NONE)
-        return lmx__err(err, LMX_EINVAL, "plans.%s.%s: \"%s\" is not a token of the index's tokenizer %s", p->name,
-                        key, want, tid);
+        return lmx__err(err, LMX_EINVAL, "plans.%s.%s: \"%s\" is not a token of the index's tokenizer (%s/tokenizer.json, %s)",
+                        p->name, key, want, lmx__index_dir(p->ix), tid);
     return LMX_OK;
 }
 
@@ -260,8 +262,9 @@ static int bind_index(lmx_plan *p, uint32_t nd, lmx_error *err)
         p->spec.eos = lmx__index_default_eos(ix) && p->eos_id != UINT32_MAX;
     for (int k = 0; k < 2; k++)
         if ((k ? spec->eos : spec->bos) > 0 && (k ? p->eos_id : p->bos_id) == UINT32_MAX)
-            return lmx__err(err, LMX_EINVAL, "plans.%s.%s: the index's tokenizer %s has no %s token", p->name,
-                            k ? "eos" : "bos", lmx__index_tokenizer_identity(ix), k ? "EOS" : "BOS");
+            return lmx__err(err, LMX_EINVAL, "plans.%s.%s: the index's tokenizer (%s/tokenizer.json, %s) has no %s token",
+                            p->name, k ? "eos" : "bos", lmx__index_dir(ix), lmx__index_tokenizer_identity(ix),
+                            k ? "EOS" : "BOS");
     p->nsep = (uint32_t)(spec->bos != 0) + (uint32_t)(spec->eos != 0);
     p->B = (uint64_t)spec->seq_len * ((BLOCK_TARGET + spec->seq_len - 1) / spec->seq_len);
     uint8_t h[8];

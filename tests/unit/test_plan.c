@@ -1012,6 +1012,52 @@ static void test_cp(void)
     expect_spec_error("{\"strategy\": \"original\", \"cross_doc_labels\": 1}", "plans.p.cross_doc_labels");
 }
 
+/* A domain's share is checked against 1/B (B = block size) without overflow: a one-domain index
+ * (share 1) is served, a domain weighted below 1/B is refused by name. */
+static void test_weight_bounds(void)
+{
+    char in[512], out[512];
+    snprintf(in, sizeof in, "%s/one.jsonl", root);
+    const char *docs = "{\"text\": \"alpha beta\", \"meta\": {\"redpajama_set_name\": \"solo\"}}\n"
+                       "{\"text\": \"gamma\", \"meta\": {\"redpajama_set_name\": \"solo\"}}\n";
+    lmx_test_write(in, docs, strlen(docs));
+    snprintf(out, sizeof out, "%s/ix-one", root);
+    lmx_index_options o = {0};
+    o.tokenizer = "bytes";
+    o.out_dir = out;
+    o.threads = 1;
+    o.domain_field = "meta.redpajama_set_name";
+    char *inputs[] = {in};
+    lmx_error err = {0};
+    lmx_index *one = NULL;
+    CHECK_EQ_INT(lmx__index_build(&o, inputs, 1, &err), LMX_OK);
+    CHECK_EQ_INT(lmx__index_open(out, &one, &err), LMX_OK);
+    const char *specs[] = {"{\"strategy\": \"original\", \"seq_len\": 256, \"global_batch\": 2}",
+                           "{\"strategy\": \"per_source\", \"seq_len\": 131072, \"global_batch\": 1}"};
+    for (int i = 0; one && i < 2; i++) {
+        lmx_plan_spec spec;
+        CHECK_EQ_INT(parse_spec(specs[i], &spec, &err), LMX_OK);
+        lmx_plan *p = NULL;
+        int rc = lmx__plan_create(one, "solo", &spec, &p, &err);
+        if (rc)
+            fprintf(stderr, "one-domain plan %s: %s\n", specs[i], err.message);
+        CHECK_EQ_INT(rc, LMX_OK);
+        lmx__plan_free(p);
+        lmx__plan_spec_free(&spec);
+    }
+    lmx__index_close(one);
+    lmx_plan_spec spec;
+    CHECK_EQ_INT(parse_spec("{\"strategy\": \"per_source\", \"seq_len\": 256, \"domain_weights\": "
+                            "{\"web\": 1, \"code\": 1e-12, \"books\": 1}}",
+                            &spec, &err),
+                 LMX_OK);
+    lmx_plan *p = NULL;
+    CHECK_EQ_INT(lmx__plan_create(ix, "p", &spec, &p, &err), LMX_EINVAL);
+    CHECK_CONTAINS(err.message, "domain code's weight");
+    lmx__plan_free(p);
+    lmx__plan_spec_free(&spec);
+}
+
 int main(void)
 {
     lmx_test_tmpdir("plan", root, sizeof root);
@@ -1024,6 +1070,7 @@ int main(void)
     test_golden_bytes();
     test_item_tables();
     test_cp();
+    test_weight_bounds();
     lmx__index_close(ix);
     CHECK_EQ_INT(lmx_test_rmtree(root), 0);
     TEST_MAIN_END();
