@@ -638,6 +638,119 @@ def test_torch_document_mask(wd):
     d.stop()
 
 
+def test_padded_torch_mask(wd):
+    """On padded packed sequences (pads at each document's end, position ids continuing): the tiny
+    transformer with the served padded cu_seqlens gives every document's real positions the
+    logits of that document run alone (its real tokens only); the thd CP slices (K = 2, 4, queries
+    at TE's per-document positions) give the same logits, and the loss summed over the ranks with
+    the served labels (pads masked) equals the whole sequence's, which equals the sum over the
+    documents alone."""
+    torch = torch_or_skip()
+    lm = import_longmix()
+    d = start(wd, dict(PLANS, **PADDED))
+    model = TinyLM(torch)
+    ce = torch.nn.functional.cross_entropy
+    docs_checked = 0
+    for plan, step in (("pad", 0), ("padcut", 1), ("padps", 2)):
+        L = PADDED[plan]["seq_len"]
+        whole = parse(get_body(d, plan, step))
+        for s, w in enumerate(whole["seqs"]):
+            ids = torch.as_tensor(w["tokens"].astype(np.int64))
+            pos = torch.as_tensor(w["position_ids"].astype(np.int64))
+            cu, real = w["cu_seqlens"], np.diff(w["cu_real"])
+            packed = model.forward([ids], [pos], [lm.document_causal_mask(cu)], [np.arange(L)])[0]
+            labels = torch.as_tensor(w["labels"].astype(np.int64))
+            want_loss = ce(packed, labels, ignore_index=-100, reduction="sum")
+            alone_loss = 0.0
+            for a, r in zip(cu[:-1], real):
+                r = int(r)
+                alone = model.forward([ids[a:a + r]], [torch.arange(r)], [torch.ones(r, r, dtype=torch.bool).tril()],
+                                      [np.arange(r)])[0]
+                err = (alone - packed[a:a + r]).abs().max().item()
+                check(err < 1e-9, f"{plan} seq {s} document at {a} ({r} real): logits differ by {err}")
+                alone_loss += ce(alone, labels[a:a + r], ignore_index=-100, reduction="sum").item()
+                docs_checked += 1
+            check(abs(alone_loss - want_loss.item()) < 1e-6, f"{plan}: loss {want_loss} vs documents alone {alone_loss}")
+            for K in (2, 4):
+                sl = [parse(get_body(d, plan, step, cp=(C, K), layout="thd"))["seqs"][s] for C in range(K)]
+                order = [lm.thd_positions(cu, C, K) for C in range(K)]
+                outs = model.forward([torch.as_tensor(x["tokens"].astype(np.int64)) for x in sl],
+                                     [torch.as_tensor(x["position_ids"].astype(np.int64)) for x in sl],
+                                     [lm.document_causal_mask(x["cu_seqlens"], o) for x, o in zip(sl, order)], order)
+                for o, out in zip(order, outs):
+                    err = (out - packed[torch.as_tensor(o)]).abs().max().item()
+                    check(err < 1e-9, f"{plan} thd K={K}: CP logits differ by {err}")
+                loss = sum(ce(out, torch.as_tensor(x["labels"].astype(np.int64)), ignore_index=-100, reduction="sum")
+                           for out, x in zip(outs, sl))
+                check(abs(loss.item() - want_loss.item()) < 1e-6, f"{plan} thd K={K}: loss {loss} vs {want_loss}")
+    check(docs_checked >= 15, f"only {docs_checked} documents")
+    print(f"  {docs_checked} padded documents: packed == alone; thd K=2,4 == whole")
+    d.stop()
+
+
+def test_padded_client(wd):
+    """longmix fetch --cp-layout thd --json and python3 -m longmix fetch print the thd slice with
+    cu_seqlens (padded) and cu_seqlens_real equal to the wire body; --out alone of a padded plan
+    is the v3 body; the Python Batch / model_items give TE's PackedSeqParams fields (real and
+    padded cu_seqlens of the flattened row); a client asking thd of an unpadded plan gets the 400."""
+    need_numpy()
+    d = start(wd, dict(PLANS, **PADDED))
+    for cp in ((0, 2), (3, 4), (1, 8)):
+        args = ["--url", d.url, "--plan", "pad", "--step", "1", "--rank", "1", "--world", "2",
+                "--cp-rank", str(cp[0]), "--cp-size", str(cp[1]), "--cp-layout", "thd"]
+        body = get_body(d, "pad", 1, 1, 2, cp, layout="thd")
+        v = parse(body)
+        outs = [json.loads(run([LONGMIX, "fetch"] + args + ["--json"]).stdout)]
+        if not SANITIZE:
+            env = dict(os.environ, PYTHONPATH=os.path.join(SOURCE, "client", "python"))
+            outs.append(json.loads(run([sys.executable, "-m", "longmix", "fetch"] + args, env=env).stdout))
+        for j in outs:
+            same_as_body(j, body, f"fetch --cp-layout thd {cp}")
+            check(j["padded"] is True and j["cp_layout"] == "thd", "padded / cp_layout in the JSON")
+            for a, b in zip(j["sequences"], v["seqs"]):
+                check(a["cu_seqlens_real"] == b["cu_real"].tolist(), "cu_seqlens_real")
+    out = wd("p.bin")
+    run([LONGMIX, "fetch", "--url", d.url, "--plan", "pad", "--step", "0", "--out", out])
+    check(open(out, "rb").read() == get_body(d, "pad", 0), "--out of a padded plan is not the v3 body")
+    r = run([LONGMIX, "fetch", "--url", d.url, "--plan", "orig", "--step", "0", "--cp-size", "2", "--cp-layout", "thd",
+             "--json"], ok=False)
+    check(r.returncode != 0 and b"pad_multiple" in r.stderr and b"400" in r.stderr, f"thd of orig: {r.stderr}")
+    if SANITIZE:
+        d.stop()
+        return
+    torch = torch_or_skip()
+    lm = import_longmix()
+    c = lm.Client(d.url, "pad", rank=0, world=2, cp_rank=1, cp_size=4, cp_layout="thd")
+    b = c.fetch(2)
+    w = parse(get_body(d, "pad", 2, 0, 2))
+    check(b.padded and b.cp_layout == "thd" and b.slice_len == 128, f"{b}")
+    it = lm.model_items(b, torch)
+    p = lm.packed_seq_params(it)
+    L = PADDED["pad"]["seq_len"]
+    want_pad = np.concatenate([x["cu_seqlens"][:-1] + s * L for s, x in enumerate(w["seqs"])] + [[len(w["seqs"]) * L]])
+    reals, base = [], 0
+    for x in w["seqs"]:
+        reals.append(x["cu_real"][:-1] + base)
+        base += int(x["cu_real"][-1])
+    want_real = np.concatenate(reals + [[base]])
+    check(p["qkv_format"] == "thd" and p["cu_seqlens_q_padded"].dtype == torch.int32, f"{p.keys()}")
+    check(np.array_equal(p["cu_seqlens_q_padded"].numpy(), want_pad), "cu_seqlens_q_padded")
+    check(np.array_equal(p["cu_seqlens_kv"].numpy(), want_real) and np.array_equal(p["cu_seqlens_q"].numpy(), want_real),
+          "cu_seqlens_q/kv (real)")
+    check(p["max_seqlen_q"] == int(np.diff(want_pad).max()), "max_seqlen_q")
+    # the flattened row is TE's partition of the flattened whole row
+    flat = np.concatenate([x["tokens"] for x in w["seqs"]]).astype(np.int64)
+    check(np.array_equal(it["input_ids"][0].numpy(), flat[lm.thd_positions(want_pad, 1, 4)]),
+          "the flattened thd row is not TE's partition of the flattened whole")
+    c.close()
+    try:
+        lm.Client(d.url, "pad", cp_layout="thd")
+        check(False, "thd without cp_size was accepted")
+    except lm.LongmixError as e:
+        check("cp_layout" in str(e), f"{e}")
+    d.stop()
+
+
 def collator_emulation(examples, torch):
     """transformers' DataCollatorWithFlattening(return_flash_attn_kwargs=True) as documented:
     examples concatenated into one row; labels = each example's input_ids with its first
@@ -896,6 +1009,7 @@ def test_example_cp_loop(wd):
 
 TESTS = {"cp_reassembly": test_cp_reassembly, "v1_unchanged": test_v1_unchanged,
          "padded_thd": test_padded_thd, "padded_bad_parameters": test_padded_bad_parameters,
+         "padded_torch_mask": test_padded_torch_mask, "padded_client": test_padded_client,
          "bad_parameters": test_bad_parameters, "cli_json": test_cli_json, "python_package": test_python_package,
          "torch_document_mask": test_torch_document_mask, "hf_dataloader": test_hf_dataloader,
          "export": test_export, "example_cp_loop": test_example_cp_loop}
