@@ -211,7 +211,7 @@ static int set_id(lmx_plan *p, lmx_error *err)
     return LMX_OK;
 }
 
-/* The id of a separator the plan names by string ("bos_token"/"eos_token"): looked up in the
+/* The id of a token the plan names by string ("bos_token", "eos_token", "pad_token"): looked up in the
  * index's copy of tokenizer.json (added tokens first, then the vocabulary). */
 static int named_token(lmx_plan *p, const char *key, const char *want, uint32_t *id, lmx_error *err)
 {
