@@ -159,8 +159,8 @@ static int put_whole(lmx_plan *p, const seq_out *so, lmx_wire_writer *w, uint32_
     return rc ? rc : lmx__wire_end_seq(w);
 }
 
-/* Labels and position ids of whole positions [from, from + n) (computed on the whole sequence),
- * written with the tokens at slice position j. Segment si holds from. */
+/* Tokens, labels and position ids of whole positions [from, from + n), computed on the whole
+ * sequence, written at slice position j: one stretch per segment overlapping the run. */
 static void fill_run(const lmx_plan *p, const seq_out *so, lmx_wire_writer *w, uint32_t slot, uint32_t from,
                      uint32_t n, uint32_t j)
 {
@@ -190,7 +190,7 @@ static void fill_run(const lmx_plan *p, const seq_out *so, lmx_wire_writer *w, u
             lmx__put32(pp + 4 * (size_t)(i - q), i - base);
         /* [q, plain): the target is the next token of the same segment */
         const uint32_t plain = real_end - 1 < e ? real_end - 1 : e;
-        const uint8_t *t = so->tokens + (size_t)1 * tb;
+        const uint8_t *t = so->tokens + tb; /* t[i] = token i + 1 */
         uint32_t i = q;
         if (tb == 2)
             for (; i < plain; i++)
@@ -198,12 +198,13 @@ static void fill_run(const lmx_plan *p, const seq_out *so, lmx_wire_writer *w, u
         else
             for (; i < plain; i++)
                 lmx__put32(lp + 4 * (size_t)(i - q), lmx__get32(t + 4 * (size_t)i));
-        for (; i < e; i++) {
+        for (; i < e; i++) { /* the segment's last real position, then its pads */
             int32_t v;
             if (i + 1 != real_end || real_end < seg_end) /* a pad, or the last real position before pads */
                 v = ign;
             else if (seg_end < L) /* the target starts the next segment */
-                v = p->spec.cross_doc_labels ? (int32_t)(tb == 2 ? lmx__get16(t + 2 * (size_t)i) : lmx__get32(t + 4 * (size_t)i)) : ign;
+                v = !p->spec.cross_doc_labels ? ign
+                    : (int32_t)(tb == 2 ? lmx__get16(t + 2 * (size_t)i) : lmx__get32(t + 4 * (size_t)i));
             else /* the sequence's last position: the next sequence's first token */
                 v = !p->spec.cross_doc_labels && so->next_is_start ? ign : (int32_t)so->next;
             lmx__put32(lp + 4 * (size_t)(i - q), (uint32_t)v);
