@@ -55,7 +55,8 @@ const lmx_plan_spec *lmx__plan_spec(const lmx_plan *p);
 /* Hex of the 16-byte plan id (BLAKE2b of the index identity and the resolved spec). */
 const char *lmx__plan_id_hex(const lmx_plan *p);
 const uint8_t *lmx__plan_id(const lmx_plan *p);
-/* The separators the plan inserts: {"bos": {"id", "token"} or null, "eos": ...} (new ref). */
+/* The separators the plan inserts: {"bos": {"id", "token"} or null, "eos": ...}, and for a padded
+ * plan "pad": {"id", "token"} (new ref). */
 json_t *lmx__plan_separators_json(const lmx_plan *p);
 /* Number of steps when total_tokens is set, else UINT64_MAX. */
 uint64_t lmx__plan_max_steps(const lmx_plan *p);

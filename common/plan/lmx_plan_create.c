@@ -365,6 +365,12 @@ json_t *lmx__plan_separators_json(const lmx_plan *p)
         }
         json_object_set_new(o, k ? "eos" : "bos", s);
     }
+    if (p->spec.pad_multiple > 1) { /* padded plans only: the others' JSON is unchanged */
+        const char *tok = p->spec.pad_token ? p->spec.pad_token
+                          : p->spec.sep_token[1] ? p->spec.sep_token[1] : lmx__index_sep_token(p->ix, 1);
+        json_object_set_new(o, "pad", json_pack("{s:I, s:o}", "id", (json_int_t)p->pad_id,
+                                                 "token", tok ? json_string(tok) : json_null()));
+    }
     return o;
 }
 

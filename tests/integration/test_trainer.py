@@ -366,6 +366,12 @@ def test_padded_bad_parameters(wd):
               f"{plan}?{q}: {st} {e} does not name {names}")
     st, _, _ = http(f"{d.url}/v1/plans/pad/batches/0?cp_rank=1&cp_size=8&cp_layout=thd")
     check(st == 200, f"thd with 2K = pad_multiple: {st}")
+    st, _, body = http(f"{d.url}/v1/plans/pad")
+    pj = json.loads(body)
+    check(pj["spec"]["pad_multiple"] == 16 and pj["separators"]["pad"]["id"] == PAD_ID, f"GET /v1/plans/pad: {pj}")
+    st, _, body = http(f"{d.url}/v1/plans/orig")
+    check("pad" not in json.loads(body)["separators"] and "pad_multiple" not in json.loads(body)["spec"],
+          "an unpadded plan's JSON names padding")
     d.stop()
     for bad, key in (({"pad_multiple": 24}, "pad_multiple"), ({"pad_multiple": 16, "cu_seqlens": False}, "pad_multiple"),
                      ({"pad_multiple": 16, "cross_doc_labels": True}, "pad_multiple"), ({"pad_token": "x"}, "pad_token"),
