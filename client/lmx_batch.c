@@ -29,16 +29,17 @@ uint32_t lmx_batch_cp_rank(const lmx_batch *b) { return b->v.h.cp_rank; }
 uint32_t lmx_batch_cp_size(const lmx_batch *b) { return b->v.h.cp_size; }
 uint32_t lmx_batch_slice_len(const lmx_batch *b) { return lmx__wire_slice_len(&b->v.h); }
 int32_t lmx_batch_ignore_index(const lmx_batch *b) { return b->v.h.ignore_index; }
+uint32_t lmx_batch_cp_layout(const lmx_batch *b) { return b->v.h.cp_layout; }
+int lmx_batch_padded(const lmx_batch *b) { return b->v.h.version == LMX_WIRE_VERSION_PAD; }
 /* Zero-copy views like lmx_batch_tokens: sections are 8-aligned in the body; values are little
  * endian, the byte order of the hosts we build for. */
 const int32_t *lmx_batch_labels(const lmx_batch *b)
 {
-    return b->v.h.version == LMX_WIRE_VERSION_CP ? (const int32_t *)(const void *)(b->v.base + b->v.at.labels) : NULL;
+    return lmx__wire_has_labels(&b->v.h) ? (const int32_t *)(const void *)(b->v.base + b->v.at.labels) : NULL;
 }
 const uint32_t *lmx_batch_position_ids(const lmx_batch *b)
 {
-    return b->v.h.version == LMX_WIRE_VERSION_CP ? (const uint32_t *)(const void *)(b->v.base + b->v.at.positions)
-                                                 : NULL;
+    return lmx__wire_has_labels(&b->v.h) ? (const uint32_t *)(const void *)(b->v.base + b->v.at.positions) : NULL;
 }
 uint32_t lmx_batch_next_token(const lmx_batch *b, uint32_t seq)
 {
@@ -94,6 +95,19 @@ uint32_t lmx_batch_cu_seqlens(const lmx_batch *b, uint32_t seq, int32_t *dst, ui
     lmx__wire_seq_cu(&b->v, seq, &a, &e);
     for (uint32_t i = a; dst && i < e && i - a < cap; i++)
         dst[i - a] = lmx__wire_cu(&b->v, i);
+    return e - a;
+}
+
+uint32_t lmx_batch_cu_seqlens_real(const lmx_batch *b, uint32_t seq, int32_t *dst, uint32_t cap)
+{
+    if (!lmx_batch_padded(b))
+        return lmx_batch_cu_seqlens(b, seq, dst, cap);
+    if (seq >= b->v.h.n_seqs)
+        return 0;
+    uint32_t a, e;
+    lmx__wire_seq_cu(&b->v, seq, &a, &e);
+    for (uint32_t i = a; dst && i < e && i - a < cap; i++)
+        dst[i - a] = lmx__wire_cu_real(&b->v, i);
     return e - a;
 }
 

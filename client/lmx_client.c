@@ -132,6 +132,10 @@ int lmx_client_open(const lmx_client_options *o, lmx_client **out, lmx_error *er
     if (o->cp_size > LMX_MAX_CP_SIZE || (o->cp_size && o->cp_rank >= o->cp_size))
         return lmx__err(err, LMX_EINVAL, "client: cp_rank %u of cp_size %u (want cp_rank < cp_size <= %u)", o->cp_rank,
                         o->cp_size, LMX_MAX_CP_SIZE);
+    if (o->cp_layout != LMX_CP_LAYOUT_ZIGZAG && o->cp_layout != LMX_CP_LAYOUT_THD)
+        return lmx__err(err, LMX_EINVAL, "client: cp_layout %u (want zigzag 0 or thd 1)", o->cp_layout);
+    if (o->cp_layout == LMX_CP_LAYOUT_THD && !o->cp_size)
+        return lmx__err(err, LMX_EINVAL, "client: cp_layout thd needs cp_size >= 1");
     if (o->prefetch > MAX_PREFETCH)
         return lmx__err(err, LMX_EINVAL, "client: prefetch %u is above the limit of %d batches", o->prefetch,
                         MAX_PREFETCH);
@@ -386,15 +390,19 @@ static int make_batch(lmx_client *c, exchange *x, lmx__sink *sk, uint64_t step, 
         return fail_batch(b, lmx__err(err, LMX_EFORMAT, "%s: got batch step %llu rank %u/%u, asked for %llu rank %u/%u",
                                       url, (unsigned long long)b->v.h.step, b->v.h.rank, b->v.h.world,
                                       (unsigned long long)step, c->o.rank, c->o.world));
-    if (c->o.cp_size && b->v.h.version != LMX_WIRE_VERSION_CP)
+    /* v3 answers any request for a padded plan; otherwise v2 with cp options, v1 without */
+    const uint32_t ver = b->v.h.version;
+    if (c->o.cp_size && ver != LMX_WIRE_VERSION_CP && ver != LMX_WIRE_VERSION_PAD)
         return fail_batch(b, lmx__err(err, LMX_EFORMAT,
                                       "%s: answered wire v%u to a request with cp_size: that longmixd predates "
-                                      "context-parallel slices (upgrade it)", url, b->v.h.version));
-    if (!c->o.cp_size && b->v.h.version != LMX_WIRE_VERSION)
-        return fail_batch(b, lmx__err(err, LMX_EFORMAT, "%s: answered wire v%u, asked for v1", url, b->v.h.version));
-    if (c->o.cp_size && (b->v.h.cp_rank != c->o.cp_rank || b->v.h.cp_size != c->o.cp_size))
-        return fail_batch(b, lmx__err(err, LMX_EFORMAT, "%s: got cp slice %u of %u, asked for %u of %u", url,
-                                      b->v.h.cp_rank, b->v.h.cp_size, c->o.cp_rank, c->o.cp_size));
+                                      "context-parallel slices (upgrade it)", url, ver));
+    if (!c->o.cp_size && ver != LMX_WIRE_VERSION && ver != LMX_WIRE_VERSION_PAD)
+        return fail_batch(b, lmx__err(err, LMX_EFORMAT, "%s: answered wire v%u, asked for v1", url, ver));
+    const uint32_t want_rank = c->o.cp_size ? c->o.cp_rank : 0, want_size = c->o.cp_size ? c->o.cp_size : 1;
+    if (b->v.h.cp_rank != want_rank || b->v.h.cp_size != want_size || b->v.h.cp_layout != c->o.cp_layout)
+        return fail_batch(b, lmx__err(err, LMX_EFORMAT, "%s: got cp slice %u of %u (layout %u), asked for %u of %u (layout %u)",
+                                      url, b->v.h.cp_rank, b->v.h.cp_size, b->v.h.cp_layout, want_rank, want_size,
+                                      c->o.cp_layout));
     if (x->plan_id[0] && strcmp(x->plan_id, b->plan_id) != 0) {
         char said[200];
         lmx__escape_text(said, sizeof said, x->plan_id, strlen(x->plan_id));
@@ -548,8 +556,9 @@ static int do_get(lmx_client *c, CURL *curl, const char *url, long timeout, int 
  * token, next_token and the two prefix indexes; plus the header and a domain table of up to 4 MiB. */
 static uint64_t shape_limit(uint64_t seq_len, uint64_t global_batch, uint32_t world, int cp)
 {
-    /* wire v2 (cp): at most 8 more bytes a position (label, position id) and 2 spans cut at chunk edges */
-    uint64_t n = global_batch / world ? global_batch / world : 1, per = (cp ? 48 : 40) * seq_len + 128;
+    /* wire v2/v3 (cp, or a padded plan): at most 8 more bytes a position (label, position id), a
+     * real cu_seqlens entry (v3) and 2 spans cut at chunk edges */
+    uint64_t n = global_batch / world ? global_batch / world : 1, per = (cp ? 52 : 40) * seq_len + 128;
     uint64_t cap = (uint64_t)1 << 36; /* 64 GiB: beyond any plan the server accepts */
     if (per > cap / n)
         return cap;
@@ -583,7 +592,8 @@ static int batch_limit(lmx_client *c, CURL *curl, const char *base, long timeout
         json_int_t L = json_integer_value(json_object_get(spec, "seq_len"));
         json_int_t G = json_integer_value(json_object_get(spec, "global_batch"));
         if (L > 0 && G > 0 && L <= INT32_MAX && G <= INT32_MAX)
-            *limit = shape_limit((uint64_t)L, (uint64_t)G, c->o.world, c->o.cp_size != 0);
+            *limit = shape_limit((uint64_t)L, (uint64_t)G, c->o.world,
+                                 c->o.cp_size != 0 || json_object_get(spec, "pad_multiple") != NULL);
         json_decref(j);
         atomic_store(&c->learned_limit, *limit);
     } else if (x.sink_rc) {
@@ -640,7 +650,8 @@ static int fetch_one(lmx_client *c, CURL *curl, uint64_t step, void *buf, size_t
         int un = snprintf(url, sizeof url, "%s/v1/plans/%s/batches/%llu?rank=%u&world=%u", base, c->plan,
                           (unsigned long long)step, c->o.rank, c->o.world);
         if (c->o.cp_size && un > 0 && (size_t)un < sizeof url)
-            snprintf(url + un, sizeof url - (size_t)un, "&cp_rank=%u&cp_size=%u", c->o.cp_rank, c->o.cp_size);
+            snprintf(url + un, sizeof url - (size_t)un, "&cp_rank=%u&cp_size=%u%s", c->o.cp_rank, c->o.cp_size,
+                     c->o.cp_layout == LMX_CP_LAYOUT_THD ? "&cp_layout=thd" : "");
         if (rc == LMX_OK)
             rc = do_get(c, curl, url, timeout, !c->o.no_zstd, &sk, k, &x, &last);
         if (rc == CANCELLED) {

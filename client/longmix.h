@@ -97,12 +97,19 @@ typedef struct lmx_client_options {
      * (lmx_batch_labels). */
     uint32_t cp_rank;     /* < cp_size */
     uint32_t cp_size;     /* 0 = off; 1..65536; the plan's seq_len must be a multiple of 2*cp_size when > 1 */
+    /* Appended after cp_size: LMX_CP_LAYOUT_ZIGZAG (default, the whole-sequence zigzag above) or
+     * LMX_CP_LAYOUT_THD (needs cp_size >= 1 and a plan with pad_multiple a multiple of 2*cp_size):
+     * Transformer Engine's THD split, chunks cp_rank and 2*cp_size-1-cp_rank of every padded
+     * document (cu_seqlens_padded segment), segment after segment (proto/WIRE.md "Wire v3"). */
+    uint32_t cp_layout;
 } lmx_client_options;
+
+enum { LMX_CP_LAYOUT_ZIGZAG = 0, LMX_CP_LAYOUT_THD = 1 };
 
 /* lmx_client_options_init():
  * Fills *o with the defaults: no URL or plan, rank 0, world 1, no token, start_step 0,
  * prefetch 2, timeout_ms 60000, retries 6, zstd on, no deadline, max_batch_bytes 0, cp_rank 0,
- * cp_size 0 (off). Always call it first so fields added in later versions get their defaults.
+ * cp_size 0 (off), cp_layout zigzag. Always call it first so fields added in later versions get their defaults.
  *
  * max_batch_bytes bounds the memory one answer can take: a batch whose (uncompressed) size is
  * larger is refused as soon as its Content-Length or zstd frame header says so, or as soon as
@@ -118,7 +125,8 @@ LMX_API void lmx_client_options_init(lmx_client_options *o);
  * Creates a client and stores it in *out. No request is made (and no thread started) until the
  * first fetch. The strings in *o are copied.
  * Errors: LMX_EINVAL (missing URL or plan, a URL that is not http:// or https://, more than 32
- * replicas, rank >= world, cp_size over 65536 or cp_rank >= cp_size when cp_size > 0, a plan name or token with forbidden characters, prefetch > 1024),
+ * replicas, rank >= world, cp_size over 65536 or cp_rank >= cp_size when cp_size > 0, cp_layout
+ * neither zigzag nor thd, thd without cp_size, a plan name or token with forbidden characters, prefetch > 1024),
  * LMX_ENOMEM, LMX_EINTERNAL (libcurl or libsodium failed to initialize).
  * Thread-safe: yes (any number of clients, from any thread). */
 LMX_API int lmx_client_open(const lmx_client_options *o, lmx_client **out, lmx_error *err);
@@ -195,6 +203,13 @@ LMX_API uint32_t lmx_batch_token_bytes(const lmx_batch *b); /* 2 (u16) or 4 (u32
 LMX_API uint32_t lmx_batch_cp_rank(const lmx_batch *b);
 LMX_API uint32_t lmx_batch_cp_size(const lmx_batch *b);
 LMX_API uint32_t lmx_batch_slice_len(const lmx_batch *b);
+/* lmx_batch_cp_layout(): LMX_CP_LAYOUT_ZIGZAG or LMX_CP_LAYOUT_THD. lmx_batch_padded(): 1 when
+ * the plan pads every document to a multiple of its pad_multiple (wire v3; such a plan always
+ * sends labels and position ids, also without CP options): positions past a document's real
+ * end hold the pad token, labels there are the ignore index, and lmx_batch_cu_seqlens() gives
+ * the padded boundaries (TE's cu_seqlens_padded), lmx_batch_cu_seqlens_real() the real ones. */
+LMX_API uint32_t lmx_batch_cp_layout(const lmx_batch *b);
+LMX_API int lmx_batch_padded(const lmx_batch *b);
 
 /* lmx_batch_tokens(): n_seqs * slice_len little-endian token ids of token_bytes each, sequence
  * after sequence, 8-byte aligned inside the batch's buffer (zero copy). Valid until the batch is
@@ -203,7 +218,8 @@ LMX_API const void *lmx_batch_tokens(const lmx_batch *b);
 /* lmx_batch_labels(), lmx_batch_position_ids(): n_seqs * slice_len little-endian i32 labels
  * (the next token; lmx_batch_ignore_index() where the plan masks the target) and u32 position
  * ids (0 at every cu_seqlens boundary), computed on the whole sequence and sliced; zero copy,
- * 8-byte aligned. NULL when the client has cp_size 0 (they are sent only with CP options). */
+ * 8-byte aligned. NULL when the client has cp_size 0 and the plan is not padded (they are sent
+ * only with CP options or for padded plans). */
 LMX_API const int32_t *lmx_batch_labels(const lmx_batch *b);
 LMX_API const uint32_t *lmx_batch_position_ids(const lmx_batch *b);
 LMX_API int32_t lmx_batch_ignore_index(const lmx_batch *b);
@@ -233,6 +249,10 @@ LMX_API int lmx_batch_span(const lmx_batch *b, uint32_t seq, uint32_t i, lmx_spa
  * cu_seqlens (0, ..., seq_len) of the whole sequence, also with CP: returns the count (0 when the
  * plan has cu_seqlens off without CP, or seq is out of range) and copies min(count, cap) entries into dst (dst may be NULL to ask the count). */
 LMX_API uint32_t lmx_batch_cu_seqlens(const lmx_batch *b, uint32_t seq, int32_t *dst, uint32_t cap);
+/* lmx_batch_cu_seqlens_real(): like lmx_batch_cu_seqlens, the cumulated real lengths of the same
+ * segments (pads left out: Transformer Engine's cu_seqlens beside cu_seqlens_padded); equal to
+ * lmx_batch_cu_seqlens for a plan that does not pad. */
+LMX_API uint32_t lmx_batch_cu_seqlens_real(const lmx_batch *b, uint32_t seq, int32_t *dst, uint32_t cap);
 
 /* lmx_batch_body(): the uncompressed, verified wire body (proto/WIRE.md), e.g. to store it; its
  * size in *size (if not NULL). Owned by the batch (or the caller's fetch_into buffer). */

@@ -39,6 +39,7 @@ typedef struct args {
     const char *url, *plan, *token, *out;
     uint64_t step, seq;
     uint32_t rank, world, clients, cp_rank, cp_size; /* cp_size 0: no --cp-* given */
+    uint32_t cp_layout; /* LMX_CP_LAYOUT_* (--cp-layout) */
     double seconds;
     int json, have_step, no_zstd;
     uint32_t timeout_ms, deadline_ms; /* 0 = the library's default / none */
@@ -88,7 +89,8 @@ static int parse_args(const char *cmd, const char *usage, int argc, char **argv,
         {"world", 1, 0, 'w'}, {"token", 1, 0, 't'},   {"out", 1, 0, 'o'},     {"json", 0, 0, 'j'},
         {"seq", 1, 0, 'k'},   {"clients", 1, 0, 'c'}, {"seconds", 1, 0, 'S'}, {"no-zstd", 0, 0, 'Z'},
         {"timeout", 1, 0, 'T'}, {"deadline", 1, 0, 'D'}, {"max-batch-bytes", 1, 0, 'M'},
-        {"cp-rank", 1, 0, 'C'}, {"cp-size", 1, 0, 'K'}, {"help", 0, 0, 'h'},  {0, 0, 0, 0}};
+        {"cp-rank", 1, 0, 'C'}, {"cp-size", 1, 0, 'K'}, {"cp-layout", 1, 0, 'L'}, {"help", 0, 0, 'h'},
+        {0, 0, 0, 0}};
     memset(a, 0, sizeof *a);
     a->world = 1;
     a->clients = 4;
@@ -157,6 +159,14 @@ static int parse_args(const char *cmd, const char *usage, int argc, char **argv,
             }
             a->cp_size = (uint32_t)u;
             break;
+        case 'L':
+            if (strcmp(optarg, "thd") != 0 && strcmp(optarg, "zigzag") != 0) {
+                fprintf(stderr, "longmix %s: --cp-layout must be zigzag or thd\n", cmd);
+                return 2;
+            }
+            a->cp_layout = strcmp(optarg, "thd") == 0 ? LMX_CP_LAYOUT_THD : LMX_CP_LAYOUT_ZIGZAG;
+            a->cp_size = a->cp_size ? a->cp_size : 1;
+            break;
         case 'c':
             if (parse_uint(cmd, "clients", optarg, 4096, &u) || u == 0)
                 return 2;
@@ -204,7 +214,10 @@ static json_t *batch_json(const lmx_batch *b, const char *plan)
         json_object_set_new(o, "cp_rank", json_integer(lmx_batch_cp_rank(b)));
         json_object_set_new(o, "cp_size", json_integer(lmx_batch_cp_size(b)));
         json_object_set_new(o, "ignore_index", json_integer(lmx_batch_ignore_index(b)));
+        json_object_set_new(o, "cp_layout", json_string(lmx_batch_cp_layout(b) == LMX_CP_LAYOUT_THD ? "thd" : "zigzag"));
     }
+    if (lmx_batch_padded(b))
+        json_object_set_new(o, "padded", json_true());
     const uint8_t *t = lmx_batch_tokens(b);
     int32_t *cu = malloc(sizeof *cu * ((size_t)W + 2));
     for (uint32_t s = 0; s < n; s++) {
@@ -246,6 +259,14 @@ static json_t *batch_json(const lmx_batch *b, const char *plan)
                 json_array_append_new(ca, json_integer(cu[i]));
             json_object_set_new(so, "cu_seqlens", ca);
         }
+        /* padded plans: the real boundaries too (cu_seqlens above are TE's cu_seqlens_padded) */
+        if (ncu && lmx_batch_padded(b)) {
+            json_t *ca = json_array();
+            ncu = lmx_batch_cu_seqlens_real(b, s, cu, W + 2);
+            for (uint32_t i = 0; i < ncu && i < W + 2; i++)
+                json_array_append_new(ca, json_integer(cu[i]));
+            json_object_set_new(so, "cu_seqlens_real", ca);
+        }
         json_array_append_new(seqs, so);
     }
     free(cu);
@@ -269,6 +290,7 @@ static int open_client(const char *cmd, const args *a, uint64_t start, lmx_clien
     o.max_batch_bytes = a->max_batch_bytes;
     o.cp_rank = a->cp_rank;
     o.cp_size = a->cp_size;
+    o.cp_layout = a->cp_layout;
     lmx_error e = {0};
     if (lmx_client_open(&o, c, &e) != LMX_OK)
         return die(cmd, e.message);
@@ -347,7 +369,7 @@ static int cmd_fetch(int argc, char **argv)
 {
     static const char usage[] =
         "usage: longmix fetch --url URL --plan NAME --step S [--rank R --world W] [--cp-rank C --cp-size K]\n"
-        "                     [--token T] (--out FILE | --json)\n"
+        "                     [--cp-layout zigzag|thd] [--token T] (--out FILE | --json)\n"
         "                     [--timeout SECONDS] [--deadline SECONDS] [--max-batch-bytes N] [--no-zstd]\n"
         "\n"
         "Fetches batch S for rank R of W, verifies it (digest, format, identity) and either writes the\n"
@@ -361,7 +383,10 @@ static int cmd_fetch(int argc, char **argv)
         "With --cp-rank C --cp-size K (either one; defaults 0 and 1) every sequence is context-parallel\n"
         "rank C's zigzag slice (chunks C and 2K-1-C of 2K; wire v2) and the JSON also has, per sequence,\n"
         "labels and position_ids of the slice (cu_seqlens stay the whole sequence's). --json alone asks\n"
-        "for K = 1 (the whole sequence with labels and position_ids); --out alone writes wire v1.\n";
+        "for K = 1 (the whole sequence with labels and position_ids); --out alone writes wire v1.\n"
+        "--cp-layout thd (a plan with pad_multiple, a multiple of 2K) splits every padded document\n"
+        "instead (Transformer Engine's THD layout). A padded plan answers wire v3 and the JSON adds\n"
+        "\"padded\": true and per sequence cu_seqlens_real (its cu_seqlens are TE's cu_seqlens_padded).\n";
     args a;
     int rc = parse_args("fetch", usage, argc, argv, &a);
     if (rc)

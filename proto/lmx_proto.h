@@ -32,11 +32,18 @@
 #define LMX_WH_CP_RANK 80      /* u32 */
 #define LMX_WH_CP_SIZE 84      /* u32 */
 #define LMX_WH_IGNORE_INDEX 88 /* i32: the label of positions without a target */
-/* 92..95 reserved, zero */
+/* 92..95: v2 reserved, zero; v3: */
+#define LMX_WH_CP_LAYOUT 92 /* u32: LMX_CP_ZIGZAG or LMX_CP_THD */
 
 /* Wire v2: asked for with cp_rank/cp_size on the batches route; v1 stays the default. */
 #define LMX_WIRE_VERSION_CP 2
 #define LMX_MAX_CP_SIZE (1u << 16)
+
+/* Wire v3: v2 for plans with pad_multiple > 1 (every document padded; WIRE.md "Wire v3"), any
+ * request; adds the real cu_seqlens beside the padded ones and the CP layout. */
+#define LMX_WIRE_VERSION_PAD 3
+#define LMX_CP_ZIGZAG 0 /* whole-sequence zigzag (Megatron get_batch_on_this_cp_rank) */
+#define LMX_CP_THD 1    /* per document (Transformer Engine THD, cu_seqlens_padded) */
 
 /* Limits a reader enforces before trusting any size (and a server never exceeds). */
 #define LMX_MAX_SEQ_LEN (1u << 24)

@@ -44,7 +44,8 @@ static int build_entry(server *s, plan_ref *r, const lmxd_request *rq, const lmx
     lmx_buf body = {0};
     lmxd_guard_begin();
     int rc = rq->kind != LMXD_R_BATCH ? lmx__plan_sequence(r->plan, rq->step, &body, err)
-             : rq->cp_size ? lmx__plan_batch_cp(r->plan, rq->step, rq->rank, rq->world, rq->cp_rank, rq->cp_size, &body, err)
+             : rq->cp_size ? lmx__plan_batch_layout(r->plan, rq->step, rq->rank, rq->world, rq->cp_rank, rq->cp_size,
+                                                    rq->cp_layout, &body, err)
                            : lmx__plan_batch(r->plan, rq->step, rq->rank, rq->world, &body, err);
     const void *bad = lmxd_guard_end();
     if (bad) {
@@ -160,7 +161,7 @@ enum MHD_Result lmxd_handle_body(server *s, struct MHD_Connection *c, const lmxd
     char etag[128], cp[32] = "";
     int zstd = accepts_zstd(c);
     if (rq->cp_size)
-        snprintf(cp, sizeof cp, "-cp%u.%u", rq->cp_rank, rq->cp_size);
+        snprintf(cp, sizeof cp, "-cp%u.%u%s", rq->cp_rank, rq->cp_size, rq->cp_layout == LMX_CP_THD ? "-thd" : "");
     snprintf(etag, sizeof etag, "\"%s-%llu-%u-%u%s%s%s\"", lmx__plan_id_hex(r->plan), (unsigned long long)rq->step,
              rq->rank, rq->world, cp, rq->kind == LMXD_R_SEQUENCE ? "-seq" : "", zstd ? "-zstd" : "");
     const char *inm = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "If-None-Match");
@@ -177,6 +178,7 @@ enum MHD_Result lmxd_handle_body(server *s, struct MHD_Connection *c, const lmxd
                         s->cfg.zstd_level);
     key.cp_rank = rq->cp_rank;
     key.cp_size = rq->cp_size;
+    key.cp_layout = rq->cp_layout;
     lmxd_cache_entry *e = lmxd_cache_get(s->cache, &key);
     if (!e && !fits(s, zstd ? 0 : token_bytes_of(s, r, rq))) {
         lmxd_plan_put(r);

@@ -35,7 +35,7 @@ static int key_eq(const lmxd_cache_key *a, const lmxd_cache_key *b)
 {
     return a->step == b->step && a->rank == b->rank && a->world == b->world && a->kind == b->kind &&
            a->zstd == b->zstd && a->zstd_level == b->zstd_level && a->cp_rank == b->cp_rank &&
-           a->cp_size == b->cp_size && strcmp(a->plan_id, b->plan_id) == 0;
+           a->cp_size == b->cp_size && a->cp_layout == b->cp_layout && strcmp(a->plan_id, b->plan_id) == 0;
 }
 
 static uint64_t key_hash(const lmxd_cache_key *k)
@@ -44,7 +44,8 @@ static uint64_t key_hash(const lmxd_cache_key *k)
     for (const char *p = k->plan_id; *p; p++)
         h = (h ^ (uint8_t)*p) * 0x100000001b3ull;
     uint64_t v[4] = {k->step, (uint64_t)k->rank << 32 | k->world, (uint64_t)(uint32_t)k->kind << 32 | (uint32_t)k->zstd,
-                     (uint64_t)(uint32_t)k->zstd_level ^ ((uint64_t)k->cp_rank << 32 | k->cp_size) << 8};
+                     (uint64_t)(uint32_t)k->zstd_level ^ ((uint64_t)k->cp_rank << 32 | k->cp_size) << 8 ^
+                     (uint64_t)k->cp_layout << 63};
     for (int i = 0; i < 4; i++) {
         h ^= v[i] + 0x9E3779B97F4A7C15ull + (h << 6) + (h >> 2);
         h *= 0xff51afd7ed558ccdull;

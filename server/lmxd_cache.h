@@ -21,6 +21,7 @@ typedef struct lmxd_cache_key {
     int zstd;       /* 0: identity body; 1: zstd-compressed */
     int zstd_level; /* only meaningful with zstd */
     uint32_t cp_rank, cp_size; /* cp_size 0: wire v1; else the v2 slice (set after init) */
+    uint32_t cp_layout;        /* LMX_CP_ZIGZAG or LMX_CP_THD (set after init) */
 } lmxd_cache_key;
 
 typedef struct lmxd_cache_entry {

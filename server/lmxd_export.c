@@ -487,6 +487,9 @@ int lmxd_cmd_export(int argc, char **argv)
         rc = lmx__err(&e, LMX_ENOTFOUND, "%s has no plan named '%s'", config, x.plan_name);
     if (rc == LMX_OK)
         rc = lmx__index_open(cfg.index_dir, &ix, &e);
+    /* The export formats hold plain token streams and document lengths: no place for pads. */
+    if (rc == LMX_OK && pc->spec.pad_multiple > 1)
+        rc = lmx__err(&e, LMX_EUNSUPPORTED, "plans.%s.pad_multiple: padded plans are not exported (serve them)", pc->name);
     if (rc == LMX_OK)
         rc = lmx__plan_create(ix, pc->name, &pc->spec, &x.plan, &e);
     if (rc == LMX_OK) {

@@ -157,6 +157,15 @@ int lmxd_route(const char *method, const char *url, lmxd_arg_fn arg, void *ctx, 
                     r->cp_rank = (uint32_t)cr;
                     r->cp_size = (uint32_t)cs;
                 }
+                /* The CP layout (whether the plan allows it is checked when the batch is built). */
+                const char *lay = arg ? arg(ctx, "cp_layout") : NULL;
+                if (lay && !r->cp_size)
+                    return reject(r, 400, "bad_parameter",
+                                  "parameter 'cp_layout' needs cp_rank/cp_size (padding is for context parallelism)");
+                if (lay && strcmp(lay, "thd") == 0)
+                    r->cp_layout = LMX_CP_THD;
+                else if (lay && strcmp(lay, "zigzag") != 0)
+                    return reject(r, 400, "bad_parameter", "parameter 'cp_layout' must be 'zigzag' or 'thd'");
             } else {
                 r->kind = LMXD_R_SEQUENCE;
                 const char *f = arg ? arg(ctx, "format") : NULL;

@@ -11,7 +11,7 @@ enum lmxd_route_kind {
     LMXD_R_PLANS,       /* GET /v1/plans */
     LMXD_R_PLAN_ADD,    /* POST /v1/plans */
     LMXD_R_PLAN_DELETE, /* DELETE /v1/plans/NAME */
-    LMXD_R_BATCH,       /* GET /v1/plans/NAME/batches/STEP?rank=R&world=W[&cp_rank=C&cp_size=K] */
+    LMXD_R_BATCH,       /* GET /v1/plans/NAME/batches/STEP?rank=R&world=W[&cp_rank=C&cp_size=K[&cp_layout=L]] */
     LMXD_R_SEQUENCE,    /* GET /v1/plans/NAME/sequences/G[?format=text] */
     LMXD_R_STATS,       /* GET /v1/stats[?plan=NAME] */
     LMXD_R_METRICS,     /* GET /metrics */
@@ -30,6 +30,7 @@ typedef struct lmxd_request {
     int text; /* format=text */
     int head; /* HEAD: answered like GET, but not counted as served */
     uint32_t cp_rank, cp_size; /* batches: cp_size 0 = no cp_rank/cp_size given (wire v1) */
+    uint32_t cp_layout;        /* LMX_CP_ZIGZAG (default) or LMX_CP_THD; only with cp_size */
     /* on rejection */
     int status;
     char error[48];

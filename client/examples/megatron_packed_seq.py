@@ -1,39 +1,43 @@
 #!/usr/bin/env python3
 """Megatron-LM (megatron.core) glue: a longmixd item as the batch of a GPT forward step with
-packed sequences (THD layout).
+packed sequences (THD layout), with or without context parallelism.
 
-Megatron-core's GPTModel takes `packed_seq_params=PackedSeqParams(qkv_format="thd", ...)` whose
-cu_seqlens are those of the whole sequences: exactly the item's cu_seq_lens_q/k, and the labels
-and position ids were computed on the whole sequence by the server. Megatron's loss wants a
-loss_mask: labels != ignore_index.
+Transformer Engine's THD path with CP splits *each document* into 2*cp_size chunks
+(thd_get_partitioned_indices over cu_seqlens_padded; every document padded to a multiple of
+2*cp_size). longmixd serves exactly that for a plan with `pad_multiple` (a multiple of
+2*cp_size, e.g. 16 for cp_size <= 8) and `cp_layout="thd"`:
 
-Context parallelism: longmixd's slices are the whole-sequence zigzag of Megatron's
-get_batch_on_this_cp_rank (the BSHD/SBHD path) and of torchtitan's head-tail load balancer.
-Transformer Engine's THD path with CP > 1 instead splits *each document* into 2*cp_size chunks
-(thd_get_partitioned_indices over cu_seqlens_padded, every document padded to a multiple of
-2*cp_size): that per-document layout is not served yet (issue #14's padding item), so use this
-glue with cp_size 1 (fetch cp_size=1) for THD, or the BSHD path with an attention mask built
-from cu_seqlens for CP > 1.
-
-    batch = megatron_batch(item)
+    plans.padded = {"strategy": "per_source", "seq_len": 131072, "pad_multiple": 16, ...}
+    ds = longmix.LongmixDataset(url, "padded", rank=dp_rank, world=dp_size,
+                                cp_rank=cp_rank, cp_size=cp_size, cp_layout="thd")
+    batch = megatron_batch(next(iter(DataLoader(ds, batch_size=None))))
     output = model(batch["tokens"], batch["position_ids"], None, labels=batch["labels"],
                    packed_seq_params=batch["packed_seq_params"])
+
+The item's tokens, labels and position ids are this CP rank's part already (do not call
+get_batch_on_this_cp_rank again); PackedSeqParams gets the whole row's cu_seqlens (real
+lengths) and cu_seqlens_padded (segments in the buffer), as TE's CP attention expects. Pads are
+masked in the labels (loss_mask below). Unpadded plans: cu_seqlens only, cp_size 1 for THD (the
+default zigzag slices are the BSHD/SBHD path's, get_batch_on_this_cp_rank).
 
 Needs megatron-core (not packaged in Debian); this file only builds the inputs."""
 import os
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
-import longmix  # noqa: E402,F401
+import longmix  # noqa: E402
 
 
 def megatron_batch(item):
     import torch
     from megatron.core.packed_seq_params import PackedSeqParams
 
-    cu = item["cu_seq_lens_q"]
-    params = PackedSeqParams(qkv_format="thd", cu_seqlens_q=cu, cu_seqlens_kv=cu,
-                             max_seqlen_q=item["max_length_q"], max_seqlen_kv=item["max_length_k"])
+    if item.get("padded"):
+        params = PackedSeqParams(**longmix.packed_seq_params(item))  # qkv_format="thd", *_padded
+    else:
+        cu = item["cu_seq_lens_q"]
+        params = PackedSeqParams(qkv_format="thd", cu_seqlens_q=cu, cu_seqlens_kv=cu,
+                                 max_seqlen_q=item["max_length_q"], max_seqlen_kv=item["max_length_k"])
     labels = item["labels"]
     return {"tokens": item["input_ids"], "position_ids": item["position_ids"], "labels": labels,
             "loss_mask": (labels != item["ignore_index"]).to(torch.float32), "packed_seq_params": params}

@@ -28,6 +28,8 @@ typedef struct lmx_plan_spec {
     int cu_seqlens;
     int cross_doc_labels; /* wire v2 labels: keep targets across document boundaries (default 0) */
     int32_t ignore_index; /* wire v2 label of positions without a target (default -100) */
+    uint32_t pad_multiple; /* every item padded to a multiple of it (default 1 = off) */
+    char *pad_token;       /* owned: the pad token named by string (default: the plan's EOS) */
     uint32_t n_weights;
     char *weight_names[LMX_MAX_WEIGHTS]; /* owned */
     double weights[LMX_MAX_WEIGHTS];
@@ -53,7 +55,8 @@ const lmx_plan_spec *lmx__plan_spec(const lmx_plan *p);
 /* Hex of the 16-byte plan id (BLAKE2b of the index identity and the resolved spec). */
 const char *lmx__plan_id_hex(const lmx_plan *p);
 const uint8_t *lmx__plan_id(const lmx_plan *p);
-/* The separators the plan inserts: {"bos": {"id", "token"} or null, "eos": ...} (new ref). */
+/* The separators the plan inserts: {"bos": {"id", "token"} or null, "eos": ...}, and for a padded
+ * plan "pad": {"id", "token"} (new ref). */
 json_t *lmx__plan_separators_json(const lmx_plan *p);
 /* Number of steps when total_tokens is set, else UINT64_MAX. */
 uint64_t lmx__plan_max_steps(const lmx_plan *p);
@@ -69,6 +72,12 @@ int lmx__plan_batch(lmx_plan *p, uint64_t step, uint32_t rank, uint32_t world, l
  * a multiple of 2*cp_size when cp_size > 1). */
 int lmx__plan_batch_cp(lmx_plan *p, uint64_t step, uint32_t rank, uint32_t world, uint32_t cp_rank,
                        uint32_t cp_size, lmx_buf *out, lmx_error *err);
+/* lmx__plan_batch_cp with a CP layout: LMX_CP_ZIGZAG (the same bytes) or LMX_CP_THD, Transformer
+ * Engine's per-document split (chunks cp_rank and 2*cp_size-1-cp_rank of every padded segment);
+ * thd needs a plan whose pad_multiple is a multiple of 2*cp_size (else LMX_EINVAL naming
+ * cp_layout and pad_multiple). Padded plans answer wire v3 (proto/WIRE.md). */
+int lmx__plan_batch_layout(lmx_plan *p, uint64_t step, uint32_t rank, uint32_t world, uint32_t cp_rank,
+                           uint32_t cp_size, uint32_t cp_layout, lmx_buf *out, lmx_error *err);
 /* The body of one global sequence g (a batch of one, step = g, rank 0, world 1). */
 int lmx__plan_sequence(lmx_plan *p, uint64_t g, lmx_buf *out, lmx_error *err);
 

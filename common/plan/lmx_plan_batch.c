@@ -1,6 +1,7 @@
 /* Wire output (proto/WIRE.md): a step's sequences for (rank, world) copied out of the packed
- * blocks, with spans, cu_seqlens and next tokens; for wire v2 each reduced to a context-parallel
- * slice with labels and position ids. */
+ * blocks, with spans, cu_seqlens and next tokens; for wire v2/v3 each reduced to a
+ * context-parallel slice (whole-sequence zigzag, or per document for thd) with labels and
+ * position ids. Padded plans (pad_multiple > 1) fill each item's tail with pad tokens. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,8 +25,8 @@ static uint32_t token_at(const lmx_plan *p, const block *k, uint64_t s)
     if (p->spec.bos && o == 0)
         return p->bos_id;
     o -= p->spec.bos ? 1 : 0;
-    if (o >= it->len)
-        return p->eos_id;
+    if (o >= it->len) /* the EOS, then pads */
+        return o == it->len && p->spec.eos ? p->eos_id : p->pad_id;
     lmx_doc doc;
     lmx__index_doc(p->ix, it->doc, &doc, NULL);
     return lmx__doc_token(&doc, (uint64_t)it->piece * p->spec.cut_len * (p->spec.strategy == LMX_CUT) + o);
@@ -37,12 +38,15 @@ typedef struct seq_out {
     uint8_t *tokens;
     lmx_buf spans; /* lmx_span records */
     lmx_buf cu;    /* int32_t */
+    lmx_buf real;  /* int32_t per segment: its positions that are not padding (a prefix) */
+    lmx_buf runs;  /* v2/v3 scratch: (whole position, count) pairs of the slice, in slice order */
     uint32_t next;  /* next_token */
     int next_is_start; /* the next sequence's first token starts a piece (a new segment) */
 } seq_out;
 
 /* Copies the part of piece pc that starts skip tokens into it, at most `room` tokens, to dst
- * at position *filled: [BOS] tokens [EOS], with a span for the document tokens. */
+ * at position *filled: [BOS] tokens [EOS] [pads], with a span for the document tokens; appends
+ * the count of its positions that are not pads to so->real. */
 static int copy_piece(const lmx_plan *p, const piece *pc, uint64_t skip, uint32_t room, uint32_t tb,
                       seq_out *so, uint32_t *filled)
 {
@@ -51,7 +55,11 @@ static int copy_piece(const lmx_plan *p, const piece *pc, uint64_t skip, uint32_
     uint64_t o = pc->item_off + skip, end = (uint64_t)pc->item_off + pc->len;
     if (end - o > room)
         end = o + room;
-    int rc = LMX_OK;
+    const uint64_t pad_end = end, rs = rslen(p, it);
+    if (end > rs)
+        end = rs;
+    int32_t real = end > o ? (int32_t)(end - o) : 0;
+    int rc = lmx__buf_append(&so->real, &real, sizeof real);
     if (p->spec.bos && o == 0 && o < end) {
         put_token(dst + (size_t)*filled * tb, tb, p->bos_id);
         (*filled)++;
@@ -71,14 +79,17 @@ static int copy_piece(const lmx_plan *p, const piece *pc, uint64_t skip, uint32_
                 put_token(dst + (size_t)(*filled + (t - t0)) * tb, tb, lmx__doc_token(&doc, base + t));
         }
         lmx_span sp = {it->doc, base + t0, *filled, (uint32_t)(t1 - t0), p->doms[pc->dom].ixdom};
-        rc = lmx__buf_append(&so->spans, &sp, sizeof sp);
+        rc = rc ? rc : lmx__buf_append(&so->spans, &sp, sizeof sp);
         *filled += (uint32_t)(t1 - t0);
         o += t1 - t0;
     }
     if (p->spec.eos && o < end) { /* what is left is the EOS */
         put_token(dst + (size_t)*filled * tb, tb, p->eos_id);
         (*filled)++;
+        o++;
     }
+    for (o = o > rs ? o : rs; o < pad_end; o++) /* padded plans: the item's tail */
+        put_token(dst + (size_t)(*filled)++ * tb, tb, p->pad_id);
     return rc;
 }
 
@@ -109,7 +120,7 @@ static int build_sequence(lmx_plan *p, uint64_t g, uint32_t tb, seq_out *so, lmx
 {
     const uint32_t L = p->spec.seq_len;
     uint64_t pos = g * L, b = pos / p->B, s0 = pos % p->B;
-    so->spans.len = so->cu.len = 0;
+    so->spans.len = so->cu.len = so->real.len = 0;
     block *k = lmx__plan_get_block(p, b, err);
     if (!k)
         return err ? err->code : LMX_ENOMEM;
@@ -148,72 +159,133 @@ static int put_whole(lmx_plan *p, const seq_out *so, lmx_wire_writer *w, uint32_
     return rc ? rc : lmx__wire_end_seq(w);
 }
 
-/* v2: context-parallel rank C's zigzag slice of the whole sequence, with labels and position
- * ids computed on the whole sequence first (proto/WIRE.md, "Wire v2"). The slice is chunk C
- * then chunk 2K-1-C of 2K chunks; with K = 1 it is the whole sequence. */
-static int put_slice(lmx_plan *p, const seq_out *so, lmx_wire_writer *w, uint32_t slot)
+/* Tokens, labels and position ids of whole positions [from, from + n), computed on the whole
+ * sequence, written at slice position j: one stretch per segment overlapping the run. */
+static void fill_run(const lmx_plan *p, const seq_out *so, lmx_wire_writer *w, uint32_t slot, uint32_t from,
+                     uint32_t n, uint32_t j)
 {
-    const uint32_t L = p->spec.seq_len, K = w->h.cp_size, C = w->h.cp_rank, tb = w->h.token_bytes;
-    const uint32_t S = lmx__wire_slice_len(&w->h), c = K == 1 ? L : S / 2;
-    const uint32_t from[2] = {K == 1 ? 0 : C * c, K == 1 ? L : (2 * K - 1 - C) * c};
-    const uint32_t n[2] = {c, K == 1 ? 0 : c};
-    const int32_t *seg = (const int32_t *)so->cu.data;
+    const uint32_t L = p->spec.seq_len, tb = w->h.token_bytes;
+    const int32_t *seg = (const int32_t *)so->cu.data, *real = (const int32_t *)so->real.data;
     const size_t nseg = so->cu.len / sizeof *seg;
+    const int32_t ign = w->h.ignore_index;
     uint8_t *tok = lmx__wire_tokens(w, slot), *lab = lmx__wire_labels(w, slot), *posn = lmx__wire_positions(w, slot);
-    int rc = LMX_OK;
-    uint32_t j = 0; /* slice position */
-    for (int h = 0; h < 2; h++) {
-        memcpy(tok + (size_t)j * tb, so->tokens + (size_t)from[h] * tb, (size_t)n[h] * tb);
-        /* One run per segment overlapping the chunk: positions are a ramp, labels the next
-         * tokens, and only a segment's last position can have its target in another one. */
-        size_t si = 0;
-        while (si + 1 < nseg && (uint32_t)seg[si + 1] <= from[h])
-            si++;
-        for (uint32_t q = from[h], end = from[h] + n[h]; q < end; si++) {
-            const uint32_t seg_end = si + 1 < nseg ? (uint32_t)seg[si + 1] : L;
-            const uint32_t e = seg_end < end ? seg_end : end, cnt = e - q;
-            const uint32_t base = p->spec.cu_seqlens ? (uint32_t)seg[si] : 0;
-            uint8_t *pp = posn + 4 * (size_t)j, *lp = lab + 4 * (size_t)j;
-            for (uint32_t i = 0; i < cnt; i++)
-                lmx__put32(pp + 4 * (size_t)i, q + i - base);
-            const uint32_t m = e == L ? cnt - 1 : cnt; /* targets inside the sequence */
-            const uint8_t *t = so->tokens + (size_t)(q + 1) * tb;
-            if (tb == 2)
-                for (uint32_t i = 0; i < m; i++)
-                    lmx__put32(lp + 4 * (size_t)i, lmx__get16(t + 2 * (size_t)i));
-            else
-                for (uint32_t i = 0; i < m; i++)
-                    lmx__put32(lp + 4 * (size_t)i, lmx__get32(t + 4 * (size_t)i));
-            if (m < cnt)
-                lmx__put32(lp + 4 * (size_t)m, so->next);
-            /* the segment's last position is here: its target starts the next segment (or, at
-             * the sequence's end, the next sequence when that starts a new piece) */
-            if (e == seg_end && !p->spec.cross_doc_labels && (seg_end < L || so->next_is_start))
-                lmx__put32(lp + 4 * (size_t)(cnt - 1), (uint32_t)w->h.ignore_index);
-            j += cnt;
-            q = e;
-        }
+    memcpy(tok + (size_t)j * tb, so->tokens + (size_t)from * tb, (size_t)n * tb);
+    size_t lo = 0, hi = nseg; /* the segment holding from: last start <= from */
+    while (hi - lo > 1) {
+        size_t mid = (lo + hi) / 2;
+        if ((uint32_t)seg[mid] <= from)
+            lo = mid;
+        else
+            hi = mid;
     }
-    /* Spans cut to the two chunks, in slice order. */
+    uint32_t q = from;
+    const uint32_t end = from + n;
+    for (size_t si = lo; q < end; si++) {
+        const uint32_t seg_end = si + 1 < nseg ? (uint32_t)seg[si + 1] : L;
+        const uint32_t real_end = (uint32_t)seg[si] + (uint32_t)real[si]; /* pads follow up to seg_end */
+        const uint32_t e = seg_end < end ? seg_end : end;
+        const uint32_t base = p->spec.cu_seqlens ? (uint32_t)seg[si] : 0;
+        uint8_t *pp = posn + 4 * (size_t)j, *lp = lab + 4 * (size_t)j;
+        for (uint32_t i = q; i < e; i++) /* a ramp: pads continue it */
+            lmx__put32(pp + 4 * (size_t)(i - q), i - base);
+        /* [q, plain): the target is the next token of the same segment */
+        const uint32_t plain = real_end - 1 < e ? real_end - 1 : e;
+        const uint8_t *t = so->tokens + tb; /* t[i] = token i + 1 */
+        uint32_t i = q;
+        if (tb == 2)
+            for (; i < plain; i++)
+                lmx__put32(lp + 4 * (size_t)(i - q), lmx__get16(t + 2 * (size_t)i));
+        else
+            for (; i < plain; i++)
+                lmx__put32(lp + 4 * (size_t)(i - q), lmx__get32(t + 4 * (size_t)i));
+        for (; i < e; i++) { /* the segment's last real position, then its pads */
+            int32_t v;
+            if (i + 1 != real_end || real_end < seg_end) /* a pad, or the last real position before pads */
+                v = ign;
+            else if (seg_end < L) /* the target starts the next segment */
+                v = !p->spec.cross_doc_labels ? ign
+                    : (int32_t)(tb == 2 ? lmx__get16(t + 2 * (size_t)i) : lmx__get32(t + 4 * (size_t)i));
+            else /* the sequence's last position: the next sequence's first token */
+                v = !p->spec.cross_doc_labels && so->next_is_start ? ign : (int32_t)so->next;
+            lmx__put32(lp + 4 * (size_t)(i - q), (uint32_t)v);
+        }
+        j += e - q;
+        q = e;
+    }
+}
+
+/* Spans of the whole sequence cut to whole positions [from, from + n), placed at slice
+ * position j (spans are in position order and disjoint: binary search the first). */
+static int put_run_spans(const seq_out *so, lmx_wire_writer *w, uint32_t from, uint32_t n, uint32_t j)
+{
     const lmx_span *sp = (const lmx_span *)so->spans.data;
     const size_t nsp = so->spans.len / sizeof *sp;
-    for (uint32_t h = 0, at = 0; rc == LMX_OK && h < 2; at += n[h], h++) {
-        for (size_t i = 0; rc == LMX_OK && i < nsp; i++) {
-            uint32_t a = sp[i].start > from[h] ? sp[i].start : from[h];
-            uint32_t e = sp[i].start + sp[i].length < from[h] + n[h] ? sp[i].start + sp[i].length : from[h] + n[h];
-            if (a >= e)
-                continue;
-            lmx_span cut = {sp[i].doc, sp[i].offset + (a - sp[i].start), at + (a - from[h]), e - a, sp[i].domain};
-            rc = lmx__wire_add_span(w, &cut);
-        }
+    size_t lo = 0, hi = nsp; /* first span ending after from */
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (sp[mid].start + sp[mid].length <= from)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
-    /* The whole sequence's cu_seqlens: the kernels take the whole sequence's boundaries. */
+    int rc = LMX_OK;
+    for (size_t i = lo; rc == LMX_OK && i < nsp && sp[i].start < from + n; i++) {
+        uint32_t a = sp[i].start > from ? sp[i].start : from;
+        uint32_t e = sp[i].start + sp[i].length < from + n ? sp[i].start + sp[i].length : from + n;
+        lmx_span cut = {sp[i].doc, sp[i].offset + (a - sp[i].start), j + (a - from), e - a, sp[i].domain};
+        rc = lmx__wire_add_span(w, &cut);
+    }
+    return rc;
+}
+
+/* v2/v3: context-parallel rank C's slice with labels and position ids computed on the whole
+ * sequence (proto/WIRE.md). zigzag: chunks C and 2K-1-C of the whole sequence cut into 2K; thd
+ * (Transformer Engine): the same of every (padded) segment, segment after segment. K = 1 is the
+ * whole sequence in both. The runs are gathered first, then filled and their spans cut. */
+static int put_slice(lmx_plan *p, seq_out *so, lmx_wire_writer *w, uint32_t slot)
+{
+    const uint32_t L = p->spec.seq_len, K = w->h.cp_size, C = w->h.cp_rank;
+    const int32_t *seg = (const int32_t *)so->cu.data, *real = (const int32_t *)so->real.data;
+    const size_t nseg = so->cu.len / sizeof *seg;
+    so->runs.len = 0;
+    int rc = LMX_OK;
+    if (K == 1) {
+        uint32_t r[2] = {0, L};
+        rc = lmx__buf_append(&so->runs, r, sizeof r);
+    } else if (w->h.cp_layout == LMX_CP_THD) {
+        for (size_t i = 0; rc == LMX_OK && i < nseg; i++) {
+            const uint32_t a = (uint32_t)seg[i], e = i + 1 < nseg ? (uint32_t)seg[i + 1] : L, c = (e - a) / (2 * K);
+            uint32_t r[4] = {a + C * c, c, a + (2 * K - 1 - C) * c, c};
+            rc = lmx__buf_append(&so->runs, r, sizeof r);
+        }
+    } else {
+        const uint32_t c = L / (2 * K);
+        uint32_t r[4] = {C * c, c, (2 * K - 1 - C) * c, c};
+        rc = lmx__buf_append(&so->runs, r, sizeof r);
+    }
+    const uint32_t *run = (const uint32_t *)so->runs.data;
+    const size_t nrun = so->runs.len / (2 * sizeof *run);
+    for (size_t i = 0, j = 0; rc == LMX_OK && i < nrun; j += run[2 * i + 1], i++)
+        fill_run(p, so, w, slot, run[2 * i], run[2 * i + 1], (uint32_t)j);
+    for (size_t i = 0, j = 0; rc == LMX_OK && i < nrun; j += run[2 * i + 1], i++)
+        rc = put_run_spans(so, w, run[2 * i], run[2 * i + 1], (uint32_t)j);
+    /* The whole sequence's cu_seqlens (the kernels take the whole sequence's boundaries); v3
+     * adds the real ones (cumulated lengths without the pads: TE's cu_seqlens beside
+     * cu_seqlens_padded). */
+    const int v3 = w->h.version == LMX_WIRE_VERSION_PAD;
+    int32_t acc = 0;
     if (p->spec.cu_seqlens)
-        for (size_t i = 0; rc == LMX_OK && i < nseg; i++)
+        for (size_t i = 0; rc == LMX_OK && i < nseg; i++) {
             rc = lmx__wire_add_cu(w, seg[i]);
+            if (rc == LMX_OK && v3)
+                rc = lmx__wire_add_cu_real(w, acc);
+            acc += real[i];
+        }
     else
         rc = lmx__wire_add_cu(w, 0);
     rc = rc ? rc : lmx__wire_add_cu(w, (int32_t)L);
+    if (rc == LMX_OK && v3)
+        rc = lmx__wire_add_cu_real(w, acc);
     lmx__wire_set_next(w, slot, so->next);
     return rc ? rc : lmx__wire_end_seq(w);
 }
@@ -221,7 +293,12 @@ static int put_slice(lmx_plan *p, const seq_out *so, lmx_wire_writer *w, uint32_
 static int build_body(lmx_plan *p, const lmx_wire_header *hin, uint64_t first, lmx_buf *out, lmx_error *err)
 {
     lmx_wire_header h = *hin;
-    const int v2 = h.version == LMX_WIRE_VERSION_CP;
+    if (p->spec.pad_multiple > 1) { /* padded plans always answer v3 (a v1 request: K = 1) */
+        if (h.version == LMX_WIRE_VERSION)
+            h.cp_rank = 0, h.cp_size = 1, h.cp_layout = LMX_CP_ZIGZAG;
+        h.version = LMX_WIRE_VERSION_PAD;
+    }
+    const int v2 = lmx__wire_has_labels(&h);
     h.flags = p->spec.cu_seqlens || v2 ? LMX_WIRE_FLAG_CU_SEQLENS : 0;
     memcpy(h.plan_id, p->id, LMX_PLAN_ID_BYTES);
     h.seq_len = p->spec.seq_len;
@@ -254,6 +331,8 @@ static int build_body(lmx_plan *p, const lmx_wire_header *hin, uint64_t first, l
         free(so.tokens);
     lmx__buf_free(&so.spans);
     lmx__buf_free(&so.cu);
+    lmx__buf_free(&so.real);
+    lmx__buf_free(&so.runs);
     return rc;
 }
 
@@ -286,7 +365,13 @@ int lmx__plan_batch(lmx_plan *p, uint64_t step, uint32_t rank, uint32_t world, l
 int lmx__plan_batch_cp(lmx_plan *p, uint64_t step, uint32_t rank, uint32_t world, uint32_t cp_rank,
                        uint32_t cp_size, lmx_buf *out, lmx_error *err)
 {
-    const uint32_t L = p->spec.seq_len;
+    return lmx__plan_batch_layout(p, step, rank, world, cp_rank, cp_size, LMX_CP_ZIGZAG, out, err);
+}
+
+int lmx__plan_batch_layout(lmx_plan *p, uint64_t step, uint32_t rank, uint32_t world, uint32_t cp_rank,
+                           uint32_t cp_size, uint32_t cp_layout, lmx_buf *out, lmx_error *err)
+{
+    const uint32_t L = p->spec.seq_len, M = p->spec.pad_multiple;
     if (cp_size == 0 || cp_size > LMX_MAX_CP_SIZE)
         return lmx__err(err, LMX_EINVAL, "cp_size=%u must be in [1, %u]", cp_size, LMX_MAX_CP_SIZE);
     if (cp_rank >= cp_size)
@@ -295,12 +380,19 @@ int lmx__plan_batch_cp(lmx_plan *p, uint64_t step, uint32_t rank, uint32_t world
         return lmx__err(err, LMX_EINVAL,
                         "cp_size=%u: the plan's seq_len %u is not a multiple of 2*cp_size = %u (zigzag chunks)",
                         cp_size, L, 2 * cp_size);
+    if (cp_layout != LMX_CP_ZIGZAG && cp_layout != LMX_CP_THD)
+        return lmx__err(err, LMX_EINVAL, "cp_layout=%u must be zigzag or thd", cp_layout);
+    /* thd cuts every padded segment into 2K equal chunks */
+    if (cp_layout == LMX_CP_THD && (M < 2 || M % (2 * cp_size) != 0))
+        return lmx__err(err, LMX_EINVAL,
+                        "cp_layout=thd needs a plan whose pad_multiple is a multiple of 2*cp_size = %u; plan %s has pad_multiple %u",
+                        2 * cp_size, p->name, M);
     int rc = check_batch(p, step, rank, world, err);
     if (rc)
         return rc;
     uint32_t per = p->spec.global_batch / world;
     lmx_wire_header h = {.version = LMX_WIRE_VERSION_CP, .step = step, .rank = rank, .world = world,
-                         .n_seqs = per, .cp_rank = cp_rank, .cp_size = cp_size};
+                         .n_seqs = per, .cp_rank = cp_rank, .cp_size = cp_size, .cp_layout = cp_layout};
     return build_body(p, &h, step * p->spec.global_batch + (uint64_t)rank * per, out, err);
 }
 

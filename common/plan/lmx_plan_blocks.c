@@ -7,10 +7,12 @@
 #include "lmx_plan_internal.h"
 
 /* Cumulative quota of every domain at block b (sum exactly b*B): floors of b*B*W/2^40 plus one
- * token for the domains with the largest remainders. */
+ * token for the domains with the largest remainders. A padded plan (pad_multiple M > 1) does this
+ * in units of M tokens, so every quota, hence every piece cut at a block edge, is M-aligned. */
 void lmx__plan_quotas(const lmx_plan *p, uint64_t b, uint64_t *Q)
 {
-    uint64_t pos = b * p->B, sum = 0;
+    const uint64_t M = p->spec.pad_multiple > 1 ? p->spec.pad_multiple : 1;
+    uint64_t pos = b * (p->B / M), sum = 0;
     uint64_t *rem = malloc((p->n_doms + 1) * sizeof *rem);
     for (uint32_t d = 0; d < p->n_doms; d++) {
         Q[d] = mul_add_shr(pos, p->doms[d].W, 0, 40, &rem[d]);
@@ -24,6 +26,8 @@ void lmx__plan_quotas(const lmx_plan *p, uint64_t b, uint64_t *Q)
         Q[best]++;
         rem[best] = UINT64_MAX; /* each domain gets at most one */
     }
+    for (uint32_t d = 0; M > 1 && d < p->n_doms; d++)
+        Q[d] *= M;
     free(rem);
 }
 

@@ -213,11 +213,10 @@ static int set_id(lmx_plan *p, lmx_error *err)
     return LMX_OK;
 }
 
-/* The id of a separator the plan names by string ("bos_token"/"eos_token"): looked up in the
+/* The id of a token the plan names by string ("bos_token", "eos_token", "pad_token"): looked up in the
  * index's copy of tokenizer.json (added tokens first, then the vocabulary). */
-static int named_separator(lmx_plan *p, int eos, uint32_t *id, lmx_error *err)
+static int named_token(lmx_plan *p, const char *key, const char *want, uint32_t *id, lmx_error *err)
 {
-    const char *key = eos ? "eos_token" : "bos_token", *want = p->spec.sep_token[eos];
     const char *tid = lmx__index_tokenizer_identity(p->ix);
     if (strcmp(tid, "bytes") == 0)
         return lmx__err(err, LMX_EINVAL, "plans.%s.%s: the index's tokenizer is 'bytes' (no named tokens)", p->name, key);
@@ -251,7 +250,7 @@ static int bind_index(lmx_plan *p, uint32_t nd, lmx_error *err)
     p->eos_id = lmx__index_eos(ix);
     for (int k = 0; k < 2; k++)
         if (spec->sep_token[k]) {
-            int rc = named_separator(p, k, k ? &p->eos_id : &p->bos_id, err);
+            int rc = named_token(p, k ? "eos_token" : "bos_token", spec->sep_token[k], k ? &p->eos_id : &p->bos_id, err);
             if (rc)
                 return rc;
         }
@@ -266,6 +265,17 @@ static int bind_index(lmx_plan *p, uint32_t nd, lmx_error *err)
                             p->name, k ? "eos" : "bos", lmx__index_dir(ix), lmx__index_tokenizer_identity(ix),
                             k ? "EOS" : "BOS");
     p->nsep = (uint32_t)(spec->bos != 0) + (uint32_t)(spec->eos != 0);
+    /* pad positions hold the named pad token, else the plan's EOS (a special token; the labels
+     * mask them anyway) */
+    p->pad_id = p->eos_id;
+    if (spec->pad_multiple > 1 && spec->pad_token) {
+        int rc = named_token(p, "pad_token", spec->pad_token, &p->pad_id, err);
+        if (rc)
+            return rc;
+    }
+    if (spec->pad_multiple > 1 && p->pad_id == UINT32_MAX)
+        return lmx__err(err, LMX_EINVAL, "plans.%s.pad_token: the index's tokenizer %s has no EOS; name a pad token",
+                        p->name, lmx__index_tokenizer_identity(ix));
     p->B = (uint64_t)spec->seq_len * ((BLOCK_TARGET + spec->seq_len - 1) / spec->seq_len);
     uint8_t h[8];
     uint8_t msg[16] = "lmx-coin";
@@ -301,6 +311,7 @@ int lmx__plan_create(const lmx_index *ix, const char *name, const lmx_plan_spec 
         p->spec.weight_names[i] = strdup(spec->weight_names[i]);
     for (int k = 0; k < 2; k++)
         p->spec.sep_token[k] = spec->sep_token[k] ? strdup(spec->sep_token[k]) : NULL;
+    p->spec.pad_token = spec->pad_token ? strdup(spec->pad_token) : NULL;
     uint32_t nd = lmx__index_n_domains(ix);
     int rc = bind_index(p, nd, err);
     if (rc == LMX_OK) /* the id names the item table file: it depends only on the index and spec */
@@ -356,6 +367,12 @@ json_t *lmx__plan_separators_json(const lmx_plan *p)
             json_object_set_new(s, "token", tok ? json_string(tok) : json_null());
         }
         json_object_set_new(o, k ? "eos" : "bos", s);
+    }
+    if (p->spec.pad_multiple > 1) { /* padded plans only: the others' JSON is unchanged */
+        const char *tok = p->spec.pad_token ? p->spec.pad_token
+                          : p->spec.sep_token[1] ? p->spec.sep_token[1] : lmx__index_sep_token(p->ix, 1);
+        json_object_set_new(o, "pad", json_pack("{s:I, s:o}", "id", (json_int_t)p->pad_id,
+                                                 "token", tok ? json_string(tok) : json_null()));
     }
     return o;
 }

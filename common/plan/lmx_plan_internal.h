@@ -121,6 +121,7 @@ struct lmx_plan {
     uint32_t n_doms;
     uint64_t B; /* block size in tokens, a multiple of seq_len */
     uint32_t bos_id, eos_id, nsep;
+    uint32_t pad_id; /* padded plans (spec.pad_multiple > 1): the token of pad positions */
     uint64_t coin_key;
     pthread_mutex_t lock;
     block *blocks[BLOCK_CACHE];
@@ -134,7 +135,16 @@ struct lmx_plan {
 
 
 
-static inline uint64_t slen(const lmx_plan *p, const item *it) { return it->len + p->nsep; }
+/* Real stream tokens of an item: [BOS] tokens [EOS]. */
+static inline uint64_t rslen(const lmx_plan *p, const item *it) { return it->len + p->nsep; }
+
+/* Positions the item occupies in the stream: its real stream padded to a multiple of
+ * pad_multiple. Everything that places items (epoch sums, merge, quotas) counts these. */
+static inline uint64_t slen(const lmx_plan *p, const item *it)
+{
+    const uint64_t m = p->spec.pad_multiple, r = rslen(p, it);
+    return m > 1 ? (r + m - 1) / m * m : r;
+}
 
 static inline int is_long(const lmx_plan *p, const item *it) { return it->len >= p->spec.long_threshold; }
 

@@ -38,7 +38,7 @@ static int check_keys(const char *name, const json_t *obj, lmx_error *err)
     static const char *const known[] = {"strategy", "seq_len", "global_batch", "seed", "long_threshold",
                                         "short_keep", "bos", "eos", "bos_token", "eos_token",
                                         "cut_len", "total_tokens", "domain_weights", "cu_seqlens",
-                                        "cross_doc_labels", "ignore_index", NULL};
+                                        "cross_doc_labels", "ignore_index", "pad_multiple", "pad_token", NULL};
     const char *key;
     json_t *v;
     json_object_foreach((json_t *)obj, key, v)
@@ -108,6 +108,37 @@ static int parse_numbers(const char *name, const json_t *obj, lmx_plan_spec *s, 
     return LMX_OK;
 }
 
+/* pad_multiple M > 1: every item padded to a multiple of M (Transformer Engine's THD layout with
+ * CP needs every document a multiple of 2*cp_size). Sequences must hold whole M-blocks, and the
+ * padded segments only make sense with per-document boundaries and masked cross-document labels. */
+static int parse_padding(const char *name, const json_t *obj, lmx_plan_spec *s, lmx_error *err)
+{
+    uint64_t m = 1;
+    int rc = get_uint(obj, name, "pad_multiple", 1, LMX_MAX_SEQ_LEN, &m, err);
+    if (rc)
+        return rc;
+    s->pad_multiple = (uint32_t)m;
+    if (m > 1 && s->seq_len % m != 0)
+        return lmx__err(err, LMX_EINVAL, "plans.%s.pad_multiple: %llu does not divide seq_len %u", name,
+                        (unsigned long long)m, s->seq_len);
+    if (m > 1 && !s->cu_seqlens)
+        return lmx__err(err, LMX_EINVAL, "plans.%s.pad_multiple: needs cu_seqlens true (padding is per document)", name);
+    if (m > 1 && s->cross_doc_labels)
+        return lmx__err(err, LMX_EINVAL,
+                        "plans.%s.pad_multiple: conflicts with cross_doc_labels true (a document's last target would be a pad)",
+                        name);
+    json_t *v = json_object_get(obj, "pad_token");
+    if (!v)
+        return LMX_OK;
+    if (m == 1)
+        return lmx__err(err, LMX_EINVAL, "plans.%s.pad_token: only with pad_multiple > 1", name);
+    if (!json_is_string(v) || !json_string_length(v))
+        return lmx__err(err, LMX_EINVAL, "plans.%s.pad_token: must be a non-empty string (a token of the tokenizer)", name);
+    if (!(s->pad_token = strdup(json_string_value(v))))
+        return lmx__err(err, LMX_ENOMEM, "out of memory");
+    return LMX_OK;
+}
+
 static int parse_weights(const char *name, const json_t *obj, lmx_plan_spec *s, lmx_error *err)
 {
     json_t *w = json_object_get(obj, "domain_weights");
@@ -148,12 +179,14 @@ int lmx__plan_spec_parse(const char *name, const json_t *obj, lmx_plan_spec *s, 
     s->cut_len = 4096;
     s->cu_seqlens = 1;
     s->ignore_index = -100;
+    s->pad_multiple = 1;
     if (!json_is_object(obj))
         return lmx__err(err, LMX_EINVAL, "plans.%s: must be an object", name);
     int rc = check_keys(name, obj, err);
     rc = rc ? rc : parse_strategy(name, obj, s, err);
     rc = rc ? rc : parse_numbers(name, obj, s, err);
     rc = rc ? rc : parse_weights(name, obj, s, err);
+    rc = rc ? rc : parse_padding(name, obj, s, err);
     for (int k = 0; k < 2 && rc == LMX_OK; k++) {
         /* a separator named by its string: the plan uses that token (and inserts it) */
         const char *key = k ? "eos_token" : "bos_token";
@@ -186,6 +219,8 @@ void lmx__plan_spec_free(lmx_plan_spec *s)
         free(s->sep_token[k]);
         s->sep_token[k] = NULL;
     }
+    free(s->pad_token);
+    s->pad_token = NULL;
 }
 
 json_t *lmx__plan_spec_json(const lmx_plan_spec *s)
@@ -214,6 +249,10 @@ json_t *lmx__plan_spec_json(const lmx_plan_spec *s)
         json_object_set_new(o, "cross_doc_labels", json_true());
     if (s->ignore_index != -100)
         json_object_set_new(o, "ignore_index", json_integer(s->ignore_index));
+    if (s->pad_multiple > 1) /* padded plans only: unpadded plan ids stay the same */
+        json_object_set_new(o, "pad_multiple", json_integer(s->pad_multiple));
+    if (s->pad_token)
+        json_object_set_new(o, "pad_token", json_string(s->pad_token));
     if (s->n_weights) {
         json_t *w = json_object();
         for (uint32_t i = 0; i < s->n_weights; i++)

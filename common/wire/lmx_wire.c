@@ -13,14 +13,16 @@ int lmx__wire_layout(const lmx_wire_header *h, uint64_t domain_blob, lmx_wire_la
         return lmx__err(err, LMX_EFORMAT, "batch: seq_len %u outside [1, %u]", h->seq_len, LMX_MAX_SEQ_LEN);
     if (h->n_seqs > LMX_MAX_SEQS_PER_BATCH)
         return lmx__err(err, LMX_EFORMAT, "batch: n_seqs %u over %u", h->n_seqs, LMX_MAX_SEQS_PER_BATCH);
-    if (h->version == LMX_WIRE_VERSION_CP) {
+    if (lmx__wire_has_labels(h)) {
         if (h->cp_size < 1 || h->cp_size > LMX_MAX_CP_SIZE || h->cp_rank >= h->cp_size)
             return lmx__err(err, LMX_EFORMAT, "batch: cp_rank %u of cp_size %u", h->cp_rank, h->cp_size);
         if (h->cp_size > 1 && h->seq_len % (2 * h->cp_size) != 0)
             return lmx__err(err, LMX_EFORMAT, "batch: seq_len %u is not a multiple of 2*cp_size %u", h->seq_len,
                             2 * h->cp_size);
         if (!(h->flags & LMX_WIRE_FLAG_CU_SEQLENS))
-            return lmx__err(err, LMX_EFORMAT, "batch: wire v2 without the cu_seqlens flag");
+            return lmx__err(err, LMX_EFORMAT, "batch: wire v%u without the cu_seqlens flag", h->version);
+        if (h->cp_layout != LMX_CP_ZIGZAG && h->cp_layout != LMX_CP_THD)
+            return lmx__err(err, LMX_EFORMAT, "batch: cp_layout %u (want 0 zigzag or 1 thd)", h->cp_layout);
     }
     if (h->n_domains > LMX_MAX_DOMAINS)
         return lmx__err(err, LMX_EFORMAT, "batch: n_domains %u over %u", h->n_domains, LMX_MAX_DOMAINS);
@@ -29,7 +31,7 @@ int lmx__wire_layout(const lmx_wire_header *h, uint64_t domain_blob, lmx_wire_la
                         (unsigned long long)domain_blob);
     /* All products below fit in 64 bits given the limits above (n_spans, n_cu are u32). */
     uint64_t n = h->n_seqs, cu_flag = (h->flags & LMX_WIRE_FLAG_CU_SEQLENS) != 0;
-    uint64_t S = lmx__wire_slice_len(h), v2 = h->version == LMX_WIRE_VERSION_CP;
+    uint64_t S = lmx__wire_slice_len(h), v2 = lmx__wire_has_labels(h), v3 = h->version == LMX_WIRE_VERSION_PAD;
     at->tokens = LMX_WIRE_HEADER_SIZE;
     at->labels = align8(at->tokens + n * S * h->token_bytes);
     at->positions = align8(at->labels + (v2 ? 4 * n * S : 0));
@@ -38,7 +40,8 @@ int lmx__wire_layout(const lmx_wire_header *h, uint64_t domain_blob, lmx_wire_la
     at->spans = align8(at->span_index + 4 * (n + 1));
     at->cu_index = align8(at->spans + (uint64_t)LMX_WIRE_SPAN_SIZE * h->n_spans);
     at->cu = align8(at->cu_index + (cu_flag ? 4 * (n + 1) : 0));
-    at->domain_offsets = align8(at->cu + 4 * (uint64_t)h->n_cu);
+    at->cu_real = align8(at->cu + 4 * (uint64_t)h->n_cu);
+    at->domain_offsets = align8(at->cu_real + (v3 ? 4 * (uint64_t)h->n_cu : 0));
     at->domain_bytes = at->domain_offsets + 4 * ((uint64_t)h->n_domains + 1);
     at->end = align8(at->domain_bytes + domain_blob);
     if (!cu_flag && h->n_cu)
@@ -61,12 +64,14 @@ static void read_header(const uint8_t *b, lmx_wire_header *h)
     h->n_spans = lmx__get32(b + LMX_WH_N_SPANS);
     h->n_cu = lmx__get32(b + LMX_WH_N_CU);
     h->total_size = lmx__get64(b + LMX_WH_TOTAL_SIZE);
-    h->cp_rank = 0, h->cp_size = 1, h->ignore_index = 0;
-    if (h->version == LMX_WIRE_VERSION_CP) {
+    h->cp_rank = 0, h->cp_size = 1, h->ignore_index = 0, h->cp_layout = LMX_CP_ZIGZAG;
+    if (lmx__wire_has_labels(h)) {
         h->cp_rank = lmx__get32(b + LMX_WH_CP_RANK);
         h->cp_size = lmx__get32(b + LMX_WH_CP_SIZE);
         h->ignore_index = (int32_t)lmx__get32(b + LMX_WH_IGNORE_INDEX);
     }
+    if (h->version == LMX_WIRE_VERSION_PAD)
+        h->cp_layout = lmx__get32(b + LMX_WH_CP_LAYOUT);
 }
 
 static void write_header(uint8_t *b, const lmx_wire_header *h)
@@ -87,11 +92,13 @@ static void write_header(uint8_t *b, const lmx_wire_header *h)
     lmx__put32(b + LMX_WH_N_SPANS, h->n_spans);
     lmx__put32(b + LMX_WH_N_CU, h->n_cu);
     lmx__put64(b + LMX_WH_TOTAL_SIZE, h->total_size);
-    if (h->version == LMX_WIRE_VERSION_CP) {
+    if (lmx__wire_has_labels(h)) {
         lmx__put32(b + LMX_WH_CP_RANK, h->cp_rank);
         lmx__put32(b + LMX_WH_CP_SIZE, h->cp_size);
         lmx__put32(b + LMX_WH_IGNORE_INDEX, (uint32_t)h->ignore_index);
     }
+    if (h->version == LMX_WIRE_VERSION_PAD)
+        lmx__put32(b + LMX_WH_CP_LAYOUT, h->cp_layout);
 }
 
 /* Checks a prefix-count index: starts at 0, never decreases, ends at total. */
@@ -109,6 +116,30 @@ static int check_index(const uint8_t *p, uint32_t n, uint32_t total, const char 
     return LMX_OK;
 }
 
+/* v3: per sequence the real cu_seqlens start at 0 and each real length is in [1, its padded
+ * length]; with the thd layout every padded length is a multiple of 2*cp_size. */
+static int check_padded(const lmx_wire_view *v, lmx_error *err)
+{
+    const uint32_t K2 = 2 * v->h.cp_size;
+    for (uint32_t s = 0; s < v->h.n_seqs; s++) {
+        uint32_t a, e;
+        lmx__wire_seq_cu(v, s, &a, &e);
+        if (lmx__wire_cu_real(v, a) != 0)
+            return lmx__err(err, LMX_EFORMAT, "batch: real cu_seqlens of sequence %u must start at 0", s);
+        for (uint32_t i = a + 1; i < e; i++) {
+            int64_t pad = (int64_t)lmx__wire_cu(v, i) - lmx__wire_cu(v, i - 1);
+            int64_t real = (int64_t)lmx__wire_cu_real(v, i) - lmx__wire_cu_real(v, i - 1);
+            if (real < 1 || real > pad)
+                return lmx__err(err, LMX_EFORMAT, "batch: real length %lld of segment %u of sequence %u outside [1, %lld]",
+                                (long long)real, i - a - 1, s, (long long)pad);
+            if (v->h.cp_layout == LMX_CP_THD && v->h.cp_size > 1 && pad % K2 != 0)
+                return lmx__err(err, LMX_EFORMAT, "batch: thd segment %u of sequence %u has %lld positions, not a multiple of 2*cp_size %u",
+                                i - a - 1, s, (long long)pad, K2);
+        }
+    }
+    return LMX_OK;
+}
+
 int lmx__wire_parse(const uint8_t *buf, size_t len, lmx_wire_view *v, lmx_error *err)
 {
     memset(v, 0, sizeof *v);
@@ -118,9 +149,9 @@ int lmx__wire_parse(const uint8_t *buf, size_t len, lmx_wire_view *v, lmx_error 
     if (memcmp(buf, LMX_WIRE_MAGIC, 8) != 0)
         return lmx__err(err, LMX_EFORMAT, "batch: bad magic (not a longmix batch)");
     uint16_t version = lmx__get16(buf + LMX_WH_VERSION);
-    if (version != LMX_WIRE_VERSION && version != LMX_WIRE_VERSION_CP)
-        return lmx__err(err, LMX_EUNSUPPORTED, "batch: wire version %u (this build reads %d and %d)", version,
-                        LMX_WIRE_VERSION, LMX_WIRE_VERSION_CP);
+    if (version != LMX_WIRE_VERSION && version != LMX_WIRE_VERSION_CP && version != LMX_WIRE_VERSION_PAD)
+        return lmx__err(err, LMX_EUNSUPPORTED, "batch: wire version %u (this build reads %d to %d)", version,
+                        LMX_WIRE_VERSION, LMX_WIRE_VERSION_PAD);
     if (lmx__get16(buf + LMX_WH_HEADER_SIZE) != LMX_WIRE_HEADER_SIZE)
         return lmx__err(err, LMX_EFORMAT, "batch: header_size %u", lmx__get16(buf + LMX_WH_HEADER_SIZE));
     read_header(buf, &v->h);
@@ -185,6 +216,8 @@ int lmx__wire_parse(const uint8_t *buf, size_t len, lmx_wire_view *v, lmx_error 
                     return lmx__err(err, LMX_EFORMAT, "batch: cu_seqlens of sequence %u not increasing", s);
         }
     }
+    if (v->h.version == LMX_WIRE_VERSION_PAD)
+        return check_padded(v, err);
     return LMX_OK;
 }
 
@@ -241,6 +274,11 @@ int32_t lmx__wire_cu(const lmx_wire_view *v, uint32_t i)
     return (int32_t)lmx__get32(v->base + v->at.cu + 4 * (size_t)i);
 }
 
+int32_t lmx__wire_cu_real(const lmx_wire_view *v, uint32_t i)
+{
+    return (int32_t)lmx__get32(v->base + v->at.cu_real + 4 * (size_t)i);
+}
+
 const char *lmx__wire_domain(const lmx_wire_view *v, uint32_t i, uint32_t *len)
 {
     uint32_t a = lmx__get32(v->base + v->at.domain_offsets + 4 * (size_t)i);
@@ -266,6 +304,8 @@ int lmx__wire_begin(lmx_wire_writer *w, const lmx_wire_header *h, lmx_buf *out, 
         w->h.version = LMX_WIRE_VERSION;
     if (w->h.version == LMX_WIRE_VERSION)
         w->h.cp_rank = 0, w->h.cp_size = 1, w->h.ignore_index = 0;
+    if (w->h.version != LMX_WIRE_VERSION_PAD)
+        w->h.cp_layout = LMX_CP_ZIGZAG;
     w->h.n_spans = w->h.n_cu = w->h.n_domains = 0;
     w->out = out;
     lmx_wire_layout at;
@@ -326,6 +366,8 @@ int lmx__wire_add_cu(lmx_wire_writer *w, int32_t boundary)
     return put_u32(&w->cu, (uint32_t)boundary);
 }
 
+int lmx__wire_add_cu_real(lmx_wire_writer *w, int32_t boundary) { return put_u32(&w->cu_real, (uint32_t)boundary); }
+
 int lmx__wire_end_seq(lmx_wire_writer *w)
 {
     int rc = put_u32(&w->sidx, w->h.n_spans);
@@ -370,6 +412,13 @@ int lmx__wire_finish(lmx_wire_writer *w, const char *const *domains, uint32_t n_
         rc = rc ? rc : lmx__buf_append(out, w->cidx.data, w->cidx.len);
     rc = rc ? rc : pad_to(out, at.cu);
     rc = rc ? rc : lmx__buf_append(out, w->cu.data, w->cu.len);
+    if (w->h.version == LMX_WIRE_VERSION_PAD) {
+        if (w->cu_real.len != w->cu.len)
+            return lmx__err(err, LMX_EINTERNAL, "batch: %zu real cu_seqlens entries for %zu", w->cu_real.len / 4,
+                            w->cu.len / 4);
+        rc = rc ? rc : pad_to(out, at.cu_real);
+        rc = rc ? rc : lmx__buf_append(out, w->cu_real.data, w->cu_real.len);
+    }
     rc = rc ? rc : pad_to(out, at.domain_offsets);
     uint32_t off = 0;
     for (uint32_t i = 0; rc == LMX_OK && i <= n_domains; i++) {
@@ -392,6 +441,7 @@ void lmx__wire_writer_free(lmx_wire_writer *w)
         return;
     lmx__buf_free(&w->spans);
     lmx__buf_free(&w->cu);
+    lmx__buf_free(&w->cu_real);
     lmx__buf_free(&w->sidx);
     lmx__buf_free(&w->cidx);
 }

@@ -1,5 +1,6 @@
-/* Batch wire formats v1 and v2 (proto/WIRE.md): layout, writer and validating reader. v2 is v1
- * with a context-parallel slice of each sequence and per-position labels and position ids. */
+/* Batch wire formats v1, v2 and v3 (proto/WIRE.md): layout, writer and validating reader. v2 is v1
+ * with a context-parallel slice of each sequence and per-position labels and position ids; v3 is
+ * v2 for padded plans, with the real cu_seqlens beside the padded ones and a CP layout. */
 #ifndef LMX_WIRE_H
 #define LMX_WIRE_H
 
@@ -27,19 +28,27 @@ typedef struct lmx_wire_header {
     /* v2 only (v1: 0, 1, 0) */
     uint32_t cp_rank, cp_size;
     int32_t ignore_index;
+    /* v3 only (else LMX_CP_ZIGZAG) */
+    uint32_t cp_layout;
 } lmx_wire_header;
+
+/* Whether the body has labels and position ids (v2, v3). */
+static inline int lmx__wire_has_labels(const lmx_wire_header *h)
+{
+    return h->version == LMX_WIRE_VERSION_CP || h->version == LMX_WIRE_VERSION_PAD;
+}
 
 /* Positions per sequence in the body: seq_len / cp_size (v1: seq_len). */
 static inline uint32_t lmx__wire_slice_len(const lmx_wire_header *h)
 {
-    return h->version == LMX_WIRE_VERSION_CP && h->cp_size > 0 ? h->seq_len / h->cp_size : h->seq_len;
+    return lmx__wire_has_labels(h) && h->cp_size > 0 ? h->seq_len / h->cp_size : h->seq_len;
 }
 
 /* Section offsets from the start of the body (8-aligned except domain_bytes); labels and
- * positions are empty (offset = next section) in v1. */
+ * positions are empty (offset = next section) in v1, cu_real outside v3. */
 typedef struct lmx_wire_layout {
-    uint64_t tokens, labels, positions, next_tokens, span_index, spans, cu_index, cu, domain_offsets, domain_bytes,
-        end;
+    uint64_t tokens, labels, positions, next_tokens, span_index, spans, cu_index, cu, cu_real, domain_offsets,
+        domain_bytes, end;
 } lmx_wire_layout;
 
 /* Computes the layout for h (with domain_blob = total bytes of the domain names); fails with
@@ -69,6 +78,8 @@ void lmx__wire_seq_spans(const lmx_wire_view *v, uint32_t seq, uint32_t *first, 
 lmx_span lmx__wire_span(const lmx_wire_view *v, uint32_t i);
 void lmx__wire_seq_cu(const lmx_wire_view *v, uint32_t seq, uint32_t *first, uint32_t *end);
 int32_t lmx__wire_cu(const lmx_wire_view *v, uint32_t i);
+/* v3: entry i of the real cu_seqlens (cumulated real lengths), indexed like lmx__wire_cu. */
+int32_t lmx__wire_cu_real(const lmx_wire_view *v, uint32_t i);
 /* Domain name i (not NUL-terminated) and its length. */
 const char *lmx__wire_domain(const lmx_wire_view *v, uint32_t i, uint32_t *len);
 
@@ -80,6 +91,7 @@ typedef struct lmx_wire_writer {
     lmx_buf *out;
     lmx_buf spans;  /* 32-byte records, copied after the fixed sections at finish */
     lmx_buf cu;     /* i32 entries */
+    lmx_buf cu_real; /* v3: i32 entries, one per cu entry */
     lmx_buf sidx;   /* u32 span_index */
     lmx_buf cidx;   /* u32 cu_index */
     uint64_t labels, positions, next_tokens; /* section offsets fixed by begin */
@@ -95,6 +107,8 @@ void lmx__wire_set_next(lmx_wire_writer *w, uint32_t seq, uint32_t next_token);
 /* Spans and cu entries must be added in sequence order; end_seq closes the current sequence. */
 int lmx__wire_add_span(lmx_wire_writer *w, const lmx_span *s);
 int lmx__wire_add_cu(lmx_wire_writer *w, int32_t boundary);
+/* v3: the real cu_seqlens entry that goes with each lmx__wire_add_cu (same count). */
+int lmx__wire_add_cu_real(lmx_wire_writer *w, int32_t boundary);
 int lmx__wire_end_seq(lmx_wire_writer *w);
 int lmx__wire_finish(lmx_wire_writer *w, const char *const *domains, uint32_t n_domains,
                      lmx_error *err);

@@ -1,4 +1,4 @@
-/* libFuzzer target: the batch wire reader (common/lmx_wire.c) on arbitrary bytes.
+/* libFuzzer target: the batch wire reader (common/lmx_wire.c, v1 to v3) on arbitrary bytes.
  * When lmx__wire_parse accepts a body, every token, next token, span, cu_seqlens entry and domain
  * name is read back through the accessors, so a reader that trusts a size it did not check shows
  * up as an ASan out-of-bounds read; the invariants parse promises are asserted. */
@@ -36,7 +36,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (uint32_t s = 0; s < h->n_seqs; s++) {
         for (uint32_t p = 0; p < S; p++) {
             acc += lmx__wire_token(&v, s, p);
-            if (h->version == LMX_WIRE_VERSION_CP)
+            if (lmx__wire_has_labels(h))
                 acc += (uint32_t)lmx__wire_label(&v, s, p) + lmx__wire_position(&v, s, p);
         }
         acc += lmx__wire_next_token(&v, s);
@@ -59,6 +59,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             FUZZ_CHECK(lmx__wire_cu(&v, a) == 0 && lmx__wire_cu(&v, e - 1) == (int32_t)h->seq_len);
             for (uint32_t i = a; i < e; i++)
                 acc += (uint32_t)lmx__wire_cu(&v, i);
+            /* v3: real lengths in [1, padded] (what a consumer of cu_seqlens_real relies on) */
+            for (uint32_t i = a + 1; h->version == LMX_WIRE_VERSION_PAD && i < e; i++) {
+                int64_t r = (int64_t)lmx__wire_cu_real(&v, i) - lmx__wire_cu_real(&v, i - 1);
+                FUZZ_CHECK(r >= 1 && r <= (int64_t)lmx__wire_cu(&v, i) - lmx__wire_cu(&v, i - 1));
+            }
         } else {
             FUZZ_CHECK(a == 0 && e == 0);
         }

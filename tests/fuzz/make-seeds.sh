@@ -128,7 +128,8 @@ cat > "$WORK/config.json" <<'JSON'
               "domain_weights": {"books": 0.6}},
     "global": {"strategy": "global", "seq_len": 48, "global_batch": 2, "long_threshold": 50},
     "original": {"strategy": "original", "seq_len": 40, "global_batch": 2, "bos": false},
-    "cut": {"strategy": "cut", "cut_len": 16, "seq_len": 32, "global_batch": 2}
+    "cut": {"strategy": "cut", "cut_len": 16, "seq_len": 32, "global_batch": 2},
+    "padded": {"strategy": "original", "seq_len": 64, "global_batch": 2, "pad_multiple": 8, "eos": true}
   }
 }
 JSON
@@ -148,6 +149,8 @@ fetch cut-2 "/v1/plans/cut/batches/2"
 fetch seq-5 "/v1/plans/per-source/sequences/5"
 fetch cp-1of4-3 "/v1/plans/per-source/batches/3?cp_rank=1&cp_size=4"   # wire v2 (CP slice)
 fetch cp-0of1-cut-2 "/v1/plans/cut/batches/2?rank=1&world=2&cp_size=1"
+fetch padded-1 "/v1/plans/padded/batches/1"                                # wire v3 (padded)
+fetch thd-2of4-padded-0 "/v1/plans/padded/batches/0?cp_rank=2&cp_size=4&cp_layout=thd"
 curl -sf "$URL/v1/plans" >"$WORK/plans.json"
 kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=
 

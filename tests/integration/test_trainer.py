@@ -42,13 +42,14 @@ def need_numpy():
 
 
 def parse(body):
-    """A wire v1/v2 body (proto/WIRE.md) -> dict; checks the sizes it relies on."""
+    """A wire v1/v2/v3 body (proto/WIRE.md) -> dict; checks the sizes it relies on."""
     check(body[:8] == b"LMXBATCH", "magic")
     version, hsize, flags = struct.unpack_from("<HHI", body, 8)
-    check(hsize == 96 and version in (1, 2), f"version {version} header {hsize}")
+    check(hsize == 96 and version in (1, 2, 3), f"version {version} header {hsize}")
     step, rank, world, L, n, tb, nd, nsp, ncu, total = struct.unpack_from("<QIIIIIIIIQ", body, 32)
     check(total == len(body), "total_size")
     cp_rank, cp_size, ignore = (0, 1, 0) if version == 1 else struct.unpack_from("<IIi", body, 80)
+    layout = struct.unpack_from("<I", body, 92)[0] if version == 3 else 0
     S = L // cp_size
     a8 = lambda x: (x + 7) & ~7
     off = 96
@@ -56,7 +57,7 @@ def parse(body):
     tokens = np.frombuffer(body, dt, n * S, off).reshape(n, S)
     off = a8(off + n * S * tb)
     labels = positions = None
-    if version == 2:
+    if version in (2, 3):
         labels = np.frombuffer(body, "<i4", n * S, off).reshape(n, S)
         off = a8(off + 4 * n * S)
         positions = np.frombuffer(body, "<u4", n * S, off).reshape(n, S)
@@ -67,13 +68,17 @@ def parse(body):
     off = a8(off + 4 * (n + 1))
     spans = [struct.unpack_from("<QQIII", body, off + 32 * i) for i in range(nsp)]
     off = a8(off + 32 * nsp)
-    cus = [None] * n
+    cus = reals = [None] * n
     if flags & 1:
         cidx = np.frombuffer(body, "<u4", n + 1, off)
         off = a8(off + 4 * (n + 1))
         cu = np.frombuffer(body, "<i4", ncu, off)
         off = a8(off + 4 * ncu)
         cus = [cu[cidx[s]:cidx[s + 1]].copy() for s in range(n)]
+        if version == 3:  # the real cu_seqlens, indexed like cu
+            real = np.frombuffer(body, "<i4", ncu, off)
+            off = a8(off + 4 * ncu)
+            reals = [real[cidx[s]:cidx[s + 1]].copy() for s in range(n)]
     doff = np.frombuffer(body, "<u4", nd + 1, off)
     blob = off + 4 * (nd + 1)
     domains = [body[blob + doff[i]:blob + doff[i + 1]].decode() for i in range(nd)]
@@ -83,15 +88,17 @@ def parse(body):
               for d, o, st, ln, dm in spans[sidx[s]:sidx[s + 1]]]
         seqs.append(dict(tokens=tokens[s], labels=None if labels is None else labels[s],
                          position_ids=None if positions is None else positions[s], next_token=int(nxt[s]),
-                         spans=sp, cu_seqlens=cus[s]))
+                         spans=sp, cu_seqlens=cus[s], cu_real=reals[s]))
     return dict(version=version, step=step, rank=rank, world=world, seq_len=L, cp_rank=cp_rank, cp_size=cp_size,
-                ignore_index=ignore, seqs=seqs)
+                ignore_index=ignore, cp_layout=layout, seqs=seqs)
 
 
-def get_body(d, plan, step, rank=0, world=1, cp=None):
+def get_body(d, plan, step, rank=0, world=1, cp=None, layout=None):
     url = f"{d.url}/v1/plans/{plan}/batches/{step}?rank={rank}&world={world}"
     if cp is not None:
         url += f"&cp_rank={cp[0]}&cp_size={cp[1]}"
+    if layout is not None:
+        url += f"&cp_layout={layout}"
     st, hdr, body = http(url)
     check(st == 200, f"GET {url}: {st} {body[:200]!r}")
     return body
@@ -226,6 +233,152 @@ def test_cp_reassembly(wd):
     check(not any((x["labels"] == -1).any() for x in c["seqs"]), "cross_doc_labels: true still masks")
     print(f"  {checked} (sequence, K) combinations checked, {masked} masked labels, {boundaries} boundaries")
     d.stop()
+
+
+PADDED = {"pad": {"strategy": "original", "seq_len": 512, "global_batch": 4, "seed": 5, "pad_multiple": 16,
+                  "eos": True},
+          "padcut": {"strategy": "cut", "cut_len": 40, "seq_len": 256, "global_batch": 2, "pad_multiple": 16},
+          "padps": {"strategy": "per_source", "seq_len": 512, "global_batch": 4, "pad_multiple": 32, "seed": 1}}
+PAD_ID = 257  # the bytes tokenizer's EOS: a padded plan's default pad token
+
+
+def thd_positions(cu_padded, C, K):
+    """Whole positions of CP rank C's slice in Transformer Engine's THD layout, in slice order:
+    every segment of cu_seqlens_padded cut into 2K chunks, rank C taking chunks C and 2K-1-C of
+    each, segment after segment (written from TE's thd_get_partitioned_indices description)."""
+    out = []
+    for a, b in zip(cu_padded[:-1], cu_padded[1:]):
+        c = (b - a) // (2 * K)
+        out.append(np.arange(a + C * c, a + (C + 1) * c))
+        out.append(np.arange(a + (2 * K - 1 - C) * c, a + (2 * K - C) * c))
+    return np.concatenate(out)
+
+
+def check_padded_whole(w, M, L, doc_tokens, what):
+    """One whole padded sequence: segments M-multiples, real lengths in [1, padded], pads after
+    the real part (pad token, label masked, the last real label masked before pads), positions a
+    ramp per segment, spans only on real positions and equal to the documents' tokens."""
+    cu, real = w["cu_seqlens"].astype(np.int64), w["cu_real"].astype(np.int64)
+    check(cu[0] == 0 and cu[-1] == L and real[0] == 0, f"{what}: cu_seqlens ends {cu} {real}")
+    padded, rl = np.diff(cu), np.diff(real)
+    check((padded % M == 0).all(), f"{what}: a padded segment is not a multiple of {M}: {padded}")
+    check(((rl >= 1) & (rl <= padded)).all(), f"{what}: real lengths {rl} vs padded {padded}")
+    tok, lab, pos = w["tokens"].astype(np.int64), w["labels"].astype(np.int64), w["position_ids"].astype(np.int64)
+    is_pad = np.zeros(L, bool)
+    pads = 0
+    for a, p_, r in zip(cu[:-1], padded, rl):
+        check(np.array_equal(pos[a:a + p_], np.arange(p_)), f"{what}: position ids of a segment")
+        is_pad[a + r:a + p_] = True
+        pads += p_ - r
+        if r < p_:
+            check(lab[a + r - 1] == -100, f"{what}: the last real position before pads keeps a target")
+        if r > 1:
+            check(np.array_equal(lab[a:a + r - 1], tok[a + 1:a + r]), f"{what}: labels inside a document")
+    check((tok[is_pad] == PAD_ID).all() and (lab[is_pad] == -100).all(), f"{what}: pad tokens or labels")
+    covered = np.zeros(L, bool)
+    for sp in w["spans"]:
+        covered[sp["start"]:sp["start"] + sp["length"]] = True
+        ids = doc_tokens(sp["doc"])[sp["offset"]:sp["offset"] + sp["length"]]
+        check(tok[sp["start"]:sp["start"] + sp["length"]].tolist() == ids, f"{what}: span {sp} != the document")
+    check(not (covered & is_pad).any(), f"{what}: a span covers padding")
+    check(np.isin(tok[~covered & ~is_pad], [256, 257]).all(), f"{what}: uncovered real positions are not separators")
+    return pads
+
+
+def test_padded_thd(wd):
+    """Padded plans (pad_multiple M): every whole sequence (wire v3) has M-multiple segments, pads
+    masked, real tokens equal to the documents; for K in {1,2,4,8} the K slices in the thd layout
+    reassemble (with the inverse above) to the whole sequence's tokens, labels and position ids,
+    carry its padded and real cu_seqlens and exact spans; zigzag on a padded plan reassembles too."""
+    need_numpy()
+    d = start(wd, dict(PLANS, **PADDED))
+    docs = {}
+
+    def doc_tokens(doc):
+        if doc not in docs:
+            out = run([LONGMIXD, "doc", wd("index"), str(doc), "--json", "--tokens"]).stdout
+            docs[doc] = json.loads(out)["ids"]
+        return docs[doc]
+
+    checked = pads = 0
+    for plan, spec in PADDED.items():
+        L, M = spec["seq_len"], spec["pad_multiple"]
+        # 0, 5, and the two steps around the first block edge (block = 2^26 tokens): pieces cut by
+        # the domains' quotas there stay M-aligned
+        edge = (1 << 26) // (L * spec["global_batch"])
+        for step in (0, 5, edge - 1, edge):
+            for world in (1, 2):
+                for rank in range(world):
+                    whole = parse(get_body(d, plan, step, rank, world))
+                    check(whole["version"] == 3 and whole["cp_size"] == 1, f"{plan}: a padded plan answers v3")
+                    for s, w in enumerate(whole["seqs"]):
+                        pads += check_padded_whole(w, M, L, doc_tokens, f"{plan} step {step} seq {s}")
+                    for K in (1, 2, 4, 8):
+                        slices = [parse(get_body(d, plan, step, rank, world, cp=(C, K), layout="thd"))
+                                  for C in range(K)]
+                        for s, w in enumerate(whole["seqs"]):
+                            tok, lab, pos = (np.full(L, -7, np.int64) for _ in range(3))
+                            seen = np.zeros(L, np.int64)
+                            for C, sl in enumerate(slices):
+                                check(sl["version"] == 3 and sl["cp_layout"] == 1 and sl["cp_size"] == K, "v3 thd header")
+                                x = sl["seqs"][s]
+                                q = thd_positions(w["cu_seqlens"], C, K)
+                                check(len(x["tokens"]) == L // K == len(q), f"{plan} K={K}: slice length")
+                                tok[q], lab[q], pos[q] = x["tokens"], x["labels"], x["position_ids"]
+                                seen[q] += 1
+                                check(np.array_equal(x["cu_seqlens"], w["cu_seqlens"]) and
+                                      np.array_equal(x["cu_real"], w["cu_real"]), f"{plan} K={K}: cu_seqlens")
+                                for sp in x["spans"]:
+                                    check(sp["start"] + sp["length"] <= L // K, "span past the slice")
+                                    ids = doc_tokens(sp["doc"])[sp["offset"]:sp["offset"] + sp["length"]]
+                                    check(x["tokens"][sp["start"]:sp["start"] + sp["length"]].tolist() == ids,
+                                          f"{plan} K={K} C={C}: span {sp} does not hold the document's tokens")
+                            check((seen == 1).all(), f"{plan} K={K}: the thd slices do not partition the sequence")
+                            for name, got, want in (("tokens", tok, w["tokens"]), ("labels", lab, w["labels"]),
+                                                    ("position ids", pos, w["position_ids"])):
+                                check(np.array_equal(got, want.astype(np.int64)),
+                                      f"{plan} step {step} {rank}/{world} K={K} seq {s}: thd {name} do not reassemble")
+                            checked += 1
+                    zz = [parse(get_body(d, plan, step, rank, world, cp=(C, 2))) for C in range(2)]
+                    for s, w in enumerate(whole["seqs"]):
+                        tok = np.zeros(L, np.int64)
+                        for C, sl in enumerate(zz):
+                            check(sl["cp_layout"] == 0, "zigzag layout field")
+                            tok[slice_positions(L, C, 2)] = sl["seqs"][s]["tokens"]
+                        check(np.array_equal(tok, w["tokens"]), f"{plan}: zigzag on a padded plan")
+    check(pads > 100, f"only {pads} pad positions: vacuous")
+    print(f"  {checked} (sequence, K) thd reassemblies, {pads} pad positions checked")
+    d.stop()
+
+
+def test_padded_bad_parameters(wd):
+    """cp_layout without CP, thd on an unpadded plan, 2K not dividing pad_multiple, junk: 400
+    naming the parameter(s); a bad pad_multiple stops the daemon naming plans.NAME.pad_multiple."""
+    d = start(wd, dict(PLANS, **PADDED))
+    cases = [("pad", "cp_layout=thd", ["cp_layout"]), ("pad", "cp_layout=zigzag", ["cp_layout"]),
+             ("orig", "cp_rank=0&cp_size=2&cp_layout=thd", ["cp_layout", "pad_multiple"]),
+             ("pad", "cp_rank=0&cp_size=16&cp_layout=thd", ["cp_layout", "pad_multiple"]),
+             ("pad", "cp_rank=0&cp_size=2&cp_layout=bshd", ["cp_layout"])]
+    for plan, q, names in cases:
+        st, _, body = http(f"{d.url}/v1/plans/{plan}/batches/0?{q}")
+        e = json.loads(body)
+        check(st == 400 and e["error"] == "bad_parameter" and all(n in e["detail"] for n in names),
+              f"{plan}?{q}: {st} {e} does not name {names}")
+    st, _, _ = http(f"{d.url}/v1/plans/pad/batches/0?cp_rank=1&cp_size=8&cp_layout=thd")
+    check(st == 200, f"thd with 2K = pad_multiple: {st}")
+    st, _, body = http(f"{d.url}/v1/plans/pad")
+    pj = json.loads(body)
+    check(pj["spec"]["pad_multiple"] == 16 and pj["separators"]["pad"]["id"] == PAD_ID, f"GET /v1/plans/pad: {pj}")
+    st, _, body = http(f"{d.url}/v1/plans/orig")
+    check("pad" not in json.loads(body)["separators"] and "pad_multiple" not in json.loads(body)["spec"],
+          "an unpadded plan's JSON names padding")
+    d.stop()
+    for bad, key in (({"pad_multiple": 24}, "pad_multiple"), ({"pad_multiple": 16, "cu_seqlens": False}, "pad_multiple"),
+                     ({"pad_multiple": 16, "cross_doc_labels": True}, "pad_multiple"), ({"pad_token": "x"}, "pad_token"),
+                     ({"pad_multiple": 0}, "pad_multiple")):
+        spec = dict(PLANS["orig"], **bad)
+        r = run([LONGMIXD, "serve", "--config", write_config(wd, {"bad": spec})], ok=False, timeout=30)
+        check(r.returncode != 0 and f"plans.bad.{key}".encode() in r.stderr, f"{bad}: {r.returncode} {r.stderr[-300:]}")
 
 
 def test_v1_unchanged(wd):
@@ -491,6 +644,119 @@ def test_torch_document_mask(wd):
     d.stop()
 
 
+def test_padded_torch_mask(wd):
+    """On padded packed sequences (pads at each document's end, position ids continuing): the tiny
+    transformer with the served padded cu_seqlens gives every document's real positions the
+    logits of that document run alone (its real tokens only); the thd CP slices (K = 2, 4, queries
+    at TE's per-document positions) give the same logits, and the loss summed over the ranks with
+    the served labels (pads masked) equals the whole sequence's, which equals the sum over the
+    documents alone."""
+    torch = torch_or_skip()
+    lm = import_longmix()
+    d = start(wd, dict(PLANS, **PADDED))
+    model = TinyLM(torch)
+    ce = torch.nn.functional.cross_entropy
+    docs_checked = 0
+    for plan, step in (("pad", 0), ("padcut", 1), ("padps", 2)):
+        L = PADDED[plan]["seq_len"]
+        whole = parse(get_body(d, plan, step))
+        for s, w in enumerate(whole["seqs"]):
+            ids = torch.as_tensor(w["tokens"].astype(np.int64))
+            pos = torch.as_tensor(w["position_ids"].astype(np.int64))
+            cu, real = w["cu_seqlens"], np.diff(w["cu_real"])
+            packed = model.forward([ids], [pos], [lm.document_causal_mask(cu)], [np.arange(L)])[0]
+            labels = torch.as_tensor(w["labels"].astype(np.int64))
+            want_loss = ce(packed, labels, ignore_index=-100, reduction="sum")
+            alone_loss = 0.0
+            for a, r in zip(cu[:-1], real):
+                r = int(r)
+                alone = model.forward([ids[a:a + r]], [torch.arange(r)], [torch.ones(r, r, dtype=torch.bool).tril()],
+                                      [np.arange(r)])[0]
+                err = (alone - packed[a:a + r]).abs().max().item()
+                check(err < 1e-9, f"{plan} seq {s} document at {a} ({r} real): logits differ by {err}")
+                alone_loss += ce(alone, labels[a:a + r], ignore_index=-100, reduction="sum").item()
+                docs_checked += 1
+            check(abs(alone_loss - want_loss.item()) < 1e-6, f"{plan}: loss {want_loss} vs documents alone {alone_loss}")
+            for K in (2, 4):
+                sl = [parse(get_body(d, plan, step, cp=(C, K), layout="thd"))["seqs"][s] for C in range(K)]
+                order = [lm.thd_positions(cu, C, K) for C in range(K)]
+                outs = model.forward([torch.as_tensor(x["tokens"].astype(np.int64)) for x in sl],
+                                     [torch.as_tensor(x["position_ids"].astype(np.int64)) for x in sl],
+                                     [lm.document_causal_mask(x["cu_seqlens"], o) for x, o in zip(sl, order)], order)
+                for o, out in zip(order, outs):
+                    err = (out - packed[torch.as_tensor(o)]).abs().max().item()
+                    check(err < 1e-9, f"{plan} thd K={K}: CP logits differ by {err}")
+                loss = sum(ce(out, torch.as_tensor(x["labels"].astype(np.int64)), ignore_index=-100, reduction="sum")
+                           for out, x in zip(outs, sl))
+                check(abs(loss.item() - want_loss.item()) < 1e-6, f"{plan} thd K={K}: loss {loss} vs {want_loss}")
+    check(docs_checked >= 15, f"only {docs_checked} documents")
+    print(f"  {docs_checked} padded documents: packed == alone; thd K=2,4 == whole")
+    d.stop()
+
+
+def test_padded_client(wd):
+    """longmix fetch --cp-layout thd --json and python3 -m longmix fetch print the thd slice with
+    cu_seqlens (padded) and cu_seqlens_real equal to the wire body; --out alone of a padded plan
+    is the v3 body; the Python Batch / model_items give TE's PackedSeqParams fields (real and
+    padded cu_seqlens of the flattened row); a client asking thd of an unpadded plan gets the 400."""
+    need_numpy()
+    d = start(wd, dict(PLANS, **PADDED))
+    for cp in ((0, 2), (3, 4), (1, 8)):
+        args = ["--url", d.url, "--plan", "pad", "--step", "1", "--rank", "1", "--world", "2",
+                "--cp-rank", str(cp[0]), "--cp-size", str(cp[1]), "--cp-layout", "thd"]
+        body = get_body(d, "pad", 1, 1, 2, cp, layout="thd")
+        v = parse(body)
+        outs = [json.loads(run([LONGMIX, "fetch"] + args + ["--json"]).stdout)]
+        if not SANITIZE:
+            env = dict(os.environ, PYTHONPATH=os.path.join(SOURCE, "client", "python"))
+            outs.append(json.loads(run([sys.executable, "-m", "longmix", "fetch"] + args, env=env).stdout))
+        for j in outs:
+            same_as_body(j, body, f"fetch --cp-layout thd {cp}")
+            check(j["padded"] is True and j["cp_layout"] == "thd", "padded / cp_layout in the JSON")
+            for a, b in zip(j["sequences"], v["seqs"]):
+                check(a["cu_seqlens_real"] == b["cu_real"].tolist(), "cu_seqlens_real")
+    out = wd("p.bin")
+    run([LONGMIX, "fetch", "--url", d.url, "--plan", "pad", "--step", "0", "--out", out])
+    check(open(out, "rb").read() == get_body(d, "pad", 0), "--out of a padded plan is not the v3 body")
+    r = run([LONGMIX, "fetch", "--url", d.url, "--plan", "orig", "--step", "0", "--cp-size", "2", "--cp-layout", "thd",
+             "--json"], ok=False)
+    check(r.returncode != 0 and b"pad_multiple" in r.stderr and b"400" in r.stderr, f"thd of orig: {r.stderr}")
+    if SANITIZE:
+        d.stop()
+        return
+    torch = torch_or_skip()
+    lm = import_longmix()
+    c = lm.Client(d.url, "pad", rank=0, world=2, cp_rank=1, cp_size=4, cp_layout="thd")
+    b = c.fetch(2)
+    w = parse(get_body(d, "pad", 2, 0, 2))
+    check(b.padded and b.cp_layout == "thd" and b.slice_len == 128, f"{b}")
+    it = lm.model_items(b, torch)
+    p = lm.packed_seq_params(it)
+    L = PADDED["pad"]["seq_len"]
+    want_pad = np.concatenate([x["cu_seqlens"][:-1] + s * L for s, x in enumerate(w["seqs"])] + [[len(w["seqs"]) * L]])
+    reals, base = [], 0
+    for x in w["seqs"]:
+        reals.append(x["cu_real"][:-1] + base)
+        base += int(x["cu_real"][-1])
+    want_real = np.concatenate(reals + [[base]])
+    check(p["qkv_format"] == "thd" and p["cu_seqlens_q_padded"].dtype == torch.int32, f"{p.keys()}")
+    check(np.array_equal(p["cu_seqlens_q_padded"].numpy(), want_pad), "cu_seqlens_q_padded")
+    check(np.array_equal(p["cu_seqlens_kv"].numpy(), want_real) and np.array_equal(p["cu_seqlens_q"].numpy(), want_real),
+          "cu_seqlens_q/kv (real)")
+    check(p["max_seqlen_q"] == int(np.diff(want_pad).max()), "max_seqlen_q")
+    # the flattened row is TE's partition of the flattened whole row
+    flat = np.concatenate([x["tokens"] for x in w["seqs"]]).astype(np.int64)
+    check(np.array_equal(it["input_ids"][0].numpy(), flat[lm.thd_positions(want_pad, 1, 4)]),
+          "the flattened thd row is not TE's partition of the flattened whole")
+    c.close()
+    try:
+        lm.Client(d.url, "pad", cp_layout="thd")
+        check(False, "thd without cp_size was accepted")
+    except lm.LongmixError as e:
+        check("cp_layout" in str(e), f"{e}")
+    d.stop()
+
+
 def collator_emulation(examples, torch):
     """transformers' DataCollatorWithFlattening(return_flash_attn_kwargs=True) as documented:
     examples concatenated into one row; labels = each example's input_ids with its first
@@ -748,6 +1014,8 @@ def test_example_cp_loop(wd):
 
 
 TESTS = {"cp_reassembly": test_cp_reassembly, "v1_unchanged": test_v1_unchanged,
+         "padded_thd": test_padded_thd, "padded_bad_parameters": test_padded_bad_parameters,
+         "padded_torch_mask": test_padded_torch_mask, "padded_client": test_padded_client,
          "bad_parameters": test_bad_parameters, "cli_json": test_cli_json, "python_package": test_python_package,
          "torch_document_mask": test_torch_document_mask, "hf_dataloader": test_hf_dataloader,
          "export": test_export, "example_cp_loop": test_example_cp_loop}

@@ -110,6 +110,7 @@ endforeach()
 # v2) with labels/position ids/cu_seqlens, the 400s, fetch --cp-*, the Python package with torch,
 # longmixd export. Debian's /usr/bin/python3 (numpy, torch); exit 77 = skipped (Not Run).
 foreach(t cp_reassembly v1_unchanged bad_parameters cli_json python_package torch_document_mask hf_dataloader
+          padded_thd padded_bad_parameters padded_torch_mask padded_client
           export example_cp_loop)
   add_test(NAME integration.trainer.${t}
            COMMAND ${LMX_CLIENT_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_trainer.py ${t})

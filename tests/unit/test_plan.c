@@ -1058,6 +1058,76 @@ static void test_weight_bounds(void)
     lmx__plan_spec_free(&spec);
 }
 
+/* Padded plans (pad_multiple M): spec errors name the key; the id changes only when M > 1;
+ * every batch is wire v3 whose padded segments are M-multiples (also across the first block
+ * edge) with real lengths in [1, padded]; the thd layout's checks name cp_layout and
+ * pad_multiple; statistics still run. */
+static void test_padded(void)
+{
+    expect_spec_error("{\"strategy\": \"original\", \"pad_multiple\": 0}", "plans.p.pad_multiple");
+    expect_spec_error("{\"strategy\": \"original\", \"seq_len\": 100, \"pad_multiple\": 16}", "plans.p.pad_multiple");
+    expect_spec_error("{\"strategy\": \"original\", \"pad_multiple\": 16, \"cu_seqlens\": false}", "plans.p.pad_multiple");
+    expect_spec_error("{\"strategy\": \"original\", \"pad_multiple\": 16, \"cross_doc_labels\": true}",
+                      "plans.p.pad_multiple");
+    expect_spec_error("{\"strategy\": \"original\", \"pad_token\": \"<pad>\"}", "plans.p.pad_token");
+    expect_spec_error("{\"strategy\": \"original\", \"pad_multiple\": 16, \"pad_token\": 3}", "plans.p.pad_token");
+    lmx_plan *a = make_plan("{\"strategy\": \"original\", \"seq_len\": 4096}");
+    lmx_plan *b = make_plan("{\"strategy\": \"original\", \"seq_len\": 4096, \"pad_multiple\": 1}");
+    lmx_plan *p = make_plan("{\"strategy\": \"per_source\", \"seq_len\": 4096, \"global_batch\": 2, \"pad_multiple\": 16}");
+    if (!a || !b || !p)
+        goto out;
+    CHECK(strcmp(lmx__plan_id_hex(a), lmx__plan_id_hex(b)) == 0);
+    CHECK(strcmp(lmx__plan_id_hex(a), lmx__plan_id_hex(p)) != 0);
+    const uint64_t edge = ((uint64_t)1 << 26) / 4096 / 2; /* step of the first sequence of block 1 */
+    const uint64_t steps[] = {0, 3, edge - 1, edge};
+    lmx_buf out = {0};
+    lmx_error err = {0};
+    uint64_t pads = 0;
+    for (size_t k = 0; k < sizeof steps / sizeof *steps; k++) {
+        lmx_wire_view v;
+        CHECK_EQ_INT(lmx__plan_batch(p, steps[k], 0, 1, &out, &err), LMX_OK);
+        CHECK_EQ_INT(lmx__wire_parse(out.data, out.len, &v, &err), LMX_OK);
+        CHECK_EQ_U64(v.h.version, LMX_WIRE_VERSION_PAD);
+        for (uint32_t s = 0; s < v.h.n_seqs; s++) {
+            uint32_t c0, c1;
+            lmx__wire_seq_cu(&v, s, &c0, &c1);
+            for (uint32_t i = c0 + 1; i < c1; i++) {
+                int32_t padded = lmx__wire_cu(&v, i) - lmx__wire_cu(&v, i - 1);
+                int32_t real = lmx__wire_cu_real(&v, i) - lmx__wire_cu_real(&v, i - 1);
+                CHECK(padded % 16 == 0 && real >= 1 && real <= padded);
+                for (int32_t q = lmx__wire_cu(&v, i - 1) + real; q < lmx__wire_cu(&v, i); q++, pads++)
+                    CHECK(lmx__wire_label(&v, s, (uint32_t)q) == -100);
+            }
+        }
+    }
+    CHECK(pads > 0);
+    CHECK_EQ_INT(lmx__plan_batch_layout(p, 0, 0, 1, 0, 8, LMX_CP_THD, &out, &err), LMX_OK);
+    CHECK_EQ_INT(lmx__plan_batch_layout(p, 0, 0, 1, 0, 16, LMX_CP_THD, &out, &err), LMX_EINVAL);
+    CHECK_CONTAINS(err.message, "cp_layout");
+    CHECK_CONTAINS(err.message, "pad_multiple");
+    CHECK_EQ_INT(lmx__plan_batch_layout(a, 0, 0, 1, 0, 2, LMX_CP_THD, &out, &err), LMX_EINVAL);
+    CHECK_CONTAINS(err.message, "pad_multiple");
+    CHECK_EQ_INT(lmx__plan_batch_layout(p, 0, 0, 1, 0, 2, 7, &out, &err), LMX_EINVAL);
+    CHECK_CONTAINS(err.message, "cp_layout");
+    json_t *st = lmx__plan_stats(p, 0);
+    CHECK(st != NULL);
+    json_decref(st);
+    lmx__buf_free(&out);
+    /* the bytes index names no tokens */
+    lmx_plan_spec spec;
+    if (parse_spec("{\"strategy\": \"original\", \"pad_multiple\": 16, \"pad_token\": \"x\"}", &spec, &err) == LMX_OK) {
+        lmx_plan *q = NULL;
+        CHECK_EQ_INT(lmx__plan_create(ix, "p", &spec, &q, &err), LMX_EINVAL);
+        CHECK_CONTAINS(err.message, "plans.p.pad_token");
+        lmx__plan_free(q);
+    }
+    lmx__plan_spec_free(&spec);
+out:
+    lmx__plan_free(a);
+    lmx__plan_free(b);
+    lmx__plan_free(p);
+}
+
 int main(void)
 {
     lmx_test_tmpdir("plan", root, sizeof root);
@@ -1071,6 +1141,7 @@ int main(void)
     test_item_tables();
     test_cp();
     test_weight_bounds();
+    test_padded();
     lmx__index_close(ix);
     CHECK_EQ_INT(lmx_test_rmtree(root), 0);
     TEST_MAIN_END();

@@ -228,8 +228,9 @@ static void test_round_trip(uint32_t tb, int with_cu)
         CHECK_CONTAINS(e2.message, "magic");
         free(m);
     }
-    expect_reject(&b, LMX_WH_VERSION, 2, 3, "version", LMX_EUNSUPPORTED);
+    expect_reject(&b, LMX_WH_VERSION, 2, 4, "version", LMX_EUNSUPPORTED);
     expect_reject(&b, LMX_WH_VERSION, 2, 2, "version", LMX_EFORMAT); /* v2 needs cp fields, other sizes */
+    expect_reject(&b, LMX_WH_VERSION, 2, 3, "version", LMX_EFORMAT); /* so does v3 */
     expect_reject(&b, LMX_WH_VERSION, 2, 0, "version", LMX_EUNSUPPORTED);
     expect_reject(&b, LMX_WH_HEADER_SIZE, 2, 104, "header_size", LMX_EFORMAT);
     expect_reject(&b, LMX_WH_TOTAL_SIZE, 8, b.len + 8, "total_size", LMX_EFORMAT);
@@ -452,8 +453,60 @@ static void test_v2(void)
     lmx__buf_free(&b);
 }
 
+/* Wire v3 (padded plans): v2 plus the real cu_seqlens after the padded ones and cp_layout; the
+ * reader checks real lengths in [1, padded], thd segments a multiple of 2*cp_size, the layout. */
+static void test_v3(void)
+{
+    lmx_wire_header h = {.version = LMX_WIRE_VERSION_PAD, .flags = LMX_WIRE_FLAG_CU_SEQLENS, .step = 3, .rank = 0,
+                         .world = 1, .seq_len = 16, .n_seqs = 1, .token_bytes = 4, .cp_rank = 0, .cp_size = 2,
+                         .ignore_index = -100, .cp_layout = LMX_CP_THD};
+    lmx_buf b = {0};
+    lmx_wire_writer w;
+    lmx_error err = {0};
+    CHECK_EQ_INT(lmx__wire_begin(&w, &h, &b, &err), LMX_OK);
+    uint8_t *t = lmx__wire_tokens(&w, 0);
+    for (uint32_t i = 0; i < 8; i++)
+        lmx__put32(t + 4 * i, 1000 + i);
+    lmx__wire_set_next(&w, 0, 5);
+    const int32_t cu[3] = {0, 8, 16}, real[3] = {0, 5, 13};
+    for (int i = 0; i < 3; i++) {
+        CHECK_EQ_INT(lmx__wire_add_cu(&w, cu[i]), LMX_OK);
+        CHECK_EQ_INT(lmx__wire_add_cu_real(&w, real[i]), LMX_OK);
+    }
+    CHECK_EQ_INT(lmx__wire_end_seq(&w), LMX_OK);
+    CHECK_EQ_INT(lmx__wire_finish(&w, domains, 3, &err), LMX_OK);
+    lmx__wire_writer_free(&w);
+    lmx_wire_view v;
+    CHECK_EQ_INT(lmx__wire_parse(b.data, b.len, &v, &err), LMX_OK);
+    CHECK_EQ_U64(v.h.version, 3);
+    CHECK_EQ_U64(v.h.cp_layout, LMX_CP_THD);
+    CHECK_EQ_U64(lmx__wire_slice_len(&v.h), 8);
+    CHECK_EQ_U64(lmx__wire_token(&v, 0, 7), 1007);
+    CHECK_EQ_INT(lmx__wire_cu(&v, 1), 8);
+    CHECK_EQ_INT(lmx__wire_cu_real(&v, 1), 5);
+    CHECK_EQ_INT(lmx__wire_cu_real(&v, 2), 13);
+    CHECK_EQ_U64(v.at.cu_real, v.at.cu + 16); /* align8(cu + 12) */
+    CHECK_EQ_U64(v.at.domain_offsets, v.at.cu_real + 16);
+    const uint64_t cu_at = v.at.cu, real_at = v.at.cu_real;
+    expect_reject(&b, LMX_WH_CP_LAYOUT, 4, 2, "cp_layout", LMX_EFORMAT);
+    expect_reject(&b, (size_t)real_at, 4, 1, "real cu_seqlens", LMX_EFORMAT);     /* not from 0 */
+    expect_reject(&b, (size_t)real_at + 4, 4, 0, "real length", LMX_EFORMAT);    /* an empty segment */
+    expect_reject(&b, (size_t)real_at + 4, 4, 9, "real length", LMX_EFORMAT);    /* longer than padded */
+    expect_reject(&b, (size_t)cu_at + 4, 4, 6, "thd segment", LMX_EFORMAT);     /* 6 % 4 != 0 */
+    expect_reject(&b, LMX_WH_VERSION, 2, 2, "version", LMX_EFORMAT);             /* v2 reads other sizes */
+    /* The same body as zigzag: segments need not be multiples of 2*cp_size. */
+    uint8_t *m = malloc(b.len);
+    memcpy(m, b.data, b.len);
+    lmx__put32(m + LMX_WH_CP_LAYOUT, LMX_CP_ZIGZAG);
+    lmx__put32(m + cu_at + 4, 6);
+    CHECK_EQ_INT(lmx__wire_parse(m, b.len, &v, &err), LMX_OK);
+    free(m);
+    lmx__buf_free(&b);
+}
+
 int main(void)
 {
+    test_v3();
     test_v2();
     test_round_trip(2, 1);
     test_round_trip(4, 1);

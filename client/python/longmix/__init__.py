@@ -11,6 +11,9 @@
     # context parallelism: rank C of K gets the zigzag slice, with labels and position ids
     c = longmix.Client(url, "per-source", rank=dp_rank, world=dp_size, cp_rank=C, cp_size=K)
     b = c.fetch(0); b.tokens, b.labels, b.position_ids   # [n_seqs, seq_len // K]
+    # a plan with pad_multiple (a multiple of 2K): Transformer Engine's THD split per document
+    c = longmix.Client(url, "padded", cp_rank=C, cp_size=K, cp_layout="thd")
+    b = c.fetch(0); b.cu_seqlens, b.cu_seqlens_real      # cu_seqlens_padded, cu_seqlens
 
     ds = longmix.LongmixDataset(url, "per-source", cp_rank=C, cp_size=K)   # model-ready items
     out = model(**longmix.model_inputs(item))                               # HF names and dtypes
@@ -21,12 +24,13 @@ path. Errors raise LongmixError with the C library's code and message. `LongmixD
 (PyTorch IterableDataset) imports torch on first use. `python3 -m longmix fetch|stats ...`.
 """
 from ._lib import LMX_ERANGE, LongmixError, library, version
-from .attention import document_causal_mask, zigzag_positions
+from .attention import document_causal_mask, thd_positions, zigzag_positions
 from .client import Batch, Client, Span
-from .dataset import MODEL_KEYS, model_inputs, model_items
+from .dataset import MODEL_KEYS, PACKED_SEQ_KEYS, model_inputs, model_items, packed_seq_params
 
 __all__ = ["Client", "Batch", "Span", "LongmixError", "LongmixDataset", "library", "version", "model_inputs",
-           "model_items", "MODEL_KEYS", "zigzag_positions", "document_causal_mask", "LMX_ERANGE"]
+           "model_items", "MODEL_KEYS", "PACKED_SEQ_KEYS", "packed_seq_params", "zigzag_positions", "thd_positions",
+           "document_causal_mask", "LMX_ERANGE"]
 
 
 def __getattr__(name):  # PEP 562: longmix.LongmixDataset imports torch only when asked for

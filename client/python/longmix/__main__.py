@@ -12,7 +12,7 @@ from .client import Client
 
 def _fetch(a):
     c = Client(a.url, a.plan, rank=a.rank, world=a.world, token=a.token, prefetch=0,
-               cp_rank=a.cp_rank, cp_size=a.cp_size)
+               cp_rank=a.cp_rank, cp_size=a.cp_size, cp_layout=a.cp_layout)
     with c:
         b = c.fetch(a.step)
         seqs = []
@@ -20,9 +20,13 @@ def _fetch(a):
             seqs.append({"tokens": b.tokens[s].tolist(), "labels": b.labels[s].tolist(),
                          "position_ids": b.position_ids[s].tolist(), "next_token": int(b.next_tokens[s]),
                          "spans": [sp._asdict() for sp in b.spans[s]], "cu_seqlens": b.cu_seqlens[s].tolist()})
+            if b.padded:
+                seqs[-1]["cu_seqlens_real"] = b.cu_seqlens_real[s].tolist()
         out = {"plan": a.plan, "plan_id": b.plan_id, "step": b.step, "rank": b.rank, "world": b.world,
                "seq_len": b.seq_len, "token_bytes": b.token_bytes, "cp_rank": b.cp_rank, "cp_size": b.cp_size,
-               "ignore_index": b.ignore_index, "sequences": seqs}
+               "ignore_index": b.ignore_index, "cp_layout": b.cp_layout, "sequences": seqs}
+        if b.padded:
+            out["padded"] = True
     json.dump(out, sys.stdout, separators=(",", ":"))
     sys.stdout.write("\n")
 
@@ -51,6 +55,7 @@ def main(argv=None):
     f.add_argument("--world", type=int, default=1)
     f.add_argument("--cp-rank", type=int, default=0)
     f.add_argument("--cp-size", type=int, default=1)
+    f.add_argument("--cp-layout", choices=("zigzag", "thd"), default="zigzag")
     f.add_argument("--token", default=os.environ.get("LONGMIX_TOKEN"))
     f.add_argument("--json", action="store_true", help="accepted for symmetry with longmix fetch (always JSON)")
     s = sub.add_parser("stats", help="mixture statistics (JSON)")

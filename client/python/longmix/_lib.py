@@ -31,7 +31,8 @@ class _Options(ctypes.Structure):  # mirrors lmx_client_options in longmix.h, fi
                 ("world", ctypes.c_uint32), ("token", ctypes.c_char_p), ("start_step", ctypes.c_uint64),
                 ("prefetch", ctypes.c_uint32), ("timeout_ms", ctypes.c_uint32), ("retries", ctypes.c_uint32),
                 ("no_zstd", ctypes.c_int), ("deadline_ms", ctypes.c_uint32),
-                ("max_batch_bytes", ctypes.c_uint64), ("cp_rank", ctypes.c_uint32), ("cp_size", ctypes.c_uint32)]
+                ("max_batch_bytes", ctypes.c_uint64), ("cp_rank", ctypes.c_uint32), ("cp_size", ctypes.c_uint32),
+                ("cp_layout", ctypes.c_uint32)]
 
 
 class _SpanInfo(ctypes.Structure):
@@ -105,6 +106,8 @@ for _name, _res, _args in [
         ("lmx_batch_labels", ctypes.c_void_p, [_P]),
         ("lmx_batch_position_ids", ctypes.c_void_p, [_P]),
         ("lmx_batch_ignore_index", ctypes.c_int32, [_P]),
+        ("lmx_batch_cp_layout", ctypes.c_uint32, [_P]),
+        ("lmx_batch_padded", ctypes.c_int, [_P]),
         ("lmx_get", ctypes.c_int, [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_uint32,
                                    ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_size_t), _E]),
         ("lmx_free", None, [ctypes.c_void_p]),
@@ -113,6 +116,8 @@ for _name, _res, _args in [
         ("lmx_batch_span", ctypes.c_int, [_P, ctypes.c_uint32, ctypes.c_uint32, ctypes.POINTER(_SpanInfo)]),
         ("lmx_batch_cu_seqlens", ctypes.c_uint32, [_P, ctypes.c_uint32, ctypes.POINTER(ctypes.c_int32),
                                                    ctypes.c_uint32]),
+        ("lmx_batch_cu_seqlens_real", ctypes.c_uint32, [_P, ctypes.c_uint32, ctypes.POINTER(ctypes.c_int32),
+                                                        ctypes.c_uint32]),
         ("lmx_batch_body", ctypes.c_void_p, [_P, ctypes.POINTER(ctypes.c_size_t)])]:
     _f = getattr(_L, _name)
     _f.restype = _res

@@ -16,6 +16,22 @@ def zigzag_positions(seq_len, cp_rank, cp_size):
     return np.concatenate([np.arange(a, a + c), np.arange(b, b + c)])
 
 
+def thd_positions(cu_seqlens_padded, cp_rank, cp_size):
+    """Whole-sequence positions of CP rank cp_rank's slice in the thd layout (Transformer Engine's
+    per-document split): chunks cp_rank and 2*cp_size-1-cp_rank of every segment, in order."""
+    cu = np.asarray(cu_seqlens_padded, dtype=np.int64)
+    if cp_size == 1:
+        return np.arange(int(cu[-1]))
+    parts = []
+    for a, b in zip(cu[:-1], cu[1:]):
+        if (b - a) % (2 * cp_size):
+            raise ValueError(f"segment of {b - a} positions is not a multiple of 2*cp_size = {2 * cp_size}")
+        c = (b - a) // (2 * cp_size)
+        parts += [np.arange(a + cp_rank * c, a + (cp_rank + 1) * c),
+                  np.arange(a + (2 * cp_size - 1 - cp_rank) * c, a + (2 * cp_size - cp_rank) * c)]
+    return np.concatenate(parts)
+
+
 def document_causal_mask(cu_seqlens, q_positions=None):
     """Boolean mask [len(q_positions), seq_len]: query at whole position q may attend key k iff
     k <= q and both lie in the same cu_seqlens segment. q_positions defaults to every position

@@ -27,7 +27,9 @@ class Batch:
         self.cp_size = _L.lmx_batch_cp_size(h)
         self.slice_len = _L.lmx_batch_slice_len(h)  # positions per sequence: seq_len / cp_size
         self.ignore_index = _L.lmx_batch_ignore_index(h)
-        self._cu = self._spans = None
+        self.cp_layout = "thd" if _L.lmx_batch_cp_layout(h) == 1 else "zigzag"
+        self.padded = bool(_L.lmx_batch_padded(h))  # the plan pads documents (pad_multiple; wire v3)
+        self._cu = self._cu_real = self._spans = None
 
     def __del__(self):
         h = getattr(self, "_h", None)
@@ -61,7 +63,8 @@ class Batch:
     @property
     def labels(self):
         """numpy int32 [n_seqs, slice_len]: the next token of every position (already shifted),
-        ignore_index where the plan masks it; None without CP options (cp_size 0)."""
+        ignore_index where the plan masks it (and at pads); None without CP options (cp_size 0)
+        unless the plan is padded."""
         p = _L.lmx_batch_labels(self._h)
         return None if not p else self._matrix(p, ctypes.c_int32, "<i4")
 
@@ -76,20 +79,33 @@ class Batch:
         """numpy uint32 [n_seqs]: the token following each sequence in the plan's stream."""
         return np.array([_L.lmx_batch_next_token(self._h, s) for s in range(self.n_seqs)], dtype=np.uint32)
 
+    def _cu_lists(self, fn):
+        out = []
+        for s in range(self.n_seqs):
+            n = fn(self._h, s, None, 0)
+            a = np.zeros(n, dtype=np.int32)
+            if n:
+                fn(self._h, s, a.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)), n)
+            out.append(a)
+        return out
+
     @property
     def cu_seqlens(self):
         """list (one per sequence) of int32 arrays (0, ..., seq_len) of the whole sequence (also
-        with CP); empty arrays when the plan has them off (without CP)."""
+        with CP); empty arrays when the plan has them off (without CP). For a padded plan these
+        are the segments in the buffer, pads included: Transformer Engine's cu_seqlens_padded."""
         if self._cu is None:
-            out = []
-            for s in range(self.n_seqs):
-                n = _L.lmx_batch_cu_seqlens(self._h, s, None, 0)
-                a = np.zeros(n, dtype=np.int32)
-                if n:
-                    _L.lmx_batch_cu_seqlens(self._h, s, a.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)), n)
-                out.append(a)
-            self._cu = out
+            self._cu = self._cu_lists(_L.lmx_batch_cu_seqlens)
         return self._cu
+
+    @property
+    def cu_seqlens_real(self):
+        """Like cu_seqlens, the cumulated real lengths of the same segments (pads left out:
+        Transformer Engine's cu_seqlens beside cu_seqlens_padded); equal to cu_seqlens when the
+        plan does not pad."""
+        if self._cu_real is None:
+            self._cu_real = self._cu_lists(_L.lmx_batch_cu_seqlens_real)
+        return self._cu_real
 
     @property
     def spans(self):
@@ -115,7 +131,7 @@ class Batch:
         return a
 
     def __repr__(self):
-        cp = f" cp {self.cp_rank}/{self.cp_size}" if self.cp_size > 1 else ""
+        cp = f" cp {self.cp_rank}/{self.cp_size} {self.cp_layout}" if self.cp_size > 1 else ""
         return (f"<longmix.Batch step {self.step} rank {self.rank}/{self.world}{cp} {self.n_seqs}x{self.slice_len} "
                 f"u{8 * self.token_bytes} plan {self.plan_id}>")
 
@@ -123,13 +139,16 @@ class Batch:
 class Client:
     """A liblongmix client: one plan, one rank of `world` (and with cp_size >= 1, context-parallel
     rank cp_rank's zigzag slice of every sequence, with labels and position ids: proto/WIRE.md
-    "Wire v2"). next() iterates from start_step with
+    "Wire v2"; cp_layout="thd" for Transformer Engine's per-document split of a padded plan,
+    "Wire v3"). next() iterates from start_step with
     `prefetch` batches fetched ahead by a background thread; fetch(step) is random access.
     Thread-safe. A client belongs to the process that opened it: in a forked child (a DataLoader
     worker) it raises LongmixError and close() only drops it; open a new Client there."""
 
     def __init__(self, urls, plan, rank=0, world=1, token=None, start_step=0, prefetch=2, timeout_ms=60000,
-                 retries=6, zstd=True, deadline_ms=0, max_batch_bytes=0, cp_rank=0, cp_size=0):
+                 retries=6, zstd=True, deadline_ms=0, max_batch_bytes=0, cp_rank=0, cp_size=0, cp_layout="zigzag"):
+        if cp_layout not in ("zigzag", "thd"):
+            raise ValueError(f"cp_layout {cp_layout!r}: want 'zigzag' or 'thd'")
         if isinstance(urls, (list, tuple)):
             urls = ",".join(urls)
         o = _Options()
@@ -142,6 +161,8 @@ class Client:
         o.deadline_ms = deadline_ms
         o.max_batch_bytes = max_batch_bytes
         o.cp_rank, o.cp_size = cp_rank, cp_size
+        o.cp_layout = 1 if cp_layout == "thd" else 0
+        self.cp_layout = cp_layout
         self.plan, self.rank, self.world = plan, rank, world
         self.cp_rank, self.cp_size = cp_rank, cp_size
         self._h = ctypes.c_void_p()

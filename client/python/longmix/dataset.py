@@ -12,11 +12,23 @@ from .client import Client
 # shift_labels (see model_items).
 MODEL_KEYS = ("input_ids", "labels", "shift_labels", "position_ids", "cu_seq_lens_q", "cu_seq_lens_k",
               "max_length_q", "max_length_k")
+# Padded plans only: the fields of Megatron-Core's PackedSeqParams (Transformer Engine, qkv_format
+# "thd"): real cu_seqlens beside the padded ones (packed_seq_params()).
+PACKED_SEQ_KEYS = ("cu_seqlens_q", "cu_seqlens_kv", "cu_seqlens_q_padded", "cu_seqlens_kv_padded", "max_seqlen_q",
+                   "max_seqlen_kv")
 
 
 def model_inputs(item):
     """The model keys of an item (drops longmix's own: step, spans, ...)."""
     return {k: item[k] for k in MODEL_KEYS if k in item}
+
+
+def packed_seq_params(item):
+    """Keyword arguments of Megatron-Core's PackedSeqParams for an item of a padded plan:
+    PackedSeqParams(**longmix.packed_seq_params(item)) (qkv_format "thd")."""
+    if "cu_seqlens_q_padded" not in item:
+        raise ValueError("packed_seq_params: the plan does not pad documents (give it pad_multiple)")
+    return dict({k: item[k] for k in PACKED_SEQ_KEYS}, qkv_format="thd")
 
 
 def model_items(batch, torch):
@@ -33,6 +45,10 @@ def model_items(batch, torch):
     (transformers' ForCausalLMLoss uses shift_labels as is when present)."""
     if batch.labels is None:
         raise ValueError("model_items: the batch has no labels (open the Client with cp_size >= 1)")
+    # A padded plan (wire v3) adds PACKED_SEQ_KEYS: cu_seqlens_q/kv = the cumulated real lengths
+    # (pads left out), cu_seqlens_q/kv_padded = cu_seq_lens_q (the segments in the buffer), over
+    # the flattened row; max_seqlen_q/kv = the longest padded segment. With cp_layout "thd" the
+    # row is exactly TE's partition (thd_get_partitioned_indices) of the flattened whole row.
     n, S, L = batch.n_seqs, batch.slice_len, batch.seq_len
     ids = torch.from_numpy(batch.tokens.astype(np.int64)).reshape(1, n * S)
     labels = torch.from_numpy(batch.labels.astype(np.int64)).reshape(1, n * S)
@@ -41,8 +57,18 @@ def model_items(batch, torch):
     cu = np.concatenate(cus) if n else np.zeros(1, np.int64)
     cu_t = torch.from_numpy(cu.astype(np.int32))
     max_len = int(np.diff(cu).max()) if len(cu) > 1 else 0
-    return {"input_ids": ids, "labels": labels, "shift_labels": labels, "position_ids": pos,
-            "cu_seq_lens_q": cu_t, "cu_seq_lens_k": cu_t, "max_length_q": max_len, "max_length_k": max_len}
+    out = {"input_ids": ids, "labels": labels, "shift_labels": labels, "position_ids": pos,
+           "cu_seq_lens_q": cu_t, "cu_seq_lens_k": cu_t, "max_length_q": max_len, "max_length_k": max_len}
+    if batch.padded:
+        reals, base = [], 0
+        for s in range(n):
+            r = batch.cu_seqlens_real[s].astype(np.int64)
+            reals.append(r[:-1] + base)
+            base += int(r[-1])
+        real_t = torch.from_numpy(np.concatenate(reals + [np.array([base], np.int64)]).astype(np.int32))
+        out.update({"cu_seqlens_q": real_t, "cu_seqlens_kv": real_t, "cu_seqlens_q_padded": cu_t,
+                    "cu_seqlens_kv_padded": cu_t, "max_seqlen_q": max_len, "max_seqlen_kv": max_len})
+    return out
 
 
 def _group_rank_world(torch, group):
@@ -73,7 +99,8 @@ def make_dataset_class():
         """This rank's batches of a plan as a PyTorch IterableDataset; use DataLoader(ds, batch_size=None).
 
         Each item is a dict with the model inputs (model_items(): input_ids, labels, shift_labels,
-        position_ids, cu_seq_lens_q/k, max_length_q/k; `model(**longmix.model_inputs(item))`) and
+        position_ids, cu_seq_lens_q/k, max_length_q/k; `model(**longmix.model_inputs(item))`; for a
+        padded plan also PACKED_SEQ_KEYS, `PackedSeqParams(**longmix.packed_seq_params(item))`) and
         longmix's own keys: step, rank, world, cp_rank, cp_size, ignore_index, plan_id, tokens (LongTensor
         [n_seqs, slice_len], or `token_dtype`), next_tokens (LongTensor [n_seqs]), cu_seqlens
         (list of IntTensors, whole sequences), spans (per sequence a list of (domain, doc, offset,
@@ -99,7 +126,7 @@ def make_dataset_class():
 
         def __init__(self, urls, plan, rank=None, world=None, token=None, start_step=0, num_steps=None,
                      prefetch=2, token_dtype=None, cp_rank=None, cp_size=None, cp_group=None, dp_group=None,
-                     model_inputs=True, **client_kw):
+                     model_inputs=True, cp_layout="zigzag", **client_kw):
             super().__init__()
             if dp_group is not None:
                 r, w = _group_rank_world(torch, dp_group)
@@ -116,6 +143,7 @@ def make_dataset_class():
             if not model_inputs and self.cp_size != 1:
                 raise ValueError("model_inputs=False (whole sequences, wire v1) cannot be combined with cp_size > 1")
             self.model_inputs = model_inputs
+            self.cp_layout = cp_layout
             self.start_step, self.num_steps, self.prefetch = start_step, num_steps, prefetch
             self.token_dtype = token_dtype if token_dtype is not None else torch.long
             self.client_kw = client_kw
@@ -150,6 +178,7 @@ def make_dataset_class():
                     "ignore_index": b.ignore_index, "plan_id": b.plan_id, "tokens": tokens,
                     "next_tokens": torch.from_numpy(b.next_tokens.astype(np.int64)),
                     "cu_seqlens": [torch.from_numpy(a) for a in b.cu_seqlens],
+                    "padded": b.padded, "cp_layout": b.cp_layout,
                     "spans": [[tuple(s) for s in row] for row in b.spans]}
             if self.model_inputs:
                 item.update(model_items(b, torch))
@@ -167,6 +196,7 @@ def make_dataset_class():
             with Client(self.urls, self.plan, self.rank, self.world, token=self.token, start_step=first,
                         prefetch=self.prefetch if nw == 1 else 0, cp_rank=self.cp_rank,
                         cp_size=self.cp_size if self.model_inputs else 0,
+                        cp_layout=self.cp_layout if self.model_inputs else "zigzag",
                         **self.client_kw) as c:
                 step = first
                 # One worker: the library's prefetch runs ahead on consecutive steps. Several
