@@ -219,6 +219,7 @@ void lmx__tokjson_free(lmx_tokjson *t)
         return;
     for (int i = 0; i < t->n_norm; i++) {
         lmx__tok_regex_free(t->norm[i].rx);
+        lmx__tok_charsmap_free(t->norm[i].cm);
         free(t->norm[i].a);
         free(t->norm[i].b);
     }
@@ -233,6 +234,7 @@ void lmx__tokjson_free(lmx_tokjson *t)
     free(t->cont_prefix);
     free(t->eow_suffix);
     lmx__tok_strmap_free(&t->vocab);
+    lmx__tok_unigram_free(t->uni);
     free(t->merges.slots);
     for (uint32_t i = 0; i < t->n_added; i++)
         free(t->added[i].content);
