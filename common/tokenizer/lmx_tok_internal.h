@@ -591,6 +591,9 @@ typedef struct lmx_tok_charsmap {
 /* Decodes the base64 precompiled_charsmap b64[0..n) and checks it (HF's parse, plus every
  * reachable trie entry). On error LMX_EFORMAT and a message in msg[0..cap). */
 int lmx__tok_charsmap_load(const char *b64, size_t n, lmx_tok_charsmap **out, char *msg, size_t cap);
+/* The same from the decoded blob[0..n) (not kept). */
+int lmx__tok_charsmap_parse(const uint8_t *blob, size_t n, lmx_tok_charsmap **out, char *msg,
+                            size_t cap);
 void lmx__tok_charsmap_free(lmx_tok_charsmap *m);
 /* HF's Precompiled normalizer over valid UTF-8 s[0..n), appended to out. */
 int lmx__tok_precompiled(const lmx_tok_charsmap *m, const uint8_t *s, size_t n, lmx_buf *out);

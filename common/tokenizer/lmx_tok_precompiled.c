@@ -137,24 +137,13 @@ static int check_trie(const lmx_tok_charsmap *m, char *msg, size_t cap)
     return rc;
 }
 
-int lmx__tok_charsmap_load(const char *b64, size_t n, lmx_tok_charsmap **out, char *msg, size_t cap)
+int lmx__tok_charsmap_parse(const uint8_t *blob, size_t bl, lmx_tok_charsmap **out, char *msg,
+                            size_t cap)
 {
     *out = NULL;
-    uint8_t *blob = NULL;
-    size_t bl = 0;
-    int r = b64dec(b64, n, &blob, &bl);
-    if (r < 0) {
-        snprintf(msg, cap, "out of memory");
-        return LMX_ENOMEM;
-    }
-    if (!r) {
-        snprintf(msg, cap, "not valid base64");
-        return LMX_EFORMAT;
-    }
     lmx_tok_charsmap *m = calloc(1, sizeof *m);
     int rc = LMX_EFORMAT;
     if (!m) {
-        free(blob);
         snprintf(msg, cap, "out of memory");
         return LMX_ENOMEM;
     }
@@ -199,12 +188,29 @@ int lmx__tok_charsmap_load(const char *b64, size_t n, lmx_tok_charsmap **out, ch
         const uint8_t *rp = first_prefix(m, &b, 1, &rl);
         m->ascii[c] = rp ? (int32_t)(rp - m->norm) : -1;
     }
-    free(blob);
     *out = m;
     return LMX_OK;
 fail:
-    free(blob);
     lmx__tok_charsmap_free(m);
+    return rc;
+}
+
+int lmx__tok_charsmap_load(const char *b64, size_t n, lmx_tok_charsmap **out, char *msg, size_t cap)
+{
+    *out = NULL;
+    uint8_t *blob = NULL;
+    size_t bl = 0;
+    int r = b64dec(b64, n, &blob, &bl);
+    if (r < 0) {
+        snprintf(msg, cap, "out of memory");
+        return LMX_ENOMEM;
+    }
+    if (!r) {
+        snprintf(msg, cap, "not valid base64");
+        return LMX_EFORMAT;
+    }
+    int rc = lmx__tok_charsmap_parse(blob, bl, out, msg, cap);
+    free(blob);
     return rc;
 }
 
