@@ -411,7 +411,7 @@ int lmx__tokload_decoder(lmx_tok_loadctx *c, struct json_t *o, const char *path)
 void lmx__tokload_separators(lmx_tok_loadctx *c, struct json_t *root, struct json_t *cfg,
                              lmx_tok_seps *out);
 
-/* The BPE model (lmx_tok_load_bpe.c): m = the "model" object, added = "added_tokens" (ids
+/* The BPE model (lmx_tok_load_bpe.c; a Unigram model goes to lmx__tokload_unigram instead): m = the "model" object, added = "added_tokens" (ids
  * counted into the id limit). Uses c->fast's lists when set, else reads them from m. */
 int lmx__tokload_model(lmx_tok_loadctx *c, struct json_t *m, struct json_t *added);
 /* The lists (lmx_tok_lists.c, a leaf). */

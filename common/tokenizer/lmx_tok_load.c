@@ -175,7 +175,9 @@ static int load_doc(const char *data, size_t len, const char *cfgdata, size_t cf
         rc = lmx__tokload_bad(&c, LMX_EFORMAT, "added_tokens: expected an array");
         goto done;
     }
-    if ((rc = lmx__tokload_model(&c, model, added)))
+    const char *mtype = json_is_object(model) ? lmx__tokload_type(model) : NULL;
+    if ((rc = mtype && strcmp(mtype, "Unigram") == 0 ? lmx__tokload_unigram(&c, model, added)
+                                                     : lmx__tokload_model(&c, model, added)))
         goto done;
     if ((rc = load_added(&c, added)))
         goto done;

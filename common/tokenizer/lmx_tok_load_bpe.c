@@ -116,8 +116,6 @@ int lmx__tokload_model(lmx_tok_loadctx *c, json_t *m, json_t *added)
     if (!json_is_object(m))
         return lmx__tokload_bad(c, LMX_EFORMAT, "model: expected an object");
     const char *type = lmx__tokload_type(m);
-    if (type && strcmp(type, "Unigram") == 0)
-        return lmx__tokload_unigram(c, m, added);
     if (type && strcmp(type, "BPE") != 0)
         return lmx__tokload_bad(c, LMX_EUNSUPPORTED, "model.type: model \"%s\" is not supported (only BPE and Unigram)", type);
     if (!type && !json_object_get(m, "merges"))
