@@ -11,9 +11,9 @@
 
 #define UNK_PENALTY 10.0 /* HF's K_UNK_PENALTY: an unknown char scores min score - 10 */
 
-static inline uint64_t edge_slot(uint64_t key, uint64_t mask)
+static inline uint64_t edge_slot(uint32_t key, uint64_t mask)
 {
-    return (key * 0x9E3779B97F4A7C15ull >> 17) & mask;
+    return ((uint64_t)key * 0x9E3779B97F4A7C15ull >> 17) & mask;
 }
 
 /* Rehashes the edge map into 2x the slots. */
@@ -43,7 +43,8 @@ static int trie_insert(lmx_tok_unigram *u, const uint8_t *s, size_t n, uint32_t 
     uint32_t node = 0;
     for (size_t i = 0; i < n; i++) {
         uint32_t child = 0;
-        uint64_t key = ((uint64_t)node << 8 | s[i]) + 1, j = 0;
+        uint32_t key = (node << 8 | s[i]) + 1;
+        uint64_t j = 0;
         if (node == 0) {
             child = u->root[s[i]];
         } else {
@@ -54,8 +55,8 @@ static int trie_insert(lmx_tok_unigram *u, const uint8_t *s, size_t n, uint32_t 
                 child = u->edges[j].child;
         }
         if (!child) {
-            if (u->n_nodes == UINT32_MAX / 2)
-                return LMX_ENOMEM;
+            if (u->n_nodes >= LMX_TOK_UNI_MAX_NODES)
+                return LMX_EUNSUPPORTED;
             if (lmx__tok_grow((void **)&u->node_id, cap, (size_t)u->n_nodes + 1, sizeof *u->node_id))
                 return LMX_ENOMEM;
             child = u->n_nodes++;
@@ -146,9 +147,11 @@ int lmx__tokload_unigram(lmx_tok_loadctx *c, json_t *m, json_t *added)
     for (size_t i = 0; i < nv; i++) {
         const uint8_t *key = L->arena.data + L->v[3 * i];
         size_t klen = L->v[3 * i + 1];
-        if (lmx__tok_strmap_put(&t->vocab, key, klen, (uint32_t)i) != LMX_OK ||
-            trie_insert(u, key, klen, (uint32_t)i, &ncap) != LMX_OK)
+        if (lmx__tok_strmap_put(&t->vocab, key, klen, (uint32_t)i) != LMX_OK)
             return lmx__tokload_bad(c, LMX_ENOMEM, "model.vocab: out of memory");
+        if ((rc = trie_insert(u, key, klen, (uint32_t)i, &ncap)) != LMX_OK)
+            return lmx__tokload_bad(c, rc, "model.vocab: %s", rc == LMX_ENOMEM ? "out of memory"
+                                    : "the pieces need more than 2^24 trie nodes");
         t->id_off[i] = (uint32_t)t->id_arena.len;
         t->id_len[i] = (uint32_t)klen;
         if (klen)

@@ -8,8 +8,8 @@
 
 static inline uint32_t child(const lmx_tok_unigram *u, uint32_t node, uint8_t b)
 {
-    uint64_t key = ((uint64_t)node << 8 | b) + 1;
-    uint64_t j = (key * 0x9E3779B97F4A7C15ull >> 17) & u->edge_mask;
+    uint32_t key = (node << 8 | b) + 1;
+    uint64_t j = ((uint64_t)key * 0x9E3779B97F4A7C15ull >> 17) & u->edge_mask;
     for (;;) {
         const lmx_tok_uni_edge *ed = &u->edges[j];
         if (ed->key == key)
