@@ -308,9 +308,44 @@ static void test_graphemes(void)
     CHECK_EQ_INT(wrong, 0);
 }
 
+/* The repository's real SentencePiece file (tests/fixtures/tokenizers/spm-unigram): ids and the
+ * decoded text (Metaspace decoder) as the HF peer gives them. The cluster "Ａ" + U+0301 loses its
+ * accent and "\r\n" becomes one space (Precompiled's whole-cluster rule). */
+static void test_fixture(void)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tests/fixtures/tokenizers/spm-unigram/tokenizer.json", LMX_SOURCE_DIR);
+    lmx_tokenizer_options o = {0};
+    lmx_tokenizer *t = NULL;
+    lmx_error err = {0};
+    CHECK_EQ_INT(lmx__tokenizer_open(path, &o, &t, &err), LMX_OK);
+    lmx_encoder *enc = NULL;
+    if (!t || lmx__encoder_create(t, &enc, &err) != LMX_OK) {
+        lmx__tokenizer_free(t);
+        return;
+    }
+    static const struct { const char *text, *decoded; uint32_t ids[16]; size_t n; } cases[] = {
+        {"Hello  world \xef\xac\x81 \xef\xbc\xa1\xcc\x81" "b\r\nx \xc3\xa9\xf0\x9f\x98\x80\xf0\x90\xb5\x90",
+         "Hello world fi Ab x \xc3\xa9\xf0\x9f\x98\x80\xf0\x90\xb5\x90",
+         {734, 1824, 749, 751, 301, 260, 1291, 446, 394, 386, 729, 7987, 7948}, 13},
+        {"  lead and trail  ", "lead and trail", {3672, 1447, 296, 260, 4749}, 5},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        check_ids(enc, cases[i].text, cases[i].ids, cases[i].n);
+        lmx_buf out = {0};
+        CHECK_EQ_INT(lmx__decode(t, cases[i].ids, cases[i].n, &out, &err), LMX_OK);
+        CHECK(lmx__buf_append(&out, "", 1) == LMX_OK);
+        CHECK_EQ_STR((const char *)out.data, cases[i].decoded);
+        lmx__buf_free(&out);
+    }
+    lmx__encoder_free(enc);
+    lmx__tokenizer_free(t);
+}
+
 int main(void)
 {
     test_unigram();
+    test_fixture();
     test_precompiled();
     test_graphemes();
     lmx__buf_free(&jb);
