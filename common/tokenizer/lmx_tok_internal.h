@@ -379,6 +379,8 @@ typedef struct lmx_tok_loadctx {
     int orig_borrowed;   /* orig's arena is the lists' arena (byte level: no copies) */
     lmx_tok_lists *fast; /* set when the fast scanner parsed vocab and merges */
     lmx_tok_lists own;   /* the lists from jansson's tree otherwise (kept while orig is used) */
+    const char *doc;     /* the text jansson parsed (Unigram scores are re-read from it) */
+    size_t doc_len;
 } lmx_tok_loadctx;
 
 /* Returned (internally) when the fast scanner's result turns out unusable (a duplicate vocab

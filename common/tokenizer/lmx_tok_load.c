@@ -150,6 +150,8 @@ static int load_doc(const char *data, size_t len, const char *cfgdata, size_t cf
     lmx_tok_loadctx c = {0};
     c.err = err;
     c.fast = fast;
+    c.doc = data;
+    c.doc_len = len;
     c.t = calloc(1, sizeof *c.t);
     int rc;
     if (!c.t) {

@@ -3,6 +3,8 @@
  * and the piece trie + scores the encoder's Viterbi search reads (lmx_tok_unigram.c). */
 #include "lmx_tok_internal.h"
 
+#include "lmx_json_scan.h"
+
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -10,6 +12,138 @@
 #include <string.h>
 
 #define UNK_PENALTY 10.0 /* HF's K_UNK_PENALTY: an unknown char scores min score - 10 */
+
+/* ---- scores as HF reads them ---------------------------------------------------------------
+ * HF parses the scores with serde_json's default float parser, which is not correctly rounded:
+ * the digits as a u64, converted to f64, then one multiplication or division by a power of ten
+ * (f64_from_parts without the float_roundtrip feature). Scores of 17 digits can come out one ulp
+ * away from strtod's (jansson's) value, enough to flip a Viterbi tie (seen with the peer). So the
+ * scores are re-read from the text of model.vocab and converted that way. */
+
+/* serde_json's f64 for the number text at p (JSON grammar already checked by jansson); 0 when
+ * the text is outside what is emulated (over 19 digits, exponents beyond +-400): the caller then
+ * keeps jansson's value. */
+static int serde_f64(const char *p, const char *end, const double *pow10, double *out)
+{
+    int neg = p < end && *p == '-';
+    p += neg;
+    uint64_t sig = 0;
+    int exp = 0, digits = 0, real = 0;
+    for (; p < end && *p >= '0' && *p <= '9'; p++, digits++) {
+        if (sig > (UINT64_MAX - 9) / 10)
+            return 0;
+        sig = sig * 10 + (uint64_t)(*p - '0');
+    }
+    if (p < end && *p == '.') {
+        real = 1;
+        for (p++; p < end && *p >= '0' && *p <= '9'; p++, exp--) {
+            if (sig > (UINT64_MAX - 9) / 10)
+                return 0;
+            sig = sig * 10 + (uint64_t)(*p - '0');
+        }
+    }
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        real = 1;
+        p++;
+        int eneg = p < end && *p == '-';
+        p += p < end && (*p == '-' || *p == '+');
+        int e = 0;
+        for (; p < end && *p >= '0' && *p <= '9'; p++) {
+            if (e > 400)
+                return 0;
+            e = e * 10 + (*p - '0');
+        }
+        exp += eneg ? -e : e;
+    }
+    if (!digits)
+        return 0;
+    double f = (double)sig;
+    if (real) {
+        for (;;) {
+            int a = exp < 0 ? -exp : exp;
+            if (a <= 308) {
+                f = exp >= 0 ? f * pow10[a] : f / pow10[a];
+                break;
+            }
+            if (f == 0.0)
+                break;
+            if (exp >= 0)
+                return 0; /* serde: out of range */
+            f /= pow10[308];
+            exp += 308;
+        }
+    }
+    *out = neg ? -f : f;
+    return 1;
+}
+
+/* Walks text to model.vocab (keys compared as written; of duplicate keys inside model the last
+ * wins, as in jansson) and overwrites score[0..nv) with serde_json's values when the array has
+ * exactly nv [piece, number] pairs; otherwise jansson's values stay. */
+static void scores_from_text(const char *text, size_t len, double *score, size_t nv)
+{
+    const char *p = lmx__jscan_ws(text, text + len), *end = text + len, *vocab = NULL;
+    if (lmx__jscan_open(&p, end, '{') != 1)
+        return;
+    for (int in_model = 0;;) {
+        if (p >= end || *p != '"')
+            return;
+        const char *k = p + 1, *q = lmx__jscan_string(k, end, LMX_JSCAN_RAW, NULL, NULL);
+        if (!q || !(p = lmx__jscan_colon(q, end)))
+            return;
+        size_t kl = (size_t)(q - 1 - k);
+        if (!in_model && kl == 5 && memcmp(k, "model", 5) == 0 && p < end && *p == '{') {
+            if (lmx__jscan_open(&p, end, '{') != 1)
+                return;
+            in_model = 1;
+            continue;
+        }
+        if (in_model && kl == 5 && memcmp(k, "vocab", 5) == 0)
+            vocab = p;
+        if (!(p = lmx__jscan_value(p, end, 0, 64)))
+            return;
+        int r = lmx__jscan_next(&p, end, '}');
+        if (r < 0)
+            return;
+        if (r == 0) {
+            if (!in_model)
+                return;
+            break; /* the end of model */
+        }
+    }
+    if (!vocab)
+        return;
+    double pow10[309];
+    char num[8];
+    for (int i = 0; i <= 308; i++) {
+        snprintf(num, sizeof num, "1e%d", i);
+        pow10[i] = strtod(num, NULL); /* serde's POW10 literals, correctly rounded */
+    }
+    p = vocab;
+    if (lmx__jscan_open(&p, end, '[') != 1)
+        return;
+    double *tmp = malloc(nv * sizeof *tmp);
+    size_t i = 0;
+    for (; tmp; i++) {
+        if (i == nv || lmx__jscan_open(&p, end, '[') != 1 || !(p = lmx__jscan_value(p, end, 0, 1)) ||
+            lmx__jscan_next(&p, end, ']') != 1)
+            break;
+        const char *ne = lmx__jscan_number(p, end, 0);
+        if (!ne || !serde_f64(p, ne, pow10, &tmp[i]))
+            break;
+        p = ne;
+        if (lmx__jscan_next(&p, end, ']') != 0)
+            break;
+        int r = lmx__jscan_next(&p, end, ']');
+        if (r <= 0) {
+            i += r == 0;
+            break;
+        }
+    }
+    if (tmp && i == nv)
+        memcpy(score, tmp, nv * sizeof *tmp);
+    free(tmp);
+}
 
 static inline uint64_t edge_slot(uint32_t key, uint64_t mask)
 {
@@ -132,6 +266,12 @@ int lmx__tokload_unigram(lmx_tok_loadctx *c, json_t *m, json_t *added)
         if (u->score[i] < min_score)
             min_score = u->score[i];
     }
+    if (c->doc)
+        scores_from_text(c->doc, c->doc_len, u->score, nv);
+    min_score = HUGE_VAL;
+    for (size_t i = 0; i < nv; i++)
+        if (u->score[i] < min_score)
+            min_score = u->score[i];
     u->unk_score = min_score - UNK_PENALTY;
     if ((rc = lmx__tokload_id_tables(c, added, L)))
         return rc;

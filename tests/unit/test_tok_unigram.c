@@ -121,6 +121,19 @@ static void test_unigram(void)
     }
     lmx__tokenizer_free(t);
 
+    /* scores are read as serde_json reads them (HF): "-48.382277801338157" is one ulp above
+     * strtod's value there, so a + b (-1 + -47.382277801338155) beats ab instead of tying */
+    jb.len = 0;
+    J("{\"model\":{\"type\":\"Unigram\",\"unk_id\":0,\"vocab\":[[\"<unk>\",0.0],[\"a\",-1.0],"
+      "[\"b\",-47.382277801338155],[\"ab\",-48.382277801338157]]}}");
+    t = open_json(&err);
+    CHECK(t != NULL);
+    if (t && lmx__encoder_create(t, &enc, &err) == LMX_OK) {
+        IDS(enc, "ab", 1, 2);
+        lmx__encoder_free(enc);
+    }
+    lmx__tokenizer_free(t);
+
     /* load errors name the JSON path */
     make_uni("8", 1, "null");
     CHECK(open_json(&err) == NULL);
