@@ -551,11 +551,14 @@ typedef struct lmx_tok_uni_edge {
     uint32_t child;
 } lmx_tok_uni_edge;
 #define LMX_TOK_UNI_MAX_NODES ((1u << 24) - 2)
+#define LMX_TOK_UNI_NONE 0x7FFFFFFFu /* node_id: no piece ends here */
+#define LMX_TOK_UNI_KIDS 0x80000000u /* node_id: the node has children (else the walk stops
+                                      * without probing the edge map) */
 typedef struct lmx_tok_unigram {
     uint32_t root[256];      /* child of the root per byte, 0 = none (node 0 is the root) */
     lmx_tok_uni_edge *edges;
     uint64_t edge_mask;
-    uint32_t *node_id;       /* piece id ending at node, LMX_TOKEN_NONE if none */
+    uint32_t *node_id;       /* piece id ending at node (LMX_TOK_UNI_NONE if none) | KIDS */
     uint32_t n_nodes;
     double *score;           /* by id */
     uint32_t n_pieces;

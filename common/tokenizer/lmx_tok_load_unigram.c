@@ -194,7 +194,8 @@ static int trie_insert(lmx_tok_unigram *u, const uint8_t *s, size_t n, uint32_t 
             if (lmx__tok_grow((void **)&u->node_id, cap, (size_t)u->n_nodes + 1, sizeof *u->node_id))
                 return LMX_ENOMEM;
             child = u->n_nodes++;
-            u->node_id[child] = LMX_TOKEN_NONE;
+            u->node_id[child] = LMX_TOK_UNI_NONE;
+            u->node_id[node] |= LMX_TOK_UNI_KIDS;
             if (node == 0) {
                 u->root[s[i]] = child;
             } else {
@@ -208,7 +209,7 @@ static int trie_insert(lmx_tok_unigram *u, const uint8_t *s, size_t n, uint32_t 
             return LMX_ENOMEM;
     }
     if (n)
-        u->node_id[node] = id;
+        u->node_id[node] = (u->node_id[node] & LMX_TOK_UNI_KIDS) | id;
     return LMX_OK;
 }
 
@@ -283,7 +284,7 @@ int lmx__tokload_unigram(lmx_tok_loadctx *c, json_t *m, json_t *added)
         lmx__tok_grow((void **)&u->node_id, &ncap, 1, sizeof *u->node_id))
         return lmx__tokload_bad(c, LMX_ENOMEM, "model.vocab: out of memory");
     u->n_nodes = 1;
-    u->node_id[0] = LMX_TOKEN_NONE;
+    u->node_id[0] = LMX_TOK_UNI_NONE;
     for (size_t i = 0; i < nv; i++) {
         const uint8_t *key = L->arena.data + L->v[3 * i];
         size_t klen = L->v[3 * i + 1];

@@ -78,13 +78,13 @@ int lmx__tok_unigram_word(lmx_tokjson_enc *e, const uint8_t *w, size_t n, lmx_id
         uint32_t node = u->root[w[i]];
         while (node) {
             k++;
-            uint32_t id = u->node_id[node];
-            if (id != LMX_TOKEN_NONE) {
+            uint32_t info = u->node_id[node], id = info & ~LMX_TOK_UNI_KIDS;
+            if (id != LMX_TOK_UNI_NONE) {
                 relax(&b[k], u->score[id] + base, (uint32_t)i, id);
                 if (k - i == mblen)
                     single = 1;
             }
-            if (k == n)
+            if (k == n || !(info & LMX_TOK_UNI_KIDS))
                 break;
             node = child(u, node, w[k]);
         }
