@@ -281,6 +281,8 @@ int lmx__tok_bpe_cached(lmx_tokjson_enc *e, const uint8_t *w, size_t n, lmx_ids 
 int lmx__tok_bpe_short(lmx_tokjson_enc *e, const uint8_t *w, size_t n, lmx_ids *out)
 {
     const lmx_tokjson *tj = e->tj;
+    if (tj->uni) /* the Unigram model, behind the same word caches */
+        return lmx__tok_unigram_word(e, w, n, out);
     if (tj->ignore_merges) {
         uint32_t id = lmx__tok_strmap_get(&tj->vocab, w, n);
         if (id != LMX_TOKEN_NONE)

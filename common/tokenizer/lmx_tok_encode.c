@@ -44,6 +44,7 @@ void lmx__tokjson_enc_free(lmx_tokjson_enc *e)
     free(e->pieces);
     free(e->syms);
     free(e->heap);
+    free(e->uni);
     free(e->cache);
     free(e->cache_arena);
     free(e->hot);
@@ -57,6 +58,11 @@ static void trim_scratch(lmx_tokjson_enc *e)
         free(e->syms);
         e->syms = NULL;
         e->sym_cap = 0;
+    }
+    if (e->uni_cap * sizeof *e->uni > SCRATCH_KEEP) {
+        free(e->uni);
+        e->uni = NULL;
+        e->uni_cap = 0;
     }
     if (e->heap_cap * sizeof *e->heap > SCRATCH_KEEP) {
         free(e->heap);
@@ -230,6 +236,9 @@ int lmx__tokjson_encode(lmx_tokjson_enc *e, const uint8_t *text, size_t len, lmx
     trim_scratch(e);
     if (rc)
         return lmx__err(err, rc, "encode: %s (document of %zu bytes)",
-                        rc == LMX_ENOMEM ? "out of memory" : "internal error", len);
+                        rc == LMX_ENOMEM ? "out of memory"
+                        : rc == LMX_EUNSUPPORTED ? "a char is not in the Unigram vocabulary and "
+                                                   "model.unk_id is null (HF fails the same way)"
+                                                 : "internal error", len);
     return LMX_OK;
 }

@@ -192,10 +192,13 @@ static inline const lmx_tok_merge *lmx__tok_merge_get(const lmx_tok_mergemap *m,
 
 enum { LMX_NORM_PREPEND = 1, LMX_NORM_REPLACE, LMX_NORM_NFC, LMX_NORM_NFD, LMX_NORM_NFKC,
        LMX_NORM_NFKD, LMX_NORM_LOWERCASE, LMX_NORM_STRIP, LMX_NORM_STRIP_ACCENTS };
+#define LMX_NORM_PRECOMPILED 100 /* SentencePiece charsmap (lmx_tok_precompiled.c) */
 struct lmx_tok_regex;
+struct lmx_tok_charsmap;
 typedef struct lmx_tok_norm {
     int type;
     struct lmx_tok_regex *rx; /* Replace with a Regex pattern */
+    struct lmx_tok_charsmap *cm; /* Precompiled */
     int left, right;          /* Strip */
     char *a; size_t alen; /* Prepend: prepend; Replace: pattern */
     char *b; size_t blen; /* Replace: content */
@@ -316,6 +319,10 @@ typedef struct lmx_tokjson {
     int cut_enabled;
     uint64_t cut_ok[128][2];
 
+    /* Unigram model (lmx_tok_load_unigram.c; NULL: BPE). vocab, byte_ids (<0xXX>), unk_id and
+     * byte_fallback above are shared with BPE. */
+    struct lmx_tok_unigram *uni;
+
     /* added tokens: matched only when match_added_tokens */
     lmx_tok_added *added;
     uint32_t n_added;
@@ -372,6 +379,8 @@ typedef struct lmx_tok_loadctx {
     int orig_borrowed;   /* orig's arena is the lists' arena (byte level: no copies) */
     lmx_tok_lists *fast; /* set when the fast scanner parsed vocab and merges */
     lmx_tok_lists own;   /* the lists from jansson's tree otherwise (kept while orig is used) */
+    const char *doc;     /* the text jansson parsed (Unigram scores are re-read from it) */
+    size_t doc_len;
 } lmx_tok_loadctx;
 
 /* Returned (internally) when the fast scanner's result turns out unusable (a duplicate vocab
@@ -404,7 +413,7 @@ int lmx__tokload_decoder(lmx_tok_loadctx *c, struct json_t *o, const char *path)
 void lmx__tokload_separators(lmx_tok_loadctx *c, struct json_t *root, struct json_t *cfg,
                              lmx_tok_seps *out);
 
-/* The BPE model (lmx_tok_load_bpe.c): m = the "model" object, added = "added_tokens" (ids
+/* The BPE model (lmx_tok_load_bpe.c; a Unigram model goes to lmx__tokload_unigram instead): m = the "model" object, added = "added_tokens" (ids
  * counted into the id limit). Uses c->fast's lists when set, else reads them from m. */
 int lmx__tokload_model(lmx_tok_loadctx *c, struct json_t *m, struct json_t *added);
 /* The lists (lmx_tok_lists.c, a leaf). */
@@ -487,6 +496,8 @@ typedef struct lmx_tokjson_enc {
     uint8_t *cache_arena;
     size_t cache_arena_len, cache_arena_cap;
     lmx_tok_hot *hot;         /* hot word cache, 2-way set associative (below) */
+    struct lmx_tok_uninode *uni; /* Unigram lattice, one node per byte + 1 */
+    size_t uni_cap;
     void *region;             /* Oniguruma match positions (lmx__tok_regex_region_new) */
 } lmx_tokjson_enc;
 
@@ -530,6 +541,77 @@ int lmx__tok_bpe_short(lmx_tokjson_enc *e, const uint8_t *w, size_t n, lmx_ids *
 /* Ids of one pre-token through the big word cache, merging on a miss (lmx_tok_bpe.c). */
 int lmx__tok_bpe_cached(lmx_tokjson_enc *e, const uint8_t *w, size_t n, lmx_ids *out);
 /* The hot word cache, inline for the pre-tokenizer loop: lmx_tok_hot.h. */
+
+/* ---- Unigram (lmx_tok_load_unigram.c: the model; lmx_tok_unigram.c: one pre-token) ------- */
+
+/* Byte trie over the pieces: the root's children in a table, the others in one hash map keyed
+ * by (node, byte), so a step is one probe and the trie costs no allocation per node. */
+typedef struct lmx_tok_uni_edge {
+    uint32_t key; /* node << 8 | byte, + 1 (nodes < 2^24); 0 = empty. 8 bytes: half the misses */
+    uint32_t child;
+} lmx_tok_uni_edge;
+#define LMX_TOK_UNI_MAX_NODES ((1u << 24) - 2)
+#define LMX_TOK_UNI_NONE 0x7FFFFFFFu /* node_id: no piece ends here */
+#define LMX_TOK_UNI_KIDS 0x80000000u /* node_id: the node has children (else the walk stops
+                                      * without probing the edge map) */
+typedef struct lmx_tok_unigram {
+    uint32_t root[256];      /* child of the root per byte, 0 = none (node 0 is the root) */
+    lmx_tok_uni_edge *edges;
+    uint64_t edge_mask;
+    uint32_t *node_id;       /* piece id ending at node (LMX_TOK_UNI_NONE if none) | KIDS */
+    uint32_t n_nodes;
+    double *score;           /* by id */
+    uint32_t n_pieces;
+    double unk_score;        /* min score - 10, HF's K_UNK_PENALTY */
+} lmx_tok_unigram;
+
+typedef struct lmx_tok_uninode {
+    double score;   /* best path score ending here */
+    uint32_t start; /* start of the last token of that path, UINT32_MAX = none yet */
+    uint32_t id;
+} lmx_tok_uninode;
+
+/* model = {"type": "Unigram", ...}: vocab, unk_id, byte_fallback (lmx_tok_load_unigram.c). */
+int lmx__tokload_unigram(lmx_tok_loadctx *c, struct json_t *m, struct json_t *added);
+void lmx__tok_unigram_free(lmx_tok_unigram *u);
+/* HF Unigram::tokenize of one pre-token: Viterbi best path, unknowns fused, byte fallback.
+ * LMX_EUNSUPPORTED when a char is unknown and the model has no unk_id (HF fails too). */
+int lmx__tok_unigram_word(lmx_tokjson_enc *e, const uint8_t *w, size_t n, lmx_ids *out);
+/* The id limit and id -> display arrays over vocab list L and the added tokens
+ * (lmx_tok_load_bpe.c). */
+int lmx__tokload_id_tables(lmx_tok_loadctx *c, struct json_t *added, const lmx_tok_lists *L);
+
+/* ---- Precompiled normalizer (lmx_tok_precompiled.c) and grapheme clusters (lmx_tok_grapheme.c,
+ * lmx_grapheme_tables.c, generated by gen_grapheme_tables.py) ------------------------------- */
+
+/* SentencePiece's precompiled charsmap: a darts-clone double-array trie over UTF-8 keys whose
+ * values are offsets of NUL-terminated replacements in norm. Every offset the trie can reach
+ * was checked at load, so lookups need only the array bound. */
+typedef struct lmx_tok_charsmap {
+    uint32_t *array;
+    size_t n;
+    uint8_t *norm;
+    size_t norm_len;
+    int32_t ascii[128]; /* replacement offset of each one-byte key, -1 = none */
+} lmx_tok_charsmap;
+/* Decodes the base64 precompiled_charsmap b64[0..n) and checks it (HF's parse, plus every
+ * reachable trie entry). On error LMX_EFORMAT and a message in msg[0..cap). */
+int lmx__tok_charsmap_load(const char *b64, size_t n, lmx_tok_charsmap **out, char *msg, size_t cap);
+/* The same from the decoded blob[0..n) (not kept). */
+int lmx__tok_charsmap_parse(const uint8_t *blob, size_t n, lmx_tok_charsmap **out, char *msg,
+                            size_t cap);
+void lmx__tok_charsmap_free(lmx_tok_charsmap *m);
+/* HF's Precompiled normalizer over valid UTF-8 s[0..n), appended to out. */
+int lmx__tok_precompiled(const lmx_tok_charsmap *m, const uint8_t *s, size_t n, lmx_buf *out);
+
+/* Grapheme_Cluster_Break classes (Extended_Pictographic folded in as a class of its own). */
+enum { LMX_GCB_OTHER = 0, LMX_GCB_CR, LMX_GCB_LF, LMX_GCB_CONTROL, LMX_GCB_EXTEND, LMX_GCB_ZWJ,
+       LMX_GCB_RI, LMX_GCB_PREPEND, LMX_GCB_SPACINGMARK, LMX_GCB_L, LMX_GCB_V, LMX_GCB_T,
+       LMX_GCB_LV, LMX_GCB_LVT, LMX_GCB_EXTPICT };
+unsigned lmx__gcb(uint32_t cp);
+/* End of the extended grapheme cluster (UAX #29 without GB9c) that starts at s[i], i < n, in
+ * valid UTF-8 s[0..n). */
+size_t lmx__grapheme_end(const uint8_t *s, size_t i, size_t n);
 
 /* ---- decoder (lmx_tok_decode.c) ------------------------------------------------------------ */
 

@@ -150,6 +150,8 @@ static int load_doc(const char *data, size_t len, const char *cfgdata, size_t cf
     lmx_tok_loadctx c = {0};
     c.err = err;
     c.fast = fast;
+    c.doc = data;
+    c.doc_len = len;
     c.t = calloc(1, sizeof *c.t);
     int rc;
     if (!c.t) {
@@ -175,7 +177,9 @@ static int load_doc(const char *data, size_t len, const char *cfgdata, size_t cf
         rc = lmx__tokload_bad(&c, LMX_EFORMAT, "added_tokens: expected an array");
         goto done;
     }
-    if ((rc = lmx__tokload_model(&c, model, added)))
+    const char *mtype = json_is_object(model) ? lmx__tokload_type(model) : NULL;
+    if ((rc = mtype && strcmp(mtype, "Unigram") == 0 ? lmx__tokload_unigram(&c, model, added)
+                                                     : lmx__tokload_model(&c, model, added)))
         goto done;
     if ((rc = load_added(&c, added)))
         goto done;
@@ -219,6 +223,7 @@ void lmx__tokjson_free(lmx_tokjson *t)
         return;
     for (int i = 0; i < t->n_norm; i++) {
         lmx__tok_regex_free(t->norm[i].rx);
+        lmx__tok_charsmap_free(t->norm[i].cm);
         free(t->norm[i].a);
         free(t->norm[i].b);
     }
@@ -233,6 +238,7 @@ void lmx__tokjson_free(lmx_tokjson *t)
     free(t->cont_prefix);
     free(t->eow_suffix);
     lmx__tok_strmap_free(&t->vocab);
+    lmx__tok_unigram_free(t->uni);
     free(t->merges.slots);
     for (uint32_t i = 0; i < t->n_added; i++)
         free(t->added[i].content);

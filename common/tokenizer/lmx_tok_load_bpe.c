@@ -117,10 +117,10 @@ int lmx__tokload_model(lmx_tok_loadctx *c, json_t *m, json_t *added)
         return lmx__tokload_bad(c, LMX_EFORMAT, "model: expected an object");
     const char *type = lmx__tokload_type(m);
     if (type && strcmp(type, "BPE") != 0)
-        return lmx__tokload_bad(c, LMX_EUNSUPPORTED, "model.type: model \"%s\" is not supported (only BPE)", type);
+        return lmx__tokload_bad(c, LMX_EUNSUPPORTED, "model.type: model \"%s\" is not supported (only BPE and Unigram)", type);
     if (!type && !json_object_get(m, "merges"))
         return lmx__tokload_bad(c, LMX_EUNSUPPORTED, "model.type: missing and the model has no merges (only BPE "
-                   "is supported)");
+                   "and Unigram are supported)");
     json_t *dropout = json_object_get(m, "dropout");
     if (dropout && !json_is_null(dropout) &&
         !(json_is_number(dropout) && json_number_value(dropout) == 0.0))
@@ -222,7 +222,7 @@ static void merge_look_ahead(const lmx_tokjson *t, const lmx_tok_strmap *ov, con
 #define VID(i) (L->v[3 * (i) + 2])
 
 /* The id limit (over vocab and added tokens) and the id -> display string arrays. */
-static int id_tables(lmx_tok_loadctx *c, json_t *added, const lmx_tok_lists *L)
+int lmx__tokload_id_tables(lmx_tok_loadctx *c, json_t *added, const lmx_tok_lists *L)
 {
     lmx_tokjson *t = c->t;
     size_t nv = L->nv;
@@ -556,7 +556,7 @@ static int model_tables(lmx_tok_loadctx *c, json_t *m, json_t *added, lmx_tok_li
     int rc;
     json_t *v;
     char q[80];
-    if ((rc = id_tables(c, added, L)) || (rc = vocab_maps(c, L)))
+    if ((rc = lmx__tokload_id_tables(c, added, L)) || (rc = vocab_maps(c, L)))
         return rc;
     const lmx_tok_strmap *ov = t->byte_level ? &c->orig : &t->vocab;
     t->unk_id = LMX_TOKEN_NONE;

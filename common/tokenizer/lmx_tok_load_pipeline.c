@@ -66,6 +66,15 @@ static int normalizer_step(lmx_tok_loadctx *c, json_t *o, const char *type, cons
     } else if (strcmp(type, "Lowercase") == 0) {
         n->type = LMX_NORM_LOWERCASE;
         rc = LMX_OK;
+    } else if (strcmp(type, "Precompiled") == 0) {
+        json_t *cm = json_object_get(o, "precompiled_charsmap");
+        char msg[200];
+        n->type = LMX_NORM_PRECOMPILED;
+        if (!json_is_string(cm))
+            rc = lmx__tokload_bad(c, LMX_EFORMAT, "%s.precompiled_charsmap: expected a base64 string", path);
+        else if ((rc = lmx__tok_charsmap_load(json_string_value(cm), json_string_length(cm), &n->cm,
+                                              msg, sizeof msg)) != LMX_OK)
+            rc = lmx__tokload_bad(c, rc, "%s.precompiled_charsmap: %s", path, msg);
     } else if (strcmp(type, "StripAccents") == 0) {
         n->type = LMX_NORM_STRIP_ACCENTS;
         rc = LMX_OK;
@@ -77,7 +86,7 @@ static int normalizer_step(lmx_tok_loadctx *c, json_t *o, const char *type, cons
     } else {
         return lmx__tokload_bad(c, LMX_EUNSUPPORTED,
                    "%s.type: normalizer \"%s\" is not supported (supported: Sequence, Prepend, "
-                   "Replace, NFC, NFD, NFKC, NFKD, Lowercase, Strip, StripAccents)", path, type);
+                   "Replace, NFC, NFD, NFKC, NFKD, Lowercase, Strip, StripAccents, Precompiled)", path, type);
     }
     t->n_norm++; /* counted even on error so free() releases the strings */
     return rc;

@@ -125,6 +125,10 @@ int lmx__tok_normalize(const lmx_tokjson *tj, const uint8_t *s, size_t n, lmx_bu
                 return LMX_ENOMEM;
             break;
         }
+        case LMX_NORM_PRECOMPILED:
+            if (lmx__tok_precompiled(nm->cm, cur, cn, b) != LMX_OK)
+                return LMX_ENOMEM;
+            break;
         case LMX_NORM_LOWERCASE:
             if (lmx__lowercase(cur, cn, b) != LMX_OK)
                 return LMX_ENOMEM;

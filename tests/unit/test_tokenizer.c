@@ -31,7 +31,7 @@ static void J(const char *fmt, ...)
  * ids: 0 <unk>, 1 <s>, 2 </s>, 3..258 <0x00>..<0xFF>, then the pieces below. */
 enum { SP_UNDER = 259, SP_H, SP_I, SP_UH, SP_UHI, SP_E, SP_L, SP_O, SP_LL, SP_UHE, SP_UHELL,
        SP_UHELLO };
-static void make_sp(int extra_model_type_unigram)
+static void make_sp(int model_wordpiece)
 {
     jb.len = 0;
     J("{\"version\":\"1.0\",\"truncation\":null,\"padding\":null,\"added_tokens\":[");
@@ -47,7 +47,7 @@ static void make_sp(int extra_model_type_unigram)
       "\"Strip\",\"content\":\" \",\"start\":1,\"stop\":0}]},");
     J("\"model\":{\"type\":\"%s\",\"dropout\":null,\"unk_token\":\"<unk>\",\"continuing_subword_prefix\""
       ":null,\"end_of_word_suffix\":null,\"fuse_unk\":true,\"byte_fallback\":true,\"vocab\":{",
-      extra_model_type_unigram ? "Unigram" : "BPE");
+      model_wordpiece ? "WordPiece" : "BPE");
     J("\"<unk>\":0,\"<s>\":1,\"</s>\":2");
     for (int b = 0; b < 256; b++)
         J(",\"<0x%02X>\":%d", b, 3 + b);
@@ -497,7 +497,7 @@ static void expect_unsupported(const char *what, const char *needle)
 static void test_unsupported(void)
 {
     make_sp(1);
-    expect_unsupported("Unigram model", "Unigram");
+    expect_unsupported("WordPiece model", "WordPiece");
     make_bl("{\"type\":\"UnicodeScripts\"}");
     expect_unsupported("UnicodeScripts pre-tokenizer", "UnicodeScripts");
     /* an unsupported normalizer, spliced into the SP fixture */
@@ -509,12 +509,12 @@ static void test_unsupported(void)
         lmx_buf b = {0};
         size_t head = (size_t)(p - (char *)jb.data) + strlen(from);
         CHECK(lmx__buf_append(&b, jb.data, head) == LMX_OK);
-        const char *lc = "\"type\":\"Sequence\",\"normalizers\":[{\"type\":\"Precompiled\"}]},\"x\":{";
+        const char *lc = "\"type\":\"Sequence\",\"normalizers\":[{\"type\":\"Nmt\"}]},\"x\":{";
         CHECK(lmx__buf_append(&b, lc, strlen(lc)) == LMX_OK);
         CHECK(lmx__buf_append(&b, jb.data + head, jb.len - head) == LMX_OK);
         lmx__buf_free(&jb);
         jb = b;
-        expect_unsupported("Precompiled normalizer", "Precompiled");
+        expect_unsupported("Nmt normalizer", "Nmt");
     }
 }
 
