@@ -197,9 +197,15 @@ typedef struct lmx_tok_norm {
     int type;
     struct lmx_tok_regex *rx; /* Replace with a Regex pattern */
     int left, right;          /* Strip */
+    unsigned bert;            /* BertNormalizer: LMX_BERT_* options */
     char *a; size_t alen; /* Prepend: prepend; Replace: pattern */
     char *b; size_t blen; /* Replace: content */
 } lmx_tok_norm;
+
+/* BertNormalizer (type below) and its options. strip_accents null follows lowercase: resolved
+ * at load. */
+enum { LMX_NORM_BERT = 32 };
+enum { LMX_BERT_CLEAN = 1, LMX_BERT_CJK = 2, LMX_BERT_STRIP = 4, LMX_BERT_LOWER = 8 };
 
 /* ---- general regex path (lmx_tok_regex.c, a leaf; Oniguruma, as HF) ----------------------- */
 
@@ -235,6 +241,8 @@ enum { LMX_PRE_SPLIT_RE = 1, LMX_PRE_SPLIT_STR, LMX_PRE_BYTELEVEL, LMX_PRE_METAS
 /* LMX_PRE_SPLIT_CHAR: every char the predicate holds for is its own match (HF's Fn(char)
  * pattern): Digits (char::is_numeric, N*), WhitespaceSplit (White_Space), Punctuation (ASCII punctuation
  * or general category P*), CharDelimiterSplit (one char). */
+/* UnicodeScripts: a split on the script of each char (lmx_tok_scripts.c) */
+enum { LMX_PRE_SCRIPTS = 32 };
 enum { LMX_CHAR_DIGIT = 1, LMX_CHAR_WS, LMX_CHAR_PUNCT, LMX_CHAR_EQ };
 enum { LMX_PREPEND_ALWAYS = 0, LMX_PREPEND_FIRST, LMX_PREPEND_NEVER };
 typedef struct lmx_tok_pre {
@@ -504,6 +512,17 @@ int lmx__tok_normalize(const lmx_tokjson *tj, const uint8_t *s, size_t n, lmx_bu
 /* The same with the result always in *out (the loader normalizes added-token contents). */
 int lmx__tokjson_normalize(const lmx_tokjson *tj, const uint8_t *s, size_t n, lmx_buf *out,
                            lmx_buf *tmp, uint32_t **u32, size_t *u32cap);
+
+/* ---- BertNormalizer, UnicodeScripts (lmx_tok_bert.c, lmx_tok_scripts.c; HF's own character
+ * sets from lmx_hf_char_tables.[ch]) ------------------------------------------------------- */
+
+/* HF BertNormalizer with options nm->bert on valid UTF-8 s[0..n): the result replaces out's
+ * contents; u32 is the NFD scratch. */
+int lmx__tok_bert_normalize(const lmx_tok_norm *nm, const uint8_t *s, size_t n, lmx_buf *out,
+                            uint32_t **u32, size_t *u32cap);
+/* HF UnicodeScripts on each span in[0..ns) of buf: the pieces appended to (*out)[*on..]. */
+int lmx__tok_scripts_split(const uint8_t *buf, const lmx_tok_span *in, size_t ns,
+                           lmx_tok_span **out, size_t *on, size_t *ocap);
 
 /* ---- pre-tokenizer (lmx_tok_pretok.c) ------------------------------------------------------ */
 

@@ -641,7 +641,10 @@ int lmx__tok_pretok_and_bpe(lmx_tokjson_enc *e, const uint8_t *text, size_t n, i
         lmx_tok_span *in = e->spans[sw];
         size_t on = 0;
         int ow = sw ^ 1;
-        if (p->type == LMX_PRE_SPLIT_RE || p->type == LMX_PRE_SPLIT_STR || p->type == LMX_PRE_SPLIT_CHAR ||
+        if (p->type == LMX_PRE_SCRIPTS) {
+            if (lmx__tok_scripts_split(buf, in, ns, &e->spans[ow], &on, &e->span_cap[ow]))
+                return LMX_ENOMEM;
+        } else if (p->type == LMX_PRE_SPLIT_RE || p->type == LMX_PRE_SPLIT_STR || p->type == LMX_PRE_SPLIT_CHAR ||
             (p->type == LMX_PRE_BYTELEVEL && !p->add_prefix_space)) {
             /* text unchanged: only the spans move */
             int behavior = p->type == LMX_PRE_BYTELEVEL ? LMX_SPLIT_ISOLATED : p->behavior;

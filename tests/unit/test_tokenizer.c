@@ -498,8 +498,8 @@ static void test_unsupported(void)
 {
     make_sp(1);
     expect_unsupported("Unigram model", "Unigram");
-    make_bl("{\"type\":\"UnicodeScripts\"}");
-    expect_unsupported("UnicodeScripts pre-tokenizer", "UnicodeScripts");
+    make_bl("{\"type\":\"BertPreTokenizer\"}");
+    expect_unsupported("BertPreTokenizer pre-tokenizer", "BertPreTokenizer");
     /* an unsupported normalizer, spliced into the SP fixture */
     make_sp(0);
     const char *from = "\"normalizer\":{";
