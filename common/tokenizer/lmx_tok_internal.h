@@ -234,6 +234,8 @@ uint32_t lmx__uni_gc(uint32_t cp);
 /* LMX_RE_DEEPSEEK and later have positions without a match (digits, controls): their gaps come
  * out as pieces, so they are used only under Isolated without invert. */
 enum { LMX_RE_LLAMA3 = 1, LMX_RE_GPT2, LMX_RE_O200K, LMX_RE_DEEPSEEK, LMX_RE_DIGITS3, LMX_RE_DSCJK };
+/* not a step's scanner: DeepSeek-V3's three Splits scanned as one (lmx__tok_scan_ds3) */
+enum { LMX_RE_DS3 = 16 };
 enum { LMX_SPLIT_ISOLATED = 1, LMX_SPLIT_REMOVED, LMX_SPLIT_MERGED_PREV, LMX_SPLIT_MERGED_NEXT,
        LMX_SPLIT_CONTIGUOUS };
 enum { LMX_PRE_SPLIT_RE = 1, LMX_PRE_SPLIT_STR, LMX_PRE_BYTELEVEL, LMX_PRE_METASPACE,
@@ -533,11 +535,15 @@ int lmx__tok_pretok_and_bpe(lmx_tokjson_enc *e, const uint8_t *text, size_t n, i
 /* End of the piece of the fast scanner `re` (LMX_RE_*, digits for LLaMA-3) that starts at p[i]
  * (i < n): the leftmost-first match at i, which the known patterns always have. */
 size_t lmx__tok_scan_piece(int re, int digits, const uint8_t *p, size_t i, size_t n);
+/* DeepSeek-V3's chain (Splits DIGITS3, DSCJK, DEEPSEEK, all Isolated) in one pass: the end of
+ * the final piece at i; *seg is scan state, 0 at the start of a text, then passed back. */
+size_t lmx__tok_scan_ds3(const uint8_t *p, size_t i, size_t n, size_t *seg);
 /* The patterns of the fast scanners (LLaMA-3 and cl100k, Qwen2/3, GPT-2), as tokenizer.json
  * writes them; the loader picks a scanner by exact string equality. */
 extern const char lmx__tok_re_llama3[], lmx__tok_re_qwen2[], lmx__tok_re_gpt2[], lmx__tok_re_o200k[],
     lmx__tok_re_deepseek[], lmx__tok_re_digits3[], lmx__tok_re_dscjk[];
-#define LMX_TOK_N_FAST 7 /* patterns with a fast scanner (lmx__tokenizer_pretok_diff's `which`) */
+#define LMX_TOK_N_FAST 8 /* lmx__tokenizer_pretok_diff's `which`: the 7 patterns with a fast
+                          * scanner, then DeepSeek-V3's chain (lmx__tok_scan_ds3) */
 
 /* ---- BPE (lmx_tok_bpe.c: the model; lmx_tok_word.c: one pre-token) ----------------------- */
 
