@@ -452,6 +452,17 @@ size_t lmx__tok_scan_ds3(const uint8_t *p, size_t i, size_t n, size_t *seg)
         } else {
             size_t j = i + (size_t)l;
             while (j < n) {
+                /* 8 bytes at a time while none is a digit or non-ASCII: for b < 0x80,
+                 * b + 0x50 reaches 0x80 from '0' on and b + 0x46 from ':' on (no carries) */
+                while (j + 8 <= n) {
+                    uint64_t v = lmx__tok_load64(p + j), lo = v & 0x7F7F7F7F7F7F7F7Full;
+                    uint64_t d = (lo + 0x5050505050505050ull) & ~(lo + 0x4646464646464646ull);
+                    if ((v | d) & 0x8080808080808080ull)
+                        break;
+                    j += 8;
+                }
+                if (j >= n)
+                    break;
                 if (p[j] < 0x80) {
                     if (p[j] >= '0' && p[j] <= '9')
                         break;
