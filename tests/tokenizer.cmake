@@ -49,3 +49,11 @@ add_test(NAME conformance.tokenizer_separators
 set_tests_properties(conformance.tokenizer_separators PROPERTIES
   ENVIRONMENT "${LMX_TEST_ENV};LMX_TOKFAM_DIR=${CMAKE_CURRENT_BINARY_DIR}/tokenizer-families"
   TIMEOUT 300 SKIP_RETURN_CODE 77 RESOURCE_LOCK tokenizer-families)
+
+# tokenizer.hf_char_tables_fresh: the committed common/tokenizer/lmx_hf_char_tables.[ch] (HF's own
+# character sets for BertNormalizer and UnicodeScripts) are what gen_hf_char_tables.py probes
+# from the reference now (skips without node or the reference).
+add_test(NAME tokenizer.hf_char_tables_fresh
+         COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/conformance/check-hf-char-tables.sh)
+set_tests_properties(tokenizer.hf_char_tables_fresh PROPERTIES
+  ENVIRONMENT "${LMX_TEST_ENV}" TIMEOUT 300 SKIP_RETURN_CODE 77)

@@ -200,9 +200,15 @@ typedef struct lmx_tok_norm {
     struct lmx_tok_regex *rx; /* Replace with a Regex pattern */
     struct lmx_tok_charsmap *cm; /* Precompiled */
     int left, right;          /* Strip */
+    unsigned bert;            /* BertNormalizer: LMX_BERT_* options */
     char *a; size_t alen; /* Prepend: prepend; Replace: pattern */
     char *b; size_t blen; /* Replace: content */
 } lmx_tok_norm;
+
+/* BertNormalizer (type below) and its options. strip_accents null follows lowercase: resolved
+ * at load. */
+enum { LMX_NORM_BERT = 32 };
+enum { LMX_BERT_CLEAN = 1, LMX_BERT_CJK = 2, LMX_BERT_STRIP = 4, LMX_BERT_LOWER = 8 };
 
 /* ---- general regex path (lmx_tok_regex.c, a leaf; Oniguruma, as HF) ----------------------- */
 
@@ -231,6 +237,8 @@ uint32_t lmx__uni_gc(uint32_t cp);
 /* LMX_RE_DEEPSEEK and later have positions without a match (digits, controls): their gaps come
  * out as pieces, so they are used only under Isolated without invert. */
 enum { LMX_RE_LLAMA3 = 1, LMX_RE_GPT2, LMX_RE_O200K, LMX_RE_DEEPSEEK, LMX_RE_DIGITS3, LMX_RE_DSCJK };
+/* not a step's scanner: DeepSeek-V3's three Splits scanned as one (lmx__tok_scan_ds3) */
+enum { LMX_RE_DS3 = 16 };
 enum { LMX_SPLIT_ISOLATED = 1, LMX_SPLIT_REMOVED, LMX_SPLIT_MERGED_PREV, LMX_SPLIT_MERGED_NEXT,
        LMX_SPLIT_CONTIGUOUS };
 enum { LMX_PRE_SPLIT_RE = 1, LMX_PRE_SPLIT_STR, LMX_PRE_BYTELEVEL, LMX_PRE_METASPACE,
@@ -238,6 +246,8 @@ enum { LMX_PRE_SPLIT_RE = 1, LMX_PRE_SPLIT_STR, LMX_PRE_BYTELEVEL, LMX_PRE_METAS
 /* LMX_PRE_SPLIT_CHAR: every char the predicate holds for is its own match (HF's Fn(char)
  * pattern): Digits (char::is_numeric, N*), WhitespaceSplit (White_Space), Punctuation (ASCII punctuation
  * or general category P*), CharDelimiterSplit (one char). */
+/* UnicodeScripts: a split on the script of each char (lmx_tok_scripts.c) */
+enum { LMX_PRE_SCRIPTS = 32 };
 enum { LMX_CHAR_DIGIT = 1, LMX_CHAR_WS, LMX_CHAR_PUNCT, LMX_CHAR_EQ };
 enum { LMX_PREPEND_ALWAYS = 0, LMX_PREPEND_FIRST, LMX_PREPEND_NEVER };
 typedef struct lmx_tok_pre {
@@ -516,6 +526,17 @@ int lmx__tok_normalize(const lmx_tokjson *tj, const uint8_t *s, size_t n, lmx_bu
 int lmx__tokjson_normalize(const lmx_tokjson *tj, const uint8_t *s, size_t n, lmx_buf *out,
                            lmx_buf *tmp, uint32_t **u32, size_t *u32cap);
 
+/* ---- BertNormalizer, UnicodeScripts (lmx_tok_bert.c, lmx_tok_scripts.c; HF's own character
+ * sets from lmx_hf_char_tables.[ch]) ------------------------------------------------------- */
+
+/* HF BertNormalizer with options nm->bert on valid UTF-8 s[0..n): the result replaces out's
+ * contents; u32 is the NFD scratch. */
+int lmx__tok_bert_normalize(const lmx_tok_norm *nm, const uint8_t *s, size_t n, lmx_buf *out,
+                            uint32_t **u32, size_t *u32cap);
+/* HF UnicodeScripts on each span in[0..ns) of buf: the pieces appended to (*out)[*on..]. */
+int lmx__tok_scripts_split(const uint8_t *buf, const lmx_tok_span *in, size_t ns,
+                           lmx_tok_span **out, size_t *on, size_t *ocap);
+
 /* ---- pre-tokenizer (lmx_tok_pretok.c) ------------------------------------------------------ */
 
 /* Pre-tokenizes text[0..n) (already normalized) and BPE-encodes every piece. `first` tells
@@ -525,11 +546,15 @@ int lmx__tok_pretok_and_bpe(lmx_tokjson_enc *e, const uint8_t *text, size_t n, i
 /* End of the piece of the fast scanner `re` (LMX_RE_*, digits for LLaMA-3) that starts at p[i]
  * (i < n): the leftmost-first match at i, which the known patterns always have. */
 size_t lmx__tok_scan_piece(int re, int digits, const uint8_t *p, size_t i, size_t n);
+/* DeepSeek-V3's chain (Splits DIGITS3, DSCJK, DEEPSEEK, all Isolated) in one pass: the end of
+ * the final piece at i; *seg is scan state, 0 at the start of a text, then passed back. */
+size_t lmx__tok_scan_ds3(const uint8_t *p, size_t i, size_t n, size_t *seg);
 /* The patterns of the fast scanners (LLaMA-3 and cl100k, Qwen2/3, GPT-2), as tokenizer.json
  * writes them; the loader picks a scanner by exact string equality. */
 extern const char lmx__tok_re_llama3[], lmx__tok_re_qwen2[], lmx__tok_re_gpt2[], lmx__tok_re_o200k[],
     lmx__tok_re_deepseek[], lmx__tok_re_digits3[], lmx__tok_re_dscjk[];
-#define LMX_TOK_N_FAST 7 /* patterns with a fast scanner (lmx__tokenizer_pretok_diff's `which`) */
+#define LMX_TOK_N_FAST 8 /* lmx__tokenizer_pretok_diff's `which`: the 7 patterns with a fast
+                          * scanner, then DeepSeek-V3's chain (lmx__tok_scan_ds3) */
 
 /* ---- BPE (lmx_tok_bpe.c: the model; lmx_tok_word.c: one pre-token) ----------------------- */
 

@@ -83,10 +83,25 @@ static int normalizer_step(lmx_tok_loadctx *c, json_t *o, const char *type, cons
         rc = lmx__tokload_getbool(c, o, "strip_left", path, 1, &n->left);
         if (!rc)
             rc = lmx__tokload_getbool(c, o, "strip_right", path, 1, &n->right);
+    } else if (strcmp(type, "BertNormalizer") == 0) {
+        /* HF requires the three booleans; strip_accents absent or null follows lowercase */
+        static const char *const key[] = {"clean_text", "handle_chinese_chars", "lowercase", "strip_accents"};
+        static const unsigned bit[] = {LMX_BERT_CLEAN, LMX_BERT_CJK, LMX_BERT_LOWER, LMX_BERT_STRIP};
+        n->type = LMX_NORM_BERT;
+        rc = LMX_OK;
+        for (int i = 0; i < 4 && !rc; i++) {
+            json_t *v = json_object_get(o, key[i]);
+            if (i == 3 && (!v || json_is_null(v)))
+                v = (n->bert & LMX_BERT_LOWER) ? json_true() : json_false();
+            if (!json_is_boolean(v))
+                rc = lmx__tokload_bad(c, LMX_EFORMAT, "%s.%s: expected true or false", path, key[i]);
+            else if (json_is_true(v))
+                n->bert |= bit[i];
+        }
     } else {
         return lmx__tokload_bad(c, LMX_EUNSUPPORTED,
                    "%s.type: normalizer \"%s\" is not supported (supported: Sequence, Prepend, "
-                   "Replace, NFC, NFD, NFKC, NFKD, Lowercase, Strip, StripAccents, Precompiled)", path, type);
+                   "Replace, NFC, NFD, NFKC, NFKD, Lowercase, Strip, StripAccents, Precompiled, BertNormalizer)", path, type);
     }
     t->n_norm++; /* counted even on error so free() releases the strings */
     return rc;
@@ -239,10 +254,15 @@ static int pretok_step(lmx_tok_loadctx *c, json_t *o, const char *type, const ch
         }
         return lmx__tokload_getbool(c, o, "split", path, 1, &p->split);
     }
+    if (strcmp(type, "UnicodeScripts") == 0) {
+        p->type = LMX_PRE_SCRIPTS;
+        t->n_pre++;
+        return LMX_OK;
+    }
     return lmx__tokload_bad(c, LMX_EUNSUPPORTED,
                "%s.type: pre-tokenizer \"%s\" is not supported (supported: Sequence, Split, "
                "ByteLevel, Metaspace, Digits, Whitespace, WhitespaceSplit, Punctuation, "
-               "CharDelimiterSplit)", path, type);
+               "CharDelimiterSplit, UnicodeScripts)", path, type);
 }
 
 /* ---- decoder (only used by decode, but an unsupported one fails the load like any component) */

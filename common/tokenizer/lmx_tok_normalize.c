@@ -168,6 +168,10 @@ int lmx__tok_normalize(const lmx_tokjson *tj, const uint8_t *s, size_t n, lmx_bu
                 i += (size_t)l;
             }
             break;
+        case LMX_NORM_BERT:
+            if (lmx__tok_bert_normalize(nm, cur, cn, b, u32, u32cap) != LMX_OK)
+                return LMX_ENOMEM;
+            break;
         default:
             return LMX_EINTERNAL;
         }

@@ -331,11 +331,33 @@ static inline int ascii_punct(uint32_t c)
            (c >= '{' && c <= '~');
 }
 
+#define ASCII_LETTER(c) ((unsigned)(((c) | 0x20) - 'a') < 26u)
+
+/* End of the run of [\p{L}\p{M}] chars from k (ASCII letters without a table lookup: most of
+ * the text). */
+static inline size_t ds_letters(const uint8_t *p, size_t k, size_t n)
+{
+    for (;;) {
+        while (k < n && ASCII_LETTER(p[k]))
+            k++;
+        int l;
+        if (k >= n || p[k] < 0x80 || !(flags_at(p, k, n, &l, NULL) & (LMX_UNI_L | LMX_UNI_UP)))
+            return k;
+        k += (size_t)l;
+    }
+}
+
 /* DeepSeek-V3's third Split at i, or 0 when no alternative matches there:
  *   [ASCII punct][A-Za-z]+ | [^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+ | ?[\p{P}\p{S}]+[\r\n]* |
  *   \s*[\r\n]+ | \s+(?!\S) | \s+ */
 static size_t ds_match(const uint8_t *p, size_t i, size_t n)
 {
+    /* most pieces: an ASCII letter run, alone or after one space (the second alternative; the
+     * first needs ASCII punctuation first) */
+    if (ASCII_LETTER(p[i]))
+        return ds_letters(p, i + 1, n);
+    if (p[i] == ' ' && i + 1 < n && ASCII_LETTER(p[i + 1]))
+        return ds_letters(p, i + 2, n);
     int l0, l1 = 0;
     uint32_t c0;
     unsigned f0 = flags_at(p, i, n, &l0, &c0), f1 = 0;
@@ -355,13 +377,8 @@ static size_t ds_match(const uint8_t *p, size_t i, size_t n)
         s = a;
     else if (f0 & LM)
         s = i;
-    if (s != SIZE_MAX) {
-        size_t k = s;
-        int l;
-        while (k < n && (flags_at(p, k, n, &l, NULL) & LM))
-            k += (size_t)l;
-        return k;
-    }
+    if (s != SIZE_MAX)
+        return ds_letters(p, s, n);
     s = SIZE_MAX;
     if (c0 == ' ' && a < n && (f1 & (LMX_UNI_P | LMX_UNI_S)))
         s = a;
@@ -414,6 +431,53 @@ static size_t re_class_run(const uint8_t *p, size_t i, size_t n, int cjk)
         j += (size_t)l;
     }
     return j;
+}
+
+/* DeepSeek-V3's whole chain of three Isolated Splits in one pass: the \p{N}{1,3} pieces (kept
+ * whole: digits are none of the later classes), else the piece of the first two Splits holding
+ * i (a CJK run, or the text up to the next digit or CJK char), cut by the third Split as HF cuts
+ * each piece on its own. *seg: the end of that piece, 0 before the first call on a text; the
+ * pieces of the first two Splits end where they end whichever of their chars one starts from,
+ * so it stays valid until i reaches it. */
+size_t lmx__tok_scan_ds3(const uint8_t *p, size_t i, size_t n, size_t *seg)
+{
+    if (i >= *seg) {
+        int l;
+        uint32_t cp;
+        unsigned f = flags_at(p, i, n, &l, &cp);
+        if (f & LMX_UNI_N)
+            return *seg = re_class_run(p, i, n, 0);
+        if (ds_cjk(cp)) {
+            *seg = re_class_run(p, i, n, 1);
+        } else {
+            size_t j = i + (size_t)l;
+            while (j < n) {
+                /* 8 bytes at a time while none is a digit or non-ASCII: for b < 0x80,
+                 * b + 0x50 reaches 0x80 from '0' on and b + 0x46 from ':' on (no carries) */
+                while (j + 8 <= n) {
+                    uint64_t v = lmx__tok_load64(p + j), lo = v & 0x7F7F7F7F7F7F7F7Full;
+                    uint64_t d = (lo + 0x5050505050505050ull) & ~(lo + 0x4646464646464646ull);
+                    if ((v | d) & 0x8080808080808080ull)
+                        break;
+                    j += 8;
+                }
+                if (j >= n)
+                    break;
+                if (p[j] < 0x80) {
+                    if (p[j] >= '0' && p[j] <= '9')
+                        break;
+                    j++;
+                    continue;
+                }
+                f = flags_at(p, j, n, &l, &cp);
+                if ((f & LMX_UNI_N) || ds_cjk(cp))
+                    break;
+                j += (size_t)l;
+            }
+            *seg = j;
+        }
+    }
+    return re_deepseek(p, i, *seg);
 }
 
 /* The patterns the scanners above implement, exactly as tokenizer.json writes them. */
@@ -543,11 +607,12 @@ static int apply_behavior(int behavior, piece *pc, size_t np, lmx_tok_span **out
 /* The regex piece starting at i: its end in *end; for a piece the hot cache can hold, its hash
  * in *h and its hot set prefetched. Returns the end. */
 static inline size_t piece_ahead(lmx_tokjson_enc *e, const uint8_t *text, size_t i, size_t n,
-                                 int re, int dg, size_t *end, uint64_t *h)
+                                 int re, int dg, size_t *seg, size_t *end, uint64_t *h)
 {
     size_t j = re == LMX_RE_LLAMA3 ? re_llama3_fast(text, i, n, dg)
              : re == LMX_RE_O200K  ? re_o200k_fast(text, i, n)
              : re == LMX_RE_GPT2   ? re_gpt2(text, i, n)
+             : re == LMX_RE_DS3    ? lmx__tok_scan_ds3(text, i, n, seg)
                                    : lmx__tok_scan_piece(re, dg, text, i, n);
     *end = j;
     if (j - i <= LMX_TOK_HOT_KEY) {
@@ -595,18 +660,23 @@ int lmx__tok_pretok_and_bpe(lmx_tokjson_enc *e, const uint8_t *text, size_t n, i
         return lmx__tok_bpe_word(e, text, n, out);
     /* (the fast scanners' patterns match at every position, so Removed + invert, tiktoken's
      * style, keeps the same pieces as Isolated) */
-    if (steps == 1 && tj->pre[0].type == LMX_PRE_SPLIT_RE && tj->pre[0].re &&
+    /* DeepSeek-V3's three Splits (their scanners are set only when Isolated, not inverted) */
+    int ds3 = steps == 3 && tj->pre[0].type == LMX_PRE_SPLIT_RE && tj->pre[0].re == LMX_RE_DIGITS3 &&
+              tj->pre[1].type == LMX_PRE_SPLIT_RE && tj->pre[1].re == LMX_RE_DSCJK &&
+              tj->pre[2].type == LMX_PRE_SPLIT_RE && tj->pre[2].re == LMX_RE_DEEPSEEK;
+    if (ds3 || (steps == 1 && tj->pre[0].type == LMX_PRE_SPLIT_RE && tj->pre[0].re &&
         ((tj->pre[0].behavior == LMX_SPLIT_ISOLATED && !tj->pre[0].invert) ||
          (tj->pre[0].behavior == LMX_SPLIT_REMOVED && tj->pre[0].invert &&
-          tj->pre[0].re < LMX_RE_DEEPSEEK))) {
-        int llama3 = tj->pre[0].re, dg = tj->pre[0].re_digits;
+          tj->pre[0].re < LMX_RE_DEEPSEEK)))) {
+        int llama3 = ds3 ? LMX_RE_DS3 : tj->pre[0].re, dg = tj->pre[0].re_digits;
+        size_t seg = 0;
         /* Pieces are found PIECES_AHEAD ahead of their BPE and the hot-cache set of each is
          * prefetched then (the cache is megabytes: a lookup is a memory access otherwise). */
         size_t ends[PIECES_AHEAD];
         uint64_t hs[PIECES_AHEAD];
         size_t scan = 0, found = 0;
         for (; found < PIECES_AHEAD && scan < n; found++)
-            scan = piece_ahead(e, text, scan, n, llama3, dg, &ends[found], &hs[found]);
+            scan = piece_ahead(e, text, scan, n, llama3, dg, &seg, &ends[found], &hs[found]);
         for (size_t i = 0, done = 0; done < found; done++) {
             if (done + PIECES_AHEAD / 2 < found) {
                 size_t pk = (done + PIECES_AHEAD / 2) % PIECES_AHEAD;
@@ -622,7 +692,7 @@ int lmx__tok_pretok_and_bpe(lmx_tokjson_enc *e, const uint8_t *text, size_t n, i
                 return rc;
             i = j;
             if (scan < n) {
-                scan = piece_ahead(e, text, scan, n, llama3, dg, &ends[k], &hs[k]);
+                scan = piece_ahead(e, text, scan, n, llama3, dg, &seg, &ends[k], &hs[k]);
                 found++;
             }
         }
@@ -641,7 +711,10 @@ int lmx__tok_pretok_and_bpe(lmx_tokjson_enc *e, const uint8_t *text, size_t n, i
         lmx_tok_span *in = e->spans[sw];
         size_t on = 0;
         int ow = sw ^ 1;
-        if (p->type == LMX_PRE_SPLIT_RE || p->type == LMX_PRE_SPLIT_STR || p->type == LMX_PRE_SPLIT_CHAR ||
+        if (p->type == LMX_PRE_SCRIPTS) {
+            if (lmx__tok_scripts_split(buf, in, ns, &e->spans[ow], &on, &e->span_cap[ow]))
+                return LMX_ENOMEM;
+        } else if (p->type == LMX_PRE_SPLIT_RE || p->type == LMX_PRE_SPLIT_STR || p->type == LMX_PRE_SPLIT_CHAR ||
             (p->type == LMX_PRE_BYTELEVEL && !p->add_prefix_space)) {
             /* text unchanged: only the spans move */
             int behavior = p->type == LMX_PRE_BYTELEVEL ? LMX_SPLIT_ISOLATED : p->behavior;

@@ -81,7 +81,8 @@ int lmx__decode(const lmx_tokenizer *tok, const uint32_t *ids, size_t n, lmx_buf
 
 /* Test hook (tests/fuzz/fuzz_pretok.c, unit tests): pre-tokenizes valid UTF-8 s[0..n) with fast
  * scanner `which` (0 LLaMA-3/cl100k, 1 Qwen2/3, 2 GPT-2, 3 o200k, 4 DeepSeek-V3, 5 \p{N}{1,3}, 6 DeepSeek's CJK) and with
- * Oniguruma running the same pattern. 0: identical pieces; 1: they differ, *at is where;
+ * Oniguruma running the same pattern; 7: DeepSeek-V3's three Splits in one pass against the
+ * three patterns applied one after the other. 0: identical pieces; 1: they differ, *at is where;
  * LMX_EINVAL: bad which or invalid UTF-8. Implemented in lmx_tok_selftest.c. */
 int lmx__tokenizer_pretok_diff(int which, const uint8_t *s, size_t n, size_t *at);
 

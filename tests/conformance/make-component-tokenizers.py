@@ -49,6 +49,20 @@ NORM = {
     "nfkc-lowercase": {"type": "Sequence", "normalizers": [{"type": "NFKC"}, {"type": "Lowercase"}]},
 }
 
+# BertNormalizer (its own, older Unicode sets: lmx_hf_char_tables) and UnicodeScripts
+NORM.update({
+    "bert": {"type": "BertNormalizer", "clean_text": True, "handle_chinese_chars": True,
+             "strip_accents": None, "lowercase": True},
+    "bert-cased": {"type": "BertNormalizer", "clean_text": True, "handle_chinese_chars": True,
+                   "strip_accents": None, "lowercase": False},
+    "bert-strip-cased": {"type": "BertNormalizer", "clean_text": False, "handle_chinese_chars": False,
+                         "strip_accents": True, "lowercase": False},
+    "bert-nostrip-lower": {"type": "BertNormalizer", "clean_text": True, "handle_chinese_chars": False,
+                           "strip_accents": False, "lowercase": True},
+})
+PRE["unicode-scripts"] = {"type": "UnicodeScripts"}
+PRE["unicode-scripts-ws"] = [{"type": "UnicodeScripts"}, {"type": "WhitespaceSplit"}]
+
 
 def cut(base, n_merges):
     """The base's first n_merges merges and the vocabulary they need (its 256 byte chars and the

@@ -19,6 +19,14 @@ FRAGMENTS = [
     "https://example.com/a/b?c=d&e=f", "user@example.org", "<s>", "</s>", "<|endoftext|>",
     "<|im_end|>", "<|begin_of_text|>", "<|eot_id|>", "<bos>", "<end_of_turn>",
     "<｜begin▁of▁sentence｜>", "▁", "ſ's", "ǅ", "İstanbul", "ß", "ﬀ", "ℌ𝔢𝔩𝔩𝔬", "Ꙩ", "𐍈",
+    # BertNormalizer / UnicodeScripts: controls, format chars (Cf), private use (Co), unassigned
+    # (Cn) and chars newer than HF's tables, CJK extensions inside and outside HF's ranges,
+    # accents, kana with U+30FC, script changes inside words
+    "a\x01b\x7fc\x1fd", "x\x0by\x0cz\x85w", "soft\u00adhyphen", "\ufeffBOM", "w\u2060j", "\u200e\u200f",
+    "\ue000\uf8ff\U000f0000", "\u0378\u0380", "\U0001e4d0\U0001e4d1", "\ufffd",
+    "\U0002b820\U0002b81f\U0002ceb0\U00030000\U00031350", "\uf900\u2f800", "々〆",
+    "Café naïve RÉSUMÉ", "Tiếng Việt", "ÅNGSTRÖM", "Straße", "ラーメンとカツ丼ー", "ﾗｰﾒﾝ",
+    "abcΩδεжз123", "ΑΒΓabc", "x\u0300\u0301y", "Ⓐⓑ", "\u0e01\u0e34\u0e4c", "ᄀ\u1160",
 ]
 
 

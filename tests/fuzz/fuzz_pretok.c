@@ -9,7 +9,7 @@
 #include "fuzz_util.h"
 #include "lmx_tokenizer.h"
 
-#define N_FAST 7 /* keep equal to LMX_TOK_N_FAST */
+#define N_FAST 8 /* keep equal to LMX_TOK_N_FAST */
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

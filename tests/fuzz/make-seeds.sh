@@ -242,6 +242,13 @@ names = ["bytelevel-llama3re", "bytelevel-gpt2", "sp-bytefallback", "sp-metaspac
 if os.path.exists(builtin):
     for name, line in zip(names, open(builtin)):
         open(os.path.join(out, name), "w").write(line.strip())
+        if name == "bytelevel-gpt2":  # BertNormalizer + UnicodeScripts on the same vocabulary
+            t = json.loads(line)
+            t["normalizer"] = {"type": "BertNormalizer", "clean_text": True, "handle_chinese_chars": True,
+                               "strip_accents": None, "lowercase": True}
+            t["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [{"type": "UnicodeScripts"}, t["pre_tokenizer"]]}
+            open(os.path.join(out, name + "-bert-scripts"), "w").write(
+                json.dumps(t, ensure_ascii=False, separators=(",", ":")))
 def cut(src, keep):
     t = json.load(open(os.path.join(src, "tokenizer.json")))
     m = t["model"]
@@ -281,7 +288,7 @@ open("%s/invalid-utf8" % out, "wb").write(b"\x00ab\xff\xfe\xc3(\xe2\x82 \xf0\x9f
 PY
 
 # ---- pretok: [selector][text]; selector = fast scanner (0 LLaMA-3, 1 Qwen2, 2 GPT-2, 3 o200k,
-# 4-6 DeepSeek-V3's three Splits) ----
+# 4-6 DeepSeek-V3's three Splits, 7 the three as one pass) ----
 python3 - "$OUT/fuzz_pretok" <<'PY'
 import os, sys
 out = sys.argv[1]
@@ -290,7 +297,7 @@ texts = {"en": "The quick brown fox's 12345 tokens, and the rest.\n\n  indented\
          "uni": "caf\u00e9 \u65e5\u672c\u8a9e \U0001F600\u200d\U0001F600 \u2581x \u00a0nbsp \u0661\u0662\u0663\u0664 x\u0301",
          "contractions": "I'LL it's we'Re THEY'VE \u017F's 'd 'm\r\n\r\n \r\n",
          "spaces": "   leading and trailing   \r\n\r\n\t \u3000\u3000x  "}
-for k in range(7):
+for k in range(8):
     for name, t in texts.items():
         open("%s/s%d-%s" % (out, k, name), "wb").write(bytes([k]) + t.encode())
 PY
