@@ -111,6 +111,11 @@ int lmx__unorm(int form, const uint8_t *s, size_t n, lmx_buf *out, uint32_t **sc
      * without non-starters is NFC. */
     int quick = 1;
     for (size_t i = 0; i < n && quick;) {
+        uint64_t w8;
+        if (i + 8 <= n && (memcpy(&w8, s + i, 8), (w8 & 0x8080808080808080ull) == 0)) {
+            i += 8; /* prose is mostly ASCII: 8 bytes per test */
+            continue;
+        }
         if (s[i] < 0x80) { i++; continue; }
         uint32_t cp;
         i += (size_t)lmx__utf8_dec(s + i, n - i, &cp);
