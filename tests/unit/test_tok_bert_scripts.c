@@ -6,22 +6,11 @@
  * node shared/peers/hf-tokenize.js DIR/F.json < DIR/F.jsonl for each F). The cases are where
  * HF's own character tables differ from Unicode 16 and where its splitting has quirks. */
 #include "lmx_test.h"
+#include "lmx_test_json.h"
 #include "lmx_tokenizer.h"
 
 #include <stdarg.h>
 
-static lmx_buf jb; /* JSON being built */
-
-static void J(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char tmp[4096];
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    CHECK(n >= 0 && (size_t)n < sizeof tmp);
-    CHECK(lmx__buf_append(&jb, tmp, (size_t)n) == LMX_OK);
-}
 
 /* GPT-2 bytes_to_unicode: the char standing for byte b, as JSON string content. */
 static void bl_char(char *out, unsigned b)

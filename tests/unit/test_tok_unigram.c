@@ -6,24 +6,13 @@
  * Unicode's GraphemeBreakTest.txt when Debian's unicode-data is installed. Expected ids were
  * worked out by hand from the vocabularies (HF's encode_optimized) and checked with the peer. */
 #include "lmx_test.h"
+#include "lmx_test_json.h"
 #include "lmx_tokenizer.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 
-static lmx_buf jb; /* JSON being built */
-
-static void J(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char tmp[8192];
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    CHECK(n >= 0 && (size_t)n < sizeof tmp);
-    CHECK(lmx__buf_append(&jb, tmp, (size_t)n) == LMX_OK);
-}
 
 /* ids: 0 <unk>, 1 a, 2 b, 3 ab, 4 c, 5 bc, 6 abc, 7 <0x78> ("x") */
 enum { UNK, A, B, AB, C, BC, ABC, X };

@@ -7,23 +7,12 @@
  * `test_tokenizer --dump DIR` writes the two fixtures to DIR (to re-check them with the
  * reference: node shared/peers/hf-tokenize.js DIR/sp.json < cases.jsonl). */
 #include "lmx_test.h"
+#include "lmx_test_json.h"
 #include "lmx_tokenizer.h"
 
 #include <sodium.h>
 #include <stdarg.h>
 
-static lmx_buf jb; /* JSON being built */
-
-static void J(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char tmp[4096];
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    CHECK(n >= 0 && (size_t)n < sizeof tmp);
-    CHECK(lmx__buf_append(&jb, tmp, (size_t)n) == LMX_OK);
-}
 
 #define SP "\xe2\x96\x81" /* U+2581 LOWER ONE EIGHTH BLOCK, SentencePiece's space */
 
