@@ -5,8 +5,8 @@
  * (6.9.10 in tokenizers 0.22) Unicode 16. Before compiling, every general-category class
  * (\p{L}, \p{Lu}, \P{N}, \p{^M}, \p{Letter}, ..., and \d / \D = Nd) is rewritten into explicit
  * code point ranges from longmix's Unicode 16 tables (lmx_unicode_tables.c), so both engines
- * classify every code point the same. Other properties (scripts, \w, POSIX brackets) are left to
- * the library; proto/TOKENIZER.md lists this. A leaf: calls nothing else in the folder. */
+ * classify every code point the same; \w / \W get the Unicode 16 letters, marks and digits added to
+ * the library's own. Other properties (scripts, POSIX brackets) are left to the library; proto/TOKENIZER.md lists this. A leaf: calls nothing else in the folder. */
 #include "lmx_tok_internal.h"
 
 #include <ctype.h>
@@ -155,12 +155,22 @@ static int rewrite(const char *pat, size_t n, lmx_buf *o)
                 mask = GC(Nd);
                 neg = e == 'D';
             }
+            /* \w is Oniguruma's Unicode 14 Word (Alphabetic, M, Nd, Pc) kept, plus
+             * the Unicode 16 letters, marks and digits it lacks, and Join_Control (U+200C/D, in HF's
+             * Word, not in Debian's): \w ∪ L ∪ M ∪ Nd ∪ Nl ∪ Pc ∪ {200C, 200D}. */
+            int word = e == 'w' || e == 'W';
+            if (word) {
+                mask = GC(Lu) | GC(Ll) | GC(Lt) | GC(Lm) | GC(Lo) | GC(Mn) | GC(Mc) | GC(Me) | GC(Nd) | GC(Nl) |
+                       GC(Pc);
+                neg = e == 'W';
+            }
             if (mask) {
                 /* outside a bracket: [ranges] / [^ranges]; inside: the ranges themselves, or a
                  * nested [^ranges] (Oniguruma's nested classes) */
-                int wrap = depth == 0 || neg;
+                int wrap = depth == 0 || neg || word;
                 if ((wrap && lmx__buf_append(o, neg ? "[^" : "[", neg ? 2 : 1)) ||
-                    emit_ranges(o, mask) || (wrap && lmx__buf_append(o, "]", 1)))
+                    (word && lmx__buf_append(o, "\\w\\x{200C}\\x{200D}", 18)) || emit_ranges(o, mask) ||
+                    (wrap && lmx__buf_append(o, "]", 1)))
                     return LMX_ENOMEM;
                 i = end;
                 continue;

@@ -116,6 +116,8 @@ def unigram(base, uni, out):
     for name, pre in [("metaspace-first", dict(ms, prepend_scheme="first")),
                       ("metaspace-never-nosplit", dict(ms, prepend_scheme="never", split=False)),
                       ("whitespace-split", [{"type": "WhitespaceSplit"}, ms]),
+                      # Whitespace's \w+|[^\w\s]+ decides word edges that Unigram shows (Unicode 16 letters)
+                      ("whitespace", [{"type": "Whitespace"}, ms]),
                       ("none", None)]:
         variants["unigram-pre-" + name] = dict(uni, pre_tokenizer=(
             {"type": "Sequence", "pretokenizers": pre} if isinstance(pre, list) else pre))
