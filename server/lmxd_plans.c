@@ -33,9 +33,14 @@ static int create_guarded(server *s, const char *name, const lmx_plan_spec *spec
     lmxd_guard_begin();
     int rc = lmx__plan_create(s->ix, name, spec, out, err);
     const void *bad = lmxd_guard_end();
-    if (bad) {
+    const char *shard = NULL;
+    int gate_fault = lmx__gate_end(&shard); /* the build read a shard that failed verification */
+    if (bad || gate_fault) {
         if (rc == LMX_OK)
             lmx__plan_free(*out);
+        if (gate_fault)
+            return lmx__err(err, LMX_ECHECKSUM, "plan %s: shard %s failed verification (its item table is not kept)",
+                            name, shard ? shard : "?");
         lmxd_index_damage(s, bad);
         return lmx__err(err, LMX_EIO, "%s", s->damage);
     }

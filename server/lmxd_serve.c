@@ -279,7 +279,7 @@ int lmxd_serve(const lmxd_serve_options *opts)
         goto out;
     }
     char verified[5000] = "";
-    if (!opts->skip_verify) {
+    if (!opts->skip_verify && !s->cfg.verify_background) {
         /* Only shards the verified record does not vouch for are read (all cores). */
         lmx_verify_options vo = {.changed_only = 1, .state_dir = s->cfg.state_dir};
         lmx_verify_report vr;
@@ -293,6 +293,11 @@ int lmxd_serve(const lmxd_serve_options *opts)
                  vr.record_note[0] ? "; " : "", vr.record_note);
     }
     if (lmx__index_open(index_dir, &s->ix, &err) != LMX_OK) {
+        lmxd_log("%s", err.message);
+        goto out;
+    }
+    /* Background: reads of a shard wait for its verification (lmxd_verify.c), plan builds too. */
+    if (!opts->skip_verify && s->cfg.verify_background && lmxd_verify_start(s, &err) != LMX_OK) {
         lmxd_log("%s", err.message);
         goto out;
     }
@@ -409,6 +414,7 @@ int lmxd_serve(const lmxd_serve_options *opts)
         break;
     }
     notify("STOPPING=1");
+    lmxd_verify_stop(s); /* first: shards it leaves unverified are refused, so no request waits for them */
     /* Requests whose headers are still arriving are not waited for (a slow client could hold the
      * stop for the whole connection timeout); requests being handled or sent are. */
     lmxd_log("stopping: draining %d in-flight request(s)", atomic_load(&s->active));
@@ -421,6 +427,7 @@ int lmxd_serve(const lmxd_serve_options *opts)
     lmxd_log("stopped");
     exit_code = 0;
 out:
+    lmxd_verify_stop(s);
     if (s->mhd)
         MHD_stop_daemon(s->mhd);
     lmxd_watchdog_stop(s);

@@ -107,6 +107,14 @@ int lmx__entry_cmp_input(const void *a, const void *b);
 /* The stats object {"docs","tokens","long_tokens","buckets":[9]} of s. */
 json_t *lmx__stats_to_json(const lmx_domain_stats *s);
 
+/* ---- the verification gate (lmx_index_gate.c) ----
+ * paths (n, borrowed, must outlive the gate) name the shards in fault reports. */
+lmx_gate *lmx__gate_new(size_t n, const char **paths, double wait_s);
+void lmx__gate_free(lmx_gate *g);
+/* Before a read of shard i: returns at once when it is verified, else waits (until_done: until
+ * it is marked; else up to wait_s) and notes this thread's fault if it is not good by then. */
+void lmx__gate_pass(lmx_gate *g, size_t shard, int until_done);
+
 /* ---- the index folder (lmx_index_dir.c) ---- */
 /* Exclusive flock on DIR/.lock for the whole run: the descriptor (>= 0) or an LMX_E* code. */
 int lmx__index_lock(const char *out_dir, lmx_error *err);

@@ -216,8 +216,13 @@ int lmx__plan_table_finish(lmx_plan *p, const char *dir, uint32_t nd, lmx_error 
     char tab[4200], ok[4200];
     paths(p, dir, tab, ok, sizeof tab);
     int rc = LMX_OK;
-    int fd = open(p->table_tmp, O_RDONLY | O_CLOEXEC);
-    if (msync(base, p->table_size, MS_SYNC) != 0 || fd < 0 || fsync(fd) != 0)
+    /* verify: background: the scan waited for every shard; one found bad fed this table wrong
+     * records, which must not outlive this run (the shard's replacement has the same plan id). */
+    const char *bad = lmx__gate_first_bad(lmx__index_gate(p->ix));
+    int fd = bad ? -1 : open(p->table_tmp, O_RDONLY | O_CLOEXEC);
+    if (bad)
+        rc = lmx__err(err, LMX_ECHECKSUM, "plan %s: not kept: shard %s failed verification", p->name, bad);
+    else if (msync(base, p->table_size, MS_SYNC) != 0 || fd < 0 || fsync(fd) != 0)
         rc = lmx__err_errno(err, "plan %s: write %s", p->name, p->table_tmp);
     else if (rename(p->table_tmp, tab) != 0)
         rc = lmx__err_errno(err, "plan %s: rename %s to %s", p->name, p->table_tmp, tab);
