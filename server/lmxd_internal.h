@@ -139,6 +139,9 @@ plan_ref **lmxd_plans_snapshot(server *s, size_t *n);
 int lmxd_plans_build(server *s, const lmxd_plan_cfg *pc, size_t n, plan_ref ***out, lmx_error *err);
 void lmxd_plans_swap(server *s, plan_ref **v, size_t n); /* takes v's references */
 int lmxd_plan_make_runtime(server *s, const char *name, json_t *spec_obj, plan_ref **out, lmx_error *err);
+/* Removes the item tables of plans not served here, unused for plan_table_grace seconds and not
+ * mapped by any process (lmx__plan_table_gc); at start and after each reload. */
+void lmxd_plans_gc_tables(server *s);
 plan_ref **lmxd_plans_assemble(server *s, plan_ref **cv, size_t nc, plan_ref **rv, size_t nr, size_t *n_out);
 /* lmxd_plans.c: the state file (runtime plans across restarts). */
 int lmxd_state_save(server *s, plan_ref *const *v, size_t n, lmx_error *err);

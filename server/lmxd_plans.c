@@ -261,3 +261,21 @@ plan_ref **lmxd_plans_assemble(server *s, plan_ref **cv, size_t nc, plan_ref **r
     *n_out = n;
     return v;
 }
+
+void lmxd_plans_gc_tables(server *s)
+{
+    const char *dir = lmx__index_table_dir(s->ix);
+    if (!dir)
+        return;
+    size_t n;
+    plan_ref **v = lmxd_plans_snapshot(s, &n);
+    const char **keep = calloc(n + 1, sizeof *keep);
+    for (size_t i = 0; keep && i < n; i++)
+        keep[i] = lmx__plan_id_hex(v[i]->plan);
+    size_t removed = keep ? lmx__plan_table_gc(dir, keep, n, (double)s->cfg.plan_table_grace_s) : 0;
+    free(keep);
+    lmxd_plans_put(v, n);
+    if (removed)
+        lmxd_log("removed %zu plan table(s) of plans no longer served from %s (unused for over %d s)", removed, dir,
+                 s->cfg.plan_table_grace_s);
+}

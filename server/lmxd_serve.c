@@ -105,6 +105,7 @@ static void apply_reload(server *s, lmxd_config *cfg)
     size_t total;
     plan_ref **v = lmxd_plans_assemble(s, cv, cfg->n_plans, rv, nr, &total);
     lmxd_plans_swap(s, v, total);
+    lmxd_plans_gc_tables(s);
     /* Token lists follow the config too (rotation without a restart). Turning auth off takes an
      * explicit "auth": "none" (a config that merely lost its "auth" keeps the tokens: behind a
      * same-host proxy "loopback" is every client), and never on a non-loopback address without
@@ -342,6 +343,7 @@ int lmxd_serve(const lmxd_serve_options *opts)
         lmxd_log("restored %zu runtime plan(s) from %s", nr, s->state_path);
     plan_ref **v = lmxd_plans_assemble(s, cv, s->cfg.n_plans, rv, nr, &total);
     lmxd_plans_swap(s, v, total);
+    lmxd_plans_gc_tables(s);
 
     /* Signals are taken synchronously by this thread; MHD's threads inherit the mask. */
     sigset_t set;

@@ -6,7 +6,7 @@ ctime, so an unchanged index is not re-read at start; a changed shard is read ag
 file (INDEX/plan-tables, or the state dir), built once, mapped at restart, rebuilt when damaged.
 
   test_verify.py [TEST...]      (ctest runs one test per process; exit 77 = skipped)"""
-import json, os, re, subprocess, sys, time
+import json, os, re, signal, subprocess, sys, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -374,9 +374,55 @@ def test_background_bad_shard(wd):
     check(not left, f"a table built from the bad shard was kept: {left}")
 
 
+def test_stale_plan_tables(wd):
+    """Tables of plans no longer served are removed at start and reload once unused for
+    plan_table_grace seconds (default 7 days: kept; mtime moved back: removed), but never while
+    another daemon (same index, other config) has them mapped."""
+    idx = make_index(wd)
+    tdir = os.path.join(idx, "plan-tables")
+    ps = {"strategy": "per_source", "seq_len": 2048, "global_batch": 4, "seed": 3}
+    tables = lambda: sorted(f[:-6] for f in os.listdir(tdir) if f.endswith(".items"))
+    d = Daemon(wd, write_config(wd, {"o": PLANS["o"], "ps": ps}))
+    d.stop()
+    both = tables()
+    check(len(both) == 2, f"tables: {os.listdir(tdir)}")
+    d = Daemon(wd, write_config(wd, {"o": PLANS["o"]}, name="o.json"))  # default grace: kept
+    d.stop()
+    check(tables() == both, f"a table unused for less than the grace period was removed: {tables()}")
+    a = Daemon(wd, write_config(wd, {"ps": ps}, name="ps.json"))  # another daemon maps the ps table
+    try:
+        ocfg = write_config(wd, {"o": PLANS["o"]}, name="o0.json", plan_table_grace=0)
+        b = Daemon(wd, ocfg)
+        check(tables() == both, f"a table mapped by another daemon was removed: {tables()}")
+    finally:
+        a.stop()
+    try:
+        b.proc.send_signal(signal.SIGHUP)  # reload: the ps table is free now
+        deadline = time.monotonic() + 30
+        while len(tables()) != 1:
+            check(time.monotonic() < deadline, f"reload did not remove the stale table: {tables()}")
+            time.sleep(0.05)
+        st, _, _ = http(b.url + "/v1/plans/o/batches/0")
+        check(st == 200, f"batch after the clean-up: {st}")
+    finally:
+        b.stop()
+    gone = [t for t in both if t not in tables()]
+    check(len(gone) == 1 and not os.path.exists(os.path.join(tdir, gone[0] + ".items.ok")), f"left: {os.listdir(tdir)}")
+    check("removed 1 plan table(s)" in log(b), f"log: {log(b)!r}")
+    d = Daemon(wd, write_config(wd, {"o": PLANS["o"], "ps": ps}))  # rebuilt; then 8 days unused
+    d.stop()
+    old = time.time() - 8 * 86400
+    for f in os.listdir(tdir):
+        os.utime(os.path.join(tdir, f), (old, old))
+    d = Daemon(wd, write_config(wd, {"o": PLANS["o"]}, name="o.json"))  # maps o: touches its .ok
+    d.stop()
+    check(len(tables()) == 1 and os.path.exists(os.path.join(tdir, tables()[0] + ".items.ok")),
+          f"after 8 days unused: {os.listdir(tdir)}")
+
+
 TESTS = {t.__name__[5:]: t for t in [test_restart_remembers, test_scrub_finds_silent_rot,
                                       test_readonly_index_state_dir, test_plan_tables, test_background_waits,
-                                      test_background_bad_shard]}
+                                      test_background_bad_shard, test_stale_plan_tables]}
 
 if __name__ == "__main__":
     sys.exit(main(TESTS))
