@@ -8,9 +8,10 @@
 # RssAnon/RssFile once serving; then batch latency of step 0 and step 10^6 of each plan, cold
 # (a fresh daemon after POSIX_FADV_DONTNEED on every index and table file) and warm (the same
 # request again, best of 5; the response cache is off). Prints the load average with each part:
-# the machine may be shared, so prefer the CPU and RSS columns.
+# the machine may be shared, so prefer the CPU and RSS columns. COLD=0: no eviction before the
+# latency runs ("first" = the first request of a fresh daemon, whatever the page cache holds).
 #
-#   tests/bench/bench_growth.sh BUILD_DIR DOCS [WORKDIR]     (WORKDIR is removed at the end)
+#   [COLD=0] tests/bench/bench_growth.sh BUILD_DIR DOCS [WORKDIR]     (WORKDIR is removed at the end)
 set -eu
 build=$1
 docs=$2
@@ -81,7 +82,7 @@ echo "restart, warm: $res (load $(load))"
 stop
 for plan in ps gl cut; do
   for step in 0 1000000; do
-    evict
+    [ "${COLD:-1}" = 0 ] || evict
     start
     cold=$(fetch $plan $step)
     best=99
@@ -90,6 +91,6 @@ for plan in ps gl cut; do
       best=$(echo "$best $w" | awk '{print ($2 < $1) ? $2 : $1}')
     done
     stop
-    echo "$plan step $step: cold $(echo "$cold" | awk '{printf "%.1f", $1 * 1000}') ms, warm $(echo "$best" | awk '{printf "%.1f", $1 * 1000}') ms (load $(load))"
+    echo "$plan step $step: $([ "${COLD:-1}" = 0 ] && echo first || echo cold) $(echo "$cold" | awk '{printf "%.1f", $1 * 1000}') ms, warm $(echo "$best" | awk '{printf "%.1f", $1 * 1000}') ms (load $(load))"
   done
 done
