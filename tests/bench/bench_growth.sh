@@ -33,7 +33,7 @@ echo "corpus: $docs documents in $(echo "$t0 $t1" | awk '{printf "%.1f", $2 - $1
 rm -rf "$work/c"
 echo "index: $(cat "$work/itime"), $(du -sm "$work/idx/shards" | cut -f1) MB of shards (load $(load))"
 cat > "$work/cfg.json" <<JSON
-{"listen": "127.0.0.1:0", "index": "$work/idx", "threads": 2, "cache_mb": 0,
+{"listen": "127.0.0.1:0", "index": "$work/idx", "threads": 2, "cache_mb": 0, "send_timeout": 86400,
  "plans": {"ps": {"strategy": "per_source", "seq_len": 8192, "global_batch": 8, "seed": 1},
            "gl": {"strategy": "global", "seq_len": 8192, "global_batch": 8, "seed": 2, "long_threshold": 4},
            "cut": {"strategy": "cut", "cut_len": 4, "seq_len": 8192, "global_batch": 8, "seed": 3}}}
@@ -66,8 +66,9 @@ start() { # sets pid, port and res ("wall s, cpu s, RssAnon, RssFile"); runs in 
     awk '{printf "%.2f s wall, %.2f s CPU, RssAnon %.1f MiB, RssFile %.1f MiB", $2 - $1, $3, $4 / 1024, $5 / 1024}')
 }
 stop() { kill -TERM "$pid"; wait "$pid" || true; }
-fetch() { # PLAN STEP -> seconds
-  curl -sf -o /dev/null -w '%{time_total}' "http://127.0.0.1:$port/v1/plans/$1/batches/$2?rank=0&world=1"
+fetch() { # PLAN STEP -> seconds (a failure is reported, not fatal: the daemon is stopped after)
+  curl -sf -o /dev/null -w '%{time_total}' "http://127.0.0.1:$port/v1/plans/$1/batches/$2?rank=0&world=1" ||
+    echo "request failed: $1 step $2 (curl $?)" >&2
 }
 start
 echo "first start (verify + build tables): $res (load $(load))"
