@@ -7,7 +7,8 @@
 # with wall time to the port file, the daemon's CPU time (utime+stime of /proc/PID/stat) and
 # RssAnon/RssFile once serving; then batch latency of step 0 and step 10^6 of each plan, cold
 # (a fresh daemon after POSIX_FADV_DONTNEED on every index and table file) and warm (the same
-# request again, best of 5; the response cache is off). Prints the load average with each part:
+# request again, best of 5; the response cache is off), with the daemon's CPU time for the
+# cold request. Prints the load average with each part:
 # the machine may be shared, so prefer the CPU and RSS columns. COLD=0: no eviction before the
 # latency runs ("first" = the first request of a fresh daemon, whatever the page cache holds).
 #
@@ -85,13 +86,15 @@ for plan in ps gl cut; do
   for step in 0 1000000; do
     [ "${COLD:-1}" = 0 ] || evict
     start
+    c0=$(awk '{print $14 + $15}' /proc/$pid/stat)
     cold=$(fetch $plan $step)
+    c1=$(awk '{print $14 + $15}' /proc/$pid/stat)
     best=99
     for _ in 1 2 3 4 5; do
       w=$(fetch $plan $step)
       best=$(echo "$best $w" | awk '{print ($2 < $1) ? $2 : $1}')
     done
     stop
-    echo "$plan step $step: $([ "${COLD:-1}" = 0 ] && echo first || echo cold) $(echo "$cold" | awk '{printf "%.1f", $1 * 1000}') ms, warm $(echo "$best" | awk '{printf "%.1f", $1 * 1000}') ms (load $(load))"
+    echo "$plan step $step: $([ "${COLD:-1}" = 0 ] && echo first || echo cold) $(echo "$cold" | awk '{printf "%.1f", $1 * 1000}') ms ($(echo "$c0 $c1" | awk -v c="$clk" '{printf "%.2f", ($2 - $1) / c}') s daemon CPU), warm $(echo "$best" | awk '{printf "%.1f", $1 * 1000}') ms (load $(load))"
   done
 done
