@@ -48,9 +48,10 @@ static int build_entry(server *s, plan_ref *r, const lmxd_request *rq, const lmx
                            : lmx__plan_batch(r->plan, rq->step, rq->rank, rq->world, &body, err);
     const void *bad = lmxd_guard_end();
     *gate_fault = lmx__gate_end(gate_shard);
-    if (bad) {
+    if (bad) { /* a fault under the daemon outranks a gate refusal */
         lmxd_index_damage(s, bad);
         rc = lmx__err(err, LMX_EIO, "%s", s->damage);
+        *gate_fault = LMX_OK;
     } else if (*gate_fault && rc == LMX_OK) { /* built from a shard not (yet) verified: thrown away */
         rc = lmx__err(err, *gate_fault, "shard %s not verified", *gate_shard);
     } else {
