@@ -57,10 +57,13 @@ typedef struct lmx_shard_writer {
     FILE *f;
     uint32_t token_bytes;
     uint64_t n_tokens, n_docs;
-    lmx_buf docs;
+    /* The sections that follow the tokens are spilled to unlinked temporary files beside the
+     * shard and copied in at finish, so memory does not grow with the documents of an input. */
+    FILE *docs;     /* document records; SOURCE holds the source's ordinal (+ n_domains at finish) */
     char **strings; /* domains first (n_domains), then sources */
-    lmx_buf ids;     /* per document: u64 end offset of its id in id_blob (ids section) */
-    lmx_buf id_blob; /* the documents' ids, each NUL-terminated ("" = none) */
+    FILE *ids;      /* per document: u64 end offset of its id in the blob (ids section) */
+    FILE *id_blob;  /* the documents' ids, each NUL-terminated ("" = none) */
+    uint64_t blob_len;
     int has_ids;     /* some document has an id: the shard gets an ids section */
     uint32_t n_strings, n_domains, cap_strings;
     lmx_domain_stats *dstats; /* per shard-local domain */
