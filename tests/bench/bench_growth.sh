@@ -12,7 +12,7 @@
 # the machine may be shared, so prefer the CPU and RSS columns. COLD=0: no eviction before the
 # latency runs ("first" = the first request of a fresh daemon, whatever the page cache holds).
 #
-#   [COLD=0] tests/bench/bench_growth.sh BUILD_DIR DOCS [WORKDIR]     (WORKDIR is removed at the end)
+#   [COLD=0] [LAT_PLANS="ps gl cut"] tests/bench/bench_growth.sh BUILD_DIR DOCS [WORKDIR]   (WORKDIR removed at the end)
 set -eu
 build=$1
 docs=$2
@@ -82,7 +82,7 @@ stop
 start
 echo "restart, warm: $res (load $(load))"
 stop
-for plan in ps gl cut; do
+for plan in ${LAT_PLANS:-ps gl cut}; do
   for step in 0 1000000; do
     [ "${COLD:-1}" = 0 ] || evict
     start
