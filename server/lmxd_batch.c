@@ -39,7 +39,7 @@ static ZSTD_CCtx *thread_cctx(void)
  * for zstd. On success *out is a new entry holding the caller's reference. When compression fails
  * the entry holds the identity body (entry->zstd 0): still a correct answer, only larger. */
 static int build_entry(server *s, plan_ref *r, const lmxd_request *rq, const lmxd_cache_key *key, lmxd_cache_entry **out,
-                       lmx_error *err)
+                       int *gate_fault, const char **gate_shard, lmx_error *err)
 {
     lmx_buf body = {0};
     lmxd_guard_begin();
@@ -48,9 +48,15 @@ static int build_entry(server *s, plan_ref *r, const lmxd_request *rq, const lmx
                                                     rq->cp_layout, &body, err)
                            : lmx__plan_batch(r->plan, rq->step, rq->rank, rq->world, &body, err);
     const void *bad = lmxd_guard_end();
-    if (bad) {
+    *gate_fault = lmx__gate_end(gate_shard);
+    if (bad) { /* a fault under the daemon outranks a gate refusal */
         lmxd_index_damage(s, bad);
         rc = lmx__err(err, LMX_EIO, "%s", s->damage);
+        *gate_fault = LMX_OK;
+    } else if (*gate_fault && rc == LMX_OK) { /* built from a shard not (yet) verified: thrown away */
+        rc = lmx__err(err, *gate_fault, "shard %s not verified", *gate_shard);
+    } else {
+        *gate_fault = LMX_OK;
     }
     if (rc != LMX_OK) {
         lmx__buf_free(&body);
@@ -186,9 +192,13 @@ enum MHD_Result lmxd_handle_body(server *s, struct MHD_Connection *c, const lmxd
     }
     if (!e) {
         lmx_error err = {0};
-        int rc = build_entry(s, r, rq, &key, &e, &err);
+        int gate_fault = LMX_OK;
+        const char *gate_shard = NULL;
+        int rc = build_entry(s, r, rq, &key, &e, &gate_fault, &gate_shard, &err);
         if (rc != LMX_OK) {
             lmxd_plan_put(r);
+            if (gate_fault)
+                return lmxd_send_gate_fault(s, c, gate_fault, gate_shard);
             if (lmxd_index_damaged(s))
                 return lmxd_send_error(c, 503, "index_damaged", err.message);
             unsigned st = lmxd_status_of(rc);

@@ -136,7 +136,7 @@ int lmxd_config_load(const char *path, lmxd_config *cfg, lmx_error *err)
     static const char *const known[] = {"listen", "index", "threads", "auth", "plans", "state_dir", "zstd_level",
                                         "connection_limit", "connection_timeout", "access_log", "lag_steps", "cache_mb",
                                         "header_timeout", "body_timeout", "per_address_limit", "send_timeout",
-                                        "inflight_mb", NULL};
+                                        "inflight_mb", "verify", "verify_wait", "plan_table_grace", NULL};
     memset(cfg, 0, sizeof *cfg);
     cfg->threads = 2;
     cfg->zstd_level = 1;
@@ -209,7 +209,19 @@ int lmxd_config_load(const char *path, lmxd_config *cfg, lmx_error *err)
     INT_KEY("inflight_mb", cfg->inflight_mb, 0, LMXD_CACHE_MB_MAX)
     cfg->per_address_limit = -1;
     INT_KEY("per_address_limit", cfg->per_address_limit, 0, 65536)
+    cfg->verify_wait_s = 10;
+    INT_KEY("verify_wait", cfg->verify_wait_s, 0, 3600)
+    cfg->plan_table_grace_s = 7 * 86400;
+    INT_KEY("plan_table_grace", cfg->plan_table_grace_s, 0, 365 * 86400)
 #undef INT_KEY
+    if ((v = json_object_get(root, "verify"))) {
+        const char *m = json_string_value(v);
+        if (!m || (strcmp(m, "foreground") != 0 && strcmp(m, "background") != 0)) {
+            rc = lmx__err(err, LMX_EINVAL, "%s: verify: must be \"foreground\" or \"background\"", path);
+            goto out;
+        }
+        cfg->verify_background = strcmp(m, "background") == 0;
+    }
     if ((v = json_object_get(root, "access_log"))) {
         if (!json_is_boolean(v)) {
             rc = lmx__err(err, LMX_EINVAL, "%s: access_log: must be true or false", path);

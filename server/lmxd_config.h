@@ -41,6 +41,9 @@ typedef struct lmxd_config {
     int access_log;
     int lag_steps; /* /metrics: a rank more than this many steps behind its world's highest is lagging */
     int cache_mb;  /* response cache budget in MiB; 0 = no cache */
+    int verify_background; /* "verify": "background": serve while new/changed shards are verified */
+    int verify_wait_s;     /* how long a read waits for a shard being verified (then 503) */
+    int plan_table_grace_s; /* item tables of plans not served are removed after this long unused */
     lmxd_plan_cfg *plans;
     size_t n_plans;
 } lmxd_config;

@@ -87,6 +87,12 @@ typedef struct server {
     lmx_tokenizer *detok;       /* the index's tokenizer, loaded at the first text request */
     int detok_tried;
     char detok_error[LMX_ERROR_MESSAGE_MAX];
+    /* verify: background (lmxd_verify.c) */
+    pthread_t verify_thread;
+    int verify_running;                   /* the thread is joinable */
+    atomic_int verify_cancel, verify_done;
+    atomic_ullong verify_bytes;
+    double verify_t0, verify_seconds; /* verify_seconds is written before verify_done is set */
 } server;
 
 /* lmxd_log.c: one line on stderr, prefixed "longmixd: ". */
@@ -116,6 +122,14 @@ const void *lmxd_guard_end(void);
 void lmxd_index_damage(server *s, const void *addr);
 const char *lmxd_index_damaged(server *s);
 
+/* lmxd_verify.c: verify: background. start: the gate on the index and the verifying thread;
+ * stop: cancels and joins it (no-op when not started); json: progress for /v1/stats and /metrics;
+ * send_gate_fault: the 503 for a read that lmx__gate_end refused (fault, shard from it). */
+int lmxd_verify_start(server *s, lmx_error *err);
+void lmxd_verify_stop(server *s);
+json_t *lmxd_verify_json(server *s);
+enum MHD_Result lmxd_send_gate_fault(server *s, struct MHD_Connection *c, int fault, const char *shard);
+
 /* lmxd_plans.c: the registry. Functions returning plan_ref pointers hand the caller a reference
  * (release with lmxd_plan_put / lmxd_plans_put, which also free the array). */
 void lmxd_plan_put(plan_ref *r);
@@ -125,6 +139,9 @@ plan_ref **lmxd_plans_snapshot(server *s, size_t *n);
 int lmxd_plans_build(server *s, const lmxd_plan_cfg *pc, size_t n, plan_ref ***out, lmx_error *err);
 void lmxd_plans_swap(server *s, plan_ref **v, size_t n); /* takes v's references */
 int lmxd_plan_make_runtime(server *s, const char *name, json_t *spec_obj, plan_ref **out, lmx_error *err);
+/* Removes the item tables of plans not served here, unused for plan_table_grace seconds and not
+ * mapped by any process (lmx__plan_table_gc); at start and after each reload. */
+void lmxd_plans_gc_tables(server *s);
 plan_ref **lmxd_plans_assemble(server *s, plan_ref **cv, size_t nc, plan_ref **rv, size_t nr, size_t *n_out);
 /* lmxd_plans.c: the state file (runtime plans across restarts). */
 int lmxd_state_save(server *s, plan_ref *const *v, size_t n, lmx_error *err);
@@ -145,6 +162,9 @@ enum MHD_Result lmxd_send_error_field(struct MHD_Connection *c, unsigned status,
 enum MHD_Result lmxd_send_error(struct MHD_Connection *c, unsigned status, const char *error, const char *detail);
 /* 503 with Retry-After: SECONDS and the JSON error body. */
 enum MHD_Result lmxd_send_busy(struct MHD_Connection *c, unsigned retry_after_s, const char *detail);
+/* An error body {"error", "detail"} with a Retry-After header. */
+enum MHD_Result lmxd_send_retry(struct MHD_Connection *c, unsigned status, unsigned retry_after_s, const char *error,
+                                const char *detail);
 unsigned lmxd_status_of(int code); /* LMX_E* -> HTTP status */
 enum MHD_Result lmxd_handle_dashboard(struct MHD_Connection *c);
 

@@ -31,6 +31,7 @@ enum MHD_Result lmxd_handle_stats(server *s, struct MHD_Connection *c, const lmx
         return lmxd_send_error(c, 404, "unknown_plan", rq->plan);
     }
     json_object_set_new(root, "plans", plans);
+    json_object_set_new(root, "verify", lmxd_verify_json(s));
     return lmxd_send_json(c, 200, root);
 }
 
@@ -191,6 +192,20 @@ enum MHD_Result lmxd_handle_metrics(server *s, struct MHD_Connection *c)
                         "# TYPE longmix_cache_entries gauge\nlongmix_cache_entries %zu\n", cs.entries);
     lmx__buf_printf(&b, "# HELP longmix_cache_budget_bytes The response cache's budget (cache_mb; 0: off).\n"
                         "# TYPE longmix_cache_budget_bytes gauge\nlongmix_cache_budget_bytes %zu\n", cs.budget);
+    json_t *vj = lmxd_verify_json(s);
+    lmx__buf_printf(&b, "# HELP longmix_index_shards Shards of the index.\n# TYPE longmix_index_shards gauge\n"
+                        "longmix_index_shards %lld\n", (long long)json_integer_value(json_object_get(vj, "shards")));
+    lmx__buf_printf(&b, "# HELP longmix_index_shards_verified Shards whose BLAKE2b is checked (all before serving with "
+                        "verify: foreground; growing with background; 0 with --skip-verify).\n"
+                        "# TYPE longmix_index_shards_verified gauge\nlongmix_index_shards_verified %lld\n",
+                    (long long)json_integer_value(json_object_get(vj, "verified")));
+    lmx__buf_printf(&b, "# HELP longmix_index_shards_bad Shards that failed background verification (never served).\n"
+                        "# TYPE longmix_index_shards_bad gauge\nlongmix_index_shards_bad %lld\n",
+                    (long long)json_integer_value(json_object_get(vj, "bad")));
+    lmx__buf_printf(&b, "# HELP longmix_index_verify_done 1 once no shard is waiting for verification.\n"
+                        "# TYPE longmix_index_verify_done gauge\nlongmix_index_verify_done %d\n",
+                    json_is_true(json_object_get(vj, "done")));
+    json_decref(vj);
     lmx__buf_printf(&b, "# HELP longmix_uptime_seconds Seconds since start.\n# TYPE longmix_uptime_seconds gauge\n");
     lmx__buf_printf(&b, "longmix_uptime_seconds %.1f\n", lmx__now() - s->started);
     if (!b.data)

@@ -33,9 +33,14 @@ static int create_guarded(server *s, const char *name, const lmx_plan_spec *spec
     lmxd_guard_begin();
     int rc = lmx__plan_create(s->ix, name, spec, out, err);
     const void *bad = lmxd_guard_end();
-    if (bad) {
+    const char *shard = NULL;
+    int gate_fault = lmx__gate_end(&shard); /* the build read a shard that failed verification */
+    if (bad || gate_fault) {
         if (rc == LMX_OK)
             lmx__plan_free(*out);
+        if (gate_fault)
+            return lmx__err(err, LMX_ECHECKSUM, "plan %s: shard %s failed verification (its item table is not kept)",
+                            name, shard ? shard : "?");
         lmxd_index_damage(s, bad);
         return lmx__err(err, LMX_EIO, "%s", s->damage);
     }
@@ -255,4 +260,22 @@ plan_ref **lmxd_plans_assemble(server *s, plan_ref **cv, size_t nc, plan_ref **r
     }
     *n_out = n;
     return v;
+}
+
+void lmxd_plans_gc_tables(server *s)
+{
+    const char *dir = lmx__index_table_dir(s->ix);
+    if (!dir)
+        return;
+    size_t n;
+    plan_ref **v = lmxd_plans_snapshot(s, &n);
+    const char **keep = calloc(n + 1, sizeof *keep);
+    for (size_t i = 0; keep && i < n; i++)
+        keep[i] = lmx__plan_id_hex(v[i]->plan);
+    size_t removed = keep ? lmx__plan_table_gc(dir, keep, n, (double)s->cfg.plan_table_grace_s) : 0;
+    free(keep);
+    lmxd_plans_put(v, n);
+    if (removed)
+        lmxd_log("removed %zu plan table(s) of plans no longer served from %s (unused for over %d s)", removed, dir,
+                 s->cfg.plan_table_grace_s);
 }

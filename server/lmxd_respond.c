@@ -49,8 +49,14 @@ enum MHD_Result lmxd_send_error(struct MHD_Connection *c, unsigned status, const
 
 enum MHD_Result lmxd_send_busy(struct MHD_Connection *c, unsigned retry_after_s, const char *detail)
 {
+    return lmxd_send_retry(c, 503, retry_after_s, "busy", detail);
+}
+
+enum MHD_Result lmxd_send_retry(struct MHD_Connection *c, unsigned status, unsigned retry_after_s, const char *error,
+                                const char *detail)
+{
     json_t *j = json_object();
-    json_object_set_new(j, "error", json_string("busy"));
+    json_object_set_new(j, "error", json_string(error));
     json_object_set_new(j, "detail", json_string(detail));
     char *txt = json_dumps(j, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
     json_decref(j);
@@ -67,7 +73,7 @@ enum MHD_Result lmxd_send_busy(struct MHD_Connection *c, unsigned retry_after_s,
     snprintf(ra, sizeof ra, "%u", retry_after_s);
     MHD_add_response_header(r, "Content-Type", "application/json");
     MHD_add_response_header(r, "Retry-After", ra);
-    enum MHD_Result ret = MHD_queue_response(c, 503, r);
+    enum MHD_Result ret = MHD_queue_response(c, status, r);
     MHD_destroy_response(r);
     return ret;
 }

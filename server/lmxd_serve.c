@@ -105,6 +105,7 @@ static void apply_reload(server *s, lmxd_config *cfg)
     size_t total;
     plan_ref **v = lmxd_plans_assemble(s, cv, cfg->n_plans, rv, nr, &total);
     lmxd_plans_swap(s, v, total);
+    lmxd_plans_gc_tables(s);
     /* Token lists follow the config too (rotation without a restart). Turning auth off takes an
      * explicit "auth": "none" (a config that merely lost its "auth" keeps the tokens: behind a
      * same-host proxy "loopback" is every client), and never on a non-loopback address without
@@ -279,7 +280,7 @@ int lmxd_serve(const lmxd_serve_options *opts)
         goto out;
     }
     char verified[5000] = "";
-    if (!opts->skip_verify) {
+    if (!opts->skip_verify && !s->cfg.verify_background) {
         /* Only shards the verified record does not vouch for are read (all cores). */
         lmx_verify_options vo = {.changed_only = 1, .state_dir = s->cfg.state_dir};
         lmx_verify_report vr;
@@ -293,6 +294,11 @@ int lmxd_serve(const lmxd_serve_options *opts)
                  vr.record_note[0] ? "; " : "", vr.record_note);
     }
     if (lmx__index_open(index_dir, &s->ix, &err) != LMX_OK) {
+        lmxd_log("%s", err.message);
+        goto out;
+    }
+    /* Background: reads of a shard wait for its verification (lmxd_verify.c), plan builds too. */
+    if (!opts->skip_verify && s->cfg.verify_background && lmxd_verify_start(s, &err) != LMX_OK) {
         lmxd_log("%s", err.message);
         goto out;
     }
@@ -337,6 +343,7 @@ int lmxd_serve(const lmxd_serve_options *opts)
         lmxd_log("restored %zu runtime plan(s) from %s", nr, s->state_path);
     plan_ref **v = lmxd_plans_assemble(s, cv, s->cfg.n_plans, rv, nr, &total);
     lmxd_plans_swap(s, v, total);
+    lmxd_plans_gc_tables(s);
 
     /* Signals are taken synchronously by this thread; MHD's threads inherit the mask. */
     sigset_t set;
@@ -409,6 +416,7 @@ int lmxd_serve(const lmxd_serve_options *opts)
         break;
     }
     notify("STOPPING=1");
+    lmxd_verify_stop(s); /* first: shards it leaves unverified are refused, so no request waits for them */
     /* Requests whose headers are still arriving are not waited for (a slow client could hold the
      * stop for the whole connection timeout); requests being handled or sent are. */
     lmxd_log("stopping: draining %d in-flight request(s)", atomic_load(&s->active));
@@ -421,6 +429,7 @@ int lmxd_serve(const lmxd_serve_options *opts)
     lmxd_log("stopped");
     exit_code = 0;
 out:
+    lmxd_verify_stop(s);
     if (s->mhd)
         MHD_stop_daemon(s->mhd);
     lmxd_watchdog_stop(s);

@@ -67,11 +67,18 @@ enum MHD_Result lmxd_handle_text(server *s, struct MHD_Connection *c, const lmxd
     lmxd_guard_begin();
     int rc = lmx__plan_sequence(r->plan, rq->step, &body, &err);
     const void *bad = lmxd_guard_end();
+    const char *gate_shard = NULL;
+    int gate_fault = lmx__gate_end(&gate_shard);
     if (bad) {
         lmxd_index_damage(s, bad);
         lmxd_plan_put(r);
         lmx__buf_free(&body);
         return lmxd_send_error(c, 503, "index_damaged", s->damage);
+    }
+    if (gate_fault) { /* a shard not (yet) verified: nothing of it is shown */
+        lmxd_plan_put(r);
+        lmx__buf_free(&body);
+        return lmxd_send_gate_fault(s, c, gate_fault, gate_shard);
     }
     if (rc == LMX_OK)
         rc = lmx__wire_parse(body.data, body.len, &v, &err);

@@ -3,6 +3,7 @@
 #ifndef LMX_INDEX_H
 #define LMX_INDEX_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "lmx_error.h"
@@ -87,6 +88,31 @@ static inline uint32_t lmx__doc_token(const lmx_doc *d, uint64_t i)
                                      (uint32_t)p[3] << 24;
 }
 
+/* ---- the verification gate (lmx_index_gate.c): serve's `verify: background` ----
+ * With a gate, reads of a shard not yet verified wait for it: lmx__index_doc up to wait_s
+ * seconds, lmx__index_doc_meta (the plan builder's scan) until its verification ends. A shard
+ * still unverified after that, or bad, becomes the calling thread's fault; the read returns as
+ * usual and the caller, which brackets its reads with lmx__gate_begin/lmx__gate_end, throws the
+ * result away. Without a gate (the default) reads do not check anything. */
+typedef struct lmx_gate lmx_gate;
+/* Puts every shard of ix behind a gate (all not yet verified). Call before any reader thread
+ * starts; LMX_OK or LMX_ENOMEM. The gate lives as long as ix. */
+int lmx__index_gate_enable(lmx_index *ix, double wait_s, lmx_error *err);
+lmx_gate *lmx__index_gate(const lmx_index *ix); /* NULL when not enabled */
+size_t lmx__index_n_shards(const lmx_index *ix);
+/* Shard i (manifest order, as lmx_verify_options.on_shard numbers them) verified good or bad;
+ * wakes its waiters. g may be NULL. */
+void lmx__gate_mark(lmx_gate *g, size_t shard, int good);
+/* Marks every shard not yet marked bad (verification ended without checking it). */
+void lmx__gate_settle(lmx_gate *g);
+void lmx__gate_counts(const lmx_gate *g, size_t *good, size_t *bad, size_t *total);
+/* The path of the first shard marked bad, or NULL (borrowed from the index). */
+const char *lmx__gate_first_bad(const lmx_gate *g);
+/* Clears / returns this thread's fault: LMX_OK, LMX_ETIMEOUT (a shard still being verified) or
+ * LMX_ECHECKSUM (a shard that failed); *shard (may be NULL) = its path, borrowed from the index. */
+void lmx__gate_begin(void);
+int lmx__gate_end(const char **shard);
+
 /* ---- verification (lmx_index_verify.c) ----
  * Recomputes shards' BLAKE2b (on `threads` threads) and compares them with the manifest. Good
  * shards are remembered in DIR/verified.json (or, when DIR is not writable, in
@@ -102,6 +128,11 @@ typedef struct lmx_verify_options {
     double rate_mb;        /* MB/s over all threads; 0 = unlimited */
     const char *state_dir; /* the record's place when DIR is not writable; NULL = not remembered then */
     int quiet;             /* no "BAD PATH: why" lines on stderr */
+    /* Called once per shard (index i in manifest order) as soon as its state is known: good (read
+     * and matching, or vouched for by the record) or not; from any verifying thread. */
+    void (*on_shard)(void *ctx, size_t i, int good, const char *path, const char *why);
+    void *ctx;
+    const atomic_int *cancel; /* non-zero: stop taking shards (those left count as not checked) */
 } lmx_verify_options;
 
 typedef struct lmx_verify_report {

@@ -57,10 +57,13 @@ typedef struct lmx_shard_writer {
     FILE *f;
     uint32_t token_bytes;
     uint64_t n_tokens, n_docs;
-    lmx_buf docs;
+    /* The sections that follow the tokens are spilled to unlinked temporary files beside the
+     * shard and copied in at finish, so memory does not grow with the documents of an input. */
+    FILE *docs;     /* document records; SOURCE holds the source's ordinal (+ n_domains at finish) */
     char **strings; /* domains first (n_domains), then sources */
-    lmx_buf ids;     /* per document: u64 end offset of its id in id_blob (ids section) */
-    lmx_buf id_blob; /* the documents' ids, each NUL-terminated ("" = none) */
+    FILE *ids;      /* per document: u64 end offset of its id in the blob (ids section) */
+    FILE *id_blob;  /* the documents' ids, each NUL-terminated ("" = none) */
+    uint64_t blob_len;
     int has_ids;     /* some document has an id: the shard gets an ids section */
     uint32_t n_strings, n_domains, cap_strings;
     lmx_domain_stats *dstats; /* per shard-local domain */
@@ -106,6 +109,14 @@ int lmx__manifest_lists(json_t *m, const char *file);
 int lmx__entry_cmp_input(const void *a, const void *b);
 /* The stats object {"docs","tokens","long_tokens","buckets":[9]} of s. */
 json_t *lmx__stats_to_json(const lmx_domain_stats *s);
+
+/* ---- the verification gate (lmx_index_gate.c) ----
+ * paths (n, borrowed, must outlive the gate) name the shards in fault reports. */
+lmx_gate *lmx__gate_new(size_t n, const char **paths, double wait_s);
+void lmx__gate_free(lmx_gate *g);
+/* Before a read of shard i: returns at once when it is verified, else waits (until_done: until
+ * it is marked; else up to wait_s) and notes this thread's fault if it is not good by then. */
+void lmx__gate_pass(lmx_gate *g, size_t shard, int until_done);
 
 /* ---- the index folder (lmx_index_dir.c) ---- */
 /* Exclusive flock on DIR/.lock for the whole run: the descriptor (>= 0) or an LMX_E* code. */

@@ -40,6 +40,8 @@ struct lmx_index {
     char identity[65];
     char *tokenizer_identity;
     char *table_dir; /* plans' item tables (lmx__index_set_table_dir), NULL = heap */
+    lmx_gate *gate;  /* verify: background (lmx_index_gate.c), NULL = reads are not gated */
+    const char **gate_paths;
 };
 
 const char *lmx__index_shard_at(const lmx_index *ix, const void *addr)
@@ -304,6 +306,8 @@ void lmx__index_close(lmx_index *ix)
     free(ix->dir);
     free(ix->tokenizer_identity);
     free(ix->table_dir);
+    lmx__gate_free(ix->gate);
+    free(ix->gate_paths);
     free(ix->sep_token[0]);
     free(ix->sep_token[1]);
     free(ix);
@@ -319,6 +323,21 @@ const char *lmx__index_identity(const lmx_index *ix) { return ix->identity; }
 const char *lmx__index_tokenizer_identity(const lmx_index *ix) { return ix->tokenizer_identity; }
 const char *lmx__index_dir(const lmx_index *ix) { return ix->dir; }
 const char *lmx__index_table_dir(const lmx_index *ix) { return ix->table_dir; }
+size_t lmx__index_n_shards(const lmx_index *ix) { return ix->n_shards; }
+lmx_gate *lmx__index_gate(const lmx_index *ix) { return ix->gate; }
+
+int lmx__index_gate_enable(lmx_index *ix, double wait_s, lmx_error *err)
+{
+    if (ix->gate)
+        return LMX_OK;
+    if (!(ix->gate_paths = calloc(ix->n_shards + 1, sizeof *ix->gate_paths)))
+        return lmx__err(err, LMX_ENOMEM, "index: out of memory");
+    for (size_t i = 0; i < ix->n_shards; i++)
+        ix->gate_paths[i] = ix->shards[i].path;
+    if (!(ix->gate = lmx__gate_new(ix->n_shards, ix->gate_paths, wait_s)))
+        return lmx__err(err, LMX_ENOMEM, "index: out of memory");
+    return LMX_OK;
+}
 
 int lmx__index_set_table_dir(lmx_index *ix, const char *dir)
 {
@@ -366,6 +385,8 @@ static const shard *find_shard(const lmx_index *ix, uint64_t id)
 void lmx__index_doc_meta(const lmx_index *ix, uint64_t id, uint64_t *n_tokens, uint32_t *domain)
 {
     const shard *s = find_shard(ix, id);
+    if (ix->gate)
+        lmx__gate_pass(ix->gate, (size_t)(s - ix->shards), 1);
     const uint8_t *r = s->docs + (id - s->doc_base) * LMX_SHARD_DOC_SIZE;
     *n_tokens = lmx__get64(r + LMX_SD_N_TOKENS);
     *domain = s->domain_map[lmx__get32(r + LMX_SD_DOMAIN)];
@@ -377,6 +398,8 @@ int lmx__index_doc(const lmx_index *ix, uint64_t id, lmx_doc *out, lmx_error *er
         return lmx__err(err, LMX_ENOTFOUND, "document %llu: the index has %llu documents",
                         (unsigned long long)id, (unsigned long long)ix->n_docs);
     const shard *s = find_shard(ix, id);
+    if (ix->gate)
+        lmx__gate_pass(ix->gate, (size_t)(s - ix->shards), 0);
     const uint8_t *r = s->docs + (id - s->doc_base) * LMX_SHARD_DOC_SIZE;
     out->id = id;
     out->n_tokens = lmx__get64(r + LMX_SD_N_TOKENS);

@@ -142,6 +142,10 @@ static void check_one(vrun *r, vshard *s, uint8_t *buf)
         }
         if (got == 0)
             break;
+        if (r->o->cancel && atomic_load(r->o->cancel)) { /* left not checked */
+            close(fd);
+            return;
+        }
         rate_wait(r, (size_t)got);
         crypto_generichash_update(&hs, buf, (size_t)got);
         off += (uint64_t)got;
@@ -166,10 +170,13 @@ static void *worker(void *arg)
     uint8_t *buf = malloc(CHUNK);
     if (!buf)
         return NULL; /* the shards it would have taken stay unchecked: reported as bad */
-    for (size_t i; (i = atomic_fetch_add(&r->next, 1)) < r->n;) {
+    for (size_t i; !(r->o->cancel && atomic_load(r->o->cancel)) && (i = atomic_fetch_add(&r->next, 1)) < r->n;) {
         vshard *s = &r->v[i];
-        if (!s->remembered && s->state == 0)
+        if (!s->remembered && s->state == 0) {
             check_one(r, s, buf);
+            if (r->o->on_shard && s->state != 0)
+                r->o->on_shard(r->o->ctx, i, s->state == 1, s->path, s->why);
+        }
     }
     free(buf);
     return NULL;
@@ -268,6 +275,9 @@ int lmx__index_verify_run(const char *dir, const lmx_verify_options *opts, lmx_v
         if (o->changed_only && record_matches(json_object_get(rec, s->file), s))
             s->remembered = 1;
     }
+    for (size_t i = 0; o->on_shard && i < n; i++) /* known before any reading */
+        if (v[i].remembered || v[i].state == -1)
+            o->on_shard(o->ctx, i, v[i].remembered, v[i].path, v[i].why);
     vrun r = {.v = v, .n = n, .o = o};
     atomic_init(&r.next, 0);
     atomic_init(&r.bytes, 0);
@@ -301,7 +311,8 @@ int lmx__index_verify_run(const char *dir, const lmx_verify_options *opts, lmx_v
             continue;
         }
         if (s->state == 0) {
-            snprintf(s->why, sizeof s->why, "not checked (out of memory for a reader)");
+            snprintf(s->why, sizeof s->why, "not checked (%s)",
+                     o->cancel && atomic_load(o->cancel) ? "cancelled" : "out of memory for a reader");
             s->state = -1;
         }
         if (s->state == 1) {

@@ -9,6 +9,24 @@
 
 #include "lmx_index_internal.h"
 
+/* An unlinked temporary file next to path (its name removed at once: gone with the process). */
+static FILE *spill_open(const char *path, const char *tag)
+{
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.%s", path, tag);
+    int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return NULL;
+    unlink(tmp);
+    FILE *f = fdopen(fd, "w+b");
+    if (!f) {
+        close(fd);
+        return NULL;
+    }
+    setvbuf(f, NULL, _IOFBF, (size_t)1 << 16);
+    return f;
+}
+
 int lmx__shard_open(lmx_shard_writer *w, const char *out_dir, const char *name, uint32_t token_bytes, lmx_error *err)
 {
     memset(w, 0, sizeof *w);
@@ -24,13 +42,25 @@ int lmx__shard_open(lmx_shard_writer *w, const char *out_dir, const char *name, 
     static const uint8_t zero[LMX_SHARD_HEADER_SIZE];
     if (fwrite(zero, 1, sizeof zero, w->f) != sizeof zero)
         return lmx__err_errno(err, "write %s", w->tmp_path);
-    w->docs.cap_limit = (size_t)1 << 34;
-    w->ids.cap_limit = w->id_blob.cap_limit = (size_t)1 << 34;
+    if (!(w->docs = spill_open(w->tmp_path, "docs")) || !(w->ids = spill_open(w->tmp_path, "ids")) ||
+        !(w->id_blob = spill_open(w->tmp_path, "blob")))
+        return lmx__err_errno(err, "create a temporary file beside %s", w->tmp_path);
     return LMX_OK;
+}
+
+static void spill_close(lmx_shard_writer *w)
+{
+    FILE **f[3] = {&w->docs, &w->ids, &w->id_blob};
+    for (int i = 0; i < 3; i++)
+        if (*f[i]) {
+            fclose(*f[i]);
+            *f[i] = NULL;
+        }
 }
 
 void lmx__shard_abort(lmx_shard_writer *w)
 {
+    spill_close(w);
     if (w->f) {
         fclose(w->f);
         w->f = NULL;
@@ -47,9 +77,7 @@ void lmx__shard_free(lmx_shard_writer *w)
     free(w->dstats);
     free(w->tmp_path);
     free(w->final_path);
-    lmx__buf_free(&w->docs);
-    lmx__buf_free(&w->ids);
-    lmx__buf_free(&w->id_blob);
+    spill_close(w);
 }
 
 /* Domains must all be added before the first source string: domains are strings [0, n_domains). */
@@ -79,12 +107,7 @@ static int add_string(lmx_shard_writer *w, const char *s, int is_domain, uint32_
             return LMX_ENOMEM;
         w->dstats = ds;
         memset(&ds[w->n_domains], 0, sizeof *ds);
-        *idx = w->n_domains++;
-        /* Fix source indices already written: every source moved up by one. */
-        for (uint64_t d = 0; d < w->n_docs; d++) {
-            uint8_t *r = w->docs.data + d * LMX_SHARD_DOC_SIZE;
-            lmx__put32(r + LMX_SD_SOURCE, lmx__get32(r + LMX_SD_SOURCE) + 1);
-        }
+        *idx = w->n_domains++; /* sources moved up by one: records hold ordinals, fixed at finish */
     } else {
         w->strings[w->n_strings] = strdup(s);
         *idx = w->n_strings;
@@ -105,10 +128,10 @@ static int doc_record(lmx_shard_writer *w, uint64_t n_tokens, const char *domain
     lmx__put64(rec + LMX_SD_TOKEN_START, w->n_tokens);
     lmx__put64(rec + LMX_SD_N_TOKENS, n_tokens);
     lmx__put32(rec + LMX_SD_DOMAIN, *di);
-    lmx__put32(rec + LMX_SD_SOURCE, si);
+    lmx__put32(rec + LMX_SD_SOURCE, si - w->n_domains); /* its ordinal among the sources */
     lmx__put64(rec + LMX_SD_LINE, line);
-    if (lmx__buf_append(&w->docs, rec, sizeof rec))
-        return lmx__err(err, LMX_ENOMEM, "out of memory");
+    if (fwrite(rec, 1, sizeof rec, w->docs) != sizeof rec)
+        return lmx__err_errno(err, "write beside %s", w->tmp_path);
     return LMX_OK;
 }
 
@@ -124,11 +147,11 @@ int lmx__shard_add(lmx_shard_writer *w, const uint8_t *toks, uint64_t n_tokens, 
      * at the end. */
     uint8_t end[8];
     const char *id = doc_id ? doc_id : "";
-    if (lmx__buf_append(&w->id_blob, id, strlen(id) + 1) != LMX_OK)
-        return lmx__err(err, LMX_ENOMEM, "out of memory");
-    lmx__put64(end, w->id_blob.len);
-    if (lmx__buf_append(&w->ids, end, 8) != LMX_OK)
-        return lmx__err(err, LMX_ENOMEM, "out of memory");
+    size_t il = strlen(id) + 1;
+    w->blob_len += il;
+    lmx__put64(end, w->blob_len);
+    if (fwrite(id, 1, il, w->id_blob) != il || fwrite(end, 1, 8, w->ids) != 8)
+        return lmx__err_errno(err, "write beside %s", w->tmp_path);
     w->has_ids |= *id != '\0';
     size_t nb = (size_t)n_tokens * w->token_bytes;
     if (nb && fwrite(toks, 1, nb, w->f) != nb)
@@ -157,6 +180,22 @@ static int write_pad(FILE *f, uint64_t *off)
     return pad && fwrite(z, 1, pad, f) != pad ? -1 : 0;
 }
 
+/* Appends spill file f (from its start) to the shard; with add, every record's SOURCE field gets
+ * add (the source ordinals become string indices). 0 or -1. */
+static int copy_spill(lmx_shard_writer *w, FILE *f, uint32_t add)
+{
+    static _Thread_local uint8_t buf[(size_t)1 << 16]; /* a multiple of the record size */
+    if (fflush(f) != 0 || fseek(f, 0, SEEK_SET) != 0)
+        return -1;
+    for (size_t n; (n = fread(buf, 1, sizeof buf, f)) > 0;) {
+        for (size_t r = 0; add && r + LMX_SHARD_DOC_SIZE <= n; r += LMX_SHARD_DOC_SIZE)
+            lmx__put32(buf + r + LMX_SD_SOURCE, lmx__get32(buf + r + LMX_SD_SOURCE) + add);
+        if (fwrite(buf, 1, n, w->f) != n)
+            return -1;
+    }
+    return ferror(f) ? -1 : 0;
+}
+
 /* The ids section at *off (8-aligned first): n_docs + 1 u64 offsets into the blob (first 0), then
  * the blob of NUL-terminated ids; the new end, or 0 on a write error. */
 static uint64_t write_ids(lmx_shard_writer *w, uint64_t off, uint64_t *ids_off)
@@ -165,10 +204,9 @@ static uint64_t write_ids(lmx_shard_writer *w, uint64_t off, uint64_t *ids_off)
     if (write_pad(w->f, &off) || fwrite(zero, 1, 8, w->f) != 8)
         return 0;
     *ids_off = off;
-    if ((w->ids.len && fwrite(w->ids.data, 1, w->ids.len, w->f) != w->ids.len) ||
-        (w->id_blob.len && fwrite(w->id_blob.data, 1, w->id_blob.len, w->f) != w->id_blob.len))
+    if (copy_spill(w, w->ids, 0) || copy_spill(w, w->id_blob, 0))
         return 0;
-    return off + 8 + w->ids.len + w->id_blob.len;
+    return off + 8 + 8 * w->n_docs + w->blob_len;
 }
 
 /* Writes the doc records, the string table and the ids (if any) after the tokens; returns the
@@ -179,9 +217,9 @@ static uint64_t write_sections(lmx_shard_writer *w, uint64_t *docs_off, uint64_t
     if (write_pad(w->f, &off))
         return 0;
     *docs_off = off;
-    if (w->docs.len && fwrite(w->docs.data, 1, w->docs.len, w->f) != w->docs.len)
+    if (copy_spill(w, w->docs, w->n_domains))
         return 0;
-    off += w->docs.len;
+    off += w->n_docs * LMX_SHARD_DOC_SIZE;
     if (write_pad(w->f, &off))
         return 0;
     *str_off = off;
@@ -244,6 +282,8 @@ static int hash_written(const char *path, uint64_t size, char hex[65])
 int lmx__shard_finish(lmx_shard_writer *w, char hex_sum[65], uint64_t *file_size, lmx_error *err)
 {
     uint64_t docs_off = 0, str_off = 0, ids_off = 0, size = write_sections(w, &docs_off, &str_off, &ids_off);
+    if (size != 0)
+        spill_close(w); /* copied: their space goes back now */
     if (size == 0 || write_header(w, docs_off, str_off, ids_off, size) != 0 || hash_written(w->tmp_path, size, hex_sum) != 0 ||
         rename(w->tmp_path, w->final_path) != 0) {
         lmx__err_errno(err, "write %s", w->tmp_path);

@@ -86,4 +86,11 @@ int lmx__plan_sequence(lmx_plan *p, uint64_t g, lmx_buf *out, lmx_error *err);
  * reference; NULL on allocation failure. */
 json_t *lmx__plan_stats(lmx_plan *p, uint64_t window_tokens);
 
+/* Removes stale item tables from DIR (lmx_plan_table.c): every `<plan id>.items` (and its
+ * `.items.ok`) whose id is not among keep (n hex ids), whose last use (build, or a start that
+ * mapped it) is more than grace_s seconds ago, and which no process holds mapped (each mapping
+ * holds flock(LOCK_SH) on its file: a daemon serving the same index from another config keeps
+ * its tables). Returns the number of tables removed (best effort: errors leave files). */
+size_t lmx__plan_table_gc(const char *dir, const char *const *keep, size_t n, double grace_s);
+
 #endif

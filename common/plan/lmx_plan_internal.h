@@ -131,6 +131,8 @@ struct lmx_plan {
     uint8_t *table;   /* the mapped item table file holding every domain's items, or NULL (heap) */
     size_t table_size;
     char *table_tmp;  /* its temporary name while it is being built */
+    int table_lock;   /* 1 + a descriptor of the table file holding flock(LOCK_SH) while it is
+                         mapped (lmx__plan_table_gc leaves it alone), 0 = none */
 };
 
 

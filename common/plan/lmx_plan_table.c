@@ -10,7 +10,10 @@
  *   HDR = 128: per domain 8 u64 (n, n_long, cls_long_slen, long_slen, short_slen, long_tok,
  *   short_tok, offset of its items), then the items (each domain's at a 16-byte aligned offset).
  * DIR/<plan id>.items.ok holds the table file's identity (size, inode, mtime, ctime) after its
- * checksum was checked once: with it, a start maps the table without reading it. */
+ * checksum was checked once: with it, a start maps the table without reading it. Its mtime is
+ * the table's last use (touched by every start that maps it): lmx__plan_table_gc's clock.
+ * While mapped, a table file is held with flock(LOCK_SH), so that no daemon's clean-up removes
+ * a table another daemon (same index, other config) is serving from. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -20,8 +23,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "lmx_plan_internal.h"
@@ -99,9 +104,12 @@ int lmx__plan_table_load(lmx_plan *p, const char *dir, uint32_t nd)
     }
     size_t size = (size_t)st.st_size;
     uint8_t *base = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
-    close(fd);
-    if (base == MAP_FAILED)
+    if (base == MAP_FAILED || flock(fd, LOCK_SH) != 0) { /* shared: a gc elsewhere is excluded */
+        if (base != MAP_FAILED)
+            munmap(base, size);
+        close(fd);
         return 0;
+    }
     char want[160], *have = NULL;
     key_text(&st, want, sizeof want);
     int trusted = lmx__read_file(ok, 4096, &have, NULL, NULL) == LMX_OK && strcmp(have, want) == 0;
@@ -111,12 +119,16 @@ int lmx__plan_table_load(lmx_plan *p, const char *dir, uint32_t nd)
         hash_body(base, size, h);
         if (size < 88 || sodium_memcmp(h, base + 56, 32) != 0) {
             munmap(base, size);
+            close(fd);
             return 0;
         }
         lmx__write_file_atomic(ok, want, strlen(want), NULL); /* best effort: else hashed again next time */
+    } else {
+        utimensat(AT_FDCWD, ok, NULL, 0); /* last use, for lmx__plan_table_gc */
     }
     if (bind_table(p, base, size, nd) != LMX_OK) {
         munmap(base, size);
+        close(fd);
         for (uint32_t d = 0; d < nd; d++) /* back to what bind_index left: the caller builds */
             memset(&p->doms[d], 0, sizeof p->doms[d]);
         return 0;
@@ -124,6 +136,7 @@ int lmx__plan_table_load(lmx_plan *p, const char *dir, uint32_t nd)
     posix_madvise(base, size, POSIX_MADV_RANDOM);
     p->table = base;
     p->table_size = size;
+    p->table_lock = fd + 1;
     return 1;
 }
 
@@ -216,8 +229,13 @@ int lmx__plan_table_finish(lmx_plan *p, const char *dir, uint32_t nd, lmx_error 
     char tab[4200], ok[4200];
     paths(p, dir, tab, ok, sizeof tab);
     int rc = LMX_OK;
-    int fd = open(p->table_tmp, O_RDONLY | O_CLOEXEC);
-    if (msync(base, p->table_size, MS_SYNC) != 0 || fd < 0 || fsync(fd) != 0)
+    /* verify: background: the scan waited for every shard; one found bad fed this table wrong
+     * records, which must not outlive this run (the shard's replacement has the same plan id). */
+    const char *bad = lmx__gate_first_bad(lmx__index_gate(p->ix));
+    int fd = bad ? -1 : open(p->table_tmp, O_RDONLY | O_CLOEXEC);
+    if (bad)
+        rc = lmx__err(err, LMX_ECHECKSUM, "plan %s: not kept: shard %s failed verification", p->name, bad);
+    else if (msync(base, p->table_size, MS_SYNC) != 0 || fd < 0 || fsync(fd) != 0)
         rc = lmx__err_errno(err, "plan %s: write %s", p->name, p->table_tmp);
     else if (rename(p->table_tmp, tab) != 0)
         rc = lmx__err_errno(err, "plan %s: rename %s to %s", p->name, p->table_tmp, tab);
@@ -226,6 +244,10 @@ int lmx__plan_table_finish(lmx_plan *p, const char *dir, uint32_t nd, lmx_error 
         char key[160];
         key_text(&st, key, sizeof key); /* checked as it was written: trusted from now on */
         lmx__write_file_atomic(ok, key, strlen(key), NULL);
+    }
+    if (rc == LMX_OK && flock(fd, LOCK_SH) == 0) {
+        p->table_lock = fd + 1; /* held while mapped */
+        fd = -1;
     }
     if (fd >= 0)
         close(fd);
@@ -242,6 +264,9 @@ void lmx__plan_table_drop(lmx_plan *p)
 {
     if (p->table)
         munmap(p->table, p->table_size);
+    if (p->table_lock > 0)
+        close(p->table_lock - 1);
+    p->table_lock = 0;
     if (p->table_tmp) {
         unlink(p->table_tmp);
         free(p->table_tmp);
@@ -249,4 +274,56 @@ void lmx__plan_table_drop(lmx_plan *p)
     p->table = NULL;
     p->table_tmp = NULL;
     p->table_size = 0;
+}
+
+/* Whether name is "<32 hex>.items" (a table); its id is then the first 32 characters. */
+static int table_name(const char *name)
+{
+    size_t n = strlen(name);
+    if (n != 2 * LMX_PLAN_ID_BYTES + 6 || strcmp(name + 2 * LMX_PLAN_ID_BYTES, ".items") != 0)
+        return 0;
+    for (size_t i = 0; i < 2 * LMX_PLAN_ID_BYTES; i++)
+        if (!strchr("0123456789abcdef", name[i]))
+            return 0;
+    return 1;
+}
+
+size_t lmx__plan_table_gc(const char *dir, const char *const *keep, size_t n, double grace_s)
+{
+    DIR *d = dir ? opendir(dir) : NULL;
+    if (!d)
+        return 0;
+    size_t removed = 0;
+    time_t now = time(NULL);
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!table_name(e->d_name))
+            continue;
+        int kept = 0;
+        for (size_t i = 0; i < n && !kept; i++)
+            kept = keep[i] && strncmp(keep[i], e->d_name, 2 * LMX_PLAN_ID_BYTES) == 0;
+        char tab[4400], ok[4400];
+        snprintf(tab, sizeof tab, "%s/%s", dir, e->d_name);
+        snprintf(ok, sizeof ok, "%s.ok", tab);
+        struct stat st, so;
+        if (kept || stat(tab, &st) != 0)
+            continue;
+        time_t used = st.st_mtime;
+        if (stat(ok, &so) == 0 && so.st_mtime > used)
+            used = so.st_mtime;
+        if ((double)(now - used) < grace_s)
+            continue;
+        int fd = open(tab, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        /* Exclusive and non-blocking: a daemon that maps it holds LOCK_SH. One that opens it
+         * after the unlink below maps an unlinked file: still intact, rebuilt at its next start. */
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0 && unlink(tab) == 0) {
+            unlink(ok);
+            removed++;
+        }
+        close(fd);
+    }
+    closedir(d);
+    return removed;
 }

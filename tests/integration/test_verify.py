@@ -6,7 +6,7 @@ ctime, so an unchanged index is not re-read at start; a changed shard is read ag
 file (INDEX/plan-tables, or the state dir), built once, mapped at restart, rebuilt when damaged.
 
   test_verify.py [TEST...]      (ctest runs one test per process; exit 77 = skipped)"""
-import json, os, re, subprocess, sys, time
+import json, os, re, signal, subprocess, sys, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -217,8 +217,212 @@ def test_plan_tables(wd):
     check(all(os.stat(os.path.join(tdir, f)).st_ino != i for f, i in zip(tables, inodes)), "damaged tables kept")
 
 
+def daemon_env(wd, cfg, **env):
+    """A Daemon started with extra environment variables (the test-only hold file)."""
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        return Daemon(wd, cfg)
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def verify_stats(d):
+    st, _, body = http(d.url + "/v1/stats")
+    check(st == 200, f"stats {st}")
+    return json.loads(body)["verify"]
+
+
+def metric(d, name):
+    _, _, body = http(d.url + "/metrics")
+    m = re.search(rb"^" + name.encode() + rb" (\S+)$", body, re.M)
+    check(m, f"/metrics has no {name}")
+    return float(m.group(1))
+
+
+def wait_verified(d, seconds=60):
+    deadline = time.monotonic() + seconds
+    while not verify_stats(d)["done"]:
+        check(time.monotonic() < deadline, f"background verification not done in {seconds} s")
+        time.sleep(0.05)
+    return verify_stats(d)
+
+
+def test_background_waits(wd):
+    """verify: background: the daemon serves before its shards are verified (held back by the
+    test-only LMX_TEST_VERIFY_HOLD file, so nothing depends on timing); a batch then waits
+    verify_wait seconds and answers 503 index_verifying with Retry-After, naming a shard; once
+    verification runs, a waiting batch is answered with the same bytes as in foreground mode."""
+    idx = make_index(wd)
+    plans = {"o": PLANS["o"]}
+    cfg = write_config(wd, plans)
+    d = Daemon(wd, cfg)  # foreground: the reference bytes (and the plan table)
+    try:
+        want = batches(d, plans)
+        check(verify_stats(d) == {"mode": "foreground", "shards": len(shards(idx)), "verified": len(shards(idx)),
+                                  "bad": 0, "done": True}, f"foreground stats: {verify_stats(d)}")
+    finally:
+        d.stop()
+    os.unlink(os.path.join(idx, "verified.json"))  # every shard is new to the next start
+    hold = wd("hold")
+    open(hold, "w").close()
+    bg = write_config(wd, plans, name="bg.json", verify="background", verify_wait=1)
+    d = daemon_env(wd, bg, LMX_TEST_VERIFY_HOLD=hold)
+    try:
+        n = len(shards(idx))
+        check(verify_stats(d) == {"mode": "background", "shards": n, "verified": 0, "bad": 0, "done": False},
+              f"stats while held: {verify_stats(d)}")
+        check(metric(d, "longmix_index_shards_verified") == 0 and metric(d, "longmix_index_shards") == n, "metrics")
+        st, _, _ = http(d.url + "/healthz")
+        check(st == 200, f"/healthz while verifying: {st}")
+        t0 = time.monotonic()
+        st, h, body = http(d.url + "/v1/plans/o/batches/0")
+        waited = time.monotonic() - t0
+        e = json.loads(body)
+        check(st == 503 and e["error"] == "index_verifying" and h.get("retry-after") == "1",
+              f"batch while verifying: {st} {h} {body!r}")
+        check(".lmxs" in e["detail"] and "being verified" in e["detail"], f"detail names no shard: {e}")
+        check(waited >= 0.9, f"answered after {waited:.2f} s: did not wait verify_wait (1 s)")
+        st, _, body = http(d.url + "/v1/plans/o/sequences/0?format=text")
+        check(st == 503 and json.loads(body)["error"] == "index_verifying", f"text view while verifying: {st}")
+    finally:
+        d.stop()
+    check("background verification stopped" in log(d), f"stop during verification: {log(d)!r}")
+    bg = write_config(wd, plans, name="bg2.json", verify="background", verify_wait=60)
+    d = daemon_env(wd, bg, LMX_TEST_VERIFY_HOLD=hold)
+    try:
+        import threading
+        got = {}
+        t = threading.Thread(target=lambda: got.update(r=http(d.url + "/v1/plans/o/batches/0")))
+        t.start()
+        time.sleep(0.3)
+        check(t.is_alive(), "the batch was answered while verification was held")
+        os.unlink(hold)  # verification starts; the waiting batch gets its bytes
+        t.join(60)
+        check(got.get("r") and got["r"][0] == 200 and got["r"][2] == want[0], f"waiting batch: {got.get('r', '')!s:.200}")
+        v = wait_verified(d)
+        check(v["verified"] == n and v["bad"] == 0, f"after verification: {v}")
+        check(metric(d, "longmix_index_verify_done") == 1, "metric done")
+        check(batches(d, plans) == want, "background batches differ from foreground ones")
+    finally:
+        d.stop()
+    check(re.search(r"%d shard\(s\) verified in the background: %d read" % (n, n), log(d)), f"log: {log(d)!r}")
+    d = Daemon(wd, bg)  # the record was written: a restart reads nothing
+    try:
+        v = wait_verified(d)
+        check(v["verified"] == n and v["bytes_read"] == 0, f"restart after background verification: {v}")
+    finally:
+        d.stop()
+
+
+def test_background_bad_shard(wd):
+    """A shard changed on disk (a byte flipped, mtime restored) is verified again in the
+    background and found bad: requests that read it answer 503 index_damaged naming it, requests
+    that do not are served the foreground bytes; /healthz stays 200; stats and metrics count it.
+    In foreground mode the same index does not start at all."""
+    idx = make_index(wd)
+    plans = {"o": {"strategy": "original", "seq_len": 1024, "global_batch": 1}}
+    cfg = write_config(wd, plans)
+    man = json.load(open(os.path.join(idx, "manifest.json")))
+    bad = [e for e in man["shards"] if e["input"].endswith("part1.jsonl")][0]
+    bad_path = os.path.join(idx, "shards", bad["file"])
+    touches, want = {}, {}
+    d = Daemon(wd, cfg)
+    try:
+        for g in range(60):  # which sequences read the part1 shard (source of every span)
+            st, _, body = http(f"{d.url}/v1/plans/o/sequences/{g}?format=text")
+            check(st == 200, f"text {g}: {st}")
+            touches[g] = any(sp["source"].startswith(bad["input"]) for sp in json.loads(body)["spans"])
+            st, _, want[g] = http(f"{d.url}/v1/plans/o/sequences/{g}")
+    finally:
+        d.stop()
+    hit = [g for g in touches if touches[g]]
+    miss = [g for g in touches if not touches[g]]
+    check(hit and miss, f"test setup: sequences reading {bad['input']}: {hit}")
+    flip_keep_mtime(bad_path, 200)  # in the token section
+    serve_fails(wd, cfg, bad["file"])
+    bg = write_config(wd, plans, name="bg.json", verify="background", verify_wait=5)
+    d = Daemon(wd, bg)
+    try:
+        v = wait_verified(d)
+        check(v["bad"] == 1 and v["verified"] == len(man["shards"]) - 1 and v["first_bad"] == bad_path,
+              f"stats: {v}")
+        check(metric(d, "longmix_index_shards_bad") == 1, "metric bad")
+        for g in hit[:3]:
+            st, _, body = http(f"{d.url}/v1/plans/o/sequences/{g}")
+            e = json.loads(body)
+            check(st == 503 and e["error"] == "index_damaged" and bad["file"] in e["detail"],
+                  f"sequence {g} reads the bad shard: {st} {body!r}")
+        for g in miss[:10]:
+            st, _, body = http(f"{d.url}/v1/plans/o/sequences/{g}")
+            check(st == 200 and body == want[g], f"sequence {g} does not read the bad shard: {st}")
+        st, _, _ = http(d.url + "/healthz")
+        check(st == 200, f"/healthz: {st}")
+    finally:
+        d.stop()
+    check(f"shard {bad_path} is bad" in log(d), f"log names no bad shard: {log(d)!r}")
+    # Without a plan table the start builds one from every shard's records: it waits for them,
+    # fails on the bad one, and keeps no table built from it.
+    import shutil
+    shutil.rmtree(os.path.join(idx, "plan-tables"))
+    serve_fails(wd, bg, bad["file"], "failed verification")
+    left = [f for f in os.listdir(os.path.join(idx, "plan-tables")) if ".items" in f]
+    check(not left, f"a table built from the bad shard was kept: {left}")
+
+
+def test_stale_plan_tables(wd):
+    """Tables of plans no longer served are removed at start and reload once unused for
+    plan_table_grace seconds (default 7 days: kept; mtime moved back: removed), but never while
+    another daemon (same index, other config) has them mapped."""
+    idx = make_index(wd)
+    tdir = os.path.join(idx, "plan-tables")
+    ps = {"strategy": "per_source", "seq_len": 2048, "global_batch": 4, "seed": 3}
+    tables = lambda: sorted(f[:-6] for f in os.listdir(tdir) if f.endswith(".items"))
+    d = Daemon(wd, write_config(wd, {"o": PLANS["o"], "ps": ps}))
+    d.stop()
+    both = tables()
+    check(len(both) == 2, f"tables: {os.listdir(tdir)}")
+    d = Daemon(wd, write_config(wd, {"o": PLANS["o"]}, name="o.json"))  # default grace: kept
+    d.stop()
+    check(tables() == both, f"a table unused for less than the grace period was removed: {tables()}")
+    a = Daemon(wd, write_config(wd, {"ps": ps}, name="ps.json"))  # another daemon maps the ps table
+    try:
+        ocfg = write_config(wd, {"o": PLANS["o"]}, name="o0.json", plan_table_grace=0)
+        b = Daemon(wd, ocfg)
+        check(tables() == both, f"a table mapped by another daemon was removed: {tables()}")
+    finally:
+        a.stop()
+    try:
+        b.proc.send_signal(signal.SIGHUP)  # reload: the ps table is free now
+        deadline = time.monotonic() + 30
+        while len(tables()) != 1:
+            check(time.monotonic() < deadline, f"reload did not remove the stale table: {tables()}")
+            time.sleep(0.05)
+        st, _, _ = http(b.url + "/v1/plans/o/batches/0")
+        check(st == 200, f"batch after the clean-up: {st}")
+    finally:
+        b.stop()
+    gone = [t for t in both if t not in tables()]
+    check(len(gone) == 1 and not os.path.exists(os.path.join(tdir, gone[0] + ".items.ok")), f"left: {os.listdir(tdir)}")
+    check("removed 1 plan table(s)" in log(b), f"log: {log(b)!r}")
+    d = Daemon(wd, write_config(wd, {"o": PLANS["o"], "ps": ps}))  # rebuilt; then 8 days unused
+    d.stop()
+    old = time.time() - 8 * 86400
+    for f in os.listdir(tdir):
+        os.utime(os.path.join(tdir, f), (old, old))
+    d = Daemon(wd, write_config(wd, {"o": PLANS["o"]}, name="o.json"))  # maps o: touches its .ok
+    d.stop()
+    check(len(tables()) == 1 and os.path.exists(os.path.join(tdir, tables()[0] + ".items.ok")),
+          f"after 8 days unused: {os.listdir(tdir)}")
+
+
 TESTS = {t.__name__[5:]: t for t in [test_restart_remembers, test_scrub_finds_silent_rot,
-                                      test_readonly_index_state_dir, test_plan_tables]}
+                                      test_readonly_index_state_dir, test_plan_tables, test_background_waits,
+                                      test_background_bad_shard, test_stale_plan_tables]}
 
 if __name__ == "__main__":
     sys.exit(main(TESTS))

@@ -137,6 +137,9 @@ static void test_defaults(void)
     CHECK_EQ_INT(cfg.per_address_limit, -1);
     CHECK_EQ_INT(cfg.send_timeout_s, 120);
     CHECK_EQ_INT(cfg.inflight_mb, 256);
+    CHECK_EQ_INT(cfg.verify_background, 0); /* verify: foreground */
+    CHECK_EQ_INT(cfg.verify_wait_s, 10);
+    CHECK_EQ_INT(cfg.plan_table_grace_s, 7 * 86400);
     CHECK_EQ_INT(cfg.access_log, 0);
     CHECK_EQ_INT(cfg.has_auth, 0); /* no auth section: no auth */
     CHECK_EQ_U64(cfg.n_plans, 1);
@@ -202,6 +205,10 @@ static void test_errors(void)
     E("\"per_address_limit\": -1", "per_address_limit");
     E("\"send_timeout\": 0", "send_timeout");
     E("\"inflight_mb\": -1", "inflight_mb");
+    E("\"verify\": \"later\"", "verify");
+    E("\"verify\": true", "verify");
+    E("\"verify_wait\": 3601", "verify_wait");
+    E("\"plan_table_grace\": -1", "plan_table_grace");
     E("\"access_log\": 1", "access_log");
     E("\"auth\": []", "auth");
     E("\"auth\": {\"write\": []}", "auth.write");
