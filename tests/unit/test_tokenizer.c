@@ -710,6 +710,43 @@ static void test_added_ids(void)
     lmx__tokenizer_free(t);
 }
 
+/* BPE with continuing_subword_prefix "##": HF drops the prefix's length from the right token of
+ * every merge, prefix or not ("ab cd" makes "ab" + "cd"[2..] = "ab"), and fails to load when the
+ * right token is shorter (longmix: an error naming the merge). Ids from HF tokenizers 0.22.2. */
+static void make_prefix(const char *merges)
+{
+    jb.len = 0;
+    J("{\"version\":\"1.0\",\"truncation\":null,\"padding\":null,\"added_tokens\":[],"
+      "\"normalizer\":null,\"pre_tokenizer\":{\"type\":\"WhitespaceSplit\"},\"post_processor\":null,"
+      "\"decoder\":null,\"model\":{\"type\":\"BPE\",\"dropout\":null,\"unk_token\":null,"
+      "\"continuing_subword_prefix\":\"##\",\"end_of_word_suffix\":null,\"fuse_unk\":false,"
+      "\"byte_fallback\":false,\"ignore_merges\":false,\"vocab\":{");
+    const char *ch = "abcdxy";
+    for (int i = 0; ch[i]; i++)
+        J("%s\"%c\":%d,\"##%c\":%d", i ? "," : "", ch[i], 2 * i, ch[i], 2 * i + 1);
+    J(",\"ab\":12,\"cd\":13,\"##cd\":14,\"c##d\":15},\"merges\":[%s]}}", merges);
+}
+
+static void test_cont_prefix(void)
+{
+    make_prefix("\"a ##b\",\"c ##d\",\"ab cd\",\"##c ##d\"");
+    lmx_error err = {0};
+    lmx_tokenizer *t = open_json(0, &err);
+    CHECK_EQ_STR(err.message, "");
+    lmx_encoder *enc = NULL;
+    if (t && lmx__encoder_create(t, &enc, &err) == LMX_OK)
+        IDS(enc, "abcd cd ab c d abab", 12, 14, 13, 12, 4, 6, 12, 1, 3);
+    else
+        CHECK(0);
+    lmx__encoder_free(enc);
+    lmx__tokenizer_free(t);
+    make_prefix("\"a ##b\",\"a b\"");
+    t = open_json(0, &err);
+    CHECK(t == NULL);
+    CHECK(strstr(err.message, "model.merges[1]") && strstr(err.message, "continuing_subword_prefix"));
+    lmx__tokenizer_free(t);
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 3 && strcmp(argv[1], "--dump") == 0) {
@@ -735,6 +772,7 @@ int main(int argc, char **argv)
     test_escapes_and_fallback();
     test_bytes();
     test_added_ids();
+    test_cont_prefix();
     lmx__buf_free(&jb);
     TEST_MAIN_END();
 }
