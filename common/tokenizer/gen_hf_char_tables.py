@@ -28,8 +28,9 @@ exactly its sets, whatever their sources. Tables (lookups in lmx_hf_char_tables.
     have and HF does not (HF's NFKD leaves them), and the chars with a nonzero combining class
     in our tables that HF does not reorder. Probed over every code point (decompositions) and
     over our nonzero-class chars (classes never change once assigned, so HF knows a class or
-    has 0); the script then checks that our NFD and NFKD of every char HF decomposes, with these
-    exceptions, equal HF's, and fails otherwise;
+    has 0); the script then checks that our NFD, NFKD, NFC and NFKC of every char HF
+    decomposes and our NFC of every pair our composition table joins, with these exceptions,
+    equal HF's, and fails otherwise;
   * accent: the chars HF's StripAccents removes (the crate's is_combining_mark).
   * incb: Indic_Conjunct_Break (Consonant, Linker, Extend) for grapheme rule GB9c, which HF's
     segmentation (unicode-segmentation) applies in the Precompiled normalizer: probed with
@@ -94,6 +95,11 @@ for (const c of cps) {
     else if (joins("\u0915\u094d" + s)) incb[c] = 3;
   }
 }
+// compositions: NFC and NFKC of each char HF decomposes, NFC of each pair our tables compose
+const nNfc = T.nfcNormalizer(), nNfkc = T.nfkcNormalizer();
+const comp = {}, pairNfc = [];
+for (const c of Object.keys(decomp)) comp[c] = [nNfc.normalizeString(S(+c)), nNfkc.normalizeString(S(+c))];
+for (const [a, b] of JSON.parse(process.argv[4])) pairNfc.push(nNfc.normalizeString(S(a) + S(b)));
 // combining class known (nonzero) to HF: a char of class k > 1 moves before U+0334 (class 1),
 // one of class 1 before U+0301 (230)
 for (const c of cccAsk) {
@@ -152,7 +158,7 @@ async function pairSplits(x) {
     script[nonAny[i]] = cur;
   }
   process.stdout.write(JSON.stringify({peer: pkg.name + "@" + pkg.version, tokenizers: m ? m[1] : "?",
-    clean, mark, cjk, script, reps, decomp, accent, cccKnown, incb}));
+    clean, mark, cjk, script, reps, decomp, accent, cccKnown, incb, comp, pairNfc}));
 })().catch((e) => { console.error(String(e)); process.exit(1); });
 """
 
@@ -206,15 +212,58 @@ def our_normalization(path):
     compat = {k[i]: pool[k[i + 1]:k[i + 1] + k[i + 2]] for i in range(0, len(k), 3)}
     s1 = c_table(text, "lmx__uni_ccc_stage1")
     s2 = c_table(text, "lmx__uni_ccc_stage2")
-    return canon, compat, lambda cp: s2[s1[cp >> 8] * 256 + (cp & 255)]
+    m = re.search(r"lmx__uni_comp\[\] = \{(.*?)\n\};", text, re.S)
+    pairs = {}
+    for key, cp in re.findall(r"\{0x([0-9A-Fa-f]+)ULL, 0x([0-9A-Fa-f]+)\}", m.group(1) if m else ""):
+        key = int(key, 16)
+        pairs[(key >> 21, key & 0x1FFFFF)] = int(cp, 16)
+    if not pairs:
+        sys.exit("lmx_unicode_tables.c: no array lmx__uni_comp")
+    return canon, compat, lambda cp: s2[s1[cp >> 8] * 256 + (cp & 255)], pairs
 
 
 def is_hangul(cp):
     return 0xAC00 <= cp < 0xAC00 + 11172
 
 
-def check_decomp(canon, compat, ccc, nodecomp, noccc, hf):
-    """Our NFD/NFKD of each char HF decomposes, with the exceptions applied, must be HF's."""
+def check_decomp(canon, compat, ccc, pairs, nodecomp, noccc, hf, hf_comp, hf_pairs):
+    """Our NFD/NFKD, NFC/NFKC of each char HF decomposes and our NFC of each pair our tables
+    compose (lmx_tok_utf8.c's algorithm, with the exceptions applied) must be HF's."""
+    def cc(cp):
+        return 0 if cp in noccc else ccc(cp)
+
+    def pair(a, b):
+        if 0x1100 <= a < 0x1113 and 0x1161 <= b < 0x1176:
+            return 0xAC00 + ((a - 0x1100) * 21 + (b - 0x1161)) * 28
+        if is_hangul(a) and (a - 0xAC00) % 28 == 0 and 0x11A7 < b < 0x11C3:
+            return a + (b - 0x11A7)
+        c = pairs.get((a, b))
+        return c if c is not None and c not in nodecomp else None
+
+    def dech(cp, kd):  # with Hangul, as the C decompose()
+        if is_hangul(cp) and not (kd and cp in compat):
+            s = cp - 0xAC00
+            return [0x1100 + s // 588, 0x1161 + (s % 588) // 28] + ([0x11A7 + s % 28] if s % 28 else [])
+        return dec(cp, kd)
+
+    def nfc(text, kd):
+        v = [y for x in text for y in dech(ord(x), kd)]
+        v = list(map(ord, order(v)))
+        if not v:
+            return ""
+        out, starter, last = [v[0]], 0, (256 if cc(v[0]) else 0)
+        for ch in v[1:]:
+            c = cc(ch)
+            comp = pair(out[starter], ch) if (last < c or last == 0) else None
+            if comp and not (last == 0 and len(out) - 1 != starter):
+                out[starter] = comp
+                continue
+            if c == 0:
+                starter = len(out)
+            last = c
+            out.append(ch)
+        return "".join(map(chr, out))
+
     def dec(cp, kd):
         if cp in nodecomp:
             return [cp]
@@ -229,8 +278,8 @@ def check_decomp(canon, compat, ccc, nodecomp, noccc, hf):
         v = list(v)
         for i in range(1, len(v)):
             j = i
-            cc = 0 if v[j] in noccc else ccc(v[j])
-            while cc and j > 0 and (0 if v[j - 1] in noccc else ccc(v[j - 1])) > cc:
+            c = cc(v[j])
+            while c and j > 0 and cc(v[j - 1]) > c:
                 v[j - 1], v[j] = v[j], v[j - 1]
                 j -= 1
         return "".join(map(chr, v))
@@ -240,6 +289,10 @@ def check_decomp(canon, compat, ccc, nodecomp, noccc, hf):
     if bad:
         sys.exit("HF decomposes differently from ours (exceptions applied): " +
                  ", ".join("U+%04X" % c for c in bad[:20]))
+    bad = [c for c, (k, kk) in hf_comp.items() if nfc(chr(c), False) != k or nfc(chr(c), True) != kk]
+    bad += [ab for ab, h in zip(sorted(pairs), hf_pairs) if nfc(chr(ab[0]) + chr(ab[1]), False) != h]
+    if bad:
+        sys.exit("HF composes differently from ours (exceptions applied): %s" % bad[:20])
 
 
 def main():
@@ -247,13 +300,14 @@ def main():
         sys.exit(__doc__)
     peers = os.path.abspath(sys.argv[1])
     out_dir = sys.argv[2] if len(sys.argv) > 2 else os.path.dirname(os.path.abspath(__file__))
-    canon, compat, ccc = our_normalization(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+    canon, compat, ccc, pairs = our_normalization(os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                                         "lmx_unicode_tables.c"))
     ask = [c for c in range(0x110000) if ccc(c)]
     # a SentencePiece nmt_nfkc charsmap (it maps U+0958) for the GB9c probe
     fx = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "fixtures",
                       "tokenizers", "spm-unigram", "tokenizer.json")
-    r = subprocess.run(["node", "-e", PROBE_JS, peers, json.dumps(ask), os.path.abspath(fx)],
+    r = subprocess.run(["node", "-e", PROBE_JS, peers, json.dumps(ask), os.path.abspath(fx),
+                        json.dumps(sorted(pairs))],
                        capture_output=True, text=True)
     if r.returncode:
         sys.exit("probe failed: " + r.stderr)
@@ -275,7 +329,8 @@ def main():
     nodecomp -= set(hf_decomp)
     known = set(d["cccKnown"])
     noccc = set(c for c in ask if c not in known and c not in hf_decomp)
-    check_decomp(canon, compat, ccc, nodecomp, noccc, hf_decomp)
+    hf_comp = {int(k): v for k, v in d["comp"].items()}
+    check_decomp(canon, compat, ccc, pairs, nodecomp, noccc, hf_decomp, hf_comp, d["pairNfc"])
     accent = ranges(d["accent"])
     incb = {int(k): v for k, v in d["incb"].items()}
     n_incb = [sum(1 for v in incb.values() if v == k) for k in (1, 2, 3)]
