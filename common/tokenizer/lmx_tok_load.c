@@ -49,21 +49,16 @@ static int grow_ids(lmx_tok_loadctx *c, uint32_t id)
     return LMX_OK;
 }
 
-/* The id HF gives an added token, whatever the file says (AddedVocabulary::add_tokens, run in
- * file order on load): the id of an earlier added token with the same content, else the model's
- * id of the content, else the next free id: the model's vocabulary size, or one past the largest
- * added id when that is not below it. seen maps contents to ids; *max_added is the largest so
- * far (UINT32_MAX: none). */
-static uint32_t hf_added_id(const lmx_tok_loadctx *c, const lmx_tok_strmap *seen,
-                            const char *s, size_t n, uint32_t *max_added)
+/* The id HF gives a new added token, whatever the file says (AddedVocabulary::add_tokens, run in
+ * file order on load; a content added before keeps its id, see load_added): the model's id of
+ * the content, else the next free id: the model's vocabulary size, or one past the largest added
+ * id when that is not below it. *max_added is the largest so far (UINT32_MAX: none). */
+static uint32_t hf_added_id(const lmx_tok_loadctx *c, const char *s, size_t n, uint32_t *max_added)
 {
     const lmx_tokjson *t = c->t;
-    uint32_t id = lmx__tok_strmap_get(seen, (const uint8_t *)s, n);
-    if (id == LMX_TOKEN_NONE) {
-        /* with ByteLevel the model's keys as written are in c->orig */
-        const lmx_tok_strmap *vm = t->byte_level && !t->uni ? &c->orig : &t->vocab;
-        id = vm->slots ? lmx__tok_strmap_get(vm, (const uint8_t *)s, n) : LMX_TOKEN_NONE;
-    }
+    /* with ByteLevel the model's keys as written are in c->orig */
+    const lmx_tok_strmap *vm = t->byte_level && !t->uni ? &c->orig : &t->vocab;
+    uint32_t id = vm->slots ? lmx__tok_strmap_get(vm, (const uint8_t *)s, n) : LMX_TOKEN_NONE;
     if (id == LMX_TOKEN_NONE) {
         uint32_t vs = t->uni ? t->uni->n_pieces : t->byte_level ? c->orig.n : t->vocab.n;
         id = *max_added != UINT32_MAX && (*max_added >= vs || vs == 0) ? *max_added + 1 : vs;
@@ -127,6 +122,12 @@ static int load_added(lmx_tok_loadctx *c, json_t *added)
         /* HF ignores the file's id (see hf_added_id); a second token with the same content but
          * other flags would replace the first one's flags in HF: not supported */
         uint32_t prev = lmx__tok_strmap_get(&seen, (const uint8_t *)content, clen);
+        if (clen == 0) {
+            /* HF skips an empty content: no id of its own, it never matches */
+            a->content = (uint8_t *)content;
+            a->len = 0;
+            continue;
+        }
         if (prev != LMX_TOKEN_NONE) {
             const lmx_tok_added *p = &t->added[prev];
             if (p->special != a->special || p->lstrip != a->lstrip || p->rstrip != a->rstrip ||
@@ -138,7 +139,7 @@ static int load_added(lmx_tok_loadctx *c, json_t *added)
             }
             a->id = p->id;
         } else {
-            a->id = hf_added_id(c, &seen, content, clen, &max_added);
+            a->id = hf_added_id(c, content, clen, &max_added);
             if (lmx__tok_strmap_put(&seen, (const uint8_t *)content, clen, (uint32_t)i)) {
                 free(content);
                 rc = lmx__tokload_bad(c, LMX_ENOMEM, "%s: out of memory", path);

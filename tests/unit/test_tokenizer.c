@@ -701,9 +701,21 @@ static void test_added_ids(void)
         lmx__encoder_free(enc);
         lmx__tokenizer_free(t);
     }
+    /* an empty content is skipped: the next token gets the vocab size */
+    static const added_def empty[] = {{256, "", 1}, {257, "<a>", 1}};
+    make_added(empty, 2);
+    lmx_error err = {0};
+    lmx_tokenizer *te = open_json(1, &err);
+    CHECK_EQ_STR(err.message, "");
+    lmx_encoder *ence = NULL;
+    if (te && lmx__encoder_create(te, &ence, &err) == LMX_OK)
+        IDS(ence, "<a>x", 256, 'x');
+    else
+        CHECK(0);
+    lmx__encoder_free(ence);
+    lmx__tokenizer_free(te);
     /* the same content twice with other flags: HF would take the later flags; refused */
     make_added(dup, 3);
-    lmx_error err = {0};
     lmx_tokenizer *t = open_json(1, &err);
     CHECK(t == NULL);
     CHECK(strstr(err.message, "added_tokens[1]") != NULL);
