@@ -360,12 +360,30 @@ static int consume(void *arg, lmx_pool_item *it)
     return c->rc != 0;
 }
 
-static int blank(const char *s, size_t n)
+/* A line the reference skips: JavaScript's String.prototype.trim() leaves nothing, i.e. only
+ * WhiteSpace and LineTerminator chars (\t \n \v \f \r, Zs, U+2028, U+2029, U+FEFF), matched
+ * here as their exact UTF-8 bytes (invalid bytes become U+FFFD there: not blank). */
+static int blank(const char *str, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        if (!(s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\n' || s[i] == '\f' ||
-              s[i] == '\v'))
+    const unsigned char *s = (const unsigned char *)str;
+    for (size_t i = 0; i < n;) {
+        unsigned char c = s[i];
+        if (c == ' ' || (c >= '\t' && c <= '\r')) {
+            i++;
+        } else if (c == 0xC2 && i + 1 < n && s[i + 1] == 0xA0) {
+            i += 2;
+        } else if (i + 2 < n && ((c == 0xE1 && s[i + 1] == 0x9A && s[i + 2] == 0x80) ||  /* U+1680 */
+                                 (c == 0xE2 && s[i + 1] == 0x80 &&                        /* U+2000..200A, */
+                                  (s[i + 2] <= 0x8A || s[i + 2] == 0xA8 ||                /* U+2028, 2029, */
+                                   s[i + 2] == 0xA9 || s[i + 2] == 0xAF)) ||              /* U+202F */
+                                 (c == 0xE2 && s[i + 1] == 0x81 && s[i + 2] == 0x9F) ||  /* U+205F */
+                                 (c == 0xE3 && s[i + 1] == 0x80 && s[i + 2] == 0x80) ||  /* U+3000 */
+                                 (c == 0xEF && s[i + 1] == 0xBB && s[i + 2] == 0xBF))) { /* U+FEFF */
+            i += 3;
+        } else {
             return 0;
+        }
+    }
     return 1;
 }
 

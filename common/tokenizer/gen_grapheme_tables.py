@@ -8,8 +8,7 @@ grapheme clusters the Precompiled normalizer walks (lmx_tok_grapheme.c).
 
 Why Unicode 16: HF tokenizers 0.22 segments with the unicode-segmentation crate (1.12, Unicode
 16.0); Debian bookworm's unicode-data is 15.0. The Indic_Conjunct_Break property (rule GB9c) is
-not in that npm package and is not used; see proto/TOKENIZER.md for why it cannot change ids
-in practice. The output is committed; nothing in it is typed by hand."""
+not in that npm package: gen_hf_char_tables.py probes it from HF itself. The output is committed; nothing in it is typed by hand."""
 import json
 import os
 import subprocess

@@ -17,6 +17,22 @@ extern const uint32_t lmx__hf_mark_ranges[];
 extern const uint32_t lmx__hf_mark_ranges_n;
 extern const uint32_t lmx__hf_cjk_ranges[];
 extern const uint32_t lmx__hf_cjk_ranges_n;
+/* NFC/NFD/NFKC/NFKD (crate unicode-normalization-alignments, an older Unicode): the chars whose
+ * decomposition (canonical or compatibility) lmx_unicode_tables has and HF does not (HF neither
+ * decomposes nor composes them), and those with a nonzero combining class there and 0 in HF;
+ * sorted inclusive ranges like the two above. */
+extern const uint32_t lmx__hf_nodecomp_ranges[];
+extern const uint32_t lmx__hf_nodecomp_ranges_n;
+extern const uint32_t lmx__hf_noccc_ranges[];
+extern const uint32_t lmx__hf_noccc_ranges_n;
+/* StripAccents (the crate's is_combining_mark): the chars it removes, sorted inclusive ranges. */
+extern const uint32_t lmx__hf_accent_ranges[];
+extern const uint32_t lmx__hf_accent_ranges_n;
+/* Grapheme rule GB9c (Indic_Conjunct_Break) as HF's segmentation has it: runs
+ * (start << 2 | LMX_HF_INCB_*), the first at 0. */
+enum { LMX_HF_INCB_NONE = 0, LMX_HF_INCB_CONSONANT = 1, LMX_HF_INCB_LINKER = 2, LMX_HF_INCB_EXTEND = 3 };
+extern const uint32_t lmx__hf_incb_runs[];
+extern const uint32_t lmx__hf_incb_runs_n;
 /* UnicodeScripts: runs (start << 8 | class), class 0 = Any; LMX_HF_N_SCRIPTS classes. */
 #define LMX_HF_N_SCRIPTS 136
 extern const uint32_t lmx__hf_script_runs[];

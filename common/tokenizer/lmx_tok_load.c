@@ -22,6 +22,52 @@ static int set_display(lmx_tok_loadctx *c, uint32_t id, const char *s, size_t n)
 }
 
 
+/* Makes room for ids up to id in the id tables (HF may give an added token an id past them). */
+static int grow_ids(lmx_tok_loadctx *c, uint32_t id)
+{
+    lmx_tokjson *t = c->t;
+    if (id < t->id_limit)
+        return LMX_OK;
+    uint32_t lim = id + 1;
+    uint32_t *off = realloc(t->id_off, (size_t)lim * sizeof *off);
+    if (off)
+        t->id_off = off;
+    uint32_t *len = realloc(t->id_len, (size_t)lim * sizeof *len);
+    if (len)
+        t->id_len = len;
+    uint8_t *sp = realloc(t->id_special, lim);
+    if (sp)
+        t->id_special = sp;
+    if (!off || !len || !sp)
+        return lmx__tokload_bad(c, LMX_ENOMEM, "added_tokens: out of memory");
+    for (uint32_t i = t->id_limit; i < lim; i++) {
+        t->id_off[i] = UINT32_MAX;
+        t->id_len[i] = 0;
+        t->id_special[i] = 0;
+    }
+    t->id_limit = lim;
+    return LMX_OK;
+}
+
+/* The id HF gives a new added token, whatever the file says (AddedVocabulary::add_tokens, run in
+ * file order on load; a content added before keeps its id, see load_added): the model's id of
+ * the content, else the next free id: the model's vocabulary size, or one past the largest added
+ * id when that is not below it. *max_added is the largest so far (UINT32_MAX: none). */
+static uint32_t hf_added_id(const lmx_tok_loadctx *c, const char *s, size_t n, uint32_t *max_added)
+{
+    const lmx_tokjson *t = c->t;
+    /* with ByteLevel the model's keys as written are in c->orig */
+    const lmx_tok_strmap *vm = t->byte_level && !t->uni ? &c->orig : &t->vocab;
+    uint32_t id = vm->slots ? lmx__tok_strmap_get(vm, (const uint8_t *)s, n) : LMX_TOKEN_NONE;
+    if (id == LMX_TOKEN_NONE) {
+        uint32_t vs = t->uni ? t->uni->n_pieces : t->byte_level ? c->orig.n : t->vocab.n;
+        id = *max_added != UINT32_MAX && (*max_added >= vs || vs == 0) ? *max_added + 1 : vs;
+    }
+    if (*max_added == UINT32_MAX || id > *max_added)
+        *max_added = id;
+    return id;
+}
+
 static int load_added(lmx_tok_loadctx *c, json_t *added)
 {
     lmx_tokjson *t = c->t;
@@ -36,8 +82,11 @@ static int load_added(lmx_tok_loadctx *c, json_t *added)
     lmx_buf nb = {0}, tmp = {0};
     uint32_t *u32 = NULL;
     size_t u32cap = 0;
-    int rc = LMX_OK;
     char path[64];
+    lmx_tok_strmap seen = {0}; /* content -> index in t->added */
+    uint32_t max_added = UINT32_MAX;
+    int rc = lmx__tok_strmap_init(&seen, (uint32_t)n) ? lmx__tokload_bad(c, LMX_ENOMEM, "added_tokens: out of memory")
+                                                       : LMX_OK;
     for (size_t i = 0; i < n && !rc; i++) {
         json_t *o = json_array_get(added, i);
         lmx_tok_added *a = &t->added[i];
@@ -70,6 +119,37 @@ static int load_added(lmx_tok_loadctx *c, json_t *added)
         a->single_word = (uint8_t)single;
         a->normalized = (uint8_t)normalized;
         t->n_added++;
+        /* HF ignores the file's id (see hf_added_id); a second token with the same content but
+         * other flags would replace the first one's flags in HF: not supported */
+        uint32_t prev = lmx__tok_strmap_get(&seen, (const uint8_t *)content, clen);
+        if (clen == 0) {
+            /* HF skips an empty content: no id of its own, it never matches */
+            a->content = (uint8_t *)content;
+            a->len = 0;
+            continue;
+        }
+        if (prev != LMX_TOKEN_NONE) {
+            const lmx_tok_added *p = &t->added[prev];
+            if (p->special != a->special || p->lstrip != a->lstrip || p->rstrip != a->rstrip ||
+                p->single_word != a->single_word || p->normalized != a->normalized) {
+                free(content);
+                rc = lmx__tokload_bad(c, LMX_EUNSUPPORTED, "%s: same content as added_tokens[%u] "
+                                      "with other flags is not supported", path, prev);
+                break;
+            }
+            a->id = p->id;
+        } else {
+            a->id = hf_added_id(c, content, clen, &max_added);
+            if (lmx__tok_strmap_put(&seen, (const uint8_t *)content, clen, (uint32_t)i)) {
+                free(content);
+                rc = lmx__tokload_bad(c, LMX_ENOMEM, "%s: out of memory", path);
+                break;
+            }
+        }
+        if ((rc = grow_ids(c, a->id))) {
+            free(content);
+            break;
+        }
         if ((rc = set_display(c, a->id, content, clen))) {
             free(content);
             break;
@@ -99,6 +179,10 @@ static int load_added(lmx_tok_loadctx *c, json_t *added)
     lmx__buf_free(&nb);
     lmx__buf_free(&tmp);
     free(u32);
+    lmx__tok_strmap_free(&seen);
+    /* ids the file gave and HF moved leave no tail */
+    while (!rc && t->id_limit > 0 && t->id_off[t->id_limit - 1] == UINT32_MAX)
+        t->id_limit--;
     return rc;
 }
 

@@ -191,6 +191,7 @@ static void vocab_look_ahead(const lmx_tokjson *t, const lmx_tok_strmap *orig, c
 typedef struct merge_ahead {
     uint64_t ha, hb, hc;
     size_t cl;
+    int short_b; /* the right token is shorter than the prefix or the cut is inside a char */
     uint8_t cat[MERGE_CAT];
 } merge_ahead;
 
@@ -200,9 +201,12 @@ static void merge_look_ahead(const lmx_tokjson *t, const lmx_tok_strmap *ov, con
     const uint8_t *A = L->arena.data;
     const uint8_t *a = A + L->m[4 * i], *b = A + L->m[4 * i + 2];
     size_t al = L->m[4 * i + 1], bl = L->m[4 * i + 3];
+    /* HF strips the prefix's length from the right token, prefix or not (b[prefix_len..] in
+     * BpeBuilder::build; it panics when that is out of bounds or inside a char) */
     size_t pl = t->cont_prefix_len;
-    if (pl && (bl < pl || memcmp(b, t->cont_prefix, pl) != 0))
-        pl = 0; /* HF strips the prefix length unconditionally; only strip a real prefix */
+    r->short_b = pl && (bl < pl || (bl > pl && (b[pl] & 0xC0) == 0x80));
+    if (r->short_b)
+        pl = 0;
     r->ha = lmx__tok_hash(a, al);
     r->hb = lmx__tok_hash(b, bl);
     lmx__tok_strmap_prefetch(ov, r->ha);
@@ -430,6 +434,13 @@ static int merge_tables(lmx_tok_loadctx *c, lmx_tok_lists *L)
         uint32_t ia = lmx__tok_strmap_get_h(ov, (const uint8_t *)a, al, r->ha);
         uint32_t ib = lmx__tok_strmap_get_h(ov, (const uint8_t *)b, bl, r->hb);
         const char *missing = ia == LMX_TOKEN_NONE ? a : ib == LMX_TOKEN_NONE ? b : NULL;
+        if (!missing && r->short_b) {
+            lmx__tokload_quote(q, sizeof q, b, bl);
+            free(cat);
+            return lmx__tokload_bad(c, LMX_EFORMAT, "model.merges[%zu]: right token \"%s\" cannot lose "
+                                    "model.continuing_subword_prefix's %zu bytes (HF fails to load)",
+                                    i, q, t->cont_prefix_len);
+        }
         size_t mlen = ia == LMX_TOKEN_NONE ? al : bl;
         uint32_t inew = LMX_TOKEN_NONE;
         if (!missing) {

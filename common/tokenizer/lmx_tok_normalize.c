@@ -1,4 +1,5 @@
 /* tokenizer.json encoding, the normalizer chain. */
+#include "lmx_hf_char_tables.h"
 #include "lmx_tok_internal.h"
 
 #include <stdlib.h>
@@ -158,12 +159,13 @@ int lmx__tok_normalize(const lmx_tokjson *tj, const uint8_t *s, size_t n, lmx_bu
             break;
         }
         case LMX_NORM_STRIP_ACCENTS:
-            /* HF StripAccents: drop combining marks (unicode-normalization's is_combining_mark:
-             * general category M) */
+            /* HF StripAccents: drop combining marks (its crate's is_combining_mark, an older
+             * Unicode's general category M: HF's own set, lmx_hf_char_tables.h) */
             for (size_t i = 0; i < cn;) {
                 uint32_t cp;
                 int l = cur[i] < 0x80 ? (cp = cur[i], 1) : lmx__utf8_dec(cur + i, cn - i, &cp);
-                if ((cp < 0x300 || lmx__uni_gc(cp) < 5 || lmx__uni_gc(cp) > 7 /* Mn Mc Me */) && lmx__buf_append(b, cur + i, (size_t)l))
+                if ((cp < 0x300 || !lmx__hf_in_ranges(lmx__hf_accent_ranges, lmx__hf_accent_ranges_n, cp)) &&
+                    lmx__buf_append(b, cur + i, (size_t)l))
                     return LMX_ENOMEM;
                 i += (size_t)l;
             }

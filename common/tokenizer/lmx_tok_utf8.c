@@ -1,11 +1,25 @@
 /* NFC and the ByteLevel byte <-> char map (UTF-8 validation is in base/lmx_utf8.c). */
 #include "lmx_tok_internal.h"
+#include "lmx_hf_char_tables.h"
 #include "lmx_unicode_tables.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 /* ---- NFC ----------------------------------------------------------------------------------- */
+
+/* HF's normalizers use an older Unicode (lmx_hf_char_tables.h): chars it has no decomposition
+ * or combining class for are plain starters there. */
+static int hf_nodecomp(uint32_t cp)
+{
+    return lmx__hf_in_ranges(lmx__hf_nodecomp_ranges, lmx__hf_nodecomp_ranges_n, cp);
+}
+
+static unsigned hf_ccc(uint32_t cp)
+{
+    unsigned cc = lmx__uni_ccc(cp);
+    return cc && lmx__hf_in_ranges(lmx__hf_noccc_ranges, lmx__hf_noccc_ranges_n, cp) ? 0 : cc;
+}
 
 #define SBASE 0xAC00u
 #define LBASE 0x1100u
@@ -42,7 +56,8 @@ static uint32_t compose_pair(uint32_t a, uint32_t b)
         if (lmx__uni_comp[mid].key < key) lo = mid + 1;
         else hi = mid;
     }
-    return lo < lmx__uni_comp_n && lmx__uni_comp[lo].key == key ? lmx__uni_comp[lo].cp : 0;
+    return lo < lmx__uni_comp_n && lmx__uni_comp[lo].key == key && !hf_nodecomp(lmx__uni_comp[lo].cp)
+         ? lmx__uni_comp[lo].cp : 0;
 }
 
 static int push_u32(uint32_t **v, size_t *n, size_t *cap, uint32_t x)
@@ -74,7 +89,7 @@ static int decompose(uint32_t cp, int compat, uint32_t **v, size_t *n, size_t *c
 {
     if (compat && cp >= 0xA0) {
         const lmx_uni_kdecomp *k = find_kdecomp(cp);
-        if (k) {
+        if (k && !hf_nodecomp(cp)) {
             for (uint32_t i = 0; i < k->len; i++) {
                 int rc = decompose(lmx__uni_kpool[k->off + i], compat, v, n, cap);
                 if (rc)
@@ -91,7 +106,7 @@ static int decompose(uint32_t cp, int compat, uint32_t **v, size_t *n, size_t *c
         return rc;
     }
     const lmx_uni_decomp *d = cp >= 0xC0 ? find_decomp(cp) : NULL;
-    if (!d)
+    if (!d || hf_nodecomp(cp))
         return push_u32(v, n, cap, cp);
     int rc = decompose(d->d1, compat, v, n, cap);
     if (!rc && d->d2)
@@ -136,12 +151,12 @@ int lmx__unorm(int form, const uint8_t *s, size_t n, lmx_buf *out, uint32_t **sc
     uint32_t *v = *scratch;
     /* canonical ordering: stable insertion sort of each run of non-starters */
     for (size_t i = 1; i < m; i++) {
-        unsigned cc = lmx__uni_ccc(v[i]);
+        unsigned cc = hf_ccc(v[i]);
         if (!cc)
             continue;
         size_t j = i;
         uint32_t x = v[i];
-        while (j > 0 && lmx__uni_ccc(v[j - 1]) > cc) {
+        while (j > 0 && hf_ccc(v[j - 1]) > cc) {
             v[j] = v[j - 1];
             j--;
         }
@@ -150,10 +165,10 @@ int lmx__unorm(int form, const uint8_t *s, size_t n, lmx_buf *out, uint32_t **sc
     /* canonical composition */
     if (m && (form == LMX_NF_C || form == LMX_NF_KC)) {
         size_t starter = 0, w = 1;
-        unsigned last = lmx__uni_ccc(v[0]) ? 256u : 0u;
+        unsigned last = hf_ccc(v[0]) ? 256u : 0u;
         for (size_t i = 1; i < m; i++) {
             uint32_t ch = v[i];
-            unsigned cc = lmx__uni_ccc(ch);
+            unsigned cc = hf_ccc(ch);
             uint32_t comp = (last < cc || last == 0) ? compose_pair(v[starter], ch) : 0;
             if (comp && (last < cc || last == 0) && !(last == 0 && w - 1 != starter)) {
                 v[starter] = comp;

@@ -27,6 +27,14 @@ FRAGMENTS = [
     "\U0002b820\U0002b81f\U0002ceb0\U00030000\U00031350", "\uf900\u2f800", "々〆",
     "Café naïve RÉSUMÉ", "Tiếng Việt", "ÅNGSTRÖM", "Straße", "ラーメンとカツ丼ー", "ﾗｰﾒﾝ",
     "abcΩδεжз123", "ΑΒΓabc", "x\u0300\u0301y", "Ⓐⓑ", "\u0e01\u0e34\u0e4c", "ᄀ\u1160",
+    # normalization data newer than HF's (lmx_hf_char_tables.h): decompositions (U+1E030..1E06D,
+    # U+32FF, U+11938 = U+11935 U+11930), combining classes (U+07FD), marks (Kawi U+11F00..)
+    "\U0001e030\U0001e06d\u0308", "\u32ff", "\U00011935\U00011930\U00011938", "a\u0301\u07fd",
+    "\U00011f00\U00011f01e\u0301",
+    # Indic conjuncts (grapheme rule GB9c): one cluster, so the Precompiled charsmap maps U+0958
+    # char by char and keeps the U+0301 it would drop from a short cluster
+    "\u0915\u094d\u0958\u0301", "\u0915\u094d\u200d\u0958\u0301", "\u0915\u093c\u094d\u0958\u0301",
+    "\u0915\u094d\u0937", "\u0915\u0958\u0301", "\u0995\u09cd\u09b7\u0301",
 ]
 
 

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Conformance of `longmixd tokenize` with the reference (HuggingFace tokenizers through node,
 # ../shared/peers/hf-tokenize.js) on both fixtures of ../shared/fixtures/tokenizers, over
-# tests/conformance/tokenizer_cases.jsonl plus a small real-text corpus.
+# tests/conformance/tokenizer_cases.jsonl, a small real-text corpus and raw invalid-UTF-8 and
+# Unicode-blank lines (make-raw-inputs.py).
 #
 # Environment: LONGMIXD (the binary), LMX_SHARED_DIR, optional LMX_PEERS_DIR (a copy of
 # shared/peers with node_modules; default /tmp/lmx-peers), optional LMX_CORPUS_DIR (a corpus
@@ -44,10 +45,13 @@ files=$(find "$corpus" -name '*.jsonl.zst' | sort)
 # shellcheck disable=SC2086
 zstd -dcq $files >"$work/corpus.jsonl"
 
+# raw bytes: invalid UTF-8 inside documents, lines blank to String.trim() (make-raw-inputs.py)
+python3 "$here/make-raw-inputs.py" >"$work/raw.jsonl"
+
 rc=0
 for fx in llama2-sp-bpe llama3-bytelevel; do
   tj=$shared/fixtures/tokenizers/$fx/tokenizer.json
-  for input in "$here/tokenizer_cases.jsonl" "$work/corpus.jsonl"; do
+  for input in "$here/tokenizer_cases.jsonl" "$work/corpus.jsonl" "$work/raw.jsonl"; do
     name=$(basename "$input" .jsonl)
     node "$peers/hf-tokenize.js" "$tj" <"$input" >"$work/$fx.$name.peer" ||
       { echo "FAIL: reference tokenizer failed on $input"; exit 1; }

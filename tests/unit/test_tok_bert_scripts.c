@@ -267,12 +267,45 @@ static void test_scripts(void)
     lmx__tokenizer_free(t);
 }
 
+/* NFC/NFD/NFKC/NFKD and StripAccents use HF's older Unicode data (lmx_hf_char_tables.h): chars
+ * whose decomposition, combining class or mark status came later are plain to HF. */
+static void norm_case(const char *normalizer, const char *text, const char *want)
+{
+    lmx_tokenizer *t;
+    make(normalizer, NULL, NULL, 0);
+    lmx_encoder *enc = open_enc(&t);
+    if (enc)
+        check_bytes(enc, text, want);
+    lmx__encoder_free(enc);
+    lmx__tokenizer_free(t);
+}
+
+static void test_unorm_versions(void)
+{
+    /* U+1E030, U+1E06D (Cyrillic modifier letters, Unicode 15: <super> a, <super> ...) and
+     * U+32FF (Reiwa, 12.1) keep; U+00BD still decomposes */
+    norm_case("{\"type\":\"NFKC\"}", "\xf0\x9e\x80\xb0\xf0\x9e\x81\xad\xe3\x8b\xbf\xc2\xbd",
+              "\xf0\x9e\x80\xb0\xf0\x9e\x81\xad\xe3\x8b\xbf" "1\xe2\x81\x84" "2");
+    norm_case("{\"type\":\"NFKD\"}", "\xf0\x9e\x80\xb0", "\xf0\x9e\x80\xb0");
+    /* U+11938 = U+11935 U+11930 (Dives Akuru, 13.0): neither composed nor decomposed */
+    norm_case("{\"type\":\"NFC\"}", "\xf0\x91\xa4\xb5\xf0\x91\xa4\xb0", "\xf0\x91\xa4\xb5\xf0\x91\xa4\xb0");
+    norm_case("{\"type\":\"NFD\"}", "\xf0\x91\xa4\xb8", "\xf0\x91\xa4\xb8");
+    /* U+07FD (NKo, 11.0, class 220) is a starter to HF: not moved before U+0301 (230), and
+     * a + U+0301 still composes */
+    norm_case("{\"type\":\"NFD\"}", "a\xcc\x81\xdf\xbd", "a\xcc\x81\xdf\xbd");
+    norm_case("{\"type\":\"NFC\"}", "a\xcc\x81\xdf\xbd", "\xc3\xa1\xdf\xbd");
+    /* StripAccents: U+11F00, U+11F01 (Kawi, 15.0) are not marks to HF; U+0301 is */
+    norm_case("{\"type\":\"StripAccents\"}", "a\xf0\x91\xbc\x80\xf0\x91\xbc\x81" "b\xcc\x81",
+              "a\xf0\x91\xbc\x80\xf0\x91\xbc\x81" "b");
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 3 && strcmp(argv[1], "--dump") == 0)
         dump_dir = argv[2];
     test_bert();
     test_scripts();
+    test_unorm_versions();
     lmx__buf_free(&jb);
     TEST_MAIN_END();
 }

@@ -254,6 +254,45 @@ static void test_precompiled(void)
 
 /* ---- grapheme clusters ---------------------------------------------------------------------- */
 
+/* GB9c (Indic conjuncts, Unicode 15.1), which HF's segmentation applies (probed: the Precompiled
+ * normalizer keeps U+0301 after "क्क़" and drops it after "कक़"); the cases of Unicode 16's
+ * GraphemeBreakTest.txt with U+0915 KA, U+094D VIRAMA, U+0924 TA. Each string: code points
+ * with '|' where a cluster ends. */
+static void test_gb9c(void)
+{
+    static const char *const cases[] = {
+        "0915 094D 0924|", "0915 094D 200D 0924|", "0915 094D 094D 0924|", "0915 093C 094D 0924|",
+        "0915 093C 200D 094D 0924|", "0915 094D 0924 094D 092F|", "0915 094D|0061|",
+        "0061 094D|0924|", "003F 094D|0924|", "0915|0924|", "0995 09CD 09B7|", "0915 094D 0995|",
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        uint8_t s[64];
+        size_t n = 0, want[8], nw = 0;
+        for (const char *p = cases[c]; *p;) {
+            if (*p == '|') {
+                want[nw++] = n;
+                p++;
+            } else if (*p == ' ') {
+                p++;
+            } else {
+                char *e;
+                n += (size_t)lmx__utf8_enc((uint32_t)strtoul(p, &e, 16), s + n);
+                p = e;
+            }
+        }
+        size_t k = 0, i = 0;
+        int ok = 1;
+        while (i < n) {
+            i = lmx__tokenizer_grapheme_end(s, i, n);
+            if (k >= nw || want[k++] != i)
+                ok = 0;
+        }
+        if (!ok || k != nw)
+            fprintf(stderr, "GB9c: %s\n", cases[c]);
+        CHECK(ok && k == nw);
+    }
+}
+
 static void test_graphemes(void)
 {
     FILE *f = fopen("/usr/share/unicode/auxiliary/GraphemeBreakTest.txt", "r");
@@ -350,6 +389,7 @@ int main(void)
     test_fixture();
     test_precompiled();
     test_graphemes();
+    test_gb9c();
     lmx__buf_free(&jb);
     TEST_MAIN_END();
 }

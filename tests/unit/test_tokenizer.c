@@ -408,9 +408,10 @@ static lmx_tokenizer *open_with_config(const char *cfg, lmx_error *err)
 static void test_separators(void)
 {
     make_bl(NULL);
-    /* two added special tokens after the fixture's one, and "<s>" as an ordinary vocab entry */
-    splice("\"special\":true}]", "\"special\":true},{\"id\":270,\"content\":\"<|endoftext|>\","
-           "\"special\":true},{\"id\":271,\"content\":\"<|im_end|>\",\"special\":true}]");
+    /* two added special tokens after the fixture's one, and "<s>" as an ordinary vocab entry;
+     * with it the vocab has 266 entries, so HF numbers the added tokens 266, 267, 268 */
+    splice("\"special\":true}]", "\"special\":true},{\"id\":267,\"content\":\"<|endoftext|>\","
+           "\"special\":true},{\"id\":268,\"content\":\"<|im_end|>\",\"special\":true}]");
     splice("\"34\":", "\"<s>\":269,\"34\":");
     lmx_error err = {0};
     lmx_tokenizer *plain = open_with_config(NULL, &err);
@@ -421,16 +422,16 @@ static void test_separators(void)
     if (plain && qwen && gpt) {
         CHECK_EQ_U64(lmx__tokenizer_token_id(qwen, "<s>", 3), 269);
         CHECK_EQ_U64(lmx__tokenizer_bos(qwen), LMX_TOKEN_NONE);
-        CHECK_EQ_U64(lmx__tokenizer_eos(qwen), 270);
+        CHECK_EQ_U64(lmx__tokenizer_eos(qwen), 267);
         CHECK_EQ_INT(lmx__tokenizer_default_bos(qwen), 0);
         CHECK_EQ_INT(lmx__tokenizer_default_eos(qwen), 1);
         size_t n;
-        const char *s = lmx__tokenizer_token_str(qwen, 270, &n);
+        const char *s = lmx__tokenizer_token_str(qwen, 267, &n);
         CHECK(s && n == 13 && memcmp(s, "<|endoftext|>", 13) == 0);
         /* without the config, the special <|begin_of_text|> would be the BOS: the config decides,
          * so it is in the identity */
         CHECK_EQ_INT(lmx__tokenizer_default_bos(plain), 1);
-        CHECK_CONTAINS(lmx__tokenizer_identity(qwen), "+separators:bos=none(off),eos=270");
+        CHECK_CONTAINS(lmx__tokenizer_identity(qwen), "+separators:bos=none(off),eos=267");
         /* a config that says what tokenizer.json alone gives leaves the identity alone */
         lmx_tokenizer *same = open_with_config("{\"bos_token\":\"<|begin_of_text|>\",\"eos_token\":"
                                                "\"<|endoftext|>\"}", &err);
@@ -439,10 +440,10 @@ static void test_separators(void)
             CHECK_EQ_STR(lmx__tokenizer_identity(same), lmx__tokenizer_identity(plain));
         lmx__tokenizer_free(same);
         /* GPT-2 style: BOS == EOS, so only EOS separates documents; the config named a BOS */
-        CHECK_EQ_U64(lmx__tokenizer_bos(gpt), 270);
+        CHECK_EQ_U64(lmx__tokenizer_bos(gpt), 267);
         CHECK_EQ_INT(lmx__tokenizer_default_bos(gpt), 0);
         CHECK_EQ_INT(lmx__tokenizer_default_eos(gpt), 1);
-        CHECK_CONTAINS(lmx__tokenizer_identity(gpt), "+separators:bos=270(off),eos=270");
+        CHECK_CONTAINS(lmx__tokenizer_identity(gpt), "+separators:bos=267(off),eos=267");
     }
     lmx__tokenizer_free(plain);
     lmx__tokenizer_free(qwen);
@@ -537,11 +538,11 @@ static void test_escapes_and_fallback(void)
         make_bl(NULL);
         char tmp[512];
         if (dup == 2)
-            snprintf(tmp, sizeof tmp, "\"%s\":%d,\"h\\u0069\":%d,\"hi\":", longkey, BL_34 + 2, BL_HI);
+            snprintf(tmp, sizeof tmp, "\"%s\":%d,\"h\\u0069\":%d,\"hi\":", longkey, BL_34 + 1, BL_HI);
         else if (dup)
             snprintf(tmp, sizeof tmp, "\"h\\u0069\":%d,\"hi\":", BL_HI);
         else
-            snprintf(tmp, sizeof tmp, "\"x\\\"y\":%d,\"h\\u0069\":", BL_34 + 2);
+            snprintf(tmp, sizeof tmp, "\"x\\\"y\":%d,\"h\\u0069\":", BL_34 + 1);
         splice("\"hi\":", tmp);
         splice("\"h i\"", "\"\\u0068 i\"");
         lmx_buf before = {0};
@@ -554,9 +555,9 @@ static void test_escapes_and_fallback(void)
             lmx_encoder *enc = NULL;
             CHECK_EQ_INT(lmx__encoder_create(t, &enc, &err), LMX_OK);
             IDS(enc, "hi hi world!", BL_HI, BL_GHI, BL_GWORLD, '!');
-            CHECK_EQ_INT(lmx__tokenizer_token_id(t, "x\"y", 3), dup ? LMX_TOKEN_NONE : BL_34 + 2);
+            CHECK_EQ_INT(lmx__tokenizer_token_id(t, "x\"y", 3), dup ? LMX_TOKEN_NONE : BL_34 + 1);
             if (dup == 2)
-                CHECK_EQ_INT(lmx__tokenizer_token_id(t, longkey, 200), BL_34 + 2);
+                CHECK_EQ_INT(lmx__tokenizer_token_id(t, longkey, 200), BL_34 + 1);
             lmx__encoder_free(enc);
             /* the identity is the BLAKE2b of the bytes as given: the loader restored them */
             uint8_t h[32];
@@ -644,6 +645,120 @@ static void test_bytes(void)
     lmx__tokenizer_free(t);
 }
 
+/* A byte-level BPE (ids = byte values, no merges) with the given added_tokens entries, each
+ * {id, content, special}. */
+typedef struct { int id; const char *content; int special; } added_def;
+static void make_added(const added_def *a, size_t n)
+{
+    jb.len = 0;
+    J("{\"version\":\"1.0\",\"truncation\":null,\"padding\":null,\"added_tokens\":[");
+    for (size_t i = 0; i < n; i++)
+        J("%s{\"id\":%d,\"content\":\"%s\",\"single_word\":false,\"lstrip\":false,\"rstrip\":false,"
+          "\"normalized\":%s,\"special\":%s}", i ? "," : "", a[i].id, a[i].content,
+          a[i].special ? "false" : "true", a[i].special ? "true" : "false");
+    J("],\"normalizer\":null,\"pre_tokenizer\":{\"type\":\"ByteLevel\",\"add_prefix_space\":false,"
+      "\"trim_offsets\":true,\"use_regex\":false},\"post_processor\":null,\"decoder\":null,"
+      "\"model\":{\"type\":\"BPE\",\"dropout\":null,\"unk_token\":null,\"continuing_subword_prefix\":"
+      "null,\"end_of_word_suffix\":null,\"fuse_unk\":false,\"byte_fallback\":false,"
+      "\"ignore_merges\":false,\"vocab\":{");
+    for (unsigned b = 0; b < 256; b++) {
+        char tmp[16], *p = tmp;
+        put_cp(&p, bl_char(b));
+        *p = 0;
+        J("%s\"%s\":%u", b ? "," : "", tmp, b);
+    }
+    J("},\"merges\":[]}}");
+}
+
+/* HF ignores the ids of added_tokens (AddedVocabulary on load): a content in the model's vocab
+ * gets the model's id, another the next free one (vocab size, then one past the largest added
+ * id). Expectations from HF tokenizers 0.22.2 on the same files. */
+static void test_added_ids(void)
+{
+    static const added_def cut[] = {{300, "<a>", 1}, {5, "<b>", 1}, {256, "<c>", 1}};
+    static const added_def invab[] = {{33, "B", 1}, {400, "<a>", 1}, {1, "<b>", 1}};
+    static const added_def plain[] = {{10, "+", 0}, {256, "<a>", 1}};
+    static const added_def dup[] = {{256, "<a>", 1}, {257, "<a>", 0}, {258, "<b>", 1}};
+    const char *text = "<a><b><c>B+";
+    for (int k = 0; k < 3; k++) {
+        const added_def *a = k == 0 ? cut : k == 1 ? invab : plain;
+        make_added(a, k == 2 ? 2 : 3);
+        lmx_error err = {0};
+        lmx_tokenizer *t = open_json(1, &err);
+        CHECK_EQ_STR(err.message, "");
+        lmx_encoder *enc = NULL;
+        if (!t || lmx__encoder_create(t, &enc, &err) != LMX_OK) {
+            CHECK(0);
+            lmx__tokenizer_free(t);
+            continue;
+        }
+        if (k == 0)
+            IDS(enc, text, 256, 257, 258, 'B', '+');
+        else if (k == 1)
+            IDS(enc, text, 256, 257, '<', 'c', '>', 'B', '+');
+        else
+            IDS(enc, text, 256, '<', 'b', '>', '<', 'c', '>', 'B', '+');
+        lmx__encoder_free(enc);
+        lmx__tokenizer_free(t);
+    }
+    /* an empty content is skipped: the next token gets the vocab size */
+    static const added_def empty[] = {{256, "", 1}, {257, "<a>", 1}};
+    make_added(empty, 2);
+    lmx_error err = {0};
+    lmx_tokenizer *te = open_json(1, &err);
+    CHECK_EQ_STR(err.message, "");
+    lmx_encoder *ence = NULL;
+    if (te && lmx__encoder_create(te, &ence, &err) == LMX_OK)
+        IDS(ence, "<a>x", 256, 'x');
+    else
+        CHECK(0);
+    lmx__encoder_free(ence);
+    lmx__tokenizer_free(te);
+    /* the same content twice with other flags: HF would take the later flags; refused */
+    make_added(dup, 3);
+    lmx_tokenizer *t = open_json(1, &err);
+    CHECK(t == NULL);
+    CHECK(strstr(err.message, "added_tokens[1]") != NULL);
+    lmx__tokenizer_free(t);
+}
+
+/* BPE with continuing_subword_prefix "##": HF drops the prefix's length from the right token of
+ * every merge, prefix or not ("ab cd" makes "ab" + "cd"[2..] = "ab"), and fails to load when the
+ * right token is shorter (longmix: an error naming the merge). Ids from HF tokenizers 0.22.2. */
+static void make_prefix(const char *merges)
+{
+    jb.len = 0;
+    J("{\"version\":\"1.0\",\"truncation\":null,\"padding\":null,\"added_tokens\":[],"
+      "\"normalizer\":null,\"pre_tokenizer\":{\"type\":\"WhitespaceSplit\"},\"post_processor\":null,"
+      "\"decoder\":null,\"model\":{\"type\":\"BPE\",\"dropout\":null,\"unk_token\":null,"
+      "\"continuing_subword_prefix\":\"##\",\"end_of_word_suffix\":null,\"fuse_unk\":false,"
+      "\"byte_fallback\":false,\"ignore_merges\":false,\"vocab\":{");
+    const char *ch = "abcdxy";
+    for (int i = 0; ch[i]; i++)
+        J("%s\"%c\":%d,\"##%c\":%d", i ? "," : "", ch[i], 2 * i, ch[i], 2 * i + 1);
+    J(",\"ab\":12,\"cd\":13,\"##cd\":14,\"c##d\":15},\"merges\":[%s]}}", merges);
+}
+
+static void test_cont_prefix(void)
+{
+    make_prefix("\"a ##b\",\"c ##d\",\"ab cd\",\"##c ##d\"");
+    lmx_error err = {0};
+    lmx_tokenizer *t = open_json(0, &err);
+    CHECK_EQ_STR(err.message, "");
+    lmx_encoder *enc = NULL;
+    if (t && lmx__encoder_create(t, &enc, &err) == LMX_OK)
+        IDS(enc, "abcd cd ab c d abab", 12, 14, 13, 12, 4, 6, 12, 1, 3);
+    else
+        CHECK(0);
+    lmx__encoder_free(enc);
+    lmx__tokenizer_free(t);
+    make_prefix("\"a ##b\",\"a b\"");
+    t = open_json(0, &err);
+    CHECK(t == NULL);
+    CHECK(strstr(err.message, "model.merges[1]") && strstr(err.message, "continuing_subword_prefix"));
+    lmx__tokenizer_free(t);
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 3 && strcmp(argv[1], "--dump") == 0) {
@@ -668,6 +783,8 @@ int main(int argc, char **argv)
     test_empty_vocab_key();
     test_escapes_and_fallback();
     test_bytes();
+    test_added_ids();
+    test_cont_prefix();
     lmx__buf_free(&jb);
     TEST_MAIN_END();
 }
