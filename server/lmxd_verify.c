@@ -112,6 +112,15 @@ json_t *lmxd_verify_json(server *s)
 enum MHD_Result lmxd_send_gate_fault(server *s, struct MHD_Connection *c, int fault, const char *shard)
 {
     char d[LMX_ERROR_MESSAGE_MAX];
+    if (fault == LMX_EFORMAT) { /* a damaged document record: the message names shard and document */
+        static atomic_int logged;
+        if (atomic_exchange(&logged, 1) == 0)
+            lmxd_log("%s: requests that read it answer 503 index_damaged; replace the shard and restart",
+                     lmx__gate_fault_message());
+        snprintf(d, sizeof d, "%s: nothing is served from it; replace the shard and restart (docs/OPERATIONS.md)",
+                 lmx__gate_fault_message());
+        return lmxd_send_error(c, 503, "index_damaged", d);
+    }
     if (fault == LMX_ECHECKSUM) {
         snprintf(d, sizeof d, "shard %s failed verification (BLAKE2b differs from the manifest): nothing is served from it; "
                  "replace it and restart (docs/OPERATIONS.md)", shard ? shard : "?");

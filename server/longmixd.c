@@ -247,7 +247,10 @@ static int cmd_verify(int argc, char **argv)
     if (lmx__index_open(dir, &ix, &e) != LMX_OK)
         return fail("verify", &e);
     uint64_t n = lmx__index_n_docs(ix);
+    int rrc = lmx__index_check_records(ix, &e); /* open checks per shard; the records are checked here */
     lmx__index_close(ix);
+    if (rrc != LMX_OK)
+        return fail("verify", &e);
     lmx_verify_report r;
     int rc = lmx__index_verify_run(dir, &o, &r, &e);
     fprintf(stderr, "longmixd verify: %zu shard(s): %zu read (%.1f MB in %.2f s), %zu remembered, %zu bad%s%s%s\n",
@@ -255,7 +258,7 @@ static int cmd_verify(int argc, char **argv)
             r.record[0] || r.record_note[0] ? "; record: " : "", r.record_note[0] ? r.record_note : r.record, "");
     if (rc != LMX_OK)
         return fail("verify", &e);
-    printf("ok: %s, %llu documents, every shard checksum holds\n", dir, (unsigned long long)n);
+    printf("ok: %s, %llu documents, every document record and shard checksum holds\n", dir, (unsigned long long)n);
     return 0;
 }
 
