@@ -93,6 +93,14 @@ typedef struct server {
     atomic_int verify_cancel, verify_done;
     atomic_ullong verify_bytes;
     double verify_t0, verify_seconds; /* verify_seconds is written before verify_done is set */
+    /* SIGHUP reloads run on their own thread (lmxd_serve.c): plan builds may wait for background
+     * verification, and the main thread keeps taking signals meanwhile */
+    pthread_mutex_t reload_lock; /* guards the four below */
+    pthread_t reload_thread;
+    int reload_joinable; /* reload_thread was started and not yet joined */
+    int reload_busy;     /* a reload is running */
+    int reload_again;    /* SIGHUP(s) during it: the config is read once more when it ends */
+    atomic_int stopping; /* SIGTERM/SIGINT: a reload still building throws its plans away */
 } server;
 
 /* lmxd_log.c: one line on stderr, prefixed "longmixd: ". */

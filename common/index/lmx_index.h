@@ -150,6 +150,9 @@ typedef struct lmx_verify_options {
     /* Called once per shard (index i in manifest order) as soon as its state is known: good (read
      * and matching, or vouched for by the record) or not; from any verifying thread. */
     void (*on_shard)(void *ctx, size_t i, int good, const char *path, const char *why);
+    /* Called (may be NULL) before shard i is read, after the record's shards were reported:
+     * serve's test hold (server/lmxd_verify.c). */
+    void (*before_read)(void *ctx, size_t i);
     void *ctx;
     const atomic_int *cancel; /* non-zero: stop taking shards (those left count as not checked) */
 } lmx_verify_options;

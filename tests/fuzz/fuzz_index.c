@@ -118,7 +118,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         int fault = lmx__gate_end(&shard);
         if (rc == LMX_EFORMAT) { /* a damaged record, refused where it is read (not at open) */
             FUZZ_CHECK(fault == LMX_EFORMAT && shard && strstr(err.message, shard) && strstr(err.message, "document "));
-            FUZZ_CHECK(n == 0 && dm == 0 && doc.n_tokens == 0);
+            /* doc_meta reads the record only: a damaged source or id entry leaves it usable */
+            FUZZ_CHECK(doc.n_tokens == 0 && (n == 0 || dm < nd));
             bad_records++;
             continue;
         }

@@ -420,9 +420,113 @@ def test_stale_plan_tables(wd):
           f"after 8 days unused: {os.listdir(tdir)}")
 
 
+
+
+def wait_log(d, pred, what, timeout=60):
+    deadline = time.monotonic() + timeout
+    while not pred(log(d)):
+        check(time.monotonic() < deadline, f"timed out waiting for {what}: {log(d)[-600:]!r}")
+        time.sleep(0.05)
+
+
+def forget_shard(idx, file):
+    """Drops one shard from verified.json: the next start reads it again (the others are vouched for)."""
+    rec_path = os.path.join(idx, "verified.json")
+    rec = json.load(open(rec_path))
+    rec["shards"].pop(file)
+    json.dump(rec, open(rec_path, "w"))
+
+
+def test_background_reload(wd):
+    """A SIGHUP adding a plan while a shard is still being verified (held back by the test-only
+    LMX_TEST_VERIFY_HOLD file; the other shards are vouched for by the record): the new plan's
+    table scan waits for that shard, on the reload's own thread. Meanwhile /healthz, /v1/stats and
+    the running plan's sequences that do not read the held shard answer with the foreground bytes,
+    the new plan is not listed, and a second SIGHUP is coalesced into one more reload. Once the
+    shard is verified the new plan appears and serves; a config error on a later reload keeps the
+    running plans. A SIGTERM during a reload that waits for verification stops the daemon (the old
+    daemon waited on its main thread for the reload and never took the SIGTERM)."""
+    idx = make_index(wd)
+    plans = {"o": {"strategy": "original", "seq_len": 1024, "global_batch": 1}}
+    new = {"strategy": "per_source", "seq_len": 2048, "global_batch": 2, "seed": 7}
+    man = json.load(open(os.path.join(idx, "manifest.json")))
+    held = [e for e in man["shards"] if e["input"].endswith("part1.jsonl")][0]
+    touches, want = {}, {}
+    d = Daemon(wd, write_config(wd, plans))  # foreground: reference bytes, o's table, the record
+    try:
+        for g in range(40):
+            st, _, body = http(f"{d.url}/v1/plans/o/sequences/{g}?format=text")
+            check(st == 200, f"text {g}: {st}")
+            touches[g] = any(sp["source"].startswith(held["input"]) for sp in json.loads(body)["spans"])
+            st, _, want[g] = http(f"{d.url}/v1/plans/o/sequences/{g}")
+    finally:
+        d.stop()
+    miss = [g for g in touches if not touches[g]]
+    check(miss and len(miss) < len(touches), f"test setup: sequences not reading {held['input']}: {miss}")
+    forget_shard(idx, held["file"])
+    hold = wd("hold")
+    open(hold, "w").close()
+    bg = write_config(wd, plans, name="bg.json", verify="background", verify_wait=1)
+    d = daemon_env(wd, bg, LMX_TEST_VERIFY_HOLD=hold)
+    try:
+        n = len(man["shards"])
+        v = verify_stats(d)
+        check(v["verified"] == n - 1 and not v["done"], f"stats while held: {v}")
+        write_config(wd, {**plans, "new": new}, name="bg.json", verify="background", verify_wait=1)
+        d.proc.send_signal(signal.SIGHUP)
+        wait_log(d, lambda t: "reload: reading" in t, "the reload to start")
+        for _ in range(5):  # the reload is pending throughout: its build waits for the held shard
+            check(http(d.url + "/healthz")[0] == 200, "/healthz during the reload")
+            check(verify_stats(d)["verified"] == n - 1, "the held shard was verified (test setup)")
+            for g in miss[:4]:
+                st, _, body = http(f"{d.url}/v1/plans/o/sequences/{g}")
+                check(st == 200 and body == want[g], f"running plan, sequence {g}, during the reload: {st}")
+            check(http(d.url + "/v1/plans/new")[0] == 404, "the new plan is listed before it is built")
+            time.sleep(0.1)
+        d.proc.send_signal(signal.SIGHUP)
+        wait_log(d, lambda t: "SIGHUP during a reload" in t, "the second SIGHUP's log line")
+        d.proc.send_signal(signal.SIGHUP)  # coalesced with the previous one
+        check("reloaded" not in log(d), f"a reload ended while the shard was held: {log(d)!r}")
+        os.unlink(hold)  # the shard is verified; the build ends, then the coalesced reload runs
+        wait_log(d, lambda t: t.count("reloaded ") >= 2, "the reload and the coalesced one")
+        time.sleep(0.5)
+        check(log(d).count("reloaded ") == 2 and log(d).count("SIGHUP during a reload") == 1,
+              f"three SIGHUPs make two reloads: {log(d)!r}")
+        check(http(d.url + "/v1/plans/new")[0] == 200, "the new plan after the reload")
+        st, _, _ = http(d.url + "/v1/plans/new/batches/0")
+        check(st == 200, f"new plan batch: {st}")
+        with open(bg, "w") as f:  # a broken config: logged, the running plans stay
+            f.write('{"listen": "127.0.0.1:0", "index": "%s", "plans": {"x": {"strategy": "nope"}}}' % idx)
+        d.proc.send_signal(signal.SIGHUP)
+        wait_log(d, lambda t: "reload failed" in t, "the failed reload")
+        check(http(d.url + "/v1/plans/new")[0] == 200 and http(f"{d.url}/v1/plans/o/sequences/{miss[0]}")[0] == 200,
+              "a failed reload dropped the running plans")
+    finally:
+        if os.path.exists(hold):
+            os.unlink(hold)
+        d.stop()
+    # SIGTERM while a reload waits for verification: the daemon stops (within Daemon.stop's 30 s).
+    forget_shard(idx, held["file"])
+    open(hold, "w").close()
+    bg = write_config(wd, plans, name="bg2.json", verify="background", verify_wait=1)
+    d = daemon_env(wd, bg, LMX_TEST_VERIFY_HOLD=hold)
+    try:
+        write_config(wd, {**plans, "other": {**new, "seed": 8}}, name="bg2.json", verify="background", verify_wait=1)
+        d.proc.send_signal(signal.SIGHUP)
+        wait_log(d, lambda t: "reload: reading" in t, "the reload to start")
+        time.sleep(0.3)
+        check("reloaded" not in log(d), "the reload ended while the shard was held (test setup)")
+        d.stop()
+    finally:
+        if os.path.exists(hold):
+            os.unlink(hold)
+        if d.proc.poll() is None:
+            d.proc.kill()
+    check("reload abandoned: stopping" in log(d), f"stop during a reload: {log(d)[-600:]!r}")
+
 TESTS = {t.__name__[5:]: t for t in [test_restart_remembers, test_scrub_finds_silent_rot,
                                       test_readonly_index_state_dir, test_plan_tables, test_background_waits,
-                                      test_background_bad_shard, test_stale_plan_tables]}
+                                      test_background_bad_shard, test_stale_plan_tables, test_background_reload]}
 
 if __name__ == "__main__":
     sys.exit(main(TESTS))
