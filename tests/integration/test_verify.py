@@ -524,9 +524,76 @@ def test_background_reload(wd):
             d.proc.kill()
     check("reload abandoned: stopping" in log(d), f"stop during a reload: {log(d)[-600:]!r}")
 
+
+def test_damaged_record(wd):
+    """A document record pointing outside its shard (token start past the token section), served
+    with --skip-verify so nothing hashes the shard first: the daemon starts (opening reads no
+    record), sequences that read that document answer 503 index_damaged naming the shard and the
+    document, the others the same bytes as before; `doc` and `verify` name it; a plan whose table
+    must be built from the records fails naming it. (The old reader refused the whole index at
+    open, so `serve --skip-verify` did not start.)"""
+    idx = make_index(wd)
+    plans = {"o": {"strategy": "original", "seq_len": 1024, "global_batch": 1}}
+    cfg = write_config(wd, plans)
+    seqs = {}
+    d = Daemon(wd, cfg)
+    try:
+        for g in range(30):
+            st, _, body = http(f"{d.url}/v1/plans/o/sequences/{g}?format=text")
+            check(st == 200, f"text {g}: {st}")
+            st, _, raw = http(f"{d.url}/v1/plans/o/sequences/{g}")
+            seqs[g] = ({sp["doc"] for sp in json.loads(body)["spans"]}, raw)
+    finally:
+        d.stop()
+    doc = sorted(seqs[0][0])[0]
+    man = json.load(open(os.path.join(idx, "manifest.json")))
+    base = 0
+    for e in man["shards"]:
+        if base + e["docs"] > doc:
+            break
+        base += e["docs"]
+    path = os.path.join(idx, "shards", e["file"])
+    with open(path, "r+b") as f:
+        hdr = f.read(128)
+        n_tokens = int.from_bytes(hdr[24:32], "little")
+        docs_off = int.from_bytes(hdr[40:48], "little")
+        f.seek(docs_off + 32 * (doc - base))
+        f.write((n_tokens + 5).to_bytes(8, "little"))  # token_start past the token section
+    want = f"document {doc} (record {doc - base} of the shard) is damaged"
+    d = Daemon(wd, cfg, extra=("--skip-verify",))
+    try:
+        hit = [g for g in seqs if doc in seqs[g][0]]
+        for g in hit[:3]:
+            st, _, body = http(f"{d.url}/v1/plans/o/sequences/{g}")
+            e = json.loads(body)
+            check(st == 503 and e["error"] == "index_damaged" and path in e["detail"] and want in e["detail"],
+                  f"sequence {g} reads the damaged record: {st} {body!r}")
+        miss = [g for g in seqs if doc not in seqs[g][0]]
+        check(miss, "test setup: every sequence reads the document")
+        for g in miss[:5]:
+            st, _, body = http(f"{d.url}/v1/plans/o/sequences/{g}")
+            check(st == 200 and body == seqs[g][1], f"sequence {g} does not read it: {st}")
+        check(http(d.url + "/healthz")[0] == 200, "/healthz")
+    finally:
+        d.stop()
+    check(want in log(d), f"the damaged record is not logged: {log(d)[-500:]!r}")
+    p = run([LONGMIXD, "doc", idx, str(doc)], ok=False)
+    check(p.returncode != 0 and want in p.stderr.decode(), f"doc: {p.stderr!r}")
+    p = run([LONGMIXD, "verify", idx], ok=False)
+    check(p.returncode != 0 and want in p.stderr.decode(), f"verify: {p.stderr!r}")
+    import shutil
+    shutil.rmtree(os.path.join(idx, "plan-tables"))  # the table is built from every record
+    p = subprocess.run([LONGMIXD, "serve", "--skip-verify", "--config", cfg, "--port-file", wd("never")],
+                       capture_output=True, timeout=60)
+    err = p.stderr.decode()
+    check(p.returncode != 0 and want in err and "plan o" in err, f"serve without the table: {err!r}")
+    left = [f for f in os.listdir(os.path.join(idx, "plan-tables")) if ".items" in f]
+    check(not left, f"a table built over the damaged record was kept: {left}")
+
 TESTS = {t.__name__[5:]: t for t in [test_restart_remembers, test_scrub_finds_silent_rot,
                                       test_readonly_index_state_dir, test_plan_tables, test_background_waits,
-                                      test_background_bad_shard, test_stale_plan_tables, test_background_reload]}
+                                      test_background_bad_shard, test_stale_plan_tables, test_background_reload,
+                                      test_damaged_record]}
 
 if __name__ == "__main__":
     sys.exit(main(TESTS))
