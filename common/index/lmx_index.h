@@ -108,7 +108,8 @@ static inline uint32_t lmx__doc_token(const lmx_doc *d, uint64_t i)
  * seconds, lmx__index_doc_meta (the plan builder's scan) until its verification ends. A shard
  * still unverified after that, or bad, becomes the calling thread's fault; the read returns as
  * usual and the caller, which brackets its reads with lmx__gate_begin/lmx__gate_end, throws the
- * result away. Without a gate (the default) reads do not check anything. */
+ * result away. Without a gate (the default) reads wait for nothing; a damaged document record
+ * is a read fault either way (lmx__index_doc). */
 typedef struct lmx_gate lmx_gate;
 /* Puts every shard of ix behind a gate (all not yet verified). Call before any reader thread
  * starts; LMX_OK or LMX_ENOMEM. The gate lives as long as ix. */
