@@ -73,8 +73,8 @@ static int same(const char *a, const char *b)
 }
 
 /* What SIGHUP does with a freshly read config: plans and token lists follow it; the rest keeps
- * its start value (listen and index changes are named: they need a restart). */
-static void apply_reload(server *s, lmxd_config *cfg)
+ * its start value (listen and index changes are named: they need a restart). 0 when applied. */
+static int apply_reload(server *s, lmxd_config *cfg)
 {
     lmx_error err = {0};
     if (!s->opts.listen && !same(cfg->listen, s->cfg.listen))
@@ -94,12 +94,12 @@ static void apply_reload(server *s, lmxd_config *cfg)
             lmxd_log("reload abandoned: stopping");
         else
             lmxd_log("reload failed, keeping the running plans: %s", err.message);
-        return;
+        return -1;
     }
     if (atomic_load(&s->stopping)) {
         lmxd_plans_put(cv, cfg->n_plans);
         lmxd_log("reload abandoned: stopping");
-        return;
+        return -1;
     }
     pthread_mutex_lock(&s->admin);
     /* The runtime plans carry over (the config wins on a name clash). */
@@ -141,6 +141,7 @@ static void apply_reload(server *s, lmxd_config *cfg)
     }
     pthread_mutex_unlock(&s->admin);
     lmxd_log("reloaded %s: %zu plan(s) from the config, %zu in all", s->opts.config_path, cfg->n_plans, total);
+    return 0;
 }
 
 /* A reload reads the config on a helper thread and waits at most LMXD_RELOAD_READ_S for it: a hung
@@ -172,8 +173,9 @@ static void *load_main(void *p)
 }
 
 /* One reload on the reload thread: reads the config (bounded: a hung file system costs a failed
- * reload) and applies it; the running plans serve until the new ones replace them. */
-static void reload_once(server *s)
+ * reload) and applies it; the running plans serve until the new ones replace them. 0 when
+ * applied. */
+static int reload_once(server *s)
 {
     load_job *j = calloc(1, sizeof *j);
     pthread_t t;
@@ -186,7 +188,7 @@ static void reload_once(server *s)
             free(j->path);
         free(j);
         lmxd_log("reload failed: cannot start the config reader");
-        return;
+        return -1;
     }
     pthread_attr_destroy(&attr);
     double deadline = lmx__now() + LMXD_RELOAD_READ_S;
@@ -197,13 +199,15 @@ static void reload_once(server *s)
         if (!atomic_load(&s->stopping))
             lmxd_log("reload failed, keeping the running config: reading %s took more than %d s (hung file system?)",
                      s->opts.config_path, LMXD_RELOAD_READ_S);
-        return;
+        return -1;
     }
+    int rc = -1;
     if (!atomic_load(&s->stopping) && j->rc != LMX_OK)
         lmxd_log("reload failed, keeping the running plans: %s", j->err.message);
     else if (!atomic_load(&s->stopping))
-        apply_reload(s, &j->cfg);
+        rc = apply_reload(s, &j->cfg);
     job_free(j);
+    return rc;
 }
 
 static void *reload_main(void *arg)
@@ -217,7 +221,7 @@ static void *reload_main(void *arg)
              (unsigned long long)ts.tv_sec * 1000000ull + (unsigned long long)ts.tv_nsec / 1000);
     notify(msg);
     for (;;) {
-        reload_once(s);
+        atomic_fetch_add(reload_once(s) == 0 ? &s->reloads_ok : &s->reloads_failed, 1);
         pthread_mutex_lock(&s->reload_lock);
         int again = s->reload_again && !atomic_load(&s->stopping);
         s->reload_again = 0;
@@ -255,6 +259,15 @@ static void reload_request(server *s)
         }
     }
     pthread_mutex_unlock(&s->reload_lock);
+}
+
+json_t *lmxd_reload_json(server *s)
+{
+    pthread_mutex_lock(&s->reload_lock);
+    int running = s->reload_busy, queued = s->reload_again;
+    pthread_mutex_unlock(&s->reload_lock);
+    return json_pack("{s:b, s:b, s:I, s:I}", "running", running, "queued", queued, "ok",
+                     (json_int_t)atomic_load(&s->reloads_ok), "failed", (json_int_t)atomic_load(&s->reloads_failed));
 }
 
 /* At stop, after lmxd_verify_stop (which ends the waits of a build on verification): waits for a

@@ -239,7 +239,7 @@ def verify_stats(d):
 
 def metric(d, name):
     _, _, body = http(d.url + "/metrics")
-    m = re.search(rb"^" + name.encode() + rb" (\S+)$", body, re.M)
+    m = re.search(rb"^" + re.escape(name).encode() + rb" (\S+)$", body, re.M)
     check(m, f"/metrics has no {name}")
     return float(m.group(1))
 
@@ -429,6 +429,12 @@ def wait_log(d, pred, what, timeout=60):
         time.sleep(0.05)
 
 
+def reload_stats(d):
+    st, _, body = http(d.url + "/v1/stats")
+    check(st == 200, f"stats {st}")
+    return json.loads(body)["reload"]
+
+
 def forget_shard(idx, file):
     """Drops one shard from verified.json: the next start reads it again (the others are vouched for)."""
     rec_path = os.path.join(idx, "verified.json")
@@ -478,6 +484,9 @@ def test_background_reload(wd):
         for _ in range(5):  # the reload is pending throughout: its build waits for the held shard
             check(http(d.url + "/healthz")[0] == 200, "/healthz during the reload")
             check(verify_stats(d)["verified"] == n - 1, "the held shard was verified (test setup)")
+            check(reload_stats(d) == {"running": True, "queued": False, "ok": 0, "failed": 0},
+                  f"/v1/stats reload during the reload: {reload_stats(d)}")
+            check(metric(d, "longmix_reload_running") == 1, "metric longmix_reload_running")
             for g in miss[:4]:
                 st, _, body = http(f"{d.url}/v1/plans/o/sequences/{g}")
                 check(st == 200 and body == want[g], f"running plan, sequence {g}, during the reload: {st}")
@@ -487,11 +496,14 @@ def test_background_reload(wd):
         wait_log(d, lambda t: "SIGHUP during a reload" in t, "the second SIGHUP's log line")
         d.proc.send_signal(signal.SIGHUP)  # coalesced with the previous one
         check("reloaded" not in log(d), f"a reload ended while the shard was held: {log(d)!r}")
+        check(reload_stats(d)["queued"], f"the second SIGHUP is not queued: {reload_stats(d)}")
         os.unlink(hold)  # the shard is verified; the build ends, then the coalesced reload runs
         wait_log(d, lambda t: t.count("reloaded ") >= 2, "the reload and the coalesced one")
         time.sleep(0.5)
         check(log(d).count("reloaded ") == 2 and log(d).count("SIGHUP during a reload") == 1,
               f"three SIGHUPs make two reloads: {log(d)!r}")
+        check(reload_stats(d) == {"running": False, "queued": False, "ok": 2, "failed": 0},
+              f"/v1/stats reload after the reloads: {reload_stats(d)}")
         check(http(d.url + "/v1/plans/new")[0] == 200, "the new plan after the reload")
         st, _, _ = http(d.url + "/v1/plans/new/batches/0")
         check(st == 200, f"new plan batch: {st}")
@@ -499,6 +511,8 @@ def test_background_reload(wd):
             f.write('{"listen": "127.0.0.1:0", "index": "%s", "plans": {"x": {"strategy": "nope"}}}' % idx)
         d.proc.send_signal(signal.SIGHUP)
         wait_log(d, lambda t: "reload failed" in t, "the failed reload")
+        check(reload_stats(d)["failed"] == 1 and metric(d, 'longmix_reloads_total{result="failed"}') == 1,
+              f"the failed reload is not counted: {reload_stats(d)}")
         check(http(d.url + "/v1/plans/new")[0] == 200 and http(f"{d.url}/v1/plans/o/sequences/{miss[0]}")[0] == 200,
               "a failed reload dropped the running plans")
     finally:
