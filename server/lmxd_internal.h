@@ -93,6 +93,15 @@ typedef struct server {
     atomic_int verify_cancel, verify_done;
     atomic_ullong verify_bytes;
     double verify_t0, verify_seconds; /* verify_seconds is written before verify_done is set */
+    /* SIGHUP reloads run on their own thread (lmxd_serve.c): plan builds may wait for background
+     * verification, and the main thread keeps taking signals meanwhile */
+    pthread_mutex_t reload_lock; /* guards the four below */
+    pthread_t reload_thread;
+    int reload_joinable; /* reload_thread was started and not yet joined */
+    int reload_busy;     /* a reload is running */
+    int reload_again;    /* SIGHUP(s) during it: the config is read once more when it ends */
+    atomic_int stopping; /* SIGTERM/SIGINT: a reload still building throws its plans away */
+    atomic_uint_fast64_t reloads_ok, reloads_failed; /* reloads ended since start */
 } server;
 
 /* lmxd_log.c: one line on stderr, prefixed "longmixd: ". */
@@ -128,6 +137,8 @@ const char *lmxd_index_damaged(server *s);
 int lmxd_verify_start(server *s, lmx_error *err);
 void lmxd_verify_stop(server *s);
 json_t *lmxd_verify_json(server *s);
+/* lmxd_serve.c: /v1/stats "reload": {"running", "queued", "ok", "failed"} (new reference). */
+json_t *lmxd_reload_json(server *s);
 enum MHD_Result lmxd_send_gate_fault(server *s, struct MHD_Connection *c, int fault, const char *shard);
 
 /* lmxd_plans.c: the registry. Functions returning plan_ref pointers hand the caller a reference

@@ -32,6 +32,7 @@ enum MHD_Result lmxd_handle_stats(server *s, struct MHD_Connection *c, const lmx
     }
     json_object_set_new(root, "plans", plans);
     json_object_set_new(root, "verify", lmxd_verify_json(s));
+    json_object_set_new(root, "reload", lmxd_reload_json(s));
     return lmxd_send_json(c, 200, root);
 }
 
@@ -206,6 +207,16 @@ enum MHD_Result lmxd_handle_metrics(server *s, struct MHD_Connection *c)
                         "# TYPE longmix_index_verify_done gauge\nlongmix_index_verify_done %d\n",
                     json_is_true(json_object_get(vj, "done")));
     json_decref(vj);
+    json_t *rj = lmxd_reload_json(s);
+    lmx__buf_printf(&b, "# HELP longmix_reload_running 1 while a SIGHUP reload builds its plans (the running ones serve).\n"
+                        "# TYPE longmix_reload_running gauge\nlongmix_reload_running %d\n",
+                    json_is_true(json_object_get(rj, "running")));
+    lmx__buf_printf(&b, "# HELP longmix_reloads_total SIGHUP reloads ended since start, by result.\n"
+                        "# TYPE longmix_reloads_total counter\nlongmix_reloads_total{result=\"ok\"} %lld\n"
+                        "longmix_reloads_total{result=\"failed\"} %lld\n",
+                    (long long)json_integer_value(json_object_get(rj, "ok")),
+                    (long long)json_integer_value(json_object_get(rj, "failed")));
+    json_decref(rj);
     lmx__buf_printf(&b, "# HELP longmix_uptime_seconds Seconds since start.\n# TYPE longmix_uptime_seconds gauge\n");
     lmx__buf_printf(&b, "longmix_uptime_seconds %.1f\n", lmx__now() - s->started);
     if (!b.data)

@@ -38,6 +38,9 @@ static int create_guarded(server *s, const char *name, const lmx_plan_spec *spec
     if (bad || gate_fault) {
         if (rc == LMX_OK)
             lmx__plan_free(*out);
+        if (gate_fault == LMX_EFORMAT) /* a damaged document record (lmx_index_read.c) */
+            return lmx__err(err, LMX_EFORMAT, "plan %s: %s (its item table is not kept)", name,
+                            lmx__gate_fault_message());
         if (gate_fault)
             return lmx__err(err, LMX_ECHECKSUM, "plan %s: shard %s failed verification (its item table is not kept)",
                             name, shard ? shard : "?");

@@ -73,8 +73,8 @@ static int same(const char *a, const char *b)
 }
 
 /* What SIGHUP does with a freshly read config: plans and token lists follow it; the rest keeps
- * its start value (listen and index changes are named: they need a restart). */
-static void apply_reload(server *s, lmxd_config *cfg)
+ * its start value (listen and index changes are named: they need a restart). 0 when applied. */
+static int apply_reload(server *s, lmxd_config *cfg)
 {
     lmx_error err = {0};
     if (!s->opts.listen && !same(cfg->listen, s->cfg.listen))
@@ -86,13 +86,22 @@ static void apply_reload(server *s, lmxd_config *cfg)
     if (cfg->exposed)
         lmxd_log("warning: %s holds token hashes and is readable by group or others (chmod 600 it)",
                  s->opts.config_path);
-    pthread_mutex_lock(&s->admin);
+    /* Built outside the admin lock (a build may wait for background verification): POST and
+     * DELETE go on meanwhile; the runtime plans are taken under it, at the swap. */
     plan_ref **cv;
     if (lmxd_plans_build(s, cfg->plans, cfg->n_plans, &cv, &err) != LMX_OK) {
-        pthread_mutex_unlock(&s->admin);
-        lmxd_log("reload failed, keeping the running plans: %s", err.message);
-        return;
+        if (atomic_load(&s->stopping))
+            lmxd_log("reload abandoned: stopping");
+        else
+            lmxd_log("reload failed, keeping the running plans: %s", err.message);
+        return -1;
     }
+    if (atomic_load(&s->stopping)) {
+        lmxd_plans_put(cv, cfg->n_plans);
+        lmxd_log("reload abandoned: stopping");
+        return -1;
+    }
+    pthread_mutex_lock(&s->admin);
     /* The runtime plans carry over (the config wins on a name clash). */
     size_t n, nr = 0;
     plan_ref **rv = lmxd_plans_snapshot(s, &n);
@@ -132,11 +141,11 @@ static void apply_reload(server *s, lmxd_config *cfg)
     }
     pthread_mutex_unlock(&s->admin);
     lmxd_log("reloaded %s: %zu plan(s) from the config, %zu in all", s->opts.config_path, cfg->n_plans, total);
+    return 0;
 }
 
-/* SIGHUP reads the config on a helper thread and waits at most LMXD_RELOAD_READ_S for it, taking
- * SIGTERM meanwhile: a hung file system costs a failed reload, not the ability to stop. An
- * abandoned read frees its own job whenever it returns. */
+/* A reload reads the config on a helper thread and waits at most LMXD_RELOAD_READ_S for it: a hung
+ * file system costs a failed reload. An abandoned read frees its own job whenever it returns. */
 typedef struct load_job {
     char *path;
     lmxd_config cfg;
@@ -163,16 +172,11 @@ static void *load_main(void *p)
     return NULL;
 }
 
-/* Returns 1 when SIGTERM/SIGINT arrived during the reload (the caller stops), else 0. */
-static int reload(server *s, const sigset_t *set)
+/* One reload on the reload thread: reads the config (bounded: a hung file system costs a failed
+ * reload) and applies it; the running plans serve until the new ones replace them. 0 when
+ * applied. */
+static int reload_once(server *s)
 {
-    char msg[64];
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    /* MONOTONIC_USEC: what systemd's Type=notify-reload wants alongside RELOADING=1. */
-    snprintf(msg, sizeof msg, "RELOADING=1\nMONOTONIC_USEC=%llu",
-             (unsigned long long)ts.tv_sec * 1000000ull + (unsigned long long)ts.tv_nsec / 1000);
-    notify(msg);
     load_job *j = calloc(1, sizeof *j);
     pthread_t t;
     pthread_attr_t attr;
@@ -184,34 +188,99 @@ static int reload(server *s, const sigset_t *set)
             free(j->path);
         free(j);
         lmxd_log("reload failed: cannot start the config reader");
-        notify("READY=1");
-        return 0;
+        return -1;
     }
     pthread_attr_destroy(&attr);
     double deadline = lmx__now() + LMXD_RELOAD_READ_S;
-    int stop = 0;
-    while (!stop && atomic_load(&j->state) == 0 && lmx__now() < deadline) {
-        int sig = sigtimedwait(set, NULL, &(struct timespec){0, 20000000L});
-        if (sig == SIGTERM || sig == SIGINT)
-            stop = 1;
-        else if (sig == SIGHUP)
-            lmxd_log("reload: SIGHUP during a reload, ignored");
-    }
+    while (!atomic_load(&s->stopping) && atomic_load(&j->state) == 0 && lmx__now() < deadline)
+        nanosleep(&(struct timespec){0, 20000000L}, NULL);
     int reading = 0;
     if (atomic_compare_exchange_strong(&j->state, &reading, 2)) {
-        if (!stop)
+        if (!atomic_load(&s->stopping))
             lmxd_log("reload failed, keeping the running config: reading %s took more than %d s (hung file system?)",
                      s->opts.config_path, LMXD_RELOAD_READ_S);
-    } else {
-        if (!stop && j->rc != LMX_OK)
-            lmxd_log("reload failed, keeping the running plans: %s", j->err.message);
-        else if (!stop)
-            apply_reload(s, &j->cfg);
-        job_free(j);
+        return -1;
     }
-    if (!stop)
+    int rc = -1;
+    if (!atomic_load(&s->stopping) && j->rc != LMX_OK)
+        lmxd_log("reload failed, keeping the running plans: %s", j->err.message);
+    else if (!atomic_load(&s->stopping))
+        rc = apply_reload(s, &j->cfg);
+    job_free(j);
+    return rc;
+}
+
+static void *reload_main(void *arg)
+{
+    server *s = arg;
+    char msg[64];
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    /* MONOTONIC_USEC: what systemd's Type=notify-reload wants alongside RELOADING=1. */
+    snprintf(msg, sizeof msg, "RELOADING=1\nMONOTONIC_USEC=%llu",
+             (unsigned long long)ts.tv_sec * 1000000ull + (unsigned long long)ts.tv_nsec / 1000);
+    notify(msg);
+    for (;;) {
+        atomic_fetch_add(reload_once(s) == 0 ? &s->reloads_ok : &s->reloads_failed, 1);
+        pthread_mutex_lock(&s->reload_lock);
+        int again = s->reload_again && !atomic_load(&s->stopping);
+        s->reload_again = 0;
+        s->reload_busy = again;
+        pthread_mutex_unlock(&s->reload_lock);
+        if (!again)
+            break;
+        lmxd_log("reload: reading %s again for the SIGHUP received during the last reload", s->opts.config_path);
+    }
+    if (!atomic_load(&s->stopping))
         notify("READY=1");
-    return stop;
+    return NULL;
+}
+
+/* SIGHUP: starts a reload on its own thread, or, when one is running, marks that the config is to
+ * be read once more after it (SIGHUPs during a reload coalesce into that one). */
+static void reload_request(server *s)
+{
+    pthread_mutex_lock(&s->reload_lock);
+    if (s->reload_busy) {
+        if (!s->reload_again)
+            lmxd_log("reload: SIGHUP during a reload: %s is read again when it ends (further SIGHUPs until then "
+                     "coalesce into that one)",
+                     s->opts.config_path);
+        s->reload_again = 1;
+    } else {
+        if (s->reload_joinable) /* the last reload's thread has ended */
+            pthread_join(s->reload_thread, NULL);
+        s->reload_joinable = 0;
+        if (pthread_create(&s->reload_thread, NULL, reload_main, s) != 0) {
+            lmxd_log("reload failed: cannot start the reload thread");
+        } else {
+            s->reload_joinable = s->reload_busy = 1;
+            lmxd_log("reload: reading %s; the running plans serve until the new ones are ready", s->opts.config_path);
+        }
+    }
+    pthread_mutex_unlock(&s->reload_lock);
+}
+
+json_t *lmxd_reload_json(server *s)
+{
+    pthread_mutex_lock(&s->reload_lock);
+    int running = s->reload_busy, queued = s->reload_again;
+    pthread_mutex_unlock(&s->reload_lock);
+    return json_pack("{s:b, s:b, s:I, s:I}", "running", running, "queued", queued, "ok",
+                     (json_int_t)atomic_load(&s->reloads_ok), "failed", (json_int_t)atomic_load(&s->reloads_failed));
+}
+
+/* At stop, after lmxd_verify_stop (which ends the waits of a build on verification): waits for a
+ * running reload, which throws its plans away. */
+static void reload_join(server *s)
+{
+    atomic_store(&s->stopping, 1);
+    pthread_mutex_lock(&s->reload_lock);
+    int joinable = s->reload_joinable;
+    s->reload_joinable = 0;
+    pthread_mutex_unlock(&s->reload_lock);
+    if (joinable)
+        pthread_join(s->reload_thread, NULL);
 }
 
 /* Plans keep their item tables in files, mapped (common/plan/lmx_plan_table.c): in
@@ -242,6 +311,7 @@ int lmxd_serve(const lmxd_serve_options *opts)
     pthread_rwlock_init(&s->lock, NULL);
     pthread_mutex_init(&s->detok_lock, NULL);
     pthread_mutex_init(&s->admin, NULL);
+    pthread_mutex_init(&s->reload_lock, NULL);
     pthread_mutex_init(&s->conn_lock, NULL);
     pthread_cond_init(&s->watchdog_cv, NULL);
     /* A SIGHUP during start-up (index verification can take minutes) must not kill the daemon:
@@ -409,14 +479,15 @@ int lmxd_serve(const lmxd_serve_options *opts)
         if (sigwait(&set, &sig) != 0)
             continue;
         if (sig == SIGHUP) {
-            if (reload(s, &set))
-                break;
+            reload_request(s);
             continue;
         }
         break;
     }
     notify("STOPPING=1");
+    atomic_store(&s->stopping, 1); /* a reload still building gives up rather than swapping */
     lmxd_verify_stop(s); /* first: shards it leaves unverified are refused, so no request waits for them */
+    reload_join(s);      /* then a reload building plans ends (its waits for verification did) */
     /* Requests whose headers are still arriving are not waited for (a slow client could hold the
      * stop for the whole connection timeout); requests being handled or sent are. */
     lmxd_log("stopping: draining %d in-flight request(s)", atomic_load(&s->active));
@@ -430,6 +501,7 @@ int lmxd_serve(const lmxd_serve_options *opts)
     exit_code = 0;
 out:
     lmxd_verify_stop(s);
+    reload_join(s);
     if (s->mhd)
         MHD_stop_daemon(s->mhd);
     lmxd_watchdog_stop(s);
@@ -441,6 +513,7 @@ out:
     lmx__tokenizer_free(s->detok);
     pthread_mutex_destroy(&s->detok_lock);
     pthread_mutex_destroy(&s->admin);
+    pthread_mutex_destroy(&s->reload_lock);
     pthread_mutex_destroy(&s->conn_lock);
     pthread_cond_destroy(&s->watchdog_cv);
     free(s->state_path);

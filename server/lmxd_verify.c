@@ -6,6 +6,7 @@
 #include "lmxd_internal.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,10 +23,13 @@ static void on_shard(void *ctx, size_t i, int good, const char *path, const char
                  path, why);
 }
 
-/* LMX_TEST_VERIFY_HOLD=FILE (tests only, docs/OPERATIONS.md): no shard is read while FILE exists,
- * so a test can observe the daemon before verification deterministically. */
-static void test_hold(server *s)
+/* LMX_TEST_VERIFY_HOLD=FILE (tests only, proto/HTTP.md): no shard is read while FILE exists (the
+ * shards the verified record vouches for are marked good at once), so a test can observe the
+ * daemon before verification deterministically. */
+static void test_hold(void *ctx, size_t i)
 {
+    server *s = ctx;
+    (void)i;
     const char *hold = getenv("LMX_TEST_VERIFY_HOLD");
     while (hold && *hold && access(hold, F_OK) == 0 && !atomic_load(&s->verify_cancel))
         nanosleep(&(struct timespec){0, 20000000L}, NULL);
@@ -34,8 +38,8 @@ static void test_hold(server *s)
 static void *verify_main(void *arg)
 {
     server *s = arg;
-    test_hold(s);
     lmx_verify_options vo = {.changed_only = 1,
+                             .before_read = test_hold,
                              .state_dir = s->cfg.state_dir,
                              .quiet = 1,
                              .on_shard = on_shard,
@@ -70,7 +74,18 @@ int lmxd_verify_start(server *s, lmx_error *err)
     if (rc != LMX_OK)
         return rc;
     s->verify_t0 = lmx__now();
-    if ((errno = pthread_create(&s->verify_thread, NULL, verify_main, s)) != 0)
+    /* Started before the main thread blocks the signals it takes with sigwait: without them
+     * blocked here too, a SIGTERM arriving while the main thread is not in sigwait would be
+     * delivered to this thread and kill the daemon without its drain. */
+    sigset_t set, old;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, &old);
+    errno = pthread_create(&s->verify_thread, NULL, verify_main, s);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (errno != 0)
         return lmx__err_errno(err, "cannot start the background verification thread");
     s->verify_running = 1;
     lmxd_log("verifying %zu shard(s) of %s in the background (verify: background)", lmx__index_n_shards(s->ix),
@@ -112,6 +127,15 @@ json_t *lmxd_verify_json(server *s)
 enum MHD_Result lmxd_send_gate_fault(server *s, struct MHD_Connection *c, int fault, const char *shard)
 {
     char d[LMX_ERROR_MESSAGE_MAX];
+    if (fault == LMX_EFORMAT) { /* a damaged document record: the message names shard and document */
+        static atomic_int logged;
+        if (atomic_exchange(&logged, 1) == 0)
+            lmxd_log("%s: requests that read it answer 503 index_damaged; replace the shard and restart",
+                     lmx__gate_fault_message());
+        snprintf(d, sizeof d, "%s: nothing is served from it; replace the shard and restart (docs/OPERATIONS.md)",
+                 lmx__gate_fault_message());
+        return lmxd_send_error(c, 503, "index_damaged", d);
+    }
     if (fault == LMX_ECHECKSUM) {
         snprintf(d, sizeof d, "shard %s failed verification (BLAKE2b differs from the manifest): nothing is served from it; "
                  "replace it and restart (docs/OPERATIONS.md)", shard ? shard : "?");

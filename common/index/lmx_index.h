@@ -37,8 +37,10 @@ typedef struct lmx_doc {
 } lmx_doc;
 
 /* Opens DIR: parses the manifest, maps every shard and checks each header against the manifest
- * and the file size (cheap; `verify` checks the BLAKE2b sums). The index is immutable and
- * thread-safe; the caller owns it (lmx__index_close accepts NULL).
+ * and the file size: work per shard, not per document (`verify` checks the BLAKE2b sums and
+ * every record). Document records are checked when they are read (lmx__index_doc,
+ * lmx__index_doc_meta). The index is immutable and thread-safe; the caller owns it
+ * (lmx__index_close accepts NULL).
  * Errors: LMX_EIO, LMX_EFORMAT (naming the file and the field), LMX_EUNSUPPORTED (version). */
 int lmx__index_open(const char *dir, lmx_index **out, lmx_error *err);
 void lmx__index_close(lmx_index *ix);
@@ -75,10 +77,22 @@ uint32_t lmx__index_vocab_size(const lmx_index *ix);
  * behind a SIGBUS (a shard truncated while mapped; server/lmxd_guard.c). */
 const char *lmx__index_shard_at(const lmx_index *ix, const void *addr);
 
-/* Document id -> record in O(log shards). LMX_ENOTFOUND for id >= n_docs. */
+/* Document id -> record in O(log shards). LMX_ENOTFOUND for id >= n_docs; LMX_EFORMAT for a
+ * damaged record (token range, domain, source or id entry outside its section), the message
+ * naming the shard file and the document, which is also noted as the calling thread's read fault
+ * (lmx__gate_end gives LMX_EFORMAT; lmx__gate_fault_message the message). On LMX_EFORMAT *out is
+ * an empty document (n_tokens 0, tokens at the shard's token section). */
 int lmx__index_doc(const lmx_index *ix, uint64_t id, lmx_doc *out, lmx_error *err);
-/* Length and domain only (the plan builder's hot path). id must be < n_docs. */
+/* Length and domain only (the plan builder's hot path). id must be < n_docs. A damaged record
+ * gives 0 tokens, domain 0 and the thread's read fault (as lmx__index_doc). */
 void lmx__index_doc_meta(const lmx_index *ix, uint64_t id, uint64_t *n_tokens, uint32_t *domain);
+/* Every document record (with its source string and id entry) of every shard, as lmx__index_doc
+ * checks one: `longmixd verify`. LMX_OK or the first damaged record's LMX_EFORMAT. */
+int lmx__index_check_records(const lmx_index *ix, lmx_error *err);
+/* The first shard known bad: marked by verification (lmx__gate_first_bad), else the shard of a
+ * damaged record this thread read since lmx__gate_begin; NULL when none (a plan table built
+ * then is not kept). */
+const char *lmx__index_first_bad(const lmx_index *ix);
 
 static inline uint32_t lmx__doc_token(const lmx_doc *d, uint64_t i)
 {
@@ -88,12 +102,14 @@ static inline uint32_t lmx__doc_token(const lmx_doc *d, uint64_t i)
                                      (uint32_t)p[3] << 24;
 }
 
-/* ---- the verification gate (lmx_index_gate.c): serve's `verify: background` ----
+/* ---- the verification gate (lmx_index_gate.c): serve's `verify: background`, and the
+ * thread's read faults (also damaged records, gate or not) ----
  * With a gate, reads of a shard not yet verified wait for it: lmx__index_doc up to wait_s
  * seconds, lmx__index_doc_meta (the plan builder's scan) until its verification ends. A shard
  * still unverified after that, or bad, becomes the calling thread's fault; the read returns as
  * usual and the caller, which brackets its reads with lmx__gate_begin/lmx__gate_end, throws the
- * result away. Without a gate (the default) reads do not check anything. */
+ * result away. Without a gate (the default) reads wait for nothing; a damaged document record
+ * is a read fault either way (lmx__index_doc). */
 typedef struct lmx_gate lmx_gate;
 /* Puts every shard of ix behind a gate (all not yet verified). Call before any reader thread
  * starts; LMX_OK or LMX_ENOMEM. The gate lives as long as ix. */
@@ -108,10 +124,14 @@ void lmx__gate_settle(lmx_gate *g);
 void lmx__gate_counts(const lmx_gate *g, size_t *good, size_t *bad, size_t *total);
 /* The path of the first shard marked bad, or NULL (borrowed from the index). */
 const char *lmx__gate_first_bad(const lmx_gate *g);
-/* Clears / returns this thread's fault: LMX_OK, LMX_ETIMEOUT (a shard still being verified) or
- * LMX_ECHECKSUM (a shard that failed); *shard (may be NULL) = its path, borrowed from the index. */
+/* Clears / returns this thread's fault: LMX_OK, LMX_ETIMEOUT (a shard still being verified),
+ * LMX_ECHECKSUM (a shard that failed) or LMX_EFORMAT (a damaged document record); *shard (may be
+ * NULL) = its path, borrowed from the index. */
 void lmx__gate_begin(void);
 int lmx__gate_end(const char **shard);
+/* After lmx__gate_end gave LMX_EFORMAT: the message naming the shard and the document (this
+ * thread's buffer, kept until its next lmx__gate_begin); "" when none. */
+const char *lmx__gate_fault_message(void);
 
 /* ---- verification (lmx_index_verify.c) ----
  * Recomputes shards' BLAKE2b (on `threads` threads) and compares them with the manifest. Good
@@ -131,6 +151,9 @@ typedef struct lmx_verify_options {
     /* Called once per shard (index i in manifest order) as soon as its state is known: good (read
      * and matching, or vouched for by the record) or not; from any verifying thread. */
     void (*on_shard)(void *ctx, size_t i, int good, const char *path, const char *why);
+    /* Called (may be NULL) before shard i is read, after the record's shards were reported:
+     * serve's test hold (server/lmxd_verify.c). */
+    void (*before_read)(void *ctx, size_t i);
     void *ctx;
     const atomic_int *cancel; /* non-zero: stop taking shards (those left count as not checked) */
 } lmx_verify_options;

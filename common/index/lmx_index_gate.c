@@ -27,9 +27,12 @@ struct lmx_gate {
     pthread_cond_t cv; /* broadcast on every state change */
 };
 
-/* This thread's first fault since lmx__gate_begin: LMX_OK, LMX_ETIMEOUT or LMX_ECHECKSUM. */
+/* This thread's first fault since lmx__gate_begin: LMX_OK, LMX_ETIMEOUT, LMX_ECHECKSUM or
+ * LMX_EFORMAT (a damaged document record, lmx__gate_record_fault: found with or without a gate). */
 static _Thread_local int fault;
 static _Thread_local const char *fault_path;
+static _Thread_local const char *record_path; /* the first damaged record's shard since begin */
+static _Thread_local char record_msg[LMX_ERROR_MESSAGE_MAX];
 
 lmx_gate *lmx__gate_new(size_t n, const char **paths, double wait_s)
 {
@@ -139,10 +142,28 @@ void lmx__gate_pass(lmx_gate *g, size_t shard, int until_done)
     }
 }
 
+void lmx__gate_record_fault(const char *path, const char *msg)
+{
+    if (record_path)
+        return;
+    record_path = path;
+    snprintf(record_msg, sizeof record_msg, "%s", msg);
+    if (!fault) {
+        fault = LMX_EFORMAT;
+        fault_path = path;
+    }
+}
+
+const char *lmx__gate_record_fault_shard(void) { return record_path; }
+
+const char *lmx__gate_fault_message(void) { return record_msg; }
+
 void lmx__gate_begin(void)
 {
     fault = LMX_OK;
     fault_path = NULL;
+    record_path = NULL;
+    record_msg[0] = '\0';
 }
 
 int lmx__gate_end(const char **shard)

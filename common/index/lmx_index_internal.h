@@ -117,6 +117,11 @@ void lmx__gate_free(lmx_gate *g);
 /* Before a read of shard i: returns at once when it is verified, else waits (until_done: until
  * it is marked; else up to wait_s) and notes this thread's fault if it is not good by then. */
 void lmx__gate_pass(lmx_gate *g, size_t shard, int until_done);
+/* A damaged document record (lmx_index_read.c): the first since lmx__gate_begin becomes this
+ * thread's LMX_EFORMAT fault (unless another came first) and its message is kept. */
+void lmx__gate_record_fault(const char *path, const char *msg);
+/* The shard of this thread's first damaged record since lmx__gate_begin, or NULL. */
+const char *lmx__gate_record_fault_shard(void);
 
 /* ---- the index folder (lmx_index_dir.c) ---- */
 /* Exclusive flock on DIR/.lock for the whole run: the descriptor (>= 0) or an LMX_E* code. */

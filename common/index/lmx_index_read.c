@@ -23,6 +23,7 @@ typedef struct shard {
     uint64_t n_strings;
     const uint8_t *tokens, *docs, *str_offsets, *str_blob;
     const uint8_t *id_offsets, *id_blob; /* the ids section (--id-field), or NULL */
+    uint64_t str_blob_size, id_blob_size;
     uint32_t *domain_map; /* local domain string index -> global domain */
 } shard;
 
@@ -73,13 +74,19 @@ void lmx__stats_add(lmx_domain_stats *s, uint64_t n, uint64_t long_threshold)
     s->buckets[lmx__bucket_of(n)] += n;
 }
 
+/* String i (< n_strings) of the table, or NULL when its entry is damaged: checked where it is
+ * used, so open does not walk a table that has one string per document for `.txt` inputs. */
 static const char *shard_string(const shard *s, uint64_t i)
 {
-    return (const char *)s->str_blob + lmx__get64(s->str_offsets + 8 * i);
+    uint64_t a = lmx__get64(s->str_offsets + 8 * i), b = lmx__get64(s->str_offsets + 8 * (i + 1));
+    if (a >= b || b > s->str_blob_size || s->str_blob[b - 1] != '\0')
+        return NULL;
+    return (const char *)s->str_blob + a;
 }
 
-/* The optional ids section at off (after the strings): n_docs + 1 non-decreasing u64 offsets
- * into the blob after them, first 0, each id NUL-terminated. */
+/* The optional ids section at off (after the strings): n_docs + 1 increasing u64 offsets into
+ * the blob after them, first 0, each id NUL-terminated. Only its placement is checked here; each
+ * document's entry is checked when it is read (doc_id_of). */
 static int check_ids(shard *s, uint64_t off, uint64_t fsize, lmx_error *err)
 {
     uint64_t strings_end = (uint64_t)(s->str_blob - s->map);
@@ -87,17 +94,24 @@ static int check_ids(shard *s, uint64_t off, uint64_t fsize, lmx_error *err)
         return lmx__err(err, LMX_EFORMAT, "%s: ids section offset inconsistent with the file size", s->path);
     s->id_offsets = s->map + off;
     s->id_blob = s->id_offsets + 8 * (s->n_docs + 1);
-    uint64_t size = fsize - (uint64_t)(s->id_blob - s->map), prev = 0;
-    for (uint64_t i = 0; i <= s->n_docs; i++) {
-        uint64_t o = lmx__get64(s->id_offsets + 8 * i);
-        if ((i == 0 && o != 0) || o > size || (i > 0 && (o <= prev || s->id_blob[o - 1] != '\0')))
-            return lmx__err(err, LMX_EFORMAT, "%s: ids entry %llu invalid", s->path, (unsigned long long)i);
-        prev = o;
-    }
+    s->id_blob_size = fsize - (uint64_t)(s->id_blob - s->map);
     return LMX_OK;
 }
 
-/* Checks a mapped shard's header and sections against the file size and the manifest entry. */
+/* The id of local document i, "" for none; NULL when its entry is damaged. */
+static const char *doc_id_of(const shard *s, uint64_t i)
+{
+    uint64_t a = lmx__get64(s->id_offsets + 8 * i), b = lmx__get64(s->id_offsets + 8 * (i + 1));
+    if ((i == 0 && a != 0) || a >= b || b > s->id_blob_size || s->id_blob[b - 1] != '\0')
+        return NULL;
+    return (const char *)s->id_blob + a;
+}
+
+/* Checks a mapped shard's header and sections against the file size and the manifest entry: a
+ * constant amount of work per shard. The document records, the source strings and the ids are
+ * checked one by one where they are read (record_fault, shard_string, doc_id_of), so opening an
+ * index does not read its records (docs/SCALING.md); `longmixd verify` checks them all
+ * (lmx__index_check_records). */
 static int check_shard(shard *s, uint64_t want_docs, uint64_t want_tokens, lmx_error *err)
 {
     const uint8_t *h = s->map;
@@ -141,25 +155,21 @@ static int check_shard(shard *s, uint64_t want_docs, uint64_t want_tokens, lmx_e
             return rc;
         blob_end = ids_off;
     }
-    uint64_t blob_size = blob_end - (uint64_t)(s->str_blob - s->map), prev = 0;
-    for (uint64_t i = 0; i <= s->n_strings; i++) {
-        uint64_t o = lmx__get64(s->str_offsets + 8 * i);
-        if (o < prev || o > blob_size || (i > 0 && (o == prev || s->str_blob[o - 1] != '\0')))
-            return lmx__err(err, LMX_EFORMAT, "%s: string table entry %llu invalid", s->path,
-                            (unsigned long long)i);
-        prev = o;
-    }
-    /* Document records: bounds only; a full scan costs one pass over the table, which is small
-     * next to the tokens. */
-    for (uint64_t i = 0; i < s->n_docs; i++) {
-        const uint8_t *r = s->docs + i * LMX_SHARD_DOC_SIZE;
-        uint64_t st = lmx__get64(r + LMX_SD_TOKEN_START), n = lmx__get64(r + LMX_SD_N_TOKENS);
-        if (st > s->n_tokens || n > s->n_tokens - st || lmx__get32(r + LMX_SD_DOMAIN) >= s->n_domains ||
-            lmx__get32(r + LMX_SD_SOURCE) >= s->n_strings)
-            return lmx__err(err, LMX_EFORMAT, "%s: document record %llu out of bounds", s->path,
-                            (unsigned long long)i);
-    }
+    s->str_blob_size = blob_end - (uint64_t)(s->str_blob - s->map);
     return LMX_OK;
+}
+
+/* Why record r of shard s cannot be used, or NULL when it is inside the sections. */
+static const char *record_fault(const shard *s, const uint8_t *r)
+{
+    uint64_t st = lmx__get64(r + LMX_SD_TOKEN_START), n = lmx__get64(r + LMX_SD_N_TOKENS);
+    if (st > s->n_tokens || n > s->n_tokens - st)
+        return "token range outside the token section";
+    if (lmx__get32(r + LMX_SD_DOMAIN) >= s->n_domains)
+        return "domain outside the shard's domains";
+    if (lmx__get32(r + LMX_SD_SOURCE) >= s->n_strings)
+        return "source outside the string table";
+    return NULL;
 }
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
@@ -198,6 +208,8 @@ static int open_shard(lmx_index *ix, json_t *e, size_t i, lmx_error *err)
     if (!s->domain_map)
         return lmx__err(err, LMX_ENOMEM, "index: out of memory");
     for (uint32_t d = 0; d < s->n_domains; d++) {
+        if (!shard_string(s, d))
+            return lmx__err(err, LMX_EFORMAT, "%s: string table entry %u invalid", s->path, d);
         int g = lmx__index_domain_find(ix, shard_string(s, d));
         if (g < 0)
             return lmx__err(err, LMX_EFORMAT, "%s: domain '%s' not listed in the manifest", s->path,
@@ -382,12 +394,30 @@ static const shard *find_shard(const lmx_index *ix, uint64_t id)
     return &ix->shards[lo];
 }
 
+/* A damaged record of shard s, local document i (global id): the message names both; noted as
+ * the calling thread's read fault too, for the callers whose hot loops have no error path. */
+static int record_error(const shard *s, uint64_t id, const char *why, lmx_error *err)
+{
+    char msg[LMX_ERROR_MESSAGE_MAX];
+    snprintf(msg, sizeof msg, "%s: document %llu (record %llu of the shard) is damaged: %s", s->path,
+             (unsigned long long)id, (unsigned long long)(id - s->doc_base), why);
+    lmx__gate_record_fault(s->path, msg);
+    return lmx__err(err, LMX_EFORMAT, "%s", msg);
+}
+
 void lmx__index_doc_meta(const lmx_index *ix, uint64_t id, uint64_t *n_tokens, uint32_t *domain)
 {
     const shard *s = find_shard(ix, id);
     if (ix->gate)
         lmx__gate_pass(ix->gate, (size_t)(s - ix->shards), 1);
     const uint8_t *r = s->docs + (id - s->doc_base) * LMX_SHARD_DOC_SIZE;
+    const char *why = record_fault(s, r);
+    if (why) { /* an empty document, which plans skip; the caller's lmx__gate_end refuses the result */
+        record_error(s, id, why, NULL);
+        *n_tokens = 0;
+        *domain = 0;
+        return;
+    }
     *n_tokens = lmx__get64(r + LMX_SD_N_TOKENS);
     *domain = s->domain_map[lmx__get32(r + LMX_SD_DOMAIN)];
 }
@@ -401,20 +431,45 @@ int lmx__index_doc(const lmx_index *ix, uint64_t id, lmx_doc *out, lmx_error *er
     if (ix->gate)
         lmx__gate_pass(ix->gate, (size_t)(s - ix->shards), 0);
     const uint8_t *r = s->docs + (id - s->doc_base) * LMX_SHARD_DOC_SIZE;
-    out->id = id;
+    /* On error *out is still an empty document inside the shard, for callers that do not look at
+     * the result (their lmx__gate_end refuses what they built). */
+    *out = (lmx_doc){.id = id, .token_bytes = s->token_bytes, .tokens = s->tokens, .source = "", .kind = s->kind};
+    const char *why = record_fault(s, r);
+    const char *source = why ? NULL : shard_string(s, lmx__get32(r + LMX_SD_SOURCE));
+    const char *doc_id = why || !source || !s->id_offsets ? "" : doc_id_of(s, id - s->doc_base);
+    if (!why && !source)
+        why = "its source's string table entry is invalid";
+    else if (!why && !doc_id)
+        why = "its entry in the ids section is invalid";
+    if (why)
+        return record_error(s, id, why, err);
     out->n_tokens = lmx__get64(r + LMX_SD_N_TOKENS);
     out->domain = s->domain_map[lmx__get32(r + LMX_SD_DOMAIN)];
-    out->token_bytes = s->token_bytes;
     out->tokens = s->tokens + lmx__get64(r + LMX_SD_TOKEN_START) * s->token_bytes;
-    out->source = shard_string(s, lmx__get32(r + LMX_SD_SOURCE));
+    out->source = source;
     out->line = lmx__get64(r + LMX_SD_LINE);
-    out->doc_id = NULL;
-    out->kind = s->kind;
-    if (s->id_offsets) {
-        const char *t = (const char *)s->id_blob + lmx__get64(s->id_offsets + 8 * (id - s->doc_base));
-        out->doc_id = *t ? t : NULL;
+    out->doc_id = *doc_id ? doc_id : NULL;
+    return LMX_OK;
+}
+
+int lmx__index_check_records(const lmx_index *ix, lmx_error *err)
+{
+    for (size_t k = 0; k < ix->n_shards; k++) {
+        const shard *s = &ix->shards[k];
+        for (uint64_t i = 0; i < s->n_docs; i++) {
+            lmx_doc d;
+            int rc = lmx__index_doc(ix, s->doc_base + i, &d, err);
+            if (rc != LMX_OK)
+                return rc;
+        }
     }
     return LMX_OK;
+}
+
+const char *lmx__index_first_bad(const lmx_index *ix)
+{
+    const char *bad = lmx__gate_first_bad(ix->gate);
+    return bad ? bad : lmx__gate_record_fault_shard();
 }
 
 json_t *lmx__index_stats_json(const lmx_index *ix)

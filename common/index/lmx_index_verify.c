@@ -173,6 +173,8 @@ static void *worker(void *arg)
     for (size_t i; !(r->o->cancel && atomic_load(r->o->cancel)) && (i = atomic_fetch_add(&r->next, 1)) < r->n;) {
         vshard *s = &r->v[i];
         if (!s->remembered && s->state == 0) {
+            if (r->o->before_read)
+                r->o->before_read(r->o->ctx, i);
             check_one(r, s, buf);
             if (r->o->on_shard && s->state != 0)
                 r->o->on_shard(r->o->ctx, i, s->state == 1, s->path, s->why);

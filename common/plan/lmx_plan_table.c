@@ -231,7 +231,7 @@ int lmx__plan_table_finish(lmx_plan *p, const char *dir, uint32_t nd, lmx_error 
     int rc = LMX_OK;
     /* verify: background: the scan waited for every shard; one found bad fed this table wrong
      * records, which must not outlive this run (the shard's replacement has the same plan id). */
-    const char *bad = lmx__gate_first_bad(lmx__index_gate(p->ix));
+    const char *bad = lmx__index_first_bad(p->ix); /* also a damaged record (lmx_index_read.c) */
     int fd = bad ? -1 : open(p->table_tmp, O_RDONLY | O_CLOEXEC);
     if (bad)
         rc = lmx__err(err, LMX_ECHECKSUM, "plan %s: not kept: shard %s failed verification", p->name, bad);

@@ -11,8 +11,11 @@
 # cold request. Prints the load average with each part:
 # the machine may be shared, so prefer the CPU and RSS columns. COLD=0: no eviction before the
 # latency runs ("first" = the first request of a fresh daemon, whatever the page cache holds).
+# LAT_PLANS=- skips the latency runs. OLD=PATH: the restarts and the index open again with
+# another longmixd on the same index (an A/B of start-up code). Also timed: opening the index
+# alone (`longmixd doc IDX 0`), evicted and warm.
 #
-#   [COLD=0] [LAT_PLANS="ps gl cut"] tests/bench/bench_growth.sh BUILD_DIR DOCS [WORKDIR]   (WORKDIR removed at the end)
+#   [COLD=0] [LAT_PLANS="ps gl cut"|-] [OLD=longmixd] tests/bench/bench_growth.sh BUILD_DIR DOCS [WORKDIR]   (WORKDIR removed at the end)
 set -eu
 build=$1
 docs=$2
@@ -82,7 +85,31 @@ stop
 start
 echo "restart, warm: $res (load $(load))"
 stop
-for plan in ${LAT_PLANS:-ps gl cut}; do
+open_index() { # "evicted" or "warm": `longmixd doc IDX 0` = open the index + one record
+  [ "$1" = warm ] || evict
+  /usr/bin/time -f "%e s wall, %U s user, %S s sys, max RSS %M KiB" -o "$work/otime" "$longmixd" doc "$work/idx" 0 >/dev/null
+  echo "index open ($1): $(cat "$work/otime") (load $(load))"
+}
+open_index evicted
+open_index warm
+if [ -n "${OLD:-}" ]; then
+  new_longmixd=$longmixd
+  longmixd=$(cd "$(dirname "$OLD")" && pwd)/$(basename "$OLD")
+  echo "--- OLD=$longmixd"
+  evict
+  start
+  echo "OLD restart, page cache evicted: $res (load $(load))"
+  stop
+  start
+  echo "OLD restart, warm: $res (load $(load))"
+  stop
+  open_index evicted
+  open_index warm
+  longmixd=$new_longmixd
+fi
+lat=${LAT_PLANS:-ps gl cut}
+[ "$lat" = - ] && lat=
+for plan in $lat; do
   for step in 0 1000000; do
     [ "${COLD:-1}" = 0 ] || evict
     start

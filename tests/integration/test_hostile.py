@@ -363,11 +363,17 @@ def keygen():
     return json.loads(run([LONGMIXD, "keygen", "--json"]).stdout)
 
 
+def reloads_done(d):
+    """Reloads that ended (applied or failed): a reload runs on its own thread after SIGHUP."""
+    t = d.log_text()
+    return t.count("reloaded ") + t.count("reload failed")
+
+
 def reload_and_wait(d, what, timeout=10):
-    n = d.log_text().count("reload")
+    n = reloads_done(d)
     d.proc.send_signal(signal.SIGHUP)
     deadline = time.monotonic() + timeout
-    while d.log_text().count("reload") == n:
+    while reloads_done(d) == n:
         check(time.monotonic() < deadline, f"no reload log line after SIGHUP ({what})")
         time.sleep(0.05)
     time.sleep(0.1)

@@ -239,7 +239,7 @@ def verify_stats(d):
 
 def metric(d, name):
     _, _, body = http(d.url + "/metrics")
-    m = re.search(rb"^" + name.encode() + rb" (\S+)$", body, re.M)
+    m = re.search(rb"^" + re.escape(name).encode() + rb" (\S+)$", body, re.M)
     check(m, f"/metrics has no {name}")
     return float(m.group(1))
 
@@ -420,9 +420,194 @@ def test_stale_plan_tables(wd):
           f"after 8 days unused: {os.listdir(tdir)}")
 
 
+
+
+def wait_log(d, pred, what, timeout=60):
+    deadline = time.monotonic() + timeout
+    while not pred(log(d)):
+        check(time.monotonic() < deadline, f"timed out waiting for {what}: {log(d)[-600:]!r}")
+        time.sleep(0.05)
+
+
+def reload_stats(d):
+    st, _, body = http(d.url + "/v1/stats")
+    check(st == 200, f"stats {st}")
+    return json.loads(body)["reload"]
+
+
+def forget_shard(idx, file):
+    """Drops one shard from verified.json: the next start reads it again (the others are vouched for)."""
+    rec_path = os.path.join(idx, "verified.json")
+    rec = json.load(open(rec_path))
+    rec["shards"].pop(file)
+    json.dump(rec, open(rec_path, "w"))
+
+
+def test_background_reload(wd):
+    """A SIGHUP adding a plan while a shard is still being verified (held back by the test-only
+    LMX_TEST_VERIFY_HOLD file; the other shards are vouched for by the record): the new plan's
+    table scan waits for that shard, on the reload's own thread. Meanwhile /healthz, /v1/stats and
+    the running plan's sequences that do not read the held shard answer with the foreground bytes,
+    the new plan is not listed, and a second SIGHUP is coalesced into one more reload. Once the
+    shard is verified the new plan appears and serves; a config error on a later reload keeps the
+    running plans. A SIGTERM during a reload that waits for verification stops the daemon (the old
+    daemon waited on its main thread for the reload and never took the SIGTERM)."""
+    idx = make_index(wd)
+    plans = {"o": {"strategy": "original", "seq_len": 1024, "global_batch": 1}}
+    new = {"strategy": "per_source", "seq_len": 2048, "global_batch": 2, "seed": 7}
+    man = json.load(open(os.path.join(idx, "manifest.json")))
+    held = [e for e in man["shards"] if e["input"].endswith("part1.jsonl")][0]
+    touches, want = {}, {}
+    d = Daemon(wd, write_config(wd, plans))  # foreground: reference bytes, o's table, the record
+    try:
+        for g in range(40):
+            st, _, body = http(f"{d.url}/v1/plans/o/sequences/{g}?format=text")
+            check(st == 200, f"text {g}: {st}")
+            touches[g] = any(sp["source"].startswith(held["input"]) for sp in json.loads(body)["spans"])
+            st, _, want[g] = http(f"{d.url}/v1/plans/o/sequences/{g}")
+    finally:
+        d.stop()
+    miss = [g for g in touches if not touches[g]]
+    check(miss and len(miss) < len(touches), f"test setup: sequences not reading {held['input']}: {miss}")
+    forget_shard(idx, held["file"])
+    hold = wd("hold")
+    open(hold, "w").close()
+    bg = write_config(wd, plans, name="bg.json", verify="background", verify_wait=1)
+    d = daemon_env(wd, bg, LMX_TEST_VERIFY_HOLD=hold)
+    try:
+        n = len(man["shards"])
+        v = verify_stats(d)
+        check(v["verified"] == n - 1 and not v["done"], f"stats while held: {v}")
+        write_config(wd, {**plans, "new": new}, name="bg.json", verify="background", verify_wait=1)
+        d.proc.send_signal(signal.SIGHUP)
+        wait_log(d, lambda t: "reload: reading" in t, "the reload to start")
+        for _ in range(5):  # the reload is pending throughout: its build waits for the held shard
+            check(http(d.url + "/healthz")[0] == 200, "/healthz during the reload")
+            check(verify_stats(d)["verified"] == n - 1, "the held shard was verified (test setup)")
+            check(reload_stats(d) == {"running": True, "queued": False, "ok": 0, "failed": 0},
+                  f"/v1/stats reload during the reload: {reload_stats(d)}")
+            check(metric(d, "longmix_reload_running") == 1, "metric longmix_reload_running")
+            for g in miss[:4]:
+                st, _, body = http(f"{d.url}/v1/plans/o/sequences/{g}")
+                check(st == 200 and body == want[g], f"running plan, sequence {g}, during the reload: {st}")
+            check(http(d.url + "/v1/plans/new")[0] == 404, "the new plan is listed before it is built")
+            time.sleep(0.1)
+        d.proc.send_signal(signal.SIGHUP)
+        wait_log(d, lambda t: "SIGHUP during a reload" in t, "the second SIGHUP's log line")
+        d.proc.send_signal(signal.SIGHUP)  # coalesced with the previous one
+        check("reloaded" not in log(d), f"a reload ended while the shard was held: {log(d)!r}")
+        check(reload_stats(d)["queued"], f"the second SIGHUP is not queued: {reload_stats(d)}")
+        os.unlink(hold)  # the shard is verified; the build ends, then the coalesced reload runs
+        wait_log(d, lambda t: t.count("reloaded ") >= 2, "the reload and the coalesced one")
+        time.sleep(0.5)
+        check(log(d).count("reloaded ") == 2 and log(d).count("SIGHUP during a reload") == 1,
+              f"three SIGHUPs make two reloads: {log(d)!r}")
+        check(reload_stats(d) == {"running": False, "queued": False, "ok": 2, "failed": 0},
+              f"/v1/stats reload after the reloads: {reload_stats(d)}")
+        check(http(d.url + "/v1/plans/new")[0] == 200, "the new plan after the reload")
+        st, _, _ = http(d.url + "/v1/plans/new/batches/0")
+        check(st == 200, f"new plan batch: {st}")
+        with open(bg, "w") as f:  # a broken config: logged, the running plans stay
+            f.write('{"listen": "127.0.0.1:0", "index": "%s", "plans": {"x": {"strategy": "nope"}}}' % idx)
+        d.proc.send_signal(signal.SIGHUP)
+        wait_log(d, lambda t: "reload failed" in t, "the failed reload")
+        check(reload_stats(d)["failed"] == 1 and metric(d, 'longmix_reloads_total{result="failed"}') == 1,
+              f"the failed reload is not counted: {reload_stats(d)}")
+        check(http(d.url + "/v1/plans/new")[0] == 200 and http(f"{d.url}/v1/plans/o/sequences/{miss[0]}")[0] == 200,
+              "a failed reload dropped the running plans")
+    finally:
+        if os.path.exists(hold):
+            os.unlink(hold)
+        d.stop()
+    # SIGTERM while a reload waits for verification: the daemon stops (within Daemon.stop's 30 s).
+    forget_shard(idx, held["file"])
+    open(hold, "w").close()
+    bg = write_config(wd, plans, name="bg2.json", verify="background", verify_wait=1)
+    d = daemon_env(wd, bg, LMX_TEST_VERIFY_HOLD=hold)
+    try:
+        write_config(wd, {**plans, "other": {**new, "seed": 8}}, name="bg2.json", verify="background", verify_wait=1)
+        d.proc.send_signal(signal.SIGHUP)
+        wait_log(d, lambda t: "reload: reading" in t, "the reload to start")
+        time.sleep(0.3)
+        check("reloaded" not in log(d), "the reload ended while the shard was held (test setup)")
+        d.stop()
+    finally:
+        if os.path.exists(hold):
+            os.unlink(hold)
+        if d.proc.poll() is None:
+            d.proc.kill()
+    check("reload abandoned: stopping" in log(d), f"stop during a reload: {log(d)[-600:]!r}")
+
+
+def test_damaged_record(wd):
+    """A document record pointing outside its shard (token start past the token section), served
+    with --skip-verify so nothing hashes the shard first: the daemon starts (opening reads no
+    record), sequences that read that document answer 503 index_damaged naming the shard and the
+    document, the others the same bytes as before; `doc` and `verify` name it; a plan whose table
+    must be built from the records fails naming it. (The old reader refused the whole index at
+    open, so `serve --skip-verify` did not start.)"""
+    idx = make_index(wd)
+    plans = {"o": {"strategy": "original", "seq_len": 1024, "global_batch": 1}}
+    cfg = write_config(wd, plans)
+    seqs = {}
+    d = Daemon(wd, cfg)
+    try:
+        for g in range(30):
+            st, _, body = http(f"{d.url}/v1/plans/o/sequences/{g}?format=text")
+            check(st == 200, f"text {g}: {st}")
+            st, _, raw = http(f"{d.url}/v1/plans/o/sequences/{g}")
+            seqs[g] = ({sp["doc"] for sp in json.loads(body)["spans"]}, raw)
+    finally:
+        d.stop()
+    doc = sorted(seqs[0][0])[0]
+    man = json.load(open(os.path.join(idx, "manifest.json")))
+    base = 0
+    for e in man["shards"]:
+        if base + e["docs"] > doc:
+            break
+        base += e["docs"]
+    path = os.path.join(idx, "shards", e["file"])
+    with open(path, "r+b") as f:
+        hdr = f.read(128)
+        n_tokens = int.from_bytes(hdr[24:32], "little")
+        docs_off = int.from_bytes(hdr[40:48], "little")
+        f.seek(docs_off + 32 * (doc - base))
+        f.write((n_tokens + 5).to_bytes(8, "little"))  # token_start past the token section
+    want = f"document {doc} (record {doc - base} of the shard) is damaged"
+    d = Daemon(wd, cfg, extra=("--skip-verify",))
+    try:
+        hit = [g for g in seqs if doc in seqs[g][0]]
+        for g in hit[:3]:
+            st, _, body = http(f"{d.url}/v1/plans/o/sequences/{g}")
+            e = json.loads(body)
+            check(st == 503 and e["error"] == "index_damaged" and path in e["detail"] and want in e["detail"],
+                  f"sequence {g} reads the damaged record: {st} {body!r}")
+        miss = [g for g in seqs if doc not in seqs[g][0]]
+        check(miss, "test setup: every sequence reads the document")
+        for g in miss[:5]:
+            st, _, body = http(f"{d.url}/v1/plans/o/sequences/{g}")
+            check(st == 200 and body == seqs[g][1], f"sequence {g} does not read it: {st}")
+        check(http(d.url + "/healthz")[0] == 200, "/healthz")
+    finally:
+        d.stop()
+    check(want in log(d), f"the damaged record is not logged: {log(d)[-500:]!r}")
+    p = run([LONGMIXD, "doc", idx, str(doc)], ok=False)
+    check(p.returncode != 0 and want in p.stderr.decode(), f"doc: {p.stderr!r}")
+    p = run([LONGMIXD, "verify", idx], ok=False)
+    check(p.returncode != 0 and want in p.stderr.decode(), f"verify: {p.stderr!r}")
+    import shutil
+    shutil.rmtree(os.path.join(idx, "plan-tables"))  # the table is built from every record
+    p = subprocess.run([LONGMIXD, "serve", "--skip-verify", "--config", cfg, "--port-file", wd("never")],
+                       capture_output=True, timeout=60)
+    err = p.stderr.decode()
+    check(p.returncode != 0 and want in err and "plan o" in err, f"serve without the table: {err!r}")
+    left = [f for f in os.listdir(os.path.join(idx, "plan-tables")) if ".items" in f]
+    check(not left, f"a table built over the damaged record was kept: {left}")
+
 TESTS = {t.__name__[5:]: t for t in [test_restart_remembers, test_scrub_finds_silent_rot,
                                       test_readonly_index_state_dir, test_plan_tables, test_background_waits,
-                                      test_background_bad_shard, test_stale_plan_tables]}
+                                      test_background_bad_shard, test_stale_plan_tables, test_background_reload,
+                                      test_damaged_record]}
 
 if __name__ == "__main__":
     sys.exit(main(TESTS))
