@@ -18,6 +18,7 @@
 #define EPOCH_CACHE 4
 #define CUM_CACHE 32
 #define BLOCK_CACHE 6
+#define RANGE_TOKENS ((uint64_t)1 << 18) /* batches build blocks in ranges of about this many tokens */
 
 /* ---- integer helpers (exact, so replicas agree bit for bit) ---- */
 
@@ -103,8 +104,10 @@ typedef struct piece {
     uint32_t len;
 } piece;
 
+/* Block b's pieces covering its positions [lo, hi): from the piece holding lo (its start <= lo)
+ * to the one holding hi - 1. A whole block has lo = 0, hi = B. */
 typedef struct block {
-    uint64_t b;
+    uint64_t b, lo, hi;
     piece *pieces;
     uint64_t n;
     int refs;
@@ -150,10 +153,25 @@ static inline uint64_t slen(const lmx_plan *p, const item *it)
 
 static inline int is_long(const lmx_plan *p, const item *it) { return it->len >= p->spec.long_threshold; }
 
-typedef struct piece_list {
-    piece *v;
-    uint64_t n, cap;
-} piece_list;
+/* The merge state inside one epoch of a domain (lmx_plan_stream.c). */
+#define AHEAD 8 /* items of each class computed (and prefetched) ahead of the merge */
+typedef struct cursor {
+    perm pl, ps;
+    uint64_t E, nl, ns; /* epoch, items per class */
+    uint64_t li, si;    /* items taken per class */
+    uint64_t lt, st;    /* stream tokens emitted per class */
+    uint64_t L, S;
+    uint64_t al[AHEAD], as[AHEAD]; /* al[k % AHEAD] = item index of long position k, k in [li, li+AHEAD) */
+} cursor;
+
+/* A domain's pieces of one block, one at a time (lmx_plan_stream.c): the item at the current
+ * substream position (pending: not yet given), the offset into it and the tokens left to give. */
+typedef struct dgen {
+    cursor c;
+    uint32_t dom;
+    int pending;
+    uint64_t quota, ii, len, off;
+} dgen;
 
 /* ---- item tables in files (lmx_plan_table.c) ---- */
 /* Maps DIR/<plan id>.items when it is a valid table of this plan (checksum read once per file
@@ -172,10 +190,12 @@ void lmx__plan_table_drop(lmx_plan *p);
 const char *lmx__plan_strategy_name(int strategy);
 
 /* ---- substreams (lmx_plan_stream.c) ---- */
-/* Appends domain dom's pieces covering its substream [from, from + quota) to out. Caller holds
- * p->lock. Errors: LMX_ENOMEM, LMX_EINTERNAL. */
-int lmx__plan_domain_pieces(lmx_plan *p, uint32_t dom, uint64_t from, uint64_t quota, piece_list *out,
-                            lmx_error *err);
+/* Positions g at domain dom's substream position `from` with `quota` tokens to give (g->off:
+ * from's offset in its item, so the item starts at from - g->off). Caller holds p->lock.
+ * Errors: LMX_ENOMEM, LMX_EINTERNAL. */
+int lmx__plan_dgen_init(lmx_plan *p, uint32_t dom, uint64_t from, uint64_t quota, dgen *g, lmx_error *err);
+/* g's next piece (its start left 0) into *out: 1, or 0 when the quota is given. */
+int lmx__plan_dgen_next(lmx_plan *p, dgen *g, piece *out);
 
 /* ---- blocks (lmx_plan_blocks.c) ---- */
 /* Cumulative quota of every domain at block b into Q[0, n_doms). */
@@ -183,6 +203,9 @@ void lmx__plan_quotas(const lmx_plan *p, uint64_t b, uint64_t *Q);
 /* Block b with a reference held (release with lmx__plan_put_block); NULL with err set. Caller
  * holds p->lock. */
 block *lmx__plan_get_block(lmx_plan *p, uint64_t b, lmx_error *err);
+/* The same for block b's pieces covering its positions [lo, hi) only (0 <= lo < hi <= B): work in
+ * proportion to hi - lo, not to the block. */
+block *lmx__plan_get_range(lmx_plan *p, uint64_t b, uint64_t lo, uint64_t hi, lmx_error *err);
 void lmx__plan_put_block(lmx_plan *p, block *k);
 /* Index of the piece of k covering block position s. */
 uint64_t lmx__plan_find_piece(const block *k, uint64_t s);

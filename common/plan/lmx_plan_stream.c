@@ -136,16 +136,6 @@ static int mul_lt(uint64_t a, uint64_t b, uint64_t c, uint64_t d)
  * heaviest kind of item. The long share of every prefix of the epoch is L/(L+S), the issue's
  * target, up to about one item, until a class runs out: the epoch's coins may keep a little
  * more or less than S, and that difference comes as a run at the end of the epoch. */
-#define AHEAD 8 /* items of each class computed (and prefetched) ahead of the merge */
-typedef struct cursor {
-    perm pl, ps;
-    uint64_t E, nl, ns; /* epoch, items per class */
-    uint64_t li, si;    /* items taken per class */
-    uint64_t lt, st;    /* stream tokens emitted per class */
-    uint64_t L, S;
-    uint64_t al[AHEAD], as[AHEAD]; /* al[k % AHEAD] = item index of long position k, k in [li, li+AHEAD) */
-} cursor;
-
 /* Item index of long (short) position k, prefetched. */
 static uint64_t ahead_long(const pdom *d, const cursor *c, uint64_t k)
 {
@@ -249,25 +239,14 @@ static epoch_index *get_epoch_index(lmx_plan *p, pdom *d, uint32_t dom, uint64_t
     return victim;
 }
 
-static int pl_push(piece_list *l, const piece *pc)
-{
-    if (l->n == l->cap) {
-        uint64_t cap = l->cap ? l->cap * 2 : 1024;
-        piece *v = realloc(l->v, cap * sizeof *v);
-        if (!v)
-            return LMX_ENOMEM;
-        l->v = v;
-        l->cap = cap;
-    }
-    l->v[l->n++] = *pc;
-    return LMX_OK;
-}
-
-/* Domain dom's pieces covering substream [from, from + quota). */
-int lmx__plan_domain_pieces(lmx_plan *p, uint32_t dom, uint64_t from, uint64_t quota, piece_list *out,
-                            lmx_error *err)
+/* Positions g at domain dom's substream position `from`, with `quota` tokens to give. */
+int lmx__plan_dgen_init(lmx_plan *p, uint32_t dom, uint64_t from, uint64_t quota, dgen *g, lmx_error *err)
 {
     pdom *d = &p->doms[dom];
+    g->dom = dom;
+    g->quota = quota;
+    g->off = 0;
+    g->pending = 0;
     if (quota == 0)
         return LMX_OK;
     uint64_t E = find_epoch(p, d, from);
@@ -284,41 +263,47 @@ int lmx__plan_domain_pieces(lmx_plan *p, uint32_t dom, uint64_t from, uint64_t q
         else
             hi = mid;
     }
-    cursor c;
-    cursor_init(&c, p, d, dom, E);
-    cursor_seek(&c, d, ei->ck[lo].li, lo * CKPT_EVERY - ei->ck[lo].li, ei->ck[lo].lt, ei->ck[lo].cum - ei->ck[lo].lt);
-    uint64_t off = 0, ii, len;
+    cursor *c = &g->c;
+    cursor_init(c, p, d, dom, E);
+    cursor_seek(c, d, ei->ck[lo].li, lo * CKPT_EVERY - ei->ck[lo].li, ei->ck[lo].lt, ei->ck[lo].cum - ei->ck[lo].lt);
     for (;;) {
-        if (c.li + c.si == d->n) {
+        if (c->li + c->si == d->n) {
             lmx__err(err, LMX_EINTERNAL, "plan %s: epoch index of %s disagrees with the epoch sums", p->name,
                      lmx__index_domain_name(p->ix, d->ixdom));
             return LMX_EINTERNAL;
         }
-        uint64_t acc = c.lt + c.st;
-        ii = cursor_next(p, d, &c, &len);
-        if (r < acc + len) {
-            off = r - acc;
+        uint64_t acc = c->lt + c->st;
+        g->ii = cursor_next(p, d, c, &g->len);
+        if (r < acc + g->len) {
+            g->off = r - acc;
             break;
         }
     }
-    /* Emit pieces from (E, item ii, off) on, crossing into later epochs as needed. */
-    for (;;) {
-        if (len > 0) {
-            uint64_t take = len - off;
-            if (take > quota)
-                take = quota;
-            piece pc = {0, ii, dom, (uint32_t)off, (uint32_t)take};
-            if (pl_push(out, &pc) != LMX_OK)
-                return lmx__err(err, LMX_ENOMEM, "plan %s: out of memory", p->name);
-            quota -= take;
-            off = 0;
-        }
-        if (quota == 0)
-            break;
-        if (c.li + c.si == d->n)
-            cursor_init(&c, p, d, dom, c.E + 1);
-        ii = cursor_next(p, d, &c, &len);
-    }
+    g->pending = 1;
     return LMX_OK;
 }
 
+/* The next piece of g (start 0) into *out: 1, or 0 when its quota is given. */
+int lmx__plan_dgen_next(lmx_plan *p, dgen *g, piece *out)
+{
+    const pdom *d = &p->doms[g->dom];
+    while (g->quota > 0) {
+        if (!g->pending) { /* the next item, crossing into the next epoch as needed */
+            if (g->c.li + g->c.si == d->n)
+                cursor_init(&g->c, p, d, g->dom, g->c.E + 1);
+            g->ii = cursor_next(p, d, &g->c, &g->len);
+            g->off = 0;
+        }
+        g->pending = 0;
+        if (g->len > 0) {
+            uint64_t take = g->len - g->off;
+            if (take > g->quota)
+                take = g->quota;
+            *out = (piece){0, g->ii, g->dom, (uint32_t)g->off, (uint32_t)take};
+            g->quota -= take;
+            g->off = 0;
+            return 1;
+        }
+    }
+    return 0;
+}

@@ -12,6 +12,7 @@
 
 #include "lmx_index.h"
 #include "lmx_plan.h"
+#include "lmx_plan_internal.h"
 #include "lmx_test.h"
 #include "lmx_util.h"
 #include "lmx_wire.h"
@@ -766,6 +767,72 @@ static void golden_hex(char hex[65], size_t n_steps)
     lmx__hex(h, sizeof h, hex);
 }
 
+
+/* A range of a block (what batches build) has exactly the whole block's pieces over it, for
+ * ranges starting anywhere: at 0, inside the continuations of the previous block's items, deep
+ * inside, at the end. */
+static void test_ranges(void)
+{
+    static const char *const specs[] = {
+        "{\"strategy\": \"cut\", \"cut_len\": 16, \"seq_len\": 64, \"global_batch\": 4}",
+        "{\"strategy\": \"per_source\", \"seq_len\": 128, \"global_batch\": 2, \"domain_weights\": {\"books\": 0.01}, "
+        "\"short_keep\": 0.5, \"long_threshold\": 300}",
+        "{\"strategy\": \"global\", \"seq_len\": 64, \"global_batch\": 4, \"long_threshold\": 200, \"short_keep\": 0.2}",
+        "{\"strategy\": \"original\", \"seq_len\": 32, \"global_batch\": 4, \"bos\": false, \"eos\": true}",
+        "{\"strategy\": \"original\", \"seq_len\": 64, \"global_batch\": 4, \"pad_multiple\": 8}",
+    };
+    for (size_t i = 0; i < sizeof specs / sizeof *specs; i++) {
+        lmx_plan *p = make_plan(specs[i]);
+        if (!p)
+            continue;
+        const uint64_t B = ((uint64_t)1 << 26) / 64 * 64;
+        for (uint64_t b = 0; b < 4; b += 3) {
+            lmx_error err = {0};
+            block *full = lmx__plan_get_block(p, b, &err);
+            CHECK(full != NULL);
+            if (!full)
+                continue;
+            CHECK_EQ_U64(full->lo, 0);
+            CHECK_EQ_U64(full->hi, B);
+            uint64_t n = full->n;
+            piece *all = malloc(n * sizeof *all);
+            memcpy(all, full->pieces, n * sizeof *all);
+            lmx__plan_put_block(p, full);
+            int bad = 0;
+            for (int t = 0; t < 48 && !bad; t++) {
+                uint64_t lo = t == 0 ? 0 : t == 1 ? 1 : t == 2 ? B - 1 : t < 12 ? all[t].start + t % 3
+                                                                         : ((uint64_t)rnd() << 8 | rnd() % 256) % B;
+                uint64_t hi = lo + 1 + (t == 2 ? 0 : rnd() % (1u << 19));
+                if (hi > B)
+                    hi = B;
+                lmx__plan_blocks_free(p); /* nothing cached: the range is built */
+                block *r = lmx__plan_get_range(p, b, lo, hi, &err);
+                CHECK(r != NULL);
+                if (!r)
+                    break;
+                uint64_t k = lmx__plan_find_piece(&(block){.pieces = all, .n = n}, lo);
+                uint64_t j = 0;
+                while (j < r->n && k > 0 && all[k].start > r->pieces[0].start)
+                    k--;
+                bad = r->n == 0 || r->pieces[0].start > lo || r->pieces[r->n - 1].start + r->pieces[r->n - 1].len < hi;
+                for (; !bad && j < r->n; j++, k++) {
+                    const piece *x = &r->pieces[j], *y = &all[k];
+                    bad = k >= n || x->start != y->start || x->item != y->item || x->dom != y->dom ||
+                          x->item_off != y->item_off || x->len != y->len;
+                }
+                if (bad)
+                    fprintf(stderr, "%s: block %llu range [%llu, %llu): piece %llu differs from the whole block's\n",
+                            specs[i], (unsigned long long)b, (unsigned long long)lo, (unsigned long long)hi,
+                            (unsigned long long)j);
+                lmx__plan_put_block(p, r);
+            }
+            CHECK(!bad);
+            free(all);
+        }
+        lmx__plan_free(p);
+    }
+}
+
 static void test_golden_bytes(void)
 {
     char hex[65];
@@ -1138,6 +1205,7 @@ int main(void)
     test_block_boundary();
     test_prefix_long_share();
     test_golden_bytes();
+    test_ranges();
     test_item_tables();
     test_cp();
     test_weight_bounds();
