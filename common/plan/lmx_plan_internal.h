@@ -16,6 +16,7 @@
 #define BLOCK_TARGET ((uint64_t)1 << 26)
 #define CKPT_EVERY 64
 #define EPOCH_CACHE 4
+#define EPOCH_SLOTS 4                /* epoch index files kept per domain (lmx_plan_epochs.c) */
 #define CUM_CACHE 32
 #define BLOCK_CACHE 6
 #define RANGE_TOKENS ((uint64_t)1 << 18) /* batches build blocks in ranges of about this many tokens */
@@ -77,6 +78,7 @@ typedef struct ckpt {
 typedef struct epoch_index {
     int valid;
     uint64_t epoch, total, used;
+    uint64_t cum; /* stream tokens of the domain before this epoch */
     ckpt *ck;
 } epoch_index;
 
@@ -92,6 +94,7 @@ typedef struct pdom {
     uint64_t K;                     /* keep threshold for short items, scale 2^32 */
     double share;
     epoch_index ep[EPOCH_CACHE];
+    int ep_files_read; /* the epoch index files were read into ep (at the domain's first use) */
     uint64_t cum_e[CUM_CACHE], cum_v[CUM_CACHE];
     unsigned cum_next;
 } pdom;
@@ -134,6 +137,7 @@ struct lmx_plan {
     uint8_t *table;   /* the mapped item table file holding every domain's items, or NULL (heap) */
     size_t table_size;
     char *table_tmp;  /* its temporary name while it is being built */
+    int table_built;  /* the table was built by this process (its epoch 0 indexes are written) */
     int table_lock;   /* 1 + a descriptor of the table file holding flock(LOCK_SH) while it is
                          mapped (lmx__plan_table_gc leaves it alone), 0 = none */
 };
@@ -185,6 +189,19 @@ int lmx__plan_table_create(lmx_plan *p, const char *dir, uint32_t nd, const uint
 int lmx__plan_table_finish(lmx_plan *p, const char *dir, uint32_t nd, lmx_error *err);
 /* Unmaps the table (and removes an unfinished temporary file). */
 void lmx__plan_table_drop(lmx_plan *p);
+
+/* ---- epoch indexes in files (lmx_plan_epochs.c), for plans with a mapped table ---- */
+/* Reads the file of slot `slot` of domain dom into ei (ei->ck holds nck checkpoints; epoch, cum
+ * and total set): 1 when it is a valid file of this plan and domain, else 0. */
+int lmx__plan_epoch_load(const lmx_plan *p, uint32_t dom, unsigned slot, uint64_t nck, epoch_index *ei);
+/* Writes ei (nck checkpoints) to its slot, best effort. */
+void lmx__plan_epoch_save(const lmx_plan *p, uint32_t dom, uint64_t nck, const epoch_index *ei);
+/* Items a domain needs for its epoch indexes to go to files (2^16; tests lower it). */
+extern uint64_t lmx__plan_epoch_file_min;
+/* Walks epoch E of domain dom into ck (n / CKPT_EVERY + 2 entries); its stream tokens in *total. */
+int lmx__plan_walk_epoch(lmx_plan *p, uint32_t dom, uint64_t E, ckpt *ck, uint64_t *total, lmx_error *err);
+/* Computes and writes epoch 0's index of every domain worth a file (after a table was built). */
+int lmx__plan_epochs_prepare(lmx_plan *p, lmx_error *err);
 
 /* ---- spec (lmx_plan_spec.c) ---- */
 const char *lmx__plan_strategy_name(int strategy);

@@ -199,25 +199,9 @@ static uint64_t cursor_next(const lmx_plan *p, const pdom *d, cursor *c, uint64_
     return ii;
 }
 
-static epoch_index *get_epoch_index(lmx_plan *p, pdom *d, uint32_t dom, uint64_t E, lmx_error *err)
+int lmx__plan_walk_epoch(lmx_plan *p, uint32_t dom, uint64_t E, ckpt *ck, uint64_t *total, lmx_error *err)
 {
-    epoch_index *victim = &d->ep[0];
-    for (int i = 0; i < EPOCH_CACHE; i++) {
-        if (d->ep[i].valid && d->ep[i].epoch == E) {
-            d->ep[i].used = ++p->tick;
-            return &d->ep[i];
-        }
-        if (!d->ep[i].valid || d->ep[i].used < victim->used)
-            victim = &d->ep[i];
-    }
-    uint64_t nck = d->n / CKPT_EVERY + 2;
-    ckpt *ck = victim->ck ? victim->ck : malloc(nck * sizeof *ck);
-    if (!ck) {
-        lmx__err(err, LMX_ENOMEM, "plan %s: out of memory for the epoch index", p->name);
-        return NULL;
-    }
-    victim->ck = ck;
-    victim->valid = 0;
+    pdom *d = &p->doms[dom];
     cursor c;
     cursor_init(&c, p, d, dom, E);
     for (uint64_t j = 0; j < d->n; j++) {
@@ -226,17 +210,77 @@ static epoch_index *get_epoch_index(lmx_plan *p, pdom *d, uint32_t dom, uint64_t
         uint64_t len;
         cursor_next(p, d, &c, &len);
     }
-    if (c.lt != c.L) {
-        lmx__err(err, LMX_EINTERNAL, "plan %s: epoch %llu of %s has %llu long stream tokens, want %llu", p->name,
-                 (unsigned long long)E, lmx__index_domain_name(p->ix, d->ixdom), (unsigned long long)c.lt,
-                 (unsigned long long)c.L);
+    if (c.lt != c.L)
+        return lmx__err(err, LMX_EINTERNAL, "plan %s: epoch %llu of %s has %llu long stream tokens, want %llu", p->name,
+                        (unsigned long long)E, lmx__index_domain_name(p->ix, d->ixdom), (unsigned long long)c.lt,
+                        (unsigned long long)c.L);
+    *total = c.lt + c.st;
+    return LMX_OK;
+}
+
+static uint64_t n_ckpt(const pdom *d) { return d->n / CKPT_EVERY + 2; }
+
+/* At a domain's first use: the epoch indexes a previous run left in files, into the cache. */
+static void read_epoch_files(lmx_plan *p, pdom *d, uint32_t dom)
+{
+    d->ep_files_read = 1;
+    for (unsigned i = 0; i < EPOCH_SLOTS && i < EPOCH_CACHE; i++) {
+        epoch_index *ei = &d->ep[i];
+        if (ei->valid || (!ei->ck && !(ei->ck = malloc(n_ckpt(d) * sizeof *ei->ck))))
+            continue;
+        if (lmx__plan_epoch_load(p, dom, i, n_ckpt(d), ei)) {
+            ei->valid = 1;
+            ei->used = ++p->tick;
+        }
+    }
+}
+
+/* Epoch E's index (cum: the stream tokens before it), from the cache, else walked (and written
+ * to its file when the plan has a mapped table). */
+static epoch_index *get_epoch_index(lmx_plan *p, pdom *d, uint32_t dom, uint64_t E, uint64_t cum, lmx_error *err)
+{
+    epoch_index *victim = &d->ep[0];
+    for (int i = 0; i < EPOCH_CACHE; i++) {
+        if (d->ep[i].valid && d->ep[i].epoch == E && d->ep[i].cum == cum) {
+            d->ep[i].used = ++p->tick;
+            return &d->ep[i];
+        }
+        if (!d->ep[i].valid || d->ep[i].used < victim->used)
+            victim = &d->ep[i];
+    }
+    ckpt *ck = victim->ck ? victim->ck : malloc(n_ckpt(d) * sizeof *ck);
+    if (!ck) {
+        lmx__err(err, LMX_ENOMEM, "plan %s: out of memory for the epoch index", p->name);
         return NULL;
     }
+    victim->ck = ck;
+    victim->valid = 0;
+    if (lmx__plan_walk_epoch(p, dom, E, ck, &victim->total, err) != LMX_OK)
+        return NULL;
     victim->valid = 1;
     victim->epoch = E;
-    victim->total = c.lt + c.st;
+    victim->cum = cum;
     victim->used = ++p->tick;
+    lmx__plan_epoch_save(p, dom, n_ckpt(d), victim);
     return victim;
+}
+
+int lmx__plan_epochs_prepare(lmx_plan *p, lmx_error *err)
+{
+    int rc = LMX_OK;
+    for (uint32_t dom = 0; rc == LMX_OK && dom < p->n_doms; dom++) {
+        pdom *d = &p->doms[dom];
+        if (d->n < lmx__plan_epoch_file_min)
+            continue;
+        epoch_index ei = {0};
+        if (!(ei.ck = malloc(n_ckpt(d) * sizeof *ei.ck)))
+            return lmx__err(err, LMX_ENOMEM, "plan %s: out of memory for the epoch index", p->name);
+        rc = lmx__plan_walk_epoch(p, dom, 0, ei.ck, &ei.total, err);
+        if (rc == LMX_OK)
+            lmx__plan_epoch_save(p, dom, n_ckpt(d), &ei);
+        free(ei.ck);
+    }
+    return rc;
 }
 
 /* Positions g at domain dom's substream position `from`, with `quota` tokens to give. */
@@ -249,11 +293,21 @@ int lmx__plan_dgen_init(lmx_plan *p, uint32_t dom, uint64_t from, uint64_t quota
     g->pending = 0;
     if (quota == 0)
         return LMX_OK;
-    uint64_t E = find_epoch(p, d, from);
-    uint64_t r = from - cum_tokens(p, d, E);
-    epoch_index *ei = get_epoch_index(p, d, dom, E, err);
+    if (!d->ep_files_read)
+        read_epoch_files(p, d, dom);
+    epoch_index *ei = NULL;
+    for (int i = 0; i < EPOCH_CACHE && !ei; i++) /* a cached epoch holding from: no epoch sums */
+        if (d->ep[i].valid && d->ep[i].cum <= from && from - d->ep[i].cum < d->ep[i].total)
+            ei = &d->ep[i];
+    if (ei)
+        ei->used = ++p->tick;
+    else {
+        uint64_t E = find_epoch(p, d, from);
+        ei = get_epoch_index(p, d, dom, E, cum_tokens(p, d, E), err);
+    }
     if (!ei)
         return err ? err->code : LMX_EINTERNAL;
+    const uint64_t E = ei->epoch, r = from - ei->cum;
     /* Last checkpoint at or before r, then resume the merge from it. */
     uint64_t lo = 0, hi = d->n / CKPT_EVERY + (d->n % CKPT_EVERY ? 1 : 0);
     while (hi - lo > 1) {

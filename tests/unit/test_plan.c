@@ -925,6 +925,96 @@ static void test_item_tables(void)
     CHECK_EQ_INT(lmx__index_set_table_dir(ix, NULL), LMX_OK);
 }
 
+
+/* Names of the epoch index files in dir (up to cap), sorted; returns the count. */
+static int epoch_files(const char *dir, char (*names)[128], int cap)
+{
+    struct dirent **e;
+    int n = scandir(dir, &e, NULL, alphasort), k = 0;
+    for (int i = 0; i < n; i++) {
+        if (strstr(e[i]->d_name, ".epoch.") && !strstr(e[i]->d_name, ".tmp") && k < cap)
+            snprintf(names[k++], 128, "%s", e[i]->d_name);
+        free(e[i]);
+    }
+    free(e);
+    return n < 0 ? 0 : k;
+}
+
+/* Every epoch index file of dir equals a fresh walk of its epoch (checked through the plan of
+ * each golden spec that owns it); returns the number checked. */
+static int check_epoch_files(const char *dir)
+{
+    static const char *const specs[] = {
+        "{\"strategy\": \"per_source\", \"seq_len\": 64, \"global_batch\": 4, \"domain_weights\": {\"books\": 5}, "
+        "\"short_keep\": 0.5, \"long_threshold\": 300}",
+        "{\"strategy\": \"global\", \"seq_len\": 64, \"global_batch\": 4, \"long_threshold\": 200, \"short_keep\": 0.2}",
+    };
+    char names[256][128];
+    int n = epoch_files(dir, names, 256), checked = 0;
+    for (size_t s = 0; s < 2; s++) {
+        lmx_plan *p = make_plan(specs[s]);
+        if (!p)
+            continue;
+        for (int i = 0; i < n; i++) {
+            unsigned dom, slot;
+            if (strncmp(names[i], lmx__plan_id_hex(p), 32) != 0 || sscanf(names[i] + 32, ".epoch.%u.%u", &dom, &slot) != 2)
+                continue;
+            uint64_t nck = p->doms[dom].n / CKPT_EVERY + 2, total = 0;
+            epoch_index ei = {0};
+            ckpt *ck = calloc(nck, sizeof *ck);
+            ei.ck = calloc(nck, sizeof *ck);
+            lmx_error err = {0};
+            CHECK(lmx__plan_epoch_load(p, dom, slot, nck, &ei));
+            CHECK_EQ_INT(lmx__plan_walk_epoch(p, dom, ei.epoch, ck, &total, &err), LMX_OK);
+            CHECK_EQ_U64(ei.total, total);
+            CHECK(memcmp(ck, ei.ck, (nck - 1) * sizeof *ck) == 0); /* the last entry is never written */
+            checked++;
+            free(ck);
+            free(ei.ck);
+        }
+        lmx__plan_free(p);
+    }
+    return checked;
+}
+
+/* Epoch index files (lmx_plan_epochs.c), with the file threshold lowered to every domain: the
+ * golden bytes when they are written, when they are read back, and when they are damaged
+ * (detected, rewritten); each equals a fresh walk; gone with their tables. */
+static void test_epoch_files(void)
+{
+    char dir[600], hex[65], path[1200];
+    char names[256][128];
+    snprintf(dir, sizeof dir, "%s/etables", root);
+    lmx__plan_epoch_file_min = 1;
+    CHECK_EQ_INT(lmx__index_set_table_dir(ix, dir), LMX_OK);
+    golden_hex(hex, SIZE_MAX); /* builds tables, writes epoch 0 and the epochs used */
+    CHECK(strcmp(hex, GOLDEN_HEX) == 0);
+    int n = epoch_files(dir, names, 256);
+    CHECK(n >= 3 * 6);
+    CHECK(check_epoch_files(dir) > 0);
+    golden_hex(hex, SIZE_MAX); /* reads them */
+    CHECK(strcmp(hex, GOLDEN_HEX) == 0);
+    for (int i = 0; i < n; i++) { /* a flipped checkpoint byte in each: detected, walked again */
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        FILE *f = fopen(path, "r+b");
+        CHECK(f != NULL);
+        if (!f)
+            continue;
+        fseek(f, 100, SEEK_SET);
+        int c = fgetc(f);
+        fseek(f, 100, SEEK_SET);
+        fputc(c ^ 1, f);
+        fclose(f);
+    }
+    golden_hex(hex, SIZE_MAX);
+    CHECK(strcmp(hex, GOLDEN_HEX) == 0);
+    CHECK(check_epoch_files(dir) > 0); /* the ones left are valid (CHECK inside) */
+    CHECK_EQ_INT(lmx__index_set_table_dir(ix, NULL), LMX_OK);
+    CHECK(lmx__plan_table_gc(dir, NULL, 0, 0) == 6);
+    CHECK_EQ_INT(epoch_files(dir, names, 256), 0);
+    lmx__plan_epoch_file_min = (uint64_t)1 << 16;
+}
+
 /* Wire v2: the cp_size slices of every sequence reassemble to the v1 sequence; labels are the
  * next token, ignore_index where the target starts another segment (unless cross_doc_labels);
  * positions restart at every cu_seqlens boundary; spans cover the slice exactly. */
@@ -1207,6 +1297,7 @@ int main(void)
     test_golden_bytes();
     test_ranges();
     test_item_tables();
+    test_epoch_files();
     test_cp();
     test_weight_bounds();
     test_padded();

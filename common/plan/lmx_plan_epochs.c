@@ -1,0 +1,95 @@
+/* Epoch indexes in files (issue #15): the checkpoints of a domain's epoch (lmx_plan_stream.c)
+ * cost a walk of every item of the domain; a plan with a mapped item table keeps the ones it
+ * computes beside the table, so a restarted daemon reads them instead of walking again.
+ * DIR/<plan id>.epoch.<domain>.<slot>, slot = epoch % EPOCH_SLOTS (a bounded set per domain: the
+ * latest epochs used, which is where a restarted run resumes). Written atomically (temp, fsync,
+ * rename); read whole and checked (BLAKE2b, plan id, domain, epoch, sizes): one that is wrong is
+ * computed again and rewritten. Removed with their table by lmx__plan_table_gc.
+ *
+ * Layout (little endian): magic "LMXEPOCH", u32 version, u32 domain, plan id (16), u64 epoch,
+ * cum (stream tokens before the epoch), total (of the epoch), items, checkpoints; then per
+ * checkpoint li, lt, cum (u64 each); then BLAKE2b-256 of everything before it. */
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "lmx_plan_internal.h"
+#include "lmx_util.h"
+
+#define MAGIC "LMXEPOCH"
+#define VERSION 1
+uint64_t lmx__plan_epoch_file_min = (uint64_t)1 << 16;
+
+#define HEAD (8 + 4 + 4 + LMX_PLAN_ID_BYTES + 5 * 8)
+
+static int epoch_path(const lmx_plan *p, uint32_t dom, unsigned slot, char *out, size_t cap)
+{
+    const char *dir = p->table ? lmx__index_table_dir(p->ix) : NULL;
+    if (!dir || p->doms[dom].n < lmx__plan_epoch_file_min)
+        return 0;
+    snprintf(out, cap, "%s/%s.epoch.%u.%u", dir, p->id_hex, dom, slot);
+    return 1;
+}
+
+int lmx__plan_epoch_load(const lmx_plan *p, uint32_t dom, unsigned slot, uint64_t nck, epoch_index *ei)
+{
+    char path[4400], *buf = NULL;
+    size_t len = 0;
+    if (!epoch_path(p, dom, slot, path, sizeof path) ||
+        lmx__read_file(path, HEAD + nck * 24 + 32, &buf, &len, NULL) != LMX_OK)
+        return 0;
+    const uint8_t *b = (const uint8_t *)buf, *f = b + 32;
+    uint8_t h[32];
+    int ok = len == HEAD + nck * 24 + 32 && memcmp(b, MAGIC, 8) == 0 && lmx__get32(b + 8) == VERSION &&
+             lmx__get32(b + 12) == dom && memcmp(b + 16, p->id, LMX_PLAN_ID_BYTES) == 0;
+    f = b + 16 + LMX_PLAN_ID_BYTES;
+    ok = ok && lmx__get64(f) % EPOCH_SLOTS == slot && lmx__get64(f + 24) == p->doms[dom].n && lmx__get64(f + 32) == nck;
+    if (ok) {
+        crypto_generichash(h, sizeof h, b, len - 32, NULL, 0);
+        ok = sodium_memcmp(h, b + len - 32, 32) == 0;
+    }
+    if (ok) {
+        ei->epoch = lmx__get64(f);
+        ei->cum = lmx__get64(f + 8);
+        ei->total = lmx__get64(f + 16);
+        const uint8_t *c = b + HEAD;
+        for (uint64_t i = 0; i < nck; i++, c += 24)
+            ei->ck[i] = (ckpt){lmx__get64(c), lmx__get64(c + 8), lmx__get64(c + 16)};
+    }
+    free(buf);
+    if (!ok) /* wrong: computed again when needed (and written to its slot) */
+        unlink(path);
+    return ok;
+}
+
+void lmx__plan_epoch_save(const lmx_plan *p, uint32_t dom, uint64_t nck, const epoch_index *ei)
+{
+    char path[4400];
+    if (!epoch_path(p, dom, (unsigned)(ei->epoch % EPOCH_SLOTS), path, sizeof path))
+        return;
+    size_t len = HEAD + nck * 24 + 32;
+    uint8_t *b = malloc(len);
+    if (!b)
+        return; /* best effort: computed again next start */
+    memcpy(b, MAGIC, 8);
+    lmx__put32(b + 8, VERSION);
+    lmx__put32(b + 12, dom);
+    memcpy(b + 16, p->id, LMX_PLAN_ID_BYTES);
+    uint8_t *f = b + 16 + LMX_PLAN_ID_BYTES;
+    lmx__put64(f, ei->epoch);
+    lmx__put64(f + 8, ei->cum);
+    lmx__put64(f + 16, ei->total);
+    lmx__put64(f + 24, p->doms[dom].n);
+    lmx__put64(f + 32, nck);
+    uint8_t *c = b + HEAD;
+    for (uint64_t i = 0; i < nck; i++, c += 24) {
+        lmx__put64(c, ei->ck[i].li);
+        lmx__put64(c + 8, ei->ck[i].lt);
+        lmx__put64(c + 16, ei->ck[i].cum);
+    }
+    crypto_generichash(b + len - 32, 32, b, len - 32, NULL, 0);
+    lmx__write_file_atomic(path, b, len, NULL);
+    free(b);
+}
