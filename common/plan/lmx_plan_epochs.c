@@ -9,6 +9,7 @@
  * Layout (little endian): magic "LMXEPOCH", u32 version, u32 domain, plan id (16), u64 epoch,
  * cum (stream tokens before the epoch), total (of the epoch), items, checkpoints; then per
  * checkpoint li, lt, cum (u64 each); then BLAKE2b-256 of everything before it. */
+#include <fcntl.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,7 +34,30 @@ static int epoch_path(const lmx_plan *p, uint32_t dom, unsigned slot, char *out,
     return 1;
 }
 
-int lmx__plan_epoch_load(const lmx_plan *p, uint32_t dom, unsigned slot, uint64_t nck, epoch_index *ei)
+int lmx__plan_epoch_peek(const lmx_plan *p, uint32_t dom, unsigned slot, uint64_t *epoch, uint64_t *cum,
+                         uint64_t *total)
+{
+    char path[4400];
+    uint8_t b[HEAD];
+    if (!epoch_path(p, dom, slot, path, sizeof path))
+        return 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t got = pread(fd, b, sizeof b, 0);
+    close(fd);
+    const uint8_t *f = b + 16 + LMX_PLAN_ID_BYTES;
+    if (got != (ssize_t)sizeof b || memcmp(b, MAGIC, 8) != 0 || lmx__get32(b + 8) != VERSION ||
+        lmx__get32(b + 12) != dom || memcmp(b + 16, p->id, LMX_PLAN_ID_BYTES) != 0 ||
+        lmx__get64(f) % EPOCH_SLOTS != slot || lmx__get64(f + 24) != p->doms[dom].n)
+        return 0;
+    *epoch = lmx__get64(f);
+    *cum = lmx__get64(f + 8);
+    *total = lmx__get64(f + 16);
+    return 1;
+}
+
+int lmx__plan_epoch_load(const lmx_plan *p, uint32_t dom, unsigned slot, uint64_t want, uint64_t nck, epoch_index *ei)
 {
     char path[4400], *buf = NULL;
     size_t len = 0;
@@ -49,6 +73,10 @@ int lmx__plan_epoch_load(const lmx_plan *p, uint32_t dom, unsigned slot, uint64_
     if (ok) {
         crypto_generichash(h, sizeof h, b, len - 32, NULL, 0);
         ok = sodium_memcmp(h, b + len - 32, 32) == 0;
+    }
+    if (ok && want != UINT64_MAX && lmx__get64(f) != want) {
+        free(buf); /* valid, but rewritten with another epoch since it was peeked at */
+        return 0;
     }
     if (ok) {
         ei->epoch = lmx__get64(f);

@@ -94,7 +94,9 @@ typedef struct pdom {
     uint64_t K;                     /* keep threshold for short items, scale 2^32 */
     double share;
     epoch_index ep[EPOCH_CACHE];
-    int ep_files_read; /* the epoch index files were read into ep (at the domain's first use) */
+    int slots_read; /* the headers of its epoch index files were read (at the domain's first use) */
+    uint8_t slot_ok[EPOCH_SLOTS];                                  /* file present, header valid */
+    uint64_t slot_epoch[EPOCH_SLOTS], slot_cum[EPOCH_SLOTS], slot_total[EPOCH_SLOTS];
     uint64_t cum_e[CUM_CACHE], cum_v[CUM_CACHE];
     unsigned cum_next;
 } pdom;
@@ -192,8 +194,13 @@ void lmx__plan_table_drop(lmx_plan *p);
 
 /* ---- epoch indexes in files (lmx_plan_epochs.c), for plans with a mapped table ---- */
 /* Reads the file of slot `slot` of domain dom into ei (ei->ck holds nck checkpoints; epoch, cum
- * and total set): 1 when it is a valid file of this plan and domain, else 0. */
-int lmx__plan_epoch_load(const lmx_plan *p, uint32_t dom, unsigned slot, uint64_t nck, epoch_index *ei);
+ * and total set): 1 when it is a valid file of this plan, domain and epoch `want` (UINT64_MAX:
+ * any), else 0 (and a damaged file is removed). */
+int lmx__plan_epoch_load(const lmx_plan *p, uint32_t dom, unsigned slot, uint64_t want, uint64_t nck, epoch_index *ei);
+/* Reads only the header of slot `slot`'s file (epoch, cum, total): 1 when it names this plan,
+ * domain and item count, else 0. */
+int lmx__plan_epoch_peek(const lmx_plan *p, uint32_t dom, unsigned slot, uint64_t *epoch, uint64_t *cum,
+                         uint64_t *total);
 /* Writes ei (nck checkpoints) to its slot, best effort. */
 void lmx__plan_epoch_save(const lmx_plan *p, uint32_t dom, uint64_t nck, const epoch_index *ei);
 /* Items a domain needs for its epoch indexes to go to files (2^16; tests lower it). */

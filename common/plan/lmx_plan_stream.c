@@ -220,21 +220,6 @@ int lmx__plan_walk_epoch(lmx_plan *p, uint32_t dom, uint64_t E, ckpt *ck, uint64
 
 static uint64_t n_ckpt(const pdom *d) { return d->n / CKPT_EVERY + 2; }
 
-/* At a domain's first use: the epoch indexes a previous run left in files, into the cache. */
-static void read_epoch_files(lmx_plan *p, pdom *d, uint32_t dom)
-{
-    d->ep_files_read = 1;
-    for (unsigned i = 0; i < EPOCH_SLOTS && i < EPOCH_CACHE; i++) {
-        epoch_index *ei = &d->ep[i];
-        if (ei->valid || (!ei->ck && !(ei->ck = malloc(n_ckpt(d) * sizeof *ei->ck))))
-            continue;
-        if (lmx__plan_epoch_load(p, dom, i, n_ckpt(d), ei)) {
-            ei->valid = 1;
-            ei->used = ++p->tick;
-        }
-    }
-}
-
 /* Epoch E's index (cum: the stream tokens before it), from the cache, else walked (and written
  * to its file when the plan has a mapped table). */
 static epoch_index *get_epoch_index(lmx_plan *p, pdom *d, uint32_t dom, uint64_t E, uint64_t cum, lmx_error *err)
@@ -262,7 +247,36 @@ static epoch_index *get_epoch_index(lmx_plan *p, pdom *d, uint32_t dom, uint64_t
     victim->cum = cum;
     victim->used = ++p->tick;
     lmx__plan_epoch_save(p, dom, n_ckpt(d), victim);
+    d->slot_ok[E % EPOCH_SLOTS] = 0; /* its header, if read, is of another epoch now */
     return victim;
+}
+
+/* The epoch holding substream position from, read from a file a previous run left, or NULL. */
+static epoch_index *epoch_from_file(lmx_plan *p, pdom *d, uint32_t dom, uint64_t from)
+{
+    if (!d->slots_read) {
+        d->slots_read = 1;
+        for (unsigned s = 0; s < EPOCH_SLOTS; s++)
+            d->slot_ok[s] = (uint8_t)lmx__plan_epoch_peek(p, dom, s, &d->slot_epoch[s], &d->slot_cum[s], &d->slot_total[s]);
+    }
+    for (unsigned s = 0; s < EPOCH_SLOTS; s++) {
+        if (!d->slot_ok[s] || d->slot_cum[s] > from || from - d->slot_cum[s] >= d->slot_total[s])
+            continue;
+        d->slot_ok[s] = 0; /* read at most once */
+        epoch_index *victim = &d->ep[0];
+        for (int i = 0; i < EPOCH_CACHE; i++)
+            if (!d->ep[i].valid || d->ep[i].used < victim->used)
+                victim = &d->ep[i];
+        if (!victim->ck && !(victim->ck = malloc(n_ckpt(d) * sizeof *victim->ck)))
+            return NULL;
+        victim->valid = 0;
+        if (!lmx__plan_epoch_load(p, dom, s, d->slot_epoch[s], n_ckpt(d), victim))
+            return NULL;
+        victim->valid = 1;
+        victim->used = ++p->tick;
+        return victim;
+    }
+    return NULL;
 }
 
 int lmx__plan_epochs_prepare(lmx_plan *p, lmx_error *err)
@@ -293,15 +307,13 @@ int lmx__plan_dgen_init(lmx_plan *p, uint32_t dom, uint64_t from, uint64_t quota
     g->pending = 0;
     if (quota == 0)
         return LMX_OK;
-    if (!d->ep_files_read)
-        read_epoch_files(p, d, dom);
     epoch_index *ei = NULL;
     for (int i = 0; i < EPOCH_CACHE && !ei; i++) /* a cached epoch holding from: no epoch sums */
         if (d->ep[i].valid && d->ep[i].cum <= from && from - d->ep[i].cum < d->ep[i].total)
             ei = &d->ep[i];
     if (ei)
         ei->used = ++p->tick;
-    else {
+    else if ((ei = epoch_from_file(p, d, dom, from)) == NULL) {
         uint64_t E = find_epoch(p, d, from);
         ei = get_epoch_index(p, d, dom, E, cum_tokens(p, d, E), err);
     }
