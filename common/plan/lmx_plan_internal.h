@@ -1,7 +1,8 @@
 /* Cross-file internals of common/plan/ (design: proto/PLANS.md). Included only by the .c files of this folder.
  * Files: lmx_plan_spec.c (spec parsing), lmx_plan_create.c (binding a spec to an index: items,
  * weights, plan id), lmx_plan_stream.c (each domain's seeded substream), lmx_plan_blocks.c
- * (quotas and the packing of blocks), lmx_plan_batch.c (wire output), lmx_plan_stats.c. */
+ * (quotas and the packing of blocks), lmx_plan_batch.c (wire output), lmx_plan_stats.c,
+ * lmx_plan_table.c (item tables in files), lmx_plan_epochs.c (epoch indexes in files). */
 #ifndef LMX_PLAN_INTERNAL_H
 #define LMX_PLAN_INTERNAL_H
 
