@@ -112,7 +112,7 @@ static int next_token(lmx_plan *p, const block *k, uint64_t npos, uint32_t *out,
         *starts = k->pieces[lmx__plan_find_piece(k, s)].start == s;
         return LMX_OK;
     }
-    block *k2 = get_range_of(p, npos, err);
+    block *k2 = lmx__plan_get_range(p, npos / p->B, s, s + 1, err); /* one token: not a whole range */
     if (!k2)
         return err ? err->code : LMX_ENOMEM;
     *out = token_at(p, k2, s);

@@ -20,7 +20,7 @@
 #define EPOCH_SLOTS 4                /* epoch index files kept per domain (lmx_plan_epochs.c) */
 #define CUM_CACHE 32
 #define BLOCK_CACHE 6
-#define RANGE_TOKENS ((uint64_t)1 << 18) /* batches build blocks in ranges of about this many tokens */
+#define RANGE_TOKENS ((uint64_t)1 << 16) /* batches build blocks in ranges of about this many tokens */
 
 /* ---- integer helpers (exact, so replicas agree bit for bit) ---- */
 
