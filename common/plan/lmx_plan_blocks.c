@@ -95,19 +95,32 @@ static int wfq_start(lmx_plan *p, wfq *q, uint32_t d, uint64_t c, lmx_error *err
 }
 
 /* Domain d's tokens among the pieces that come before every piece finishing after x/B (x < B):
- * its continuation (cont), and its pieces ending at block offset <= floor(x * q / B), i.e. up
- * to the start of the item holding that offset. */
-static int offset_at(lmx_plan *p, wfq *q, uint32_t d, uint64_t x, uint64_t cont, uint64_t *c, lmx_error *err)
+ * its pieces ending at block offset <= X = floor(x * q / B), i.e. up to the start of the item
+ * holding X; or, when that item began before the block (it continues an item of the previous
+ * block: such pieces come first), to its end (at most q). */
+static int offset_at(lmx_plan *p, wfq *q, uint32_t d, uint64_t x, uint64_t *c, lmx_error *err)
 {
     uint64_t qd = q->Q1[d] - q->Q0[d];
     uint64_t X = x * qd / p->B; /* x, qd <= B < 2^27 (seq_len <= 2^24): fits */
-    *c = cont;
-    if (X < cont || qd == 0)
+    *c = 0;
+    if (qd == 0)
         return LMX_OK;
     dgen g;
     int rc = lmx__plan_dgen_init(p, d, q->Q0[d] + X, qd - X, &g, err);
-    if (rc == LMX_OK && X - g.off > cont)
-        *c = X - g.off;
+    if (rc == LMX_OK)
+        *c = X >= g.off ? X - g.off : (X - g.off + g.len < qd ? X - g.off + g.len : qd);
+    return rc;
+}
+
+/* Sum over the domains of offset_at(x), each into cx[d]. */
+static int prefix_at(lmx_plan *p, wfq *q, uint64_t x, uint64_t *cx, uint64_t *P, lmx_error *err)
+{
+    int rc = LMX_OK;
+    *P = 0;
+    for (uint32_t d = 0; rc == LMX_OK && d < p->n_doms; d++) {
+        rc = offset_at(p, q, d, x, &cx[d], err);
+        *P += cx[d];
+    }
     return rc;
 }
 
@@ -115,8 +128,9 @@ static int offset_at(lmx_plan *p, wfq *q, uint32_t d, uint64_t x, uint64_t cont,
  * then the merge. Else the merge resumes at a prefix S of the block: for x <= lo, the pieces
  * finishing by x/B (and the continuations) are a prefix (the merge's order), each domain's
  * part of it ending at a piece boundary found by offset_at; the largest x whose prefix ends at
- * or before lo is searched, and the merge goes on from there with the same state the whole
- * merge would have (tokens used per domain, next pieces), so the pieces are the same. */
+ * or before lo is searched (x = lo almost always), and the merge goes on from there with the
+ * same state the whole merge would have (tokens used per domain, next pieces), so the pieces
+ * are the same. Only the epochs around lo are touched, not the one at the block's start. */
 static block *build_range(lmx_plan *p, uint64_t b, uint64_t lo, uint64_t hi, lmx_error *err)
 {
     uint32_t nd = p->n_doms;
@@ -128,46 +142,37 @@ static block *build_range(lmx_plan *p, uint64_t b, uint64_t lo, uint64_t hi, lmx
     q.g = calloc(nd + 1, sizeof *q.g);
     q.head = calloc(nd + 1, sizeof *q.head);
     q.has = calloc(2 * (nd + 1), 1);
-    uint64_t *cont = calloc(2 * (nd + 1), sizeof *cont), *cx = cont ? cont + nd + 1 : NULL;
-    int rc = blk && q.Q0 && q.Q1 && q.used && q.g && q.head && q.has && cont
+    uint64_t *cx = calloc(nd + 1, sizeof *cx);
+    int rc = blk && q.Q0 && q.Q1 && q.used && q.g && q.head && q.has && cx
                  ? LMX_OK : lmx__err(err, LMX_ENOMEM, "plan: out of memory");
     if (rc == LMX_OK) {
         q.first = q.has + nd + 1;
         lmx__plan_quotas(p, b, q.Q0);
         lmx__plan_quotas(p, b + 1, q.Q1);
     }
-    uint64_t at = 0, sum_cont = 0;
-    for (uint32_t d = 0; rc == LMX_OK && d < nd; d++) {
-        rc = wfq_start(p, &q, d, 0, err);
-        q.first[d] = 1;
-        cont[d] = q.has[d] && q.head[d].item_off > 0 ? q.head[d].len : 0;
-        sum_cont += cont[d];
-    }
-    if (rc == LMX_OK && lo > sum_cont) {
-        /* largest x in [0, lo] with sum_d offset_at(x) <= lo (x = 0 qualifies) */
-        uint64_t xl = 0, xh = lo + 1, x = lo;
-        while (rc == LMX_OK && xh - xl > 1) {
-            uint64_t P = 0;
-            for (uint32_t d = 0; rc == LMX_OK && d < nd; d++) {
-                rc = offset_at(p, &q, d, x, cont[d], &cx[d], err);
-                P += cx[d];
-            }
+    uint64_t at = 0, P = 0;
+    int fresh = lo == 0;
+    if (rc == LMX_OK && !fresh && (rc = prefix_at(p, &q, lo, cx, &P, err)) == LMX_OK && P > lo) {
+        /* rare (a long continuation): largest x in [0, lo) with prefix_at(x) <= lo, if any */
+        rc = prefix_at(p, &q, 0, cx, &P, err);
+        fresh = P > lo;
+        uint64_t xl = 0, xh = lo;
+        while (rc == LMX_OK && !fresh && xh - xl > 1) {
+            uint64_t x = xl + (xh - xl) / 2;
+            rc = prefix_at(p, &q, x, cx, &P, err);
             if (P <= lo)
                 xl = x;
             else
                 xh = x;
-            x = xl + (xh - xl) / 2;
         }
-        at = 0;
-        for (uint32_t d = 0; rc == LMX_OK && d < nd; d++) {
-            rc = offset_at(p, &q, d, xl, cont[d], &cx[d], err);
-            at += cx[d];
-        }
-        for (uint32_t d = 0; rc == LMX_OK && d < nd; d++) {
-            rc = wfq_start(p, &q, d, cx[d], err);
-            q.first[d] = 0;
-        }
+        if (rc == LMX_OK && !fresh)
+            rc = prefix_at(p, &q, xl, cx, &P, err);
     }
+    for (uint32_t d = 0; rc == LMX_OK && d < nd; d++) {
+        rc = wfq_start(p, &q, d, fresh ? 0 : cx[d], err);
+        q.first[d] = (uint8_t)fresh;
+    }
+    at = fresh ? 0 : P;
     uint64_t cap = 0;
     while (rc == LMX_OK && at < hi) {
         uint32_t best = next_domain(&q, nd);
@@ -194,7 +199,7 @@ static block *build_range(lmx_plan *p, uint64_t b, uint64_t lo, uint64_t hi, lmx
         rc = lmx__err(err, LMX_EINTERNAL, "plan %s: block %llu has %llu tokens, want %llu", p->name,
                       (unsigned long long)b, (unsigned long long)at, (unsigned long long)p->B);
     wfq_free(&q);
-    free(cont);
+    free(cx);
     if (rc != LMX_OK) {
         if (blk)
             free(blk->pieces);
