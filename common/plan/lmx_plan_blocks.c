@@ -107,8 +107,10 @@ static int offset_at(lmx_plan *p, wfq *q, uint32_t d, uint64_t x, uint64_t *c, l
         return LMX_OK;
     dgen g;
     int rc = lmx__plan_dgen_init(p, d, q->Q0[d] + X, qd - X, &g, err);
-    if (rc == LMX_OK)
-        *c = X >= g.off ? X - g.off : (X - g.off + g.len < qd ? X - g.off + g.len : qd);
+    if (rc == LMX_OK && X >= g.off)
+        *c = X - g.off;
+    else if (rc == LMX_OK) /* the item began before the block: the end of its continuation */
+        *c = g.len - (g.off - X) < qd ? g.len - (g.off - X) : qd;
     return rc;
 }
 
