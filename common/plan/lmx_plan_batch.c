@@ -93,21 +93,30 @@ static int copy_piece(const lmx_plan *p, const piece *pc, uint64_t skip, uint32_
     return rc;
 }
 
-/* The first token of the sequence at stream position npos (maybe in block b + 1), and whether a
- * piece starts there. */
+/* The part of a block that stream position pos's sequence is built from: the range of
+ * RANGE_TOKENS (rounded up to whole sequences, so a sequence is never split) holding it. */
+static block *get_range_of(lmx_plan *p, uint64_t pos, lmx_error *err)
+{
+    const uint64_t L = p->spec.seq_len, R = (RANGE_TOKENS + L - 1) / L * L, s = pos % p->B;
+    const uint64_t lo = s / R * R, hi = lo + R < p->B ? lo + R : p->B;
+    return lmx__plan_get_range(p, pos / p->B, lo, hi, err);
+}
+
+/* The first token of the sequence at stream position npos (maybe in another range or block b + 1),
+ * and whether a piece starts there. */
 static int next_token(lmx_plan *p, const block *k, uint64_t npos, uint32_t *out, int *starts, lmx_error *err)
 {
-    if (npos / p->B == k->b) {
-        uint64_t s = npos % p->B;
+    uint64_t s = npos % p->B;
+    if (npos / p->B == k->b && s < k->hi) {
         *out = token_at(p, k, s);
         *starts = k->pieces[lmx__plan_find_piece(k, s)].start == s;
         return LMX_OK;
     }
-    block *k2 = lmx__plan_get_block(p, k->b + 1, err);
+    block *k2 = lmx__plan_get_range(p, npos / p->B, s, s + 1, err); /* one token: not a whole range */
     if (!k2)
         return err ? err->code : LMX_ENOMEM;
-    *out = token_at(p, k2, 0);
-    *starts = 1;
+    *out = token_at(p, k2, s);
+    *starts = k2->pieces[lmx__plan_find_piece(k2, s)].start == s;
     lmx__plan_put_block(p, k2);
     return LMX_OK;
 }
@@ -119,9 +128,9 @@ static int put_cu(seq_out *so, int32_t x) { return lmx__buf_append(&so->cu, &x, 
 static int build_sequence(lmx_plan *p, uint64_t g, uint32_t tb, seq_out *so, lmx_error *err)
 {
     const uint32_t L = p->spec.seq_len;
-    uint64_t pos = g * L, b = pos / p->B, s0 = pos % p->B;
+    uint64_t pos = g * L, s0 = pos % p->B;
     so->spans.len = so->cu.len = so->real.len = 0;
-    block *k = lmx__plan_get_block(p, b, err);
+    block *k = get_range_of(p, pos, err);
     if (!k)
         return err ? err->code : LMX_ENOMEM;
     int rc = put_cu(so, 0);

@@ -91,8 +91,8 @@ static int build_items(lmx_plan *p, uint32_t nd, lmx_error *err)
         uint64_t n_docs = lmx__index_n_docs(p->ix);
         for (uint64_t id = 0; id < n_docs; id++)
             place_items(p, id, nl);
-        if (mapped)
-            lmx__plan_table_finish(p, dir, nd, NULL); /* not persisted: only costs a rebuild next start */
+        if (mapped) /* not persisted: only costs a rebuild next start */
+            p->table_built = lmx__plan_table_finish(p, dir, nd, NULL) == LMX_OK;
     }
     free(count);
     return rc;
@@ -321,6 +321,8 @@ int lmx__plan_create(const lmx_index *ix, const char *name, const lmx_plan_spec 
     if (rc == LMX_OK)
         rc = set_weights(p, nd, err);
     p->n_doms = nd;
+    if (rc == LMX_OK && p->table_built) /* a restart then starts without walking epoch 0 */
+        rc = lmx__plan_epochs_prepare(p, err);
     if (rc != LMX_OK) {
         lmx__plan_free(p);
         return rc;

@@ -1,7 +1,8 @@
 /* Cross-file internals of common/plan/ (design: proto/PLANS.md). Included only by the .c files of this folder.
  * Files: lmx_plan_spec.c (spec parsing), lmx_plan_create.c (binding a spec to an index: items,
  * weights, plan id), lmx_plan_stream.c (each domain's seeded substream), lmx_plan_blocks.c
- * (quotas and the packing of blocks), lmx_plan_batch.c (wire output), lmx_plan_stats.c. */
+ * (quotas and the packing of blocks), lmx_plan_batch.c (wire output), lmx_plan_stats.c,
+ * lmx_plan_table.c (item tables in files), lmx_plan_epochs.c (epoch indexes in files). */
 #ifndef LMX_PLAN_INTERNAL_H
 #define LMX_PLAN_INTERNAL_H
 
@@ -16,8 +17,10 @@
 #define BLOCK_TARGET ((uint64_t)1 << 26)
 #define CKPT_EVERY 64
 #define EPOCH_CACHE 4
+#define EPOCH_SLOTS 4                /* epoch index files kept per domain (lmx_plan_epochs.c) */
 #define CUM_CACHE 32
 #define BLOCK_CACHE 6
+#define RANGE_TOKENS ((uint64_t)1 << 16) /* batches build blocks in ranges of about this many tokens */
 
 /* ---- integer helpers (exact, so replicas agree bit for bit) ---- */
 
@@ -76,6 +79,7 @@ typedef struct ckpt {
 typedef struct epoch_index {
     int valid;
     uint64_t epoch, total, used;
+    uint64_t cum; /* stream tokens of the domain before this epoch */
     ckpt *ck;
 } epoch_index;
 
@@ -91,6 +95,9 @@ typedef struct pdom {
     uint64_t K;                     /* keep threshold for short items, scale 2^32 */
     double share;
     epoch_index ep[EPOCH_CACHE];
+    int slots_read; /* the headers of its epoch index files were read (at the domain's first use) */
+    uint8_t slot_ok[EPOCH_SLOTS];                                  /* file present, header valid */
+    uint64_t slot_epoch[EPOCH_SLOTS], slot_cum[EPOCH_SLOTS], slot_total[EPOCH_SLOTS];
     uint64_t cum_e[CUM_CACHE], cum_v[CUM_CACHE];
     unsigned cum_next;
 } pdom;
@@ -103,8 +110,10 @@ typedef struct piece {
     uint32_t len;
 } piece;
 
+/* Block b's pieces covering its positions [lo, hi): from the piece holding lo (its start <= lo)
+ * to the one holding hi - 1. A whole block has lo = 0, hi = B. */
 typedef struct block {
-    uint64_t b;
+    uint64_t b, lo, hi;
     piece *pieces;
     uint64_t n;
     int refs;
@@ -131,6 +140,7 @@ struct lmx_plan {
     uint8_t *table;   /* the mapped item table file holding every domain's items, or NULL (heap) */
     size_t table_size;
     char *table_tmp;  /* its temporary name while it is being built */
+    int table_built;  /* the table was built by this process (its epoch 0 indexes are written) */
     int table_lock;   /* 1 + a descriptor of the table file holding flock(LOCK_SH) while it is
                          mapped (lmx__plan_table_gc leaves it alone), 0 = none */
 };
@@ -150,10 +160,25 @@ static inline uint64_t slen(const lmx_plan *p, const item *it)
 
 static inline int is_long(const lmx_plan *p, const item *it) { return it->len >= p->spec.long_threshold; }
 
-typedef struct piece_list {
-    piece *v;
-    uint64_t n, cap;
-} piece_list;
+/* The merge state inside one epoch of a domain (lmx_plan_stream.c). */
+#define AHEAD 8 /* items of each class computed (and prefetched) ahead of the merge */
+typedef struct cursor {
+    perm pl, ps;
+    uint64_t E, nl, ns; /* epoch, items per class */
+    uint64_t li, si;    /* items taken per class */
+    uint64_t lt, st;    /* stream tokens emitted per class */
+    uint64_t L, S;
+    uint64_t al[AHEAD], as[AHEAD]; /* al[k % AHEAD] = item index of long position k, k in [li, li+AHEAD) */
+} cursor;
+
+/* A domain's pieces of one block, one at a time (lmx_plan_stream.c): the item at the current
+ * substream position (pending: not yet given), the offset into it and the tokens left to give. */
+typedef struct dgen {
+    cursor c;
+    uint32_t dom;
+    int pending;
+    uint64_t quota, ii, len, off;
+} dgen;
 
 /* ---- item tables in files (lmx_plan_table.c) ---- */
 /* Maps DIR/<plan id>.items when it is a valid table of this plan (checksum read once per file
@@ -168,14 +193,34 @@ int lmx__plan_table_finish(lmx_plan *p, const char *dir, uint32_t nd, lmx_error 
 /* Unmaps the table (and removes an unfinished temporary file). */
 void lmx__plan_table_drop(lmx_plan *p);
 
+/* ---- epoch indexes in files (lmx_plan_epochs.c), for plans with a mapped table ---- */
+/* Reads the file of slot `slot` of domain dom into ei (ei->ck holds nck checkpoints; epoch, cum
+ * and total set): 1 when it is a valid file of this plan, domain and epoch `want` (UINT64_MAX:
+ * any), else 0 (and a damaged file is removed). */
+int lmx__plan_epoch_load(const lmx_plan *p, uint32_t dom, unsigned slot, uint64_t want, uint64_t nck, epoch_index *ei);
+/* Reads only the header of slot `slot`'s file (epoch, cum, total): 1 when it names this plan,
+ * domain and item count, else 0. */
+int lmx__plan_epoch_peek(const lmx_plan *p, uint32_t dom, unsigned slot, uint64_t *epoch, uint64_t *cum,
+                         uint64_t *total);
+/* Writes ei (nck checkpoints) to its slot, best effort. */
+void lmx__plan_epoch_save(const lmx_plan *p, uint32_t dom, uint64_t nck, const epoch_index *ei);
+/* Items a domain needs for its epoch indexes to go to files (2^16; tests lower it). */
+extern uint64_t lmx__plan_epoch_file_min;
+/* Walks epoch E of domain dom into ck (n / CKPT_EVERY + 2 entries); its stream tokens in *total. */
+int lmx__plan_walk_epoch(lmx_plan *p, uint32_t dom, uint64_t E, ckpt *ck, uint64_t *total, lmx_error *err);
+/* Computes and writes epoch 0's index of every domain worth a file (after a table was built). */
+int lmx__plan_epochs_prepare(lmx_plan *p, lmx_error *err);
+
 /* ---- spec (lmx_plan_spec.c) ---- */
 const char *lmx__plan_strategy_name(int strategy);
 
 /* ---- substreams (lmx_plan_stream.c) ---- */
-/* Appends domain dom's pieces covering its substream [from, from + quota) to out. Caller holds
- * p->lock. Errors: LMX_ENOMEM, LMX_EINTERNAL. */
-int lmx__plan_domain_pieces(lmx_plan *p, uint32_t dom, uint64_t from, uint64_t quota, piece_list *out,
-                            lmx_error *err);
+/* Positions g at domain dom's substream position `from` with `quota` tokens to give (g->off:
+ * from's offset in its item, so the item starts at from - g->off). Caller holds p->lock.
+ * Errors: LMX_ENOMEM, LMX_EINTERNAL. */
+int lmx__plan_dgen_init(lmx_plan *p, uint32_t dom, uint64_t from, uint64_t quota, dgen *g, lmx_error *err);
+/* g's next piece (its start left 0) into *out: 1, or 0 when the quota is given. */
+int lmx__plan_dgen_next(lmx_plan *p, dgen *g, piece *out);
 
 /* ---- blocks (lmx_plan_blocks.c) ---- */
 /* Cumulative quota of every domain at block b into Q[0, n_doms). */
@@ -183,6 +228,9 @@ void lmx__plan_quotas(const lmx_plan *p, uint64_t b, uint64_t *Q);
 /* Block b with a reference held (release with lmx__plan_put_block); NULL with err set. Caller
  * holds p->lock. */
 block *lmx__plan_get_block(lmx_plan *p, uint64_t b, lmx_error *err);
+/* The same for block b's pieces covering its positions [lo, hi) only (0 <= lo < hi <= B): work in
+ * proportion to hi - lo, not to the block. */
+block *lmx__plan_get_range(lmx_plan *p, uint64_t b, uint64_t lo, uint64_t hi, lmx_error *err);
 void lmx__plan_put_block(lmx_plan *p, block *k);
 /* Index of the piece of k covering block position s. */
 uint64_t lmx__plan_find_piece(const block *k, uint64_t s);

@@ -136,16 +136,6 @@ static int mul_lt(uint64_t a, uint64_t b, uint64_t c, uint64_t d)
  * heaviest kind of item. The long share of every prefix of the epoch is L/(L+S), the issue's
  * target, up to about one item, until a class runs out: the epoch's coins may keep a little
  * more or less than S, and that difference comes as a run at the end of the epoch. */
-#define AHEAD 8 /* items of each class computed (and prefetched) ahead of the merge */
-typedef struct cursor {
-    perm pl, ps;
-    uint64_t E, nl, ns; /* epoch, items per class */
-    uint64_t li, si;    /* items taken per class */
-    uint64_t lt, st;    /* stream tokens emitted per class */
-    uint64_t L, S;
-    uint64_t al[AHEAD], as[AHEAD]; /* al[k % AHEAD] = item index of long position k, k in [li, li+AHEAD) */
-} cursor;
-
 /* Item index of long (short) position k, prefetched. */
 static uint64_t ahead_long(const pdom *d, const cursor *c, uint64_t k)
 {
@@ -209,25 +199,9 @@ static uint64_t cursor_next(const lmx_plan *p, const pdom *d, cursor *c, uint64_
     return ii;
 }
 
-static epoch_index *get_epoch_index(lmx_plan *p, pdom *d, uint32_t dom, uint64_t E, lmx_error *err)
+int lmx__plan_walk_epoch(lmx_plan *p, uint32_t dom, uint64_t E, ckpt *ck, uint64_t *total, lmx_error *err)
 {
-    epoch_index *victim = &d->ep[0];
-    for (int i = 0; i < EPOCH_CACHE; i++) {
-        if (d->ep[i].valid && d->ep[i].epoch == E) {
-            d->ep[i].used = ++p->tick;
-            return &d->ep[i];
-        }
-        if (!d->ep[i].valid || d->ep[i].used < victim->used)
-            victim = &d->ep[i];
-    }
-    uint64_t nck = d->n / CKPT_EVERY + 2;
-    ckpt *ck = victim->ck ? victim->ck : malloc(nck * sizeof *ck);
-    if (!ck) {
-        lmx__err(err, LMX_ENOMEM, "plan %s: out of memory for the epoch index", p->name);
-        return NULL;
-    }
-    victim->ck = ck;
-    victim->valid = 0;
+    pdom *d = &p->doms[dom];
     cursor c;
     cursor_init(&c, p, d, dom, E);
     for (uint64_t j = 0; j < d->n; j++) {
@@ -236,45 +210,116 @@ static epoch_index *get_epoch_index(lmx_plan *p, pdom *d, uint32_t dom, uint64_t
         uint64_t len;
         cursor_next(p, d, &c, &len);
     }
-    if (c.lt != c.L) {
-        lmx__err(err, LMX_EINTERNAL, "plan %s: epoch %llu of %s has %llu long stream tokens, want %llu", p->name,
-                 (unsigned long long)E, lmx__index_domain_name(p->ix, d->ixdom), (unsigned long long)c.lt,
-                 (unsigned long long)c.L);
-        return NULL;
-    }
-    victim->valid = 1;
-    victim->epoch = E;
-    victim->total = c.lt + c.st;
-    victim->used = ++p->tick;
-    return victim;
-}
-
-static int pl_push(piece_list *l, const piece *pc)
-{
-    if (l->n == l->cap) {
-        uint64_t cap = l->cap ? l->cap * 2 : 1024;
-        piece *v = realloc(l->v, cap * sizeof *v);
-        if (!v)
-            return LMX_ENOMEM;
-        l->v = v;
-        l->cap = cap;
-    }
-    l->v[l->n++] = *pc;
+    if (c.lt != c.L)
+        return lmx__err(err, LMX_EINTERNAL, "plan %s: epoch %llu of %s has %llu long stream tokens, want %llu", p->name,
+                        (unsigned long long)E, lmx__index_domain_name(p->ix, d->ixdom), (unsigned long long)c.lt,
+                        (unsigned long long)c.L);
+    *total = c.lt + c.st;
     return LMX_OK;
 }
 
-/* Domain dom's pieces covering substream [from, from + quota). */
-int lmx__plan_domain_pieces(lmx_plan *p, uint32_t dom, uint64_t from, uint64_t quota, piece_list *out,
-                            lmx_error *err)
+static uint64_t n_ckpt(const pdom *d) { return d->n / CKPT_EVERY + 2; }
+
+/* Epoch E's index (cum: the stream tokens before it), from the cache, else walked (and written
+ * to its file when the plan has a mapped table). */
+static epoch_index *get_epoch_index(lmx_plan *p, pdom *d, uint32_t dom, uint64_t E, uint64_t cum, lmx_error *err)
+{
+    epoch_index *victim = &d->ep[0];
+    for (int i = 0; i < EPOCH_CACHE; i++) {
+        if (d->ep[i].valid && d->ep[i].epoch == E && d->ep[i].cum == cum) {
+            d->ep[i].used = ++p->tick;
+            return &d->ep[i];
+        }
+        if (!d->ep[i].valid || d->ep[i].used < victim->used)
+            victim = &d->ep[i];
+    }
+    ckpt *ck = victim->ck ? victim->ck : malloc(n_ckpt(d) * sizeof *ck);
+    if (!ck) {
+        lmx__err(err, LMX_ENOMEM, "plan %s: out of memory for the epoch index", p->name);
+        return NULL;
+    }
+    victim->ck = ck;
+    victim->valid = 0;
+    if (lmx__plan_walk_epoch(p, dom, E, ck, &victim->total, err) != LMX_OK)
+        return NULL;
+    victim->valid = 1;
+    victim->epoch = E;
+    victim->cum = cum;
+    victim->used = ++p->tick;
+    lmx__plan_epoch_save(p, dom, n_ckpt(d), victim);
+    d->slot_ok[E % EPOCH_SLOTS] = 0; /* its header, if read, is of another epoch now */
+    return victim;
+}
+
+/* The epoch holding substream position from, read from a file a previous run left, or NULL. */
+static epoch_index *epoch_from_file(lmx_plan *p, pdom *d, uint32_t dom, uint64_t from)
+{
+    if (!d->slots_read) {
+        d->slots_read = 1;
+        for (unsigned s = 0; s < EPOCH_SLOTS; s++)
+            d->slot_ok[s] = (uint8_t)lmx__plan_epoch_peek(p, dom, s, &d->slot_epoch[s], &d->slot_cum[s], &d->slot_total[s]);
+    }
+    for (unsigned s = 0; s < EPOCH_SLOTS; s++) {
+        if (!d->slot_ok[s] || d->slot_cum[s] > from || from - d->slot_cum[s] >= d->slot_total[s])
+            continue;
+        d->slot_ok[s] = 0; /* read at most once */
+        epoch_index *victim = &d->ep[0];
+        for (int i = 0; i < EPOCH_CACHE; i++)
+            if (!d->ep[i].valid || d->ep[i].used < victim->used)
+                victim = &d->ep[i];
+        if (!victim->ck && !(victim->ck = malloc(n_ckpt(d) * sizeof *victim->ck)))
+            return NULL;
+        victim->valid = 0;
+        if (!lmx__plan_epoch_load(p, dom, s, d->slot_epoch[s], n_ckpt(d), victim))
+            return NULL;
+        victim->valid = 1;
+        victim->used = ++p->tick;
+        return victim;
+    }
+    return NULL;
+}
+
+int lmx__plan_epochs_prepare(lmx_plan *p, lmx_error *err)
+{
+    int rc = LMX_OK;
+    for (uint32_t dom = 0; rc == LMX_OK && dom < p->n_doms; dom++) {
+        pdom *d = &p->doms[dom];
+        if (d->n < lmx__plan_epoch_file_min)
+            continue;
+        epoch_index ei = {0};
+        if (!(ei.ck = malloc(n_ckpt(d) * sizeof *ei.ck)))
+            return lmx__err(err, LMX_ENOMEM, "plan %s: out of memory for the epoch index", p->name);
+        rc = lmx__plan_walk_epoch(p, dom, 0, ei.ck, &ei.total, err);
+        if (rc == LMX_OK)
+            lmx__plan_epoch_save(p, dom, n_ckpt(d), &ei);
+        free(ei.ck);
+    }
+    return rc;
+}
+
+/* Positions g at domain dom's substream position `from`, with `quota` tokens to give. */
+int lmx__plan_dgen_init(lmx_plan *p, uint32_t dom, uint64_t from, uint64_t quota, dgen *g, lmx_error *err)
 {
     pdom *d = &p->doms[dom];
+    g->dom = dom;
+    g->quota = quota;
+    g->off = 0;
+    g->pending = 0;
     if (quota == 0)
         return LMX_OK;
-    uint64_t E = find_epoch(p, d, from);
-    uint64_t r = from - cum_tokens(p, d, E);
-    epoch_index *ei = get_epoch_index(p, d, dom, E, err);
+    epoch_index *ei = NULL;
+    for (int i = 0; i < EPOCH_CACHE && !ei; i++) /* a cached epoch holding from: no epoch sums */
+        if (d->ep[i].valid && d->ep[i].cum <= from && from - d->ep[i].cum < d->ep[i].total)
+            ei = &d->ep[i];
+    if (ei)
+        ei->used = ++p->tick;
+    else if ((ei = epoch_from_file(p, d, dom, from)) == NULL) {
+        uint64_t E = find_epoch(p, d, from);
+        ei = get_epoch_index(p, d, dom, E, cum_tokens(p, d, E), err);
+    }
     if (!ei)
         return err ? err->code : LMX_EINTERNAL;
+    const uint64_t E = ei->epoch, r = from - ei->cum;
     /* Last checkpoint at or before r, then resume the merge from it. */
     uint64_t lo = 0, hi = d->n / CKPT_EVERY + (d->n % CKPT_EVERY ? 1 : 0);
     while (hi - lo > 1) {
@@ -284,41 +329,47 @@ int lmx__plan_domain_pieces(lmx_plan *p, uint32_t dom, uint64_t from, uint64_t q
         else
             hi = mid;
     }
-    cursor c;
-    cursor_init(&c, p, d, dom, E);
-    cursor_seek(&c, d, ei->ck[lo].li, lo * CKPT_EVERY - ei->ck[lo].li, ei->ck[lo].lt, ei->ck[lo].cum - ei->ck[lo].lt);
-    uint64_t off = 0, ii, len;
+    cursor *c = &g->c;
+    cursor_init(c, p, d, dom, E);
+    cursor_seek(c, d, ei->ck[lo].li, lo * CKPT_EVERY - ei->ck[lo].li, ei->ck[lo].lt, ei->ck[lo].cum - ei->ck[lo].lt);
     for (;;) {
-        if (c.li + c.si == d->n) {
+        if (c->li + c->si == d->n) {
             lmx__err(err, LMX_EINTERNAL, "plan %s: epoch index of %s disagrees with the epoch sums", p->name,
                      lmx__index_domain_name(p->ix, d->ixdom));
             return LMX_EINTERNAL;
         }
-        uint64_t acc = c.lt + c.st;
-        ii = cursor_next(p, d, &c, &len);
-        if (r < acc + len) {
-            off = r - acc;
+        uint64_t acc = c->lt + c->st;
+        g->ii = cursor_next(p, d, c, &g->len);
+        if (r < acc + g->len) {
+            g->off = r - acc;
             break;
         }
     }
-    /* Emit pieces from (E, item ii, off) on, crossing into later epochs as needed. */
-    for (;;) {
-        if (len > 0) {
-            uint64_t take = len - off;
-            if (take > quota)
-                take = quota;
-            piece pc = {0, ii, dom, (uint32_t)off, (uint32_t)take};
-            if (pl_push(out, &pc) != LMX_OK)
-                return lmx__err(err, LMX_ENOMEM, "plan %s: out of memory", p->name);
-            quota -= take;
-            off = 0;
-        }
-        if (quota == 0)
-            break;
-        if (c.li + c.si == d->n)
-            cursor_init(&c, p, d, dom, c.E + 1);
-        ii = cursor_next(p, d, &c, &len);
-    }
+    g->pending = 1;
     return LMX_OK;
 }
 
+/* The next piece of g (start 0) into *out: 1, or 0 when its quota is given. */
+int lmx__plan_dgen_next(lmx_plan *p, dgen *g, piece *out)
+{
+    const pdom *d = &p->doms[g->dom];
+    while (g->quota > 0) {
+        if (!g->pending) { /* the next item, crossing into the next epoch as needed */
+            if (g->c.li + g->c.si == d->n)
+                cursor_init(&g->c, p, d, g->dom, g->c.E + 1);
+            g->ii = cursor_next(p, d, &g->c, &g->len);
+            g->off = 0;
+        }
+        g->pending = 0;
+        if (g->len > 0) {
+            uint64_t take = g->len - g->off;
+            if (take > g->quota)
+                take = g->quota;
+            *out = (piece){0, g->ii, g->dom, (uint32_t)g->off, (uint32_t)take};
+            g->quota -= take;
+            g->off = 0;
+            return 1;
+        }
+    }
+    return 0;
+}

@@ -288,6 +288,40 @@ static int table_name(const char *name)
     return 1;
 }
 
+/* Whether name is "<32 hex>.epoch.*" (an epoch index file, lmx_plan_epochs.c). */
+static int epoch_name(const char *name)
+{
+    if (strlen(name) <= 2 * LMX_PLAN_ID_BYTES + 7 || strncmp(name + 2 * LMX_PLAN_ID_BYTES, ".epoch.", 7) != 0)
+        return 0;
+    for (size_t i = 0; i < 2 * LMX_PLAN_ID_BYTES; i++)
+        if (!strchr("0123456789abcdef", name[i]))
+            return 0;
+    return 1;
+}
+
+/* Removes the epoch index files whose table is gone (removed by the gc, or never finished). */
+static void gc_epoch_files(const char *dir, const char *const *keep, size_t n)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!epoch_name(e->d_name))
+            continue;
+        int kept = 0;
+        for (size_t i = 0; i < n && !kept; i++)
+            kept = keep[i] && strncmp(keep[i], e->d_name, 2 * LMX_PLAN_ID_BYTES) == 0;
+        char tab[4400], path[4400];
+        struct stat st;
+        snprintf(tab, sizeof tab, "%s/%.*s.items", dir, 2 * LMX_PLAN_ID_BYTES, e->d_name);
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (!kept && stat(tab, &st) != 0 && errno == ENOENT)
+            unlink(path);
+    }
+    closedir(d);
+}
+
 size_t lmx__plan_table_gc(const char *dir, const char *const *keep, size_t n, double grace_s)
 {
     DIR *d = dir ? opendir(dir) : NULL;
@@ -325,5 +359,6 @@ size_t lmx__plan_table_gc(const char *dir, const char *const *keep, size_t n, do
         close(fd);
     }
     closedir(d);
+    gc_epoch_files(dir, keep, n);
     return removed;
 }

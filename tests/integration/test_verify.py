@@ -604,10 +604,57 @@ def test_damaged_record(wd):
     left = [f for f in os.listdir(os.path.join(idx, "plan-tables")) if ".items" in f]
     check(not left, f"a table built over the damaged record was kept: {left}")
 
+
+def test_epoch_files(wd):
+    """Epoch index files beside the plan tables (a domain of >= 2^16 items): epoch 0's written when
+    the table is built, the epochs a run uses after; a restart reads them (same bytes); a damaged
+    one is detected, walked again and rewritten (same bytes); removed with their table."""
+    corpus = os.path.join(os.path.dirname(HERE), "bench", "make-tiny-corpus.py")
+    inputs = run([sys.executable, corpus, wd("tiny"), "70000", "1"]).stdout.decode().split()
+    run([LONGMIXD, "index", "--tokenizer", "bytes", "--out", wd("index")] + inputs)
+    plans = {"gl": {"strategy": "global", "seq_len": 1024, "global_batch": 4, "seed": 2, "long_threshold": 4}}
+    cfg = write_config(wd, plans)
+    tdir = os.path.join(wd("index"), "plan-tables")
+    epochs = lambda: sorted(f for f in os.listdir(tdir) if ".epoch." in f)
+    d = Daemon(wd, cfg)
+    d.stop()
+    check(len(epochs()) == 1 and epochs()[0].endswith(".epoch.0.0"), f"after the build: {os.listdir(tdir)}")
+    steps = (0, 1, 300, 100000)
+    d = Daemon(wd, cfg)
+    try:
+        want = batches(d, plans, steps)
+    finally:
+        d.stop()
+    written = epochs()
+    check(len(written) > 1, f"no epoch files for the epochs used: {written}")
+    d = Daemon(wd, cfg)
+    try:
+        check(batches(d, plans, steps) == want, "batches with epoch files read back differ")
+    finally:
+        d.stop()
+    import hashlib
+    valid = lambda f: (lambda b: hashlib.blake2b(b[:-32], digest_size=32).digest() == b[-32:])(
+        open(os.path.join(tdir, f), "rb").read())
+    check(all(valid(f) for f in epochs()), "an epoch file fails its checksum")
+    for f in epochs():
+        flip_keep_mtime(os.path.join(tdir, f), 200)
+    d = Daemon(wd, cfg)
+    try:
+        check(batches(d, plans, steps) == want, "batches with damaged epoch files differ")
+    finally:
+        d.stop()
+    # the damaged ones this run needed were detected and written again (others wait for their use)
+    check(any(valid(f) for f in epochs()), f"no damaged epoch file was rewritten: {epochs()}")
+    gl = written[0][:32]
+    d = Daemon(wd, write_config(wd, {"o": PLANS["o"]}, name="o.json", plan_table_grace=0))
+    d.stop()
+    check(not [f for f in os.listdir(tdir) if f.startswith(gl)], f"gl's files outlived its table: {os.listdir(tdir)}")
+
+
 TESTS = {t.__name__[5:]: t for t in [test_restart_remembers, test_scrub_finds_silent_rot,
                                       test_readonly_index_state_dir, test_plan_tables, test_background_waits,
                                       test_background_bad_shard, test_stale_plan_tables, test_background_reload,
-                                      test_damaged_record]}
+                                      test_damaged_record, test_epoch_files]}
 
 if __name__ == "__main__":
     sys.exit(main(TESTS))

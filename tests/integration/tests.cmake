@@ -140,10 +140,11 @@ endforeach()
 # Verify once (issue #15): tests/integration/test_verify.py: the verified record (restart reads
 # nothing; a changed shard is read again and refused), --changed, --threads, --scrub/--rate, a
 # read-only index with state_dir; plan item tables in mapped files (built once, mapped at restart,
-# rebuilt when damaged); a SIGHUP reload during background verification (served meanwhile,
-# coalesced, SIGTERM still stops); a damaged document record refused where it is read. 77 = skipped (the read-only mount needs root).
+# rebuilt when damaged), epoch index files beside them; a SIGHUP reload during background
+# verification (served meanwhile, coalesced, SIGTERM still stops); a damaged document record
+# refused where it is read. 77 = skipped (the read-only mount needs root).
 foreach(t restart_remembers scrub_finds_silent_rot readonly_index_state_dir plan_tables background_waits
-          background_bad_shard stale_plan_tables background_reload damaged_record)
+          background_bad_shard stale_plan_tables background_reload damaged_record epoch_files)
   add_test(NAME integration.verify.${t}
            COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_verify.py ${t})
   set_tests_properties(integration.verify.${t} PROPERTIES ENVIRONMENT "${LMX_TEST_ENV}" TIMEOUT 120

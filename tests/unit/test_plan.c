@@ -12,6 +12,7 @@
 
 #include "lmx_index.h"
 #include "lmx_plan.h"
+#include "lmx_plan_internal.h"
 #include "lmx_test.h"
 #include "lmx_util.h"
 #include "lmx_wire.h"
@@ -766,6 +767,72 @@ static void golden_hex(char hex[65], size_t n_steps)
     lmx__hex(h, sizeof h, hex);
 }
 
+
+/* A range of a block (what batches build) has exactly the whole block's pieces over it, for
+ * ranges starting anywhere: at 0, inside the continuations of the previous block's items, deep
+ * inside, at the end. */
+static void test_ranges(void)
+{
+    static const char *const specs[] = {
+        "{\"strategy\": \"cut\", \"cut_len\": 16, \"seq_len\": 64, \"global_batch\": 4}",
+        "{\"strategy\": \"per_source\", \"seq_len\": 128, \"global_batch\": 2, \"domain_weights\": {\"books\": 0.01}, "
+        "\"short_keep\": 0.5, \"long_threshold\": 300}",
+        "{\"strategy\": \"global\", \"seq_len\": 64, \"global_batch\": 4, \"long_threshold\": 200, \"short_keep\": 0.2}",
+        "{\"strategy\": \"original\", \"seq_len\": 32, \"global_batch\": 4, \"bos\": false, \"eos\": true}",
+        "{\"strategy\": \"original\", \"seq_len\": 64, \"global_batch\": 4, \"pad_multiple\": 8}",
+    };
+    for (size_t i = 0; i < sizeof specs / sizeof *specs; i++) {
+        lmx_plan *p = make_plan(specs[i]);
+        if (!p)
+            continue;
+        const uint64_t B = ((uint64_t)1 << 26) / 64 * 64;
+        for (uint64_t b = 0; b < 4; b += 3) {
+            lmx_error err = {0};
+            block *full = lmx__plan_get_block(p, b, &err);
+            CHECK(full != NULL);
+            if (!full)
+                continue;
+            CHECK_EQ_U64(full->lo, 0);
+            CHECK_EQ_U64(full->hi, B);
+            uint64_t n = full->n;
+            piece *all = malloc(n * sizeof *all);
+            memcpy(all, full->pieces, n * sizeof *all);
+            lmx__plan_put_block(p, full);
+            int bad = 0;
+            for (int t = 0; t < 48 && !bad; t++) {
+                uint64_t lo = t == 0 ? 0 : t == 1 ? 1 : t == 2 ? B - 1 : t < 12 ? all[t].start + t % 3
+                                                                         : ((uint64_t)rnd() << 8 | rnd() % 256) % B;
+                uint64_t hi = lo + 1 + (t == 2 ? 0 : rnd() % (1u << 19));
+                if (hi > B)
+                    hi = B;
+                lmx__plan_blocks_free(p); /* nothing cached: the range is built */
+                block *r = lmx__plan_get_range(p, b, lo, hi, &err);
+                CHECK(r != NULL);
+                if (!r)
+                    break;
+                uint64_t k = lmx__plan_find_piece(&(block){.pieces = all, .n = n}, lo);
+                uint64_t j = 0;
+                while (j < r->n && k > 0 && all[k].start > r->pieces[0].start)
+                    k--;
+                bad = r->n == 0 || r->pieces[0].start > lo || r->pieces[r->n - 1].start + r->pieces[r->n - 1].len < hi;
+                for (; !bad && j < r->n; j++, k++) {
+                    const piece *x = &r->pieces[j], *y = &all[k];
+                    bad = k >= n || x->start != y->start || x->item != y->item || x->dom != y->dom ||
+                          x->item_off != y->item_off || x->len != y->len;
+                }
+                if (bad)
+                    fprintf(stderr, "%s: block %llu range [%llu, %llu): piece %llu differs from the whole block's\n",
+                            specs[i], (unsigned long long)b, (unsigned long long)lo, (unsigned long long)hi,
+                            (unsigned long long)j);
+                lmx__plan_put_block(p, r);
+            }
+            CHECK(!bad);
+            free(all);
+        }
+        lmx__plan_free(p);
+    }
+}
+
 static void test_golden_bytes(void)
 {
     char hex[65];
@@ -856,6 +923,96 @@ static void test_item_tables(void)
     golden_hex(hex, 5);
     CHECK(strcmp(hex, want) == 0);
     CHECK_EQ_INT(lmx__index_set_table_dir(ix, NULL), LMX_OK);
+}
+
+
+/* Names of the epoch index files in dir (up to cap), sorted; returns the count. */
+static int epoch_files(const char *dir, char (*names)[128], int cap)
+{
+    struct dirent **e;
+    int n = scandir(dir, &e, NULL, alphasort), k = 0;
+    for (int i = 0; i < n; i++) {
+        if (strstr(e[i]->d_name, ".epoch.") && !strstr(e[i]->d_name, ".tmp") && k < cap)
+            snprintf(names[k++], 128, "%s", e[i]->d_name);
+        free(e[i]);
+    }
+    free(e);
+    return n < 0 ? 0 : k;
+}
+
+/* Every epoch index file of dir equals a fresh walk of its epoch (checked through the plan of
+ * each golden spec that owns it); returns the number checked. */
+static int check_epoch_files(const char *dir)
+{
+    static const char *const specs[] = {
+        "{\"strategy\": \"per_source\", \"seq_len\": 64, \"global_batch\": 4, \"domain_weights\": {\"books\": 5}, "
+        "\"short_keep\": 0.5, \"long_threshold\": 300}",
+        "{\"strategy\": \"global\", \"seq_len\": 64, \"global_batch\": 4, \"long_threshold\": 200, \"short_keep\": 0.2}",
+    };
+    char names[256][128];
+    int n = epoch_files(dir, names, 256), checked = 0;
+    for (size_t s = 0; s < 2; s++) {
+        lmx_plan *p = make_plan(specs[s]);
+        if (!p)
+            continue;
+        for (int i = 0; i < n; i++) {
+            unsigned dom, slot;
+            if (strncmp(names[i], lmx__plan_id_hex(p), 32) != 0 || sscanf(names[i] + 32, ".epoch.%u.%u", &dom, &slot) != 2)
+                continue;
+            uint64_t nck = p->doms[dom].n / CKPT_EVERY + 2, total = 0;
+            epoch_index ei = {0};
+            ckpt *ck = calloc(nck, sizeof *ck);
+            ei.ck = calloc(nck, sizeof *ck);
+            lmx_error err = {0};
+            CHECK(lmx__plan_epoch_load(p, dom, slot, UINT64_MAX, nck, &ei));
+            CHECK_EQ_INT(lmx__plan_walk_epoch(p, dom, ei.epoch, ck, &total, &err), LMX_OK);
+            CHECK_EQ_U64(ei.total, total);
+            CHECK(memcmp(ck, ei.ck, (nck - 1) * sizeof *ck) == 0); /* the last entry is never written */
+            checked++;
+            free(ck);
+            free(ei.ck);
+        }
+        lmx__plan_free(p);
+    }
+    return checked;
+}
+
+/* Epoch index files (lmx_plan_epochs.c), with the file threshold lowered to every domain: the
+ * golden bytes when they are written, when they are read back, and when they are damaged
+ * (detected, rewritten); each equals a fresh walk; gone with their tables. */
+static void test_epoch_files(void)
+{
+    char dir[600], hex[65], path[1200];
+    char names[256][128];
+    snprintf(dir, sizeof dir, "%s/etables", root);
+    lmx__plan_epoch_file_min = 1;
+    CHECK_EQ_INT(lmx__index_set_table_dir(ix, dir), LMX_OK);
+    golden_hex(hex, SIZE_MAX); /* builds tables, writes epoch 0 and the epochs used */
+    CHECK(strcmp(hex, GOLDEN_HEX) == 0);
+    int n = epoch_files(dir, names, 256);
+    CHECK(n >= 3 * 6);
+    CHECK(check_epoch_files(dir) > 0);
+    golden_hex(hex, SIZE_MAX); /* reads them */
+    CHECK(strcmp(hex, GOLDEN_HEX) == 0);
+    for (int i = 0; i < n; i++) { /* a flipped checkpoint byte in each: detected, walked again */
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        FILE *f = fopen(path, "r+b");
+        CHECK(f != NULL);
+        if (!f)
+            continue;
+        fseek(f, 100, SEEK_SET);
+        int c = fgetc(f);
+        fseek(f, 100, SEEK_SET);
+        fputc(c ^ 1, f);
+        fclose(f);
+    }
+    golden_hex(hex, SIZE_MAX);
+    CHECK(strcmp(hex, GOLDEN_HEX) == 0);
+    CHECK(check_epoch_files(dir) > 0); /* the ones left are valid (CHECK inside) */
+    CHECK_EQ_INT(lmx__index_set_table_dir(ix, NULL), LMX_OK);
+    CHECK(lmx__plan_table_gc(dir, NULL, 0, 0) == 6);
+    CHECK_EQ_INT(epoch_files(dir, names, 256), 0);
+    lmx__plan_epoch_file_min = (uint64_t)1 << 16;
 }
 
 /* Wire v2: the cp_size slices of every sequence reassemble to the v1 sequence; labels are the
@@ -1138,7 +1295,9 @@ int main(void)
     test_block_boundary();
     test_prefix_long_share();
     test_golden_bytes();
+    test_ranges();
     test_item_tables();
+    test_epoch_files();
     test_cp();
     test_weight_bounds();
     test_padded();
