@@ -664,11 +664,15 @@ int lmx__tok_pretok_and_bpe(lmx_tokjson_enc *e, const uint8_t *text, size_t n, i
     int ds3 = steps == 3 && tj->pre[0].type == LMX_PRE_SPLIT_RE && tj->pre[0].re == LMX_RE_DIGITS3 &&
               tj->pre[1].type == LMX_PRE_SPLIT_RE && tj->pre[1].re == LMX_RE_DSCJK &&
               tj->pre[2].type == LMX_PRE_SPLIT_RE && tj->pre[2].re == LMX_RE_DEEPSEEK;
-    if (ds3 || (steps == 1 && tj->pre[0].type == LMX_PRE_SPLIT_RE && tj->pre[0].re &&
+    /* GPT-2's ByteLevel(use_regex) without a prefix space: the GPT-2 pattern, Isolated (its
+     * matches cover the text, as the general path's loop below assumes too) */
+    int gpt2 = steps == 1 && tj->pre[0].type == LMX_PRE_BYTELEVEL && tj->pre[0].use_regex &&
+               !tj->pre[0].add_prefix_space;
+    if (ds3 || gpt2 || (steps == 1 && tj->pre[0].type == LMX_PRE_SPLIT_RE && tj->pre[0].re &&
         ((tj->pre[0].behavior == LMX_SPLIT_ISOLATED && !tj->pre[0].invert) ||
          (tj->pre[0].behavior == LMX_SPLIT_REMOVED && tj->pre[0].invert &&
           tj->pre[0].re < LMX_RE_DEEPSEEK)))) {
-        int llama3 = ds3 ? LMX_RE_DS3 : tj->pre[0].re, dg = tj->pre[0].re_digits;
+        int llama3 = ds3 ? LMX_RE_DS3 : gpt2 ? LMX_RE_GPT2 : tj->pre[0].re, dg = tj->pre[0].re_digits;
         size_t seg = 0;
         /* Pieces are found PIECES_AHEAD ahead of their BPE and the hot-cache set of each is
          * prefetched then (the cache is megabytes: a lookup is a memory access otherwise). */
