@@ -148,8 +148,8 @@ static inline void pair_rank(const lmx_tok_mergemap *mm, const uint32_t *id, siz
 static size_t merge_small(const lmx_tok_mergemap *mm, uint32_t *id, size_t ns)
 {
     uint32_t rank[SMALL_SYMS], nid[SMALL_SYMS];
-    for (size_t i = 0; i + 1 < ns; i++)
-        lmx__tok_merge_prefetch(mm, id[i], id[i + 1]);
+    /* no prefetch pass: these lookups are independent loads the CPU overlaps anyway, and the
+     * pre-tokenizer loop already prefetched the first pairs of a hot-cache miss (piece_peek) */
     for (size_t i = 0; i + 1 < ns; i++)
         pair_rank(mm, id, i, rank, nid);
     while (ns > 1) {
@@ -169,10 +169,12 @@ static size_t merge_small(const lmx_tok_mergemap *mm, uint32_t *id, size_t ns)
             lmx__tok_merge_prefetch(mm, id[best - 1], x);
         if (best + 2 < ns)
             lmx__tok_merge_prefetch(mm, x, id[best + 2]);
-        memmove(id + best + 1, id + best + 2, (ns - best - 2) * sizeof *id);
-        if (best + 3 < ns) {
-            memmove(rank + best + 1, rank + best + 2, (ns - best - 3) * sizeof *rank);
-            memmove(nid + best + 1, nid + best + 2, (ns - best - 3) * sizeof *nid);
+        /* a loop, not memmove: a few elements, where a libc call per merge would cost more */
+        for (size_t j = best + 1; j + 1 < ns; j++)
+            id[j] = id[j + 1];
+        for (size_t j = best + 1; j + 2 < ns; j++) {
+            rank[j] = rank[j + 1];
+            nid[j] = nid[j + 1];
         }
         ns--;
         if (best > 0)
