@@ -50,22 +50,30 @@ static int literal_repeat(const char *pat, size_t n, lmx_tok_regex *r)
 static int rep_next(const lmx_tok_regex *r, const uint8_t *s, size_t n, lmx_tok_refind *st,
                     size_t *ms, size_t *me)
 {
+    const uint8_t c = r->rep_char;
+    const size_t m = r->rep_min;
     size_t i = st->last_end;
-    while (i < n) {
-        const uint8_t *f = memchr(s + i, r->rep_char, n - i);
-        if (!f)
-            break;
-        size_t a = (size_t)(f - s), b = a + 1;
-        while (b < n && s[b] == r->rep_char)
-            b++;
-        if (b - a >= r->rep_min) {
-            st->last_end = st->last_match_end = b;
+    while (i < n && n - i >= m) {
+        /* a run of m or more starting in [i, i + m) covers i + m - 1: without X there, none
+         * does, and the search moves m bytes (most text has single spaces only) */
+        size_t p = i + m - 1;
+        if (s[p] != c) {
+            i = p + 1;
+            continue;
+        }
+        size_t a = p, e = p + 1;
+        while (a > i && s[a - 1] == c)
+            a--;
+        while (e < n && s[e] == c)
+            e++;
+        if (e - a >= m) {
+            st->last_end = st->last_match_end = e;
             st->has_last = 1;
             *ms = a;
-            *me = b;
+            *me = e;
             return 1;
         }
-        i = b;
+        i = e;
     }
     st->last_end = n + 1;
     return 0;
