@@ -31,6 +31,32 @@ static inline int stop8(uint64_t v, uint64_t high)
     return (((((q - ones) & ~q) | ((b - ones) & ~b) | ((c - ones) & ~c)) & highs) | (v & high)) != 0;
 }
 
+#if defined(__SSE2__) && defined(__GNUC__)
+#include <emmintrin.h>
+#define JSCAN_SSE2 1
+
+/* The first byte of q[0..) that stops the plain run ('"', '\\', below 0x20, or with utf8 at or
+ * above 0x80), 16 bytes at a time and exact (the byte loop of the caller then only handles the
+ * stop itself: text has an escaped newline every few dozen bytes). Returns a position with
+ * fewer than 16 bytes left when there is no stop before it. */
+static inline const char *sse2_skip(const char *q, const char *end, int utf8)
+{
+    const __m128i quote = _mm_set1_epi8('"'), bs = _mm_set1_epi8('\\'), c1f = _mm_set1_epi8(0x1F);
+    while (end - q >= 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)q);
+        __m128i m = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, bs)),
+                                 _mm_cmpeq_epi8(_mm_min_epu8(v, c1f), v)); /* v <= 0x1F */
+        unsigned mask = (unsigned)_mm_movemask_epi8(m);
+        if (utf8)
+            mask |= (unsigned)_mm_movemask_epi8(v);
+        if (mask)
+            return q + __builtin_ctz(mask);
+        q += 16;
+    }
+    return q;
+}
+#endif
+
 /* Length of the valid UTF-8 char at s (n > 0 bytes, s[0] >= 0x80), 0 if invalid. */
 static inline size_t utf8_char(const uint8_t *s, size_t n)
 {
@@ -89,7 +115,12 @@ const char *lmx__jscan_string(const char *p, const char *end, unsigned flags, ch
     char *o = dst;
     size_t shrink = 0; /* bytes saved by escapes */
     for (;;) {
+#ifdef JSCAN_SSE2
+        q = sse2_skip(q, end, high != 0);
+        while (end - q >= 8 && end - q < 16) { /* only the tail: sse2_skip stopped exactly */
+#else
         while (end - q >= 8) {
+#endif
             uint64_t v;
             memcpy(&v, q, 8);
             if (stop8(v, high))
@@ -135,7 +166,9 @@ const char *lmx__jscan_string(const char *p, const char *end, unsigned flags, ch
         uint8_t u[4];
         int k = lmx__utf8_enc(cp, u);
         shrink += (size_t)(e - q) - (size_t)k;
-        if (o) {
+        if (o && k == 1) { /* \n, \" and the like: no copy call */
+            *o++ = (char)u[0];
+        } else if (o) {
             memcpy(o, u, (size_t)k);
             o += k;
         }

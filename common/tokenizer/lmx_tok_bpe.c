@@ -114,15 +114,75 @@ static void merge_all(lmx_tokjson_enc *e, size_t ns)
     }
 }
 
+/* Only the id: the links are set once the word is complete (link_syms), and only when the
+ * heap merge needs them. */
 static inline void sym_add(lmx_tok_sym *s, size_t *ns, uint32_t id)
 {
-    size_t i = (*ns)++;
-    s[i].id = id;
-    s[i].prev = (int32_t)i - 1;
-    s[i].next = -1;
-    s[i].alive = 1;
-    if (i)
-        s[i - 1].next = (int32_t)i;
+    s[(*ns)++].id = id;
+}
+
+static void link_syms(lmx_tok_sym *s, size_t ns)
+{
+    for (size_t i = 0; i < ns; i++) {
+        s[i].prev = (int32_t)i - 1;
+        s[i].next = i + 1 < ns ? (int32_t)(i + 1) : -1;
+        s[i].alive = 1;
+    }
+}
+
+/* Words of up to SMALL_SYMS symbols (nearly every pre-token that misses the hot cache): the same
+ * result as merge_all with flat arrays instead of a heap and a linked list. Each step merges the
+ * leftmost pair of lowest rank, which is what the heap pops: HF orders merges by (rank,
+ * position), and a stale heap entry never passes its check (the pair at a position only grows,
+ * so it cannot again give the same new id). Returns the new symbol count. */
+#define SMALL_SYMS 64
+
+static inline void pair_rank(const lmx_tok_mergemap *mm, const uint32_t *id, size_t i,
+                             uint32_t *rank, uint32_t *nid)
+{
+    const lmx_tok_merge *m = lmx__tok_merge_get(mm, id[i], id[i + 1]);
+    rank[i] = m ? m->rank : UINT32_MAX;
+    nid[i] = m ? m->new_id : 0;
+}
+
+static size_t merge_small(const lmx_tok_mergemap *mm, uint32_t *id, size_t ns)
+{
+    uint32_t rank[SMALL_SYMS], nid[SMALL_SYMS];
+    /* no prefetch pass: these lookups are independent loads the CPU overlaps anyway, and the
+     * pre-tokenizer loop already prefetched the first pairs of a hot-cache miss (piece_peek) */
+    for (size_t i = 0; i + 1 < ns; i++)
+        pair_rank(mm, id, i, rank, nid);
+    while (ns > 1) {
+        size_t best = 0;
+        uint32_t br = rank[0];
+        for (size_t i = 1; i + 1 < ns; i++)
+            if (rank[i] < br) {
+                br = rank[i];
+                best = i;
+            }
+        if (br == UINT32_MAX)
+            break;
+        uint32_t x = nid[best];
+        id[best] = x;
+        /* the neighbours' pairs are looked up next: start both loads first */
+        if (best > 0)
+            lmx__tok_merge_prefetch(mm, id[best - 1], x);
+        if (best + 2 < ns)
+            lmx__tok_merge_prefetch(mm, x, id[best + 2]);
+        /* a loop, not memmove: a few elements, where a libc call per merge would cost more */
+        for (size_t j = best + 1; j + 1 < ns; j++)
+            id[j] = id[j + 1];
+        for (size_t j = best + 1; j + 2 < ns; j++) {
+            rank[j] = rank[j + 1];
+            nid[j] = nid[j + 1];
+        }
+        ns--;
+        if (best > 0)
+            pair_rank(mm, id, best - 1, rank, nid);
+        if (best + 1 < ns)
+            pair_rank(mm, id, best, rank, nid);
+    }
+    return ns;
 }
 
 /* Builds the initial symbols of w (HF BPE::merge_word) and merges them; appends ids. */
@@ -210,8 +270,19 @@ static int bpe_merge_word(lmx_tokjson_enc *e, const uint8_t *w, size_t n, lmx_id
     }
     if (unk != LMX_TOKEN_NONE)
         sym_add(s, &ns, unk);
-    if (ns > 1)
-        merge_all(e, ns);
+    if (ns <= SMALL_SYMS) {
+        uint32_t id[SMALL_SYMS];
+        for (size_t i = 0; i < ns; i++)
+            id[i] = s[i].id;
+        ns = merge_small(&tj->merges, id, ns);
+        if (lmx__ids_reserve(out, ns) != LMX_OK)
+            return LMX_ENOMEM;
+        memcpy(out->v + out->n, id, ns * sizeof *id);
+        out->n += ns;
+        return LMX_OK;
+    }
+    link_syms(s, ns);
+    merge_all(e, ns);
     if (lmx__ids_reserve(out, ns) != LMX_OK)
         return LMX_ENOMEM;
     for (size_t i = 0; i < ns;) {

@@ -236,6 +236,21 @@ int lmx__tok_precompiled(const lmx_tok_charsmap *m, const uint8_t *s, size_t n, 
     size_t i = 0;
     while (i < n) {
         uint8_t c = s[i];
+        if (c < 0x80 && c != '\r' && m->ascii[c] < 0) {
+            /* a run of ASCII chars the map keeps, copied at once; its last char goes to the
+             * per-char path below when non-ASCII follows (it may start a longer cluster) */
+            size_t j = i + 1;
+            while (j < n && s[j] < 0x80 && s[j] != '\r' && m->ascii[s[j]] < 0)
+                j++;
+            if (j < n && s[j] >= 0x80)
+                j--;
+            if (j > i) {
+                if (lmx__buf_append(out, s + i, j - i) != LMX_OK)
+                    return LMX_ENOMEM;
+                i = j;
+                continue;
+            }
+        }
         if (c < 0x80 && c != '\r' && (i + 1 == n || s[i + 1] < 0x80)) {
             /* an ASCII char followed by ASCII is a cluster of its own (CR LF aside) */
             int32_t v = m->ascii[c];

@@ -347,6 +347,14 @@ static inline size_t ds_letters(const uint8_t *p, size_t k, size_t n)
     }
 }
 
+/* End of the run of [A-Za-z] from k (the first alternative: no \p{M} after the letters). */
+static inline size_t ds_letters_ascii(const uint8_t *p, size_t k, size_t n)
+{
+    while (k < n && ASCII_LETTER(p[k]))
+        k++;
+    return k;
+}
+
 /* DeepSeek-V3's third Split at i, or 0 when no alternative matches there:
  *   [ASCII punct][A-Za-z]+ | [^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+ | ?[\p{P}\p{S}]+[\r\n]* |
  *   \s*[\r\n]+ | \s+(?!\S) | \s+ */
@@ -358,6 +366,22 @@ static size_t ds_match(const uint8_t *p, size_t i, size_t n)
         return ds_letters(p, i + 1, n);
     if (p[i] == ' ' && i + 1 < n && ASCII_LETTER(p[i + 1]))
         return ds_letters(p, i + 2, n);
+    /* ASCII punctuation (every one is \p{P} or \p{S}), alone or after one space: the first
+     * alternative when a letter follows it, else the third; its run leaves this path at the
+     * first non-ASCII char (which may be P or S too) */
+    size_t s0 = i + (p[i] == ' ' && i + 1 < n);
+    if (ascii_punct(p[s0])) {
+        size_t k = s0 + 1;
+        if (s0 == i && k < n && ASCII_LETTER(p[k]))
+            return ds_letters_ascii(p, k + 1, n);
+        while (k < n && ascii_punct(p[k]))
+            k++;
+        if (k == n || p[k] < 0x80) {
+            while (k < n && (p[k] == '\r' || p[k] == '\n'))
+                k++;
+            return k;
+        }
+    }
     int l0, l1 = 0;
     uint32_t c0;
     unsigned f0 = flags_at(p, i, n, &l0, &c0), f1 = 0;
@@ -664,11 +688,15 @@ int lmx__tok_pretok_and_bpe(lmx_tokjson_enc *e, const uint8_t *text, size_t n, i
     int ds3 = steps == 3 && tj->pre[0].type == LMX_PRE_SPLIT_RE && tj->pre[0].re == LMX_RE_DIGITS3 &&
               tj->pre[1].type == LMX_PRE_SPLIT_RE && tj->pre[1].re == LMX_RE_DSCJK &&
               tj->pre[2].type == LMX_PRE_SPLIT_RE && tj->pre[2].re == LMX_RE_DEEPSEEK;
-    if (ds3 || (steps == 1 && tj->pre[0].type == LMX_PRE_SPLIT_RE && tj->pre[0].re &&
+    /* GPT-2's ByteLevel(use_regex) without a prefix space: the GPT-2 pattern, Isolated (its
+     * matches cover the text, as the general path's loop below assumes too) */
+    int gpt2 = steps == 1 && tj->pre[0].type == LMX_PRE_BYTELEVEL && tj->pre[0].use_regex &&
+               !tj->pre[0].add_prefix_space;
+    if (ds3 || gpt2 || (steps == 1 && tj->pre[0].type == LMX_PRE_SPLIT_RE && tj->pre[0].re &&
         ((tj->pre[0].behavior == LMX_SPLIT_ISOLATED && !tj->pre[0].invert) ||
          (tj->pre[0].behavior == LMX_SPLIT_REMOVED && tj->pre[0].invert &&
           tj->pre[0].re < LMX_RE_DEEPSEEK)))) {
-        int llama3 = ds3 ? LMX_RE_DS3 : tj->pre[0].re, dg = tj->pre[0].re_digits;
+        int llama3 = ds3 ? LMX_RE_DS3 : gpt2 ? LMX_RE_GPT2 : tj->pre[0].re, dg = tj->pre[0].re_digits;
         size_t seg = 0;
         /* Pieces are found PIECES_AHEAD ahead of their BPE and the hot-cache set of each is
          * prefetched then (the cache is megabytes: a lookup is a memory access otherwise). */

@@ -18,7 +18,66 @@
 
 struct lmx_tok_regex {
     regex_t *re;
+    /* "X{m,}" with X a letter, digit or space and m >= 1 (SentencePiece's Replace " {2,}"):
+     * found without Oniguruma, as the runs of at least m X (greedy, leftmost, never empty) */
+    int rep;
+    uint8_t rep_char;
+    size_t rep_min;
 };
+
+/* Recognizes "X{m,}" (see the struct); 1 and sets the fields, else 0. */
+static int literal_repeat(const char *pat, size_t n, lmx_tok_regex *r)
+{
+    if (n < 5 || pat[1] != '{' || pat[n - 2] != ',' || pat[n - 1] != '}')
+        return 0;
+    unsigned char c = (unsigned char)pat[0];
+    if (!(c == ' ' || (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z')))
+        return 0;
+    size_t m = 0;
+    for (size_t i = 2; i < n - 2; i++) {
+        if (pat[i] < '0' || pat[i] > '9' || i > 6)
+            return 0;
+        m = m * 10 + (size_t)(pat[i] - '0');
+    }
+    if (m < 1)
+        return 0;
+    r->rep = 1;
+    r->rep_char = c;
+    r->rep_min = m;
+    return 1;
+}
+
+static int rep_next(const lmx_tok_regex *r, const uint8_t *s, size_t n, lmx_tok_refind *st,
+                    size_t *ms, size_t *me)
+{
+    const uint8_t c = r->rep_char;
+    const size_t m = r->rep_min;
+    size_t i = st->last_end;
+    while (i < n && n - i >= m) {
+        /* a run of m or more starting in [i, i + m) covers i + m - 1: without X there, none
+         * does, and the search moves m bytes (most text has single spaces only) */
+        size_t p = i + m - 1;
+        if (s[p] != c) {
+            i = p + 1;
+            continue;
+        }
+        size_t a = p, e = p + 1;
+        while (a > i && s[a - 1] == c)
+            a--;
+        while (e < n && s[e] == c)
+            e++;
+        if (e - a >= m) {
+            st->last_end = st->last_match_end = e;
+            st->has_last = 1;
+            *ms = a;
+            *me = e;
+            return 1;
+        }
+        i = e;
+    }
+    st->last_end = n + 1;
+    return 0;
+}
 
 static pthread_once_t onig_once = PTHREAD_ONCE_INIT;
 static void regex_init(void)
@@ -252,6 +311,7 @@ int lmx__tok_regex_compile(const char *pat, size_t n, lmx_tok_regex **out, char 
         free(r);
         return rc == ONIGERR_MEMORY ? LMX_ENOMEM : LMX_EFORMAT;
     }
+    literal_repeat(pat, n, r);
     *out = r;
     return LMX_OK;
 }
@@ -277,6 +337,8 @@ int lmx__tok_regex_next(const lmx_tok_regex *r, void *region, const uint8_t *s, 
                         lmx_tok_refind *st, size_t *ms, size_t *me)
 {
     OnigRegion *rg = region;
+    if (r->rep)
+        return rep_next(r, s, n, st, ms, me);
     for (;;) {
         if (st->last_end > n)
             return 0;

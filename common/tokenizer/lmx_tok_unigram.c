@@ -112,7 +112,9 @@ int lmx__tok_unigram_word(lmx_tokjson_enc *e, const uint8_t *w, size_t n, lmx_id
             if (fusing && (rc = push_unknown(tj, w + end, fuse_end - end, out)) != LMX_OK)
                 return rc;
             fusing = 0;
-            if (lmx__ids_push(out, t->id) != LMX_OK)
+            if (out->n < out->cap) /* no call per id while there is room */
+                out->v[out->n++] = t->id;
+            else if (lmx__ids_push(out, t->id) != LMX_OK)
                 return LMX_ENOMEM;
         }
         end = t->start;

@@ -382,9 +382,69 @@ static void test_fixture(void)
     lmx__tokenizer_free(t);
 }
 
+/* SentencePiece's Replace " {2,}" -> "▁" is matched without Oniguruma (lmx_tok_regex.c,
+ * literal_repeat); "[ ]{2,}" still goes through Oniguruma: both must replace the same runs.
+ * Random texts of spaces, 'a', 'b' and a two-byte char; with the pieces "a", "b", "▁" and
+ * byte fallback, the ids spell the normalized text. */
+static void test_repeat_regex(void)
+{
+    lmx_tokenizer *t[2] = {NULL, NULL};
+    lmx_encoder *enc[2] = {NULL, NULL};
+    const char *pats[2] = {" {2,}", "[ ]{2,}"};
+    for (int k = 0; k < 2; k++) {
+        lmx_error err = {0};
+        jb.len = 0;
+        J("{\"version\":\"1.0\",\"added_tokens\":[],\"normalizer\":{\"type\":\"Replace\","
+          "\"pattern\":{\"Regex\":\"%s\"},\"content\":\"\u2581\"},\"pre_tokenizer\":null,"
+          "\"decoder\":null,\"model\":{\"type\":\"Unigram\",\"unk_id\":0,\"byte_fallback\":true,"
+          "\"vocab\":[[\"<unk>\",0.0],[\"a\",-1.0],[\"b\",-1.0],[\"\u2581\",-1.0],[\"<0x20>\",-2.0],"
+          "[\"<0xC3>\",-2.0],[\"<0xA9>\",-2.0]]}}", pats[k]);
+        t[k] = open_json(&err);
+        CHECK_EQ_STR(err.message, "");
+        if (!t[k] || lmx__encoder_create(t[k], &enc[k], &err) != LMX_OK)
+            goto out;
+    }
+    uint32_t seed = 12345;
+    for (int iter = 0; iter < 2000; iter++) {
+        char text[64];
+        size_t n = 0, len = (size_t)(iter % 40);
+        while (n < len) {
+            seed = seed * 1103515245u + 12345u;
+            unsigned r = seed >> 16 & 7;
+            if (r < 4)
+                text[n++] = ' ';
+            else if (r < 6)
+                text[n++] = r == 4 ? 'a' : 'b';
+            else {
+                text[n++] = (char)0xC3;
+                text[n++] = (char)0xA9;
+            }
+        }
+        text[n] = 0;
+        lmx_ids ids[2] = {{0}, {0}};
+        lmx_error err = {0};
+        CHECK_EQ_INT(lmx__encode(enc[0], text, n, &ids[0], &err), LMX_OK);
+        CHECK_EQ_INT(lmx__encode(enc[1], text, n, &ids[1], &err), LMX_OK);
+        int same = ids[0].n == ids[1].n && memcmp(ids[0].v, ids[1].v, ids[0].n * sizeof *ids[0].v) == 0;
+        if (!same)
+            fprintf(stderr, "repeat regex differs on \"%s\"\n", text);
+        CHECK(same);
+        lmx__ids_free(&ids[0]);
+        lmx__ids_free(&ids[1]);
+        if (!same)
+            break;
+    }
+out:
+    for (int k = 0; k < 2; k++) {
+        lmx__encoder_free(enc[k]);
+        lmx__tokenizer_free(t[k]);
+    }
+}
+
 int main(void)
 {
     test_unigram();
+    test_repeat_regex();
     test_fixture();
     test_precompiled();
     test_graphemes();
