@@ -227,13 +227,13 @@ static int bpe_merge_word(lmx_tokjson_enc *e, const uint8_t *w, size_t n, lmx_id
                 id = w[i] < 0x80 ? tj->ascii_ids[w[i]] : lmx__tok_strmap_get(&tj->vocab, str, slen);
             } else {
                 size_t k = 0;
-                if (i > 0) {
+                if (i > 0 && tj->cont_prefix_len) { /* either affix may be absent (NULL) */
                     memcpy(tmp, tj->cont_prefix, tj->cont_prefix_len);
                     k = tj->cont_prefix_len;
                 }
                 memcpy(tmp + k, w + i, cl);
                 k += cl;
-                if (i + cl == n) {
+                if (i + cl == n && tj->eow_suffix_len) {
                     memcpy(tmp + k, tj->eow_suffix, tj->eow_suffix_len);
                     k += tj->eow_suffix_len;
                 }
@@ -277,7 +277,8 @@ static int bpe_merge_word(lmx_tokjson_enc *e, const uint8_t *w, size_t n, lmx_id
         ns = merge_small(&tj->merges, id, ns);
         if (lmx__ids_reserve(out, ns) != LMX_OK)
             return LMX_ENOMEM;
-        memcpy(out->v + out->n, id, ns * sizeof *id);
+        if (ns) /* out->v may still be NULL */
+            memcpy(out->v + out->n, id, ns * sizeof *id);
         out->n += ns;
         return LMX_OK;
     }
