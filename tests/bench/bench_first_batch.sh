@@ -17,38 +17,20 @@ here=$(cd "$(dirname "$0")" && pwd)
 work=${3:-$(mktemp -d "${TMPDIR:-/tmp}/lmx-bench-first-XXXXXX")}
 mkdir -p "$work"
 trap 'rm -rf "$work"' EXIT
-python3 "$here/make-tiny-corpus.py" "$work/c" "$docs" 8 > "$work/inputs"
-# shellcheck disable=SC2046
-"$longmixd" index --tokenizer bytes --threads 2 --no-progress --out "$work/idx" $(cat "$work/inputs") 2>/dev/null
-rm -rf "$work/c"
-cat > "$work/cfg.json" <<JSON
-{"listen": "127.0.0.1:0", "index": "$work/idx", "threads": 2, "cache_mb": 0, "send_timeout": 86400,
- "plans": {"ps": {"strategy": "per_source", "seq_len": 8192, "global_batch": 8, "seed": 1},
-           "gl": {"strategy": "global", "seq_len": 8192, "global_batch": 8, "seed": 2, "long_threshold": 4},
-           "cut": {"strategy": "cut", "cut_len": 4, "seq_len": 8192, "global_batch": 8, "seed": 3}}}
-JSON
+. "$here/tiny_setup.sh"
+tiny_corpus "$docs"
+tiny_index
 clk=$(getconf CLK_TCK)
-start() {
-  rm -f "$work/port"
-  "$longmixd" serve --config "$work/cfg.json" --port-file "$work/port" >>"$work/log" 2>&1 &
-  pid=$!
-  while [ ! -s "$work/port" ]; do
-    kill -0 $pid 2>/dev/null || { cat "$work/log" >&2; exit 1; }
-    sleep 0.01
-  done
-  port=$(cat "$work/port")
-}
-stop() { kill -TERM "$pid"; wait "$pid" || true; }
 once() { # PLAN STEP -> "W ms (C s daemon CPU, F minor faults)"
-  start
+  tiny_serve_start
   set -- "$1" "$2" "$(awk '{print $14 + $15, $10}' /proc/$pid/stat)"
   t=$(curl -sf -o /dev/null -w '%{time_total}' "http://127.0.0.1:$port/v1/plans/$1/batches/$2?rank=0&world=1")
   a=$(awk '{print $14 + $15, $10}' /proc/$pid/stat)
-  stop
+  tiny_serve_stop
   echo "$t $3 $a" | awk -v c="$clk" '{printf "%.1f ms (%.2f s CPU, %d faults)", $1 * 1000, ($4 - $2) / c, $5 - $3}'
 }
-start
-stop
+tiny_serve_start
+tiny_serve_stop
 echo "$docs documents: tables built ($(du -sm "$work/idx/plan-tables" | cut -f1) MB with the epoch 0 indexes) (load $(cut -d' ' -f1-3 /proc/loadavg))"
 for plan in ps gl cut; do
   for step in 0 1000000; do

@@ -26,22 +26,14 @@ mkdir -p "$work"
 trap 'rm -rf "$work"' EXIT
 load() { cut -d' ' -f1-3 /proc/loadavg; }
 clk=$(getconf CLK_TCK)
+. "$here/tiny_setup.sh"
 
 t0=$(date +%s.%N)
-python3 "$here/make-tiny-corpus.py" "$work/c" "$docs" 8 > "$work/inputs"
+tiny_corpus "$docs"
 t1=$(date +%s.%N)
 echo "corpus: $docs documents in $(echo "$t0 $t1" | awk '{printf "%.1f", $2 - $1}') s, $(du -sm "$work/c" | cut -f1) MB (load $(load))"
-# shellcheck disable=SC2046
-/usr/bin/time -f "%e s wall, %U s user, %S s sys, max RSS %M KiB" -o "$work/itime" \
-  "$longmixd" index --tokenizer bytes --threads 2 --no-progress --out "$work/idx" $(cat "$work/inputs") 2>/dev/null
-rm -rf "$work/c"
+tiny_index /usr/bin/time -f "%e s wall, %U s user, %S s sys, max RSS %M KiB" -o "$work/itime"
 echo "index: $(cat "$work/itime"), $(du -sm "$work/idx/shards" | cut -f1) MB of shards (load $(load))"
-cat > "$work/cfg.json" <<JSON
-{"listen": "127.0.0.1:0", "index": "$work/idx", "threads": 2, "cache_mb": 0, "send_timeout": 86400,
- "plans": {"ps": {"strategy": "per_source", "seq_len": 8192, "global_batch": 8, "seed": 1},
-           "gl": {"strategy": "global", "seq_len": 8192, "global_batch": 8, "seed": 2, "long_threshold": 4},
-           "cut": {"strategy": "cut", "cut_len": 4, "seq_len": 8192, "global_batch": 8, "seed": 3}}}
-JSON
 evict() {
   python3 - "$work/idx" <<'PY'
 import os, sys
@@ -53,23 +45,16 @@ for root, _, files in os.walk(sys.argv[1]):
 PY
 }
 start() { # sets pid, port and res ("wall s, cpu s, RssAnon, RssFile"); runs in this shell
-  rm -f "$work/port"
   s0=$(date +%s.%N)
-  "$longmixd" serve --config "$work/cfg.json" --port-file "$work/port" >>"$work/log" 2>&1 &
-  pid=$!
-  while [ ! -s "$work/port" ]; do
-    kill -0 $pid 2>/dev/null || { cat "$work/log" >&2; exit 1; }
-    sleep 0.01
-  done
+  tiny_serve_start
   s1=$(date +%s.%N)
-  port=$(cat "$work/port")
   cpu=$(awk -v c="$clk" '{printf "%.2f", ($14 + $15) / c}' /proc/$pid/stat)
   anon=$(awk '/^RssAnon/ {print $2}' /proc/$pid/status)
   file=$(awk '/^RssFile/ {print $2}' /proc/$pid/status)
   res=$(echo "$s0 $s1 $cpu $anon $file" |
     awk '{printf "%.2f s wall, %.2f s CPU, RssAnon %.1f MiB, RssFile %.1f MiB", $2 - $1, $3, $4 / 1024, $5 / 1024}')
 }
-stop() { kill -TERM "$pid"; wait "$pid" || true; }
+stop() { tiny_serve_stop; }
 fetch() { # PLAN STEP -> seconds (a failure is reported, not fatal: the daemon is stopped after)
   curl -sf -o /dev/null -w '%{time_total}' "http://127.0.0.1:$port/v1/plans/$1/batches/$2?rank=0&world=1" ||
     echo "request failed: $1 step $2 (curl $?)" >&2
