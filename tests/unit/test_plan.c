@@ -775,8 +775,8 @@ static void test_ranges(void)
 {
     static const char *const specs[] = {
         "{\"strategy\": \"cut\", \"cut_len\": 16, \"seq_len\": 64, \"global_batch\": 4}",
-        "{\"strategy\": \"per_source\", \"seq_len\": 128, \"global_batch\": 2, \"domain_weights\": {\"books\": 0.01}, "
-        "\"short_keep\": 0.5, \"long_threshold\": 300}",
+        ("{\"strategy\": \"per_source\", \"seq_len\": 128, \"global_batch\": 2, \"domain_weights\": {\"books\": 0.01}, "
+         "\"short_keep\": 0.5, \"long_threshold\": 300}"), /* parenthesized: one element (clang) */
         "{\"strategy\": \"global\", \"seq_len\": 64, \"global_batch\": 4, \"long_threshold\": 200, \"short_keep\": 0.2}",
         "{\"strategy\": \"original\", \"seq_len\": 32, \"global_batch\": 4, \"bos\": false, \"eos\": true}",
         "{\"strategy\": \"original\", \"seq_len\": 64, \"global_batch\": 4, \"pad_multiple\": 8}",
