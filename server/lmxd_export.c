@@ -503,7 +503,7 @@ int lmxd_cmd_export(int argc, char **argv)
         rc = lmx__err(&e, LMX_EUNSUPPORTED, "plans.%s.pad_multiple: padded plans are not exported (serve them)", pc->name);
     if (rc == LMX_OK) {
         lmx__gate_begin();
-        rc = record_check(lmx__plan_create(ix, pc->name, &pc->spec, &x.plan, &e), &e);
+        rc = record_check(lmx__plan_create(ix, pc->name, &pc->spec, NULL, &x.plan, &e), &e);
     }
     if (rc == LMX_OK) {
         x.seq_len = pc->spec.seq_len;

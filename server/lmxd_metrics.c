@@ -163,6 +163,15 @@ enum MHD_Result lmxd_handle_metrics(server *s, struct MHD_Connection *c)
     for (size_t i = 0; i < n; i++)
         lmx__buf_printf(&b, "longmix_plan_bytes_total{plan=\"%s\"} %llu\n", lmx__plan_name(v[i]->plan),
                         (unsigned long long)atomic_load(&v[i]->bytes));
+    lmx__buf_printf(&b, "# HELP longmix_plan_epoch_walks_total Epoch indexes computed by walking a domain, by a waiting "
+                        "request or in the background.\n# TYPE longmix_plan_epoch_walks_total counter\n");
+    for (size_t i = 0; i < n; i++) {
+        uint64_t w[2];
+        lmx__plan_walk_counts(v[i]->plan, w);
+        for (int k = 0; k < 2; k++)
+            lmx__buf_printf(&b, "longmix_plan_epoch_walks_total{plan=\"%s\",by=\"%s\"} %llu\n",
+                            lmx__plan_name(v[i]->plan), k ? "background" : "request", (unsigned long long)w[k]);
+    }
     lmx_buf fam[N_FAM];
     memset(fam, 0, sizeof fam);
     for (size_t i = 0; i < n; i++)

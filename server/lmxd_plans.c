@@ -31,7 +31,7 @@ static int create_guarded(server *s, const char *name, const lmx_plan_spec *spec
     if (why)
         return lmx__err(err, LMX_EIO, "%s", why);
     lmxd_guard_begin();
-    int rc = lmx__plan_create(s->ix, name, spec, out, err);
+    int rc = lmx__plan_create(s->ix, name, spec, &s->stopping, out, err);
     const void *bad = lmxd_guard_end();
     const char *shard = NULL;
     int gate_fault = lmx__gate_end(&shard); /* the build read a shard that failed verification */

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -131,8 +132,11 @@ int lmx__fsync_dir_of(const char *path, lmx_error *err)
 
 int lmx__write_file_atomic(const char *path, const void *data, size_t len, lmx_error *err)
 {
+    /* unique per call: two threads may write the same path (epoch indexes); the name still
+     * ends in .tmp.PID, which the sweeps of killed runs' temp files look for */
+    static atomic_uint seq;
     char tmp[4200];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
+    if (snprintf(tmp, sizeof tmp, "%s.%u.tmp.%ld", path, atomic_fetch_add(&seq, 1), (long)getpid()) >= (int)sizeof tmp)
         return lmx__err(err, LMX_EINVAL, "path too long: %s", path);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)

@@ -5,6 +5,7 @@
 #define LMX_PLAN_H
 
 #include <jansson.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include "lmx_error.h"
 #include "lmx_index.h"
@@ -45,10 +46,14 @@ json_t *lmx__plan_spec_json(const lmx_plan_spec *spec);
 typedef struct lmx_plan lmx_plan;
 
 /* Binds spec to ix (which must outlive the plan): checks domain names, computes weights and the
- * per-domain item tables. Thread-safe afterwards; caller owns the plan (free accepts NULL). */
-int lmx__plan_create(const lmx_index *ix, const char *name, const lmx_plan_spec *spec, lmx_plan **out,
-                     lmx_error *err);
+ * per-domain item tables. Thread-safe afterwards; caller owns the plan (free accepts NULL).
+ * stop (borrowed, may be NULL): when another thread sets it, a long build gives up soon
+ * (LMX_ETIMEOUT, "stopped"; nothing is kept), e.g. a reload's build when the daemon stops. */
+int lmx__plan_create(const lmx_index *ix, const char *name, const lmx_plan_spec *spec, const atomic_int *stop,
+                     lmx_plan **out, lmx_error *err);
 void lmx__plan_free(lmx_plan *p);
+/* Epoch walks so far (docs/SCALING.md): out[0] by requests, out[1] in the background. */
+void lmx__plan_walk_counts(lmx_plan *p, uint64_t out[2]);
 
 const char *lmx__plan_name(const lmx_plan *p);
 const lmx_plan_spec *lmx__plan_spec(const lmx_plan *p);

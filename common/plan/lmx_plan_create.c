@@ -8,12 +8,24 @@
 #include "lmx_plan_internal.h"
 #include "lmx_tokenizer.h"
 
+/* The build's stop flag is checked every this many documents. */
+#define STOP_EVERY ((uint64_t)1 << 20)
+
+static int stopped(const lmx_plan *p, const atomic_int *stop, lmx_error *err)
+{
+    if (stop && atomic_load(stop))
+        return lmx__err(err, LMX_ETIMEOUT, "plan %s: build stopped", p->name);
+    return LMX_OK;
+}
+
 /* Items per domain and long-class items per domain (count[0, nd), nlong[0, nd)). */
-static int count_items(lmx_plan *p, uint64_t *count, uint64_t *nlong, lmx_error *err)
+static int count_items(lmx_plan *p, uint64_t *count, uint64_t *nlong, const atomic_int *stop, lmx_error *err)
 {
     const lmx_plan_spec *spec = &p->spec;
     uint64_t n_docs = lmx__index_n_docs(p->ix);
     for (uint64_t id = 0; id < n_docs; id++) {
+        if (id % STOP_EVERY == 0 && stopped(p, stop, err))
+            return err ? err->code : LMX_ETIMEOUT;
         uint64_t len;
         uint32_t dm;
         lmx__index_doc_meta(p->ix, id, &len, &dm);
@@ -63,7 +75,7 @@ static void place_items(lmx_plan *p, uint64_t id, uint64_t *nl)
  * the cursor in lmx_plan_stream.c), then the others. With the index's table folder they live
  * in a mapped file (lmx_plan_table.c): mapped as they are when a valid one exists, else built
  * straight into a new one; on the heap when there is no folder or it cannot be written. */
-static int build_items(lmx_plan *p, uint32_t nd, lmx_error *err)
+static int build_items(lmx_plan *p, uint32_t nd, const atomic_int *stop, lmx_error *err)
 {
     const char *dir = lmx__index_table_dir(p->ix);
     if (dir && lmx__plan_table_load(p, dir, nd))
@@ -71,7 +83,7 @@ static int build_items(lmx_plan *p, uint32_t nd, lmx_error *err)
     uint64_t *count = calloc(2 * (nd + 1), sizeof *count), *nlong = count ? count + nd + 1 : NULL;
     if (!count)
         return lmx__err(err, LMX_ENOMEM, "plan %s: out of memory", p->name);
-    int rc = count_items(p, count, nlong, err);
+    int rc = count_items(p, count, nlong, stop, err);
     int mapped = rc == LMX_OK && dir && lmx__plan_table_create(p, dir, nd, count, NULL) == LMX_OK;
     if (dir && rc == LMX_OK && !mapped)
         lmx__plan_table_drop(p);
@@ -89,9 +101,12 @@ static int build_items(lmx_plan *p, uint32_t nd, lmx_error *err)
         uint64_t *nl = count; /* reused: long-class items placed so far per domain */
         memset(nl, 0, (nd + 1) * sizeof *nl);
         uint64_t n_docs = lmx__index_n_docs(p->ix);
-        for (uint64_t id = 0; id < n_docs; id++)
+        for (uint64_t id = 0; rc == LMX_OK && id < n_docs; id++) {
             place_items(p, id, nl);
-        if (mapped) /* not persisted: only costs a rebuild next start */
+            if (id % STOP_EVERY == STOP_EVERY - 1)
+                rc = stopped(p, stop, err);
+        }
+        if (rc == LMX_OK && mapped) /* not persisted: only costs a rebuild next start */
             p->table_built = lmx__plan_table_finish(p, dir, nd, NULL) == LMX_OK;
     }
     free(count);
@@ -295,7 +310,8 @@ static int bind_index(lmx_plan *p, uint32_t nd, lmx_error *err)
     return LMX_OK;
 }
 
-int lmx__plan_create(const lmx_index *ix, const char *name, const lmx_plan_spec *spec, lmx_plan **out, lmx_error *err)
+int lmx__plan_create(const lmx_index *ix, const char *name, const lmx_plan_spec *spec, const atomic_int *stop,
+                     lmx_plan **out, lmx_error *err)
 {
     *out = NULL;
     if (sodium_init() < 0)
@@ -304,6 +320,7 @@ int lmx__plan_create(const lmx_index *ix, const char *name, const lmx_plan_spec 
     if (!p)
         return lmx__err(err, LMX_ENOMEM, "plan %s: out of memory", name);
     pthread_mutex_init(&p->lock, NULL);
+    lmx__plan_prewalk_init(p);
     p->ix = ix;
     p->name = strdup(name);
     p->spec = *spec;
@@ -317,12 +334,12 @@ int lmx__plan_create(const lmx_index *ix, const char *name, const lmx_plan_spec 
     if (rc == LMX_OK) /* the id names the item table file: it depends only on the index and spec */
         rc = set_id(p, err);
     if (rc == LMX_OK)
-        rc = build_items(p, nd, err);
+        rc = build_items(p, nd, stop, err);
     if (rc == LMX_OK)
         rc = set_weights(p, nd, err);
     p->n_doms = nd;
     if (rc == LMX_OK && p->table_built) /* a restart then starts without walking epoch 0 */
-        rc = lmx__plan_epochs_prepare(p, err);
+        rc = lmx__plan_epochs_prepare(p, stop, err);
     if (rc != LMX_OK) {
         lmx__plan_free(p);
         return rc;
@@ -335,6 +352,7 @@ void lmx__plan_free(lmx_plan *p)
 {
     if (!p)
         return;
+    lmx__plan_prewalk_stop(p); /* before the items it reads go */
     for (uint32_t d = 0; p->doms && d < lmx__index_n_domains(p->ix); d++) {
         if (!p->table)
             free(p->doms[d].items);

@@ -2,11 +2,13 @@
  * Files: lmx_plan_spec.c (spec parsing), lmx_plan_create.c (binding a spec to an index: items,
  * weights, plan id), lmx_plan_stream.c (each domain's seeded substream), lmx_plan_blocks.c
  * (quotas and the packing of blocks), lmx_plan_batch.c (wire output), lmx_plan_stats.c,
- * lmx_plan_table.c (item tables in files), lmx_plan_epochs.c (epoch indexes in files). */
+ * lmx_plan_table.c (item tables in files), lmx_plan_epochs.c (epoch indexes in files),
+ * lmx_plan_prewalk.c (the next epoch's index, walked in the background). */
 #ifndef LMX_PLAN_INTERNAL_H
 #define LMX_PLAN_INTERNAL_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "lmx_plan.h"
@@ -100,6 +102,9 @@ typedef struct pdom {
     uint64_t slot_epoch[EPOCH_SLOTS], slot_cum[EPOCH_SLOTS], slot_total[EPOCH_SLOTS];
     uint64_t cum_e[CUM_CACHE], cum_v[CUM_CACHE];
     unsigned cum_next;
+    /* the background walk of an epoch (lmx_plan_prewalk.c), under the plan's lock */
+    uint64_t pre_epoch, pre_cum; /* the epoch asked for and the stream tokens before it */
+    int pre_state;               /* 0 none, 1 asked, 2 being walked */
 } pdom;
 
 typedef struct piece {
@@ -143,6 +148,12 @@ struct lmx_plan {
     int table_built;  /* the table was built by this process (its epoch 0 indexes are written) */
     int table_lock;   /* 1 + a descriptor of the table file holding flock(LOCK_SH) while it is
                          mapped (lmx__plan_table_gc leaves it alone), 0 = none */
+    uint64_t walks[2]; /* epochs walked: [0] by requests (under the lock), [1] in the background */
+    /* the background walker (lmx_plan_prewalk.c); fields under lock */
+    pthread_cond_t pre_done; /* broadcast when a background walk ends */
+    pthread_t pre_thread;
+    int pre_joinable, pre_running;
+    atomic_int pre_stop;
 };
 
 
@@ -206,10 +217,36 @@ int lmx__plan_epoch_peek(const lmx_plan *p, uint32_t dom, unsigned slot, uint64_
 void lmx__plan_epoch_save(const lmx_plan *p, uint32_t dom, uint64_t nck, const epoch_index *ei);
 /* Items a domain needs for its epoch indexes to go to files (2^16; tests lower it). */
 extern uint64_t lmx__plan_epoch_file_min;
-/* Walks epoch E of domain dom into ck (n / CKPT_EVERY + 2 entries); its stream tokens in *total. */
-int lmx__plan_walk_epoch(lmx_plan *p, uint32_t dom, uint64_t E, ckpt *ck, uint64_t *total, lmx_error *err);
-/* Computes and writes epoch 0's index of every domain worth a file (after a table was built). */
-int lmx__plan_epochs_prepare(lmx_plan *p, lmx_error *err);
+/* Walks epoch E of domain dom into ck (lmx__plan_n_ckpt entries); its stream tokens in *total.
+ * Reads only what plan creation set, so it runs without the plan's lock. stop (may be NULL): set
+ * means give up (LMX_ETIMEOUT). */
+int lmx__plan_walk_epoch(lmx_plan *p, uint32_t dom, uint64_t E, ckpt *ck, uint64_t *total, const atomic_int *stop,
+                         lmx_error *err);
+/* Checkpoints of an epoch index of domain d. */
+uint64_t lmx__plan_n_ckpt(const pdom *d);
+/* The epoch cache entry of d to reuse (invalid or least recently used). Caller holds p->lock. */
+epoch_index *lmx__plan_epoch_victim(pdom *d);
+/* Computes and writes epoch 0's index of every domain worth a file (after a table was built);
+ * stop as for lmx__plan_walk_epoch. */
+int lmx__plan_epochs_prepare(lmx_plan *p, const atomic_int *stop, lmx_error *err);
+
+/* ---- the next epoch, walked in the background (lmx_plan_prewalk.c) ----
+ * A run past the middle of an epoch of a domain of >= lmx__plan_epoch_file_min items makes the
+ * next epoch's index ready (lmx_plan_stream.c): read from its file, else asked for here: one
+ * thread per plan walks it without the plan's lock and puts it in the domain's epoch cache (and
+ * its file), so the batch that enters that epoch does not walk it while holding the lock. */
+/* Asks for epoch E (cum stream tokens before it) of domain dom, unless the domain has a walk
+ * asked or running. Caller holds p->lock. */
+void lmx__plan_prewalk_ask(lmx_plan *p, uint32_t dom, uint64_t E, uint64_t cum);
+/* Waits (releasing p->lock meanwhile) while domain dom has an asked or running walk of an epoch
+ * at or before substream position from. Caller holds p->lock. */
+void lmx__plan_prewalk_wait(lmx_plan *p, uint32_t dom, uint64_t from);
+/* Initializes the walker's fields (at plan creation). */
+void lmx__plan_prewalk_init(lmx_plan *p);
+/* Stops the walker and waits for it (at plan free, without p->lock). */
+void lmx__plan_prewalk_stop(lmx_plan *p);
+/* Epoch E (cum stream tokens before it) of d in the cache, or NULL. Caller holds p->lock. */
+epoch_index *lmx__plan_epoch_cached(pdom *d, uint64_t E, uint64_t cum);
 
 /* ---- spec (lmx_plan_spec.c) ---- */
 const char *lmx__plan_strategy_name(int strategy);

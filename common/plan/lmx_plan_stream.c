@@ -199,14 +199,19 @@ static uint64_t cursor_next(const lmx_plan *p, const pdom *d, cursor *c, uint64_
     return ii;
 }
 
-int lmx__plan_walk_epoch(lmx_plan *p, uint32_t dom, uint64_t E, ckpt *ck, uint64_t *total, lmx_error *err)
+int lmx__plan_walk_epoch(lmx_plan *p, uint32_t dom, uint64_t E, ckpt *ck, uint64_t *total, const atomic_int *stop,
+                         lmx_error *err)
 {
     pdom *d = &p->doms[dom];
     cursor c;
     cursor_init(&c, p, d, dom, E);
     for (uint64_t j = 0; j < d->n; j++) {
-        if (j % CKPT_EVERY == 0)
+        if (j % CKPT_EVERY == 0) {
             ck[j / CKPT_EVERY] = (ckpt){c.li, c.lt, c.lt + c.st};
+            if (stop && j % (CKPT_EVERY << 10) == 0 && atomic_load(stop))
+                return lmx__err(err, LMX_ETIMEOUT, "plan %s: walk of epoch %llu of %s stopped", p->name,
+                                (unsigned long long)E, lmx__index_domain_name(p->ix, d->ixdom));
+        }
         uint64_t len;
         cursor_next(p, d, &c, &len);
     }
@@ -218,59 +223,76 @@ int lmx__plan_walk_epoch(lmx_plan *p, uint32_t dom, uint64_t E, ckpt *ck, uint64
     return LMX_OK;
 }
 
-static uint64_t n_ckpt(const pdom *d) { return d->n / CKPT_EVERY + 2; }
+uint64_t lmx__plan_n_ckpt(const pdom *d) { return d->n / CKPT_EVERY + 2; }
+
+epoch_index *lmx__plan_epoch_victim(pdom *d)
+{
+    epoch_index *victim = &d->ep[0];
+    for (int i = 0; i < EPOCH_CACHE; i++)
+        if (!d->ep[i].valid || d->ep[i].used < victim->used)
+            victim = &d->ep[i];
+    return victim;
+}
 
 /* Epoch E's index (cum: the stream tokens before it), from the cache, else walked (and written
  * to its file when the plan has a mapped table). */
 static epoch_index *get_epoch_index(lmx_plan *p, pdom *d, uint32_t dom, uint64_t E, uint64_t cum, lmx_error *err)
 {
-    epoch_index *victim = &d->ep[0];
-    for (int i = 0; i < EPOCH_CACHE; i++) {
-        if (d->ep[i].valid && d->ep[i].epoch == E && d->ep[i].cum == cum) {
-            d->ep[i].used = ++p->tick;
-            return &d->ep[i];
-        }
-        if (!d->ep[i].valid || d->ep[i].used < victim->used)
-            victim = &d->ep[i];
+    epoch_index *hit = lmx__plan_epoch_cached(d, E, cum);
+    if (hit) {
+        hit->used = ++p->tick;
+        return hit;
     }
-    ckpt *ck = victim->ck ? victim->ck : malloc(n_ckpt(d) * sizeof *ck);
+    epoch_index *victim = lmx__plan_epoch_victim(d);
+    ckpt *ck = victim->ck ? victim->ck : malloc(lmx__plan_n_ckpt(d) * sizeof *ck);
     if (!ck) {
         lmx__err(err, LMX_ENOMEM, "plan %s: out of memory for the epoch index", p->name);
         return NULL;
     }
     victim->ck = ck;
     victim->valid = 0;
-    if (lmx__plan_walk_epoch(p, dom, E, ck, &victim->total, err) != LMX_OK)
+    if (lmx__plan_walk_epoch(p, dom, E, ck, &victim->total, NULL, err) != LMX_OK)
         return NULL;
+    p->walks[0]++;
     victim->valid = 1;
     victim->epoch = E;
     victim->cum = cum;
     victim->used = ++p->tick;
-    lmx__plan_epoch_save(p, dom, n_ckpt(d), victim);
+    lmx__plan_epoch_save(p, dom, lmx__plan_n_ckpt(d), victim);
     d->slot_ok[E % EPOCH_SLOTS] = 0; /* its header, if read, is of another epoch now */
     return victim;
 }
 
 /* The epoch holding substream position from, read from a file a previous run left, or NULL. */
-static epoch_index *epoch_from_file(lmx_plan *p, pdom *d, uint32_t dom, uint64_t from)
+static void read_slots(lmx_plan *p, pdom *d, uint32_t dom)
 {
     if (!d->slots_read) {
         d->slots_read = 1;
         for (unsigned s = 0; s < EPOCH_SLOTS; s++)
             d->slot_ok[s] = (uint8_t)lmx__plan_epoch_peek(p, dom, s, &d->slot_epoch[s], &d->slot_cum[s], &d->slot_total[s]);
     }
+}
+
+epoch_index *lmx__plan_epoch_cached(pdom *d, uint64_t E, uint64_t cum)
+{
+    for (int i = 0; i < EPOCH_CACHE; i++)
+        if (d->ep[i].valid && d->ep[i].epoch == E && d->ep[i].cum == cum)
+            return &d->ep[i];
+    return NULL;
+}
+
+static epoch_index *epoch_from_file(lmx_plan *p, pdom *d, uint32_t dom, uint64_t from)
+{
+    read_slots(p, d, dom);
     for (unsigned s = 0; s < EPOCH_SLOTS; s++) {
         if (!d->slot_ok[s] || d->slot_cum[s] > from || from - d->slot_cum[s] >= d->slot_total[s])
             continue;
         d->slot_ok[s] = 0; /* read at most once */
-        epoch_index *victim = &d->ep[0];
-        for (int i = 0; i < EPOCH_CACHE; i++)
-            if (!d->ep[i].valid || d->ep[i].used < victim->used)
-                victim = &d->ep[i];
-        if (!victim->ck && !(victim->ck = malloc(n_ckpt(d) * sizeof *victim->ck)))
+        epoch_index *victim = lmx__plan_epoch_victim(d);
+        if (!victim->ck && !(victim->ck = malloc(lmx__plan_n_ckpt(d) * sizeof *victim->ck)))
             return NULL;
         victim->valid = 0;
-        if (!lmx__plan_epoch_load(p, dom, s, d->slot_epoch[s], n_ckpt(d), victim))
+        if (!lmx__plan_epoch_load(p, dom, s, d->slot_epoch[s], lmx__plan_n_ckpt(d), victim))
             return NULL;
         victim->valid = 1;
         victim->used = ++p->tick;
@@ -279,7 +301,7 @@ static epoch_index *epoch_from_file(lmx_plan *p, pdom *d, uint32_t dom, uint64_t
     return NULL;
 }
 
-int lmx__plan_epochs_prepare(lmx_plan *p, lmx_error *err)
+int lmx__plan_epochs_prepare(lmx_plan *p, const atomic_int *stop, lmx_error *err)
 {
     int rc = LMX_OK;
     for (uint32_t dom = 0; rc == LMX_OK && dom < p->n_doms; dom++) {
@@ -287,14 +309,24 @@ int lmx__plan_epochs_prepare(lmx_plan *p, lmx_error *err)
         if (d->n < lmx__plan_epoch_file_min)
             continue;
         epoch_index ei = {0};
-        if (!(ei.ck = malloc(n_ckpt(d) * sizeof *ei.ck)))
+        if (!(ei.ck = malloc(lmx__plan_n_ckpt(d) * sizeof *ei.ck)))
             return lmx__err(err, LMX_ENOMEM, "plan %s: out of memory for the epoch index", p->name);
-        rc = lmx__plan_walk_epoch(p, dom, 0, ei.ck, &ei.total, err);
+        rc = lmx__plan_walk_epoch(p, dom, 0, ei.ck, &ei.total, stop, err);
         if (rc == LMX_OK)
-            lmx__plan_epoch_save(p, dom, n_ckpt(d), &ei);
+            lmx__plan_epoch_save(p, dom, lmx__plan_n_ckpt(d), &ei);
         free(ei.ck);
     }
     return rc;
+}
+
+/* A run past the middle of epoch ei: the next epoch's index made ready before a batch needs it,
+ * read from its file (a damaged one is found now) or else walked in the background. */
+static void ready_next_epoch(lmx_plan *p, pdom *d, uint32_t dom, const epoch_index *ei)
+{
+    const uint64_t E = ei->epoch + 1, cum = ei->cum + ei->total;
+    if (d->n < lmx__plan_epoch_file_min || lmx__plan_epoch_cached(d, E, cum) || epoch_from_file(p, d, dom, cum))
+        return;
+    lmx__plan_prewalk_ask(p, dom, E, cum);
 }
 
 /* Positions g at domain dom's substream position `from`, with `quota` tokens to give. */
@@ -307,6 +339,7 @@ int lmx__plan_dgen_init(lmx_plan *p, uint32_t dom, uint64_t from, uint64_t quota
     g->pending = 0;
     if (quota == 0)
         return LMX_OK;
+    lmx__plan_prewalk_wait(p, dom, from);
     epoch_index *ei = NULL;
     for (int i = 0; i < EPOCH_CACHE && !ei; i++) /* a cached epoch holding from: no epoch sums */
         if (d->ep[i].valid && d->ep[i].cum <= from && from - d->ep[i].cum < d->ep[i].total)
@@ -320,6 +353,8 @@ int lmx__plan_dgen_init(lmx_plan *p, uint32_t dom, uint64_t from, uint64_t quota
     if (!ei)
         return err ? err->code : LMX_EINTERNAL;
     const uint64_t E = ei->epoch, r = from - ei->cum;
+    if (r >= ei->total / 2)
+        ready_next_epoch(p, d, dom, ei);
     /* Last checkpoint at or before r, then resume the merge from it. */
     uint64_t lo = 0, hi = d->n / CKPT_EVERY + (d->n % CKPT_EVERY ? 1 : 0);
     while (hi - lo > 1) {

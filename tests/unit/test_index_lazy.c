@@ -157,7 +157,7 @@ static void test_damaged_record(void)
         json_decref(so);
         lmx_plan *p = NULL;
         lmx__gate_begin();
-        int rc = lmx__plan_create(ix, "p", &spec, &p, &err);
+        int rc = lmx__plan_create(ix, "p", &spec, NULL, &p, &err);
         CHECK_EQ_INT(lmx__gate_end(NULL), LMX_EFORMAT);
         CHECK_CONTAINS(lmx__gate_fault_message(), want_doc);
         if (rc == LMX_OK)

@@ -111,7 +111,7 @@ static lmx_plan *make_plan(const char *json)
         return NULL;
     }
     lmx_plan *p = NULL;
-    if (lmx__plan_create(ix, "p", &spec, &p, &err) != LMX_OK) {
+    if (lmx__plan_create(ix, "p", &spec, NULL, &p, &err) != LMX_OK) {
         fprintf(stderr, "plan %s: %s\n", json, err.message);
         lmx_test_failures++;
     }
@@ -600,7 +600,7 @@ static void test_spec(void)
                  LMX_OK);
     lmx_plan *p = NULL;
     lmx__err_clear(&err);
-    CHECK_EQ_INT(lmx__plan_create(ix, "p", &s, &p, &err), LMX_EINVAL);
+    CHECK_EQ_INT(lmx__plan_create(ix, "p", &s, NULL, &p, &err), LMX_EINVAL);
     CHECK(p == NULL);
     CHECK_CONTAINS(err.message, "plans.p.domain_weights.Nope");
     lmx__plan_spec_free(&s);
@@ -616,7 +616,7 @@ static void test_spec(void)
     CHECK_EQ_STR(json_string_value(json_object_get(sj, "eos_token")), "</s>");
     json_decref(sj);
     lmx__err_clear(&err);
-    CHECK_EQ_INT(lmx__plan_create(ix, "p", &s, &p, &err), LMX_EINVAL);
+    CHECK_EQ_INT(lmx__plan_create(ix, "p", &s, NULL, &p, &err), LMX_EINVAL);
     CHECK_CONTAINS(err.message, "plans.p.eos_token");
     lmx__plan_spec_free(&s);
 }
@@ -965,7 +965,7 @@ static int check_epoch_files(const char *dir)
             ei.ck = calloc(nck, sizeof *ck);
             lmx_error err = {0};
             CHECK(lmx__plan_epoch_load(p, dom, slot, UINT64_MAX, nck, &ei));
-            CHECK_EQ_INT(lmx__plan_walk_epoch(p, dom, ei.epoch, ck, &total, &err), LMX_OK);
+            CHECK_EQ_INT(lmx__plan_walk_epoch(p, dom, ei.epoch, ck, &total, NULL, &err), LMX_OK);
             CHECK_EQ_U64(ei.total, total);
             CHECK(memcmp(ck, ei.ck, (nck - 1) * sizeof *ck) == 0); /* the last entry is never written */
             checked++;
@@ -1013,6 +1013,114 @@ static void test_epoch_files(void)
     CHECK(lmx__plan_table_gc(dir, NULL, 0, 0) == 6);
     CHECK_EQ_INT(epoch_files(dir, names, 256), 0);
     lmx__plan_epoch_file_min = (uint64_t)1 << 16;
+}
+
+/* The epoch of domain dom's cache holding substream position from (after a dgen_init there). */
+static const epoch_index *cached_epoch(const lmx_plan *p, uint32_t dom, uint64_t from)
+{
+    for (int i = 0; i < EPOCH_CACHE; i++) {
+        const epoch_index *e = &p->doms[dom].ep[i];
+        if (e->valid && e->cum <= from && from - e->cum < e->total)
+            return e;
+    }
+    return NULL;
+}
+
+/* The next epoch walked in the background (lmx_plan_prewalk.c): a position past the middle of an
+ * epoch asks for the next one, so the request that enters it walks nothing (walks[0] stays at
+ * epoch 0's one per domain) and gets the substream a plan without the walker gives. */
+static void test_prewalk(void)
+{
+    /* every item kept in every epoch: no epoch is empty, so epoch e starts where e - 1 ends */
+    const char *spec = "{\"strategy\": \"per_source\", \"seq_len\": 64, \"global_batch\": 2, \"seed\": 9, "
+                       "\"short_keep\": 1}";
+    lmx__plan_epoch_file_min = 1;
+    lmx_plan *p = make_plan(spec), *q = make_plan(spec);
+    if (!p || !q)
+        goto out;
+    atomic_store(&q->pre_stop, 1); /* q walks every epoch itself, under its lock */
+    lmx_error err = {0};
+    uint32_t used = 0;
+    for (uint32_t dom = 0; dom < p->n_doms; dom++) {
+        if (p->doms[dom].n < 2)
+            continue;
+        used++;
+        uint64_t from = 0;
+        for (int e = 0; e < 6; e++) {
+            uint64_t at[2] = {from, 0};
+            for (int k = 0; k < 2; k++) {
+                dgen g, h;
+                pthread_mutex_lock(&p->lock);
+                CHECK_EQ_INT(lmx__plan_dgen_init(p, dom, at[k], 1000, &g, &err), LMX_OK);
+                const epoch_index *ei = cached_epoch(p, dom, at[k]);
+                CHECK(ei != NULL && ei->epoch == (uint64_t)e);
+                if (ei && k == 0)
+                    at[1] = ei->cum + ei->total * 3 / 4; /* past the middle: asks for e + 1 */
+                if (ei && k == 1)
+                    from = ei->cum + ei->total;
+                pthread_mutex_unlock(&p->lock);
+                pthread_mutex_lock(&q->lock);
+                CHECK_EQ_INT(lmx__plan_dgen_init(q, dom, at[k], 1000, &h, &err), LMX_OK);
+                pthread_mutex_unlock(&q->lock);
+                CHECK_EQ_U64(g.ii, h.ii);
+                CHECK_EQ_U64(g.off, h.off);
+                CHECK_EQ_U64(g.len, h.len);
+                CHECK_EQ_U64(g.c.E, h.c.E);
+            }
+        }
+    }
+    CHECK(used >= 2);
+    pthread_mutex_lock(&p->lock);
+    for (uint32_t dom = 0; dom < p->n_doms; dom++) /* epoch 6, asked last */
+        lmx__plan_prewalk_wait(p, dom, UINT64_MAX);
+    CHECK_EQ_U64(p->walks[0], used);     /* epoch 0 of each domain */
+    CHECK_EQ_U64(p->walks[1], 6 * used); /* epochs 1-6, in the background */
+    pthread_mutex_unlock(&p->lock);
+    CHECK_EQ_U64(q->walks[0], 6 * used);
+    CHECK_EQ_U64(q->walks[1], 0);
+out:
+    lmx__plan_free(p);
+    lmx__plan_free(q);
+    lmx__plan_epoch_file_min = (uint64_t)1 << 16;
+}
+
+/* A stop flag (a daemon stopping during a reload's build) ends plan creation and walks early:
+ * LMX_ETIMEOUT, no plan, no table file or temporary left. */
+static void test_stop(void)
+{
+    char dir[600];
+    snprintf(dir, sizeof dir, "%s/stop-tables", root);
+    CHECK_EQ_INT(lmx__index_set_table_dir(ix, dir), LMX_OK);
+    lmx_plan_spec spec;
+    lmx_error err = {0};
+    CHECK_EQ_INT(parse_spec("{\"strategy\": \"cut\", \"cut_len\": 8, \"seq_len\": 64, \"global_batch\": 2}", &spec, &err), LMX_OK);
+    atomic_int stop;
+    atomic_init(&stop, 1);
+    lmx_plan *p = (lmx_plan *)&stop;
+    CHECK_EQ_INT(lmx__plan_create(ix, "p", &spec, &stop, &p, &err), LMX_ETIMEOUT);
+    CHECK(p == NULL);
+    CHECK_CONTAINS(err.message, "stopped");
+    struct dirent **e;
+    int n = scandir(dir, &e, NULL, alphasort), files = 0;
+    for (int i = 0; i < n; i++) {
+        files += e[i]->d_name[0] != '.';
+        free(e[i]);
+    }
+    if (n >= 0)
+        free(e);
+    CHECK_EQ_INT(files, 0);
+    atomic_store(&stop, 0);
+    CHECK_EQ_INT(lmx__plan_create(ix, "p", &spec, &stop, &p, &err), LMX_OK);
+    if (p) {
+        uint64_t total = 0;
+        ckpt *ck = calloc(lmx__plan_n_ckpt(&p->doms[0]), sizeof *ck);
+        atomic_store(&stop, 1);
+        CHECK_EQ_INT(lmx__plan_walk_epoch(p, 0, 3, ck, &total, &stop, &err), LMX_ETIMEOUT);
+        free(ck);
+    }
+    lmx__plan_free(p);
+    lmx__plan_spec_free(&spec);
+    CHECK_EQ_INT(lmx__index_set_table_dir(ix, NULL), LMX_OK);
 }
 
 /* Wire v2: the cp_size slices of every sequence reassemble to the v1 sequence; labels are the
@@ -1195,7 +1303,7 @@ static void test_weight_bounds(void)
         lmx_plan_spec spec;
         CHECK_EQ_INT(parse_spec(specs[i], &spec, &err), LMX_OK);
         lmx_plan *p = NULL;
-        int rc = lmx__plan_create(one, "solo", &spec, &p, &err);
+        int rc = lmx__plan_create(one, "solo", &spec, NULL, &p, &err);
         if (rc)
             fprintf(stderr, "one-domain plan %s: %s\n", specs[i], err.message);
         CHECK_EQ_INT(rc, LMX_OK);
@@ -1209,7 +1317,7 @@ static void test_weight_bounds(void)
                             &spec, &err),
                  LMX_OK);
     lmx_plan *p = NULL;
-    CHECK_EQ_INT(lmx__plan_create(ix, "p", &spec, &p, &err), LMX_EINVAL);
+    CHECK_EQ_INT(lmx__plan_create(ix, "p", &spec, NULL, &p, &err), LMX_EINVAL);
     CHECK_CONTAINS(err.message, "domain code's weight");
     lmx__plan_free(p);
     lmx__plan_spec_free(&spec);
@@ -1274,7 +1382,7 @@ static void test_padded(void)
     lmx_plan_spec spec;
     if (parse_spec("{\"strategy\": \"original\", \"pad_multiple\": 16, \"pad_token\": \"x\"}", &spec, &err) == LMX_OK) {
         lmx_plan *q = NULL;
-        CHECK_EQ_INT(lmx__plan_create(ix, "p", &spec, &q, &err), LMX_EINVAL);
+        CHECK_EQ_INT(lmx__plan_create(ix, "p", &spec, NULL, &q, &err), LMX_EINVAL);
         CHECK_CONTAINS(err.message, "plans.p.pad_token");
         lmx__plan_free(q);
     }
@@ -1298,6 +1406,8 @@ int main(void)
     test_ranges();
     test_item_tables();
     test_epoch_files();
+    test_prewalk();
+    test_stop();
     test_cp();
     test_weight_bounds();
     test_padded();
