@@ -154,6 +154,13 @@ static block *build_range(lmx_plan *p, uint64_t b, uint64_t lo, uint64_t hi, lmx
     }
     uint64_t at = 0, P = 0;
     int fresh = lo == 0;
+    if (rc == LMX_OK) { /* where each domain starts (below): missing epochs walked in parallel */
+        for (uint32_t d = 0; d < nd; d++) {
+            uint64_t qd = q.Q1[d] - q.Q0[d];
+            cx[d] = qd ? q.Q0[d] + lo * qd / p->B : UINT64_MAX;
+        }
+        lmx__plan_walk_ahead(p, cx);
+    }
     if (rc == LMX_OK && !fresh && (rc = prefix_at(p, &q, lo, cx, &P, err)) == LMX_OK && P > lo) {
         /* rare (a long continuation): largest x in [0, lo) with prefix_at(x) <= lo, if any */
         rc = prefix_at(p, &q, 0, cx, &P, err);
@@ -218,7 +225,6 @@ static block *build_range(lmx_plan *p, uint64_t b, uint64_t lo, uint64_t hi, lmx
  * cached block covering them is reused. Caller holds p->lock. */
 block *lmx__plan_get_range(lmx_plan *p, uint64_t b, uint64_t lo, uint64_t hi, lmx_error *err)
 {
-    int victim = -1;
     for (int i = 0; i < BLOCK_CACHE; i++) {
         block *k = p->blocks[i];
         if (k && k->b == b && k->lo <= lo && hi <= k->hi) {
@@ -226,15 +232,20 @@ block *lmx__plan_get_range(lmx_plan *p, uint64_t b, uint64_t lo, uint64_t hi, lm
             k->used = ++p->tick;
             return k;
         }
-        if (!k || (k->refs == 0 && (victim < 0 || !p->blocks[victim] || (p->blocks[victim] && k->used < p->blocks[victim]->used))))
-            if (victim < 0 || p->blocks[victim])
-                victim = i;
     }
     block *k = build_range(p, b, lo, hi, err);
     if (!k)
         return NULL;
     k->refs = 1;
     k->used = ++p->tick;
+    /* the victim is chosen now: the build may have let go of p->lock (lmx__plan_prewalk_wait) */
+    int victim = -1;
+    for (int i = 0; i < BLOCK_CACHE; i++) {
+        block *c = p->blocks[i];
+        if (!c || (c->refs == 0 && (victim < 0 || !p->blocks[victim] || (p->blocks[victim] && c->used < p->blocks[victim]->used))))
+            if (victim < 0 || p->blocks[victim])
+                victim = i;
+    }
     if (victim >= 0) {
         block *old = p->blocks[victim];
         if (old) {

@@ -247,6 +247,20 @@ void lmx__plan_prewalk_init(lmx_plan *p);
 void lmx__plan_prewalk_stop(lmx_plan *p);
 /* Epoch E (cum stream tokens before it) of d in the cache, or NULL. Caller holds p->lock. */
 epoch_index *lmx__plan_epoch_cached(pdom *d, uint64_t E, uint64_t cum);
+/* The epoch of domain dom holding substream position from, from the cache or a file (no walk),
+ * or NULL. Caller holds p->lock. */
+epoch_index *lmx__plan_epoch_find(lmx_plan *p, uint32_t dom, uint64_t from);
+/* The index of the epoch holding from, computed into out (epoch sums, then a walk into out->ck,
+ * lmx__plan_n_ckpt entries). Touches only domain dom's own state: callers may run one domain
+ * per thread while the caller of lmx__plan_walk_ahead holds p->lock. */
+int lmx__plan_epoch_compute(lmx_plan *p, uint32_t dom, uint64_t from, epoch_index *out, lmx_error *err);
+/* Moves ei (its ck too) into domain dom's epoch cache unless it is there. Caller holds p->lock. */
+void lmx__plan_epoch_put(lmx_plan *p, uint32_t dom, epoch_index *ei);
+/* A batch about to start every domain at from[d] (UINT64_MAX: not that domain): the epochs
+ * that are neither cached nor in files are computed one domain per thread, up to the number of
+ * cores, instead of one after the other (a jump to a step whose epochs were never used). Caller
+ * holds p->lock. Best effort: what fails is computed again, and reported, by the batch. */
+void lmx__plan_walk_ahead(lmx_plan *p, const uint64_t *from);
 
 /* ---- spec (lmx_plan_spec.c) ---- */
 const char *lmx__plan_strategy_name(int strategy);

@@ -4,8 +4,12 @@
  * enters next is known once it is past the middle of the current one: one thread per plan walks
  * it meanwhile, without the lock, and puts it in the domain's epoch cache and file (when there is
  * no valid file of it: lmx_plan_stream.c reads that one instead). A request
- * that reaches it before the walk ends waits for that walk instead of doing it twice. */
+ * that reaches it before the walk ends waits for that walk instead of doing it twice.
+ * A jump (a step whose epochs were never used, e.g. a restarted daemon asked for step 10^6 with no
+ * epoch files) cannot be foreseen: its domains' epochs are walked in parallel instead
+ * (lmx__plan_walk_ahead), one domain per core. */
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "lmx_plan_internal.h"
 
@@ -28,14 +32,8 @@ static void *walker_main(void *arg)
         if (ok)
             lmx__plan_epoch_save(p, dom, lmx__plan_n_ckpt(d), &ei);
         pthread_mutex_lock(&p->lock);
-        if (ok && !lmx__plan_epoch_cached(d, ei.epoch, ei.cum)) {
-            epoch_index *v = lmx__plan_epoch_victim(d);
-            free(v->ck);
-            *v = ei;
-            v->valid = 1;
-            v->used = ++p->tick;
-            ei.ck = NULL;
-            d->slot_ok[ei.epoch % EPOCH_SLOTS] = 0; /* the slot's header read earlier is stale */
+        if (ok) {
+            lmx__plan_epoch_put(p, dom, &ei);
             p->walks[1]++;
         }
         free(ei.ck);
@@ -100,4 +98,72 @@ void lmx__plan_prewalk_stop(lmx_plan *p)
     if (joinable)
         pthread_join(p->pre_thread, NULL);
     pthread_cond_destroy(&p->pre_done);
+}
+
+/* ---- a jump: the missing epochs of a batch's domains, one domain per thread ---- */
+
+typedef struct ahead_job {
+    uint32_t dom;
+    uint64_t from;
+    epoch_index ei;
+    int ok;
+} ahead_job;
+
+typedef struct ahead_pool {
+    lmx_plan *p;
+    ahead_job *jobs;
+    size_t n;
+    atomic_size_t next;
+} ahead_pool;
+
+static void *ahead_main(void *arg)
+{
+    ahead_pool *w = arg;
+    for (size_t i; (i = atomic_fetch_add(&w->next, 1)) < w->n;) {
+        ahead_job *j = &w->jobs[i];
+        const uint64_t nck = lmx__plan_n_ckpt(&w->p->doms[j->dom]);
+        j->ok = (j->ei.ck = malloc(nck * sizeof *j->ei.ck)) != NULL &&
+                lmx__plan_epoch_compute(w->p, j->dom, j->from, &j->ei, NULL) == LMX_OK;
+        if (j->ok)
+            lmx__plan_epoch_save(w->p, j->dom, nck, &j->ei);
+    }
+    return NULL;
+}
+
+void lmx__plan_walk_ahead(lmx_plan *p, const uint64_t *from)
+{
+    ahead_job *jobs = calloc(p->n_doms + 1, sizeof *jobs);
+    if (!jobs)
+        return;
+    ahead_pool w = {.p = p, .jobs = jobs};
+    for (uint32_t dom = 0; dom < p->n_doms; dom++) {
+        if (from[dom] == UINT64_MAX || p->doms[dom].n < lmx__plan_epoch_file_min)
+            continue;
+        lmx__plan_prewalk_wait(p, dom, from[dom]);
+        if (!lmx__plan_epoch_find(p, dom, from[dom]))
+            jobs[w.n++] = (ahead_job){.dom = dom, .from = from[dom]};
+    }
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    size_t extra = w.n < 2 ? 0 : (size_t)(cores > 1 ? cores : 1) - 1; /* threads besides this one */
+    if (extra > w.n - 1)
+        extra = w.n - 1;
+    pthread_t *t = extra ? calloc(extra, sizeof *t) : NULL;
+    size_t started = 0;
+    atomic_init(&w.next, 0);
+    if (w.n >= 2) { /* one missing epoch: the batch walks it itself, as before */
+        while (t && started < extra && pthread_create(&t[started], NULL, ahead_main, &w) == 0)
+            started++;
+        ahead_main(&w);
+        for (size_t i = 0; i < started; i++)
+            pthread_join(t[i], NULL);
+        for (size_t i = 0; i < w.n; i++) {
+            if (jobs[i].ok) {
+                lmx__plan_epoch_put(p, jobs[i].dom, &jobs[i].ei);
+                p->walks[0]++;
+            }
+            free(jobs[i].ei.ck);
+        }
+    }
+    free(t);
+    free(jobs);
 }

@@ -319,6 +319,39 @@ int lmx__plan_epochs_prepare(lmx_plan *p, const atomic_int *stop, lmx_error *err
     return rc;
 }
 
+epoch_index *lmx__plan_epoch_find(lmx_plan *p, uint32_t dom, uint64_t from)
+{
+    pdom *d = &p->doms[dom];
+    for (int i = 0; i < EPOCH_CACHE; i++) /* a cached epoch holding from: no epoch sums */
+        if (d->ep[i].valid && d->ep[i].cum <= from && from - d->ep[i].cum < d->ep[i].total) {
+            d->ep[i].used = ++p->tick;
+            return &d->ep[i];
+        }
+    return epoch_from_file(p, d, dom, from);
+}
+
+int lmx__plan_epoch_compute(lmx_plan *p, uint32_t dom, uint64_t from, epoch_index *out, lmx_error *err)
+{
+    pdom *d = &p->doms[dom];
+    out->epoch = find_epoch(p, d, from);
+    out->cum = cum_tokens(p, d, out->epoch);
+    return lmx__plan_walk_epoch(p, dom, out->epoch, out->ck, &out->total, NULL, err);
+}
+
+void lmx__plan_epoch_put(lmx_plan *p, uint32_t dom, epoch_index *ei)
+{
+    pdom *d = &p->doms[dom];
+    if (lmx__plan_epoch_cached(d, ei->epoch, ei->cum))
+        return;
+    epoch_index *v = lmx__plan_epoch_victim(d);
+    free(v->ck);
+    *v = *ei;
+    v->valid = 1;
+    v->used = ++p->tick;
+    ei->ck = NULL;
+    d->slot_ok[v->epoch % EPOCH_SLOTS] = 0; /* the slot's header read earlier is stale */
+}
+
 /* A run past the middle of epoch ei: the next epoch's index made ready before a batch needs it,
  * read from its file (a damaged one is found now) or else walked in the background. */
 static void ready_next_epoch(lmx_plan *p, pdom *d, uint32_t dom, const epoch_index *ei)
@@ -340,13 +373,8 @@ int lmx__plan_dgen_init(lmx_plan *p, uint32_t dom, uint64_t from, uint64_t quota
     if (quota == 0)
         return LMX_OK;
     lmx__plan_prewalk_wait(p, dom, from);
-    epoch_index *ei = NULL;
-    for (int i = 0; i < EPOCH_CACHE && !ei; i++) /* a cached epoch holding from: no epoch sums */
-        if (d->ep[i].valid && d->ep[i].cum <= from && from - d->ep[i].cum < d->ep[i].total)
-            ei = &d->ep[i];
-    if (ei)
-        ei->used = ++p->tick;
-    else if ((ei = epoch_from_file(p, d, dom, from)) == NULL) {
+    epoch_index *ei = lmx__plan_epoch_find(p, dom, from);
+    if (!ei) {
         uint64_t E = find_epoch(p, d, from);
         ei = get_epoch_index(p, d, dom, E, cum_tokens(p, d, E), err);
     }

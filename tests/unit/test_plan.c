@@ -1084,6 +1084,43 @@ out:
     lmx__plan_epoch_file_min = (uint64_t)1 << 16;
 }
 
+/* A jump (a fresh plan asked for a far step): the domains' missing epochs are walked in parallel
+ * (lmx__plan_walk_ahead), once each, and the batch is the one of a plan without that path (every
+ * domain under the file threshold: walked one after the other by the batch). */
+static void test_walk_ahead(void)
+{
+    const char *spec = "{\"strategy\": \"global\", \"seq_len\": 64, \"global_batch\": 4, \"long_threshold\": 200, "
+                       "\"short_keep\": 0.2}";
+    lmx_plan *ref = make_plan(spec);
+    lmx__plan_epoch_file_min = 1;
+    lmx_plan *p = make_plan(spec);
+    lmx_error err = {0};
+    if (!ref || !p)
+        goto out;
+    uint32_t with_items = 0;
+    for (uint32_t d = 0; d < p->n_doms; d++)
+        with_items += p->doms[d].n > 0;
+    CHECK(with_items >= 2);
+    const uint64_t steps[] = {123456789, 7, 1048576};
+    for (size_t k = 0; k < sizeof steps / sizeof *steps; k++) {
+        lmx_buf a = {0}, b = {0};
+        CHECK_EQ_INT(lmx__plan_batch(p, steps[k], 0, 1, &a, &err), LMX_OK);
+        CHECK_EQ_INT(lmx__plan_batch(ref, steps[k], 0, 1, &b, &err), LMX_OK);
+        CHECK(a.len == b.len && memcmp(a.data, b.data, a.len) == 0);
+        if (k == 0) { /* its range starts every domain in an epoch not yet walked */
+            uint64_t w[2];
+            lmx__plan_walk_counts(p, w);
+            CHECK(w[0] >= with_items);
+        }
+        lmx__buf_free(&a);
+        lmx__buf_free(&b);
+    }
+out:
+    lmx__plan_free(p);
+    lmx__plan_free(ref);
+    lmx__plan_epoch_file_min = (uint64_t)1 << 16;
+}
+
 /* A stop flag (a daemon stopping during a reload's build) ends plan creation and walks early:
  * LMX_ETIMEOUT, no plan, no table file or temporary left. */
 static void test_stop(void)
@@ -1407,6 +1444,7 @@ int main(void)
     test_item_tables();
     test_epoch_files();
     test_prewalk();
+    test_walk_ahead();
     test_stop();
     test_cp();
     test_weight_bounds();
