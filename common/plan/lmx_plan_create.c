@@ -357,7 +357,7 @@ void lmx__plan_free(lmx_plan *p)
         if (!p->table)
             free(p->doms[d].items);
         for (int i = 0; i < EPOCH_CACHE; i++)
-            free(p->doms[d].ep[i].ck);
+            lmx__plan_epoch_release(&p->doms[d].ep[i]);
     }
     lmx__plan_blocks_free(p);
     lmx__plan_table_drop(p);

@@ -6,6 +6,10 @@
  * rename); read whole and checked (BLAKE2b, plan id, domain, epoch, sizes): one that is wrong is
  * computed again and rewritten. Removed with their table by lmx__plan_table_gc.
  *
+ * A loaded or written epoch index is used in place through a read-only mapping of its file (page
+ * cache, not the daemon's anonymous memory: flat memory at any number of documents), on
+ * little-endian hosts; elsewhere, and for plans without table files, on the heap.
+ *
  * Layout (little endian): magic "LMXEPOCH", u32 version, u32 domain, plan id (16), u64 epoch,
  * cum (stream tokens before the epoch), total (of the epoch), items, checkpoints; then per
  * checkpoint li, lt, cum (u64 each); then BLAKE2b-256 of everything before it. */
@@ -14,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -60,52 +65,100 @@ int lmx__plan_epoch_peek(const lmx_plan *p, uint32_t dom, unsigned slot, uint64_
     return 1;
 }
 
-/* Read straight into ei->ck (no copy of the file on the heap: fewer fresh pages to fault in). */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define MAPPABLE 1 /* the file's body is the ckpt array in host order */
+#else
+#define MAPPABLE 0
+#endif
+
+void lmx__plan_epoch_release(epoch_index *ei)
+{
+    if (ei->file && ei->file_mapped)
+        munmap(ei->file, ei->file_len);
+    else if (ei->file)
+        free(ei->file);
+    else
+        free(ei->ck);
+    ei->file = NULL;
+    ei->file_len = 0;
+    ei->file_mapped = 0;
+    ei->ck = NULL;
+}
+
+/* The whole file of fd (size len): mapped read-only where the body can be used in place, else
+ * read into the heap; NULL when neither works. */
+static uint8_t *file_bytes(int fd, size_t len, int *mapped)
+{
+    *mapped = 0;
+    if (MAPPABLE) {
+        void *m = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
+        if (m != MAP_FAILED) {
+            *mapped = 1;
+            return m;
+        }
+    }
+    uint8_t *b = malloc(len);
+    if (b && pread(fd, b, len, 0) != (ssize_t)len) {
+        free(b);
+        b = NULL;
+    }
+    return b;
+}
+
+/* ei's checkpoints point into the file's bytes (mapped, or on the heap in host order). */
 int lmx__plan_epoch_load(const lmx_plan *p, uint32_t dom, unsigned slot, uint64_t want, uint64_t nck, epoch_index *ei)
 {
     char path[4400];
-    uint8_t b[HEAD], h[32], sum[32];
+    uint8_t h[32];
     if (!epoch_path(p, dom, slot, path, sizeof path))
         return 0;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return 0;
-    const size_t body = (size_t)nck * sizeof(ckpt);
+    const size_t body = (size_t)nck * sizeof(ckpt), len = HEAD + body + 32;
     struct stat st;
-    const uint8_t *f = b + 16 + LMX_PLAN_ID_BYTES;
-    int ok = fstat(fd, &st) == 0 && (uint64_t)st.st_size == HEAD + body + 32 &&
-             pread(fd, b, HEAD, 0) == HEAD && pread(fd, ei->ck, body, HEAD) == (ssize_t)body &&
-             pread(fd, sum, 32, (off_t)(HEAD + body)) == 32;
+    int mapped = 0, sized = fstat(fd, &st) == 0 && (uint64_t)st.st_size == len;
+    uint8_t *b = sized ? file_bytes(fd, len, &mapped) : NULL;
     close(fd);
-    ok = ok && memcmp(b, MAGIC, 8) == 0 && lmx__get32(b + 8) == VERSION && lmx__get32(b + 12) == dom &&
-         memcmp(b + 16, p->id, LMX_PLAN_ID_BYTES) == 0 && lmx__get64(f) % EPOCH_SLOTS == slot &&
-         lmx__get64(f + 24) == p->doms[dom].n && lmx__get64(f + 32) == nck;
+    if (sized && !b)
+        return 0; /* no memory: not the file's fault */
+    const uint8_t *f = b + 16 + LMX_PLAN_ID_BYTES;
+    int ok = b && memcmp(b, MAGIC, 8) == 0 && lmx__get32(b + 8) == VERSION && lmx__get32(b + 12) == dom &&
+             memcmp(b + 16, p->id, LMX_PLAN_ID_BYTES) == 0 && lmx__get64(f) % EPOCH_SLOTS == slot &&
+             lmx__get64(f + 24) == p->doms[dom].n && lmx__get64(f + 32) == nck;
     if (ok) {
-        crypto_generichash_state hs;
-        crypto_generichash_init(&hs, NULL, 0, sizeof h);
-        crypto_generichash_update(&hs, b, HEAD);
-        crypto_generichash_update(&hs, (const uint8_t *)ei->ck, body);
-        crypto_generichash_final(&hs, h, sizeof h);
-        ok = sodium_memcmp(h, sum, 32) == 0;
+        crypto_generichash(h, sizeof h, b, HEAD + body, NULL, 0);
+        ok = sodium_memcmp(h, b + HEAD + body, 32) == 0;
     }
-    if (!ok) { /* wrong: computed again when needed (and written to its slot) */
-        unlink(path);
+    if (!ok || (want != UINT64_MAX && lmx__get64(f) != want)) {
+        if (!ok) /* wrong: computed again when needed (and written to its slot) */
+            unlink(path);
+        /* else valid, but rewritten with another epoch since it was peeked at */
+        if (mapped)
+            munmap(b, len);
+        else
+            free(b);
         return 0;
     }
-    if (want != UINT64_MAX && lmx__get64(f) != want)
-        return 0; /* valid, but rewritten with another epoch since it was peeked at */
+    lmx__plan_epoch_release(ei);
     ei->epoch = lmx__get64(f);
     ei->cum = lmx__get64(f + 8);
     ei->total = lmx__get64(f + 16);
-    uint8_t *c = (uint8_t *)ei->ck; /* little endian on disk: in place to host order */
-    for (uint64_t i = 0; i < 3 * nck; i++, c += 8) {
-        uint64_t v = lmx__get64(c);
-        memcpy(c, &v, 8);
+    ei->file = b;
+    ei->file_len = len;
+    ei->file_mapped = mapped;
+    ei->ck = (ckpt *)(void *)(b + HEAD);
+    if (!mapped) { /* little endian on disk: in place to host order */
+        uint8_t *c = b + HEAD;
+        for (uint64_t i = 0; i < 3 * nck; i++, c += 8) {
+            uint64_t v = lmx__get64(c);
+            memcpy(c, &v, 8);
+        }
     }
     return 1;
 }
 
-void lmx__plan_epoch_save(const lmx_plan *p, uint32_t dom, uint64_t nck, const epoch_index *ei)
+void lmx__plan_epoch_save(const lmx_plan *p, uint32_t dom, uint64_t nck, epoch_index *ei)
 {
     char path[4400];
     if (!epoch_path(p, dom, (unsigned)(ei->epoch % EPOCH_SLOTS), path, sizeof path))
@@ -131,6 +184,25 @@ void lmx__plan_epoch_save(const lmx_plan *p, uint32_t dom, uint64_t nck, const e
         lmx__put64(c + 16, ei->ck[i].cum);
     }
     crypto_generichash(b + len - 32, 32, b, len - 32, NULL, 0);
-    lmx__write_file_atomic(path, b, len, NULL);
+    int fd = -1;
+    if (lmx__write_file_atomic(path, b, len, NULL) == LMX_OK && MAPPABLE && !ei->file &&
+        (fd = open(path, O_RDONLY | O_CLOEXEC)) >= 0) {
+        /* the heap copy traded for the file's pages (page cache, not anonymous memory), if the
+         * file is still what was written (another thread may have put another epoch there) */
+        struct stat st;
+        void *m = fstat(fd, &st) == 0 && (uint64_t)st.st_size == len
+                      ? mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0) : MAP_FAILED;
+        if (m != MAP_FAILED && memcmp(m, b, len) == 0) {
+            free(ei->ck);
+            ei->file = m;
+            ei->file_len = len;
+            ei->file_mapped = 1;
+            ei->ck = (ckpt *)(void *)((uint8_t *)m + HEAD);
+        } else if (m != MAP_FAILED) {
+            munmap(m, len);
+        }
+    }
+    if (fd >= 0)
+        close(fd);
     free(b);
 }

@@ -82,7 +82,10 @@ typedef struct epoch_index {
     int valid;
     uint64_t epoch, total, used;
     uint64_t cum; /* stream tokens of the domain before this epoch */
-    ckpt *ck;
+    ckpt *ck;     /* on the heap, or into file (lmx_plan_epochs.c) */
+    uint8_t *file; /* the epoch's file when ck points into it: mapped, or read into the heap */
+    size_t file_len;
+    int file_mapped;
 } epoch_index;
 
 typedef struct pdom {
@@ -205,16 +208,20 @@ int lmx__plan_table_finish(lmx_plan *p, const char *dir, uint32_t nd, lmx_error 
 void lmx__plan_table_drop(lmx_plan *p);
 
 /* ---- epoch indexes in files (lmx_plan_epochs.c), for plans with a mapped table ---- */
-/* Reads the file of slot `slot` of domain dom into ei (ei->ck holds nck checkpoints; epoch, cum
- * and total set): 1 when it is a valid file of this plan, domain and epoch `want` (UINT64_MAX:
- * any), else 0 (and a damaged file is removed). */
+/* Reads the file of slot `slot` of domain dom into ei (its memory released first; ck then points
+ * into the file's mapping, or a heap copy; epoch, cum and total set): 1 when it is a valid file of
+ * this plan, domain and epoch `want` (UINT64_MAX: any), else 0 (ei untouched; a damaged file is
+ * removed). */
 int lmx__plan_epoch_load(const lmx_plan *p, uint32_t dom, unsigned slot, uint64_t want, uint64_t nck, epoch_index *ei);
 /* Reads only the header of slot `slot`'s file (epoch, cum, total): 1 when it names this plan,
  * domain and item count, else 0. */
 int lmx__plan_epoch_peek(const lmx_plan *p, uint32_t dom, unsigned slot, uint64_t *epoch, uint64_t *cum,
                          uint64_t *total);
-/* Writes ei (nck checkpoints) to its slot, best effort. */
-void lmx__plan_epoch_save(const lmx_plan *p, uint32_t dom, uint64_t nck, const epoch_index *ei);
+/* Writes ei (nck checkpoints, on the heap) to its slot, best effort; then ei uses the file's
+ * mapping instead of the heap when it can. */
+void lmx__plan_epoch_save(const lmx_plan *p, uint32_t dom, uint64_t nck, epoch_index *ei);
+/* Frees ei's checkpoints (heap or mapping); ck NULL. */
+void lmx__plan_epoch_release(epoch_index *ei);
 /* Items a domain needs for its epoch indexes to go to files (2^16; tests lower it). */
 extern uint64_t lmx__plan_epoch_file_min;
 /* Walks epoch E of domain dom into ck (lmx__plan_n_ckpt entries); its stream tokens in *total.

@@ -36,7 +36,7 @@ static void *walker_main(void *arg)
             lmx__plan_epoch_put(p, dom, &ei);
             p->walks[1]++;
         }
-        free(ei.ck);
+        lmx__plan_epoch_release(&ei);
         d->pre_state = 0;
         pthread_cond_broadcast(&p->pre_done);
     }
@@ -161,7 +161,7 @@ void lmx__plan_walk_ahead(lmx_plan *p, const uint64_t *from)
                 lmx__plan_epoch_put(p, jobs[i].dom, &jobs[i].ei);
                 p->walks[0]++;
             }
-            free(jobs[i].ei.ck);
+            lmx__plan_epoch_release(&jobs[i].ei);
         }
     }
     free(t);

@@ -244,6 +244,8 @@ static epoch_index *get_epoch_index(lmx_plan *p, pdom *d, uint32_t dom, uint64_t
         return hit;
     }
     epoch_index *victim = lmx__plan_epoch_victim(d);
+    if (victim->file) /* a mapped file's checkpoints: not a buffer to walk into */
+        lmx__plan_epoch_release(victim);
     ckpt *ck = victim->ck ? victim->ck : malloc(lmx__plan_n_ckpt(d) * sizeof *ck);
     if (!ck) {
         lmx__err(err, LMX_ENOMEM, "plan %s: out of memory for the epoch index", p->name);
@@ -289,8 +291,6 @@ static epoch_index *epoch_from_file(lmx_plan *p, pdom *d, uint32_t dom, uint64_t
             continue;
         d->slot_ok[s] = 0; /* read at most once */
         epoch_index *victim = lmx__plan_epoch_victim(d);
-        if (!victim->ck && !(victim->ck = malloc(lmx__plan_n_ckpt(d) * sizeof *victim->ck)))
-            return NULL;
         victim->valid = 0;
         if (!lmx__plan_epoch_load(p, dom, s, d->slot_epoch[s], lmx__plan_n_ckpt(d), victim))
             return NULL;
@@ -314,7 +314,7 @@ int lmx__plan_epochs_prepare(lmx_plan *p, const atomic_int *stop, lmx_error *err
         rc = lmx__plan_walk_epoch(p, dom, 0, ei.ck, &ei.total, stop, err);
         if (rc == LMX_OK)
             lmx__plan_epoch_save(p, dom, lmx__plan_n_ckpt(d), &ei);
-        free(ei.ck);
+        lmx__plan_epoch_release(&ei);
     }
     return rc;
 }
@@ -344,11 +344,12 @@ void lmx__plan_epoch_put(lmx_plan *p, uint32_t dom, epoch_index *ei)
     if (lmx__plan_epoch_cached(d, ei->epoch, ei->cum))
         return;
     epoch_index *v = lmx__plan_epoch_victim(d);
-    free(v->ck);
+    lmx__plan_epoch_release(v);
     *v = *ei;
     v->valid = 1;
     v->used = ++p->tick;
-    ei->ck = NULL;
+    ei->ck = NULL; /* moved */
+    ei->file = NULL;
     d->slot_ok[v->epoch % EPOCH_SLOTS] = 0; /* the slot's header read earlier is stale */
 }
 
