@@ -1,13 +1,12 @@
-/* The next epoch's index, walked in the background (issue #15). A batch that starts in an epoch
- * with no index walks the whole epoch of its domain first, holding the plan's lock: a minute for
- * a domain of 10^8 items, for every request of the plan. A run is sequential, so the epoch it
- * enters next is known once it is past the middle of the current one: one thread per plan walks
- * it meanwhile, without the lock, and puts it in the domain's epoch cache and file (when there is
- * no valid file of it: lmx_plan_stream.c reads that one instead). A request
- * that reaches it before the walk ends waits for that walk instead of doing it twice.
- * A jump (a step whose epochs were never used, e.g. a restarted daemon asked for step 10^6 with no
- * epoch files) cannot be foreseen: its domains' epochs are walked in parallel instead
- * (lmx__plan_walk_ahead), one domain per core. */
+/* Epoch walks off the request path (issue #15). A batch that starts in an epoch without an index
+ * first walks that epoch of its domain (every item, in permuted order) holding the plan's lock:
+ * about a minute for a domain of 10^8 items, during which the plan answers nobody.
+ * - A run is sequential: once it is past the middle of an epoch, the next one is made ready
+ *   (lmx_plan_stream.c reads its file if there is one, else asks here) and one thread per plan
+ *   walks it without the lock, then puts it in the domain's epoch cache and file. A request that
+ *   reaches that epoch first waits for the walk instead of doing it again.
+ * - A jump (a step whose epochs were never used, e.g. step 10^6 on a new daemon) cannot be
+ *   foreseen: lmx__plan_walk_ahead walks its domains' epochs one domain per core. */
 #include <stdlib.h>
 #include <unistd.h>
 
