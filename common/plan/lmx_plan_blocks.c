@@ -159,7 +159,7 @@ static block *build_range(lmx_plan *p, uint64_t b, uint64_t lo, uint64_t hi, lmx
             uint64_t qd = q.Q1[d] - q.Q0[d];
             cx[d] = qd ? q.Q0[d] + lo * qd / p->B : UINT64_MAX;
         }
-        lmx__plan_walk_ahead(p, cx);
+        lmx__plan_epochs_ready(p, cx);
     }
     if (rc == LMX_OK && !fresh && (rc = prefix_at(p, &q, lo, cx, &P, err)) == LMX_OK && P > lo) {
         /* rare (a long continuation): largest x in [0, lo) with prefix_at(x) <= lo, if any */
@@ -238,7 +238,7 @@ block *lmx__plan_get_range(lmx_plan *p, uint64_t b, uint64_t lo, uint64_t hi, lm
         return NULL;
     k->refs = 1;
     k->used = ++p->tick;
-    /* the victim is chosen now: the build may have let go of p->lock (lmx__plan_prewalk_wait) */
+    /* the victim is chosen now: the build may have let go of p->lock (lmx__plan_epochs_ready) */
     int victim = -1;
     for (int i = 0; i < BLOCK_CACHE; i++) {
         block *c = p->blocks[i];

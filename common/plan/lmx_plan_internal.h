@@ -3,7 +3,7 @@
  * weights, plan id), lmx_plan_stream.c (each domain's seeded substream), lmx_plan_blocks.c
  * (quotas and the packing of blocks), lmx_plan_batch.c (wire output), lmx_plan_stats.c,
  * lmx_plan_table.c (item tables in files), lmx_plan_epochs.c (epoch indexes in files),
- * lmx_plan_prewalk.c (the next epoch's index, walked in the background). */
+ * lmx_plan_prewalk.c (epoch walks off the request path). */
 #ifndef LMX_PLAN_INTERNAL_H
 #define LMX_PLAN_INTERNAL_H
 
@@ -237,21 +237,6 @@ epoch_index *lmx__plan_epoch_victim(pdom *d);
  * stop as for lmx__plan_walk_epoch. */
 int lmx__plan_epochs_prepare(lmx_plan *p, const atomic_int *stop, lmx_error *err);
 
-/* ---- the next epoch, walked in the background (lmx_plan_prewalk.c) ----
- * A run past the middle of an epoch of a domain of >= lmx__plan_epoch_file_min items makes the
- * next epoch's index ready (lmx_plan_stream.c): read from its file, else asked for here: one
- * thread per plan walks it without the plan's lock and puts it in the domain's epoch cache (and
- * its file), so the batch that enters that epoch does not walk it while holding the lock. */
-/* Asks for epoch E (cum stream tokens before it) of domain dom, unless the domain has a walk
- * asked or running. Caller holds p->lock. */
-void lmx__plan_prewalk_ask(lmx_plan *p, uint32_t dom, uint64_t E, uint64_t cum);
-/* Waits (releasing p->lock meanwhile) while domain dom has an asked or running walk of an epoch
- * at or before substream position from. Caller holds p->lock. */
-void lmx__plan_prewalk_wait(lmx_plan *p, uint32_t dom, uint64_t from);
-/* Initializes the walker's fields (at plan creation). */
-void lmx__plan_prewalk_init(lmx_plan *p);
-/* Stops the walker and waits for it (at plan free, without p->lock). */
-void lmx__plan_prewalk_stop(lmx_plan *p);
 /* Epoch E (cum stream tokens before it) of d in the cache, or NULL. Caller holds p->lock. */
 epoch_index *lmx__plan_epoch_cached(pdom *d, uint64_t E, uint64_t cum);
 /* The epoch of domain dom holding substream position from, from the cache or a file (no walk),
@@ -259,15 +244,24 @@ epoch_index *lmx__plan_epoch_cached(pdom *d, uint64_t E, uint64_t cum);
 epoch_index *lmx__plan_epoch_find(lmx_plan *p, uint32_t dom, uint64_t from);
 /* The index of the epoch holding from, computed into out (epoch sums, then a walk into out->ck,
  * lmx__plan_n_ckpt entries). Touches only domain dom's own state: callers may run one domain
- * per thread while the caller of lmx__plan_walk_ahead holds p->lock. */
+ * per thread while the caller of lmx__plan_epochs_ready holds p->lock. */
 int lmx__plan_epoch_compute(lmx_plan *p, uint32_t dom, uint64_t from, epoch_index *out, lmx_error *err);
 /* Moves ei (its ck too) into domain dom's epoch cache unless it is there. Caller holds p->lock. */
 void lmx__plan_epoch_put(lmx_plan *p, uint32_t dom, epoch_index *ei);
-/* A batch about to start every domain at from[d] (UINT64_MAX: not that domain): the epochs
- * that are neither cached nor in files are computed one domain per thread, up to the number of
- * cores, instead of one after the other (a jump to a step whose epochs were never used). Caller
- * holds p->lock. Best effort: what fails is computed again, and reported, by the batch. */
-void lmx__plan_walk_ahead(lmx_plan *p, const uint64_t *from);
+
+/* ---- epoch walks off the request path (lmx_plan_prewalk.c) ---- */
+/* Initializes the walker's fields (at plan creation). */
+void lmx__plan_prewalk_init(lmx_plan *p);
+/* Stops the walker and waits for it (at plan free, without p->lock). */
+void lmx__plan_prewalk_stop(lmx_plan *p);
+/* Before a range is built, with every domain about to start at from[d] (UINT64_MAX: not that
+ * domain): waits for a background walk of an epoch the range needs; walks the epochs that are
+ * neither cached nor in files one domain per thread, up to the number of cores, when there are
+ * two or more (a jump); then, for each domain past the middle of its epoch, makes the next epoch
+ * ready (its file read, else a background walk of it asked for, on a domain of >=
+ * lmx__plan_epoch_file_min items). Caller holds p->lock, which is released while waiting. Best
+ * effort: what fails here is computed again, and reported, by the build. */
+void lmx__plan_epochs_ready(lmx_plan *p, const uint64_t *from);
 
 /* ---- spec (lmx_plan_spec.c) ---- */
 const char *lmx__plan_strategy_name(int strategy);

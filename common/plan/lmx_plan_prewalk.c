@@ -1,12 +1,13 @@
 /* Epoch walks off the request path (issue #15). A batch that starts in an epoch without an index
  * first walks that epoch of its domain (every item, in permuted order) holding the plan's lock:
  * about a minute for a domain of 10^8 items, during which the plan answers nobody.
- * - A run is sequential: once it is past the middle of an epoch, the next one is made ready
- *   (lmx_plan_stream.c reads its file if there is one, else asks here) and one thread per plan
- *   walks it without the lock, then puts it in the domain's epoch cache and file. A request that
- *   reaches that epoch first waits for the walk instead of doing it again.
+ * lmx__plan_epochs_ready runs before a range is built, for the position where each domain starts:
+ * - A run is sequential: once it is past the middle of an epoch, the next one is made ready:
+ *   read from its file if there is one, else walked by one thread per plan without the lock and
+ *   put in the domain's epoch cache and file. A request that reaches that epoch first waits for
+ *   the walk instead of doing it again.
  * - A jump (a step whose epochs were never used, e.g. step 10^6 on a new daemon) cannot be
- *   foreseen: lmx__plan_walk_ahead walks its domains' epochs one domain per core. */
+ *   foreseen: its domains' missing epochs are walked one domain per core. */
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -48,7 +49,9 @@ static void *walker_main(void *arg)
     return NULL;
 }
 
-void lmx__plan_prewalk_ask(lmx_plan *p, uint32_t dom, uint64_t E, uint64_t cum)
+/* Asks the walker for epoch E (cum stream tokens before it) of domain dom, unless the domain has
+ * a walk asked or running. Caller holds p->lock. */
+static void prewalk_ask(lmx_plan *p, uint32_t dom, uint64_t E, uint64_t cum)
 {
     pdom *d = &p->doms[dom];
     if (d->pre_state != 0 || atomic_load(&p->pre_stop))
@@ -66,7 +69,9 @@ void lmx__plan_prewalk_ask(lmx_plan *p, uint32_t dom, uint64_t E, uint64_t cum)
         d->pre_state = 0;
 }
 
-void lmx__plan_prewalk_wait(lmx_plan *p, uint32_t dom, uint64_t from)
+/* Waits (releasing p->lock meanwhile) while domain dom has an asked or running walk of an epoch
+ * at or before substream position from. */
+static void prewalk_wait(lmx_plan *p, uint32_t dom, uint64_t from)
 {
     const pdom *d = &p->doms[dom];
     while (d->pre_state != 0 && d->pre_cum <= from)
@@ -129,7 +134,7 @@ static void *ahead_main(void *arg)
     return NULL;
 }
 
-void lmx__plan_walk_ahead(lmx_plan *p, const uint64_t *from)
+void lmx__plan_epochs_ready(lmx_plan *p, const uint64_t *from)
 {
     ahead_job *jobs = calloc(p->n_doms + 1, sizeof *jobs);
     if (!jobs)
@@ -138,7 +143,7 @@ void lmx__plan_walk_ahead(lmx_plan *p, const uint64_t *from)
     for (uint32_t dom = 0; dom < p->n_doms; dom++) {
         if (from[dom] == UINT64_MAX || p->doms[dom].n < lmx__plan_epoch_file_min)
             continue;
-        lmx__plan_prewalk_wait(p, dom, from[dom]);
+        prewalk_wait(p, dom, from[dom]);
         if (!lmx__plan_epoch_find(p, dom, from[dom]))
             jobs[w.n++] = (ahead_job){.dom = dom, .from = from[dom]};
     }
@@ -165,4 +170,13 @@ void lmx__plan_walk_ahead(lmx_plan *p, const uint64_t *from)
     }
     free(t);
     free(jobs);
+    for (uint32_t dom = 0; dom < p->n_doms; dom++) { /* past the middle of an epoch: the next one */
+        epoch_index *ei = from[dom] == UINT64_MAX || p->doms[dom].n < lmx__plan_epoch_file_min
+                              ? NULL : lmx__plan_epoch_find(p, dom, from[dom]);
+        if (!ei || from[dom] - ei->cum < ei->total / 2)
+            continue;
+        const uint64_t E = ei->epoch + 1, cum = ei->cum + ei->total;
+        if (!lmx__plan_epoch_cached(&p->doms[dom], E, cum) && !lmx__plan_epoch_find(p, dom, cum))
+            prewalk_ask(p, dom, E, cum); /* no file of it either (a damaged one is found now) */
+    }
 }

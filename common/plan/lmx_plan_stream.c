@@ -353,16 +353,6 @@ void lmx__plan_epoch_put(lmx_plan *p, uint32_t dom, epoch_index *ei)
     d->slot_ok[v->epoch % EPOCH_SLOTS] = 0; /* the slot's header read earlier is stale */
 }
 
-/* A run past the middle of epoch ei: the next epoch's index made ready before a batch needs it,
- * read from its file (a damaged one is found now) or else walked in the background. */
-static void ready_next_epoch(lmx_plan *p, pdom *d, uint32_t dom, const epoch_index *ei)
-{
-    const uint64_t E = ei->epoch + 1, cum = ei->cum + ei->total;
-    if (d->n < lmx__plan_epoch_file_min || lmx__plan_epoch_cached(d, E, cum) || epoch_from_file(p, d, dom, cum))
-        return;
-    lmx__plan_prewalk_ask(p, dom, E, cum);
-}
-
 /* Positions g at domain dom's substream position `from`, with `quota` tokens to give. */
 int lmx__plan_dgen_init(lmx_plan *p, uint32_t dom, uint64_t from, uint64_t quota, dgen *g, lmx_error *err)
 {
@@ -373,7 +363,6 @@ int lmx__plan_dgen_init(lmx_plan *p, uint32_t dom, uint64_t from, uint64_t quota
     g->pending = 0;
     if (quota == 0)
         return LMX_OK;
-    lmx__plan_prewalk_wait(p, dom, from);
     epoch_index *ei = lmx__plan_epoch_find(p, dom, from);
     if (!ei) {
         uint64_t E = find_epoch(p, d, from);
@@ -382,8 +371,6 @@ int lmx__plan_dgen_init(lmx_plan *p, uint32_t dom, uint64_t from, uint64_t quota
     if (!ei)
         return err ? err->code : LMX_EINTERNAL;
     const uint64_t E = ei->epoch, r = from - ei->cum;
-    if (r >= ei->total / 2)
-        ready_next_epoch(p, d, dom, ei);
     /* Last checkpoint at or before r, then resume the merge from it. */
     uint64_t lo = 0, hi = d->n / CKPT_EVERY + (d->n % CKPT_EVERY ? 1 : 0);
     while (hi - lo > 1) {

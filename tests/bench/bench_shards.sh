@@ -16,19 +16,14 @@ work=${3:-$(mktemp -d "${TMPDIR:-/tmp}/lmx-bench-shards-XXXXXX")}
 mkdir -p "$work"
 trap 'rm -rf "$work"' EXIT
 clk=$(getconf CLK_TCK)
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/tiny_setup.sh" # tiny_serve_start/stop on $work/cfg.json
 start() { # -> "WALL CPU" of one start, daemon stopped after
-  rm -f "$work/port"
   t0=$(date +%s.%N)
-  "$longmixd" serve --config "$work/cfg.json" --port-file "$work/port" >>"$work/log" 2>&1 &
-  pid=$!
-  while [ ! -s "$work/port" ]; do
-    kill -0 $pid 2>/dev/null || { cat "$work/log" >&2; exit 1; }
-    sleep 0.002
-  done
+  tiny_serve_start
   t1=$(date +%s.%N)
   cpu=$(awk '{print $14 + $15}' /proc/$pid/stat)
-  kill -TERM $pid
-  wait $pid || true
+  tiny_serve_stop
   echo "$t0 $t1 $cpu" | awk -v c="$clk" '{printf "%.3f %.2f\n", $2 - $1, $3 / c}'
 }
 for n in $counts; do

@@ -1,4 +1,4 @@
-# Sourced by bench_growth.sh and bench_first_batch.sh (issue #15): N tiny documents
+# Sourced by bench_growth.sh, bench_first_batch.sh, bench_epoch_cross.sh and bench_shards.sh (issue #15): N tiny documents
 # (make-tiny-corpus.py: 1-8 tokens each) indexed with the `bytes` tokenizer into $work/idx,
 # $work/cfg.json serving plans ps (per_source), gl (global) and cut, and a daemon started on it.
 # Needs $work, $longmixd and $here.
@@ -26,7 +26,7 @@ tiny_serve_start() {
   pid=$!
   while [ ! -s "$work/port" ]; do
     kill -0 $pid 2>/dev/null || { cat "$work/log" >&2; exit 1; }
-    sleep 0.01
+    sleep 0.002 # bench_shards.sh times restarts of ~50 ms with this loop
   done
   port=$(cat "$work/port")
 }
