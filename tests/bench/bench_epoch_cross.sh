@@ -47,13 +47,15 @@ run() { # LONGMIXD LABEL
     END { print (w == "" ? "(no metric)" : w) }')
   tiny_serve_stop
   first=$(head -1 "$work/lat" | awk '{printf "%.1f", $1 * 1000}')
-  slow=$(awk 'NR > 1 && $1 > 0.1 { printf " %d (%d ms)", NR - 1, $1 * 1000 }' "$work/lat")
+  nslow=$(awk 'NR > 1 && $1 > 0.1' "$work/lat" | wc -l)
+  slow=$(awk 'NR > 1 && $1 > 0.1 { printf "%d %d\n", NR - 1, $1 * 1000 }' "$work/lat" | sort -k2 -nr | head -8 |
+    awk '{ printf " %d (%d ms)", $1, $2 }')
   cpu=$(echo "$c0 $c1" | awk -v c="$clk" '{printf "%.2f", ($2 - $1) / c}')
-  tail -n +2 "$work/lat" | sort -n | awk -v label="$2" -v first="$first" -v slow="${slow:- none}" -v cpu="$cpu" -v walks="$walks" -v rss="$rss" '
+  tail -n +2 "$work/lat" | sort -n | awk -v label="$2" -v first="$first" -v slow="$nslow${slow:+, slowest:}$slow" -v cpu="$cpu" -v walks="$walks" -v rss="$rss" '
     { v[NR] = $1 * 1000 }
     END {
       n = NR
-      printf "%-4s step 0 (walks epoch 0 of every domain) %s ms; steps 1..%d: p50 %.1f ms, p90 %.1f, p99 %.1f, max %.1f; over 100 ms:%s; daemon CPU %s s; epoch walks: %s; at the end %s\n",
+      printf "%-4s step 0 (walks epoch 0 of every domain) %s ms; steps 1..%d: p50 %.1f ms, p90 %.1f, p99 %.1f, max %.1f; over 100 ms: %s; daemon CPU %s s; epoch walks: %s; at the end %s\n",
         label, first, n, v[int(n * 0.5) + 1], v[int(n * 0.9) + 1], v[int(n * 0.99) + 1], v[n], slow, cpu, walks, rss
     }'
 }
