@@ -47,8 +47,10 @@ typedef struct lmx_plan lmx_plan;
 
 /* Binds spec to ix (which must outlive the plan): checks domain names, computes weights and the
  * per-domain item tables. Thread-safe afterwards; caller owns the plan (free accepts NULL).
- * stop (borrowed, may be NULL): when another thread sets it, a long build gives up soon
- * (LMX_ETIMEOUT, "stopped"; nothing is kept), e.g. a reload's build when the daemon stops. */
+ * stop (borrowed, may be NULL; must outlive the plan): when another thread sets it, a long build
+ * gives up soon (LMX_ETIMEOUT, "stopped"; nothing is kept), e.g. a reload's build when the daemon
+ * stops, and so do the plan's epoch walks later (a request then fails instead of holding the
+ * daemon's drain for a walk of minutes). */
 int lmx__plan_create(const lmx_index *ix, const char *name, const lmx_plan_spec *spec, const atomic_int *stop,
                      lmx_plan **out, lmx_error *err);
 void lmx__plan_free(lmx_plan *p);

@@ -321,6 +321,7 @@ int lmx__plan_create(const lmx_index *ix, const char *name, const lmx_plan_spec 
         return lmx__err(err, LMX_ENOMEM, "plan %s: out of memory", name);
     pthread_mutex_init(&p->lock, NULL);
     lmx__plan_prewalk_init(p);
+    p->stop = stop;
     p->ix = ix;
     p->name = strdup(name);
     p->spec = *spec;

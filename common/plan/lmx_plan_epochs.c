@@ -122,7 +122,7 @@ int lmx__plan_epoch_load(const lmx_plan *p, uint32_t dom, unsigned slot, uint64_
     close(fd);
     if (sized && !b)
         return 0; /* no memory: not the file's fault */
-    const uint8_t *f = b + 16 + LMX_PLAN_ID_BYTES;
+    const uint8_t *f = b ? b + 16 + LMX_PLAN_ID_BYTES : NULL;
     int ok = b && memcmp(b, MAGIC, 8) == 0 && lmx__get32(b + 8) == VERSION && lmx__get32(b + 12) == dom &&
              memcmp(b + 16, p->id, LMX_PLAN_ID_BYTES) == 0 && lmx__get64(f) % EPOCH_SLOTS == slot &&
              lmx__get64(f + 24) == p->doms[dom].n && lmx__get64(f + 32) == nck;

@@ -151,7 +151,8 @@ struct lmx_plan {
     int table_built;  /* the table was built by this process (its epoch 0 indexes are written) */
     int table_lock;   /* 1 + a descriptor of the table file holding flock(LOCK_SH) while it is
                          mapped (lmx__plan_table_gc leaves it alone), 0 = none */
-    uint64_t walks[2]; /* epochs walked: [0] by requests (under the lock), [1] in the background */
+    atomic_uint_fast64_t walks[2]; /* epochs walked: [0] by requests, [1] in the background */
+    const atomic_int *stop;        /* the creator's stop flag (lmx__plan_create), or NULL */
     /* the background walker (lmx_plan_prewalk.c); fields under lock */
     pthread_cond_t pre_done; /* broadcast when a background walk ends */
     pthread_t pre_thread;
@@ -225,8 +226,8 @@ void lmx__plan_epoch_release(epoch_index *ei);
 /* Items a domain needs for its epoch indexes to go to files (2^16; tests lower it). */
 extern uint64_t lmx__plan_epoch_file_min;
 /* Walks epoch E of domain dom into ck (lmx__plan_n_ckpt entries); its stream tokens in *total.
- * Reads only what plan creation set, so it runs without the plan's lock. stop (may be NULL): set
- * means give up (LMX_ETIMEOUT). */
+ * Reads only what plan creation set, so it runs without the plan's lock. Gives up (LMX_ETIMEOUT)
+ * when stop (may be NULL) or the plan's own stop flag is set. */
 int lmx__plan_walk_epoch(lmx_plan *p, uint32_t dom, uint64_t E, ckpt *ck, uint64_t *total, const atomic_int *stop,
                          lmx_error *err);
 /* Checkpoints of an epoch index of domain d. */

@@ -8,8 +8,9 @@
  *   the walk instead of doing it again.
  * - A jump (a step whose epochs were never used, e.g. step 10^6 on a new daemon) cannot be
  *   foreseen: its domains' missing epochs are walked one domain per core. */
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
+#include <sched.h>
 #include <stdlib.h>
-#include <unistd.h>
 
 #include "lmx_plan_internal.h"
 
@@ -34,7 +35,7 @@ static void *walker_main(void *arg)
         pthread_mutex_lock(&p->lock);
         if (ok) {
             lmx__plan_epoch_put(p, dom, &ei);
-            p->walks[1]++;
+            atomic_fetch_add(&p->walks[1], 1);
         }
         lmx__plan_epoch_release(&ei);
         d->pre_state = 0;
@@ -80,10 +81,8 @@ static void prewalk_wait(lmx_plan *p, uint32_t dom, uint64_t from)
 
 void lmx__plan_walk_counts(lmx_plan *p, uint64_t out[2])
 {
-    pthread_mutex_lock(&p->lock);
-    out[0] = p->walks[0];
-    out[1] = p->walks[1];
-    pthread_mutex_unlock(&p->lock);
+    out[0] = atomic_load(&p->walks[0]); /* not under p->lock: /metrics must not wait for a walk */
+    out[1] = atomic_load(&p->walks[1]);
 }
 
 void lmx__plan_prewalk_init(lmx_plan *p)
@@ -134,6 +133,19 @@ static void *ahead_main(void *arg)
     return NULL;
 }
 
+/* Cores this process may run on (its affinity mask: a container's share, not the host's). */
+static size_t usable_cores(void)
+{
+    static atomic_size_t n;
+    size_t v = atomic_load(&n);
+    if (v == 0) {
+        cpu_set_t set;
+        v = sched_getaffinity(0, sizeof set, &set) == 0 ? (size_t)CPU_COUNT(&set) : 1;
+        atomic_store(&n, v ? v : 1);
+    }
+    return v ? v : 1;
+}
+
 void lmx__plan_epochs_ready(lmx_plan *p, const uint64_t *from)
 {
     ahead_job *jobs = calloc(p->n_doms + 1, sizeof *jobs);
@@ -147,8 +159,7 @@ void lmx__plan_epochs_ready(lmx_plan *p, const uint64_t *from)
         if (!lmx__plan_epoch_find(p, dom, from[dom]))
             jobs[w.n++] = (ahead_job){.dom = dom, .from = from[dom]};
     }
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    size_t extra = w.n < 2 ? 0 : (size_t)(cores > 1 ? cores : 1) - 1; /* threads besides this one */
+    size_t extra = w.n < 2 ? 0 : usable_cores() - 1; /* threads besides this one */
     if (extra > w.n - 1)
         extra = w.n - 1;
     pthread_t *t = extra ? calloc(extra, sizeof *t) : NULL;
@@ -163,7 +174,7 @@ void lmx__plan_epochs_ready(lmx_plan *p, const uint64_t *from)
         for (size_t i = 0; i < w.n; i++) {
             if (jobs[i].ok) {
                 lmx__plan_epoch_put(p, jobs[i].dom, &jobs[i].ei);
-                p->walks[0]++;
+                atomic_fetch_add(&p->walks[0], 1);
             }
             lmx__plan_epoch_release(&jobs[i].ei);
         }

@@ -208,7 +208,7 @@ int lmx__plan_walk_epoch(lmx_plan *p, uint32_t dom, uint64_t E, ckpt *ck, uint64
     for (uint64_t j = 0; j < d->n; j++) {
         if (j % CKPT_EVERY == 0) {
             ck[j / CKPT_EVERY] = (ckpt){c.li, c.lt, c.lt + c.st};
-            if (stop && j % (CKPT_EVERY << 10) == 0 && atomic_load(stop))
+            if (j % (CKPT_EVERY << 10) == 0 && ((stop && atomic_load(stop)) || (p->stop && atomic_load(p->stop))))
                 return lmx__err(err, LMX_ETIMEOUT, "plan %s: walk of epoch %llu of %s stopped", p->name,
                                 (unsigned long long)E, lmx__index_domain_name(p->ix, d->ixdom));
         }
@@ -244,6 +244,7 @@ static epoch_index *get_epoch_index(lmx_plan *p, pdom *d, uint32_t dom, uint64_t
         return hit;
     }
     epoch_index *victim = lmx__plan_epoch_victim(d);
+    victim->valid = 0; /* from here on: reused, whatever fails below */
     if (victim->file) /* a mapped file's checkpoints: not a buffer to walk into */
         lmx__plan_epoch_release(victim);
     ckpt *ck = victim->ck ? victim->ck : malloc(lmx__plan_n_ckpt(d) * sizeof *ck);
@@ -252,10 +253,9 @@ static epoch_index *get_epoch_index(lmx_plan *p, pdom *d, uint32_t dom, uint64_t
         return NULL;
     }
     victim->ck = ck;
-    victim->valid = 0;
     if (lmx__plan_walk_epoch(p, dom, E, ck, &victim->total, NULL, err) != LMX_OK)
         return NULL;
-    p->walks[0]++;
+    atomic_fetch_add(&p->walks[0], 1);
     victim->valid = 1;
     victim->epoch = E;
     victim->cum = cum;
