@@ -234,6 +234,17 @@ epoch_index *lmx__plan_epoch_victim(pdom *d)
     return victim;
 }
 
+/* What the slot of ei's epoch holds now: ei's file when ei was just written there and maps it
+ * (so an eviction of ei reads the file again instead of walking), else unknown. */
+static void note_slot(pdom *d, const epoch_index *ei)
+{
+    const unsigned s = ei->epoch % EPOCH_SLOTS;
+    d->slot_ok[s] = (uint8_t)(ei->file_mapped != 0);
+    d->slot_epoch[s] = ei->epoch;
+    d->slot_cum[s] = ei->cum;
+    d->slot_total[s] = ei->total;
+}
+
 /* Epoch E's index (cum: the stream tokens before it), from the cache, else walked (and written
  * to its file when the plan has a mapped table). */
 static epoch_index *get_epoch_index(lmx_plan *p, pdom *d, uint32_t dom, uint64_t E, uint64_t cum, lmx_error *err)
@@ -261,7 +272,7 @@ static epoch_index *get_epoch_index(lmx_plan *p, pdom *d, uint32_t dom, uint64_t
     victim->cum = cum;
     victim->used = ++p->tick;
     lmx__plan_epoch_save(p, dom, lmx__plan_n_ckpt(d), victim);
-    d->slot_ok[E % EPOCH_SLOTS] = 0; /* its header, if read, is of another epoch now */
+    note_slot(d, victim);
     return victim;
 }
 
@@ -350,7 +361,7 @@ void lmx__plan_epoch_put(lmx_plan *p, uint32_t dom, epoch_index *ei)
     v->used = ++p->tick;
     ei->ck = NULL; /* moved */
     ei->file = NULL;
-    d->slot_ok[v->epoch % EPOCH_SLOTS] = 0; /* the slot's header read earlier is stale */
+    note_slot(d, v);
 }
 
 /* Positions g at domain dom's substream position `from`, with `quota` tokens to give. */
