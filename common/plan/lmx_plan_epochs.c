@@ -184,25 +184,20 @@ void lmx__plan_epoch_save(const lmx_plan *p, uint32_t dom, uint64_t nck, epoch_i
         lmx__put64(c + 16, ei->ck[i].cum);
     }
     crypto_generichash(b + len - 32, 32, b, len - 32, NULL, 0);
-    int fd = -1;
-    if (lmx__write_file_atomic(path, b, len, NULL) == LMX_OK && MAPPABLE && !ei->file &&
-        (fd = open(path, O_RDONLY | O_CLOEXEC)) >= 0) {
-        /* the heap copy traded for the file's pages (page cache, not anonymous memory), if the
-         * file is still what was written (another thread may have put another epoch there) */
-        struct stat st;
-        void *m = fstat(fd, &st) == 0 && (uint64_t)st.st_size == len
-                      ? mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0) : MAP_FAILED;
-        if (m != MAP_FAILED && memcmp(m, b, len) == 0) {
-            free(ei->ck);
-            ei->file = m;
-            ei->file_len = len;
-            ei->file_mapped = 1;
-            ei->ck = (ckpt *)(void *)((uint8_t *)m + HEAD);
-        } else if (m != MAP_FAILED) {
-            munmap(m, len);
-        }
-    }
-    if (fd >= 0)
-        close(fd);
+    int written = lmx__write_file_atomic(path, b, len, NULL) == LMX_OK;
     free(b);
+    /* the heap copy traded for the file's pages (page cache, not anonymous memory) when the file
+     * is read back as this epoch (another thread may have put another one there meanwhile) */
+    epoch_index m = {0};
+    if (written && MAPPABLE && !ei->file &&
+        lmx__plan_epoch_load(p, dom, (unsigned)(ei->epoch % EPOCH_SLOTS), ei->epoch, nck, &m) && m.file_mapped &&
+        m.cum == ei->cum && m.total == ei->total) {
+        free(ei->ck);
+        ei->ck = m.ck;
+        ei->file = m.file;
+        ei->file_len = m.file_len;
+        ei->file_mapped = 1;
+    } else {
+        lmx__plan_epoch_release(&m);
+    }
 }

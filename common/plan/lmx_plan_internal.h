@@ -243,9 +243,15 @@ epoch_index *lmx__plan_epoch_cached(pdom *d, uint64_t E, uint64_t cum);
 /* The epoch of domain dom holding substream position from, from the cache or a file (no walk),
  * or NULL. Caller holds p->lock. */
 epoch_index *lmx__plan_epoch_find(lmx_plan *p, uint32_t dom, uint64_t from);
-/* The index of the epoch holding from, computed into out (epoch sums, then a walk into out->ck,
- * lmx__plan_n_ckpt entries). Touches only domain dom's own state: callers may run one domain
- * per thread while the caller of lmx__plan_epochs_ready holds p->lock. */
+/* A new index of epoch E (cum stream tokens before it) of domain dom into out: walked into the
+ * heap, written to its file, then used through the file's mapping when it can be
+ * (lmx__plan_epoch_save). out is owned by the caller (lmx__plan_epoch_release), empty on error;
+ * stop as for lmx__plan_walk_epoch. Needs no lock (see lmx__plan_walk_epoch). */
+int lmx__plan_epoch_build(lmx_plan *p, uint32_t dom, uint64_t E, uint64_t cum, epoch_index *out,
+                          const atomic_int *stop, lmx_error *err);
+/* The same for the epoch holding from (found by the epoch sums). Touches only domain dom's own
+ * state: callers may run one domain per thread while the caller of lmx__plan_epochs_ready holds
+ * p->lock. */
 int lmx__plan_epoch_compute(lmx_plan *p, uint32_t dom, uint64_t from, epoch_index *out, lmx_error *err);
 /* Moves ei (its ck too) into domain dom's epoch cache unless it is there. Caller holds p->lock. */
 void lmx__plan_epoch_put(lmx_plan *p, uint32_t dom, epoch_index *ei);

@@ -26,12 +26,10 @@ static void *walker_main(void *arg)
             break;
         pdom *d = &p->doms[dom];
         d->pre_state = 2;
-        epoch_index ei = {.epoch = d->pre_epoch, .cum = d->pre_cum};
+        const uint64_t E = d->pre_epoch, cum = d->pre_cum;
         pthread_mutex_unlock(&p->lock);
-        ei.ck = malloc(lmx__plan_n_ckpt(d) * sizeof *ei.ck);
-        int ok = ei.ck && lmx__plan_walk_epoch(p, dom, ei.epoch, ei.ck, &ei.total, &p->pre_stop, NULL) == LMX_OK;
-        if (ok)
-            lmx__plan_epoch_save(p, dom, lmx__plan_n_ckpt(d), &ei);
+        epoch_index ei;
+        int ok = lmx__plan_epoch_build(p, dom, E, cum, &ei, &p->pre_stop, NULL) == LMX_OK;
         pthread_mutex_lock(&p->lock);
         if (ok) {
             lmx__plan_epoch_put(p, dom, &ei);
@@ -124,11 +122,7 @@ static void *ahead_main(void *arg)
     ahead_pool *w = arg;
     for (size_t i; (i = atomic_fetch_add(&w->next, 1)) < w->n;) {
         ahead_job *j = &w->jobs[i];
-        const uint64_t nck = lmx__plan_n_ckpt(&w->p->doms[j->dom]);
-        j->ok = (j->ei.ck = malloc(nck * sizeof *j->ei.ck)) != NULL &&
-                lmx__plan_epoch_compute(w->p, j->dom, j->from, &j->ei, NULL) == LMX_OK;
-        if (j->ok)
-            lmx__plan_epoch_save(w->p, j->dom, nck, &j->ei);
+        j->ok = lmx__plan_epoch_compute(w->p, j->dom, j->from, &j->ei, NULL) == LMX_OK;
     }
     return NULL;
 }

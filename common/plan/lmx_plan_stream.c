@@ -245,35 +245,19 @@ static void note_slot(pdom *d, const epoch_index *ei)
     d->slot_total[s] = ei->total;
 }
 
-/* Epoch E's index (cum: the stream tokens before it), from the cache, else walked (and written
- * to its file when the plan has a mapped table). */
-static epoch_index *get_epoch_index(lmx_plan *p, pdom *d, uint32_t dom, uint64_t E, uint64_t cum, lmx_error *err)
+int lmx__plan_epoch_build(lmx_plan *p, uint32_t dom, uint64_t E, uint64_t cum, epoch_index *out,
+                          const atomic_int *stop, lmx_error *err)
 {
-    epoch_index *hit = lmx__plan_epoch_cached(d, E, cum);
-    if (hit) {
-        hit->used = ++p->tick;
-        return hit;
-    }
-    epoch_index *victim = lmx__plan_epoch_victim(d);
-    victim->valid = 0; /* from here on: reused, whatever fails below */
-    if (victim->file) /* a mapped file's checkpoints: not a buffer to walk into */
-        lmx__plan_epoch_release(victim);
-    ckpt *ck = victim->ck ? victim->ck : malloc(lmx__plan_n_ckpt(d) * sizeof *ck);
-    if (!ck) {
-        lmx__err(err, LMX_ENOMEM, "plan %s: out of memory for the epoch index", p->name);
-        return NULL;
-    }
-    victim->ck = ck;
-    if (lmx__plan_walk_epoch(p, dom, E, ck, &victim->total, NULL, err) != LMX_OK)
-        return NULL;
-    atomic_fetch_add(&p->walks[0], 1);
-    victim->valid = 1;
-    victim->epoch = E;
-    victim->cum = cum;
-    victim->used = ++p->tick;
-    lmx__plan_epoch_save(p, dom, lmx__plan_n_ckpt(d), victim);
-    note_slot(d, victim);
-    return victim;
+    const uint64_t nck = lmx__plan_n_ckpt(&p->doms[dom]);
+    *out = (epoch_index){.epoch = E, .cum = cum, .ck = malloc(nck * sizeof(ckpt))};
+    if (!out->ck)
+        return lmx__err(err, LMX_ENOMEM, "plan %s: out of memory for the epoch index", p->name);
+    int rc = lmx__plan_walk_epoch(p, dom, E, out->ck, &out->total, stop, err);
+    if (rc == LMX_OK)
+        lmx__plan_epoch_save(p, dom, nck, out);
+    else
+        lmx__plan_epoch_release(out);
+    return rc;
 }
 
 /* The epoch holding substream position from, read from a file a previous run left, or NULL. */
@@ -319,12 +303,8 @@ int lmx__plan_epochs_prepare(lmx_plan *p, const atomic_int *stop, lmx_error *err
         pdom *d = &p->doms[dom];
         if (d->n < lmx__plan_epoch_file_min)
             continue;
-        epoch_index ei = {0};
-        if (!(ei.ck = malloc(lmx__plan_n_ckpt(d) * sizeof *ei.ck)))
-            return lmx__err(err, LMX_ENOMEM, "plan %s: out of memory for the epoch index", p->name);
-        rc = lmx__plan_walk_epoch(p, dom, 0, ei.ck, &ei.total, stop, err);
-        if (rc == LMX_OK)
-            lmx__plan_epoch_save(p, dom, lmx__plan_n_ckpt(d), &ei);
+        epoch_index ei;
+        rc = lmx__plan_epoch_build(p, dom, 0, 0, &ei, stop, err);
         lmx__plan_epoch_release(&ei);
     }
     return rc;
@@ -344,9 +324,8 @@ epoch_index *lmx__plan_epoch_find(lmx_plan *p, uint32_t dom, uint64_t from)
 int lmx__plan_epoch_compute(lmx_plan *p, uint32_t dom, uint64_t from, epoch_index *out, lmx_error *err)
 {
     pdom *d = &p->doms[dom];
-    out->epoch = find_epoch(p, d, from);
-    out->cum = cum_tokens(p, d, out->epoch);
-    return lmx__plan_walk_epoch(p, dom, out->epoch, out->ck, &out->total, NULL, err);
+    const uint64_t E = find_epoch(p, d, from);
+    return lmx__plan_epoch_build(p, dom, E, cum_tokens(p, d, E), out, NULL, err);
 }
 
 void lmx__plan_epoch_put(lmx_plan *p, uint32_t dom, epoch_index *ei)
@@ -376,11 +355,18 @@ int lmx__plan_dgen_init(lmx_plan *p, uint32_t dom, uint64_t from, uint64_t quota
         return LMX_OK;
     epoch_index *ei = lmx__plan_epoch_find(p, dom, from);
     if (!ei) {
-        uint64_t E = find_epoch(p, d, from);
-        ei = get_epoch_index(p, d, dom, E, cum_tokens(p, d, E), err);
+        epoch_index fresh;
+        int rc = lmx__plan_epoch_compute(p, dom, from, &fresh, err);
+        if (rc != LMX_OK)
+            return rc;
+        atomic_fetch_add(&p->walks[0], 1);
+        lmx__plan_epoch_put(p, dom, &fresh);
+        lmx__plan_epoch_release(&fresh); /* when it was cached already */
+        ei = lmx__plan_epoch_find(p, dom, from);
     }
     if (!ei)
-        return err ? err->code : LMX_EINTERNAL;
+        return lmx__err(err, LMX_EINTERNAL, "plan %s: the epoch index walked for %s does not hold its position",
+                        p->name, lmx__index_domain_name(p->ix, d->ixdom));
     const uint64_t E = ei->epoch, r = from - ei->cum;
     /* Last checkpoint at or before r, then resume the merge from it. */
     uint64_t lo = 0, hi = d->n / CKPT_EVERY + (d->n % CKPT_EVERY ? 1 : 0);
